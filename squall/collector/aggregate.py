@@ -1,0 +1,151 @@
+"""Pure merging of workers' windows into cumulative totals and a per-second series."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from squall.hist import decode, merge_into, new_histogram, percentiles_ms, summary_ms
+from squall.wire import Window
+
+COUNTERS = (
+    "requests",
+    "ok",
+    "errors",
+    "bytes_in",
+    "bytes_out",
+    "warmup",
+    "dropped",
+    "interrupted",
+    "overflow",
+)
+REPORTED = ("latency", "service", "ttfb", "schedule_lag")
+
+
+def _add(into: dict[Any, int], other: dict[Any, int]) -> None:
+    for k, v in other.items():
+        into[k] = into.get(k, 0) + v
+
+
+@dataclass
+class Second:
+    """The merged windows of one seq across workers."""
+
+    seq: int
+    t_start: int
+    t_end: int
+    counters: dict[str, int] = field(default_factory=dict)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    inflight: int = 0
+
+
+class Aggregate:
+    """Cumulative counters and histograms, and per-second entries, from any grouping of windows.
+
+    Adding windows is associative and commutative: totals equal one recorder that saw every sample.
+    """
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.status_codes: dict[int, int] = {}
+        self.error_kinds: dict[str, int] = {}
+        self.hists: dict[str, HdrHistogram] = {}
+        self.pending: dict[int, Second] = {}
+        self.t_first: int | None = None
+        self.t_last = 0
+
+    def add(self, w: Window) -> dict[str, HdrHistogram]:
+        """Merge one window; returns its decoded histograms (for per-worker checks)."""
+        _add(self.counters, w.counters)
+        _add(self.status_codes, w.status_codes)
+        _add(self.error_kinds, w.error_kinds)
+        decoded = {name: decode(blob) for name, blob in w.histograms.items()}
+        for name, h in decoded.items():
+            merge_into(self.hists.setdefault(name, new_histogram()), h)
+        sec = self.pending.get(w.seq)
+        if sec is None:
+            sec = self.pending[w.seq] = Second(w.seq, w.t_start, w.t_end)
+        sec.t_start = min(sec.t_start, w.t_start)
+        sec.t_end = max(sec.t_end, w.t_end)
+        _add(sec.counters, w.counters)
+        _add(sec.error_kinds, w.error_kinds)
+        if "latency" in decoded:
+            merge_into(sec.latency, decoded["latency"])
+        sec.inflight += w.inflight
+        if w.counters.get("requests"):
+            self.t_first = w.t_start if self.t_first is None else min(self.t_first, w.t_start)
+            self.t_last = max(self.t_last, w.t_end)
+        return decoded
+
+    def merge(self, other: Aggregate) -> None:
+        """Add another aggregate's totals and pending seconds into this one."""
+        _add(self.counters, other.counters)
+        _add(self.status_codes, other.status_codes)
+        _add(self.error_kinds, other.error_kinds)
+        for name, h in other.hists.items():
+            merge_into(self.hists.setdefault(name, new_histogram()), h)
+        for seq, sec in other.pending.items():
+            mine = self.pending.get(seq)
+            if mine is None:
+                self.pending[seq] = mine = Second(seq, sec.t_start, sec.t_end)
+            mine.t_start, mine.t_end = min(mine.t_start, sec.t_start), max(mine.t_end, sec.t_end)
+            _add(mine.counters, sec.counters)
+            _add(mine.error_kinds, sec.error_kinds)
+            merge_into(mine.latency, sec.latency)
+            mine.inflight += sec.inflight
+        if other.t_first is not None:
+            self.t_first = other.t_first if self.t_first is None else min(self.t_first, other.t_first)
+        self.t_last = max(self.t_last, other.t_last)
+
+    def pop_seconds(self, upto: int) -> list[Second]:
+        """Remove and return the pending seconds with seq <= upto, oldest first."""
+        done = sorted(s for s in self.pending if s <= upto)
+        return [self.pending.pop(s) for s in done]
+
+    def hist(self, name: str) -> HdrHistogram:
+        return self.hists.get(name) or new_histogram()
+
+    def summary(self, duration_s: float, open_model: bool) -> dict[str, Any]:
+        """The result's `summary` object."""
+        c = self.counters
+        out: dict[str, Any] = {
+            "requests": c["requests"],
+            "ok": c["ok"],
+            "errors": c["errors"],
+            "error_kinds": dict(sorted(self.error_kinds.items())),
+            "status_codes": {str(k): v for k, v in sorted(self.status_codes.items())},
+            "duration_s": round(duration_s, 6),
+            "rps": round(c["requests"] / duration_s, 3) if duration_s > 0 else 0.0,
+            "bytes_in": c["bytes_in"],
+            "bytes_out": c["bytes_out"],
+            "warmup_requests": c["warmup"],
+            "dropped": c["dropped"],
+            "interrupted": c["interrupted"],
+            "overflow": c["overflow"],
+        }
+        for name in REPORTED:
+            if name == "schedule_lag" and not open_model:
+                continue
+            out[f"{name}_ms"] = summary_ms(self.hist(name))
+        return out
+
+
+def second_entry(sec: Second, window_s: float) -> dict[str, Any]:
+    """One per-second series entry (without samples) from a merged Second."""
+    span = (sec.t_end - sec.t_start) / 1e9 or window_s
+    pct = percentiles_ms(sec.latency)
+    c = sec.counters
+    return {
+        "t": round(sec.seq * window_s, 3),
+        "rps": round(c.get("requests", 0) / span, 3),
+        "requests": c.get("requests", 0),
+        "ok": c.get("ok", 0),
+        "errors": c.get("errors", 0),
+        "error_kinds": sec.error_kinds,
+        "p50": pct[50.0],
+        "p99": pct[99.0],
+        "inflight": sec.inflight,
+    }

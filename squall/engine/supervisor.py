@@ -1,0 +1,159 @@
+"""Start the collector and one worker per core, share t0, relay Ctrl-C as Stop, collect the Result."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from time import monotonic, perf_counter_ns
+from types import FrameType
+
+from squall.collector.collector import collector_main
+from squall.engine.worker import worker_main
+from squall.plan import Plan
+from squall.result import Result
+from squall.wire import Final, Hello, Start, Stop, WireError, decode, encode
+
+START_DELAY_NS = 50_000_000
+HELLO_TIMEOUT_S = 30.0
+
+
+class RunError(RuntimeError):
+    """The run could not start (no worker came up, or the collector died)."""
+
+
+def _others(every: list[Connection], keep: list[Connection]) -> list[Connection]:
+    return [c for c in every if all(c is not k for k in keep)]
+
+
+def _child(main: Callable[..., None], close: list[Connection], *args: object) -> None:
+    for conn in close:
+        conn.close()
+    main(*args)
+
+
+def run(plan: Plan) -> Result:
+    """Run a validated plan to the end (or to Ctrl-C/SIGTERM) and return its Result."""
+    return _Supervisor(plan).run()
+
+
+class _Supervisor:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.ctx = mp.get_context("fork")
+        self.stop_reason: str | None = None
+        self.stopped = False
+
+    def run(self) -> Result:
+        plan, ctx = self.plan, self.ctx
+        data = [ctx.Pipe(duplex=False) for _ in range(plan.workers)]
+        ctls = [ctx.Pipe(duplex=True) for _ in range(plan.workers)]
+        sup_end, coll_end = ctx.Pipe(duplex=True)
+        every = [*(c for pair in data for c in pair), *(c for pair in ctls for c in pair), sup_end, coll_end]
+        # Forked children inherit every pipe end; each closes the ones that are not its own, or a dead
+        # worker's pipe would never reach EOF at the collector.
+        coll_keep = [r for r, _ in data] + [coll_end]
+        collector = ctx.Process(
+            target=_child,
+            args=(collector_main, _others(every, coll_keep), plan, [r for r, _ in data], coll_end),
+            name="squall-collector",
+        )
+        collector.start()
+        workers = []
+        for i in range(plan.workers):
+            keep = [data[i][1], ctls[i][1]]
+            workers.append(
+                ctx.Process(
+                    target=_child,
+                    args=(worker_main, _others(every, keep), plan, i, data[i][1], ctls[i][1]),
+                    name=f"squall-worker-{i}",
+                )
+            )
+            workers[-1].start()
+        for r, w in data:
+            r.close()
+            w.close()
+        coll_end.close()
+        for _, child in ctls:
+            child.close()
+        self.ctl = [parent for parent, _ in ctls]
+        previous = self._install_signals()
+        try:
+            pids = self._await_hellos()
+            if not pids:
+                self._broadcast(Stop("no worker started", 0.0))
+            t0 = perf_counter_ns() + START_DELAY_NS
+            start = encode(Start(t0, [pids.get(i, 0) for i in range(plan.workers)]))
+            self._send(sup_end, start)
+            for conn in self.ctl:
+                self._send(conn, start)
+            doc = self._await_final(sup_end, collector)
+        finally:
+            self._restore_signals(previous)
+            for w in workers:
+                w.join(timeout=plan.drain_s + 5)
+                if w.is_alive():
+                    w.kill()
+                    w.join()
+            collector.join(timeout=5)
+            if collector.is_alive():
+                collector.kill()
+            for conn in [*self.ctl, sup_end]:
+                conn.close()
+        return Result(doc)
+
+    def _await_hellos(self) -> dict[int, int]:
+        pids: dict[int, int] = {}
+        pending = {conn: i for i, conn in enumerate(self.ctl)}
+        deadline = monotonic() + HELLO_TIMEOUT_S
+        while pending and monotonic() < deadline and self.stop_reason is None:
+            for conn in wait(list(pending), timeout=0.2):
+                i = pending.pop(conn)  # type: ignore[call-overload]
+                try:
+                    msg = decode(conn.recv_bytes())  # type: ignore[union-attr]
+                except (EOFError, OSError, WireError):
+                    continue
+                if isinstance(msg, Hello):
+                    pids[i] = msg.pid
+        return pids
+
+    def _await_final(self, sup_end: Connection, collector: mp.process.BaseProcess) -> dict:
+        while True:
+            if self.stop_reason is not None and not self.stopped:
+                self._broadcast(Stop(self.stop_reason, self.plan.drain_s))
+            ready = wait([sup_end, collector.sentinel], timeout=0.2)
+            if sup_end in ready:
+                try:
+                    msg = decode(sup_end.recv_bytes())
+                except (EOFError, OSError):
+                    raise RunError("the collector process died before finishing the result") from None
+                if isinstance(msg, Final):
+                    return msg.result
+            elif ready:
+                raise RunError(f"the collector process died (exit code {collector.exitcode})")
+
+    def _broadcast(self, stop: Stop) -> None:
+        self.stopped = True
+        blob = encode(stop)
+        for conn in self.ctl:
+            self._send(conn, blob)
+
+    @staticmethod
+    def _send(conn: Connection, blob: bytes) -> None:
+        with contextlib.suppress(OSError):  # that worker is gone; the collector reports it
+            conn.send_bytes(blob)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
+
+    def _install_signals(self) -> dict[int, object]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _restore_signals(self, previous: dict[int, object]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -1,0 +1,273 @@
+"""A worker process: one uvloop loop driving its share of connections, shipping a Window every second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import traceback
+from collections import deque
+from multiprocessing.connection import Connection
+from time import perf_counter_ns
+
+import uvloop
+
+from squall.engine.pacer import make_pacer
+from squall.engine.procname import set_process_name
+from squall.engine.recorder import Recorder
+from squall.engine.transport import Send, make_transport
+from squall.plan import Plan
+from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
+
+NS = 1_000_000_000
+LOOP_PROBE_NS = 10_000_000
+
+
+def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> None:
+    """Process entry point: run the worker, report a crash as Failed instead of a silent death."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C and sends Stop
+    set_process_name(f"squall-worker{index}")
+    try:
+        uvloop.run(Worker(plan, index, data, ctl).main())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            data.send_bytes(encode(Failed(index, traceback.format_exc(limit=8))))
+        raise SystemExit(1) from None
+
+
+class Worker:
+    """Drives this worker's connections in the closed or open model until its stop rule fires."""
+
+    def __init__(self, plan: Plan, index: int, data: Connection, ctl: Connection) -> None:
+        self.plan = plan
+        self.index = index
+        self.data = data
+        self.ctl = ctl
+        self.connections = plan.share(plan.connections, index)
+        self.budget: int | None = plan.share(plan.requests, index) if plan.requests else None
+        self.rec = Recorder(index)
+        self.inflight = 0
+        self.open_model = plan.open_model
+        self.stopping = False
+        self.stop_reason = ""
+        self.tasks: list[asyncio.Task[None]] = []
+        self.backlog: deque[int] = deque()
+        self.idle: deque[asyncio.Future[int | None]] = deque()
+        self.pacing_done = False
+        self.seq = 0
+        self.last_ship = 0
+        self.ppid = os.getppid()
+
+    async def main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.transport = make_transport(self.plan, self.connections)
+        await self.transport.open()
+        started: asyncio.Future[Start] = loop.create_future()
+        loop.add_reader(self.ctl.fileno(), self._on_control, started)
+        loop.add_signal_handler(signal.SIGTERM, self.stop, "terminated", self.plan.drain_s)
+        hello = encode(Hello(self.index, os.getpid()))
+        self.data.send_bytes(hello)
+        self.ctl.send_bytes(hello)
+        start = await started
+        self.t0 = start.t0
+        self.measure_start = self.t0 + int(self.plan.warmup_s * NS)
+        self.window_ns = int(self.plan.window_s * NS)
+        self.t_stop = (
+            None if self.plan.duration_s is None else self.measure_start + int(self.plan.duration_s * NS)
+        )
+        # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
+        # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.
+        self.seq = (self.t0 - self.measure_start) // self.window_ns + 1
+        self.last_ship = 0
+        await self._sleep_until(self.t0)
+        self._at(self.measure_start + self.seq * self.window_ns, self._tick)
+        self._at(self.t0 + LOOP_PROBE_NS, self._probe, self.t0 + LOOP_PROBE_NS)
+        if self.t_stop is not None and not self.open_model:
+            # The open model's pacer ends its own schedule at t_stop (so no due send is cut by a timer).
+            self._at(self.t_stop, self.stop, "duration", self.plan.drain_s)
+        reason = "requests"
+        try:
+            await self._drive()
+            reason = self.stop_reason or "requests"
+        finally:
+            self.rec.dropped += sum(1 for t in self.backlog if t >= self.measure_start)
+            self.backlog.clear()
+            self._ship(perf_counter_ns())
+            self.data.send_bytes(encode(Done(self.index, self.seq - 1, reason)))
+            loop.remove_reader(self.ctl.fileno())
+            await asyncio.wait_for(self.transport.close(), 1.0)
+
+    # -- control -------------------------------------------------------------------------------------
+
+    def _on_control(self, started: asyncio.Future[Start]) -> None:
+        try:
+            msg = decode(self.ctl.recv_bytes())
+        except (EOFError, OSError):
+            self.loop.remove_reader(self.ctl.fileno())
+            self.stop("supervisor lost", self.plan.drain_s)
+            return
+        if isinstance(msg, Start) and not started.done():
+            started.set_result(msg)
+        elif isinstance(msg, Stop):
+            if not started.done():
+                started.cancel()
+            self.stop(msg.reason, msg.drain_s)
+
+    def stop(self, reason: str, drain_s: float) -> None:
+        """Stop sending; requests in flight get drain_s to finish, then are cancelled and counted."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = reason
+        while self.idle:
+            fut = self.idle.popleft()
+            if not fut.done():
+                fut.set_result(None)
+        self.loop.call_later(drain_s, self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+    # -- timing --------------------------------------------------------------------------------------
+
+    def _at(self, t_ns: int, callback: object, *args: object) -> asyncio.TimerHandle:
+        return self.loop.call_later(max(0, t_ns - perf_counter_ns()) / NS, callback, *args)  # type: ignore[arg-type]
+
+    async def _sleep_until(self, t_ns: int) -> None:
+        # uvloop timers tick in ms and may fire a little early: sleep again for the remainder.
+        while (left := t_ns - perf_counter_ns()) > 0:
+            await asyncio.sleep(left / NS)
+
+    def _probe(self, due: int) -> None:
+        now = perf_counter_ns()
+        self.rec.loop_lag((now - due) // 1000)
+        nxt = due + LOOP_PROBE_NS
+        if nxt <= now:
+            nxt = now + LOOP_PROBE_NS
+        self._at(nxt, self._probe, nxt)
+
+    def _tick(self) -> None:
+        self._ship(perf_counter_ns())
+        if os.getppid() != self.ppid:
+            self.stop("supervisor lost", self.plan.drain_s)
+        self._at(self.measure_start + self.seq * self.window_ns, self._tick)
+
+    def _ship(self, now: int) -> None:
+        t_end = now - self.t0
+        window = self.rec.snapshot(self.seq, self.last_ship, t_end, self.inflight)
+        self.data.send_bytes(encode(window))
+        self.last_ship = t_end
+        self.seq += 1
+
+    # -- load ----------------------------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        if self.plan.open_model:
+            loops = [self._open_loop(self.transport.channel()) for _ in range(self.connections)]
+            self.tasks = [asyncio.ensure_future(c) for c in [self._pace(), *loops]]
+        else:
+            self.tasks = [
+                asyncio.ensure_future(self._closed_loop(self.transport.channel()))
+                for _ in range(self.connections)
+            ]
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _take(self, t_ns: int) -> bool:
+        """Whether a request sent (or due) at t_ns may go: False once the request budget is spent."""
+        if t_ns >= self.measure_start and self.budget is not None:
+            if self.budget <= 0:
+                return False
+            self.budget -= 1
+        return True
+
+    async def _closed_loop(self, send: Send) -> None:
+        while not self.stopping:
+            t = perf_counter_ns()
+            if not self._take(t):
+                return
+            await self._exchange(send, t, t)
+
+    async def _pace(self) -> None:
+        plan = self.plan
+        rate = plan.worker_rate()
+        assert rate is not None
+        pacer = make_pacer(plan.arrival, rate, self.index, plan.workers, plan.seed)
+        t0, t_stop = self.t0, self.t_stop
+        try:
+            while not self.stopping:
+                due = t0 + pacer.next_send()
+                if t_stop is not None and due >= t_stop:
+                    self.stop("duration", plan.drain_s)
+                    break
+                if due > perf_counter_ns():
+                    await self._sleep_until(due)
+                    if self.stopping:
+                        break
+                if not self._take(due):
+                    break
+                self._dispatch(due)
+        finally:
+            self.pacing_done = True
+            while self.idle:
+                fut = self.idle.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _dispatch(self, due: int) -> None:
+        idle = self.idle
+        while idle:
+            fut = idle.popleft()
+            if not fut.done():
+                fut.set_result(due)
+                return
+        if len(self.backlog) < self.plan.max_backlog:
+            self.backlog.append(due)
+        elif due >= self.measure_start:
+            self.rec.dropped += 1
+
+    async def _open_loop(self, send: Send) -> None:
+        backlog, loop = self.backlog, self.loop
+        while not self.stopping:
+            if backlog:
+                due = backlog.popleft()
+            elif self.pacing_done:
+                return
+            else:
+                fut: asyncio.Future[int | None] = loop.create_future()
+                self.idle.append(fut)
+                got = await fut
+                if got is None:
+                    return
+                due = got
+            await self._exchange(send, due, perf_counter_ns())
+
+    async def _exchange(self, send: Send, start: int, sent: int) -> None:
+        """One request: `start` is when it was due (open model) or sent (closed), `sent` when it went."""
+        rec = self.rec
+        counted = start >= self.measure_start
+        self.inflight += 1
+        try:
+            status, first, nin = await send()
+        except asyncio.CancelledError:
+            self.inflight -= 1
+            if counted:
+                rec.interrupted += 1
+            raise
+        except Exception as e:
+            self.inflight -= 1
+            if counted:
+                rec.failure(self.transport.classify(e), self.transport.request_bytes)
+            else:
+                rec.warmup += 1
+            return
+        done = perf_counter_ns()
+        self.inflight -= 1
+        if counted:
+            rec.response(status, start, sent, first, done, nin, self.transport.request_bytes)
+            if self.open_model:
+                rec.schedule_lag((sent - start) // 1000)
+        else:
+            rec.warmup += 1

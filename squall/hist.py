@@ -1,0 +1,122 @@
+"""The one histogram geometry (integer µs, 1 µs to 1 h, 3 significant figures): record, encode, merge."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from array import array
+from collections import Counter
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_FIGURES = 3
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+SUMMARY_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty histogram of the one geometry every part of squall uses."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+class Hist:
+    """A recording front for one HdrHistogram that keeps the per-value cost to one `array.append`.
+
+    `record` appends raw µs values to a buffer; `fold` (run once a window, or when the buffer is full)
+    counts equal values in C and adds each distinct value once to the HdrHistogram's counts. Values
+    above the range are clamped to its top and counted in `overflow`, never dropped.
+    """
+
+    __slots__ = ("_buf", "_half", "_mask", "_shift", "h", "overflow", "record")
+
+    FOLD_AT = 1 << 16
+
+    def __init__(self) -> None:
+        self.h = new_histogram()
+        self._mask = self.h.sub_bucket_mask
+        self._shift = self.h.sub_bucket_half_count_magnitude
+        self._half = self.h.sub_bucket_half_count
+        self.overflow = 0
+        self._buf = array("q")
+        self.record = self._buf.append
+
+    def fold(self) -> None:
+        """Move buffered values into the histogram."""
+        if not self._buf:
+            return
+        h, counts, mask, shift, half = self.h, self.h.counts, self._mask, self._shift, self._half
+        lo, hi, total = h.min_value, h.max_value, 0
+        for value, n in Counter(self._buf).items():
+            if value > HIGHEST_US:
+                value = HIGHEST_US
+                self.overflow += n
+            elif value < 0:
+                value = 0
+            # unit_magnitude is 0 for LOWEST_US == 1, so the bucket math needs no unit shift.
+            bucket = (value | mask).bit_length() - shift - 1
+            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n
+            total += n
+            if value > hi:
+                hi = value
+            if value < lo:
+                lo = value
+        h.total_count += total
+        h.min_value, h.max_value = lo, hi
+        del self._buf[:]
+
+    @property
+    def count(self) -> int:
+        return self.h.total_count + len(self._buf)
+
+    def encode(self) -> bytes:
+        """The standard base64 HdrHistogram V2 encoding."""
+        self.fold()
+        return bytes(self.h.encode())
+
+    def reset(self) -> None:
+        """Zero every count (a memset, not a Python loop) and drop the buffer."""
+        del self._buf[:]
+        counts = self.h.counts
+        ctypes.memset(ctypes.addressof(counts), 0, ctypes.sizeof(counts))
+        self.h.total_count = 0
+        self.h.max_value = 0
+        self.h.min_value = sys.maxsize
+        self.overflow = 0
+
+
+def decode(blob: bytes | str) -> HdrHistogram:
+    """Decode a base64 HdrHistogram V2 blob."""
+    return HdrHistogram.decode(blob)
+
+
+def merge_into(total: HdrHistogram, other: HdrHistogram) -> None:
+    """Add `other`'s counts to `total` (exact; same geometry, so the fast path)."""
+    if other.get_total_count():
+        total.add(other)
+
+
+def percentiles_ms(h: HdrHistogram, pcts: tuple[float, ...] = (50.0, 99.0)) -> dict[float, float]:
+    """Percentile → value in ms; zeros when empty."""
+    if not h.get_total_count():
+        return dict.fromkeys(pcts, 0.0)
+    values = h.get_percentile_to_value_dict(list(pcts))
+    return {p: values[p] / 1000.0 for p in pcts}
+
+
+def summary_ms(h: HdrHistogram) -> dict[str, float]:
+    """`min, mean, p50, p90, p95, p99, p999, max` in ms (zeros for an empty histogram)."""
+    if not h.get_total_count():
+        return dict.fromkeys(SUMMARY_KEYS, 0.0)
+    pv = percentiles_ms(h, PERCENTILES)
+    return {
+        "min": h.get_min_value() / 1000.0,
+        "mean": round(h.get_mean_value() / 1000.0, 3),
+        "p50": pv[50.0],
+        "p90": pv[90.0],
+        "p95": pv[95.0],
+        "p99": pv[99.0],
+        "p999": pv[99.9],
+        "max": h.get_max_value() / 1000.0,
+    }

@@ -1,0 +1,160 @@
+"""The plan: everything a run needs, immutable and validated before any process starts."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+ARRIVALS = ("constant", "poisson")
+TRANSPORTS = ("aiohttp",)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
+_UNIT_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class PlanError(ValueError):
+    """Bad input: the message names the problem and the fix."""
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Parse `10s`, `2m`, `1h`, `250ms` or a bare number of seconds into seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise PlanError(f"{what} {text!r} is not a duration; use e.g. 500ms, 10s, 2m or 1h")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """Parse one `Name: value` header."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or not _TOKEN.match(name):
+        raise PlanError(f"header {text!r} is malformed; use 'Name: value'")
+    value = value.strip()
+    if "\r" in value or "\n" in value:
+        raise PlanError(f"header {name!r} contains a line break")
+    return name, value
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One HTTP request to send, over and over."""
+
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def target(self) -> str:
+        """The request-target: path plus query."""
+        parts = urlsplit(self.url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def validate(self) -> None:
+        """Raise PlanError unless the URL, method and headers can be sent."""
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port
+        except ValueError as e:
+            raise PlanError(f"URL {self.url!r} is not valid: {e}") from None
+        if parts.scheme not in ("http", "https"):
+            raise PlanError(f"URL {self.url!r} is not an http:// or https:// URL")
+        if not parts.hostname:
+            raise PlanError(f"URL {self.url!r} has no host")
+        if port == 0:
+            raise PlanError(f"URL {self.url!r} has port 0")
+        if not _TOKEN.match(self.method):
+            raise PlanError(f"method {self.method!r} is not a valid HTTP method")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a run needs. Build it, call `validate()`, hand it to `squall.engine.run`."""
+
+    request: RequestSpec
+    connections: int = 64
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    duration_s: float | None = None
+    requests: int | None = None
+    rate: float | None = None
+    arrival: str = "constant"
+    timeout_s: float = 30.0
+    warmup_s: float = 0.0
+    drain_s: float = 2.0
+    transport: str = "aiohttp"
+    quiet: bool = False
+    out_path: str | None = None
+    target_pid: int | None = None
+    seed: int = 0
+    max_backlog: int = 100_000
+    window_s: float = 1.0
+    command: str = "run"
+    # Self-check: a worker is the bottleneck if its CPU stays at or above cpu_limit_pct, or its loop's
+    # timer lateness p99 stays above loop_lag_limit_ms, for self_check_span consecutive windows.
+    cpu_limit_pct: float = 90.0
+    loop_lag_limit_ms: float = 5.0
+    self_check_span: int = 3
+
+    @property
+    def open_model(self) -> bool:
+        return self.rate is not None
+
+    def validate(self) -> Plan:
+        """Check every field; return the plan with workers capped at connections. Raises PlanError."""
+        self.request.validate()
+        if self.connections < 1:
+            raise PlanError(f"--connections must be at least 1 (got {self.connections})")
+        if self.workers < 1:
+            raise PlanError(f"--workers must be at least 1 (got {self.workers})")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise PlanError("--duration must be greater than 0")
+        if self.requests is not None and self.requests < 1:
+            raise PlanError(f"--requests must be at least 1 (got {self.requests})")
+        if self.rate is not None and not self.rate > 0:
+            raise PlanError(f"--rate must be greater than 0 (got {self.rate})")
+        if self.arrival not in ARRIVALS:
+            raise PlanError(f"--arrival {self.arrival!r} is not one of {', '.join(ARRIVALS)}")
+        if self.transport not in TRANSPORTS:
+            raise PlanError(f"--transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
+        if not self.timeout_s > 0:
+            raise PlanError("--timeout must be greater than 0")
+        if self.warmup_s < 0:
+            raise PlanError("--warmup must not be negative")
+        if self.drain_s < 0:
+            raise PlanError("drain time must not be negative")
+        if self.target_pid is not None and self.target_pid < 1:
+            raise PlanError(f"--target-pid {self.target_pid} is not a process id")
+        if self.window_s <= 0:
+            raise PlanError("window must be greater than 0")
+        plan = self
+        if plan.duration_s is None and plan.requests is None:
+            plan = replace(plan, duration_s=10.0)
+        if plan.workers > plan.connections:
+            plan = replace(plan, workers=plan.connections)
+        if plan.requests is not None and plan.workers > plan.requests:
+            plan = replace(plan, workers=plan.requests)
+        return plan
+
+    def share(self, total: int, worker: int) -> int:
+        """Worker `worker`'s even share of `total` (connections or requests)."""
+        return total // self.workers + (1 if worker < total % self.workers else 0)
+
+    def worker_rate(self) -> float | None:
+        """Each worker's share of the target rate."""
+        return None if self.rate is None else self.rate / self.workers

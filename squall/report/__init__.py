@@ -1,0 +1,1 @@
+"""Reporters: each takes a result document (or live entries) and writes; none of them computes stats."""

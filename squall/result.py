@@ -1,0 +1,41 @@
+"""The outcome of a run: the JSON-ready document and the exit code it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+EXIT_OK = 0
+EXIT_THRESHOLDS = 1
+EXIT_USAGE = 2
+EXIT_INVALID = 3
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished (or interrupted) run; `doc` is exactly what `-o` writes."""
+
+    doc: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.doc["summary"]
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.doc["valid"])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.doc["warnings"])
+
+    def exit_code(self) -> int:
+        """3 when a worker was lost or an open-model run could not deliver its rate, else 0.
+
+        A closed-model run that saturates the generator measured the generator's ceiling: it warns, exits 0.
+        """
+        if self.doc["workers_lost"]:
+            return EXIT_INVALID
+        if self.doc["generator_limited"] and self.doc["meta"]["model"] == "open":
+            return EXIT_INVALID
+        return EXIT_OK

@@ -1,0 +1,333 @@
+"""A small, fast HTTP/1.1 target server for load tests (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import cast
+
+import httptools
+import uvloop
+
+DEFAULT_BODY = b"Hello, world"
+MAX_BYTES = 10 * 1024 * 1024
+MAX_DELAY_MS = 600_000
+
+# Connection header per mode: 0 = close, 1 = HTTP/1.1 keep-alive (implicit), 2 = HTTP/1.0 keep-alive.
+_CONNECTION = (b"Connection: close\r\n", b"", b"Connection: keep-alive\r\n")
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Where the target listens and how long it waits before every response."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535 (0 picks a free port), got {self.port}")
+        if self.delay_s < 0:
+            raise ValueError(f"delay_s must be 0 or more seconds, got {self.delay_s}")
+
+
+class ServeState:
+    """Per-server bookkeeping: responses written so far and the open connections."""
+
+    __slots__ = ("connections", "requests_served")
+
+    def __init__(self) -> None:
+        self.requests_served: int = 0
+        self.connections: set[_HttpProtocol] = set()
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _response(code: int, body: bytes, head: bool, mode: int) -> bytes:
+    lines = f"HTTP/1.1 {code} {_phrase(code)}\r\nContent-Type: text/plain\r\n".encode()
+    if code not in (204, 304):
+        lines += b"Content-Length: %d\r\n" % len(body)
+    else:
+        body = b""
+    return lines + _CONNECTION[mode] + b"\r\n" + (b"" if head else body)
+
+
+# Pre-built default responses, indexed [head][mode].
+_DEFAULT = tuple(
+    tuple(_response(200, DEFAULT_BODY, head, mode) for mode in range(3)) for head in (False, True)
+)
+
+
+def _bad(why: str, head: bool, mode: int) -> tuple[bytes, float, bool, bool]:
+    return _response(400, why.encode(), head, mode), 0.0, mode == 0, False
+
+
+def _digits(raw: bytes, name: str, limit: int) -> int:
+    if not raw.isdigit() or len(raw) > 12 or int(raw) > limit:
+        raise ValueError(f"{name} must be an integer from 0 to {limit}, got {raw.decode(errors='replace')!r}")
+    return int(raw)
+
+
+def _route(url: bytes, head: bool, mode: int, delay_s: float) -> tuple[bytes, float, bool, bool]:
+    """Answer one request: (response bytes, delay in seconds, close after, reset instead)."""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return _bad(f"invalid request target {url[:100]!r}", head, mode)
+    path: bytes = parsed.path or b"/"
+    query: bytes | None = parsed.query
+    try:
+        if query:
+            for part in query.split(b"&"):
+                if part.startswith(b"delay_ms="):
+                    delay_s += _digits(part[9:], "delay_ms", MAX_DELAY_MS) / 1000
+        if path.startswith(b"/status/"):
+            code = _digits(path[8:], "/status/{code}", 599)
+            if code < 200:
+                raise ValueError(f"/status/{{code}} must be from 200 to 599, got {code}")
+            return _response(code, f"{code} {_phrase(code)}".encode(), head, mode), delay_s, mode == 0, False
+        if path.startswith(b"/delay/"):
+            delay_s += _digits(path[7:], "/delay/{ms}", MAX_DELAY_MS) / 1000
+        elif path.startswith(b"/bytes/"):
+            size = _digits(path[7:], "/bytes/{n}", MAX_BYTES)
+            return _response(200, b"x" * size, head, mode), delay_s, mode == 0, False
+        elif path == b"/close":
+            return _DEFAULT[head][0], delay_s, True, False
+        elif path == b"/reset":
+            return b"", delay_s, True, True
+    except ValueError as exc:
+        return _bad(str(exc), head, mode)
+    return _DEFAULT[head][mode], delay_s, mode == 0, False
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A response waiting for its delay or for an earlier response (keeps pipelined replies in order)."""
+
+    payload: bytes
+    close: bool
+    reset: bool
+    ready: bool
+    timer: asyncio.TimerHandle | None = None
+
+
+class _HttpProtocol(asyncio.Protocol):
+    """One client connection: parse with httptools, answer in request order."""
+
+    def __init__(self, state: ServeState, delay_s: float) -> None:
+        self._state = state
+        self._delay_s = delay_s
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._queue: deque[_Pending] = deque()
+        self._closing = False
+        self.transport: asyncio.Transport | None = None
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport is not a subclass
+        self._state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state.connections.discard(self)
+        self._closing = True
+        self.transport = None
+        for pending in self._queue:
+            if pending.timer is not None:
+                pending.timer.cancel()
+        self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The upgrade request itself was answered in on_message_complete; we never switch protocols.
+            self._close_after_pending()
+        except httptools.HttpParserError as exc:
+            if not self._closing:  # garbage after a request that already closes the connection is ignored
+                self._enqueue(_bad(f"malformed HTTP request: {exc}", False, 0)[0], 0.0, True, False)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
+    # httptools callbacks
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_message_complete(self) -> None:
+        if self._closing:
+            return
+        parser = self._parser
+        url, self._url = self._url, b""
+        mode = (2 if parser.get_http_version() == "1.0" else 1) if parser.should_keep_alive() else 0
+        head = parser.get_method() == b"HEAD"
+        # Fast path: a plain path that names no route gets the pre-built default without parse_url.
+        if self._delay_s == 0.0 and url[:1] == b"/" and b"?" not in url and not url.startswith(_ROUTES):
+            payload, delay_s, close, reset = _DEFAULT[head][mode], 0.0, mode == 0, False
+        else:
+            payload, delay_s, close, reset = _route(url, head, mode, self._delay_s)
+        self._enqueue(payload, delay_s, close, reset)
+
+    # responses
+
+    def _enqueue(self, payload: bytes, delay_s: float, close: bool, reset: bool) -> None:
+        if close:
+            self._closing = True
+        if delay_s <= 0.0 and not self._queue:
+            self._send(payload, close, reset)
+            return
+        pending = _Pending(payload, close, reset, delay_s <= 0.0)
+        if delay_s > 0.0:
+            pending.timer = asyncio.get_running_loop().call_later(delay_s, self._ready, pending)
+        self._queue.append(pending)
+
+    def _ready(self, pending: _Pending) -> None:
+        pending.ready = True
+        queue = self._queue
+        while queue and queue[0].ready:
+            done = queue.popleft()
+            self._send(done.payload, done.close, done.reset)
+
+    def _send(self, payload: bytes, close: bool, reset: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if reset:
+            # SO_LINGER 0 makes close() send RST instead of FIN, like a peer that crashed.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            transport.close()
+            return
+        transport.write(payload)
+        self._state.requests_served += 1
+        if close:
+            transport.close()
+
+    def _close_after_pending(self) -> None:
+        self._closing = True
+        if self._queue:
+            self._queue[-1].close = True
+        elif self.transport is not None:
+            self.transport.close()
+
+
+async def start_server(opts: ServeOptions, state: ServeState | None = None) -> asyncio.Server:
+    """Bind and start serving on the running loop; port 0 picks a free port."""
+    shared = state if state is not None else ServeState()
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: _HttpProtocol(shared, opts.delay_s), opts.host, opts.port, reuse_address=True, backlog=4096
+    )
+
+
+async def _shutdown(server: asyncio.Server, state: ServeState) -> None:
+    server.close()
+    for conn in list(state.connections):
+        if conn.transport is not None:
+            conn.transport.abort()
+    await server.wait_closed()
+    await asyncio.sleep(0)  # let connection_lost callbacks run before the loop closes
+
+
+async def _serve_until_signal(opts: ServeOptions, ready: Callable[[int], None] | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    state = ServeState()
+    server = await start_server(opts, state)
+    try:
+        if ready is not None:
+            ready(server.sockets[0].getsockname()[1])
+        await stop.wait()
+    finally:
+        await _shutdown(server, state)
+
+
+def serve(opts: ServeOptions, ready: Callable[[int], None] | None = None) -> None:
+    """Serve on uvloop until SIGINT or SIGTERM, calling ready(port) once listening."""
+    with contextlib.suppress(KeyboardInterrupt):  # a SIGINT that lands before the handlers are installed
+        uvloop.run(_serve_until_signal(opts, ready))
+
+
+class ServerThread:
+    """Context manager running the target on 127.0.0.1 (ephemeral port) in a daemon thread, for tests."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self._opts = ServeOptions(host="127.0.0.1", port=0, delay_s=delay_s)
+        self._state = ServeState()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="squall-serve", daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests_served(self) -> int:
+        """Responses written so far (resets are not counted)."""
+        return self._state.requests_served
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        loop = uvloop.new_event_loop()
+        try:
+            server = loop.run_until_complete(start_server(self._opts, self._state))
+        except BaseException as exc:  # handed to __enter__ and re-raised in the caller's thread
+            self._error = exc
+            loop.close()
+            self._started.set()
+            return
+        self.port = server.sockets[0].getsockname()[1]
+        self._loop = loop
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(_shutdown(server, self._state))
+            loop.close()

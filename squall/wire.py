@@ -1,0 +1,110 @@
+"""Messages between processes: a closed set of tagged msgpack arrays with a protocol version."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, field
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+
+class WireError(ValueError):
+    """A message that is not one of ours: unknown tag, wrong shape or version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Worker → supervisor and collector: ready to start."""
+
+    worker: int
+    pid: int
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Worker → collector: one window's deltas. Times are ns since the run's t0."""
+
+    worker: int
+    seq: int
+    t_start: int
+    t_end: int
+    counters: dict[str, int]
+    status_codes: dict[int, int]
+    error_kinds: dict[str, int]
+    histograms: dict[str, bytes]
+    inflight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Worker → collector: no more windows; `reason` says why it stopped."""
+
+    worker: int
+    last_seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Worker → collector or supervisor: the worker hit a bug and is exiting."""
+
+    worker: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Supervisor → workers and collector: the shared start time (perf_counter_ns clock)."""
+
+    t0: int
+    pids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Supervisor → workers: stop sending, let in-flight requests finish for up to drain_s."""
+
+    reason: str
+    drain_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """Collector → supervisor: the finished result document."""
+
+    result: dict[str, Any]
+
+
+Message = Hello | Window | Done | Failed | Start | Stop | Final
+_TAGS: dict[type, int] = {Hello: 1, Window: 2, Done: 3, Failed: 4, Start: 5, Stop: 6, Final: 7}
+_TYPES: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
+
+
+def encode(msg: Message) -> bytes:
+    """Pack a message as `[tag, *fields]`."""
+    return msgpack.packb([_TAGS[type(msg)], *astuple(msg)], use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    """Unpack a message; raise WireError for anything outside the closed set."""
+    try:
+        arr = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as e:
+        raise WireError(f"undecodable message: {e}") from None
+    if not isinstance(arr, list) or not arr:
+        raise WireError("message is not a tagged array")
+    cls = _TYPES.get(arr[0])
+    if cls is None:
+        raise WireError(f"unknown message tag {arr[0]!r}")
+    try:
+        msg = cls(*arr[1:])
+    except TypeError as e:
+        raise WireError(f"malformed {cls.__name__}: {e}") from None
+    if isinstance(msg, Hello) and msg.version != PROTOCOL_VERSION:
+        raise WireError(
+            f"protocol version {msg.version} from worker {msg.worker}, expected {PROTOCOL_VERSION}"
+        )
+    return msg

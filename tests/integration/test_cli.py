@@ -1,0 +1,151 @@
+"""The command line: bad input is one line and exit 2; good input runs; the README's promises hold."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from squall.cli import app
+from squall.report.json import read_json
+from squall.targets.serve import ServerThread
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "not a url"], "not an http"),
+        (["run", "ftp://127.0.0.1/"], "not an http"),
+        (["run", "http://127.0.0.1/", "-H", "NoColon"], "header 'NoColon' is malformed"),
+        (["run", "http://127.0.0.1/", "-c", "-1"], "--connections"),
+        (["run", "http://127.0.0.1/", "-n", "-5"], "--requests"),
+        (["run", "http://127.0.0.1/", "-r", "-5"], "--rate"),
+        (["run", "http://127.0.0.1/", "-d", "soon"], "--duration 'soon' is not a duration"),
+        (["run", "http://127.0.0.1/", "--body-file", "/nonexistent/body"], "--body-file"),
+        (["run", "http://127.0.0.1/", "--arrival", "bursty"], "--arrival"),
+        (["run", "http://127.0.0.1/", "-o", "/nonexistent/dir/r.json"], "--out"),
+        (["serve", "--port", "70000"], "--port"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("squall: error: ")
+    assert needle in lines[0]
+    assert "Traceback" not in res.output
+
+
+def test_unknown_option_is_exit_2() -> None:
+    assert CliRunner().invoke(app, ["run", "http://127.0.0.1/", "--nope"]).exit_code == 2
+
+
+def test_python_dash_m_and_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "squall", "run", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0
+    for opt in (
+        "--connections",
+        "--workers",
+        "--duration",
+        "--requests",
+        "--rate",
+        "--arrival",
+        "--method",
+        "--header",
+        "--body",
+        "--body-file",
+        "--timeout",
+        "--warmup",
+        "--out",
+        "--quiet",
+        "--target-pid",
+    ):
+        assert opt in out.stdout, opt
+
+
+def test_run_command_end_to_end(target: ServerThread, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    body = tmp_path / "body.txt"
+    body.write_text("hello")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "squall",
+            "run",
+            target.url + "/",
+            "-n",
+            "200",
+            "-c",
+            "4",
+            "-w",
+            "1",
+            "-q",
+            "-m",
+            "post",
+            "-H",
+            "X-Test: 1",
+            "--body-file",
+            str(body),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "200 requests" in res.stdout
+    assert "latency" in res.stdout
+    doc = read_json(str(out))
+    assert doc["summary"]["requests"] == 200
+    assert doc["summary"]["bytes_out"] == 200 * 5
+    assert doc["meta"]["method"] == "POST"
+    assert doc["meta"]["command"].startswith("squall run ")
+
+
+def test_demo_runs_against_the_built_in_target(tmp_path: Path) -> None:
+    out = tmp_path / "demo.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "squall", "demo", "-d", "1s", "-r", "200", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = read_json(str(out))
+    assert doc["summary"]["requests"] == 200
+    assert doc["summary"]["ok"] == 200
+    assert doc["timeseries"][0]["target"]["rss_mb"] > 0
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Set up\n.*?```(?:sh|bash)?\n(.*?)```", text, re.S)
+    assert block, "README needs a '## Set up' section with a code block"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_gives_two_commands_and_ci_runs_the_second() -> None:
+    demo, tests = _readme_commands()
+    assert "squall demo" in demo
+    assert "pytest" in tests
+    assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+def test_dockerfile_installs_as_the_readme_does() -> None:
+    # No Docker engine runs here: check the image's install step is the README's, and the entry point.
+    demo, _ = _readme_commands()
+    install = demo.split("&&")[0].strip()
+    docker = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^RUN .*" + re.escape(install), docker, re.M), (install, docker)
+    assert 'ENTRYPOINT ["squall"]' in docker
+    assert re.search(r"^USER (?!root)\w+", docker, re.M)
+    assert re.search(r"^FROM python:3\.1[1-9]-slim", docker, re.M)

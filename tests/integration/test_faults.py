@@ -1,0 +1,135 @@
+"""Coordinated omission, a killed worker, Ctrl-C: faults are data and nothing recorded is lost."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from squall.engine import run
+from squall.plan import Plan, RequestSpec
+from squall.report.json import read_json
+from squall.targets.serve import ServerThread
+
+
+class StallServer:
+    """Answers at once, except one request arriving after `stall_at` s, which it holds `stall_s` s."""
+
+    def __init__(self, stall_at: float, stall_s: float) -> None:
+        self.stall_at, self.stall_s = stall_at, stall_s
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._first: float | None = None
+        self._stalled = False
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                now = time.monotonic()
+                self._first = self._first or now
+                if not self._stalled and now - self._first >= self.stall_at:
+                    self._stalled = True
+                    await asyncio.sleep(self.stall_s)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def _main(self) -> None:
+        server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        await asyncio.sleep(3600)
+
+    def __enter__(self) -> "StallServer":
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_open_model_shows_a_stall_in_latency_not_service() -> None:
+    # One connection, 100 req/s for 3 s; the server stalls one request for 1 s at t=1 s. Requests due during
+    # the stall wait for the connection: wrk2-style latency (from the intended send) must show it; service
+    # time (from the actual send) must not, except for the one stalled request.
+    with StallServer(stall_at=1.0, stall_s=1.0) as srv:
+        plan = Plan(
+            RequestSpec(f"http://127.0.0.1:{srv.port}/"),
+            workers=1,
+            connections=1,
+            rate=100.0,
+            duration_s=3.0,
+            quiet=True,
+        ).validate()
+        s = run(plan).summary
+    assert s["requests"] == 300
+    assert s["latency_ms"]["max"] >= 950
+    assert s["latency_ms"]["p90"] >= 300  # ~100 requests were due during the stall
+    assert s["service_ms"]["p99"] < 100
+    assert s["service_ms"]["max"] >= 950  # the stalled request itself
+    assert s["schedule_lag_ms"]["p90"] >= 300
+
+
+def _squall(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "squall", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _children(pid: int, name: str, want: int, timeout: float = 10.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs = [p for p in psutil.Process(pid).children() if p.name().startswith(name)]
+        if len(procs) >= want:
+            return procs
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} processes appeared")
+
+
+@pytest.fixture
+def target_proc() -> Iterator[ServerThread]:
+    with ServerThread() as server:
+        yield server
+
+
+def test_killed_worker_is_reported_and_the_run_finishes(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "4", "-d", "3s", "-q", "-o", str(out))
+    workers = _children(proc.pid, "squall-worker", 2)
+    time.sleep(1.2)
+    victim = next(p for p in workers if p.name() == "squall-worker1")
+    victim.kill()
+    assert proc.wait(20) == 3
+    doc = read_json(str(out))
+    assert doc["valid"] is False
+    assert list(doc["workers_lost"]) == ["1"]
+    assert doc["summary"]["requests"] > 0
+    assert any("worker 1" in w for w in doc["warnings"])
+
+
+def test_ctrl_c_writes_the_partial_result(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "4", "-d", "60s", "-q", "-o", str(out))
+    _children(proc.pid, "squall-worker", 2)
+    time.sleep(1.5)
+    t = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    code = proc.wait(15)
+    assert time.monotonic() - t < 5
+    assert code == 0
+    doc = read_json(str(out))
+    assert doc["meta"]["stop_reason"] == "interrupted"
+    assert doc["summary"]["requests"] > 0
+    assert doc["summary"]["requests"] == sum(e["requests"] for e in doc["timeseries"])
+    assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]

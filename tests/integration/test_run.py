@@ -1,0 +1,117 @@
+"""`run(plan)` end to end: real worker and collector processes against loopback servers."""
+
+import os
+
+import pytest
+
+from squall.engine import run
+from squall.plan import Plan, RequestSpec
+from squall.result import Result
+from squall.targets.serve import ServerThread
+
+
+def go(url: str, **kw: object) -> Result:
+    kw.setdefault("quiet", True)
+    kw.setdefault("workers", 2)
+    kw.setdefault("connections", 8)
+    return run(Plan(RequestSpec(url), **kw).validate())  # type: ignore[arg-type]
+
+
+def test_exact_request_count(target: ServerThread) -> None:
+    res = go(target.url + "/", requests=1000)
+    s = res.summary
+    assert s["requests"] == 1000
+    assert s["ok"] == 1000
+    assert s["errors"] == 0
+    assert s["status_codes"] == {"200": 1000}
+    assert s["bytes_in"] == 12 * 1000
+    assert res.valid or res.doc["generator_limited"]
+    assert res.doc["workers_lost"] == {}
+    assert res.doc["schema"] == "squall/result@1"
+    for key in ("latency_ms", "service_ms", "ttfb_ms"):
+        assert list(s[key]) == ["min", "mean", "p50", "p90", "p95", "p99", "p999", "max"]
+    assert "schedule_lag_ms" not in s
+    assert s["latency_ms"]["p50"] > 0
+    assert set(res.doc["meta"]["pids"]) == {"0", "1"}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "code"),
+    [
+        ("/status/503", "http_5xx", "503"),
+        ("/status/429", "http_429", "429"),
+        ("/status/404", "http_4xx", "404"),
+    ],
+)
+def test_http_errors_are_classified(target: ServerThread, path: str, kind: str, code: str) -> None:
+    s = go(target.url + path, requests=50, workers=1, connections=4).summary
+    assert s["requests"] == 50
+    assert s["errors"] == 50
+    assert s["error_kinds"] == {kind: 50}
+    assert s["status_codes"] == {code: 50}
+
+
+def test_connect_refused(closed_port: int) -> None:
+    s = go(f"http://127.0.0.1:{closed_port}/", requests=20, workers=1, connections=2).summary
+    assert s["requests"] == 20
+    assert s["error_kinds"] == {"connect": 20}
+    assert s["status_codes"] == {}
+
+
+def test_timeout(target: ServerThread) -> None:
+    s = go(target.url + "/delay/2000", requests=4, workers=1, connections=4, timeout_s=0.2).summary
+    assert s["error_kinds"] == {"timeout": 4}
+
+
+def test_reset(target: ServerThread) -> None:
+    s = go(target.url + "/reset", requests=10, workers=1, connections=2).summary
+    assert s["requests"] == 10
+    assert s["error_kinds"] == {"reset": 10}
+
+
+def test_duration_run_has_a_series(target: ServerThread) -> None:
+    res = go(target.url + "/", duration_s=2.0, target_pid=os.getpid())
+    s, series = res.summary, res.doc["timeseries"]
+    assert s["requests"] > 100
+    assert 1.9 < s["duration_s"] < 4.5
+    assert [e["t"] for e in series[:2]] == [1.0, 2.0]
+    assert sum(e["requests"] for e in series) == s["requests"]
+    first = series[0]
+    for key in ("rps", "ok", "errors", "p50", "p99", "inflight", "worker_cpu", "worker_rss_mb", "host_cpu"):
+        assert key in first
+    assert set(first["worker_cpu"]) == {0, 1} or set(first["worker_cpu"]) == {"0", "1"}
+    assert first["target"]["rss_mb"] > 0
+    assert first["target"]["threads"] >= 2
+    assert res.doc["meta"]["stop_reason"] == "duration"
+
+
+def test_open_model_delivers_the_schedule(target: ServerThread) -> None:
+    res = go(target.url + "/", rate=400.0, duration_s=1.5)
+    s = res.summary
+    assert s["requests"] == 600  # constant arrivals: exactly rate x duration
+    assert s["dropped"] == 0
+    assert "schedule_lag_ms" in s
+    assert res.doc["meta"]["model"] == "open"
+    assert res.doc["timeseries"][0]["target_rps"] == 400.0
+
+
+def test_open_model_with_request_budget(target: ServerThread) -> None:
+    s = go(target.url + "/", rate=1000.0, requests=300, arrival="poisson").summary
+    assert s["requests"] == 300
+
+
+def test_warmup_is_not_counted(target: ServerThread) -> None:
+    s = go(target.url + "/", rate=200.0, duration_s=1.0, warmup_s=0.5).summary
+    assert s["requests"] == 200
+    assert s["warmup_requests"] == 100
+
+
+def test_result_file_is_written(target: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from squall.report.json import read_json
+
+    out = tmp_path / "r.json"
+    res = go(target.url + "/", requests=100, out_path=str(out))
+    doc = read_json(str(out))
+    assert doc["summary"] == res.summary
+    assert set(doc["histograms"]) >= {"latency", "service", "ttfb"}
+    assert doc["meta"]["connections"] == 8

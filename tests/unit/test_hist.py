@@ -1,0 +1,60 @@
+import random
+
+from squall.hist import HIGHEST_US, Hist, decode, merge_into, new_histogram, percentiles_ms, summary_ms
+
+
+def test_fast_recording_equals_the_library() -> None:
+    rng = random.Random(1)
+    values = [int(rng.lognormvariate(8, 1.5)) for _ in range(50_000)] + [0, 1, 2047, 2048, HIGHEST_US]
+    fast, ref = Hist(), new_histogram()
+    for v in values:
+        fast.record(v)
+        ref.record_value(v)
+    fast.fold()
+    assert fast.h.equals(ref)
+    assert fast.count == len(values)
+    assert summary_ms(fast.h) == summary_ms(ref)
+
+
+def test_out_of_range_is_clamped_and_counted() -> None:
+    h = Hist()
+    h.record(HIGHEST_US * 10)
+    h.record(-5)
+    h.record(100)
+    h.fold()
+    assert h.overflow == 1
+    assert h.count == 3
+    assert h.h.get_max_value() >= HIGHEST_US
+    assert h.h.get_min_value() == 0
+
+
+def test_encode_decode_and_reset() -> None:
+    h = Hist()
+    for v in range(1, 10_001):
+        h.record(v)
+    blob = h.encode()
+    assert blob.startswith(b"HISTF")
+    back = decode(blob)
+    assert back.get_total_count() == 10_000
+    assert percentiles_ms(back, (50.0,))[50.0] == percentiles_ms(h.h, (50.0,))[50.0]
+    h.reset()
+    assert h.count == 0
+    h.record(42)
+    assert decode(h.encode()).get_total_count() == 1
+
+
+def test_buffer_folds_when_large() -> None:
+    h = Hist()
+    for _ in range(3):
+        for v in range(Hist.FOLD_AT):
+            h.record(v)
+        h.fold()
+    assert h.count == 3 * Hist.FOLD_AT
+    assert h.h.get_total_count() == 3 * Hist.FOLD_AT
+
+
+def test_empty_summary_is_zeros() -> None:
+    assert set(summary_ms(new_histogram()).values()) == {0.0}
+    total = new_histogram()
+    merge_into(total, new_histogram())
+    assert total.get_total_count() == 0
