@@ -69,7 +69,10 @@ def run(
     target_pid: Annotated[
         int | None, typer.Option("--target-pid", help="Also sample this process: CPU %, RSS, FDs, threads.")
     ] = None,
-    transport: Annotated[str, typer.Option("--transport", help="HTTP client: aiohttp.")] = "aiohttp",
+    transport: Annotated[
+        str,
+        typer.Option("--transport", help="HTTP client: auto (raw unless aiohttp is needed), raw or aiohttp."),
+    ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for random arrivals.")] = 0,
 ) -> None:
     """Load-test one HTTP endpoint (closed model by default; open model with --rate)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 ARRIVALS = ("constant", "poisson")
-TRANSPORTS = ("aiohttp",)
+TRANSPORTS = ("auto", "raw", "aiohttp")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
 _UNIT_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -97,7 +97,7 @@ class Plan:
     timeout_s: float = 30.0
     warmup_s: float = 0.0
     drain_s: float = 2.0
-    transport: str = "aiohttp"
+    transport: str = "auto"
     quiet: bool = False
     out_path: str | None = None
     target_pid: int | None = None
@@ -145,6 +145,9 @@ class Plan:
         plan = self
         if plan.duration_s is None and plan.requests is None:
             plan = replace(plan, duration_s=10.0)
+        if plan.transport == "auto":
+            # raw does everything `run` asks today; aiohttp stays for what only it does (proxies, cookies...).
+            plan = replace(plan, transport="raw")
         if plan.workers > plan.connections:
             plan = replace(plan, workers=plan.connections)
         if plan.requests is not None and plan.workers > plan.requests:

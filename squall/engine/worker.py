@@ -16,7 +16,7 @@ import uvloop
 from squall.engine.pacer import make_pacer
 from squall.engine.procname import set_process_name
 from squall.engine.recorder import Recorder
-from squall.engine.transport import Send, make_transport
+from squall.engine.transport import Channel, Interrupted, make_transport
 from squall.plan import Plan
 from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
 
@@ -51,9 +51,8 @@ class Worker:
         self.open_model = plan.open_model
         self.stopping = False
         self.stop_reason = ""
-        self.tasks: list[asyncio.Task[None]] = []
         self.backlog: deque[int] = deque()
-        self.idle: deque[asyncio.Future[int | None]] = deque()
+        self.idle: list[Channel] = []
         self.pacing_done = False
         self.seq = 0
         self.last_ship = 0
@@ -63,6 +62,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.transport = make_transport(self.plan, self.connections)
+        self.request_bytes = self.transport.request_bytes
         await self.transport.open()
         started: asyncio.Future[Start] = loop.create_future()
         loop.add_reader(self.ctl.fileno(), self._on_control, started)
@@ -121,15 +121,14 @@ class Worker:
             return
         self.stopping = True
         self.stop_reason = reason
-        while self.idle:
-            fut = self.idle.popleft()
-            if not fut.done():
-                fut.set_result(None)
         self.loop.call_later(drain_s, self._cancel_all)
+        if hasattr(self, "finished"):
+            self._check_finished()
 
     def _cancel_all(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        for ch in getattr(self, "channels", ()):
+            if ch.busy:
+                ch.abort()
 
     # -- timing --------------------------------------------------------------------------------------
 
@@ -162,18 +161,28 @@ class Worker:
         self.last_ship = t_end
         self.seq += 1
 
-    # -- load ----------------------------------------------------------------------------------------
+    # -- load ---------------------------------------------------------------------------------------
+    # Every channel runs the same cycle through plain callbacks: _next() picks its next request (closed:
+    # right away; open: from the backlog, or it goes idle until the pacer hands it one), on_response or
+    # on_failure records it and calls _next() again. The run ends when no channel is busy and none may send.
 
     async def _drive(self) -> None:
-        if self.plan.open_model:
-            loops = [self._open_loop(self.transport.channel()) for _ in range(self.connections)]
-            self.tasks = [asyncio.ensure_future(c) for c in [self._pace(), *loops]]
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+        self.channels = [self.transport.channel(self) for _ in range(self.connections)]
+        self.busy = 0
+        pacer = None
+        if self.open_model:
+            self.idle.extend(self.channels)
+            pacer = asyncio.ensure_future(self._pace())
         else:
-            self.tasks = [
-                asyncio.ensure_future(self._closed_loop(self.transport.channel()))
-                for _ in range(self.connections)
-            ]
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+            for ch in self.channels:
+                self._next(ch)
+        self._check_finished()
+        try:
+            await self.finished
+        finally:
+            if pacer is not None:
+                pacer.cancel()
 
     def _take(self, t_ns: int) -> bool:
         """Whether a request sent (or due) at t_ns may go: False once the request budget is spent."""
@@ -183,12 +192,59 @@ class Worker:
             self.budget -= 1
         return True
 
-    async def _closed_loop(self, send: Send) -> None:
-        while not self.stopping:
+    def _send(self, ch: Channel, start: int) -> None:
+        ch.start = start
+        ch.sent = perf_counter_ns()
+        self.busy += 1
+        self.inflight += 1
+        ch.send()
+
+    def _next(self, ch: Channel) -> None:
+        if self.stopping:
+            self._check_finished()
+        elif self.open_model:
+            if self.backlog:
+                self._send(ch, self.backlog.popleft())
+            else:
+                self.idle.append(ch)
+                self._check_finished()
+        else:
             t = perf_counter_ns()
-            if not self._take(t):
-                return
-            await self._exchange(send, t, t)
+            if self._take(t):
+                self._send(ch, t)
+            else:
+                self._check_finished()
+
+    def _check_finished(self) -> None:
+        if self.busy or self.finished.done():
+            return
+        if self.stopping or (self.pacing_done if self.open_model else self.budget == 0):
+            self.finished.set_result(None)
+
+    def on_response(self, ch: Channel, status: int, first: int, nbytes: int) -> None:
+        done = perf_counter_ns()
+        self.busy -= 1
+        self.inflight -= 1
+        start = ch.start
+        if start >= self.measure_start:
+            rec = self.rec
+            rec.response(status, start, ch.sent, first, done, nbytes, self.request_bytes)
+            if self.open_model:
+                rec.schedule_lag((ch.sent - start) // 1000)
+        else:
+            self.rec.warmup += 1
+        self._next(ch)
+
+    def on_failure(self, ch: Channel, exc: BaseException) -> None:
+        self.busy -= 1
+        self.inflight -= 1
+        if ch.start < self.measure_start:
+            self.rec.warmup += 1
+        elif isinstance(exc, Interrupted):
+            self.rec.interrupted += 1
+        else:
+            self.rec.failure(self.transport.classify(exc), self.request_bytes)
+        self._next(ch)
 
     async def _pace(self) -> None:
         plan = self.plan
@@ -211,63 +267,12 @@ class Worker:
                 self._dispatch(due)
         finally:
             self.pacing_done = True
-            while self.idle:
-                fut = self.idle.popleft()
-                if not fut.done():
-                    fut.set_result(None)
+            self._check_finished()
 
     def _dispatch(self, due: int) -> None:
-        idle = self.idle
-        while idle:
-            fut = idle.popleft()
-            if not fut.done():
-                fut.set_result(due)
-                return
-        if len(self.backlog) < self.plan.max_backlog:
+        if self.idle:
+            self._send(self.idle.pop(), due)
+        elif len(self.backlog) < self.plan.max_backlog:
             self.backlog.append(due)
         elif due >= self.measure_start:
             self.rec.dropped += 1
-
-    async def _open_loop(self, send: Send) -> None:
-        backlog, loop = self.backlog, self.loop
-        while not self.stopping:
-            if backlog:
-                due = backlog.popleft()
-            elif self.pacing_done:
-                return
-            else:
-                fut: asyncio.Future[int | None] = loop.create_future()
-                self.idle.append(fut)
-                got = await fut
-                if got is None:
-                    return
-                due = got
-            await self._exchange(send, due, perf_counter_ns())
-
-    async def _exchange(self, send: Send, start: int, sent: int) -> None:
-        """One request: `start` is when it was due (open model) or sent (closed), `sent` when it went."""
-        rec = self.rec
-        counted = start >= self.measure_start
-        self.inflight += 1
-        try:
-            status, first, nin = await send()
-        except asyncio.CancelledError:
-            self.inflight -= 1
-            if counted:
-                rec.interrupted += 1
-            raise
-        except Exception as e:
-            self.inflight -= 1
-            if counted:
-                rec.failure(self.transport.classify(e), self.transport.request_bytes)
-            else:
-                rec.warmup += 1
-            return
-        done = perf_counter_ns()
-        self.inflight -= 1
-        if counted:
-            rec.response(status, start, sent, first, done, nin, self.transport.request_bytes)
-            if self.open_model:
-                rec.schedule_lag((sent - start) // 1000)
-        else:
-            rec.warmup += 1

@@ -1,15 +1,45 @@
-"""Transports behind one small interface: open, hand out channels that send the request, close."""
+"""Transports behind one small interface: channels that send the plan's request and call back when done.
+
+Callbacks instead of coroutines: the worker's per-request path is then a few plain calls (oha's fast path),
+with no task, future or coroutine frame per request in the raw transport.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from squall.plan import Plan
 
-# A channel's send: one request, returning (status, first-byte perf_counter_ns, body bytes received).
-# A failure raises; the transport's classify() names its error kind.
-Send = Callable[[], Awaitable[tuple[int, int, int]]]
+
+class Interrupted(Exception):
+    """The request was cancelled by the run's stop, not failed by the target."""
+
+
+class Owner(Protocol):
+    """Who a channel reports to: exactly one call per send()."""
+
+    def on_response(self, ch: Channel, status: int, first_ns: int, nbytes: int) -> None: ...
+
+    def on_failure(self, ch: Channel, exc: BaseException) -> None: ...
+
+
+class Channel:
+    """One logical connection with at most one request in flight; `start`/`sent` belong to the worker."""
+
+    __slots__ = ("busy", "sent", "start")
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.sent = 0
+        self.busy = False
+
+    def send(self) -> None:
+        """Send the request; the outcome arrives later (never synchronously) through the owner."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Cancel the request in flight; the owner gets on_failure(Interrupted)."""
+        raise NotImplementedError
 
 
 class Transport(Protocol):
@@ -20,7 +50,7 @@ class Transport(Protocol):
 
     async def open(self) -> None: ...
 
-    def channel(self) -> Send: ...
+    def channel(self, owner: Owner) -> Channel: ...
 
     def classify(self, exc: BaseException) -> str: ...
 
@@ -29,6 +59,10 @@ class Transport(Protocol):
 
 def make_transport(plan: Plan, connections: int) -> Transport:
     """The transport the plan names, sized for this worker's connections."""
-    from squall.engine.transport.aiohttp import AiohttpTransport
+    if plan.transport == "aiohttp":
+        from squall.engine.transport.aiohttp import AiohttpTransport
 
-    return AiohttpTransport(plan, connections)
+        return AiohttpTransport(plan, connections)
+    from squall.engine.transport.raw import RawTransport
+
+    return RawTransport(plan, connections)

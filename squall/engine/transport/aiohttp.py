@@ -9,8 +9,42 @@ from time import perf_counter_ns
 import aiohttp
 from yarl import URL
 
-from squall.engine.transport import Send
+from squall.engine.transport import Channel, Interrupted, Owner
 from squall.plan import Plan
+
+
+class _AiohttpChannel(Channel):
+    __slots__ = ("owner", "task", "transport")
+
+    def __init__(self, transport: AiohttpTransport, owner: Owner) -> None:
+        super().__init__()
+        self.transport = transport
+        self.owner = owner
+        self.task: asyncio.Task[None] | None = None
+
+    def send(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._go())
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _go(self) -> None:
+        t = self.transport
+        try:
+            async with t.request(
+                t.method, t.url, headers=t.headers, data=t.data, allow_redirects=False
+            ) as resp:
+                first = perf_counter_ns()
+                body = await resp.read()
+                status = resp.status
+        except asyncio.CancelledError:
+            self.owner.on_failure(self, Interrupted())
+            return
+        except Exception as e:
+            self.owner.on_failure(self, e)
+            return
+        self.owner.on_response(self, status, first, len(body))
 
 
 class AiohttpTransport:
@@ -19,9 +53,13 @@ class AiohttpTransport:
     name = "aiohttp"
 
     def __init__(self, plan: Plan, connections: int) -> None:
+        spec = plan.request
         self.plan = plan
         self.connections = connections
-        self.request_bytes = len(plan.request.body)
+        self.request_bytes = len(spec.body)
+        self.method, self.url = spec.method, URL(spec.url, encoded=True)
+        self.headers = dict(spec.headers) or None
+        self.data = spec.body or None
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -35,22 +73,10 @@ class AiohttpTransport:
             skip_auto_headers=("Content-Type",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self.request = self.session.request
 
-    def channel(self) -> Send:
-        assert self.session is not None, "open() first"
-        spec = self.plan.request
-        request = self.session.request
-        method, url = spec.method, URL(spec.url, encoded=True)
-        headers = dict(spec.headers) or None
-        data = spec.body or None
-
-        async def send() -> tuple[int, int, int]:
-            async with request(method, url, headers=headers, data=data, allow_redirects=False) as resp:
-                first = perf_counter_ns()
-                body = await resp.read()
-                return resp.status, first, len(body)
-
-        return send
+    def channel(self, owner: Owner) -> Channel:
+        return _AiohttpChannel(self, owner)
 
     def classify(self, exc: BaseException) -> str:
         if isinstance(exc, aiohttp.ClientConnectorError):

@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""Measure squall against wrk, hey and Locust on a pinned loopback nginx; write bench/results.{json,md}."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+VENV = BENCH / ".venv-locust"
+GEN_CPU, TARGET_CPU = "0", "1"
+OPEN_RATE = 10_000
+G64, G1000, OPEN = "GET c=64", "GET c=1000", f"open {OPEN_RATE}/s c=256"
+CLIENTS = ("wrk", "hey", "locust", "squall-aiohttp", "squall-raw")
+SQUALL = [shutil.which("squall") or sys.executable, *([] if shutil.which("squall") else ["-m", "squall"])]
+
+NGINX_CONF = """worker_processes 1;
+worker_rlimit_nofile 16384;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  default_type text/plain;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ return 200 "Hello, world"; }}
+  }}
+}}
+"""
+
+LOCUSTFILE = """from locust import FastHttpUser, constant, task
+
+
+class Hello(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def get(self) -> None:
+        self.client.get("/")
+"""
+
+
+class BenchError(Exception):
+    """A problem the user can fix; printed as a sentence, not a traceback."""
+
+
+@dataclass
+class Round:
+    """One run of one client: its command, what it reported and the CPU its process tree used."""
+
+    command: str
+    rc: int
+    wall_s: float
+    cpu_s: float
+    rps: float | None = None
+    requests: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    output: str = ""
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        return self.cpu_s / self.requests * 1e6 if self.requests else None
+
+
+@dataclass
+class Job:
+    """One client in one scenario, and the rounds it ran."""
+
+    scenario: str
+    client: str
+    fn: Callable[[str, Path], Round]
+    skip: str | None = None
+    rounds: list[Round] = field(default_factory=list)
+
+    def median(self, pick: Callable[[Round], float | None]) -> float | None:
+        values = [v for r in self.rounds if r.error is None and (v := pick(r)) is not None]
+        return statistics.median(values) if values else None
+
+
+# ---------------------------------------------------------------- running and reading one client
+
+
+def measure(argv: list[str], timeout: float, cwd: Path) -> tuple[Round, str]:
+    """Run argv pinned to the generator CPU; CPU is the rusage of every reaped process in its tree."""
+    full = ["taskset", "-c", GEN_CPU, *argv]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        full, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except BaseException:  # timeout or Ctrl-C: take the whole tree down, then report or re-raise
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        if not isinstance(sys.exception(), subprocess.TimeoutExpired):
+            raise
+        out += f"\n[bench] killed after {timeout:.0f} s"
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Round(
+        command=shlex.join(full), rc=proc.returncode, wall_s=round(wall, 3), cpu_s=round(cpu, 4)
+    ), out
+
+
+@contextlib.contextmanager
+def reading(r: Round, out: str) -> Iterator[None]:
+    """Keep the output's tail and turn a result that cannot be parsed into an error on the round."""
+    r.output = out[-3000:]
+    try:
+        yield
+    except (LookupError, ValueError, OSError) as e:
+        r.error = f"could not read the result (exit code {r.rc}): {type(e).__name__}: {e}"
+
+
+def grab(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    if m is None:
+        raise LookupError(f"no match for {pattern!r} in the output")
+    return float(m.group(1))
+
+
+def run_wrk(url: str, conns: int, d: int, work: Path) -> Round:
+    r, out = measure(["wrk", "-t1", f"-c{conns}", f"-d{d}s", "--latency", url], d + 30, work)
+    with reading(r, out):
+        r.rps = grab(r"Requests/sec:\s+([\d.]+)", out)
+        r.requests = int(grab(r"(\d+) requests in", out))
+        if m := re.search(r"Socket errors: (.*)", out):
+            r.extra["socket_errors"] = m.group(1)
+    return r
+
+
+def run_hey(url: str, conns: int, d: int, work: Path) -> Round:
+    r, out = measure(["hey", "-c", str(conns), "-z", f"{d}s", url], d + 30, work)
+    with reading(r, out):
+        r.rps = grab(r"Requests/sec:\s+([\d.]+)", out)
+        r.requests = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", out))
+    return r
+
+
+def run_locust(url: str, users: int, d: int, work: Path) -> Round:
+    (work / "locustfile.py").write_text(LOCUSTFILE)
+    stats = work / "locust_stats.csv"
+    stats.unlink(missing_ok=True)
+    argv = [str(VENV / "bin" / "locust"), "-f", "locustfile.py", "--headless", "-u", str(users)]
+    argv += ["-r", str(users), "-t", f"{d}s", "-H", url, "--csv", "locust", "--only-summary"]
+    r, out = measure(argv, d + 60, work)
+    with reading(r, out):
+        rows = [row for row in csv.DictReader(stats.open()) if row["Name"] == "Aggregated"]
+        if not rows:
+            raise LookupError(f"no Aggregated row in {stats}")
+        r.rps, r.requests = float(rows[0]["Requests/s"]), int(rows[0]["Request Count"])
+        r.extra["failures"] = int(rows[0]["Failure Count"])
+    return r
+
+
+def run_squall(url: str, transport: str, conns: int, d: int, work: Path, rate: int | None = None) -> Round:
+    result = work / "squall.json"
+    result.unlink(missing_ok=True)
+    argv = [*SQUALL, "run", url, "-w", "1", "-c", str(conns), *(["-r", str(rate)] if rate else [])]
+    argv += ["-d", f"{d}s", "-q", "-o", str(result), "--transport", transport]
+    r, out = measure(argv, d + 60, work)
+    with reading(r, out):
+        doc = json.loads(result.read_text())
+        s = doc["summary"]
+        r.rps, r.requests = float(s["rps"]), int(s["requests"])
+        r.extra = {"errors": s["errors"], "latency_p99_ms": s["latency_ms"]["p99"], "valid": doc["valid"]}
+        r.extra["generator_limited"] = doc["generator_limited"]
+        if rate:
+            r.extra["schedule_lag_p99_ms"] = s["schedule_lag_ms"]["p99"]
+    return r
+
+
+# ---------------------------------------------------------------- tools, target, machine
+
+
+def sh(argv: list[str], timeout: float = 30) -> str:
+    """Run a short helper command; its output, or '' if it is missing or fails."""
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (p.stdout + p.stderr).strip()
+
+
+def ensure_tools(clients: set[str]) -> dict[str, str]:
+    """Install what the chosen clients need; returns {client: reason} for those that cannot run."""
+    wanted = {"nginx": "nginx"} | {c: c for c in ("wrk", "hey") if c in clients}
+    missing = [pkg for binary, pkg in wanted.items() if not shutil.which(binary)]
+    skipped: dict[str, str] = {}
+    if missing:
+        if os.geteuid() != 0:
+            raise BenchError(
+                f"missing {', '.join(missing)}: run as root, or `apt-get install -y {' '.join(missing)}`"
+            )
+        print(f"[bench] installing {' '.join(missing)} with apt-get", flush=True)
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+        if (
+            "hey" in missing
+            and re.search(r"Candidate: (?!\(none\))", sh(["apt-cache", "policy", "hey"])) is None
+        ):
+            missing.remove("hey")
+            skipped["hey"] = "not available: apt-cache policy hey has no candidate"
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, timeout=900)
+    if "locust" in clients and not (VENV / "bin" / "locust").exists():
+        print(f"[bench] installing Locust into {VENV}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "locust"], check=True, timeout=900)
+    return skipped
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def nginx() -> Iterator[dict[str, object]]:
+    """A one-worker nginx on CPU 1 answering 'Hello, world'; always stopped and cleaned up on exit."""
+    tmp = Path(tempfile.mkdtemp(prefix="squall-bench-nginx-"))
+    port = free_port()
+    conf = NGINX_CONF.format(tmp=tmp, port=port)
+    (tmp / "nginx.conf").write_text(conf)
+    argv = ["taskset", "-c", TARGET_CPU, "nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")]
+    argv += ["-e", str(tmp / "error.log")]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(50):
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.read() == b"Hello, world":
+                    break
+            time.sleep(0.1)
+        else:
+            log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
+            raise BenchError(f"nginx did not answer on {url} within 5 s: {log.strip()[-500:]}")
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        yield {"url": url, "config": conf, "cpu_affinity": {p.pid: p.cpu_affinity() for p in tree}}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raw_available() -> bool:
+    return re.search(r"\braw\b", sh([*SQUALL, "run", "--help"])) is not None
+
+
+def machine_info() -> dict[str, object]:
+    cpu = re.search(r"Model name:\s*(.+)", sh(["lscpu"]))
+    squall_git = sh(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"])
+    return {
+        "cpu_model": cpu.group(1).strip() if cpu else "?",
+        "nproc": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "squall": sh([*SQUALL, "--version"]) or sh([sys.executable, "-m", "pip", "show", "squall"])[:200],
+        "squall_git": squall_git,
+        "wrk": sh(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else None,
+        "nginx": sh(["nginx", "-v"]) if shutil.which("nginx") else None,
+        "hey": sh(["dpkg-query", "-W", "-f=${Version}", "hey"]) if shutil.which("hey") else None,
+        "locust": sh([str(VENV / "bin" / "locust"), "--version"])
+        if (VENV / "bin" / "locust").exists()
+        else None,
+    }
+
+
+# ---------------------------------------------------------------- the plan, the table, the verdicts
+
+
+def plan(d: int, skipped: dict[str, str]) -> list[Job]:
+    jobs = [
+        Job(G64, "wrk", lambda u, w: run_wrk(u, 64, d, w)),
+        Job(G64, "hey", lambda u, w: run_hey(u, 64, d, w)),
+        Job(G64, "locust", lambda u, w: run_locust(u, 64, d, w)),
+    ]
+    for t in ("aiohttp", "raw"):
+        jobs.append(Job(G64, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 64, d, w)))
+    jobs.append(Job(G1000, "wrk", lambda u, w: run_wrk(u, 1000, d, w)))
+    for t in ("aiohttp", "raw"):
+        jobs.append(Job(G1000, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 1000, d, w)))
+    for t in ("aiohttp", "raw"):
+        jobs.append(Job(OPEN, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 256, d, w, OPEN_RATE)))
+    for job in jobs:
+        job.skip = skipped.get(job.client)
+    return jobs
+
+
+def find(jobs: list[Job], scenario: str, client: str) -> Job | None:
+    return next((j for j in jobs if j.scenario == scenario and j.client == client and not j.skip), None)
+
+
+def ratio(jobs: list[Job], scenario: str, client: str, other: str) -> float | None:
+    a, b = find(jobs, scenario, client), find(jobs, scenario, other)
+    ma, mb = (a.median(lambda r: r.rps) if a else None), (b.median(lambda r: r.rps) if b else None)
+    return ma / mb if ma and mb else None
+
+
+def fmt(v: float | None, spec: str = ",.0f", suffix: str = "") -> str:
+    return "—" if v is None else f"{v:{spec}}{suffix}"
+
+
+def verdicts(jobs: list[Job], client: str) -> list[tuple[str, float | None, bool | None]]:
+    """Each target as (name, measured value, passed) for one squall transport; None where not measured."""
+    j64, op = find(jobs, G64, client), find(jobs, OPEN, client)
+    cpu = j64.median(lambda r: r.cpu_us_per_request) if j64 else None
+    rate = op.median(lambda r: r.rps) if op else None
+    lag = op.median(lambda r: r.extra.get("schedule_lag_p99_ms")) if op else None
+    checks: list[tuple[str, float | None, float, bool]] = [
+        (">= 0.9x wrk @64 (ratio)", ratio(jobs, G64, client, "wrk"), 0.9, True),
+        (">= 0.7x wrk @1000 (ratio)", ratio(jobs, G1000, client, "wrk"), 0.7, True),
+        (">= 15x Locust @64 (ratio)", ratio(jobs, G64, client, "locust"), 15, True),
+        (">= 3x hey @64 (ratio)", ratio(jobs, G64, client, "hey"), 3, True),
+        ("<= 25 µs client CPU/request @64 (µs)", cpu, 25, False),
+        (
+            "open model within 1 % of 10k/s (% off)",
+            abs(rate / OPEN_RATE - 1) * 100 if rate else None,
+            1,
+            False,
+        ),
+        ("schedule-lag p99 <= 2 ms (ms)", lag, 2, False),
+    ]
+    return [(n, v, None if v is None else v >= lim if up else v <= lim) for n, v, lim, up in checks]
+
+
+def all_rounds(j: Job) -> str:
+    return ", ".join(fmt(r.rps) if r.error is None else "failed" for r in j.rounds)
+
+
+def closed_table(jobs: list[Job]) -> list[str]:
+    out = [
+        "| scenario | client | median req/s | all rounds | squall/wrk | squall/locust | squall/hey | CPU µs/request |"
+    ]
+    out.append("|---|---|---:|---|---:|---:|---:|---:|")
+    for j in (j for j in jobs if j.scenario != OPEN):
+        if j.skip:
+            out.append(f"| {j.scenario} | {j.client} | — | {j.skip} | | | | |")
+            continue
+        ratios = [fmt(ratio(jobs, j.scenario, j.client, o), ".2f", "x") for o in ("wrk", "locust", "hey")]
+        ratios = ratios if j.client.startswith("squall") else ["", "", ""]
+        cpu, rps = fmt(j.median(lambda r: r.cpu_us_per_request), ".1f"), fmt(j.median(lambda r: r.rps))
+        out.append(f"| {j.scenario} | {j.client} | {rps} | {all_rounds(j)} | {' | '.join(ratios)} | {cpu} |")
+    return out
+
+
+def open_table(jobs: list[Job]) -> list[str]:
+    out = [
+        "| client | target req/s | median achieved req/s | % of target | schedule-lag p99 ms | all rounds |"
+    ]
+    out.append("|---|---:|---:|---:|---:|---|")
+    for j in (j for j in jobs if j.scenario == OPEN):
+        if j.skip:
+            out.append(f"| {j.client} | {OPEN_RATE:,} | — | — | — | {j.skip} |")
+            continue
+        rate, lag = j.median(lambda r: r.rps), j.median(lambda r: r.extra.get("schedule_lag_p99_ms"))
+        pct = fmt(rate / OPEN_RATE * 100 if rate else None, ".2f", " %")
+        out.append(
+            f"| {j.client} | {OPEN_RATE:,} | {fmt(rate)} | {pct} | {fmt(lag, '.2f')} | {all_rounds(j)} |"
+        )
+    return out
+
+
+def targets_table(jobs: list[Job]) -> list[str]:
+    squalls = [c for c in ("squall-aiohttp", "squall-raw") if any(j.client == c and not j.skip for j in jobs)]
+    if not squalls:
+        return ["(no squall client ran)"]
+    out = ["| target | " + " | ".join(squalls) + " |", "|---|" + "---:|" * len(squalls)]
+    cols = [verdicts(jobs, c) for c in squalls]
+    for row in zip(*cols, strict=True):
+        cells = [
+            "not measured" if v is None else f"{v:,.2f} {'pass' if ok else '**FAIL**'}" for _, v, ok in row
+        ]
+        out.append(f"| {row[0][0]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def markdown(jobs: list[Job], header: str) -> str:
+    fails = [
+        f"- {j.scenario} {j.client} round {i + 1}: {r.error}"
+        for j in jobs
+        for i, r in enumerate(j.rounds)
+        if r.error
+    ]
+    out = [
+        header,
+        "",
+        *closed_table(jobs),
+        "",
+        f"Open model ({OPEN}, constant arrivals):",
+        "",
+        *open_table(jobs),
+    ]
+    out += ["", "Targets:", "", *targets_table(jobs)]
+    return "\n".join(out + (["", "Failures:", "", *fails] if fails else [])) + "\n"
+
+
+def results(
+    jobs: list[Job], args: argparse.Namespace, target: dict[str, object], t0: float
+) -> dict[str, object]:
+    """Everything measured, every command line and the machine, for bench/results.json."""
+    return {
+        "command": args.command,
+        "date": args.started.isoformat(timespec="seconds"),
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "settings": {"rounds": args.rounds, "duration_s": args.duration, "open_rate": OPEN_RATE},
+        "machine": machine_info(),
+        "target": target,
+        "jobs": [
+            {
+                "scenario": j.scenario,
+                "client": j.client,
+                "skipped": j.skip,
+                "median_rps": j.median(lambda r: r.rps),
+                "median_cpu_us_per_request": j.median(lambda r: r.cpu_us_per_request),
+                "rounds": [asdict(r) | {"cpu_us_per_request": r.cpu_us_per_request} for r in j.rounds],
+            }
+            for j in jobs
+        ],
+        "targets": {c: verdicts(jobs, c) for c in ("squall-aiohttp", "squall-raw") if find(jobs, G64, c)},
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="3 s per run, 1 round (flags below still win)")
+    p.add_argument("--rounds", type=int, help="rounds, in alternation A B C A B C (default 3)")
+    p.add_argument("--duration", type=int, help="seconds per run (default 10)")
+    p.add_argument("--only", help=f"comma-separated clients: {', '.join(CLIENTS)}, or squall for both")
+    a = p.parse_args(argv)
+    a.rounds = a.rounds or (1 if a.quick else 3)
+    a.duration = a.duration or (3 if a.quick else 10)
+    if not (1 <= a.rounds <= 20 and 1 <= a.duration <= 300):
+        p.error("--rounds must be 1..20 and --duration 1..300 seconds")
+    names = set(a.only.split(",")) if a.only else set(CLIENTS)
+    if unknown := names - set(CLIENTS) - {"squall"}:
+        p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CLIENTS)}, squall")
+    a.clients = {c for c in CLIENTS if c in names or c.split("-")[0] in names}
+    a.command = shlex.join(["python3", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    a.started = dt.datetime.now(dt.UTC)
+    return a
+
+
+def run_rounds(jobs: list[Job], rounds: int, url: str, work: Path) -> None:
+    """Every active job once per round, in the same order each round (A B C A B C ...)."""
+    for i in range(rounds):
+        for j in (j for j in jobs if not j.skip):
+            print(f"[bench] round {i + 1}/{rounds}: {j.scenario:<18} {j.client:<15}", end=" ", flush=True)
+            r = j.fn(url, work)
+            j.rounds.append(r)
+            print(f"-> {fmt(r.rps)} req/s, {fmt(r.cpu_us_per_request, '.1f')} µs CPU/req {r.error or ''}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop nginx
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    t0 = time.monotonic()
+    skipped = ensure_tools(args.clients)
+    if not raw_available():
+        skipped["squall-raw"] = "not available: `squall run --help` has no raw transport"
+    jobs = [j for j in plan(args.duration, skipped) if j.client in args.clients]
+    with nginx() as target, tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
+        print(f"[bench] nginx on {target['url']} (CPU {TARGET_CPU}); clients on CPU {GEN_CPU}", flush=True)
+        run_rounds(jobs, args.rounds, str(target["url"]), Path(tmp))
+    doc = results(jobs, args, target, t0)
+    m = doc["machine"]
+    assert isinstance(m, dict)
+    header = (
+        f"{args.started:%Y-%m-%d %H:%M} UTC, `{args.command}`: {args.rounds} round(s) of {args.duration} s; "
+    )
+    header += f"{m['cpu_model']}, {m['nproc']} CPUs; nginx on CPU {TARGET_CPU}, clients on CPU {GEN_CPU}."
+    md = markdown(jobs, header)
+    (BENCH / "results.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    (BENCH / "results.md").write_text(md)
+    print(f"\n{md}\n[bench] done in {doc['elapsed_s']} s; wrote bench/results.json and bench/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,245 @@
+"""The raw transport: uvloop protocols and httptools' response parser, request bytes built once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from time import perf_counter_ns
+
+import httptools
+
+from squall import __version__
+from squall.engine.transport import Channel, Interrupted, Owner
+from squall.plan import Plan, RequestSpec
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ConnectError(OSError):
+    """The TCP (or TLS) connection could not be made."""
+
+
+class ProtocolError(Exception):
+    """The peer's bytes are not valid HTTP/1.1."""
+
+
+def build_request(spec: RequestSpec) -> bytes:
+    """The wire bytes of one request: request line, Host, the user's headers, Content-Length, body."""
+    default_port = 443 if spec.scheme == "https" else 80
+    host = spec.host if spec.port == default_port else f"{spec.host}:{spec.port}"
+    if ":" in spec.host:
+        host = f"[{spec.host}]" if spec.port == default_port else f"[{spec.host}]:{spec.port}"
+    names = {name.lower() for name, _ in spec.headers}
+    lines = [f"{spec.method} {spec.target} HTTP/1.1"]
+    if "host" not in names:
+        lines.append(f"Host: {host}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: squall/{__version__}")
+    lines.extend(f"{name}: {value}" for name, value in spec.headers)
+    if "content-length" not in names and (spec.body or spec.method in _BODY_METHODS):
+        lines.append(f"Content-Length: {len(spec.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + spec.body
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive TCP connection of a channel; parses responses with httptools."""
+
+    __slots__ = ("ch", "closed", "first", "head", "nbytes", "parser", "transport")
+
+    def __init__(self, ch: _RawChannel, head: bool) -> None:
+        self.ch = ch
+        self.head = head
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.first = 0
+        self.nbytes = 0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.first:
+            self.first = perf_counter_ns()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self.close()
+            self.ch.fail(self, ProtocolError(f"bad HTTP response: {e}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ch.fail(self, ConnectionResetError("connection closed before the response ended"))
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        if self.head:  # no body follows a HEAD response, whatever Content-Length says
+            parser = self.parser
+            self.parser = httptools.HttpResponseParser(self)
+            self._complete(parser)
+
+    def on_body(self, body: bytes) -> None:
+        self.nbytes += len(body)
+
+    def on_message_complete(self) -> None:
+        if not self.head:
+            self._complete(self.parser)
+
+    def _complete(self, parser: httptools.HttpResponseParser) -> None:
+        if not parser.should_keep_alive():
+            self.close()
+        self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _RawChannel(Channel):
+    """A channel that keeps one connection open and reconnects when the peer closes it."""
+
+    __slots__ = ("conn", "connecting", "owner", "t")
+
+    def __init__(self, t: RawTransport, owner: Owner) -> None:
+        super().__init__()
+        self.t = t
+        self.owner = owner
+        self.conn: _Conn | None = None
+        self.connecting: asyncio.Task[None] | None = None
+
+    def send(self) -> None:
+        self.busy = True
+        conn = self.conn
+        if conn is None or conn.closed:
+            self.conn = None  # the old connection's late connection_lost must not fail this request
+            self.connecting = self.t.loop.create_task(self._connect_and_send())
+            return
+        conn.first = 0
+        conn.nbytes = 0
+        conn.transport.write(self.t.request)  # type: ignore[union-attr]
+
+    async def _connect_and_send(self) -> None:
+        t = self.t
+        try:
+            _, conn = await asyncio.wait_for(
+                t.loop.create_connection(
+                    lambda: _Conn(self, t.head),
+                    t.host,
+                    t.port,
+                    ssl=t.ssl,
+                    server_hostname=t.host if t.ssl else None,
+                ),
+                t.timeout_ns / 1e9,
+            )
+        except asyncio.CancelledError:
+            self.connecting = None
+            self.fail(None, Interrupted())
+            return
+        except TimeoutError as e:
+            self.connecting = None
+            self.fail(None, e)
+            return
+        except (OSError, ssl.SSLError) as e:
+            self.connecting = None
+            self.fail(None, ConnectError(e.errno, str(e)))
+            return
+        self.connecting = None
+        sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = conn
+        if self.busy:
+            conn.transport.write(t.request)  # type: ignore[union-attr]
+
+    def done(self, conn: _Conn, status: int, first: int, nbytes: int) -> None:
+        if conn is self.conn and self.busy:
+            self.busy = False
+            self.owner.on_response(self, status, first, nbytes)
+
+    def fail(self, conn: _Conn | None, exc: BaseException) -> None:
+        if (conn is None or conn is self.conn) and self.busy:
+            self.busy = False
+            self.owner.on_failure(self, exc)
+
+    def abort(self) -> None:
+        if not self.busy:
+            return
+        if self.connecting is not None:
+            self.connecting.cancel()
+            return
+        conn = self.conn
+        self.fail(conn, Interrupted())
+        if conn is not None and conn.transport is not None:
+            conn.closed = True
+            conn.transport.abort()
+
+    def expire(self) -> None:
+        """Fail the request in flight as a timeout and drop its connection."""
+        if self.connecting is not None:
+            return  # the connect has its own timeout
+        conn = self.conn
+        self.fail(conn, TimeoutError("no complete response within the timeout"))
+        if conn is not None and conn.transport is not None:
+            conn.closed = True
+            conn.transport.abort()
+
+
+class RawTransport:
+    """HTTP/1.1 over uvloop protocols: keep-alive, Content-Length and chunked bodies, reconnect on close.
+
+    Timeouts are checked by one sweep every tenth of the timeout (at most every 100 ms) instead of a timer
+    per request, so a request times out between `timeout` and `timeout` plus one sweep after it was sent.
+    """
+
+    name = "raw"
+
+    def __init__(self, plan: Plan, connections: int) -> None:
+        spec = plan.request
+        self.plan = plan
+        self.connections = connections
+        self.request = build_request(spec)
+        self.request_bytes = len(spec.body)
+        self.head = spec.method == "HEAD"
+        self.host, self.port = spec.host, spec.port
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if spec.scheme == "https" else None
+        self.timeout_ns = int(plan.timeout_s * 1e9)
+        self.sweep_s = min(0.1, plan.timeout_s / 10)
+        self.channels: list[_RawChannel] = []
+        self.sweeper: asyncio.TimerHandle | None = None
+
+    async def open(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+
+    def _sweep(self) -> None:
+        cutoff = perf_counter_ns() - self.timeout_ns
+        for ch in self.channels:
+            if ch.busy and ch.sent < cutoff:
+                ch.expire()
+        self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+
+    def channel(self, owner: Owner) -> Channel:
+        ch = _RawChannel(self, owner)
+        self.channels.append(ch)
+        return ch
+
+    def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, ConnectError):
+            return "connect"
+        if isinstance(exc, TimeoutError):
+            return "timeout"
+        if isinstance(exc, ConnectionError):
+            return "reset"
+        if isinstance(exc, ProtocolError):
+            return "protocol"
+        return "other"
+
+    async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+        for ch in self.channels:
+            if ch.conn is not None:
+                ch.conn.close()
+        self.channels.clear()

@@ -1,0 +1,65 @@
+"""Both transports: identical counts for the same run, and the HTTP/1.1 cases the raw one must handle."""
+
+import pytest
+
+from squall.engine import run
+from squall.engine.transport.raw import build_request
+from squall.plan import Plan, RequestSpec
+from squall.result import Result
+from squall.targets.serve import ServerThread
+
+TRANSPORTS = ("raw", "aiohttp")
+
+
+def go(url: str, transport: str, **kw: object) -> Result:
+    kw.setdefault("workers", 1)
+    kw.setdefault("connections", 4)
+    return run(Plan(RequestSpec(url, **kw.pop("spec", {})), quiet=True, transport=transport, **kw).validate())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/status/503", "/status/404", "/bytes/70000", "/close", "/reset", "/status/204"]
+)
+def test_transports_agree(target: ServerThread, path: str) -> None:
+    got = {t: go(target.url + path, t, requests=120).summary for t in TRANSPORTS}
+    raw, aio = got["raw"], got["aiohttp"]
+    for key in ("requests", "ok", "errors", "status_codes", "error_kinds", "bytes_in"):
+        assert raw[key] == aio[key], (path, key, raw[key], aio[key])
+    assert raw["requests"] == 120
+
+
+def test_auto_picks_raw_and_says_so(target: ServerThread) -> None:
+    res = run(Plan(RequestSpec(target.url + "/"), requests=10, workers=1, quiet=True).validate())
+    assert res.doc["meta"]["transport"] == "raw"
+
+
+def test_post_body_and_head(target: ServerThread) -> None:
+    for t in TRANSPORTS:
+        s = go(target.url + "/", t, requests=50, spec={"method": "POST", "body": b"x" * 3000}).summary
+        assert (s["ok"], s["bytes_out"], s["bytes_in"]) == (50, 150_000, 600)
+        s = go(target.url + "/", t, requests=50, spec={"method": "HEAD"}).summary
+        assert (s["ok"], s["bytes_in"]) == (50, 0)
+
+
+def test_timeouts_and_refused(target: ServerThread, closed_port: int) -> None:
+    s = go(target.url + "/delay/3000", "raw", requests=4, timeout_s=0.3).summary
+    assert s["error_kinds"] == {"timeout": 4}
+    s = go(f"http://127.0.0.1:{closed_port}/", "raw", requests=7).summary
+    assert s["error_kinds"] == {"connect": 7}
+
+
+def test_open_model_on_raw(target: ServerThread) -> None:
+    s = go(target.url + "/", "raw", rate=500.0, duration_s=1.0, connections=16).summary
+    assert s["requests"] == 500
+    assert s["schedule_lag_ms"]["p50"] < 5
+
+
+def test_request_bytes() -> None:
+    spec = RequestSpec("http://127.0.0.1:8080/a?b=1", "POST", (("X-K", "v"),), b"hi")
+    assert build_request(spec) == (
+        b"POST /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: squall/0.1.0\r\nX-K: v\r\n"
+        b"Content-Length: 2\r\n\r\nhi"
+    )
+    assert build_request(RequestSpec("http://h/", headers=(("Host", "x"),))).startswith(
+        b"GET / HTTP/1.1\r\nUser"
+    )
