@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-locust"
+LOCUST = VENV / "bin" / "locust"
 GEN_CPU, TARGET_CPU = "0", "1"
 OPEN_RATE = 10_000
 G64, G1000, OPEN = "GET c=64", "GET c=1000", f"open {OPEN_RATE}/s c=256"
@@ -48,11 +50,8 @@ http {{
   keepalive_requests 1000000;
   keepalive_timeout 120s;
   default_type text/plain;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{ return 200 "Hello, world"; }}
@@ -61,14 +60,9 @@ http {{
 """
 
 LOCUSTFILE = """from locust import FastHttpUser, constant, task
-
-
 class Hello(FastHttpUser):
     wait_time = constant(0)
-
-    @task
-    def get(self) -> None:
-        self.client.get("/")
+    get = task(lambda self: self.client.get("/"))
 """
 
 
@@ -89,6 +83,8 @@ class Round:
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     output: str = ""
+    target_cpu_pct: float | None = None  # nginx's CPU over the load period, % of one core
+    other_cpu_pct: float | None = None  # the rest of the host (neither client nor nginx), % of one core
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -109,6 +105,13 @@ class Job:
         values = [v for r in self.rounds if r.error is None and (v := pick(r)) is not None]
         return statistics.median(values) if values else None
 
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"scenario": self.scenario, "client": self.client, "skipped": self.skip}
+        out["median_rps"] = self.median(lambda r: r.rps)
+        out["median_cpu_us_per_request"] = self.median(lambda r: r.cpu_us_per_request)
+        out["rounds"] = [asdict(r) | {"cpu_us_per_request": r.cpu_us_per_request} for r in self.rounds]
+        return out
+
 
 # ---------------------------------------------------------------- running and reading one client
 
@@ -124,7 +127,8 @@ def measure(argv: list[str], timeout: float, cwd: Path) -> tuple[Round, str]:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except BaseException:  # timeout or Ctrl-C: take the whole tree down, then report or re-raise
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         if not isinstance(sys.exception(), subprocess.TimeoutExpired):
             raise
@@ -143,6 +147,8 @@ def reading(r: Round, out: str) -> Iterator[None]:
     r.output = out[-3000:]
     try:
         yield
+        if not r.requests:
+            raise LookupError("no request completed")
     except (LookupError, ValueError, OSError) as e:
         r.error = f"could not read the result (exit code {r.rc}): {type(e).__name__}: {e}"
 
@@ -176,8 +182,8 @@ def run_locust(url: str, users: int, d: int, work: Path) -> Round:
     (work / "locustfile.py").write_text(LOCUSTFILE)
     stats = work / "locust_stats.csv"
     stats.unlink(missing_ok=True)
-    argv = [str(VENV / "bin" / "locust"), "-f", "locustfile.py", "--headless", "-u", str(users)]
-    argv += ["-r", str(users), "-t", f"{d}s", "-H", url, "--csv", "locust", "--only-summary"]
+    argv = [str(LOCUST), "-f", "locustfile.py", "--headless", "-u", str(users)]
+    argv += ["-r", str(users), "-t", f"{d}s", "-H", url.rstrip("/"), "--csv", "locust", "--only-summary"]
     r, out = measure(argv, d + 60, work)
     with reading(r, out):
         rows = [row for row in csv.DictReader(stats.open()) if row["Name"] == "Aggregated"]
@@ -237,7 +243,7 @@ def ensure_tools(clients: set[str]) -> dict[str, str]:
             missing.remove("hey")
             skipped["hey"] = "not available: apt-cache policy hey has no candidate"
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, timeout=900)
-    if "locust" in clients and not (VENV / "bin" / "locust").exists():
+    if "locust" in clients and not (LOCUST).exists():
         print(f"[bench] installing Locust into {VENV}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
         subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "locust"], check=True, timeout=900)
@@ -251,7 +257,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def nginx() -> Iterator[dict[str, object]]:
+def nginx() -> Iterator[dict[str, Any]]:
     """A one-worker nginx on CPU 1 answering 'Hello, world'; always stopped and cleaned up on exit."""
     tmp = Path(tempfile.mkdtemp(prefix="squall-bench-nginx-"))
     port = free_port()
@@ -273,7 +279,12 @@ def nginx() -> Iterator[dict[str, object]]:
             log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
             raise BenchError(f"nginx did not answer on {url} within 5 s: {log.strip()[-500:]}")
         tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        yield {"url": url, "config": conf, "cpu_affinity": {p.pid: p.cpu_affinity() for p in tree}}
+        yield {
+            "url": url,
+            "config": conf,
+            "cpu_affinity": {p.pid: p.cpu_affinity() for p in tree},
+            "pids": [p.pid for p in tree],
+        }
     finally:
         proc.terminate()
         try:
@@ -288,23 +299,20 @@ def raw_available() -> bool:
     return re.search(r"\braw\b", sh([*SQUALL, "run", "--help"])) is not None
 
 
-def machine_info() -> dict[str, object]:
+def machine_info() -> dict[str, Any]:
     cpu = re.search(r"Model name:\s*(.+)", sh(["lscpu"]))
-    squall_git = sh(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"])
     return {
         "cpu_model": cpu.group(1).strip() if cpu else "?",
         "nproc": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "squall": sh([*SQUALL, "--version"]) or sh([sys.executable, "-m", "pip", "show", "squall"])[:200],
-        "squall_git": squall_git,
+        "squall": importlib.metadata.version("squall"),
+        "squall_git": sh(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"]),
         "wrk": sh(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else None,
         "nginx": sh(["nginx", "-v"]) if shutil.which("nginx") else None,
         "hey": sh(["dpkg-query", "-W", "-f=${Version}", "hey"]) if shutil.which("hey") else None,
-        "locust": sh([str(VENV / "bin" / "locust"), "--version"])
-        if (VENV / "bin" / "locust").exists()
-        else None,
+        "locust": sh([str(LOCUST), "--version"]).split(" from ")[0] if LOCUST.exists() else None,
     }
 
 
@@ -312,16 +320,19 @@ def machine_info() -> dict[str, object]:
 
 
 def plan(d: int, skipped: dict[str, str]) -> list[Job]:
+    """Every (scenario, client) in the order the rounds alternate; a skipped client keeps a row with why."""
     jobs = [
         Job(G64, "wrk", lambda u, w: run_wrk(u, 64, d, w)),
         Job(G64, "hey", lambda u, w: run_hey(u, 64, d, w)),
-        Job(G64, "locust", lambda u, w: run_locust(u, 64, d, w)),
     ]
-    for t in ("aiohttp", "raw"):
-        jobs.append(Job(G64, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 64, d, w)))
+    jobs.append(Job(G64, "locust", lambda u, w: run_locust(u, 64, d, w)))
+    jobs += [
+        Job(G64, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 64, d, w)) for t in ("aiohttp", "raw")
+    ]
     jobs.append(Job(G1000, "wrk", lambda u, w: run_wrk(u, 1000, d, w)))
-    for t in ("aiohttp", "raw"):
-        jobs.append(Job(G1000, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 1000, d, w)))
+    jobs += [
+        Job(G1000, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 1000, d, w)) for t in ("aiohttp", "raw")
+    ]
     for t in ("aiohttp", "raw"):
         jobs.append(Job(OPEN, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 256, d, w, OPEN_RATE)))
     for job in jobs:
@@ -348,6 +359,7 @@ def verdicts(jobs: list[Job], client: str) -> list[tuple[str, float | None, bool
     j64, op = find(jobs, G64, client), find(jobs, OPEN, client)
     cpu = j64.median(lambda r: r.cpu_us_per_request) if j64 else None
     rate = op.median(lambda r: r.rps) if op else None
+    off = abs(rate / OPEN_RATE - 1) * 100 if rate else None
     lag = op.median(lambda r: r.extra.get("schedule_lag_p99_ms")) if op else None
     checks: list[tuple[str, float | None, float, bool]] = [
         (">= 0.9x wrk @64 (ratio)", ratio(jobs, G64, client, "wrk"), 0.9, True),
@@ -355,12 +367,7 @@ def verdicts(jobs: list[Job], client: str) -> list[tuple[str, float | None, bool
         (">= 15x Locust @64 (ratio)", ratio(jobs, G64, client, "locust"), 15, True),
         (">= 3x hey @64 (ratio)", ratio(jobs, G64, client, "hey"), 3, True),
         ("<= 25 µs client CPU/request @64 (µs)", cpu, 25, False),
-        (
-            "open model within 1 % of 10k/s (% off)",
-            abs(rate / OPEN_RATE - 1) * 100 if rate else None,
-            1,
-            False,
-        ),
+        ("open model within 1 % of 10k/s (% off)", off, 1, False),
         ("schedule-lag p99 <= 2 ms (ms)", lag, 2, False),
     ]
     return [(n, v, None if v is None else v >= lim if up else v <= lim) for n, v, lim, up in checks]
@@ -371,95 +378,72 @@ def all_rounds(j: Job) -> str:
 
 
 def closed_table(jobs: list[Job]) -> list[str]:
-    out = [
-        "| scenario | client | median req/s | all rounds | squall/wrk | squall/locust | squall/hey | CPU µs/request |"
-    ]
-    out.append("|---|---|---:|---|---:|---:|---:|---:|")
+    head = "| scenario | client | median req/s | all rounds | squall/wrk | squall/locust | squall/hey |"
+    out = [head + " CPU µs/request | nginx CPU % |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for j in (j for j in jobs if j.scenario != OPEN):
         if j.skip:
-            out.append(f"| {j.scenario} | {j.client} | — | {j.skip} | | | | |")
+            out.append(f"| {j.scenario} | {j.client} | — | {j.skip} | | | | | |")
             continue
         ratios = [fmt(ratio(jobs, j.scenario, j.client, o), ".2f", "x") for o in ("wrk", "locust", "hey")]
         ratios = ratios if j.client.startswith("squall") else ["", "", ""]
         cpu, rps = fmt(j.median(lambda r: r.cpu_us_per_request), ".1f"), fmt(j.median(lambda r: r.rps))
-        out.append(f"| {j.scenario} | {j.client} | {rps} | {all_rounds(j)} | {' | '.join(ratios)} | {cpu} |")
+        ratios.append(f"{cpu} | {fmt(j.median(lambda r: r.target_cpu_pct), '.0f')}")
+        out.append(f"| {j.scenario} | {j.client} | {rps} | {all_rounds(j)} | {' | '.join(ratios)} |")
     return out
 
 
 def open_table(jobs: list[Job]) -> list[str]:
-    out = [
-        "| client | target req/s | median achieved req/s | % of target | schedule-lag p99 ms | all rounds |"
-    ]
-    out.append("|---|---:|---:|---:|---:|---|")
+    head = "| client | target req/s | median achieved req/s | % of target | schedule-lag p99 ms |"
+    out = [head + " all rounds |", "|---|---:|---:|---:|---:|---|"]
     for j in (j for j in jobs if j.scenario == OPEN):
         if j.skip:
             out.append(f"| {j.client} | {OPEN_RATE:,} | — | — | — | {j.skip} |")
             continue
         rate, lag = j.median(lambda r: r.rps), j.median(lambda r: r.extra.get("schedule_lag_p99_ms"))
-        pct = fmt(rate / OPEN_RATE * 100 if rate else None, ".2f", " %")
-        out.append(
-            f"| {j.client} | {OPEN_RATE:,} | {fmt(rate)} | {pct} | {fmt(lag, '.2f')} | {all_rounds(j)} |"
-        )
+        pct, lag_s = fmt(rate / OPEN_RATE * 100 if rate else None, ".2f", " %"), fmt(lag, ".2f")
+        out.append(f"| {j.client} | {OPEN_RATE:,} | {fmt(rate)} | {pct} | {lag_s} | {all_rounds(j)} |")
     return out
 
 
 def targets_table(jobs: list[Job]) -> list[str]:
     squalls = [c for c in ("squall-aiohttp", "squall-raw") if any(j.client == c and not j.skip for j in jobs)]
-    if not squalls:
-        return ["(no squall client ran)"]
     out = ["| target | " + " | ".join(squalls) + " |", "|---|" + "---:|" * len(squalls)]
-    cols = [verdicts(jobs, c) for c in squalls]
-    for row in zip(*cols, strict=True):
+    for row in zip(*[verdicts(jobs, c) for c in squalls], strict=True):
         cells = [
             "not measured" if v is None else f"{v:,.2f} {'pass' if ok else '**FAIL**'}" for _, v, ok in row
         ]
         out.append(f"| {row[0][0]} | " + " | ".join(cells) + " |")
-    return out
+    return out if squalls else ["(no squall client ran)"]
 
 
 def markdown(jobs: list[Job], header: str) -> str:
-    fails = [
-        f"- {j.scenario} {j.client} round {i + 1}: {r.error}"
-        for j in jobs
-        for i, r in enumerate(j.rounds)
-        if r.error
-    ]
-    out = [
-        header,
-        "",
-        *closed_table(jobs),
-        "",
-        f"Open model ({OPEN}, constant arrivals):",
-        "",
-        *open_table(jobs),
-    ]
-    out += ["", "Targets:", "", *targets_table(jobs)]
-    return "\n".join(out + (["", "Failures:", "", *fails] if fails else [])) + "\n"
+    errs = [(j, i, r.error) for j in jobs for i, r in enumerate(j.rounds, 1) if r.error]
+    fails = ["", "Failures:", "", *(f"- {j.scenario} {j.client} round {i}: {e}" for j, i, e in errs)]
+    busy = max((r.other_cpu_pct or 0.0 for j in jobs for r in j.rounds), default=0.0)
+    out = [header, "", *closed_table(jobs)]
+    if any(j.scenario == OPEN for j in jobs):
+        out += ["", f"Open model ({OPEN}, constant arrivals):", "", *open_table(jobs)]
+    out += ["", "Targets:", "", *targets_table(jobs), *(fails if errs else [])]
+    if busy > 10:
+        out += [
+            "",
+            f"Warning: other processes used up to {busy:.0f} % of a core during a round; expect noise.",
+        ]
+    return "\n".join(out) + "\n"
 
 
-def results(
-    jobs: list[Job], args: argparse.Namespace, target: dict[str, object], t0: float
-) -> dict[str, object]:
+def results(jobs: list[Job], args: argparse.Namespace, machine: dict, target: dict) -> dict[str, object]:
     """Everything measured, every command line and the machine, for bench/results.json."""
+    squalls = [c for c in ("squall-aiohttp", "squall-raw") if find(jobs, G64, c) or find(jobs, OPEN, c)]
     return {
         "command": args.command,
         "date": args.started.isoformat(timespec="seconds"),
-        "elapsed_s": round(time.monotonic() - t0, 1),
+        "elapsed_s": round(time.monotonic() - args.t0, 1),
         "settings": {"rounds": args.rounds, "duration_s": args.duration, "open_rate": OPEN_RATE},
-        "machine": machine_info(),
+        "machine": machine,
         "target": target,
-        "jobs": [
-            {
-                "scenario": j.scenario,
-                "client": j.client,
-                "skipped": j.skip,
-                "median_rps": j.median(lambda r: r.rps),
-                "median_cpu_us_per_request": j.median(lambda r: r.cpu_us_per_request),
-                "rounds": [asdict(r) | {"cpu_us_per_request": r.cpu_us_per_request} for r in j.rounds],
-            }
-            for j in jobs
-        ],
-        "targets": {c: verdicts(jobs, c) for c in ("squall-aiohttp", "squall-raw") if find(jobs, G64, c)},
+        "jobs": [j.as_dict() for j in jobs],
+        "targets": {c: verdicts(jobs, c) for c in squalls},
     }
 
 
@@ -482,18 +466,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CLIENTS)}, squall")
     a.clients = {c for c in CLIENTS if c in names or c.split("-")[0] in names}
     a.command = shlex.join(["python3", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
-    a.started = dt.datetime.now(dt.UTC)
+    a.started, a.t0 = dt.datetime.now(dt.UTC), time.monotonic()
     return a
 
 
-def run_rounds(jobs: list[Job], rounds: int, url: str, work: Path) -> None:
+def cpu_now(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds so far: the whole host busy, and nginx's processes."""
+    t, nginx_s = psutil.cpu_times(), 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            c = psutil.Process(pid).cpu_times()
+            nginx_s += c.user + c.system
+    return t.user + t.nice + t.system + t.irq + t.softirq, nginx_s
+
+
+def run_rounds(jobs: list[Job], args: argparse.Namespace, target: dict[str, Any], work: Path) -> None:
     """Every active job once per round, in the same order each round (A B C A B C ...)."""
-    for i in range(rounds):
+    for i in range(args.rounds):
         for j in (j for j in jobs if not j.skip):
-            print(f"[bench] round {i + 1}/{rounds}: {j.scenario:<18} {j.client:<15}", end=" ", flush=True)
-            r = j.fn(url, work)
+            print(
+                f"[bench] round {i + 1}/{args.rounds}: {j.scenario:<18} {j.client:<15}", end=" ", flush=True
+            )
+            host0, nginx0 = cpu_now(target["pids"])
+            r = j.fn(target["url"], work)
+            host1, nginx1 = cpu_now(target["pids"])
+            r.target_cpu_pct = round((nginx1 - nginx0) / args.duration * 100, 1)
+            r.other_cpu_pct = round((host1 - host0 - r.cpu_s - (nginx1 - nginx0)) / r.wall_s * 100, 1)
             j.rounds.append(r)
-            print(f"-> {fmt(r.rps)} req/s, {fmt(r.cpu_us_per_request, '.1f')} µs CPU/req {r.error or ''}")
+            print(f"-> {fmt(r.rps)} req/s, {fmt(r.cpu_us_per_request, '.1f')} µs CPU/req, nginx", end=" ")
+            print(f"{r.target_cpu_pct} % CPU, other {r.other_cpu_pct} % CPU {r.error or ''}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -501,21 +502,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop nginx
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    t0 = time.monotonic()
     skipped = ensure_tools(args.clients)
     if not raw_available():
         skipped["squall-raw"] = "not available: `squall run --help` has no raw transport"
     jobs = [j for j in plan(args.duration, skipped) if j.client in args.clients]
+    machine = machine_info()  # before the rounds: squall's git state is the one measured
     with nginx() as target, tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         print(f"[bench] nginx on {target['url']} (CPU {TARGET_CPU}); clients on CPU {GEN_CPU}", flush=True)
-        run_rounds(jobs, args.rounds, str(target["url"]), Path(tmp))
-    doc = results(jobs, args, target, t0)
-    m = doc["machine"]
-    assert isinstance(m, dict)
+        run_rounds(jobs, args, target, Path(tmp))
+    doc = results(jobs, args, machine, target)
     header = (
-        f"{args.started:%Y-%m-%d %H:%M} UTC, `{args.command}`: {args.rounds} round(s) of {args.duration} s; "
+        f"{args.started:%Y-%m-%d %H:%M} UTC, `{args.command}`: {args.rounds} round(s) of {args.duration} s"
     )
-    header += f"{m['cpu_model']}, {m['nproc']} CPUs; nginx on CPU {TARGET_CPU}, clients on CPU {GEN_CPU}."
+    header += f"; {machine['cpu_model']}, {machine['nproc']} CPUs; squall {machine['squall_git']}."
     md = markdown(jobs, header)
     (BENCH / "results.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     (BENCH / "results.md").write_text(md)
@@ -526,6 +525,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except BenchError as e:
+    except (BenchError, subprocess.CalledProcessError) as e:
         print(f"bench: {e}", file=sys.stderr)
         sys.exit(2)

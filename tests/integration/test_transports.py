@@ -63,3 +63,33 @@ def test_request_bytes() -> None:
     assert build_request(RequestSpec("http://h/", headers=(("Host", "x"),))).startswith(
         b"GET / HTTP/1.1\r\nUser"
     )
+
+
+def test_chunked_bodies() -> None:
+    import asyncio
+    import threading
+
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(conn, "127.0.0.1", 0)
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        await asyncio.sleep(30)
+
+    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+    ready.wait(5)
+    for t in TRANSPORTS:
+        s = go(f"http://127.0.0.1:{port[0]}/", t, requests=40).summary
+        assert (s["ok"], s["bytes_in"]) == (40, 40 * 11), t
