@@ -35,6 +35,7 @@ VENV = BENCH / ".venv-locust"
 LOCUST = VENV / "bin" / "locust"
 GEN_CPU, TARGET_CPU = "0", "1"
 OPEN_RATE = 10_000
+NOISY_PCT = 10  # other processes busier than this (% of one core) make a round noisy
 G64, G1000, OPEN = "GET c=64", "GET c=1000", f"open {OPEN_RATE}/s c=256"
 CLIENTS = ("wrk", "hey", "locust", "squall-aiohttp", "squall-raw")
 SQUALL = [shutil.which("squall") or sys.executable, *([] if shutil.which("squall") else ["-m", "squall"])]
@@ -374,7 +375,9 @@ def verdicts(jobs: list[Job], client: str) -> list[tuple[str, float | None, bool
 
 
 def all_rounds(j: Job) -> str:
-    return ", ".join(fmt(r.rps) if r.error is None else "failed" for r in j.rounds)
+    """Each round's req/s; * marks a round during which other processes were busy."""
+    cells = [fmt(r.rps) + ("*" if (r.other_cpu_pct or 0) > NOISY_PCT else "") for r in j.rounds]
+    return ", ".join(c if r.error is None else "failed" for c, r in zip(cells, j.rounds, strict=True))
 
 
 def closed_table(jobs: list[Job]) -> list[str]:
@@ -424,11 +427,8 @@ def markdown(jobs: list[Job], header: str) -> str:
     if any(j.scenario == OPEN for j in jobs):
         out += ["", f"Open model ({OPEN}, constant arrivals):", "", *open_table(jobs)]
     out += ["", "Targets:", "", *targets_table(jobs), *(fails if errs else [])]
-    if busy > 10:
-        out += [
-            "",
-            f"Warning: other processes used up to {busy:.0f} % of a core during a round; expect noise.",
-        ]
+    if busy > NOISY_PCT:
+        out += ["", f"\\* other processes used > {NOISY_PCT} % of a core in that round (up to {busy:.0f} %)."]
     return "\n".join(out) + "\n"
 
 
@@ -480,6 +480,19 @@ def cpu_now(pids: list[int]) -> tuple[float, float]:
     return t.user + t.nice + t.system + t.irq + t.softirq, nginx_s
 
 
+def wait_quiet(pids: list[int], limit_s: float = 30) -> None:
+    """Wait (at most limit_s) until the host, nginx aside, has been near idle for half a second."""
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + limit_s:
+        host0, nginx0 = cpu_now(pids)
+        time.sleep(0.5)
+        host1, nginx1 = cpu_now(pids)
+        if (host1 - host0 - (nginx1 - nginx0)) / 0.5 * 100 < NOISY_PCT:
+            break
+    if (waited := time.monotonic() - t0) > 1:
+        print(f"(waited {waited:.0f} s for a quiet host)", end=" ", flush=True)
+
+
 def run_rounds(jobs: list[Job], args: argparse.Namespace, target: dict[str, Any], work: Path) -> None:
     """Every active job once per round, in the same order each round (A B C A B C ...)."""
     for i in range(args.rounds):
@@ -487,6 +500,7 @@ def run_rounds(jobs: list[Job], args: argparse.Namespace, target: dict[str, Any]
             print(
                 f"[bench] round {i + 1}/{args.rounds}: {j.scenario:<18} {j.client:<15}", end=" ", flush=True
             )
+            wait_quiet(target["pids"])
             host0, nginx0 = cpu_now(target["pids"])
             r = j.fn(target["url"], work)
             host1, nginx1 = cpu_now(target["pids"])

@@ -28,7 +28,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _command_line() -> str:
-    return shlex.join(["squall", *sys.argv[1:]])
+    # Arguments that are not valid UTF-8 arrive as surrogates; keep them printable and encodable.
+    args = [a.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for a in sys.argv[1:]]
+    return shlex.join(["squall", *args])
 
 
 @app.command()
@@ -114,10 +116,12 @@ def _body(text: str | None, path: Path | None) -> bytes:
             return path.read_bytes()
         except OSError as e:
             raise PlanError(f"--body-file {str(path)!r} cannot be read: {e.strerror or e}") from None
-    return text.encode() if text is not None else b""
+    return os.fsencode(text) if text is not None else b""
 
 
 def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise PlanError(f"--out {str(path)!r} is a directory; give a file name")
     parent = path.resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise PlanError(f"--out {str(path)!r}: directory {str(parent)!r} does not exist or is not writable")
@@ -178,7 +182,6 @@ def demo(
     import multiprocessing as mp
 
     from squall.targets.serve import ServeOptions
-    from squall.targets.serve import serve as serve_forever
 
     try:
         duration_s = parse_duration(duration, "--duration")
@@ -187,7 +190,7 @@ def demo(
     ctx = mp.get_context("fork")
     rx, tx = ctx.Pipe(duplex=False)
     server = ctx.Process(
-        target=serve_forever, args=(ServeOptions(port=0), tx.send), name="squall-demo-target", daemon=True
+        target=_serve_detached, args=(ServeOptions(port=0), tx.send), name="squall-demo-target", daemon=True
     )
     server.start()
     try:
@@ -214,6 +217,14 @@ def demo(
         server.terminate()
         server.join(5)
     raise typer.Exit(code)
+
+
+def _serve_detached(opts: object, ready: object) -> None:
+    # Its own session: a Ctrl-C at the terminal stops the load (which drains), not the target under it.
+    from squall.targets.serve import serve as serve_forever
+
+    os.setsid()
+    serve_forever(opts, ready)  # type: ignore[arg-type]
 
 
 def main() -> None:

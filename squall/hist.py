@@ -24,14 +24,12 @@ def new_histogram() -> HdrHistogram:
 class Hist:
     """A recording front for one HdrHistogram that keeps the per-value cost to one `array.append`.
 
-    `record` appends raw µs values to a buffer; `fold` (run once a window, or when the buffer is full)
-    counts equal values in C and adds each distinct value once to the HdrHistogram's counts. Values
-    above the range are clamped to its top and counted in `overflow`, never dropped.
+    `record` appends raw µs values to a buffer (8 bytes a value, held for at most one window); `fold`, run
+    when the window is encoded, counts equal values in C and adds each distinct value once to the
+    HdrHistogram's counts. Values above the range are clamped to its top and counted in `overflow`.
     """
 
     __slots__ = ("_buf", "_half", "_mask", "_shift", "h", "overflow", "record")
-
-    FOLD_AT = 1 << 16
 
     def __init__(self) -> None:
         self.h = new_histogram()

@@ -11,6 +11,11 @@ ARRIVALS = ("constant", "poisson")
 TRANSPORTS = ("auto", "raw", "aiohttp")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
 _UNIT_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MAX_SECONDS = 30 * 24 * 3600.0
+MAX_COUNT = 2**62
+MAX_RATE = 10_000_000.0
+MAX_CONNECTIONS = 1_000_000
+MAX_WORKERS = 1024
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -23,7 +28,10 @@ def parse_duration(text: str, what: str = "duration") -> float:
     m = _DURATION.match(str(text))
     if not m:
         raise PlanError(f"{what} {text!r} is not a duration; use e.g. 500ms, 10s, 2m or 1h")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if seconds > MAX_SECONDS:
+        raise PlanError(f"{what} {text!r} is longer than 30 days")
+    return seconds
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -35,6 +43,12 @@ def parse_header(text: str) -> tuple[str, str]:
     value = value.strip()
     if "\r" in value or "\n" in value:
         raise PlanError(f"header {name!r} contains a line break")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise PlanError(
+            f"header {name!r} has characters HTTP/1.1 cannot carry; percent-encode them"
+        ) from None
     return name, value
 
 
@@ -77,6 +91,8 @@ class RequestSpec:
             raise PlanError(f"URL {self.url!r} is not an http:// or https:// URL")
         if not parts.hostname:
             raise PlanError(f"URL {self.url!r} has no host")
+        if not self.url.isascii() or any(c.isspace() or ord(c) < 32 for c in self.url):
+            raise PlanError(f"URL {self.url!r} must be ASCII without spaces; percent-encode the rest")
         if port == 0:
             raise PlanError(f"URL {self.url!r} has port 0")
         if not _TOKEN.match(self.method):
@@ -118,24 +134,24 @@ class Plan:
     def validate(self) -> Plan:
         """Check every field; return the plan with workers capped at connections. Raises PlanError."""
         self.request.validate()
-        if self.connections < 1:
-            raise PlanError(f"--connections must be at least 1 (got {self.connections})")
-        if self.workers < 1:
-            raise PlanError(f"--workers must be at least 1 (got {self.workers})")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise PlanError("--duration must be greater than 0")
-        if self.requests is not None and self.requests < 1:
-            raise PlanError(f"--requests must be at least 1 (got {self.requests})")
-        if self.rate is not None and not self.rate > 0:
-            raise PlanError(f"--rate must be greater than 0 (got {self.rate})")
+        if not 1 <= self.connections <= MAX_CONNECTIONS:
+            raise PlanError(f"--connections must be from 1 to {MAX_CONNECTIONS:,} (got {self.connections})")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise PlanError(f"--workers must be from 1 to {MAX_WORKERS} (got {self.workers})")
+        if self.duration_s is not None and not 0 < self.duration_s <= MAX_SECONDS:
+            raise PlanError("--duration must be greater than 0 and at most 30 days")
+        if self.requests is not None and not 1 <= self.requests <= MAX_COUNT:
+            raise PlanError(f"--requests must be from 1 to {MAX_COUNT} (got {self.requests})")
+        if self.rate is not None and not 0.001 <= self.rate <= MAX_RATE:
+            raise PlanError(f"--rate must be from 0.001 to {MAX_RATE:,.0f} requests/s (got {self.rate})")
         if self.arrival not in ARRIVALS:
             raise PlanError(f"--arrival {self.arrival!r} is not one of {', '.join(ARRIVALS)}")
         if self.transport not in TRANSPORTS:
             raise PlanError(f"--transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
-        if not self.timeout_s > 0:
-            raise PlanError("--timeout must be greater than 0")
-        if self.warmup_s < 0:
-            raise PlanError("--warmup must not be negative")
+        if not 0 < self.timeout_s <= MAX_SECONDS:
+            raise PlanError("--timeout must be greater than 0 and at most 30 days")
+        if not 0 <= self.warmup_s <= MAX_SECONDS:
+            raise PlanError("--warmup must be from 0 to 30 days")
         if self.drain_s < 0:
             raise PlanError("drain time must not be negative")
         if self.target_pid is not None and self.target_pid < 1:

@@ -100,6 +100,16 @@ class Aggregate:
             self.t_first = other.t_first if self.t_first is None else min(self.t_first, other.t_first)
         self.t_last = max(self.t_last, other.t_last)
 
+    def carry_into(self, sec: Second, seq: int) -> None:
+        """Add a popped second's counts into pending second `seq` (for late warmup boundaries)."""
+        into = self.pending.get(seq)
+        if into is None:
+            into = self.pending[seq] = Second(seq, sec.t_start, sec.t_end)
+        into.t_start = min(into.t_start, sec.t_start)
+        _add(into.counters, sec.counters)
+        _add(into.error_kinds, sec.error_kinds)
+        merge_into(into.latency, sec.latency)
+
     def pop_seconds(self, upto: int) -> list[Second]:
         """Remove and return the pending seconds with seq <= upto, oldest first."""
         done = sorted(s for s in self.pending if s <= upto)
@@ -140,6 +150,8 @@ def second_entry(sec: Second, window_s: float) -> dict[str, Any]:
     c = sec.counters
     return {
         "t": round(sec.seq * window_s, 3),
+        "span_s": round(span, 6),
+        "partial": span < window_s * 0.9,
         "rps": round(c.get("requests", 0) / span, 3),
         "requests": c.get("requests", 0),
         "ok": c.get("ok", 0),

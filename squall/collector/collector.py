@@ -78,7 +78,10 @@ class Collector:
         if self.view is not None:
             self.view.close()
         if self.plan.out_path:
-            write_json(doc, self.plan.out_path)
+            try:
+                write_json(doc, self.plan.out_path)
+            except OSError as e:
+                doc["warnings"].append(f"could not write {self.plan.out_path}: {e.strerror or e}")
         if self.sup is not None:
             with contextlib.suppress(OSError):
                 self.sup.send_bytes(encode(Final(doc)))
@@ -154,7 +157,11 @@ class Collector:
         for sec in self.agg.pop_seconds(upto):
             sample = self._sample()
             if sec.seq < 1:
-                continue  # warmup
+                # Warmup. A counted request can land here only when the boundary tick ran late: it belongs
+                # to the first measured second, so the series still sums to the summary.
+                if sec.counters.get("requests"):
+                    self.agg.carry_into(sec, 1)
+                continue
             entry = second_entry(sec, self.plan.window_s)
             if self.plan.rate is not None:
                 entry["target_rps"] = self.plan.rate
@@ -175,7 +182,12 @@ class Collector:
         agg = self.agg
         open_model = plan.open_model
         measure_offset = int(plan.warmup_s * NS)
-        duration_s = max(0, agg.t_last - measure_offset) / NS if agg.t_first is not None else 0.0
+        if plan.duration_s is not None and set(self.done.values()) == {"duration"}:
+            duration_s = plan.duration_s  # the run measured exactly this long; the drain adds no time
+        elif agg.t_first is not None:
+            duration_s = max(0, agg.t_last - measure_offset) / NS
+        else:
+            duration_s = 0.0
         reasons = self_check(
             self.cpu, self.lag, plan.cpu_limit_pct, plan.loop_lag_limit_ms, plan.self_check_span
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 from typing import Protocol
 
 NS = 1_000_000_000
@@ -15,20 +16,22 @@ class Pacer(Protocol):
 
 
 class ConstantPacer:
-    """Evenly spaced sends: the k-th is due at (k + phase) / rate seconds.
+    """Evenly spaced sends over all workers: the j-th send of the run is due at ceil(j / rate) seconds.
 
-    `phase` in [0, 1) shifts this worker's schedule so N workers interleave instead of sending together.
-    Offsets are computed from k, not accumulated, so rounding never drifts.
+    Worker `worker` of `workers` takes sends j = worker, worker + workers, ...; so N workers interleave into
+    one even schedule instead of sending together. Times are exact integers (the rate is taken as a fraction), so
+    a run of D seconds at R/s sends exactly the sends due before D, and rounding never drifts.
     """
 
-    def __init__(self, rate: float, phase: float = 0.0) -> None:
-        self.interval_ns = NS / rate
-        self.phase = phase
-        self.k = 0
+    def __init__(self, rate: float, worker: int = 0, workers: int = 1) -> None:
+        r = Fraction(repr(rate))
+        self.num, self.den = r.numerator, r.denominator
+        self.j = worker
+        self.step = workers
 
     def next_send(self) -> int:
-        t = int((self.k + self.phase) * self.interval_ns)
-        self.k += 1
+        t = -((-self.j * NS * self.den) // self.num)  # ceil
+        self.j += self.step
         return t
 
 
@@ -46,7 +49,7 @@ class PoissonPacer:
 
 
 def make_pacer(arrival: str, rate: float, worker: int, workers: int, seed: int) -> Pacer:
-    """The pacer for one worker's share of the rate."""
+    """The pacer of one worker, given the whole run's rate."""
     if arrival == "poisson":
-        return PoissonPacer(rate, seed * 1_000_003 + worker)
-    return ConstantPacer(rate, phase=worker / workers)
+        return PoissonPacer(rate / workers, seed * 1_000_003 + worker)
+    return ConstantPacer(rate, worker, workers)

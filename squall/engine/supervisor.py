@@ -124,7 +124,7 @@ class _Supervisor:
         while True:
             if self.stop_reason is not None and not self.stopped:
                 self._broadcast(Stop(self.stop_reason, self.plan.drain_s))
-            ready = wait([sup_end, collector.sentinel], timeout=0.2)
+            ready = wait([sup_end, collector.sentinel], timeout=0.05)
             if sup_end in ready:
                 try:
                     msg = decode(sup_end.recv_bytes())

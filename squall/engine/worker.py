@@ -22,6 +22,8 @@ from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
 
 NS = 1_000_000_000
 LOOP_PROBE_NS = 10_000_000
+START_TIMEOUT_S = 120.0
+YIELD_EVERY = 64
 
 
 def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> None:
@@ -70,7 +72,14 @@ class Worker:
         hello = encode(Hello(self.index, os.getpid()))
         self.data.send_bytes(hello)
         self.ctl.send_bytes(hello)
-        start = await started
+        try:
+            start = await asyncio.wait_for(started, START_TIMEOUT_S)
+        except (asyncio.CancelledError, TimeoutError):
+            # Stopped, or the supervisor died, before the run began: nothing to record.
+            self.data.send_bytes(encode(Done(self.index, -1, self.stop_reason or "supervisor lost")))
+            loop.remove_reader(self.ctl.fileno())
+            await asyncio.wait_for(self.transport.close(), 1.0)
+            return
         self.t0 = start.t0
         self.measure_start = self.t0 + int(self.plan.warmup_s * NS)
         self.window_ns = int(self.plan.window_s * NS)
@@ -87,17 +96,17 @@ class Worker:
         if self.t_stop is not None and not self.open_model:
             # The open model's pacer ends its own schedule at t_stop (so no due send is cut by a timer).
             self._at(self.t_stop, self.stop, "duration", self.plan.drain_s)
-        reason = "requests"
         try:
             await self._drive()
-            reason = self.stop_reason or "requests"
         finally:
+            # Whatever happened, what was recorded is shipped; Done only on success (else worker_main
+            # sends Failed, and the collector reports the worker as lost).
             self.rec.dropped += sum(1 for t in self.backlog if t >= self.measure_start)
             self.backlog.clear()
             self._ship(perf_counter_ns())
-            self.data.send_bytes(encode(Done(self.index, self.seq - 1, reason)))
             loop.remove_reader(self.ctl.fileno())
-            await asyncio.wait_for(self.transport.close(), 1.0)
+        self.data.send_bytes(encode(Done(self.index, self.seq - 1, self.stop_reason or "requests")))
+        await asyncio.wait_for(self.transport.close(), 1.0)
 
     # -- control -------------------------------------------------------------------------------------
 
@@ -106,6 +115,8 @@ class Worker:
             msg = decode(self.ctl.recv_bytes())
         except (EOFError, OSError):
             self.loop.remove_reader(self.ctl.fileno())
+            if not started.done():
+                started.cancel()
             self.stop("supervisor lost", self.plan.drain_s)
             return
         if isinstance(msg, Start) and not started.done():
@@ -149,7 +160,12 @@ class Worker:
         self._at(nxt, self._probe, nxt)
 
     def _tick(self) -> None:
-        self._ship(perf_counter_ns())
+        now = perf_counter_ns()
+        boundary = self.measure_start + self.seq * self.window_ns
+        if now < boundary:  # uvloop timers have ms resolution and can fire early: a window must not end early
+            self._at(boundary, self._tick)
+            return
+        self._ship(now)
         if os.getppid() != self.ppid:
             self.stop("supervisor lost", self.plan.drain_s)
         self._at(self.measure_start + self.seq * self.window_ns, self._tick)
@@ -174,6 +190,7 @@ class Worker:
         if self.open_model:
             self.idle.extend(self.channels)
             pacer = asyncio.ensure_future(self._pace())
+            pacer.add_done_callback(self._pacer_done)
         else:
             for ch in self.channels:
                 self._next(ch)
@@ -183,6 +200,10 @@ class Worker:
         finally:
             if pacer is not None:
                 pacer.cancel()
+
+    def _pacer_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.finished.done():
+            self.finished.set_exception(task.exception())  # type: ignore[arg-type]
 
     def _take(self, t_ns: int) -> bool:
         """Whether a request sent (or due) at t_ns may go: False once the request budget is spent."""
@@ -250,16 +271,26 @@ class Worker:
         plan = self.plan
         rate = plan.worker_rate()
         assert rate is not None
-        pacer = make_pacer(plan.arrival, rate, self.index, plan.workers, plan.seed)
+        pacer = make_pacer(plan.arrival, plan.rate, self.index, plan.workers, plan.seed)  # type: ignore[arg-type]
         t0, t_stop = self.t0, self.t_stop
+        burst = 0
         try:
             while not self.stopping:
                 due = t0 + pacer.next_send()
                 if t_stop is not None and due >= t_stop:
+                    # The schedule is over; sends still in the backlog may go out until t_stop itself.
+                    await self._sleep_until(t_stop)
                     self.stop("duration", plan.drain_s)
                     break
                 if due > perf_counter_ns():
+                    burst = 0
                     await self._sleep_until(due)
+                    if self.stopping:
+                        break
+                elif (burst := burst + 1) >= YIELD_EVERY:
+                    # Behind schedule: let responses in between dispatches, or a late pacer starves the loop.
+                    burst = 0
+                    await asyncio.sleep(0)
                     if self.stopping:
                         break
                 if not self._take(due):
@@ -276,3 +307,5 @@ class Worker:
             self.backlog.append(due)
         elif due >= self.measure_start:
             self.rec.dropped += 1
+            if self.budget is not None:
+                self.budget += 1  # a dropped send did not use up a request of -n

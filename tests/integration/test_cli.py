@@ -29,6 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
         (["run", "http://127.0.0.1/", "--arrival", "bursty"], "--arrival"),
         (["run", "http://127.0.0.1/", "-o", "/nonexistent/dir/r.json"], "--out"),
         (["serve", "--port", "70000"], "--port"),
+        (["run", "http://127.0.0.1/", "-r", "inf"], "--rate"),
+        (["run", "http://127.0.0.1/", "-r", "1e-300"], "--rate"),
+        (["run", "http://127.0.0.1/", "-n", "99999999999999999999999"], "--requests"),
+        (["run", "http://127.0.0.1/", "--warmup", "100000000000000000000s"], "longer than 30 days"),
+        (["run", "http://127.0.0.1/", "-H", "X-A: \u20ac"], "cannot carry"),
+        (["run", "http://127.0.0.1/caf\u00e9"], "must be ASCII"),
+        (["run", "http://127.0.0.1/", "-o", "/tmp"], "is a directory"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:

@@ -133,3 +133,29 @@ def test_ctrl_c_writes_the_partial_result(target_proc: ServerThread, tmp_path) -
     assert doc["summary"]["requests"] > 0
     assert doc["summary"]["requests"] == sum(e["requests"] for e in doc["timeseries"])
     assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_worker_exits_when_the_supervisor_dies_before_start(target_proc: ServerThread) -> None:
+    import multiprocessing as mp
+
+    from squall.engine.supervisor import _child
+    from squall.engine.worker import worker_main
+    from squall.wire import Done, Hello, decode
+
+    ctx = mp.get_context("fork")
+    data_r, data_w = ctx.Pipe(duplex=False)
+    ctl_parent, ctl_child = ctx.Pipe()
+    plan = Plan(RequestSpec(target_proc.url + "/"), workers=1, connections=2, quiet=True).validate()
+    # As the supervisor does: the child closes the pipe ends that are not its own.
+    proc = ctx.Process(target=_child, args=(worker_main, [data_r, ctl_parent], plan, 0, data_w, ctl_child))
+    proc.start()
+    data_w.close()
+    ctl_child.close()
+    assert ctl_parent.poll(10)
+    assert isinstance(decode(ctl_parent.recv_bytes()), Hello)
+    ctl_parent.close()  # the supervisor is gone before Start
+    proc.join(10)
+    assert proc.exitcode == 0
+    msgs = [decode(data_r.recv_bytes()) for _ in range(2)]
+    assert isinstance(msgs[0], Hello)
+    assert msgs[1] == Done(0, -1, "supervisor lost")

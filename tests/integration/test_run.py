@@ -115,3 +115,28 @@ def test_result_file_is_written(target: ServerThread, tmp_path) -> None:  # type
     assert doc["summary"] == res.summary
     assert set(doc["histograms"]) >= {"latency", "service", "ttfb"}
     assert doc["meta"]["connections"] == 8
+
+
+def test_open_model_duration_is_exact_across_workers(target: ServerThread) -> None:
+    res = go(target.url + "/", rate=100.0, duration_s=3.0, workers=3, connections=9)
+    s = res.summary
+    assert s["requests"] == 300
+    assert s["duration_s"] == 3.0
+    assert s["rps"] == 100.0
+    assert sum(e["requests"] for e in res.doc["timeseries"]) == 300
+
+
+def test_drain_cancels_what_is_still_in_flight(target: ServerThread) -> None:
+    for transport in ("raw", "aiohttp"):
+        res = go(
+            target.url + "/delay/5000",
+            workers=1,
+            connections=4,
+            duration_s=0.5,
+            transport=transport,
+            drain_s=0.3,
+        )
+        s = res.summary
+        assert s["interrupted"] == 4, transport
+        assert s["requests"] == 0, transport
+        assert any("still in flight" in w for w in res.warnings)

@@ -93,3 +93,29 @@ def test_chunked_bodies() -> None:
     for t in TRANSPORTS:
         s = go(f"http://127.0.0.1:{port[0]}/", t, requests=40).summary
         assert (s["ok"], s["bytes_in"]) == (40, 40 * 11), t
+
+
+def test_body_delimited_by_close() -> None:
+    import asyncio
+    import threading
+
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nno length here")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(conn, "127.0.0.1", 0)
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        await asyncio.sleep(30)
+
+    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+    ready.wait(5)
+    for t in TRANSPORTS:
+        s = go(f"http://127.0.0.1:{port[0]}/", t, requests=20).summary
+        assert (s["ok"], s["bytes_in"], s["error_kinds"]) == (20, 20 * 14, {}), t

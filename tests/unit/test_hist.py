@@ -43,14 +43,14 @@ def test_encode_decode_and_reset() -> None:
     assert decode(h.encode()).get_total_count() == 1
 
 
-def test_buffer_folds_when_large() -> None:
+def test_repeated_folds_accumulate() -> None:
     h = Hist()
     for _ in range(3):
-        for v in range(Hist.FOLD_AT):
+        for v in range(70_000):
             h.record(v)
         h.fold()
-    assert h.count == 3 * Hist.FOLD_AT
-    assert h.h.get_total_count() == 3 * Hist.FOLD_AT
+    assert h.count == 3 * 70_000
+    assert h.h.get_total_count() == 3 * 70_000
 
 
 def test_empty_summary_is_zeros() -> None:

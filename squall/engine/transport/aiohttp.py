@@ -23,6 +23,7 @@ class _AiohttpChannel(Channel):
         self.task: asyncio.Task[None] | None = None
 
     def send(self) -> None:
+        self.busy = True
         self.task = asyncio.get_running_loop().create_task(self._go())
 
     def abort(self) -> None:
@@ -39,11 +40,14 @@ class _AiohttpChannel(Channel):
                 body = await resp.read()
                 status = resp.status
         except asyncio.CancelledError:
+            self.busy = False
             self.owner.on_failure(self, Interrupted())
             return
         except Exception as e:
+            self.busy = False
             self.owner.on_failure(self, e)
             return
+        self.busy = False
         self.owner.on_response(self, status, first, len(body))
 
 

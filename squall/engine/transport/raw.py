@@ -45,7 +45,7 @@ def build_request(spec: RequestSpec) -> bytes:
 class _Conn(asyncio.Protocol):
     """One keep-alive TCP connection of a channel; parses responses with httptools."""
 
-    __slots__ = ("ch", "closed", "first", "head", "nbytes", "parser", "transport")
+    __slots__ = ("ch", "closed", "eof_ends", "first", "head", "nbytes", "parser", "transport")
 
     def __init__(self, ch: _RawChannel, head: bool) -> None:
         self.ch = ch
@@ -55,6 +55,7 @@ class _Conn(asyncio.Protocol):
         self.first = 0
         self.nbytes = 0
         self.closed = False
+        self.eof_ends = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -70,7 +71,12 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.ch.fail(self, ConnectionResetError("connection closed before the response ended"))
+        if self.eof_ends and exc is None:
+            # A response with neither Content-Length nor chunked encoding ends where the connection does.
+            self.eof_ends = False
+            self.ch.done(self, self.parser.get_status_code(), self.first, self.nbytes)
+        else:
+            self.ch.fail(self, ConnectionResetError("connection closed before the response ended"))
 
     # httptools callbacks
     def on_headers_complete(self) -> None:
@@ -78,6 +84,9 @@ class _Conn(asyncio.Protocol):
             parser = self.parser
             self.parser = httptools.HttpResponseParser(self)
             self._complete(parser)
+        elif not self.parser.should_keep_alive():
+            # Connection: close, or a body delimited by the close itself: EOF may end this message.
+            self.eof_ends = True
 
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
@@ -87,6 +96,7 @@ class _Conn(asyncio.Protocol):
             self._complete(self.parser)
 
     def _complete(self, parser: httptools.HttpResponseParser) -> None:
+        self.eof_ends = False
         if not parser.should_keep_alive():
             self.close()
         self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
