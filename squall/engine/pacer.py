@@ -19,8 +19,8 @@ class ConstantPacer:
     """Evenly spaced sends over all workers: the j-th send of the run is due at ceil(j / rate) seconds.
 
     Worker `worker` of `workers` takes sends j = worker, worker + workers, ...; so N workers interleave into
-    one even schedule instead of sending together. Times are exact integers (the rate is taken as a fraction), so
-    a run of D seconds at R/s sends exactly the sends due before D, and rounding never drifts.
+    one even schedule instead of sending together. Times are exact integers (the rate is taken as a
+    fraction), so a run of D seconds at R/s sends exactly the sends due before D; rounding never drifts.
     """
 
     def __init__(self, rate: float, worker: int = 0, workers: int = 1) -> None:
