@@ -18,6 +18,7 @@ COUNTERS = (
     "bytes_out",
     "warmup",
     "dropped",
+    "unsent",
     "interrupted",
     "overflow",
 )
@@ -133,6 +134,7 @@ class Aggregate:
             "bytes_out": c["bytes_out"],
             "warmup_requests": c["warmup"],
             "dropped": c["dropped"],
+            "unsent": c["unsent"],
             "interrupted": c["interrupted"],
             "overflow": c["overflow"],
         }

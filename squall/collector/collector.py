@@ -182,15 +182,21 @@ class Collector:
         agg = self.agg
         open_model = plan.open_model
         measure_offset = int(plan.warmup_s * NS)
+        measured = max(0, agg.t_last - measure_offset) / NS if agg.t_first is not None else 0.0
         if plan.duration_s is not None and set(self.done.values()) == {"duration"}:
-            duration_s = plan.duration_s  # the run measured exactly this long; the drain adds no time
-        elif agg.t_first is not None:
-            duration_s = max(0, agg.t_last - measure_offset) / NS
+            # Requests completing in the drain were sent in time: the run lasted its duration, unless the
+            # generator fell so far behind that completions ran on past the drain.
+            late = measured > plan.duration_s + plan.drain_s + plan.window_s
+            duration_s = measured if late else plan.duration_s
         else:
-            duration_s = 0.0
+            duration_s = measured
         reasons = self_check(
             self.cpu, self.lag, plan.cpu_limit_pct, plan.loop_lag_limit_ms, plan.self_check_span
         )
+        if agg.counters["unsent"]:
+            reasons.append(
+                f"squall fell behind its schedule and never sent {agg.counters['unsent']} due requests"
+            )
         generator_limited = bool(reasons)
         warnings = list(self.warnings)
         for r in reasons:

@@ -40,6 +40,7 @@ class Recorder:
         self.warmup = 0
         self.dropped = 0
         self.interrupted = 0
+        self.unsent = 0
         self.status_codes: dict[int, int] = {}
         self.error_kinds: dict[str, int] = {}
 
@@ -69,6 +70,11 @@ class Recorder:
         self.errors += 1
         self.bytes_out += nout
 
+    def fold(self) -> None:
+        """Fold buffered values into the histograms; called every few ms so no single fold is long."""
+        for hist in self.hists.values():
+            hist.fold()
+
     def snapshot(self, seq: int, t_start: int, t_end: int, inflight: int) -> Window:
         """The window's deltas as a message; then start a fresh window."""
         overflow = 0
@@ -87,6 +93,7 @@ class Recorder:
             "warmup": self.warmup,
             "dropped": self.dropped,
             "interrupted": self.interrupted,
+            "unsent": self.unsent,
             "overflow": overflow,
         }
         window = Window(

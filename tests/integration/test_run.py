@@ -140,3 +140,14 @@ def test_drain_cancels_what_is_still_in_flight(target: ServerThread) -> None:
         assert s["interrupted"] == 4, transport
         assert s["requests"] == 0, transport
         assert any("still in flight" in w for w in res.warnings)
+
+
+def test_a_rate_beyond_the_generator_is_reported_not_hidden(target: ServerThread) -> None:
+    res = go(target.url + "/", rate=300_000.0, duration_s=1.0, workers=1, connections=8, drain_s=0.5)
+    s = res.summary
+    assert res.exit_code() == 3
+    assert res.doc["generator_limited"] is True
+    assert s["unsent"] > 0
+    accounted = s["requests"] + s["dropped"] + s["unsent"] + s["interrupted"]
+    assert abs(accounted - 300_000) <= 2, accounted
+    assert any("fell behind its schedule" in w for w in res.warnings)
