@@ -200,13 +200,13 @@ def run_squall(url: str, transport: str, conns: int, d: int, work: Path, rate: i
     result.unlink(missing_ok=True)
     argv = [*SQUALL, "run", url, "-w", "1", "-c", str(conns), *(["-r", str(rate)] if rate else [])]
     argv += ["-d", f"{d}s", "-q", "-o", str(result), "--transport", transport]
-    r, out = measure(argv, d + 60, work)
+    r, out = measure(argv, 2 * d + 60, work)  # an open run that falls behind sends its backlog after d
     with reading(r, out):
         doc = json.loads(result.read_text())
         s = doc["summary"]
         r.rps, r.requests = float(s["rps"]), int(s["requests"])
         r.extra = {"errors": s["errors"], "latency_p99_ms": s["latency_ms"]["p99"], "valid": doc["valid"]}
-        r.extra["generator_limited"] = doc["generator_limited"]
+        r.extra |= {"generator_limited": doc["generator_limited"], "warnings": doc["warnings"]}
         if rate:
             r.extra["schedule_lag_p99_ms"] = s["schedule_lag_ms"]["p99"]
     return r
@@ -397,14 +397,17 @@ def closed_table(jobs: list[Job]) -> list[str]:
 
 def open_table(jobs: list[Job]) -> list[str]:
     head = "| client | target req/s | median achieved req/s | % of target | schedule-lag p99 ms |"
-    out = [head + " all rounds |", "|---|---:|---:|---:|---:|---|"]
+    out = [head + " rounds squall calls valid | all rounds |", "|---|---:|---:|---:|---:|---:|---|"]
     for j in (j for j in jobs if j.scenario == OPEN):
         if j.skip:
-            out.append(f"| {j.client} | {OPEN_RATE:,} | — | — | — | {j.skip} |")
+            out.append(f"| {j.client} | {OPEN_RATE:,} | — | — | — | — | {j.skip} |")
             continue
         rate, lag = j.median(lambda r: r.rps), j.median(lambda r: r.extra.get("schedule_lag_p99_ms"))
         pct, lag_s = fmt(rate / OPEN_RATE * 100 if rate else None, ".2f", " %"), fmt(lag, ".2f")
-        out.append(f"| {j.client} | {OPEN_RATE:,} | {fmt(rate)} | {pct} | {lag_s} | {all_rounds(j)} |")
+        valid = f"{sum(r.extra.get('valid') is True for r in j.rounds)}/{len(j.rounds)}"
+        out.append(
+            f"| {j.client} | {OPEN_RATE:,} | {fmt(rate)} | {pct} | {lag_s} | {valid} | {all_rounds(j)} |"
+        )
     return out
 
 
