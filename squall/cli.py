@@ -76,6 +76,10 @@ def run(
         typer.Option("--transport", help="HTTP client: auto (raw unless aiohttp is needed), raw or aiohttp."),
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for random arrivals.")] = 0,
+    record: Annotated[
+        bool,
+        typer.Option("--record/--no-record", hidden=True, help="Record stats (off only to measure cost)."),
+    ] = True,
 ) -> None:
     """Load-test one HTTP endpoint (closed model by default; open model with --rate)."""
     try:
@@ -99,6 +103,7 @@ def run(
             target_pid=target_pid,
             transport=transport,
             seed=seed,
+            record=record,
             command=_command_line(),
         ).validate()
         if out is not None:

@@ -6,6 +6,7 @@ import ctypes
 import sys
 from array import array
 from collections import Counter
+from itertools import chain, repeat
 
 from hdrh.histogram import HdrHistogram
 
@@ -21,6 +22,20 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
 
 
+def index_table(limit_us: int = 1 << 20) -> array:
+    """counts-array index of every value below `limit_us` in the one geometry, for folding in C."""
+    h = new_histogram()
+    shift, half = h.sub_bucket_half_count_magnitude, h.sub_bucket_half_count
+    table = array("I", range(min(limit_us, 2 * half)))
+    bucket = 1
+    while len(table) < limit_us:
+        base = ((bucket + 1) << shift) - half
+        table.extend(chain.from_iterable(repeat(base + s, 1 << bucket) for s in range(half, 2 * half)))
+        bucket += 1
+    del table[limit_us:]
+    return table
+
+
 class Hist:
     """A recording front for one HdrHistogram that keeps the per-value cost to one `array.append`.
 
@@ -29,9 +44,10 @@ class Hist:
     HdrHistogram's counts. Values above the range are clamped to its top and counted in `overflow`.
     """
 
-    __slots__ = ("_buf", "_half", "_mask", "_shift", "h", "overflow", "record")
+    __slots__ = ("_buf", "_half", "_mask", "_shift", "_table", "h", "overflow", "record")
 
-    def __init__(self) -> None:
+    def __init__(self, table: array | None = None) -> None:
+        self._table = table if table is not None else index_table(1 << 12)
         self.h = new_histogram()
         self._mask = self.h.sub_bucket_mask
         self._shift = self.h.sub_bucket_half_count_magnitude
@@ -42,7 +58,19 @@ class Hist:
 
     def fold(self) -> None:
         """Move buffered values into the histogram."""
-        if not self._buf:
+        buf = self._buf
+        if not buf:
+            return
+        lo, hi = min(buf), max(buf)
+        if lo >= 0 and hi < len(self._table):
+            # The common case, all in C but the last loop, which runs once per distinct bucket.
+            h, counts = self.h, self.h.counts
+            for index, n in Counter(map(self._table.__getitem__, buf)).items():
+                counts[index] += n
+            h.total_count += len(buf)
+            h.min_value = min(h.min_value, lo)
+            h.max_value = max(h.max_value, hi)
+            del buf[:]
             return
         h, counts, mask, shift, half = self.h, self.h.counts, self._mask, self._shift, self._half
         lo, hi, total = h.min_value, h.max_value, 0

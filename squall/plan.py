@@ -115,6 +115,7 @@ class Plan:
     drain_s: float = 2.0
     transport: str = "auto"
     quiet: bool = False
+    record: bool = True  # False only to measure squall's own recording cost (bench/)
     out_path: str | None = None
     target_pid: int | None = None
     seed: int = 0

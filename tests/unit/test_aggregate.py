@@ -20,17 +20,17 @@ def _traffic(seed: int, n: int) -> list[tuple[int, int, int, int]]:
 
 def _windows(workers: int, per_window: int, windows: int) -> tuple[list[Window], Recorder]:
     """Each worker records its share; `single` records every sample once, as one recorder would."""
-    single = Recorder(0)
+    single = Recorder(0, 10)
     out = []
     for w in range(workers):
-        rec = Recorder(w)
+        rec = Recorder(w, 10)
         for seq in range(1, windows + 1):
             for status, lat, fail, nin in _traffic(w * 1000 + seq, per_window):
                 for r in (rec, single):
                     if fail == 0:
-                        r.failure("timeout", 10)
+                        r.failure("timeout")
                     else:
-                        r.response(status, 0, lat // 2 * 1000, lat * 1000, lat * 1000 + 7000, nin, 10)
+                        r.response(status, 0, lat // 2 * 1000, lat * 1000, lat * 1000 + 7000, nin)
                     if seq == 2:
                         r.schedule_lag(lat)
             # Round-trip through the wire, as the collector receives it.

@@ -58,3 +58,23 @@ def test_empty_summary_is_zeros() -> None:
     total = new_histogram()
     merge_into(total, new_histogram())
     assert total.get_total_count() == 0
+
+
+def test_table_fast_path_equals_the_library() -> None:
+    from squall.hist import index_table
+
+    table = index_table()
+    rng = random.Random(5)
+    fast, ref = Hist(table), new_histogram()
+    for _ in range(5):
+        values = [int(rng.lognormvariate(7, 1.2)) % len(table) for _ in range(20_000)]
+        for v in values:
+            fast.record(v)
+            ref.record_value(v)
+        fast.fold()  # all in the table's range: the C path
+        assert fast.h.equals(ref)
+        assert (fast.h.get_min_value(), fast.h.get_max_value()) == (ref.get_min_value(), ref.get_max_value())
+    fast.record(len(table) + 5)  # beyond the table: the general path
+    ref.record_value(len(table) + 5)
+    fast.fold()
+    assert fast.h.equals(ref)

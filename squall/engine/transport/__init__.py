@@ -46,7 +46,6 @@ class Transport(Protocol):
     """Sends the plan's request over up to `connections` keep-alive connections."""
 
     name: str
-    request_bytes: int
 
     async def open(self) -> None: ...
 

@@ -60,7 +60,6 @@ class AiohttpTransport:
         spec = plan.request
         self.plan = plan
         self.connections = connections
-        self.request_bytes = len(spec.body)
         self.method, self.url = spec.method, URL(spec.url, encoded=True)
         self.headers = dict(spec.headers) or None
         self.data = spec.body or None

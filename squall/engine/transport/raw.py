@@ -45,17 +45,15 @@ def build_request(spec: RequestSpec) -> bytes:
 class _Conn(asyncio.Protocol):
     """One keep-alive TCP connection of a channel; parses responses with httptools."""
 
-    __slots__ = ("ch", "closed", "eof_ends", "first", "head", "nbytes", "parser", "transport")
+    __slots__ = ("ch", "closed", "first", "nbytes", "parser", "transport")
 
-    def __init__(self, ch: _RawChannel, head: bool) -> None:
+    def __init__(self, ch: _RawChannel) -> None:
         self.ch = ch
-        self.head = head
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.first = 0
         self.nbytes = 0
         self.closed = False
-        self.eof_ends = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -71,35 +69,47 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.eof_ends and exc is None:
-            # A response with neither Content-Length nor chunked encoding ends where the connection does.
-            self.eof_ends = False
-            self.ch.done(self, self.parser.get_status_code(), self.first, self.nbytes)
+        parser = self.parser
+        if exc is None and self.first and parser.get_status_code() and not parser.should_keep_alive():
+            # The peer closed cleanly after a status line, and the response was not keep-alive: a body with
+            # neither Content-Length nor chunked encoding ends where the connection does.
+            self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
         else:
             self.ch.fail(self, ConnectionResetError("connection closed before the response ended"))
 
-    # httptools callbacks
-    def on_headers_complete(self) -> None:
-        if self.head:  # no body follows a HEAD response, whatever Content-Length says
-            parser = self.parser
-            self.parser = httptools.HttpResponseParser(self)
-            self._complete(parser)
-        elif not self.parser.should_keep_alive():
-            # Connection: close, or a body delimited by the close itself: EOF may end this message.
-            self.eof_ends = True
-
+    # httptools callbacks: the hot path, kept to two Python calls per response
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
 
     def on_message_complete(self) -> None:
-        if not self.head:
-            self._complete(self.parser)
+        parser = self.parser
+        if not parser.should_keep_alive():
+            self.close()
+        ch = self.ch
+        if ch.conn is self and ch.busy:
+            ch.busy = False
+            ch.owner.on_response(ch, parser.get_status_code(), self.first, self.nbytes)
 
-    def _complete(self, parser: httptools.HttpResponseParser) -> None:
-        self.eof_ends = False
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _HeadConn(_Conn):
+    """For HEAD: no body follows the headers, whatever Content-Length says."""
+
+    __slots__ = ()
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.parser = httptools.HttpResponseParser(self)
         if not parser.should_keep_alive():
             self.close()
         self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
+
+    def on_message_complete(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True
@@ -135,7 +145,7 @@ class _RawChannel(Channel):
         try:
             _, conn = await asyncio.wait_for(
                 t.loop.create_connection(
-                    lambda: _Conn(self, t.head),
+                    lambda: t.conn_class(self),
                     t.host,
                     t.port,
                     ssl=t.ssl,
@@ -210,8 +220,7 @@ class RawTransport:
         self.plan = plan
         self.connections = connections
         self.request = build_request(spec)
-        self.request_bytes = len(spec.body)
-        self.head = spec.method == "HEAD"
+        self.conn_class = _HeadConn if spec.method == "HEAD" else _Conn
         self.host, self.port = spec.host, spec.port
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if spec.scheme == "https" else None
         self.timeout_ns = int(plan.timeout_s * 1e9)
