@@ -63,6 +63,9 @@ def run(
         Path | None, typer.Option("--body-file", help="Read the request body from a file.")
     ] = None,
     timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "30s",
+    insecure: Annotated[
+        bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
+    ] = False,
     warmup: Annotated[
         str, typer.Option("--warmup", help="Run this long first; requests sent in it are not counted.")
     ] = "0s",
@@ -97,6 +100,7 @@ def run(
             rate=rate,
             arrival=arrival,
             timeout_s=parse_duration(timeout, "--timeout"),
+            tls_verify=not insecure,
             warmup_s=parse_duration(warmup, "--warmup"),
             quiet=quiet,
             out_path=str(out) if out else None,

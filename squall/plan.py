@@ -111,6 +111,7 @@ class Plan:
     rate: float | None = None
     arrival: str = "constant"
     timeout_s: float = 30.0
+    tls_verify: bool = True
     warmup_s: float = 0.0
     drain_s: float = 2.0
     transport: str = "auto"

@@ -159,3 +159,18 @@ def test_worker_exits_when_the_supervisor_dies_before_start(target_proc: ServerT
     msgs = [decode(data_r.recv_bytes()) for _ in range(2)]
     assert isinstance(msgs[0], Hello)
     assert msgs[1] == Done(0, -1, "supervisor lost")
+
+
+def test_sigterm_to_the_supervisor_writes_the_partial_result(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    proc = _squall(
+        "run", target_proc.url + "/", "-w", "2", "-c", "4", "-r", "500", "-d", "60s", "-q", "-o", str(out)
+    )
+    _children(proc.pid, "squall-worker", 2)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    doc = read_json(str(out))
+    assert doc["meta"]["stop_reason"] == "terminated"
+    assert doc["summary"]["requests"] >= 500
+    assert doc["summary"]["errors"] == 0

@@ -119,3 +119,38 @@ def test_body_delimited_by_close() -> None:
     for t in TRANSPORTS:
         s = go(f"http://127.0.0.1:{port[0]}/", t, requests=20).summary
         assert (s["ok"], s["bytes_in"], s["error_kinds"]) == (20, 20 * 14, {}), t
+
+
+def test_https_with_and_without_verification(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import ssl
+    import threading
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntls")
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(conn, "127.0.0.1", 0, ssl=server_ctx)
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        await asyncio.sleep(30)
+
+    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+    ready.wait(5)
+    url = f"https://127.0.0.1:{port[0]}/"
+    for t in TRANSPORTS:
+        s = go(url, t, requests=30, tls_verify=False).summary
+        assert (s["ok"], s["bytes_in"]) == (30, 90), t
+        s = go(url, t, requests=5).summary  # a certificate no one trusts
+        assert s["error_kinds"] == {"tls": 5}, (t, s["error_kinds"])

@@ -67,7 +67,10 @@ class AiohttpTransport:
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self.connections, limit_per_host=self.connections, ttl_dns_cache=None
+            limit=self.connections,
+            limit_per_host=self.connections,
+            ttl_dns_cache=None,
+            ssl=self.plan.tls_verify,  # False: do not verify the certificate
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
@@ -82,6 +85,8 @@ class AiohttpTransport:
         return _AiohttpChannel(self, owner)
 
     def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
+            return "tls"
         if isinstance(exc, aiohttp.ClientConnectorError):
             return "connect"
         if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):

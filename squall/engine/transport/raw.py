@@ -20,6 +20,10 @@ class ConnectError(OSError):
     """The TCP (or TLS) connection could not be made."""
 
 
+class TlsError(OSError):
+    """The TLS handshake failed (certificate not trusted, wrong host name, protocol mismatch)."""
+
+
 class ProtocolError(Exception):
     """The peer's bytes are not valid HTTP/1.1."""
 
@@ -161,7 +165,11 @@ class _RawChannel(Channel):
             self.connecting = None
             self.fail(None, e)
             return
-        except (OSError, ssl.SSLError) as e:
+        except ssl.SSLError as e:
+            self.connecting = None
+            self.fail(None, TlsError(e.errno, str(e)))
+            return
+        except OSError as e:
             self.connecting = None
             self.fail(None, ConnectError(e.errno, str(e)))
             return
@@ -222,7 +230,12 @@ class RawTransport:
         self.request = build_request(spec)
         self.conn_class = _HeadConn if spec.method == "HEAD" else _Conn
         self.host, self.port = spec.host, spec.port
-        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if spec.scheme == "https" else None
+        self.ssl: ssl.SSLContext | None = None
+        if spec.scheme == "https":
+            self.ssl = ssl.create_default_context()
+            if not plan.tls_verify:
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl.CERT_NONE
         self.timeout_ns = int(plan.timeout_s * 1e9)
         self.sweep_s = min(0.1, plan.timeout_s / 10)
         self.channels: list[_RawChannel] = []
@@ -245,6 +258,8 @@ class RawTransport:
         return ch
 
     def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, TlsError):
+            return "tls"
         if isinstance(exc, ConnectError):
             return "connect"
         if isinstance(exc, TimeoutError):
