@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
 from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
@@ -27,9 +29,18 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+SECRET_OPTIONS = ("--api-key",)
+
+
 def _command_line() -> str:
+    """The command as typed, for the result's meta, with secrets replaced by ***."""
     # Arguments that are not valid UTF-8 arrive as surrogates; keep them printable and encodable.
     args = [a.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for a in sys.argv[1:]]
+    for i, a in enumerate(args):
+        if a in SECRET_OPTIONS and i + 1 < len(args):
+            args[i + 1] = "***"
+        elif a.startswith(tuple(f"{o}=" for o in SECRET_OPTIONS)):
+            args[i] = a.split("=", 1)[0] + "=***"
     return shlex.join(["squall", *args])
 
 
@@ -40,10 +51,10 @@ def run(
         int, typer.Option("-c", "--connections", help="Connections, split over workers.")
     ] = 64,
     workers: Annotated[
-        int | None, typer.Option("-w", "--workers", help="Worker processes [default: CPU cores].")
+        int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
     ] = None,
     duration: Annotated[
-        str | None, typer.Option("-d", "--duration", help="How long to measure: 10s, 2m, 1h [default: 10s].")
+        str | None, typer.Option("-d", "--duration", help="How long to measure: 10s, 2m, 1h (default: 10s).")
     ] = None,
     requests: Annotated[
         int | None, typer.Option("-n", "--requests", help="Stop after exactly N completed requests.")
@@ -153,6 +164,164 @@ def _execute(plan: Plan) -> int:
 
 
 @app.command()
+def llm(
+    url: Annotated[str, typer.Argument(help="The endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions")],
+    api: Annotated[
+        str | None, typer.Option("--api", help="chat, completions, dify or sse (default: from the path).")
+    ] = None,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for plain JSON answers.")] = False,
+    model: Annotated[str, typer.Option("--model", help="The model field of each request.")] = "default",
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="max_tokens of each request.")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature.")] = None,
+    body_json: Annotated[
+        str | None, typer.Option("--body-json", help="Extra JSON object merged into every request body.")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", help=".txt (one per line) or .jsonl (prompt or messages).")
+    ] = None,
+    input_tokens: Annotated[
+        str | None, typer.Option("--input-tokens", help="Synthetic prompts of N[:stddev] tokens.")
+    ] = None,
+    output_tokens: Annotated[
+        str | None, typer.Option("--output-tokens", help="max_tokens drawn from N[:stddev] per prompt.")
+    ] = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Prompts in a seeded random order.")] = False,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="API key (repeatable; or SQUALL_API_KEY/OPENAI_API_KEY)."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="Keys, one per line, rotated per request.")
+    ] = None,
+    text_path: Annotated[
+        str, typer.Option("--text-path", help="--api sse: dotted JSON path of the text.")
+    ] = "choices.0.delta.content",
+    done_marker: Annotated[
+        str, typer.Option("--done-marker", help="--api sse: the data that ends a stream ('' for none).")
+    ] = "[DONE]",
+    goodput: Annotated[
+        list[str] | None, typer.Option("--goodput", help="A bound every good request meets: 'ttft<500ms'.")
+    ] = None,
+    connections: Annotated[
+        int, typer.Option("-c", "--concurrency", "--connections", help="Concurrent streams.")
+    ] = 64,
+    workers: Annotated[
+        int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("-d", "--duration", help="How long to measure (default: 10s).")
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option("-n", "--requests", help="Stop after exactly N requests.")
+    ] = None,
+    rate: Annotated[float | None, typer.Option("-r", "--rate", help="Open model: requests/s.")] = None,
+    arrival: Annotated[str, typer.Option("--arrival", help="constant, poisson or gamma.")] = "constant",
+    burstiness: Annotated[
+        float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")
+    ] = 1.0,
+    header: Annotated[
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
+    ] = None,
+    timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "120s",
+    insecure: Annotated[
+        bool, typer.Option("-k", "--insecure", help="Do not verify TLS certificates.")
+    ] = False,
+    warmup: Annotated[
+        str, typer.Option("--warmup", help="Requests sent in this first period are not counted.")
+    ] = "0s",
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")] = False,
+    target_pid: Annotated[int | None, typer.Option("--target-pid", help="Also sample this process.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for prompts, shuffling and arrivals.")] = 0,
+) -> None:
+    """Load-test an LLM API that streams tokens: TTFT, ITL, TPOT, tokens/s, goodput."""
+    from squall import prompts as prompt_source
+    from squall.plan import LlmSpec, api_from_path, parse_goodput
+
+    try:
+        if prompts is not None and input_tokens is not None:
+            raise PlanError("use either --prompts or --input-tokens, not both")
+        out_spec = prompt_source.parse_size(output_tokens, "--output-tokens") if output_tokens else None
+        if prompts is not None:
+            chosen = prompt_source.load(prompts)
+            if out_spec is not None:
+                chosen = tuple(
+                    replace(p, max_tokens=p.max_tokens or m.max_tokens)
+                    for p, m in zip(
+                        chosen, prompt_source.synthetic(len(chosen), (1, 0), out_spec, seed), strict=True
+                    )
+                )
+        else:
+            size = prompt_source.parse_size(input_tokens or "32", "--input-tokens")
+            chosen = prompt_source.synthetic(1000, size, out_spec, seed)
+        if shuffle:
+            chosen = prompt_source.shuffled(chosen, seed)
+        extra: dict[str, object] = {}
+        if body_json is not None:
+            try:
+                extra = orjson.loads(body_json)
+            except orjson.JSONDecodeError as e:
+                raise PlanError(f"--body-json is not JSON: {e}") from None
+            if not isinstance(extra, dict):
+                raise PlanError("--body-json must be a JSON object")
+        spec = LlmSpec(
+            api=api or api_from_path(url),
+            stream=not no_stream,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            body_json=tuple(extra.items()),
+            prompts=chosen,
+            api_keys=_api_keys(api_key, api_key_file),
+            text_path=text_path,
+            done_marker=done_marker,
+            goodput=tuple(parse_goodput(g) for g in goodput or ()),
+        )
+        plan = Plan(
+            request=RequestSpec(url=url, method="POST", headers=tuple(parse_header(h) for h in header or ())),
+            connections=connections,
+            workers=workers if workers is not None else (os.cpu_count() or 1),
+            duration_s=parse_duration(duration, "--duration") if duration is not None else None,
+            requests=requests,
+            rate=rate,
+            arrival=arrival,
+            burstiness=burstiness,
+            timeout_s=parse_duration(timeout, "--timeout"),
+            tls_verify=not insecure,
+            warmup_s=parse_duration(warmup, "--warmup"),
+            quiet=quiet,
+            out_path=str(out) if out else None,
+            target_pid=target_pid,
+            seed=seed,
+            command=_command_line(),
+            llm=spec,
+        ).validate()
+        if out is not None:
+            _check_writable(out)
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    raise typer.Exit(_execute(plan))
+
+
+def _api_keys(keys: list[str] | None, path: Path | None) -> tuple[str, ...]:
+    found = list(keys or ())
+    if path is not None:
+        try:
+            found += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except OSError as e:
+            raise PlanError(f"--api-key-file {str(path)!r} cannot be read: {e.strerror or e}") from None
+        if not found:
+            raise PlanError(f"--api-key-file {str(path)!r} holds no key")
+    if not found:
+        env = os.environ.get("SQUALL_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        if env:
+            found.append(env)
+    return tuple(found)
+
+
+@app.command()
 def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
@@ -181,43 +350,111 @@ def serve(
 
 
 @app.command()
-def demo(
-    duration: Annotated[str, typer.Option("-d", "--duration", help="How long to run.")] = "5s",
-    connections: Annotated[int, typer.Option("-c", "--connections", help="Connections.")] = 64,
-    rate: Annotated[float, typer.Option("-r", "--rate", help="Open-model rate, requests/s.")] = 1000.0,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")] = None,
+def mock(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    ttft: Annotated[str, typer.Option("--ttft", help="Time to the first token.")] = "150ms",
+    itl: Annotated[str, typer.Option("--itl", help="Time between tokens.")] = "20ms",
+    tokens: Annotated[str, typer.Option("--tokens", help="Tokens per answer: N or N:stddev.")] = "64",
+    jitter: Annotated[float, typer.Option("--jitter", help="Each delay times uniform(1-j, 1+j).")] = 0.0,
+    fail_429: Annotated[
+        float, typer.Option("--fail-429", help="Fraction answered 429 (Retry-After: 1).")
+    ] = 0.0,
+    fail_500: Annotated[float, typer.Option("--fail-500", help="Fraction answered 500.")] = 0.0,
+    hang: Annotated[float, typer.Option("--hang", help="Fraction never answered.")] = 0.0,
+    drop_mid_stream: Annotated[
+        float, typer.Option("--drop-mid-stream", help="Fraction cut off halfway through the stream.")
+    ] = 0.0,
+    bad_chunk: Annotated[
+        float, typer.Option("--bad-chunk", help="Fraction with one unparseable event.")
+    ] = 0.0,
+    empty: Annotated[float, typer.Option("--empty", help="Fraction with no content token.")] = 0.0,
+    model: Annotated[str, typer.Option("--model", help="The model name it reports.")] = "squall-mock",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for token counts, jitter and faults.")] = 0,
 ) -> None:
-    """Start the built-in target on a free loopback port and send it a steady open-model load."""
+    """A built-in OpenAI-compatible (and Dify-style) streaming server with fault injection, to aim at."""
+    from squall.prompts import parse_size
+    from squall.targets.mock_llm import MockOptions, serve_mock
+
+    try:
+        n, sd = parse_size(tokens, "--tokens")
+        opts = MockOptions(
+            host=host,
+            port=port,
+            ttft_s=parse_duration(ttft, "--ttft"),
+            itl_s=parse_duration(itl, "--itl"),
+            tokens=n,
+            tokens_stddev=sd,
+            jitter=jitter,
+            fail_429=fail_429,
+            fail_500=fail_500,
+            hang=hang,
+            drop_mid_stream=drop_mid_stream,
+            bad_chunk=bad_chunk,
+            empty=empty,
+            model=model,
+            seed=seed,
+        )
+    except (PlanError, ValueError) as e:
+        raise _fail(str(e)) from None
+
+    def ready(bound: int) -> None:
+        typer.echo(f"squall mock listening on http://{host}:{bound}/v1/chat/completions", err=True)
+
+    try:
+        serve_mock(opts, ready)
+    except OSError as e:
+        raise _fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+@app.command()
+def demo(
+    duration: Annotated[str, typer.Option("-d", "--duration", help="How long to run.")] = "15s",
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="Concurrent streams.")] = 64,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Write the JSON result here.")] = Path(
+        "squall-demo.json"
+    ),
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")] = False,
+) -> None:
+    """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
     import multiprocessing as mp
 
-    from squall.targets.serve import ServeOptions
+    from squall.plan import LlmSpec
+    from squall.prompts import synthetic
+    from squall.targets.mock_llm import MockOptions
 
     try:
         duration_s = parse_duration(duration, "--duration")
+        _check_writable(out)
     except PlanError as e:
         raise _fail(str(e)) from None
     ctx = mp.get_context("fork")
     rx, tx = ctx.Pipe(duplex=False)
-    server = ctx.Process(
-        target=_serve_detached, args=(ServeOptions(port=0), tx.send), name="squall-demo-target", daemon=True
+    opts = MockOptions(
+        port=0, ttft_s=0.15, itl_s=0.02, tokens=64, tokens_stddev=16, jitter=0.1, fail_429=0.01
     )
+    server = ctx.Process(target=_serve_detached, args=(opts, tx.send), name="squall-demo-mock", daemon=True)
     server.start()
     try:
         if not rx.poll(10):
-            raise _fail("the built-in target did not start")
-        port = rx.recv()
-        url = f"http://127.0.0.1:{port}/"
-        typer.echo(f"demo: built-in target at {url} (pid {server.pid}); {duration} of load", err=True)
+            raise _fail("the built-in mock did not start")
+        url = f"http://127.0.0.1:{rx.recv()}/v1/chat/completions"
+        typer.echo(
+            f"demo: the built-in mock LLM at {url} (pid {server.pid}: TTFT 150 ms, ITL 20 ms, 64±16 tokens, "
+            f"1% 429s); {concurrency} concurrent streams for {duration}",
+            err=True,
+        )
         try:
             plan = Plan(
-                request=RequestSpec(url=url),
-                connections=connections,
+                request=RequestSpec(url=url, method="POST"),
+                connections=concurrency,
                 workers=max(1, (os.cpu_count() or 2) - 1),
-                rate=rate,
                 duration_s=duration_s,
                 target_pid=server.pid,
-                out_path=str(out) if out else None,
+                out_path=str(out),
+                quiet=quiet,
                 command=_command_line(),
+                llm=LlmSpec(api="chat", model="squall-mock", prompts=synthetic(200, (64, 16), None, 0)),
             ).validate()
         except PlanError as e:
             raise _fail(str(e)) from None
@@ -230,10 +467,10 @@ def demo(
 
 def _serve_detached(opts: object, ready: object) -> None:
     # Its own session: a Ctrl-C at the terminal stops the load (which drains), not the target under it.
-    from squall.targets.serve import serve as serve_forever
+    from squall.targets.mock_llm import serve_mock
 
     os.setsid()
-    serve_forever(opts, ready)  # type: ignore[arg-type]
+    serve_mock(opts, ready)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -92,6 +92,10 @@ class Hist:
         h.min_value, h.max_value = lo, hi
         del self._buf[:]
 
+    def record_many(self, values: array) -> None:
+        """Record every value of an array('q') of µs."""
+        self._buf.extend(values)
+
     @property
     def count(self) -> int:
         return self.h.total_count + len(self._buf)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-ARRIVALS = ("constant", "poisson")
+ARRIVALS = ("constant", "poisson", "gamma")
 TRANSPORTS = ("auto", "raw", "aiohttp")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
 _UNIT_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -99,6 +99,69 @@ class RequestSpec:
             raise PlanError(f"method {self.method!r} is not a valid HTTP method")
 
 
+APIS = ("chat", "completions", "dify", "sse")
+GOODPUT_METRICS = ("ttft", "tpot", "e2e", "itl")
+_BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One prompt: a string (completions, dify, sse) or chat messages, with an optional max_tokens."""
+
+    text: str = ""
+    messages: tuple[tuple[str, str], ...] = ()
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSpec:
+    """What makes a run an LLM run: the API flavour, the prompts, keys and how to read the stream."""
+
+    api: str = "chat"
+    stream: bool = True
+    model: str = "default"
+    max_tokens: int | None = None
+    temperature: float | None = None
+    body_json: tuple[tuple[str, object], ...] = ()
+    prompts: tuple[Prompt, ...] = (Prompt("Hello"),)
+    api_keys: tuple[str, ...] = ()
+    text_path: str = "choices.0.delta.content"
+    done_marker: str = "[DONE]"
+    goodput: tuple[tuple[str, float], ...] = ()
+
+    def validate(self) -> None:
+        """Raise PlanError for an unknown API, no prompts or a bad bound."""
+        if self.api not in APIS:
+            raise PlanError(f"--api {self.api!r} is not one of {', '.join(APIS)}")
+        if not self.prompts:
+            raise PlanError("no prompts: the prompts file is empty")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise PlanError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        for key in self.api_keys:
+            if not key or any(c in key for c in "\r\n") or not key.isascii():
+                raise PlanError("an API key is empty or has characters a header cannot carry")
+
+
+def parse_goodput(text: str) -> tuple[str, float]:
+    """Parse a goodput bound such as `ttft<500ms` into (metric, seconds)."""
+    m = _BOUND.match(text)
+    if not m:
+        raise PlanError(f"--goodput {text!r} is not a bound; use e.g. 'ttft<500ms', 'tpot<50ms' or 'e2e<10s'")
+    return m.group(1), parse_duration(m.group(2), "--goodput")
+
+
+def api_from_path(url: str) -> str:
+    """Guess the API flavour from the endpoint path."""
+    path = urlsplit(url).path
+    if path.endswith("/chat/completions"):
+        return "chat"
+    if path.endswith("/completions"):
+        return "completions"
+    if path.endswith("/chat-messages"):
+        return "dify"
+    return "sse"
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a run needs. Build it, call `validate()`, hand it to `squall.engine.run`."""
@@ -110,6 +173,7 @@ class Plan:
     requests: int | None = None
     rate: float | None = None
     arrival: str = "constant"
+    burstiness: float = 1.0
     timeout_s: float = 30.0
     tls_verify: bool = True
     warmup_s: float = 0.0
@@ -123,6 +187,7 @@ class Plan:
     max_backlog: int = 100_000
     window_s: float = 1.0
     command: str = "run"
+    llm: LlmSpec | None = None
     # Self-check: a worker is the bottleneck if its CPU stays at or above cpu_limit_pct, or its loop's
     # timer lateness p99 stays above loop_lag_limit_ms, for self_check_span consecutive windows.
     cpu_limit_pct: float = 90.0
@@ -136,6 +201,10 @@ class Plan:
     def validate(self) -> Plan:
         """Check every field; return the plan with workers capped at connections. Raises PlanError."""
         self.request.validate()
+        if self.llm is not None:
+            self.llm.validate()
+            if self.transport == "aiohttp":
+                raise PlanError("squall llm streams over the raw transport; --transport aiohttp is for `run`")
         if not 1 <= self.connections <= MAX_CONNECTIONS:
             raise PlanError(f"--connections must be from 1 to {MAX_CONNECTIONS:,} (got {self.connections})")
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -146,6 +215,8 @@ class Plan:
             raise PlanError(f"--requests must be from 1 to {MAX_COUNT} (got {self.requests})")
         if self.rate is not None and not 0.001 <= self.rate <= MAX_RATE:
             raise PlanError(f"--rate must be from 0.001 to {MAX_RATE:,.0f} requests/s (got {self.rate})")
+        if not 0.01 <= self.burstiness <= 100:
+            raise PlanError(f"--burstiness must be from 0.01 to 100 (got {self.burstiness})")
         if self.arrival not in ARRIVALS:
             raise PlanError(f"--arrival {self.arrival!r} is not one of {', '.join(ARRIVALS)}")
         if self.transport not in TRANSPORTS:

@@ -40,6 +40,7 @@ class Second:
     counters: dict[str, int] = field(default_factory=dict)
     error_kinds: dict[str, int] = field(default_factory=dict)
     latency: HdrHistogram = field(default_factory=new_histogram)
+    ttft: HdrHistogram | None = None
     inflight: int = 0
 
 
@@ -60,7 +61,10 @@ class Aggregate:
 
     def add(self, w: Window) -> dict[str, HdrHistogram]:
         """Merge one window; returns its decoded histograms (for per-worker checks)."""
+        previous_max = self.counters.get("retry_after_max_ms", 0)
         _add(self.counters, w.counters)
+        if "retry_after_max_ms" in w.counters:  # a maximum, not a sum
+            self.counters["retry_after_max_ms"] = max(previous_max, w.counters["retry_after_max_ms"])
         _add(self.status_codes, w.status_codes)
         _add(self.error_kinds, w.error_kinds)
         decoded = {name: decode(blob) for name, blob in w.histograms.items()}
@@ -75,6 +79,10 @@ class Aggregate:
         _add(sec.error_kinds, w.error_kinds)
         if "latency" in decoded:
             merge_into(sec.latency, decoded["latency"])
+        if "ttft" in decoded:
+            if sec.ttft is None:
+                sec.ttft = new_histogram()
+            merge_into(sec.ttft, decoded["ttft"])
         sec.inflight += w.inflight
         if w.counters.get("requests"):
             self.t_first = w.t_start if self.t_first is None else min(self.t_first, w.t_start)
@@ -88,6 +96,11 @@ class Aggregate:
         _add(self.error_kinds, other.error_kinds)
         for name, h in other.hists.items():
             merge_into(self.hists.setdefault(name, new_histogram()), h)
+        if "retry_after_max_ms" in other.counters:  # a maximum, not a sum
+            self.counters["retry_after_max_ms"] = max(
+                self.counters.get("retry_after_max_ms", 0) - other.counters["retry_after_max_ms"],
+                other.counters["retry_after_max_ms"],
+            )
         for seq, sec in other.pending.items():
             mine = self.pending.get(seq)
             if mine is None:
@@ -96,6 +109,7 @@ class Aggregate:
             _add(mine.counters, sec.counters)
             _add(mine.error_kinds, sec.error_kinds)
             merge_into(mine.latency, sec.latency)
+            _merge_ttft(mine, sec)
             mine.inflight += sec.inflight
         if other.t_first is not None:
             self.t_first = other.t_first if self.t_first is None else min(self.t_first, other.t_first)
@@ -110,6 +124,7 @@ class Aggregate:
         _add(into.counters, sec.counters)
         _add(into.error_kinds, sec.error_kinds)
         merge_into(into.latency, sec.latency)
+        _merge_ttft(into, sec)
 
     def pop_seconds(self, upto: int) -> list[Second]:
         """Remove and return the pending seconds with seq <= upto, oldest first."""
@@ -118,6 +133,43 @@ class Aggregate:
 
     def hist(self, name: str) -> HdrHistogram:
         return self.hists.get(name) or new_histogram()
+
+    def llm_summary(self, duration_s: float, open_model: bool) -> dict[str, Any]:
+        """The result's `summary.llm` object."""
+        c = self.counters
+        per_s = (lambda n: round(n / duration_s, 3)) if duration_s > 0 else (lambda n: 0.0)
+        usage, estimate = c.get("usage_answers", 0), c.get("estimate_answers", 0)
+        source = "usage" if usage and not estimate else "estimate" if estimate and not usage else "mixed"
+        out: dict[str, Any] = {
+            "ttft_ms": summary_ms(self.hist("ttft")),
+            "itl_ms": summary_ms(self.hist("itl")),
+            "tpot_ms": summary_ms(self.hist("tpot")),
+            "e2e_ms": summary_ms(self.hist("e2e")),
+        }
+        if open_model:
+            out["ttft_from_intended_ms"] = summary_ms(self.hist("ttft_intended"))
+        out.update(
+            {
+                "output_tokens": c.get("output_tokens", 0),
+                "input_tokens": c.get("input_tokens", 0),
+                "output_tokens_per_s": per_s(c.get("output_tokens", 0)),
+                "input_tokens_per_s": per_s(c.get("input_tokens", 0)),
+                "token_source": source if usage or estimate else "none",
+                "answers_with_usage": usage,
+                "answers_estimated": estimate,
+                "token_discrepancy_per_answer": round(c.get("token_discrepancy", 0) / usage, 3)
+                if usage
+                else None,
+                "goodput_requests": c.get("goodput", 0),
+                "goodput_rps": per_s(c.get("goodput", 0)),
+                "bad_chunks": c.get("bad_chunks", 0),
+                "retry_after": {
+                    "count": c.get("retry_after", 0),
+                    "max_s": c.get("retry_after_max_ms", 0) / 1000,
+                },
+            }
+        )
+        return out
 
     def summary(self, duration_s: float, open_model: bool) -> dict[str, Any]:
         """The result's `summary` object."""
@@ -145,6 +197,13 @@ class Aggregate:
         return out
 
 
+def _merge_ttft(into: Second, sec: Second) -> None:
+    if sec.ttft is not None:
+        if into.ttft is None:
+            into.ttft = new_histogram()
+        merge_into(into.ttft, sec.ttft)
+
+
 def second_entry(sec: Second, window_s: float) -> dict[str, Any]:
     """One per-second series entry (without samples) from a merged Second."""
     span = (sec.t_end - sec.t_start) / 1e9 or window_s
@@ -162,4 +221,13 @@ def second_entry(sec: Second, window_s: float) -> dict[str, Any]:
         "p50": pct[50.0],
         "p99": pct[99.0],
         "inflight": sec.inflight,
-    }
+    } | (
+        {
+            "output_tokens": c["output_tokens"],
+            "output_tokens_per_s": round(c["output_tokens"] / span, 3),
+            "ttft_p50": percentiles_ms(sec.ttft)[50.0] if sec.ttft is not None else 0.0,
+            "ttft_p99": percentiles_ms(sec.ttft)[99.0] if sec.ttft is not None else 0.0,
+        }
+        if "output_tokens" in c
+        else {}
+    )

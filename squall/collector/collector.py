@@ -236,8 +236,20 @@ class Collector:
                 "host": socket.gethostname(),
                 "pids": {str(w): p for w, p in sorted(self.pids.items())},
                 "stop_reason": stop_reasons[0] if len(stop_reasons) == 1 else ",".join(stop_reasons),
+                "llm": None
+                if plan.llm is None
+                else {
+                    "api": plan.llm.api,
+                    "stream": plan.llm.stream,
+                    "model": plan.llm.model,
+                    "max_tokens": plan.llm.max_tokens,
+                    "prompts": len(plan.llm.prompts),
+                    "api_keys": len(plan.llm.api_keys),
+                    "goodput": [f"{m}<{v * 1000:g}ms" for m, v in plan.llm.goodput],
+                },
             },
-            "summary": agg.summary(duration_s, open_model),
+            "summary": agg.summary(duration_s, open_model)
+            | ({"llm": agg.llm_summary(duration_s, open_model)} if plan.llm is not None else {}),
             "histograms": {name: h.encode().decode() for name, h in sorted(agg.hists.items())},
             "timeseries": self.series,
             "host": {

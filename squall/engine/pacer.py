@@ -48,8 +48,27 @@ class PoissonPacer:
         return int(self.t * NS)
 
 
-def make_pacer(arrival: str, rate: float, worker: int, workers: int, seed: int) -> Pacer:
+class GammaPacer:
+    """Gamma-distributed gaps with mean 1/rate; burstiness < 1 is burstier than Poisson, > 1 more regular
+    (shape = burstiness, as vLLM's benchmark defines it; burstiness 1 is a Poisson process)."""
+
+    def __init__(self, rate: float, burstiness: float, seed: int) -> None:
+        self.shape = burstiness
+        self.scale = 1.0 / (rate * burstiness)
+        self.rng = random.Random(seed)
+        self.t = 0.0
+
+    def next_send(self) -> int:
+        self.t += self.rng.gammavariate(self.shape, self.scale)
+        return int(self.t * NS)
+
+
+def make_pacer(
+    arrival: str, rate: float, worker: int, workers: int, seed: int, burstiness: float = 1.0
+) -> Pacer:
     """The pacer of one worker, given the whole run's rate."""
     if arrival == "poisson":
         return PoissonPacer(rate / workers, seed * 1_000_003 + worker)
+    if arrival == "gamma":
+        return GammaPacer(rate / workers, burstiness, seed * 1_000_003 + worker)
     return ConstantPacer(rate, worker, workers)

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from squall.hist import Hist, index_table
 from squall.wire import Window
 
 HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag", "loop_lag")
+LLM_HISTOGRAMS = ("ttft", "ttft_intended", "itl", "tpot", "e2e")
+LLM_COUNTERS = (
+    "bad_answers",
+    "output_tokens",
+    "input_tokens",
+    "usage_answers",
+    "estimate_answers",
+    "token_discrepancy",
+    "goodput",
+    "bad_chunks",
+    "retry_after",
+    "retry_after_max_ms",
+)
 STATUS_SLOTS = 1000  # status codes 0-999; anything else is counted as 0
 
 
@@ -15,6 +30,10 @@ def classify_status(status: int) -> str | None:
         return None
     if status == 429:
         return "http_429"
+    if status == 401:
+        return "http_401"
+    if status == 403:
+        return "http_403"
     if status < 500:
         return "http_4xx"
     return "http_5xx"
@@ -27,11 +46,19 @@ class Recorder:
     three appends; ok/errors and the kinds of HTTP errors are derived from the status counts once a window.
     """
 
-    def __init__(self, worker: int, request_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        worker: int,
+        request_bytes: int = 0,
+        llm: bool = False,
+        goodput: tuple[tuple[str, float], ...] = (),
+    ) -> None:
         self.worker = worker
         self.request_bytes = request_bytes
+        self.llm = llm
+        self.goodput_us = tuple((metric, int(limit * 1e6)) for metric, limit in goodput)
         table = index_table()
-        self.hists = {name: Hist(table) for name in HISTOGRAMS}
+        self.hists = {name: Hist(table) for name in HISTOGRAMS + (LLM_HISTOGRAMS if llm else ())}
         self.latency = self.hists["latency"].record
         self.service = self.hists["service"].record
         self.ttfb = self.hists["ttfb"].record
@@ -48,6 +75,69 @@ class Recorder:
         self.interrupted = 0
         self.unsent = 0
         self.error_kinds: dict[str, int] = {}
+        self.llm_counts = dict.fromkeys(LLM_COUNTERS, 0)
+
+    def answer(
+        self,
+        status: int,
+        start: int,
+        sent: int,
+        first: int,
+        done: int,
+        nin: int,
+        reader: Any,
+        open_model: bool,
+    ) -> None:
+        """Record one LLM answer: the HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput)."""
+        self.response(status, start, sent, first, done, nin)
+        c = self.llm_counts
+        if status >= 400:
+            if reader is not None and reader.retry_after:
+                c["retry_after"] += 1
+                try:
+                    ms = int(float(reader.retry_after) * 1000)
+                    c["retry_after_max_ms"] = max(c["retry_after_max_ms"], ms)
+                except ValueError:
+                    pass  # an HTTP date: counted, not measured
+            return
+        kind = reader.finish(done)
+        c["bad_chunks"] += reader.bad
+        if kind is not None:
+            c["bad_answers"] += 1
+            ek = self.error_kinds
+            ek[kind] = ek.get(kind, 0) + 1
+            return
+        hists = self.hists
+        ttft = (reader.t_first - sent) // 1000
+        e2e = (done - sent) // 1000
+        hists["ttft"].record(ttft)
+        if open_model:
+            hists["ttft_intended"].record((reader.t_first - start) // 1000)
+        hists["e2e"].record(e2e)
+        hists["itl"].record_many(reader.gaps)
+        out, inp, from_usage, discrepancy = reader.tokens()
+        tpot = (e2e - ttft) // (out - 1) if out > 1 else None
+        if tpot is not None:
+            hists["tpot"].record(tpot)
+        c["output_tokens"] += out
+        c["input_tokens"] += inp
+        if from_usage:
+            c["usage_answers"] += 1
+            c["token_discrepancy"] += discrepancy
+        else:
+            c["estimate_answers"] += 1
+        for metric, limit in self.goodput_us:
+            if metric == "ttft":
+                value = ttft
+            elif metric == "e2e":
+                value = e2e
+            elif metric == "tpot":
+                value = tpot if tpot is not None else 0
+            else:
+                value = max(reader.gaps, default=0)
+            if value >= limit:
+                return
+        c["goodput"] += 1
 
     def response(
         self, status: int, start_ns: int, sent_ns: int, first_ns: int, done_ns: int, nin: int
@@ -82,6 +172,7 @@ class Recorder:
         status_codes = {code: n for code, n in enumerate(self.status) if n}
         error_kinds = dict(self.error_kinds)
         ok = http_errors = 0
+        bad_answers = self.llm_counts["bad_answers"]
         for code, n in status_codes.items():
             kind = classify_status(code)
             if kind is None:
@@ -92,8 +183,8 @@ class Recorder:
         requests = ok + http_errors + self.failures
         counters = {
             "requests": requests,
-            "ok": ok,
-            "errors": http_errors + self.failures,
+            "ok": ok - bad_answers,  # 2xx answers whose stream failed are errors (their kind is counted)
+            "errors": http_errors + self.failures + bad_answers,
             "bytes_in": self.bytes_in,
             "bytes_out": requests * self.request_bytes,
             "warmup": self.warmup,
@@ -102,6 +193,8 @@ class Recorder:
             "unsent": self.unsent,
             "overflow": overflow,
         }
+        if self.llm:
+            counters.update(self.llm_counts)
         window = Window(
             self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, blobs, inflight
         )
@@ -118,4 +211,17 @@ class NullRecorder(Recorder):
         pass
 
     def failure(self, kind: str) -> None:
+        pass
+
+    def answer(
+        self,
+        status: int,
+        start: int,
+        sent: int,
+        first: int,
+        done: int,
+        nin: int,
+        reader: Any,
+        open_model: bool,
+    ) -> None:
         pass

@@ -50,7 +50,11 @@ class Worker:
         self.ctl = ctl
         self.connections = plan.share(plan.connections, index)
         self.budget: int | None = plan.share(plan.requests, index) if plan.requests else None
-        self.rec = (Recorder if plan.record else NullRecorder)(index, len(plan.request.body))
+        llm = plan.llm
+        self.rec = (Recorder if plan.record else NullRecorder)(
+            index, len(plan.request.body), llm is not None, llm.goodput if llm else ()
+        )
+        self.llm = llm is not None
         self.inflight = 0
         self.open_model = plan.open_model
         self.stopping = False
@@ -65,7 +69,7 @@ class Worker:
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self.transport = make_transport(self.plan, self.connections)
+        self.transport = make_transport(self.plan, self.connections, self.index)
         await self.transport.open()
         started: asyncio.Future[Start] = loop.create_future()
         loop.add_reader(self.ctl.fileno(), self._on_control, started)
@@ -255,7 +259,11 @@ class Worker:
         start = ch.start
         if start >= self.measure_start:
             rec = self.rec
-            rec.response(status, start, ch.sent, first, done, nbytes)
+            if self.llm:
+                rec.answer(status, start, ch.sent, first, done, nbytes, ch.reader, self.open_model)
+                ch.reader = None
+            else:
+                rec.response(status, start, ch.sent, first, done, nbytes)
             if self.open_model:
                 rec.schedule_lag((ch.sent - start) // 1000)
         else:
@@ -276,7 +284,7 @@ class Worker:
         plan = self.plan
         rate = plan.worker_rate()
         assert rate is not None
-        pacer = make_pacer(plan.arrival, plan.rate, self.index, plan.workers, plan.seed)  # type: ignore[arg-type]
+        pacer = make_pacer(plan.arrival, plan.rate, self.index, plan.workers, plan.seed, plan.burstiness)  # type: ignore[arg-type]
         t0, t_stop = self.t0, self.t_stop
         burst = 0
         try:

@@ -32,9 +32,13 @@ class LiveView:
         done = f" {agg.counters['requests']}/{plan.requests}" if plan.requests else ""
         cpu = entry.get("worker_cpu") or {}
         cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None)
+        tokens = ""
+        if "output_tokens_per_s" in entry:
+            tokens = f"  {entry['output_tokens_per_s']:,.0f} tok/s  ttft p50 {entry['ttft_p50']:.1f} ms"
         line = (
-            f"[{elapsed_s:6.1f}s{total}]{done} {entry['rps']:>10,.0f} req/s  p50 {entry['p50']:.2f} ms  "
-            f"p99 {entry['p99']:.2f} ms  errors {entry['errors']}  in-flight {entry['inflight']}  cpu {cpus}"
+            f"[{elapsed_s:6.1f}s{total}]{done} {entry['rps']:>10,.0f} req/s{tokens}  "
+            f"p50 {entry['p50']:.2f} ms  p99 {entry['p99']:.2f} ms  errors {entry['errors']}  "
+            f"in-flight {entry['inflight']}  cpu {cpus}"
         )
         if self.live is not None:
             self.live.update(Text(line))
@@ -57,7 +61,10 @@ def _fmt_ms(v: float) -> str:
 
 def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     """Print the final summary of a result document."""
-    console = console or Console(highlight=False, soft_wrap=True)
+    if console is None:
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:  # a file or a pipe: no width to fit, so do not squeeze the table
+            console = Console(highlight=False, soft_wrap=True, width=120)
     s, m = doc["summary"], doc["meta"]
     model = f"open, {m['rate']:g} req/s {m['arrival']}" if m["model"] == "open" else "closed"
     console.print(
@@ -73,11 +80,22 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     table.add_column("")
     keys = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
     for k in keys:
-        table.add_column(k, justify="right")
+        table.add_column(k, justify="right", no_wrap=True, min_width=8)
     for name in ("latency_ms", "service_ms", "ttfb_ms", "schedule_lag_ms"):
         if name in s:
             table.add_row(name[:-3], *(_fmt_ms(s[name][k]) for k in keys))
+    llm = s.get("llm")
+    if llm:
+        for name in ("ttft_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms"):
+            if name in llm:
+                table.add_row(name[:-3], *(_fmt_ms(llm[name][k]) for k in keys))
     console.print(table)
+    if llm:
+        console.print(
+            f"  tokens: {llm['output_tokens']:,} out ({llm['output_tokens_per_s']:,.1f}/s, from "
+            f"{llm['token_source']}), {llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
+            + (f"; {llm['bad_chunks']:,} unparseable events" if llm["bad_chunks"] else "")
+        )
     if s["status_codes"]:
         console.print("  status codes: " + ", ".join(f"{k}: {v:,}" for k, v in s["status_codes"].items()))
     if s["error_kinds"]:

@@ -43,3 +43,19 @@ def test_every_split_sends_exactly_rate_times_duration() -> None:
                 if want.is_integer() and (rate * warmup).is_integer():
                     got = _count_due(rate, workers, warmup, warmup + duration)
                     assert got == int(want), (rate, workers, warmup, duration, got)
+
+
+def test_gamma_mean_rate_and_burstiness() -> None:
+    import itertools
+    import statistics
+
+    from squall.engine.pacer import GammaPacer
+
+    for burstiness in (0.5, 1.0, 4.0):
+        p = GammaPacer(rate=100.0, burstiness=burstiness, seed=3)
+        times = [p.next_send() for _ in range(50_000)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        mean = statistics.fmean(gaps)
+        assert abs(mean / 1e7 - 1) < 0.03  # 10 ms mean gap at 100/s
+        cv2 = statistics.pvariance(gaps) / mean**2  # squared coefficient of variation = 1 / shape
+        assert abs(cv2 * burstiness - 1) < 0.1

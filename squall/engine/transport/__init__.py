@@ -6,7 +6,7 @@ with no task, future or coroutine frame per request in the raw transport.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from squall.plan import Plan
 
@@ -26,12 +26,13 @@ class Owner(Protocol):
 class Channel:
     """One logical connection with at most one request in flight; `start`/`sent` belong to the worker."""
 
-    __slots__ = ("busy", "sent", "start")
+    __slots__ = ("busy", "reader", "sent", "start")
 
     def __init__(self) -> None:
         self.start = 0
         self.sent = 0
         self.busy = False
+        self.reader: Any = None  # LLM runs: the StreamReader of the answer in flight
 
     def send(self) -> None:
         """Send the request; the outcome arrives later (never synchronously) through the owner."""
@@ -56,7 +57,7 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-def make_transport(plan: Plan, connections: int) -> Transport:
+def make_transport(plan: Plan, connections: int, worker: int = 0) -> Transport:
     """The transport the plan names, sized for this worker's connections."""
     if plan.transport == "aiohttp":
         from squall.engine.transport.aiohttp import AiohttpTransport
@@ -64,4 +65,4 @@ def make_transport(plan: Plan, connections: int) -> Transport:
         return AiohttpTransport(plan, connections)
     from squall.engine.transport.raw import RawTransport
 
-    return RawTransport(plan, connections)
+    return RawTransport(plan, connections, worker)

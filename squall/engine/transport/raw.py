@@ -10,6 +10,7 @@ from time import perf_counter_ns
 import httptools
 
 from squall import __version__
+from squall.engine.llm import LlmWorkload
 from squall.engine.transport import Channel, Interrupted, Owner
 from squall.plan import Plan, RequestSpec
 
@@ -22,6 +23,10 @@ class ConnectError(OSError):
 
 class TlsError(OSError):
     """The TLS handshake failed (certificate not trusted, wrong host name, protocol mismatch)."""
+
+
+class ResponseCut(ConnectionResetError):
+    """The connection closed after the response had begun (for a stream: before its end)."""
 
 
 class ProtocolError(Exception):
@@ -78,8 +83,10 @@ class _Conn(asyncio.Protocol):
             # The peer closed cleanly after a status line, and the response was not keep-alive: a body with
             # neither Content-Length nor chunked encoding ends where the connection does.
             self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
+        elif self.first:
+            self.ch.fail(self, ResponseCut("connection closed before the response ended"))
         else:
-            self.ch.fail(self, ConnectionResetError("connection closed before the response ended"))
+            self.ch.fail(self, ConnectionResetError("connection closed before a response"))
 
     # httptools callbacks: the hot path, kept to two Python calls per response
     def on_body(self, body: bytes) -> None:
@@ -121,10 +128,40 @@ class _HeadConn(_Conn):
             self.transport.close()
 
 
+class _StreamConn(_Conn):
+    """For LLM answers: body bytes go to the channel's StreamReader with the time they arrived."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, ch: _RawChannel) -> None:
+        super().__init__(ch)
+        self.now = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.now = now = perf_counter_ns()
+        if not self.first:
+            self.first = now
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self.close()
+            self.ch.fail(self, ProtocolError(f"bad HTTP response: {e}"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"retry-after" and self.ch.reader is not None:
+            self.ch.reader.retry_after = value
+
+    def on_body(self, body: bytes) -> None:
+        self.nbytes += len(body)
+        reader = self.ch.reader
+        if reader is not None:
+            reader.feed(body, self.now)
+
+
 class _RawChannel(Channel):
     """A channel that keeps one connection open and reconnects when the peer closes it."""
 
-    __slots__ = ("conn", "connecting", "owner", "t")
+    __slots__ = ("conn", "connecting", "owner", "pending", "t")
 
     def __init__(self, t: RawTransport, owner: Owner) -> None:
         super().__init__()
@@ -132,17 +169,22 @@ class _RawChannel(Channel):
         self.owner = owner
         self.conn: _Conn | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.pending = t.request
 
     def send(self) -> None:
         self.busy = True
+        t = self.t
+        if t.llm is not None:
+            self.pending, prompt = t.llm.next()
+            self.reader = t.llm.reader(prompt)
         conn = self.conn
         if conn is None or conn.closed:
             self.conn = None  # the old connection's late connection_lost must not fail this request
-            self.connecting = self.t.loop.create_task(self._connect_and_send())
+            self.connecting = t.loop.create_task(self._connect_and_send())
             return
         conn.first = 0
         conn.nbytes = 0
-        conn.transport.write(self.t.request)  # type: ignore[union-attr]
+        conn.transport.write(self.pending)  # type: ignore[union-attr]
 
     async def _connect_and_send(self) -> None:
         t = self.t
@@ -179,7 +221,7 @@ class _RawChannel(Channel):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = conn
         if self.busy:
-            conn.transport.write(t.request)  # type: ignore[union-attr]
+            conn.transport.write(self.pending)  # type: ignore[union-attr]
 
     def done(self, conn: _Conn, status: int, first: int, nbytes: int) -> None:
         if conn is self.conn and self.busy:
@@ -198,20 +240,23 @@ class _RawChannel(Channel):
             self.connecting.cancel()
             return
         conn = self.conn
+        self._drop(conn)  # first: the owner may send again from inside fail(), on a fresh connection
         self.fail(conn, Interrupted())
-        if conn is not None and conn.transport is not None:
-            conn.closed = True
-            conn.transport.abort()
 
     def expire(self) -> None:
         """Fail the request in flight as a timeout and drop its connection."""
         if self.connecting is not None:
             return  # the connect has its own timeout
         conn = self.conn
+        self._drop(conn)  # first: the owner may send again from inside fail(), on a fresh connection
         self.fail(conn, TimeoutError("no complete response within the timeout"))
-        if conn is not None and conn.transport is not None:
+
+    @staticmethod
+    def _drop(conn: _Conn | None) -> None:
+        if conn is not None:
             conn.closed = True
-            conn.transport.abort()
+            if conn.transport is not None:
+                conn.transport.abort()
 
 
 class RawTransport:
@@ -223,12 +268,17 @@ class RawTransport:
 
     name = "raw"
 
-    def __init__(self, plan: Plan, connections: int) -> None:
+    def __init__(self, plan: Plan, connections: int, worker: int = 0) -> None:
         spec = plan.request
         self.plan = plan
         self.connections = connections
         self.request = build_request(spec)
-        self.conn_class = _HeadConn if spec.method == "HEAD" else _Conn
+        self.llm = LlmWorkload(plan, worker) if plan.llm is not None else None
+        self.conn_class: type[_Conn] = _Conn
+        if self.llm is not None:
+            self.conn_class = _StreamConn
+        elif spec.method == "HEAD":
+            self.conn_class = _HeadConn
         self.host, self.port = spec.host, spec.port
         self.ssl: ssl.SSLContext | None = None
         if spec.scheme == "https":
@@ -264,6 +314,8 @@ class RawTransport:
             return "connect"
         if isinstance(exc, TimeoutError):
             return "timeout"
+        if isinstance(exc, ResponseCut) and self.llm is not None:
+            return "stream_broken"
         if isinstance(exc, ConnectionError):
             return "reset"
         if isinstance(exc, ProtocolError):

@@ -1,0 +1,160 @@
+"""Prompts for LLM runs: from a file (.txt, .jsonl) or synthetic, of a given size, seeded so runs repeat."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+
+from squall.plan import PlanError, Prompt
+
+# Common English words that are one token each in the usual BPE vocabularies.
+_WORDS = (
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "time",
+    "about",
+    "up",
+    "out",
+    "into",
+    "than",
+    "them",
+    "some",
+    "could",
+    "only",
+    "other",
+    "new",
+    "also",
+    "then",
+    "these",
+    "two",
+    "may",
+    "first",
+    "any",
+    "like",
+    "now",
+    "my",
+    "such",
+    "over",
+    "even",
+    "most",
+)
+
+
+def parse_size(text: str, what: str) -> tuple[int, float]:
+    """Parse `N` or `N:stddev` (a token count and its standard deviation)."""
+    mean, _, sd = text.partition(":")
+    try:
+        n, s = int(mean), float(sd) if sd else 0.0
+    except ValueError:
+        raise PlanError(f"{what} {text!r} is not N or N:stddev, e.g. 512 or 512:64") from None
+    if n < 1 or s < 0:
+        raise PlanError(f"{what} {text!r}: N must be at least 1 and stddev not negative")
+    return n, s
+
+
+def _draw(rng: random.Random, mean: int, sd: float) -> int:
+    return max(1, round(rng.gauss(mean, sd))) if sd else mean
+
+
+def synthetic(
+    count: int, input_tokens: tuple[int, float], output_tokens: tuple[int, float] | None, seed: int
+) -> tuple[Prompt, ...]:
+    """`count` prompts of about input_tokens tokens each (one common word per token), seeded."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        n = _draw(rng, *input_tokens)
+        words = [f"#{i}"] + [rng.choice(_WORDS) for _ in range(n - 1)]
+        max_tokens = _draw(rng, *output_tokens) if output_tokens else None
+        out.append(Prompt(text=" ".join(words), max_tokens=max_tokens))
+    return tuple(out)
+
+
+def load(path: Path) -> tuple[Prompt, ...]:
+    """Prompts from a .txt file (one per line) or .jsonl (`prompt` or `messages`, optional `max_tokens`)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PlanError(f"--prompts {str(path)!r} cannot be read: {e.strerror or e}") from None
+    lines = raw.decode("utf-8", "replace").splitlines()
+    if path.suffix != ".jsonl":
+        return tuple(Prompt(text=line) for line in lines if line.strip())
+    prompts = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise PlanError(f"--prompts {path}:{no}: not JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise PlanError(f"--prompts {path}:{no}: expected an object with 'prompt' or 'messages'")
+        max_tokens = obj.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise PlanError(f"--prompts {path}:{no}: max_tokens must be a positive integer")
+        if isinstance(obj.get("messages"), list):
+            try:
+                messages = tuple((str(m["role"]), str(m["content"])) for m in obj["messages"])
+            except (KeyError, TypeError):
+                raise PlanError(f"--prompts {path}:{no}: each message needs 'role' and 'content'") from None
+            prompts.append(Prompt(messages=messages, max_tokens=max_tokens))
+        elif isinstance(obj.get("prompt"), str):
+            prompts.append(Prompt(text=obj["prompt"], max_tokens=max_tokens))
+        else:
+            raise PlanError(f"--prompts {path}:{no}: expected 'prompt' (a string) or 'messages' (a list)")
+    return tuple(prompts)
+
+
+def shuffled(prompts: tuple[Prompt, ...], seed: int) -> tuple[Prompt, ...]:
+    """The prompts in a seeded random order."""
+    out = list(prompts)
+    random.Random(seed).shuffle(out)
+    return tuple(out)

@@ -1,0 +1,227 @@
+"""What the mock LLM writes, and when: wire formats (OpenAI chat and completions, Dify) and a timer wheel."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from http import HTTPStatus
+from time import perf_counter_ns
+from typing import Protocol
+
+import orjson
+
+# The mock's "model" cycles through these, so every response is deterministic.
+WORDS = (
+    " the", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ",", " and",
+    " then", " it", " runs", " back", " across", " a", " wide", " green", " field", " to", " rest",
+    " under", " an", " old", " oak", " tree", " near", " the", " river", " bank", ".",
+)  # fmt: skip
+CHAT, COMPLETIONS, DIFY = 0, 1, 2
+BAD_EVENT = b"data: {not json\n\n"
+DONE_EVENT = b"data: [DONE]\n\n"
+LAST_CHUNK = b"0\r\n\r\n"
+_NEVER = 1 << 62
+_IDS = ("chatcmpl-squall-mock", "cmpl-squall-mock")
+_DIFY_IDS = {"task_id": "squall-mock-task", "message_id": "squall-mock-msg", "conversation_id": "squall-mock"}
+
+
+def _words(value: object) -> int:
+    """Whitespace-separated words in a string, or in a list of strings or {text} parts."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        parts = (v.get("text") if isinstance(v, dict) else v for v in value)
+        return sum(len(p.split()) for p in parts if isinstance(p, str))
+    return 0
+
+
+def ask(kind: int, req: object) -> tuple[bool, bool, int | None, bool, int]:
+    """What a request body asks for: (stream, include_usage, max_tokens, ignore_eos, prompt_tokens).
+
+    prompt_tokens is a word count (at least 1). A ValueError names the field that is wrong.
+    """
+    if not isinstance(req, dict):
+        raise ValueError("the request body must be a JSON object")
+    if kind == DIFY:
+        mode = req.get("response_mode", "blocking")
+        if mode not in ("streaming", "blocking"):
+            raise ValueError(f"response_mode must be 'streaming' or 'blocking', got {mode!r}")
+        return mode == "streaming", True, None, False, max(1, _words(req.get("query")))
+    stream = req.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValueError(f"stream must be true or false, got {stream!r}")
+    cap = req.get("max_tokens", req.get("max_completion_tokens"))
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise ValueError(f"max_tokens must be a positive integer, got {cap!r}")
+    options = req.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    if kind == CHAT:
+        messages = req.get("messages")
+        if not isinstance(messages, list):
+            raise ValueError("messages must be a list of {role, content} objects")
+        prompt = sum(_words(m.get("content")) for m in messages if isinstance(m, dict))
+    else:
+        prompt = _words(req.get("prompt"))
+    return stream, include_usage, cap, req.get("ignore_eos") is True, max(1, prompt)
+
+
+def text(count: int) -> str:
+    """The first `count` words of the mock's endless answer, joined."""
+    full, rest = divmod(count, len(WORDS))
+    return "".join(WORDS) * full + "".join(WORDS[:rest])
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    """OpenAI's usage object."""
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def sse(obj: object) -> bytes:
+    """One server-sent event carrying `obj` as JSON."""
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def frame(event: bytes, chunked: bool) -> bytes:
+    """`event` as one HTTP/1.1 chunk, or as is for an HTTP/1.0 body that ends with the connection."""
+    return b"%x\r\n%s\r\n" % (len(event), event) if chunked and event else event
+
+
+def head(code: int, content_type: bytes, connection: bytes, length: int | None, extra: bytes = b"") -> bytes:
+    """A response head for `length` bytes of body, a chunked stream (-1), or one the close ends (None)."""
+    phrase = HTTPStatus(code).phrase.encode()
+    out = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s" % (code, phrase, content_type, extra)
+    if length is not None and length >= 0:
+        out += b"Content-Length: %d\r\n" % length
+    else:
+        out += b"Cache-Control: no-cache\r\n" + (b"Transfer-Encoding: chunked\r\n" if length == -1 else b"")
+    return out + connection + b"\r\n"
+
+
+def error_body(message: str, kind: str, code: str) -> bytes:
+    """OpenAI's error shape."""
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def models_body(model: str, created: int) -> bytes:
+    """The answer to GET /v1/models."""
+    entry = {"id": model, "object": "model", "created": created, "owned_by": "squall"}
+    return orjson.dumps({"object": "list", "data": [entry]})
+
+
+def body(kind: int, model: str, created: int, count: int, prompt: int) -> bytes:
+    """A blocking (non-streaming) answer of `count` words."""
+    answer = text(count)
+    if kind == DIFY:
+        meta = {"usage": usage(prompt, count)}
+        return orjson.dumps(
+            {"event": "message", **_DIFY_IDS, "mode": "chat", "answer": answer, "metadata": meta}
+        )
+    if kind == CHAT:
+        choice: dict[str, object] = {"index": 0, "message": {"role": "assistant", "content": answer}}
+    else:
+        choice = {"index": 0, "text": answer, "logprobs": None}
+    obj = "chat.completion" if kind == CHAT else "text_completion"
+    choice["finish_reason"] = "stop"
+    return orjson.dumps(
+        {"id": _IDS[kind], "object": obj, "created": created, "model": model, "choices": [choice],
+         "usage": usage(prompt, count)}
+    )  # fmt: skip
+
+
+class Events:
+    """Every framed event one kind of stream needs: the opening, one per word, and the pieces of the tail."""
+
+    __slots__ = ("_base", "_end", "_finish", "bad", "chunked", "kind", "opening", "tokens")
+
+    def __init__(self, kind: int, chunked: bool, model: str, created: int) -> None:
+        self.kind, self.chunked = kind, chunked
+        self.bad = frame(BAD_EVENT, chunked)
+        if kind == DIFY:
+            self._base: dict[str, object] = dict(_DIFY_IDS)
+            self.opening = self._finish = b""
+            self.tokens = tuple(
+                frame(sse({"event": "message", **_DIFY_IDS, "answer": w, "created_at": created}), chunked)
+                for w in WORDS
+            )
+            self._end = LAST_CHUNK if chunked else b""
+            return
+        obj = "chat.completion.chunk" if kind == CHAT else "text_completion"
+        self._base = {"id": _IDS[kind], "object": obj, "created": created, "model": model}
+        self.opening = self._choice({"role": "assistant", "content": ""}, None) if kind == CHAT else b""
+        self.tokens = tuple(self._choice(w, None) for w in WORDS)
+        self._finish = self._choice({} if kind == CHAT else "", "stop")
+        self._end = frame(DONE_EVENT, chunked) + (LAST_CHUNK if chunked else b"")
+
+    def _choice(self, content: object, finish: str | None) -> bytes:
+        if self.kind == CHAT:
+            delta = content if isinstance(content, dict) else {"content": content}
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": finish}
+        return frame(sse({**self._base, "choices": [choice]}), self.chunked)
+
+    def tail(self, prompt: int, completion: int, include_usage: bool) -> bytes:
+        """Everything after the last word: finish, usage, [DONE] (not for Dify), and the last chunk."""
+        if self.kind == DIFY:
+            end = {"event": "message_end", **self._base, "metadata": {"usage": usage(prompt, completion)}}
+            return frame(sse(end), self.chunked) + self._end
+        extra = b""
+        if include_usage:
+            extra = frame(
+                sse({**self._base, "choices": [], "usage": usage(prompt, completion)}), self.chunked
+            )
+        return self._finish + extra + self._end
+
+
+class Step(Protocol):
+    """Something the wheel calls once it is due: writes, and may add itself back for later."""
+
+    def step(self) -> None: ...
+
+
+class Wheel:
+    """Steps waiting to be written, in buckets keyed by the millisecond each falls due, rounded up.
+
+    One timer serves every stream: a tick writes all that is due by now and re-arms for the earliest bucket.
+    Rounding the key up is what keeps events from going early: key <= now_ms implies due_ns <= now_ns.
+    """
+
+    __slots__ = ("_armed", "_buckets", "_keys", "_loop", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._buckets: dict[int, list[Step]] = {}
+        self._keys: list[int] = []  # a heap of the bucket keys
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._armed = _NEVER  # the key the timer is set for; -1 while ticking, so add() leaves it alone
+
+    def add(self, item: Step, due_ns: int) -> None:
+        """Call item.step() at or soon after due_ns (a perf_counter_ns time), never before."""
+        key = -(-due_ns // 1_000_000)
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.append(item)
+            return
+        self._buckets[key] = [item]
+        heapq.heappush(self._keys, key)
+        if key < self._armed:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(key)
+
+    def _arm(self, key: int) -> None:
+        # uvloop timers count whole ms of CLOCK_MONOTONIC (which perf_counter_ns reads) from now, so they wake
+        # up to 1 ms after the boundary. A wake-up before it finds nothing due and re-arms.
+        self._armed = key
+        self._timer = self._loop.call_later(max(key - perf_counter_ns() // 1_000_000, 0) / 1000, self._tick)
+
+    def _tick(self) -> None:
+        self._timer, self._armed = None, -1
+        keys, buckets = self._keys, self._buckets
+        now_ms = perf_counter_ns() // 1_000_000
+        while keys and keys[0] <= now_ms:  # steps add to later buckets (or to this ms when itl is 0): bounded
+            for item in buckets.pop(heapq.heappop(keys)):
+                item.step()
+        self._armed = _NEVER
+        if keys:
+            self._arm(keys[0])

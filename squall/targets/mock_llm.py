@@ -1,0 +1,514 @@
+"""An OpenAI-compatible mock LLM server: timed SSE streams, injected faults, send records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter_ns
+from types import TracebackType
+from typing import NamedTuple, cast
+
+import httptools
+import orjson
+import uvloop
+
+from squall.targets import mock_events as ev
+
+MAX_BODY = 8 * 1024 * 1024
+MAX_RECORDS = 100_000
+MAX_QUEUED = 64
+MAX_SECONDS = 3600.0
+MAX_TOKENS = 1_000_000
+CATCH_UP_NS = 1_000_000
+FAULTS = ("fail_429", "fail_500", "hang", "drop_mid_stream", "bad_chunk", "empty")
+_PATHS = {b"/v1/chat/completions": ev.CHAT, b"/v1/completions": ev.COMPLETIONS, b"/v1/chat-messages": ev.DIFY}
+_JSON = b"application/json"
+_N_WORDS = len(ev.WORDS)
+_ROUTES = "POST /v1/chat/completions, POST /v1/completions, POST /v1/chat-messages or GET /v1/models"
+_INJECTED = {
+    "fail_429": (429, "Rate limit reached (injected by the squall mock)", "requests", "rate_limit_exceeded"),
+    "fail_500": (500, "Internal error (injected by the squall mock)", "server_error", "internal_error"),
+}
+
+
+@dataclass(frozen=True)
+class MockOptions:
+    """Where the mock listens, how fast it 'generates', and the fraction of requests that get each fault."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ttft_s: float = 0.15
+    itl_s: float = 0.02
+    tokens: int = 64
+    tokens_stddev: float = 0.0
+    jitter: float = 0.0
+    fail_429: float = 0.0
+    fail_500: float = 0.0
+    hang: float = 0.0
+    drop_mid_stream: float = 0.0
+    bad_chunk: float = 0.0
+    empty: float = 0.0
+    model: str = "squall-mock"
+    seed: int = 0
+    record_sends: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.host or not self.model:
+            raise ValueError("host and model must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535 (0 picks a free port), got {self.port}")
+        for name in ("ttft_s", "itl_s"):
+            if not 0 <= getattr(self, name) <= MAX_SECONDS:
+                raise ValueError(f"{name} must be from 0 to {MAX_SECONDS:g} s, got {getattr(self, name)}")
+        if type(self.tokens) is not int or not 1 <= self.tokens <= MAX_TOKENS:
+            raise ValueError(f"tokens must be an integer from 1 to {MAX_TOKENS}, got {self.tokens!r}")
+        if not 0 <= self.tokens_stddev <= MAX_TOKENS:
+            raise ValueError(f"tokens_stddev must be from 0 to {MAX_TOKENS}, got {self.tokens_stddev}")
+        for name in ("jitter", *FAULTS):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a fraction from 0 to 1, got {getattr(self, name)}")
+        total = sum(getattr(self, name) for name in FAULTS)
+        if total > 1 + 1e-9:
+            raise ValueError(
+                f"the fault fractions ({', '.join(FAULTS)}) must add up to at most 1, got {total:g}"
+            )
+
+
+class MockState:
+    """Counters of one mock server and, with record_sends, when each stream's content events were written.
+
+    For completed stream k, `arrivals[k]` is the perf_counter_ns() when its request arrived and `sends[k]` the
+    perf_counter_ns() just before each of its content events was written (at most MAX_RECORDS streams).
+    """
+
+    __slots__ = ("arrivals", "connections", "events_sent", "faults", "requests", "sends", "streams_open")
+
+    def __init__(self) -> None:
+        self.requests: int = 0
+        self.streams_open: int = 0
+        self.events_sent: int = 0  # content (token) events
+        self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        self.arrivals: list[int] = []
+        self.sends: list[list[int]] = []
+        self.connections: set[_MockProtocol] = set()
+
+
+class _Mock:
+    """What the connections of one server share: options, state, random draws, the wheel, pre-built bytes."""
+
+    def __init__(self, opts: MockOptions, state: MockState, loop: asyncio.AbstractEventLoop) -> None:
+        self.opts, self.state, self.wheel = opts, state, ev.Wheel(loop)
+        # One generator per purpose, so turning on jitter does not change which requests get faults.
+        self._faults_rng = random.Random(f"{opts.seed}:faults")
+        self._tokens_rng = random.Random(f"{opts.seed}:tokens")
+        self._jitter_rng = random.Random(f"{opts.seed}:jitter")
+        self.ttft_ns, self.itl_ns = round(opts.ttft_s * 1e9), round(opts.itl_s * 1e9)
+        self.jitter, self.created = opts.jitter, int(time.time())
+        self.events = tuple(  # [kind][chunked]
+            tuple(ev.Events(kind, chunked, opts.model, self.created) for chunked in (False, True))
+            for kind in (ev.CHAT, ev.COMPLETIONS, ev.DIFY)
+        )
+        self.models = ev.models_body(opts.model, self.created)
+        names = [name for name in FAULTS if getattr(opts, name) > 0]
+        ends = itertools.accumulate(getattr(opts, name) for name in names)  # fractions end to end on [0, 1)
+        self._thresholds = list(zip(ends, names, strict=True))
+
+    def fault(self) -> str | None:
+        """Which fault this request gets, if any (one draw per request)."""
+        if self._thresholds:
+            r = self._faults_rng.random()
+            for threshold, name in self._thresholds:
+                if r < threshold:
+                    self.state.faults[name] += 1
+                    return name
+        return None
+
+    def count(self, cap: int | None, exact: bool) -> int:
+        """Tokens to make: the server's draw capped by max_tokens, or max_tokens itself with ignore_eos."""
+        if cap is not None and exact:
+            return min(cap, MAX_TOKENS)
+        drawn = self.opts.tokens
+        if self.opts.tokens_stddev > 0:
+            drawn = max(1, min(MAX_TOKENS, round(self._tokens_rng.gauss(drawn, self.opts.tokens_stddev))))
+        return drawn if cap is None else min(cap, drawn)
+
+    def delay(self, base_ns: int) -> int:
+        """`base_ns` times uniform(1 - jitter, 1 + jitter)."""
+        if not self.jitter:
+            return base_ns
+        return round(base_ns * (1.0 - self.jitter + 2.0 * self.jitter * self._jitter_rng.random()))
+
+
+class _Stream:
+    """One SSE response in flight: which word comes next, when it is due, and where it goes wrong.
+
+    Content event k is due at arrival + ttft + k delays and is never written before then. A late event lets
+    the next one catch up by at most CATCH_UP_NS, so no gap is shorter than its delay minus that.
+    """
+
+    __slots__ = ("arrival", "bad_at", "conn", "count", "drop_at", "due", "events", "i", "record", "tail")
+
+    def __init__(self, conn: _MockProtocol, events: ev.Events, count: int, tail: bytes, arrival: int) -> None:
+        self.conn, self.events, self.count, self.tail, self.arrival = conn, events, count, tail, arrival
+        self.i, self.drop_at, self.bad_at, self.due = 0, -1, -1, arrival
+        self.record: list[int] | None = None
+
+    def step(self) -> None:
+        """Write the event that is due (the wheel calls this) and schedule the next."""
+        conn = self.conn
+        transport = conn.transport
+        if transport is None or conn.stream is not self:
+            return
+        i = self.i
+        if i == self.drop_at:
+            conn.end_stream(dropped=True)
+            return
+        if i == self.count:  # only an empty stream has nothing before its tail
+            transport.write(self.tail)
+            conn.end_stream(dropped=False)
+            return
+        t = perf_counter_ns()
+        data = self.events.tokens[i % _N_WORDS]
+        if i == self.bad_at:
+            data = self.events.bad + data
+        self.i = i = i + 1
+        mock = conn.mock
+        mock.state.events_sent += 1
+        if self.record is not None:
+            self.record.append(t)
+        if i == self.count:
+            transport.write(data + self.tail)
+            conn.end_stream(dropped=False)
+            return
+        transport.write(data)
+        itl = mock.delay(mock.itl_ns) if mock.jitter else mock.itl_ns
+        self.due = due = itl + max(self.due, t - CATCH_UP_NS)
+        mock.wheel.add(self, due)
+
+
+class _Reply:
+    """A whole (non-streaming) response waiting out its generation time."""
+
+    __slots__ = ("close", "conn", "payload")
+
+    def __init__(self, conn: _MockProtocol, payload: bytes, close: bool) -> None:
+        self.conn, self.payload, self.close = conn, payload, close
+
+    def step(self) -> None:
+        """Write the response (the wheel calls this once it is due)."""
+        transport = self.conn.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(self.payload)
+            self.conn.finish(self.close)
+
+
+class _Request(NamedTuple):
+    method: bytes
+    path: bytes
+    body: bytes
+    keep_alive: bool
+    http11: bool
+
+
+def _connection(http11: bool, close: bool) -> bytes:
+    return b"Connection: close\r\n" if close else (b"" if http11 else b"Connection: keep-alive\r\n")
+
+
+class _MockProtocol(asyncio.Protocol):
+    """One client connection: parse with httptools, answer its requests one after another."""
+
+    def __init__(self, mock: _Mock) -> None:
+        self.mock = mock
+        self._parser = httptools.HttpRequestParser(self)
+        self._url, self._body, self._size = b"", bytearray(), 0
+        self._queue: deque[_Request] = deque()
+        self._busy = False  # a response is on the wheel, streaming, or hanging
+        self._closing = False  # read and answer nothing more
+        self._close_after = False  # close when the current stream ends
+        self._paused = False  # reading paused because too many requests are queued
+        self.stream: _Stream | None = None
+        self.transport: asyncio.Transport | None = None
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport is not a subclass
+        self.mock.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.mock.state.connections.discard(self)
+        self._drop_stream()
+        self._closing, self.transport = True, None
+        self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # the request itself is queued; we never switch protocols
+            self._closing = True
+            if not self._busy and self.transport is not None:
+                self.transport.close()
+        except httptools.HttpParserError as exc:
+            self._fatal(400, f"malformed HTTP request: {exc}")
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self._closing and not self._paused:
+            self.transport.resume_reading()
+
+    # httptools callbacks
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_BODY:
+            self._fatal(413, f"the request body is over {MAX_BODY} bytes")
+        elif not self._closing:
+            self._body += body
+
+    def on_message_complete(self) -> None:
+        if self._closing:
+            return
+        p, path = self._parser, self._url.split(b"?", 1)[0]
+        http11 = p.get_http_version() != "1.0"
+        req = _Request(p.get_method(), path, bytes(self._body), p.should_keep_alive(), http11)
+        self._url, self._body, self._size = b"", bytearray(), 0
+        self._queue.append(req)
+        if len(self._queue) >= MAX_QUEUED and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._pump()
+
+    # responses
+
+    def _pump(self) -> None:
+        queue = self._queue
+        while queue and not self._busy and not self._closing:
+            self._answer(queue.popleft())
+        if self._paused and len(queue) < MAX_QUEUED // 2 and not self._closing and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _drop_stream(self) -> None:
+        if self.stream is not None:
+            self.stream = None
+            self.mock.state.streams_open -= 1
+
+    def _fatal(self, code: int, message: str) -> None:
+        """Answer what cannot be read (unless a response is under way, which is cut short) and close."""
+        if self._closing or self.transport is None:
+            return
+        if not self._busy:
+            self._send(code, ev.error_body(message, "invalid_request_error", "bad_request"), True, True)
+        self._drop_stream()
+        self._closing = True
+        self.transport.close()
+
+    def _send(self, code: int, body: bytes, http11: bool, close: bool, extra: bytes = b"") -> None:
+        if self.transport is not None:
+            self.transport.write(ev.head(code, _JSON, _connection(http11, close), len(body), extra) + body)
+            if close:
+                self._closing = True
+                self.transport.close()
+
+    def _error(self, req: _Request, code: int, message: str, kind: str, why: str, extra: bytes = b"") -> None:
+        self._send(code, ev.error_body(message, kind, why), req.http11, not req.keep_alive, extra)
+
+    def _answer(self, req: _Request) -> None:
+        mock = self.mock
+        mock.state.requests += 1
+        kind = _PATHS.get(req.path)
+        if req.path == b"/v1/models" and req.method == b"GET":
+            self._send(200, mock.models, req.http11, not req.keep_alive)
+            return
+        if kind is None or req.method != b"POST":
+            known = kind is not None or req.path == b"/v1/models"
+            code, why = (405, "method_not_allowed") if known else (404, "not_found")
+            target = f"{req.method.decode()} {req.path.decode(errors='replace')[:200]}"
+            self._error(req, code, f"no route for {target}; try {_ROUTES}", "invalid_request_error", why)
+            return
+        try:
+            stream, usage, cap, exact, prompt = ev.ask(kind, orjson.loads(req.body))
+        except orjson.JSONDecodeError as exc:
+            self._error(
+                req, 400, f"request body is not valid JSON: {exc}", "invalid_request_error", "bad_json"
+            )
+            return
+        except ValueError as exc:
+            self._error(req, 400, str(exc), "invalid_request_error", "invalid_value")
+            return
+        fault = mock.fault()
+        if fault in _INJECTED:
+            code, message, err_type, why = _INJECTED[fault]
+            self._error(req, code, message, err_type, why, b"Retry-After: 1\r\n" if code == 429 else b"")
+            return
+        self._busy = True
+        if fault == "hang":  # keep the connection open, read nothing more, never answer
+            self._closing = True
+            return
+        arrival = perf_counter_ns()
+        count = 0 if fault == "empty" else mock.count(cap, exact)
+        if stream:
+            self._start_stream(req, kind, count, prompt, usage, fault, arrival)
+            return
+        close = not req.keep_alive or fault == "drop_mid_stream"
+        body = (
+            ev.body(kind, mock.opts.model, mock.created, count, prompt) if fault != "bad_chunk" else b"{not"
+        )
+        payload = ev.head(200, _JSON, _connection(req.http11, close), len(body)) + body
+        if fault == "drop_mid_stream":  # half the body, then the connection closes
+            payload = payload[: len(payload) - len(body) // 2]
+        generation = mock.delay(mock.ttft_ns + max(count - 1, 0) * mock.itl_ns)
+        mock.wheel.add(_Reply(self, payload, close), arrival + generation)
+
+    def _start_stream(
+        self, req: _Request, kind: int, count: int, prompt: int, usage: bool, fault: str | None, arrival: int
+    ) -> None:
+        # The head and the opening event go now (time to first byte < time to first token, as real servers).
+        # HTTP/1.0 has no chunked encoding: there the stream is raw SSE that ends when the connection closes.
+        mock = self.mock
+        events = mock.events[kind][req.http11]
+        stream = _Stream(self, events, count, events.tail(prompt, count, usage), arrival)
+        if fault == "drop_mid_stream":
+            stream.drop_at = count // 2
+        elif fault == "bad_chunk":
+            stream.bad_at = count // 2
+        if mock.opts.record_sends and len(mock.state.sends) < MAX_RECORDS:
+            stream.record = []
+        self.stream, self._close_after = stream, not (req.keep_alive and req.http11)
+        mock.state.streams_open += 1
+        connection = _connection(req.http11, self._close_after)
+        if self.transport is not None:
+            head = ev.head(200, b"text/event-stream", connection, -1 if req.http11 else None)
+            self.transport.write(head + events.opening)
+        stream.due += mock.delay(mock.ttft_ns)
+        mock.wheel.add(stream, stream.due)
+
+    def end_stream(self, dropped: bool) -> None:
+        """The current stream wrote its tail, or stops here without one (and the connection closes)."""
+        stream, state = self.stream, self.mock.state
+        if stream is None:
+            return
+        self._drop_stream()
+        if stream.record is not None and not dropped and len(state.sends) < MAX_RECORDS:
+            state.arrivals.append(stream.arrival)
+            state.sends.append(stream.record)
+        self.finish(dropped or self._close_after)
+
+    def finish(self, close: bool) -> None:
+        """The response under way is complete: close, or answer the next queued request."""
+        self._busy = False
+        if (close or self._closing) and self.transport is not None:
+            self._closing = True
+            self.transport.close()
+        else:
+            self._pump()
+
+
+async def start_mock(opts: MockOptions, state: MockState | None = None) -> asyncio.Server:
+    """Bind and start serving on the running loop; port 0 picks a free port."""
+    mock = _Mock(opts, state if state is not None else MockState(), asyncio.get_running_loop())
+    return await asyncio.get_running_loop().create_server(
+        lambda: _MockProtocol(mock), opts.host, opts.port, reuse_address=True, backlog=4096
+    )
+
+
+async def _shutdown(server: asyncio.Server, state: MockState) -> None:
+    server.close()
+    for conn in list(state.connections):
+        if conn.transport is not None:
+            conn.transport.abort()
+    await server.wait_closed()
+    await asyncio.sleep(0)  # let connection_lost callbacks run before the loop closes
+
+
+async def _serve_until_signal(opts: MockOptions, ready: Callable[[int], None] | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    state = MockState()
+    server = await start_mock(opts, state)
+    try:
+        if ready is not None:
+            ready(server.sockets[0].getsockname()[1])
+        await stop.wait()
+    finally:
+        await _shutdown(server, state)
+
+
+def serve_mock(opts: MockOptions, ready: Callable[[int], None] | None = None) -> None:
+    """Serve on uvloop until SIGINT or SIGTERM, calling ready(port) once listening."""
+    with contextlib.suppress(KeyboardInterrupt):  # a SIGINT that lands before the handlers are installed
+        uvloop.run(_serve_until_signal(opts, ready))
+
+
+class MockThread:
+    """Context manager running the mock on 127.0.0.1 (ephemeral port) in a daemon thread, for tests.
+
+    Takes MockOptions, or their fields as keywords: `MockThread(ttft_s=0.02, itl_s=0.005, fail_429=1.0)`.
+    """
+
+    def __init__(self, opts: MockOptions | None = None, **fields: float | int | str | bool) -> None:
+        base = opts if opts is not None else MockOptions()
+        self._opts = dataclasses.replace(base, **fields, host="127.0.0.1", port=0)  # type: ignore[arg-type]
+        self.state = MockState()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="squall-mock-llm", daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> MockThread:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        loop = uvloop.new_event_loop()
+        try:
+            server = loop.run_until_complete(start_mock(self._opts, self.state))
+        except BaseException as exc:  # handed to __enter__ and re-raised in the caller's thread
+            self._error = exc
+            loop.close()
+            self._started.set()
+            return
+        self.port = server.sockets[0].getsockname()[1]
+        self._loop = loop
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(_shutdown(server, self.state))
+            loop.close()

@@ -1,0 +1,136 @@
+"""The LLM stream reader, request bodies and token estimate: pure, fed by hand."""
+
+import orjson
+import pytest
+
+from squall.engine.llm import LlmWorkload, estimate_tokens, request_body
+from squall.plan import LlmSpec, Plan, PlanError, Prompt, RequestSpec, api_from_path, parse_goodput
+
+MS = 1_000_000
+
+
+def workload(**kw: object) -> LlmWorkload:
+    spec = LlmSpec(**kw)  # type: ignore[arg-type]
+    plan = Plan(RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST"), llm=spec, workers=1)
+    return LlmWorkload(plan, 0)
+
+
+def chat_event(text: str) -> bytes:
+    return b"data: " + orjson.dumps({"choices": [{"delta": {"content": text}}]}) + b"\n\n"
+
+
+def test_chat_stream_times_every_content_event() -> None:
+    r = workload(api="chat").reader(0)
+    r.feed(
+        b"data: " + orjson.dumps({"choices": [{"delta": {"role": "assistant", "content": ""}}]}) + b"\n\n",
+        1 * MS,
+    )
+    r.feed(chat_event("Hel"), 10 * MS)
+    r.feed(chat_event("lo") + chat_event(" world")[:7], 30 * MS)  # an event split across reads
+    r.feed(chat_event(" world")[7:], 45 * MS)
+    usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    r.feed(b"data: " + orjson.dumps({"choices": [], "usage": usage}) + b"\n\ndata: [DONE]\n\n", 50 * MS)
+    assert r.finish(50 * MS) is None
+    assert r.t_first == 10 * MS
+    assert list(r.gaps) == [20_000, 15_000]  # µs between content events, by arrival of each event's end
+    assert "".join(r.pieces) == "Hello world"
+    assert r.tokens() == (3, 5, True, estimate_tokens("Hello world") - 3)
+
+
+def test_crlf_comments_and_bad_chunks() -> None:
+    r = workload(api="chat").reader(0)
+    r.feed(b": keep-alive\r\n\r\n" + chat_event("a").replace(b"\n", b"\r\n"), 1 * MS)
+    r.feed(b"data: {not json\n\n", 2 * MS)
+    r.feed(chat_event("b") + b"data: [DONE]\n\n", 3 * MS)
+    assert r.finish(3 * MS) is None
+    assert r.bad == 1
+    assert r.pieces == ["a", "b"]
+
+
+def test_stream_without_done_marker_is_broken_and_without_content_is_empty() -> None:
+    r = workload(api="chat").reader(0)
+    r.feed(chat_event("a"), MS)
+    assert r.finish(2 * MS) == "stream_broken"
+    r = workload(api="chat").reader(0)
+    r.feed(b"data: [DONE]\n\n", MS)
+    assert r.finish(2 * MS) == "empty_response"
+
+
+def test_completions_dify_and_generic_sse() -> None:
+    r = workload(api="completions").reader(0)
+    r.feed(b'data: {"choices":[{"text":"x"}]}\n\ndata: [DONE]\n\n', MS)
+    assert (r.finish(MS), r.pieces) == (None, ["x"])
+    r = workload(api="dify", done_marker="").reader(0)
+    r.feed(b'data: {"event":"message","answer":"hi"}\n\n', MS)
+    r.feed(
+        b'data: {"event":"message_end","metadata":{"usage":{"completion_tokens":1,"prompt_tokens":2}}}\n\n',
+        MS,
+    )
+    assert (r.finish(MS), r.pieces, r.tokens()[:3]) == (None, ["hi"], (1, 2, True))
+    r = workload(api="dify").reader(0)
+    r.feed(b'data: {"event":"error","message":"quota"}\n\n', MS)
+    assert r.finish(MS) == "stream_error"
+    r = workload(api="sse", text_path="out.0.t", done_marker="END").reader(0)
+    r.feed(b'data: {"out":[{"t":"a"}]}\n\ndata: {"out":[{"t":"b"}]}\n\ndata: END\n\n', MS)
+    assert (r.finish(MS), r.pieces) == (None, ["a", "b"])
+
+
+def test_non_streaming_answers() -> None:
+    r = workload(api="chat", stream=False).reader(0)
+    body = {
+        "choices": [{"message": {"content": "all at once"}}],
+        "usage": {"completion_tokens": 3, "prompt_tokens": 1},
+    }
+    r.feed(orjson.dumps(body)[:10], MS)
+    r.feed(orjson.dumps(body)[10:], 2 * MS)
+    assert r.finish(5 * MS) is None
+    assert r.t_first == 5 * MS
+    assert r.tokens()[:3] == (3, 1, True)
+
+
+def test_requests_are_built_once_and_keys_rotate() -> None:
+    prompts = (Prompt("one"), Prompt("two", max_tokens=7))
+    w = workload(api="chat", prompts=prompts, api_keys=("k1", "Bearer k2"), max_tokens=50, model="m")
+    reqs = [w.next() for _ in range(4)]
+    assert [p for _, p in reqs] == [0, 1, 0, 1]
+    assert b"Authorization: Bearer k1\r\n" in reqs[0][0]
+    assert b"Authorization: Bearer k2\r\n" in reqs[1][0]
+    head, _, body = reqs[1][0].partition(b"\r\n\r\n")
+    doc = orjson.loads(body)
+    assert doc["messages"] == [{"role": "user", "content": "two"}]
+    assert (doc["max_tokens"], doc["model"], doc["stream"]) == (7, "m", True)
+    assert doc["stream_options"] == {"include_usage": True}
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+
+
+def test_bodies_per_api() -> None:
+    p = Prompt("hi", max_tokens=3)
+    assert request_body(LlmSpec(api="dify"), p) == {
+        "query": "hi",
+        "inputs": {},
+        "user": "squall",
+        "response_mode": "streaming",
+    }
+    assert request_body(LlmSpec(api="completions", stream=False), p)["prompt"] == "hi"
+    extra = request_body(LlmSpec(api="chat", body_json=(("top_p", 0.5),)), p)
+    assert extra["top_p"] == 0.5
+
+
+def test_estimate_tokens() -> None:
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("the cat sat") == 3
+    assert estimate_tokens("你好世界") == 4
+    assert estimate_tokens("hello, world!") == 4
+    assert estimate_tokens("internationalization") == 4
+
+
+def test_api_inference_and_goodput_bounds() -> None:
+    assert api_from_path("http://h/v1/chat/completions") == "chat"
+    assert api_from_path("http://h/v1/completions") == "completions"
+    assert api_from_path("http://h/v1/chat-messages") == "dify"
+    assert api_from_path("http://h/stream") == "sse"
+    assert parse_goodput("ttft<500ms") == ("ttft", 0.5)
+    assert parse_goodput(" tpot < 50ms ") == ("tpot", 0.05)
+    with pytest.raises(PlanError, match="not a bound"):
+        parse_goodput("ttft>1s")
