@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Measure squall against wrk, hey and Locust on a pinned loopback nginx; write bench/results.{json,md}."""
+"""Measure squall against wrk, hey and Locust on a pinned loopback nginx, and squall's own costs (recording,
+memory per connection, the collector's merge, RSS over a soak); write bench/results.{json,md}."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import extra
 import psutil
+from extra import MEM_CONNS, RECORD_N, fmt
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-locust"
@@ -37,15 +40,19 @@ GEN_CPU, TARGET_CPU = "0", "1"
 OPEN_RATE = 10_000
 NOISY_PCT = 10  # other processes busier than this (% of one core) make a round noisy
 G64, G1000, OPEN = "GET c=64", "GET c=1000", f"open {OPEN_RATE}/s c=256"
-CLIENTS = ("wrk", "hey", "locust", "squall-aiohttp", "squall-raw")
+REC_ON, REC_OFF = "recording on, -n N", "recording off, -n N"
+MEM_MANY, MEM_ONE, MERGE = f"RSS c={MEM_CONNS}", "RSS c=1", "collector merge, 64 workers"
+SOAK = "RSS soak c=64"
+CLIENTS = ("wrk", "hey", "locust", "squall-aiohttp", "squall-raw", "squall-collector")
+NGINX_CONNECTIONS = 20_000
 SQUALL = [shutil.which("squall") or sys.executable, *([] if shutil.which("squall") else ["-m", "squall"])]
 
 NGINX_CONF = """worker_processes 1;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile {nofile};
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
@@ -56,6 +63,7 @@ http {{
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{ return 200 "Hello, world"; }}
+    location = /nginx_status {{ stub_status; }}
   }}
 }}
 """
@@ -100,6 +108,8 @@ class Job:
     client: str
     fn: Callable[[str, Path], Round]
     skip: str | None = None
+    timed: bool = True  # runs for the --duration (else until done: nginx CPU % is over the wall time)
+    once: bool = False  # run once after the rounds (the soak), not in the alternation
     rounds: list[Round] = field(default_factory=list)
 
     def median(self, pick: Callable[[Round], float | None]) -> float | None:
@@ -143,12 +153,12 @@ def measure(argv: list[str], timeout: float, cwd: Path) -> tuple[Round, str]:
 
 
 @contextlib.contextmanager
-def reading(r: Round, out: str) -> Iterator[None]:
+def reading(r: Round, out: str, expect_requests: bool = True) -> Iterator[None]:
     """Keep the output's tail and turn a result that cannot be parsed into an error on the round."""
     r.output = out[-3000:]
     try:
         yield
-        if not r.requests:
+        if expect_requests and not r.requests:
             raise LookupError("no request completed")
     except (LookupError, ValueError, OSError) as e:
         r.error = f"could not read the result (exit code {r.rc}): {type(e).__name__}: {e}"
@@ -196,20 +206,73 @@ def run_locust(url: str, users: int, d: int, work: Path) -> Round:
 
 
 def run_squall(url: str, transport: str, conns: int, d: int, work: Path, rate: int | None = None) -> Round:
+    argv = ["-c", str(conns), *(["-r", str(rate)] if rate else []), "-d", f"{d}s"]
+    r, doc = squall(url, transport, argv, 2 * d + 60, work)  # an open run that falls behind sends late
+    if doc and rate:
+        r.extra["schedule_lag_p99_ms"] = doc["summary"]["schedule_lag_ms"]["p99"]
+    return r
+
+
+def run_record(url: str, transport: str, n: int, record: bool, work: Path) -> Round:
+    """`-c 64 -n N` with recording on or off; with it off squall counts nothing, so nginx's counter must."""
+    before = served(url)
+    argv = ["-c", "64", "-n", str(n), *([] if record else ["--no-record"])]
+    r, _ = squall(url, transport, argv, 300, work, expect=record)
+    r.extra |= {"n": n, "nginx_served": served(url) - before - 1}  # less the status request itself
+    if not record and r.error is None:
+        r.requests, r.rps = n, None
+        if r.extra["nginx_served"] < n:
+            r.error = f"nginx served {r.extra['nginx_served']} requests, fewer than -n {n}"
+    r.extra["cpu_us"] = r.cpu_us_per_request
+    return r
+
+
+def run_memory(url: str, conns: int, seconds: int, work: Path) -> Round:
+    """A closed raw run; the worker's RSS per second from the result (end, max, and minute 1 → end)."""
+    r, doc = squall(url, "raw", ["-c", str(conns), "-d", f"{seconds}s"], seconds + 120, work)
+    if doc:
+        rss = extra.worker_rss(doc)
+        r.extra["rss_end_mb"] = rss[-1][1] if rss else None
+        r.extra["rss_max_mb"] = max((mb for _, mb in rss), default=None)
+        r.extra["rss_per_minute"] = [(t, mb) for t, mb in rss if t % 60 == 0 or (t, mb) == rss[-1]]
+        r.extra["growth"] = extra.rss_growth(rss)
+    return r
+
+
+def run_merge(seconds: int, work: Path) -> Round:
+    argv = [sys.executable, str(BENCH / "extra.py"), "merge", "--workers", "64", "--seconds", str(seconds)]
+    r, out = measure(argv, 300, work)
+    with reading(r, out):
+        r.extra = json.loads(out.strip().splitlines()[-1])
+        r.requests = r.extra["requests_merged"]
+    return r
+
+
+def squall(
+    url: str, transport: str, argv: list[str], timeout: float, work: Path, expect: bool = True
+) -> tuple[Round, dict[str, Any] | None]:
+    """One `squall run -w 1`; the round and the result document (None if it could not be read)."""
     result = work / "squall.json"
     result.unlink(missing_ok=True)
-    argv = [*SQUALL, "run", url, "-w", "1", "-c", str(conns), *(["-r", str(rate)] if rate else [])]
-    argv += ["-d", f"{d}s", "-q", "-o", str(result), "--transport", transport]
-    r, out = measure(argv, 2 * d + 60, work)  # an open run that falls behind sends its backlog after d
-    with reading(r, out):
+    full = [*SQUALL, "run", url, "-w", "1", *argv, "-q", "-o", str(result), "--transport", transport]
+    r, out = measure(full, timeout, work)
+    doc = None
+    with reading(r, out, expect_requests=expect):
         doc = json.loads(result.read_text())
         s = doc["summary"]
         r.rps, r.requests = float(s["rps"]), int(s["requests"])
         r.extra = {"errors": s["errors"], "latency_p99_ms": s["latency_ms"]["p99"], "valid": doc["valid"]}
         r.extra |= {"generator_limited": doc["generator_limited"], "warnings": doc["warnings"]}
-        if rate:
-            r.extra["schedule_lag_p99_ms"] = s["schedule_lag_ms"]["p99"]
-    return r
+    return r, doc
+
+
+def served(url: str) -> int:
+    """nginx's count of requests served so far (stub_status), or -1 if it cannot be read."""
+    try:
+        with urllib.request.urlopen(url + "nginx_status", timeout=5) as resp:
+            return int(resp.read().decode().splitlines()[2].split()[2])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 # ---------------------------------------------------------------- tools, target, machine
@@ -262,7 +325,8 @@ def nginx() -> Iterator[dict[str, Any]]:
     """A one-worker nginx on CPU 1 answering 'Hello, world'; always stopped and cleaned up on exit."""
     tmp = Path(tempfile.mkdtemp(prefix="squall-bench-nginx-"))
     port = free_port()
-    conf = NGINX_CONF.format(tmp=tmp, port=port)
+    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)  # nginx may not exceed our hard limit
+    conf = NGINX_CONF.format(tmp=tmp, port=port, nofile=nofile, connections=NGINX_CONNECTIONS)
     (tmp / "nginx.conf").write_text(conf)
     argv = ["taskset", "-c", TARGET_CPU, "nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")]
     argv += ["-e", str(tmp / "error.log")]
@@ -320,7 +384,7 @@ def machine_info() -> dict[str, Any]:
 # ---------------------------------------------------------------- the plan, the table, the verdicts
 
 
-def plan(d: int, skipped: dict[str, str]) -> list[Job]:
+def plan(d: int, skipped: dict[str, str], soak_minutes: int = 0) -> list[Job]:
     """Every (scenario, client) in the order the rounds alternate; a skipped client keeps a row with why."""
     jobs = [
         Job(G64, "wrk", lambda u, w: run_wrk(u, 64, d, w)),
@@ -336,6 +400,17 @@ def plan(d: int, skipped: dict[str, str]) -> list[Job]:
     ]
     for t in ("aiohttp", "raw"):
         jobs.append(Job(OPEN, f"squall-{t}", lambda u, w, t=t: run_squall(u, t, 256, d, w, OPEN_RATE)))
+    for t in ("raw", "aiohttp"):  # about d seconds of work each; on and off back to back
+        n = max(1000, RECORD_N[t] * d // 10)
+        for scenario, record in ((REC_ON, True), (REC_OFF, False)):
+            fn = lambda u, w, t=t, n=n, rec=record: run_record(u, t, n, rec, w)  # noqa: E731
+            jobs.append(Job(scenario, f"squall-{t}", fn, timed=False))
+    jobs.append(Job(MEM_MANY, "squall-raw", lambda u, w: run_memory(u, MEM_CONNS, d, w)))
+    jobs.append(Job(MEM_ONE, "squall-raw", lambda u, w: run_memory(u, 1, d, w)))
+    jobs.append(Job(MERGE, "squall-collector", lambda u, w: run_merge(30 if d >= 10 else 10, w), timed=False))
+    if soak_minutes:
+        soak = Job(SOAK, "squall-raw", lambda u, w: run_memory(u, 64, soak_minutes * 60, w), once=True)
+        jobs.append(soak)
     for job in jobs:
         job.skip = skipped.get(job.client)
     return jobs
@@ -349,10 +424,6 @@ def ratio(jobs: list[Job], scenario: str, client: str, other: str) -> float | No
     a, b = find(jobs, scenario, client), find(jobs, scenario, other)
     ma, mb = (a.median(lambda r: r.rps) if a else None), (b.median(lambda r: r.rps) if b else None)
     return ma / mb if ma and mb else None
-
-
-def fmt(v: float | None, spec: str = ",.0f", suffix: str = "") -> str:
-    return "—" if v is None else f"{v:{spec}}{suffix}"
 
 
 def verdicts(jobs: list[Job], client: str) -> list[tuple[str, float | None, bool | None]]:
@@ -370,8 +441,25 @@ def verdicts(jobs: list[Job], client: str) -> list[tuple[str, float | None, bool
         ("<= 25 µs client CPU/request @64 (µs)", cpu, 25, False),
         ("open model within 1 % of 10k/s (% off)", off, 1, False),
         ("schedule-lag p99 <= 2 ms (ms)", lag, 2, False),
+        *own_costs(jobs, client),
     ]
     return [(n, v, None if v is None else v >= lim if up else v <= lim) for n, v, lim, up in checks]
+
+
+def own_costs(jobs: list[Job], client: str) -> list[tuple[str, float | None, float, bool]]:
+    """The targets on squall's own costs: recording, memory per connection and over a soak, merging."""
+    share = extra.recording(jobs, REC_ON, REC_OFF, client)["share_pct"]
+    kb = extra.per_connection(jobs, MEM_MANY, MEM_ONE, client)["kb_per_connection"]
+    soak = find(jobs, SOAK, client)
+    growths = [r.extra["growth"] for r in soak.rounds if r.extra.get("growth")] if soak else []
+    span = f"minute 1 to {growths[0]['to_t_s'] / 60:.0f}" if growths else "minute 1 to 10"
+    merge = extra.merge_figures(jobs, MERGE)["core_pct"]
+    return [
+        ("recording share of client CPU <= 10 % (%)", share, 10, False),
+        (f"worker RSS per connection @{MEM_CONNS} <= 20 KB (KB)", kb, 20, False),
+        (f"worker RSS growth {span} <= 1 MB (MB)", growths[0]["growth_mb"] if growths else None, 1, False),
+        ("collector merge, 64 workers, <= 5 % of a core (%)", merge, 5, False),
+    ]
 
 
 def all_rounds(j: Job) -> str:
@@ -383,7 +471,7 @@ def all_rounds(j: Job) -> str:
 def closed_table(jobs: list[Job]) -> list[str]:
     head = "| scenario | client | median req/s | all rounds | squall/wrk | squall/locust | squall/hey |"
     out = [head + " CPU µs/request | nginx CPU % |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
-    for j in (j for j in jobs if j.scenario != OPEN):
+    for j in (j for j in jobs if j.scenario in (G64, G1000)):
         if j.skip:
             out.append(f"| {j.scenario} | {j.client} | — | {j.skip} | | | | | |")
             continue
@@ -429,6 +517,17 @@ def markdown(jobs: list[Job], header: str) -> str:
     out = [header, "", *closed_table(jobs)]
     if any(j.scenario == OPEN for j in jobs):
         out += ["", f"Open model ({OPEN}, constant arrivals):", "", *open_table(jobs)]
+    if any(j.scenario in (REC_ON, REC_OFF) for j in jobs):
+        out += ["", "Recording cost (client CPU per request, recording on vs `--no-record`):", ""]
+        out += extra.recording_table(jobs, REC_ON, REC_OFF)
+    if any(j.scenario in (MEM_MANY, MEM_ONE) for j in jobs):
+        out += ["", "Memory per connection (worker RSS at the end of the run):", ""]
+        out += extra.memory_table(jobs, MEM_MANY, MEM_ONE)
+    if any(j.scenario == MERGE for j in jobs):
+        out += ["", "Collector merge cost (simulated, CPU per simulated second):", ""]
+        out += extra.merge_table(jobs, MERGE)
+    if soak := find(jobs, SOAK, "squall-raw"):
+        out += ["", "Worker RSS over a soak (raw, c=64):", "", *extra.soak_table(soak)]
     out += ["", "Targets:", "", *targets_table(jobs), *(fails if errs else [])]
     if busy > NOISY_PCT:
         out += ["", f"\\* other processes used > {NOISY_PCT} % of a core in that round (up to {busy:.0f} %)."]
@@ -437,15 +536,28 @@ def markdown(jobs: list[Job], header: str) -> str:
 
 def results(jobs: list[Job], args: argparse.Namespace, machine: dict, target: dict) -> dict[str, object]:
     """Everything measured, every command line and the machine, for bench/results.json."""
-    squalls = [c for c in ("squall-aiohttp", "squall-raw") if find(jobs, G64, c) or find(jobs, OPEN, c)]
+    squalls = [c for c in ("squall-aiohttp", "squall-raw") if any(j.client == c and not j.skip for j in jobs)]
+    costs = {
+        c: extra.recording(jobs, REC_ON, REC_OFF, c) | extra.per_connection(jobs, MEM_MANY, MEM_ONE, c)
+        for c in squalls
+    }
     return {
         "command": args.command,
         "date": args.started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - args.t0, 1),
-        "settings": {"rounds": args.rounds, "duration_s": args.duration, "open_rate": OPEN_RATE},
+        "settings": {
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "open_rate": OPEN_RATE,
+            "record_n": {t: max(1000, n * args.duration // 10) for t, n in RECORD_N.items()},
+            "memory_connections": MEM_CONNS,
+            "soak_minutes": args.soak_minutes,
+            "rlimit_nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        },
         "machine": machine,
         "target": target,
         "jobs": [j.as_dict() for j in jobs],
+        "own_costs": costs | {"collector_merge": extra.merge_figures(jobs, MERGE)},
         "targets": {c: verdicts(jobs, c) for c in squalls},
     }
 
@@ -458,12 +570,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3 s per run, 1 round (flags below still win)")
     p.add_argument("--rounds", type=int, help="rounds, in alternation A B C A B C (default 3)")
     p.add_argument("--duration", type=int, help="seconds per run (default 10)")
-    p.add_argument("--only", help=f"comma-separated clients: {', '.join(CLIENTS)}, or squall for both")
+    p.add_argument("--only", help=f"comma-separated clients: {', '.join(CLIENTS)}, or squall for all three")
+    p.add_argument("--soak-minutes", type=int, default=0, help="then a raw c=64 soak this long (check: 10)")
     a = p.parse_args(argv)
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration or (3 if a.quick else 10)
-    if not (1 <= a.rounds <= 20 and 1 <= a.duration <= 300):
-        p.error("--rounds must be 1..20 and --duration 1..300 seconds")
+    if not (1 <= a.rounds <= 20 and 1 <= a.duration <= 300 and 0 <= a.soak_minutes <= 120):
+        p.error("--rounds must be 1..20, --duration 1..300 seconds and --soak-minutes 0..120")
     names = set(a.only.split(",")) if a.only else set(CLIENTS)
     if unknown := names - set(CLIENTS) - {"squall"}:
         p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CLIENTS)}, squall")
@@ -497,32 +610,41 @@ def wait_quiet(pids: list[int], limit_s: float = 30) -> None:
 
 
 def run_rounds(jobs: list[Job], args: argparse.Namespace, target: dict[str, Any], work: Path) -> None:
-    """Every active job once per round, in the same order each round (A B C A B C ...)."""
+    """Every active job once per round, in the same order each round (A B C A B C ...); then the soak."""
     for i in range(args.rounds):
-        for j in (j for j in jobs if not j.skip):
-            print(
-                f"[bench] round {i + 1}/{args.rounds}: {j.scenario:<18} {j.client:<15}", end=" ", flush=True
-            )
-            wait_quiet(target["pids"])
-            host0, nginx0 = cpu_now(target["pids"])
-            r = j.fn(target["url"], work)
-            host1, nginx1 = cpu_now(target["pids"])
-            r.target_cpu_pct = round((nginx1 - nginx0) / args.duration * 100, 1)
-            r.other_cpu_pct = round((host1 - host0 - r.cpu_s - (nginx1 - nginx0)) / r.wall_s * 100, 1)
-            j.rounds.append(r)
-            print(f"-> {fmt(r.rps)} req/s, {fmt(r.cpu_us_per_request, '.1f')} µs CPU/req, nginx", end=" ")
-            print(f"{r.target_cpu_pct} % CPU, other {r.other_cpu_pct} % CPU {r.error or ''}")
+        for j in (j for j in jobs if not j.skip and not j.once):
+            run_one(j, f"round {i + 1}/{args.rounds}", args.duration, target, work)
+    for j in (j for j in jobs if not j.skip and j.once):
+        run_one(j, "once", args.duration, target, work)
+
+
+def run_one(j: Job, label: str, duration: int, target: dict[str, Any], work: Path) -> None:
+    """One round of one job, with nginx's CPU and the rest of the host's measured around it."""
+    print(f"[bench] {label}: {j.scenario:<26} {j.client:<16}", end=" ", flush=True)
+    wait_quiet(target["pids"])
+    host0, nginx0 = cpu_now(target["pids"])
+    r = j.fn(target["url"], work)
+    host1, nginx1 = cpu_now(target["pids"])
+    load_s = duration if j.timed and not j.once else r.wall_s
+    r.target_cpu_pct = round((nginx1 - nginx0) / load_s * 100, 1)
+    r.other_cpu_pct = round((host1 - host0 - r.cpu_s - (nginx1 - nginx0)) / r.wall_s * 100, 1)
+    j.rounds.append(r)
+    print(f"-> {fmt(r.rps)} req/s, {fmt(r.cpu_us_per_request, '.1f')} µs CPU/req, nginx", end=" ")
+    print(f"{r.target_cpu_pct} % CPU, other {r.other_cpu_pct} % CPU {r.error or ''}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop nginx
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    nofile = max(soft, min(hard, 65536))  # inherited by the clients; nginx sets its own up to `hard`
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
     skipped = ensure_tools(args.clients)
     if not raw_available():
         skipped["squall-raw"] = "not available: `squall run --help` has no raw transport"
-    jobs = [j for j in plan(args.duration, skipped) if j.client in args.clients]
+    jobs = [j for j in plan(args.duration, skipped, args.soak_minutes) if j.client in args.clients]
+    for j in (j for j in jobs if j.scenario == MEM_MANY and nofile < MEM_CONNS + 1000):
+        j.skip = f"open-file limit {nofile} (hard {hard}) is below {MEM_CONNS + 1000}: raise `ulimit -Hn`"
     machine = machine_info()  # before the rounds: squall's git state is the one measured
     with nginx() as target, tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         print(f"[bench] nginx on {target['url']} (CPU {TARGET_CPU}); clients on CPU {GEN_CPU}", flush=True)

@@ -1,4 +1,4 @@
-"""`squall llm` end to end against the built-in mock: APIs, faults as data, accuracy against the server's clock."""
+"""`squall llm` end to end against the built-in mock: APIs, faults as data, accuracy by the server's clock."""
 
 import statistics
 import subprocess
