@@ -1,5 +1,6 @@
 """`squall llm` end to end against the built-in mock: APIs, faults as data, accuracy by the server's clock."""
 
+import itertools
 import statistics
 import subprocess
 import sys
@@ -102,9 +103,7 @@ def test_accuracy_at_400_streams_against_the_servers_clock() -> None:
     server_ttft = statistics.median(
         (sent[0] - arr) / 1e6 for arr, sent in zip(arrivals, sends, strict=True) if sent
     )
-    server_itl = statistics.median(
-        (b - a) / 1e6 for sent in sends for a, b in zip(sent, sent[1:], strict=False)
-    )
+    server_itl = statistics.median((b - a) / 1e6 for sent in sends for a, b in itertools.pairwise(sent))
     client = s["llm"]
     # The client's TTFT includes the request's trip to the server, so it may only be a little longer.
     assert abs(client["ttft_ms"]["p50"] - server_ttft) <= 5, (client["ttft_ms"], server_ttft)
