@@ -63,8 +63,11 @@ def run(
         float | None, typer.Option("-r", "--rate", help="Open model: target requests/s over the whole run.")
     ] = None,
     arrival: Annotated[
-        str, typer.Option("--arrival", help="Open-model arrivals: constant or poisson.")
+        str, typer.Option("--arrival", help="Open-model arrivals: constant, poisson or gamma.")
     ] = "constant",
+    burstiness: Annotated[
+        float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")
+    ] = 1.0,
     method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
     header: Annotated[
         list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
@@ -97,35 +100,62 @@ def run(
 ) -> None:
     """Load-test one HTTP endpoint (closed model by default; open model with --rate)."""
     try:
-        plan = Plan(
-            request=RequestSpec(
-                url=url,
-                method=method.upper(),
-                headers=tuple(parse_header(h) for h in header or ()),
-                body=_body(body, body_file),
-            ),
+        request = RequestSpec(
+            url=url,
+            method=method.upper(),
+            headers=tuple(parse_header(h) for h in header or ()),
+            body=_body(body, body_file),
+        )
+        plan = _build_plan(
+            request,
+            workers=workers,
+            duration=duration,
+            timeout=timeout,
+            insecure=insecure,
+            warmup=warmup,
+            out=out,
             connections=connections,
-            workers=workers if workers is not None else (os.cpu_count() or 1),
-            duration_s=parse_duration(duration, "--duration") if duration is not None else None,
             requests=requests,
             rate=rate,
             arrival=arrival,
-            timeout_s=parse_duration(timeout, "--timeout"),
-            tls_verify=not insecure,
-            warmup_s=parse_duration(warmup, "--warmup"),
+            burstiness=burstiness,
             quiet=quiet,
-            out_path=str(out) if out else None,
             target_pid=target_pid,
             transport=transport,
             seed=seed,
             record=record,
-            command=_command_line(),
-        ).validate()
-        if out is not None:
-            _check_writable(out)
+        )
     except PlanError as e:
         raise _fail(str(e)) from None
     raise typer.Exit(_execute(plan))
+
+
+def _build_plan(
+    request: RequestSpec,
+    *,
+    workers: int | None,
+    duration: str | None,
+    timeout: str,
+    insecure: bool,
+    warmup: str,
+    out: Path | None,
+    **fields: object,
+) -> Plan:
+    """The validated plan from the options every load command shares; raises PlanError."""
+    plan = Plan(
+        request=request,
+        workers=workers if workers is not None else (os.cpu_count() or 1),
+        duration_s=parse_duration(duration, "--duration") if duration is not None else None,
+        timeout_s=parse_duration(timeout, "--timeout"),
+        tls_verify=not insecure,
+        warmup_s=parse_duration(warmup, "--warmup"),
+        out_path=str(out) if out else None,
+        command=_command_line(),
+        **fields,  # type: ignore[arg-type]
+    ).validate()
+    if out is not None:
+        _check_writable(out)
+    return plan
 
 
 def _body(text: str | None, path: Path | None) -> bytes:
@@ -279,27 +309,24 @@ def llm(
             done_marker=done_marker,
             goodput=tuple(parse_goodput(g) for g in goodput or ()),
         )
-        plan = Plan(
-            request=RequestSpec(url=url, method="POST", headers=tuple(parse_header(h) for h in header or ())),
+        plan = _build_plan(
+            RequestSpec(url=url, method="POST", headers=tuple(parse_header(h) for h in header or ())),
+            workers=workers,
+            duration=duration,
+            timeout=timeout,
+            insecure=insecure,
+            warmup=warmup,
+            out=out,
             connections=connections,
-            workers=workers if workers is not None else (os.cpu_count() or 1),
-            duration_s=parse_duration(duration, "--duration") if duration is not None else None,
             requests=requests,
             rate=rate,
             arrival=arrival,
             burstiness=burstiness,
-            timeout_s=parse_duration(timeout, "--timeout"),
-            tls_verify=not insecure,
-            warmup_s=parse_duration(warmup, "--warmup"),
             quiet=quiet,
-            out_path=str(out) if out else None,
             target_pid=target_pid,
             seed=seed,
-            command=_command_line(),
             llm=spec,
-        ).validate()
-        if out is not None:
-            _check_writable(out)
+        )
     except PlanError as e:
         raise _fail(str(e)) from None
     raise typer.Exit(_execute(plan))

@@ -1,5 +1,8 @@
 """Both transports: identical counts for the same run, and the HTTP/1.1 cases the raw one must handle."""
 
+import asyncio
+import ssl
+
 import pytest
 
 from squall.engine import run
@@ -65,13 +68,7 @@ def test_request_bytes() -> None:
     )
 
 
-def test_chunked_bodies() -> None:
-    import asyncio
-    import threading
-
-    ready = threading.Event()
-    port: list[int] = []
-
+def test_chunked_bodies(byte_server) -> None:  # type: ignore[no-untyped-def]
     async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while await reader.readuntil(b"\r\n\r\n"):
@@ -82,56 +79,30 @@ def test_chunked_bodies() -> None:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(conn, "127.0.0.1", 0)
-        port.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        await asyncio.sleep(30)
-
-    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-    ready.wait(5)
+    port = byte_server(conn)
     for t in TRANSPORTS:
-        s = go(f"http://127.0.0.1:{port[0]}/", t, requests=40).summary
+        s = go(f"http://127.0.0.1:{port}/", t, requests=40).summary
         assert (s["ok"], s["bytes_in"]) == (40, 40 * 11), t
 
 
-def test_body_delimited_by_close() -> None:
-    import asyncio
-    import threading
-
-    ready = threading.Event()
-    port: list[int] = []
-
+def test_body_delimited_by_close(byte_server) -> None:  # type: ignore[no-untyped-def]
     async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nno length here")
         await writer.drain()
         writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(conn, "127.0.0.1", 0)
-        port.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        await asyncio.sleep(30)
-
-    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-    ready.wait(5)
+    port = byte_server(conn)
     for t in TRANSPORTS:
-        s = go(f"http://127.0.0.1:{port[0]}/", t, requests=20).summary
+        s = go(f"http://127.0.0.1:{port}/", t, requests=20).summary
         assert (s["ok"], s["bytes_in"], s["error_kinds"]) == (20, 20 * 14, {}), t
 
 
-def test_https_with_and_without_verification(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-    import ssl
-    import threading
-
+def test_https_with_and_without_verification(byte_server) -> None:  # type: ignore[no-untyped-def]
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    ready = threading.Event()
-    port: list[int] = []
 
     async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -140,15 +111,7 @@ def test_https_with_and_without_verification(tmp_path) -> None:  # type: ignore[
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(conn, "127.0.0.1", 0, ssl=server_ctx)
-        port.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        await asyncio.sleep(30)
-
-    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
-    ready.wait(5)
-    url = f"https://127.0.0.1:{port[0]}/"
+    url = f"https://127.0.0.1:{byte_server(conn, ssl=server_ctx)}/"
     for t in TRANSPORTS:
         s = go(url, t, requests=30, tls_verify=False).summary
         assert (s["ok"], s["bytes_in"]) == (30, 90), t
