@@ -14,6 +14,7 @@ import typer
 
 from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
 from squall.result import EXIT_USAGE
+from squall.thresholds import parse_threshold
 
 app = typer.Typer(
     name="squall",
@@ -93,6 +94,15 @@ def run(
         typer.Option("--transport", help="HTTP client: auto (raw unless aiohttp is needed), raw or aiohttp."),
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for random arrivals.")] = 0,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'."),
+    ] = None,
+    abort_on_fail: Annotated[
+        bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
+    ] = False,
+    abort_grace: Annotated[str, typer.Option("--abort-grace", help="How long a threshold may fail.")] = "5s",
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")] = None,
     record: Annotated[
         bool,
         typer.Option("--record/--no-record", hidden=True, help="Record stats (off only to measure cost)."),
@@ -124,10 +134,14 @@ def run(
             transport=transport,
             seed=seed,
             record=record,
+            thresholds=tuple(parse_threshold(t) for t in threshold or ()),
+            abort_on_fail=abort_on_fail,
+            abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
         )
+        _check_junit(junit, plan)
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan))
+    raise typer.Exit(_execute(plan, junit))
 
 
 def _build_plan(
@@ -177,7 +191,16 @@ def _check_writable(path: Path) -> None:
         raise PlanError(f"--out {str(path)!r}: directory {str(parent)!r} does not exist or is not writable")
 
 
-def _execute(plan: Plan) -> int:
+def _check_junit(junit: Path | None, plan: Plan) -> None:
+    if junit is not None:
+        if not plan.thresholds:
+            raise PlanError("--junit needs at least one --threshold")
+        _check_writable(junit)
+    if plan.abort_on_fail and not plan.thresholds:
+        raise PlanError("--abort-on-fail needs at least one --threshold")
+
+
+def _execute(plan: Plan, junit: Path | None = None) -> int:
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
     from squall.report.console import print_summary
@@ -190,6 +213,10 @@ def _execute(plan: Plan) -> int:
     print_summary(result.doc)
     if plan.out_path:
         typer.echo(f"result written to {plan.out_path}", err=True)
+    if junit is not None:
+        from squall.report.junit import junit_xml
+
+        junit.write_text(junit_xml(result.doc.get("thresholds", [])))
     return result.exit_code()
 
 
@@ -265,6 +292,15 @@ def llm(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")] = False,
     target_pid: Annotated[int | None, typer.Option("--target-pid", help="Also sample this process.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for prompts, shuffling and arrivals.")] = 0,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'."),
+    ] = None,
+    abort_on_fail: Annotated[
+        bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
+    ] = False,
+    abort_grace: Annotated[str, typer.Option("--abort-grace", help="How long a threshold may fail.")] = "5s",
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")] = None,
 ) -> None:
     """Load-test an LLM API that streams tokens: TTFT, ITL, TPOT, tokens/s, goodput."""
     from squall import prompts as prompt_source
@@ -326,10 +362,14 @@ def llm(
             target_pid=target_pid,
             seed=seed,
             llm=spec,
+            thresholds=tuple(parse_threshold(t) for t in threshold or ()),
+            abort_on_fail=abort_on_fail,
+            abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
         )
+        _check_junit(junit, plan)
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan))
+    raise typer.Exit(_execute(plan, junit))
 
 
 def _api_keys(keys: list[str] | None, path: Path | None) -> tuple[str, ...]:

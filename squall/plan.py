@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 ARRIVALS = ("constant", "poisson", "gamma")
@@ -188,6 +189,9 @@ class Plan:
     window_s: float = 1.0
     command: str = "run"
     llm: LlmSpec | None = None
+    thresholds: tuple[Any, ...] = ()  # squall.thresholds.Threshold, judged on the result
+    abort_on_fail: bool = False
+    abort_grace_s: float = 5.0
     # Self-check: a worker is the bottleneck if its CPU stays at or above cpu_limit_pct, or its loop's
     # timer lateness p99 stays above loop_lag_limit_ms, for self_check_span consecutive windows.
     cpu_limit_pct: float = 90.0

@@ -30,7 +30,8 @@ class Result:
         return list(self.doc["warnings"])
 
     def exit_code(self) -> int:
-        """3 when a worker was lost or an open-model run could not deliver its rate, else 0.
+        """3 when a worker was lost or an open-model run could not deliver its rate, else 1 when a threshold
+        failed, else 0 (an invalid run beats failed thresholds).
 
         A closed-model run that saturates the generator measured the generator's ceiling: it warns, exits 0.
         """
@@ -38,4 +39,6 @@ class Result:
             return EXIT_INVALID
         if self.doc["generator_limited"] and self.doc["meta"]["model"] == "open":
             return EXIT_INVALID
+        if any(not t["ok"] for t in self.doc.get("thresholds", ())):
+            return EXIT_THRESHOLDS
         return EXIT_OK

@@ -78,8 +78,15 @@ class Final:
     result: dict[str, Any]
 
 
-Message = Hello | Window | Done | Failed | Start | Stop | Final
-_TAGS: dict[type, int] = {Hello: 1, Window: 2, Done: 3, Failed: 4, Start: 5, Stop: 6, Final: 7}
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Collector → supervisor: a threshold stayed broken for its grace period; stop the run."""
+
+    reason: str
+
+
+Message = Hello | Window | Done | Failed | Start | Stop | Final | Abort
+_TAGS: dict[type, int] = {Hello: 1, Window: 2, Done: 3, Failed: 4, Start: 5, Stop: 6, Final: 7, Abort: 8}
 _TYPES: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
 
 

@@ -23,7 +23,8 @@ from squall.hist import percentiles_ms
 from squall.plan import Plan
 from squall.report.console import LiveView
 from squall.report.json import write_json
-from squall.wire import Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
+from squall.thresholds import judge
+from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
 
 NS = 1_000_000_000
 SCHEMA = "squall/result@1"
@@ -58,6 +59,8 @@ class Collector:
         self.started_at = time.time()
         self.sampler: Sampler | None = None
         self.last_sample = 0
+        self.failing_since: float | None = None
+        self.aborted = False
         self.view = None if plan.quiet else LiveView(plan)
 
     # -- main loop -----------------------------------------------------------------------------------
@@ -170,6 +173,28 @@ class Collector:
             self.series.append(entry)
             if self.view is not None:
                 self.view.update(entry, self.agg, self._elapsed_s())
+            if self.plan.abort_on_fail and not final:
+                self._check_abort()
+
+    def _check_abort(self) -> None:
+        """--abort-on-fail: stop once a threshold has failed, on the data so far, for the grace period."""
+        if self.aborted or self.sup is None or not self.plan.thresholds:
+            return
+        elapsed = self._elapsed_s()
+        failed = [
+            v["expr"] for v in judge(self.plan.thresholds, self._summary(max(elapsed, 1e-9))) if not v["ok"]
+        ]
+        if not failed:
+            self.failing_since = None
+            return
+        if self.failing_since is None:
+            self.failing_since = elapsed
+        if elapsed - self.failing_since >= self.plan.abort_grace_s:
+            self.aborted = True
+            reason = f"threshold {', '.join(failed)} failed for {self.plan.abort_grace_s:g} s: run aborted"
+            self.warnings.append(reason)
+            with contextlib.suppress(OSError):
+                self.sup.send_bytes(encode(Abort(reason)))
 
     def _elapsed_s(self) -> float:
         return 0.0 if self.t0 is None else (perf_counter_ns() - self.measure_start) / NS
@@ -214,6 +239,7 @@ class Collector:
         if c["overflow"]:
             warnings.append(f"{c['overflow']} values exceeded the histogram range (1 h) and were clamped")
         valid = not self.lost and not generator_limited
+        summary = self._summary(duration_s)
         stop_reasons = sorted(set(self.done.values()))
         return {
             "schema": SCHEMA,
@@ -248,8 +274,7 @@ class Collector:
                     "goodput": [f"{m}<{v * 1000:g}ms" for m, v in plan.llm.goodput],
                 },
             },
-            "summary": agg.summary(duration_s, open_model)
-            | ({"llm": agg.llm_summary(duration_s, open_model)} if plan.llm is not None else {}),
+            "summary": summary,
             "histograms": {name: h.encode().decode() for name, h in sorted(agg.hists.items())},
             "timeseries": self.series,
             "host": {
@@ -263,4 +288,11 @@ class Collector:
             "generator_limited": generator_limited,
             "workers_lost": {str(w): why for w, why in sorted(self.lost.items())},
             "warnings": warnings,
-        }
+        } | ({"thresholds": judge(plan.thresholds, summary)} if plan.thresholds else {})
+
+    def _summary(self, duration_s: float) -> dict[str, Any]:
+        plan, agg = self.plan, self.agg
+        summary = agg.summary(duration_s, plan.open_model)
+        if plan.llm is not None:
+            summary["llm"] = agg.llm_summary(duration_s, plan.open_model)
+        return summary

@@ -15,7 +15,7 @@ from squall.collector.collector import collector_main
 from squall.engine.worker import worker_main
 from squall.plan import Plan
 from squall.result import Result
-from squall.wire import Final, Hello, Start, Stop, WireError, decode, encode
+from squall.wire import Abort, Final, Hello, Start, Stop, WireError, decode, encode
 
 START_DELAY_NS = 50_000_000
 HELLO_TIMEOUT_S = 30.0
@@ -132,6 +132,8 @@ class _Supervisor:
                     raise RunError("the collector process died before finishing the result") from None
                 if isinstance(msg, Final):
                     return msg.result
+                if isinstance(msg, Abort) and self.stop_reason is None:
+                    self.stop_reason = "threshold"
             elif ready:
                 raise RunError(f"the collector process died (exit code {collector.exitcode})")
 

@@ -100,6 +100,10 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print("  status codes: " + ", ".join(f"{k}: {v:,}" for k, v in s["status_codes"].items()))
     if s["error_kinds"]:
         console.print("  errors: " + ", ".join(f"{k}: {v:,}" for k, v in s["error_kinds"].items()))
+    for t in doc.get("thresholds", ()):
+        mark = "[green]pass[/green]" if t["ok"] else "[red]FAIL[/red]"
+        value = "missing" if t["value"] is None else f"{t['value']:,.3f}"
+        console.print(f"  threshold {mark}  {t['expr']}  (value {value})", soft_wrap=True)
     for w in doc["warnings"]:
         console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
     if not doc["valid"]:

@@ -345,13 +345,12 @@ class _MockProtocol(asyncio.Protocol):
             return
         try:
             stream, usage, cap, exact, prompt = ev.ask(kind, orjson.loads(req.body))
-        except orjson.JSONDecodeError as exc:
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
+            bad_json = isinstance(exc, orjson.JSONDecodeError)
+            message = f"request body is not valid JSON: {exc}" if bad_json else str(exc)
             self._error(
-                req, 400, f"request body is not valid JSON: {exc}", "invalid_request_error", "bad_json"
+                req, 400, message, "invalid_request_error", "bad_json" if bad_json else "invalid_value"
             )
-            return
-        except ValueError as exc:
-            self._error(req, 400, str(exc), "invalid_request_error", "invalid_value")
             return
         fault = mock.fault()
         if fault in _INJECTED:
@@ -368,9 +367,9 @@ class _MockProtocol(asyncio.Protocol):
             self._start_stream(req, kind, count, prompt, usage, fault, arrival)
             return
         close = not req.keep_alive or fault == "drop_mid_stream"
-        body = (
-            ev.body(kind, mock.opts.model, mock.created, count, prompt) if fault != "bad_chunk" else b"{not"
-        )
+        body = b"{not json"
+        if fault != "bad_chunk":
+            body = ev.body(kind, mock.opts.model, mock.created, count, prompt)
         payload = ev.head(200, _JSON, _connection(req.http11, close), len(body)) + body
         if fault == "drop_mid_stream":  # half the body, then the connection closes
             payload = payload[: len(payload) - len(body) // 2]

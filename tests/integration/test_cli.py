@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
         (["run", "http://127.0.0.1/", "--arrival", "bursty"], "--arrival"),
         (["run", "http://127.0.0.1/", "-o", "/nonexistent/dir/r.json"], "--out"),
         (["serve", "--port", "70000"], "--port"),
+        (["run", "http://127.0.0.1/", "--threshold", "p98<1s"], "unknown metric"),
+        (["run", "http://127.0.0.1/", "--abort-on-fail"], "needs at least one --threshold"),
+        (["run", "http://127.0.0.1/", "--junit", "/tmp/j.xml"], "needs at least one --threshold"),
         (["run", "http://127.0.0.1/", "-r", "inf"], "--rate"),
         (["run", "http://127.0.0.1/", "-r", "1e-300"], "--rate"),
         (["run", "http://127.0.0.1/", "-n", "99999999999999999999999"], "--requests"),
@@ -158,3 +161,49 @@ def test_dockerfile_installs_as_the_readme_does() -> None:
     assert 'ENTRYPOINT ["squall"]' in docker
     assert re.search(r"^USER (?!root)\w+", docker, re.M)
     assert re.search(r"^FROM python:3\.1[1-9]-slim", docker, re.M)
+
+
+def test_thresholds_decide_the_exit_code(target: ServerThread, tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    base = [
+        sys.executable,
+        "-m",
+        "squall",
+        "run",
+        target.url + "/delay/20",
+        "-n",
+        "60",
+        "-c",
+        "6",
+        "-w",
+        "1",
+        "-q",
+    ]
+    ok = subprocess.run(
+        [*base, "--threshold", "p99<2s", "--threshold", "errors<1%"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "threshold pass  p99<2s" in ok.stdout
+    bad = subprocess.run(
+        [*base, "--threshold", "p50<5ms", "--junit", str(junit)], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert "threshold FAIL  p50<5ms" in bad.stdout
+    assert 'failures="1"' in junit.read_text()
+
+
+def test_abort_on_fail_stops_early(target: ServerThread, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "squall", "run", target.url + "/delay/20", "-d", "30s", "-c", "4", "-w", "1",
+         "-q", "--threshold", "p99<5ms", "--abort-on-fail", "--abort-grace", "1s", "-o", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 1
+    doc = read_json(str(out))
+    assert doc["meta"]["stop_reason"] == "threshold"
+    assert doc["summary"]["duration_s"] < 10
+    assert doc["thresholds"] == [
+        {"expr": "p99<5ms", "ok": False, "value": doc["summary"]["latency_ms"]["p99"]}
+    ]
+    assert any("run aborted" in w for w in doc["warnings"])

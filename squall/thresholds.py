@@ -1,0 +1,95 @@
+"""Thresholds: `p99<300ms`, `errors<1%`, `rps>100`, `ttft_p95<2s` ... parsed once, judged against a result."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from squall.plan import PlanError, parse_duration
+
+_EXPR = re.compile(r"^\s*([a-z][a-z0-9_.]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+_PCT = re.compile(r"^(p50|p90|p95|p99|p999|min|max|mean)$")
+_HISTS = ("latency", "service", "ttfb", "schedule_lag", "ttft", "itl", "tpot", "e2e")
+_LLM = ("ttft", "itl", "tpot", "e2e")
+_RATES = {
+    "rps": ("rps",),
+    "goodput_rps": ("llm", "goodput_rps"),
+    "tokens_per_s": ("llm", "output_tokens_per_s"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """One bound on one number of the result."""
+
+    expr: str
+    path: tuple[str, ...]  # where the value lives in `summary`, or ("errors%",) for the error rate
+    op: str
+    limit: float  # ms for times, % for the error rate, plain numbers otherwise
+
+    def value(self, summary: dict[str, Any]) -> float | None:
+        """The judged number, or None when the result does not have it (no LLM section, say)."""
+        if self.path == ("errors%",):
+            n = summary.get("requests", 0)
+            return 100.0 * summary.get("errors", 0) / n if n else 0.0
+        node: Any = summary
+        for key in self.path:
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return float(node)
+
+    def holds(self, value: float) -> bool:
+        return {
+            "<": value < self.limit,
+            "<=": value <= self.limit,
+            ">": value > self.limit,
+            ">=": value >= self.limit,
+        }[self.op]
+
+
+def parse_threshold(text: str) -> Threshold:
+    """Parse one threshold expression; raise PlanError naming what is wrong."""
+    m = _EXPR.match(text)
+    if not m:
+        raise PlanError(
+            f"--threshold {text!r} is not METRIC<VALUE, e.g. 'p99<300ms', 'errors<1%' or 'rps>100'"
+        )
+    metric, op, raw = m.groups()
+    if metric in ("errors", "error_rate"):
+        try:
+            limit = float(raw[:-1]) if raw.endswith("%") else float(raw) * 100.0  # a fraction: 0.01 is 1 %
+        except ValueError:
+            limit = -1.0
+        if not 0 <= limit <= 100:
+            raise PlanError(
+                f"--threshold {text!r}: {raw!r} is not a percentage such as 1% (or a fraction, 0.01)"
+            )
+        return Threshold(text.strip(), ("errors%",), op, limit)
+    if metric in _RATES or metric == "requests":
+        try:
+            limit = float(raw)
+        except ValueError:
+            raise PlanError(f"--threshold {text!r}: {raw!r} is not a number") from None
+        return Threshold(text.strip(), _RATES.get(metric, (metric,)), op, limit)
+    hist, _, pct = metric.rpartition("_")
+    if not hist:
+        hist, pct = "latency", metric
+    if hist not in _HISTS or not _PCT.match(pct):
+        raise PlanError(
+            f"--threshold {text!r}: unknown metric {metric!r}; use p50..p999, min, max or mean, or after "
+            f"{', '.join(h + '_' for h in _HISTS)}; or errors, rps, goodput_rps, tokens_per_s, requests"
+        )
+    limit_ms = parse_duration(raw, "--threshold") * 1000.0
+    path = ("llm", f"{hist}_ms", pct) if hist in _LLM else (f"{hist}_ms", pct)
+    return Threshold(text.strip(), path, op, limit_ms)
+
+
+def judge(thresholds: tuple[Threshold, ...], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """`[{expr, ok, value}]`; a metric the result lacks fails with value None."""
+    out = []
+    for t in thresholds:
+        value = t.value(summary)
+        out.append({"expr": t.expr, "ok": value is not None and t.holds(value), "value": value})
+    return out
