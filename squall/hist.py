@@ -44,11 +44,12 @@ class Hist:
     HdrHistogram's counts. Values above the range are clamped to its top and counted in `overflow`.
     """
 
-    __slots__ = ("_buf", "_half", "_mask", "_shift", "_table", "h", "overflow", "record")
+    __slots__ = ("_acc", "_buf", "_half", "_mask", "_shift", "_table", "h", "overflow", "record")
 
     def __init__(self, table: array | None = None) -> None:
         self._table = table if table is not None else index_table(1 << 12)
         self.h = new_histogram()
+        self._acc = [0] * self.h.counts_len
         self._mask = self.h.sub_bucket_mask
         self._shift = self.h.sub_bucket_half_count_magnitude
         self._half = self.h.sub_bucket_half_count
@@ -63,8 +64,9 @@ class Hist:
             return
         lo, hi = min(buf), max(buf)
         if lo >= 0 and hi < len(self._table):
-            # The common case, all in C but the last loop, which runs once per distinct bucket.
-            h, counts = self.h, self.h.counts
+            # The common case, all in C but the last loop, which runs once per distinct bucket and adds into
+            # a plain list (a ctypes array's item access costs several times more); encode() copies it over.
+            h, counts = self.h, self._acc
             for index, n in Counter(map(self._table.__getitem__, buf)).items():
                 counts[index] += n
             h.total_count += len(buf)
@@ -72,7 +74,7 @@ class Hist:
             h.max_value = max(h.max_value, hi)
             del buf[:]
             return
-        h, counts, mask, shift, half = self.h, self.h.counts, self._mask, self._shift, self._half
+        h, counts, mask, shift, half = self.h, self._acc, self._mask, self._shift, self._half
         lo, hi, total = h.min_value, h.max_value, 0
         for value, n in Counter(self._buf).items():
             if value > HIGHEST_US:
@@ -100,14 +102,23 @@ class Hist:
     def count(self) -> int:
         return self.h.total_count + len(self._buf)
 
+    def sync(self) -> HdrHistogram:
+        """Fold, then copy the counts into the HdrHistogram (up to the highest bucket used); returns it."""
+        self.fold()
+        h = self.h
+        if h.total_count:
+            top = h.get_counts_array_index(h.max_value) + 1
+            h.counts[:top] = self._acc[:top]
+        return h
+
     def encode(self) -> bytes:
         """The standard base64 HdrHistogram V2 encoding."""
-        self.fold()
-        return bytes(self.h.encode())
+        return bytes(self.sync().encode())
 
     def reset(self) -> None:
-        """Zero every count (a memset, not a Python loop) and drop the buffer."""
+        """Zero every count and drop the buffer."""
         del self._buf[:]
+        self._acc = [0] * len(self._acc)
         counts = self.h.counts
         ctypes.memset(ctypes.addressof(counts), 0, ctypes.sizeof(counts))
         self.h.total_count = 0

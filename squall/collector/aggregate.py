@@ -67,7 +67,13 @@ class Aggregate:
             self.counters["retry_after_max_ms"] = max(previous_max, w.counters["retry_after_max_ms"])
         _add(self.status_codes, w.status_codes)
         _add(self.error_kinds, w.error_kinds)
-        decoded = {name: decode(blob) for name, blob in w.histograms.items()}
+        decoded: dict[str, HdrHistogram] = {}
+        by_blob: dict[bytes, HdrHistogram] = {}
+        for (
+            name,
+            blob,
+        ) in w.histograms.items():  # the closed model ships latency twice (as service): decode once
+            decoded[name] = by_blob.get(blob) or by_blob.setdefault(blob, decode(blob))
         for name, h in decoded.items():
             merge_into(self.hists.setdefault(name, new_histogram()), h)
         sec = self.pending.get(w.seq)

@@ -19,7 +19,7 @@ from squall.collector.aggregate import Aggregate, second_entry
 from squall.collector.sampler import Sampler
 from squall.collector.verdicts import self_check
 from squall.engine.procname import set_process_name
-from squall.hist import percentiles_ms
+from squall.engine.recorder import LOOP_LAG_P99
 from squall.plan import Plan
 from squall.report.console import LiveView
 from squall.report.json import write_json
@@ -115,10 +115,10 @@ class Collector:
             self._lose(worker, str(e))
             return
         if isinstance(msg, Window):
-            decoded = self.agg.add(msg)
+            lag_us = msg.counters.pop(LOOP_LAG_P99, None)  # before the merge: a percentile, not a count
+            self.agg.add(msg)
             self.last_seq[worker] = msg.seq
-            lag = decoded.get("loop_lag")
-            self.lag[worker].append(percentiles_ms(lag, (99.0,))[99.0] if lag is not None else None)
+            self.lag[worker].append(lag_us / 1000 if lag_us is not None else None)
         elif isinstance(msg, Hello):
             self.pids[worker] = msg.pid
         elif isinstance(msg, Done):

@@ -7,7 +7,8 @@ from typing import Any
 from squall.hist import Hist, index_table
 from squall.wire import Window
 
-HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag", "loop_lag")
+HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag")
+LOOP_LAG_P99 = "loop_lag_p99_us"  # per worker and window; not a sum, so the collector takes it out first
 LLM_HISTOGRAMS = ("ttft", "ttft_intended", "itl", "tpot", "e2e")
 LLM_COUNTERS = (
     "bad_answers",
@@ -39,6 +40,10 @@ def classify_status(status: int) -> str | None:
     return "http_5xx"
 
 
+def _ignore(value: int) -> None:
+    pass
+
+
 class Recorder:
     """Histograms (integer µs) and counters of one worker, reset after every snapshot.
 
@@ -52,18 +57,23 @@ class Recorder:
         request_bytes: int = 0,
         llm: bool = False,
         goodput: tuple[tuple[str, float], ...] = (),
+        open_model: bool = True,
     ) -> None:
         self.worker = worker
+        self.open_model = open_model
         self.request_bytes = request_bytes
         self.llm = llm
         self.goodput_us = tuple((metric, int(limit * 1e6)) for metric, limit in goodput)
         table = index_table()
         self.hists = {name: Hist(table) for name in HISTOGRAMS + (LLM_HISTOGRAMS if llm else ())}
         self.latency = self.hists["latency"].record
-        self.service = self.hists["service"].record
+        # In the closed model a request is sent when it is due, so service time *is* latency: record it once
+        # and ship the latency histogram under both names.
+        self.service = self.hists["service"].record if open_model else _ignore
         self.ttfb = self.hists["ttfb"].record
         self.schedule_lag = self.hists["schedule_lag"].record
-        self.loop_lag = self.hists["loop_lag"].record
+        self.lags: list[int] = []  # the loop probe's lateness (µs) this window: ~100 values, judged here
+        self.loop_lag = self.lags.append
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -169,6 +179,10 @@ class Recorder:
                 blobs[name] = hist.encode()
                 overflow += hist.overflow
                 hist.reset()
+        if not self.open_model and "latency" in blobs:
+            blobs["service"] = blobs["latency"]
+        lags = sorted(self.lags)
+        self.lags.clear()
         status_codes = {code: n for code, n in enumerate(self.status) if n}
         error_kinds = dict(self.error_kinds)
         ok = http_errors = 0
@@ -195,6 +209,8 @@ class Recorder:
         }
         if self.llm:
             counters.update(self.llm_counts)
+        if lags:
+            counters[LOOP_LAG_P99] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
         window = Window(
             self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, blobs, inflight
         )

@@ -52,7 +52,7 @@ class Worker:
         self.budget: int | None = plan.share(plan.requests, index) if plan.requests else None
         llm = plan.llm
         self.rec = (Recorder if plan.record else NullRecorder)(
-            index, len(plan.request.body), llm is not None, llm.goodput if llm else ()
+            index, len(plan.request.body), llm is not None, llm.goodput if llm else (), plan.open_model
         )
         self.llm = llm is not None
         self.inflight = 0

@@ -22,6 +22,7 @@ DONE_EVENT = b"data: [DONE]\n\n"
 LAST_CHUNK = b"0\r\n\r\n"
 _NEVER = 1 << 62
 TICK_BUDGET_NS = 2_000_000
+TIMER_BIAS_NS = 250_000
 _IDS = ("chatcmpl-squall-mock", "cmpl-squall-mock")
 _DIFY_IDS = {"task_id": "squall-mock-task", "message_id": "squall-mock-msg", "conversation_id": "squall-mock"}
 
@@ -211,10 +212,14 @@ class Wheel:
             self._arm(key)
 
     def _arm(self, key: int) -> None:
-        # uvloop timers count whole ms of CLOCK_MONOTONIC (which perf_counter_ns reads) from now, so they wake
-        # up to 1 ms after the boundary. A wake-up before it finds nothing due and re-arms.
+        # Subtleness ahead: uvloop rounds a delay to whole ms counted from now (under 0.5 ms it runs on the
+        # next loop iteration), so a timer lands up to 0.5 ms either side of the time asked for. Asking for
+        # the bucket's boundary + TIMER_BIAS_NS lands from 0.25 ms early to 0.75 ms late. Early finds nothing
+        # due and re-arms for the rest: a busy wait of at most 0.25 ms, 1 wake-up in 4. Exact whole-ms delays
+        # would never wait busy but land up to 1 ms late, and that lag would carry over from tick to tick.
         self._armed = key
-        self._timer = self._loop.call_later(max(key - perf_counter_ns() // 1_000_000, 0) / 1000, self._tick)
+        delay_ns = key * 1_000_000 + TIMER_BIAS_NS - perf_counter_ns()
+        self._timer = self._loop.call_later(max(delay_ns, 0) / 1e9, self._tick)
 
     def _tick(self) -> None:
         self._timer, self._armed = None, -1

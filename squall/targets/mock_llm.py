@@ -151,8 +151,8 @@ class _Mock:
 class _Stream:
     """One SSE response in flight: which word comes next, when it is due, and where it goes wrong.
 
-    Content event k is due at arrival + ttft + k delays and is never written before then. A late event lets
-    the next one catch up by at most CATCH_UP_NS, so no gap is shorter than its delay minus that.
+    Content event k is due at arrival + ttft + k delays and is never written before then. After a late event
+    the next may catch up, but no gap is shorter than its delay minus CATCH_UP_NS: the schedule slips instead.
     """
 
     __slots__ = ("arrival", "bad_at", "conn", "count", "drop_at", "due", "events", "i", "record", "tail")
@@ -191,7 +191,10 @@ class _Stream:
             return
         transport.write(data)
         itl = mock.delay(mock.itl_ns) if mock.jitter else mock.itl_ns
-        self.due = due = itl + max(self.due, t - CATCH_UP_NS)
+        due, soonest = self.due + itl, t + itl - CATCH_UP_NS
+        if -(-due // 1_000_000) * 1_000_000 < soonest:  # the wheel writes no sooner than due's ms boundary
+            due = soonest
+        self.due = due
         mock.wheel.add(self, due)
 
 

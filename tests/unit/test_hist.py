@@ -10,7 +10,7 @@ def test_fast_recording_equals_the_library() -> None:
     for v in values:
         fast.record(v)
         ref.record_value(v)
-    fast.fold()
+    fast.sync()
     assert fast.h.equals(ref)
     assert fast.count == len(values)
     assert summary_ms(fast.h) == summary_ms(ref)
@@ -21,7 +21,7 @@ def test_out_of_range_is_clamped_and_counted() -> None:
     h.record(HIGHEST_US * 10)
     h.record(-5)
     h.record(100)
-    h.fold()
+    h.sync()
     assert h.overflow == 1
     assert h.count == 3
     assert h.h.get_max_value() >= HIGHEST_US
@@ -48,7 +48,7 @@ def test_repeated_folds_accumulate() -> None:
     for _ in range(3):
         for v in range(70_000):
             h.record(v)
-        h.fold()
+        h.sync()
     assert h.count == 3 * 70_000
     assert h.h.get_total_count() == 3 * 70_000
 
@@ -71,10 +71,10 @@ def test_table_fast_path_equals_the_library() -> None:
         for v in values:
             fast.record(v)
             ref.record_value(v)
-        fast.fold()  # all in the table's range: the C path
+        fast.sync()  # all in the table range: the fast path
         assert fast.h.equals(ref)
         assert (fast.h.get_min_value(), fast.h.get_max_value()) == (ref.get_min_value(), ref.get_max_value())
     fast.record(len(table) + 5)  # beyond the table: the general path
     ref.record_value(len(table) + 5)
-    fast.fold()
+    fast.sync()
     assert fast.h.equals(ref)
