@@ -1,0 +1,169 @@
+"""How many concurrent token streams one squall worker tracks exactly.
+
+The built-in mock (pinned to CPU 1) streams tokens at a fixed inter-token latency and records when it wrote
+each content event; one squall worker (pinned to CPU 0) streams from it for a while; then squall's ITL and
+TTFT medians are compared with the server's own. A stream count passes when squall's ITL p50 is within 1 ms
+of the server's and its self-check found no generator limit.
+Run: `python3 bench/streams.py [--streams 500,1000,2000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import uvloop
+
+from squall import __version__
+from squall.engine import run
+from squall.plan import LlmSpec, Plan, RequestSpec
+from squall.targets.mock_llm import MockOptions, MockState, start_mock
+
+HERE = Path(__file__).resolve().parent
+
+
+def _mock(conn: Connection, opts: MockOptions) -> None:
+    """Child process: serve until told to stop, then send the server-side medians back."""
+    os.sched_setaffinity(0, {1})
+
+    async def main() -> None:
+        state = MockState()
+        server = await start_mock(opts, state)
+        conn.send(server.sockets[0].getsockname()[1])
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(conn.fileno(), stop.set)
+        await stop.wait()
+        conn.recv()
+        ttft = [(sent[0] - arr) / 1e6 for arr, sent in zip(state.arrivals, state.sends, strict=True) if sent]
+        itl = [(b - a) / 1e6 for sent in state.sends for a, b in itertools.pairwise(sent)]
+        conn.send(
+            {
+                "streams": len(state.sends),
+                "events": state.events_sent,
+                "ttft_p50": statistics.median(ttft) if ttft else None,
+                "itl_p50": statistics.median(itl) if itl else None,
+            }
+        )
+        server.close()
+
+    uvloop.run(main())
+
+
+def measure(streams: int, duration: float, ttft: float, itl: float, tokens: int) -> dict[str, Any]:
+    """One stream count: squall against the mock, both medians, squall's verdict and both CPU loads."""
+    ctx = mp.get_context("fork")
+    here, there = ctx.Pipe()
+    opts = MockOptions(port=0, ttft_s=ttft, itl_s=itl, tokens=tokens, record_sends=True)
+    proc = ctx.Process(target=_mock, args=(there, opts), daemon=True)
+    proc.start()
+    port = here.recv()
+    mock_ps = psutil.Process(proc.pid)
+    mock_cpu0 = sum(mock_ps.cpu_times()[:2])
+    t0 = time.monotonic()
+    plan = Plan(
+        RequestSpec(f"http://127.0.0.1:{port}/v1/chat/completions", "POST"),
+        workers=1,
+        connections=streams,
+        duration_s=duration,
+        timeout_s=60.0,
+        quiet=True,
+        llm=LlmSpec(api="chat"),
+    ).validate()
+    res = run(plan)
+    wall = time.monotonic() - t0
+    mock_cpu = 100 * (sum(mock_ps.cpu_times()[:2]) - mock_cpu0) / wall
+    here.send("stop")
+    server = here.recv()
+    proc.join(5)
+    s, llm = res.summary, res.summary["llm"]
+    cpus = [v for e in res.doc["timeseries"] for v in (e.get("worker_cpu") or {}).values() if v is not None]
+    itl_diff = None if server["itl_p50"] is None else llm["itl_ms"]["p50"] - server["itl_p50"]
+    return {
+        "streams": streams,
+        "events_per_s": round(server["events"] / wall),
+        "requests": s["requests"],
+        "errors": s["errors"],
+        "client_itl_p50": llm["itl_ms"]["p50"],
+        "server_itl_p50": server["itl_p50"],
+        "itl_diff_ms": itl_diff,
+        "client_ttft_p50": llm["ttft_ms"]["p50"],
+        "server_ttft_p50": server["ttft_p50"],
+        "squall_valid": res.doc["valid"],
+        "warnings": res.warnings,
+        "worker_cpu_median": statistics.median(cpus) if cpus else None,
+        "mock_cpu": round(mock_cpu, 1),
+        "pass": itl_diff is not None and abs(itl_diff) <= 1.0 and res.doc["valid"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def f(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}"
+
+    out = [
+        "| streams | events/s | squall ITL p50 ms | server ITL p50 ms | diff ms | squall TTFT p50 ms "
+        "| server TTFT p50 ms | worker CPU % | mock CPU % | squall valid | within 1 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        cells = [
+            f"{r['streams']:,}",
+            f"{r['events_per_s']:,}",
+            f(r["client_itl_p50"]),
+            f(r["server_itl_p50"]),
+            f(r["itl_diff_ms"]),
+            f(r["client_ttft_p50"]),
+            f(r["server_ttft_p50"]),
+            f(r["worker_cpu_median"]),
+            str(r["mock_cpu"]),
+            str(r["squall_valid"]),
+            "yes" if r["pass"] else "no",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--streams", default="500,1000,2000,3000", help="comma-separated stream counts")
+    p.add_argument("--duration", type=float, default=12.0, help="seconds of load per stream count")
+    p.add_argument("--ttft", type=float, default=0.15)
+    p.add_argument("--itl", type=float, default=0.02)
+    p.add_argument("--tokens", type=int, default=200, help="tokens per answer (long streams keep N open)")
+    a = p.parse_args(argv)
+    os.sched_setaffinity(0, {0})
+    rows = []
+    for n in (int(x) for x in a.streams.split(",")):
+        print(f"[streams] {n} concurrent streams for {a.duration:g} s ...", file=sys.stderr, flush=True)
+        rows.append(measure(n, a.duration, a.ttft, a.itl, a.tokens))
+    passing = [r["streams"] for r in rows if r["pass"]]
+    head = (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `bench/streams.py --streams {a.streams}`: one worker "
+        f"on CPU 0, the mock on CPU 1, TTFT {a.ttft * 1000:g} ms, ITL {a.itl * 1000:g} ms, {a.tokens} tokens "
+        f"per answer, {a.duration:g} s per row; squall {__version__}, Python {platform.python_version()}."
+    )
+    best = max(passing) if passing else "none"
+    text = f"{head}\n\n{table(rows)}\n\nMost streams tracked within 1 ms: {best}.\n"
+    (HERE / "streams.md").write_text(text)
+    (HERE / "streams.json").write_bytes(
+        orjson.dumps({"args": vars(a), "rows": rows}, option=orjson.OPT_INDENT_2)
+    )
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
