@@ -36,6 +36,23 @@ def index_table(limit_us: int = 1 << 20) -> array:
     return table
 
 
+class Taken:
+    """A histogram's counts handed over by `Hist.take`, encoded when the worker has a moment."""
+
+    __slots__ = ("acc", "h")
+
+    def __init__(self, h: HdrHistogram, acc: list[int]) -> None:
+        self.h = h
+        self.acc = acc
+
+    def encode(self) -> bytes:
+        h = self.h
+        if h.total_count:
+            top = h.get_counts_array_index(h.max_value) + 1
+            h.counts[:top] = self.acc[:top]
+        return bytes(h.encode())
+
+
 class Hist:
     """A recording front for one HdrHistogram that keeps the per-value cost to one `array.append`.
 
@@ -114,6 +131,15 @@ class Hist:
     def encode(self) -> bytes:
         """The standard base64 HdrHistogram V2 encoding."""
         return bytes(self.sync().encode())
+
+    def take(self) -> Taken:
+        """Hand over what was recorded (to encode later) and start empty: O(1) but two allocations."""
+        self.fold()
+        taken = Taken(self.h, self._acc)
+        self.h = new_histogram()
+        self._acc = [0] * len(self._acc)
+        self.overflow = 0
+        return taken
 
     def reset(self) -> None:
         """Zero every count and drop the buffer."""

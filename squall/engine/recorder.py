@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
-from squall.hist import Hist, index_table
+from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
 
 HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag")
@@ -72,6 +73,7 @@ class Recorder:
         self.service = self.hists["service"].record if open_model else _ignore
         self.ttfb = self.hists["ttfb"].record
         self.schedule_lag = self.hists["schedule_lag"].record
+        self.closed: deque[tuple[Window, dict[str, Taken]]] = deque()
         self.lags: list[int] = []  # the loop probe's lateness (µs) this window: ~100 values, judged here
         self.loop_lag = self.lags.append
         self._reset_counters()
@@ -170,17 +172,14 @@ class Recorder:
         for hist in self.hists.values():
             hist.fold()
 
-    def snapshot(self, seq: int, t_start: int, t_end: int, inflight: int) -> Window:
-        """The window's deltas as a message; then start a fresh window."""
+    def close_window(self, seq: int, t_start: int, t_end: int, inflight: int) -> None:
+        """End the window: take its counters and histograms (cheap), and queue it for `encode_step`."""
         overflow = 0
-        blobs = {}
+        taken: dict[str, Taken] = {}
         for name, hist in self.hists.items():
             if hist.count:
-                blobs[name] = hist.encode()
                 overflow += hist.overflow
-                hist.reset()
-        if not self.open_model and "latency" in blobs:
-            blobs["service"] = blobs["latency"]
+                taken[name] = hist.take()
         lags = sorted(self.lags)
         self.lags.clear()
         status_codes = {code: n for code, n in enumerate(self.status) if n}
@@ -211,11 +210,42 @@ class Recorder:
             counters.update(self.llm_counts)
         if lags:
             counters[LOOP_LAG_P99] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-        window = Window(
-            self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, blobs, inflight
-        )
+        window = Window(self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, {}, inflight)
+        self.closed.append((window, taken))
         self._reset_counters()
+
+    def encode_step(self) -> Window | None:
+        """Encode one histogram of the oldest closed window; return that window once it is complete.
+
+        Called every few ms, so encoding a window's histograms (~1 ms each) never pauses the loop for long.
+        """
+        if not self.closed:
+            return None
+        window, taken = self.closed[0]
+        if taken:
+            name, counts = taken.popitem()
+            window.histograms[name] = counts.encode()
+            if taken:
+                return None
+        self.closed.popleft()
+        if not self.open_model and "latency" in window.histograms:
+            window.histograms["service"] = window.histograms["latency"]
         return window
+
+    def flush(self) -> list[Window]:
+        """Encode everything still queued, oldest first."""
+        out = []
+        while self.closed:
+            window = self.encode_step()
+            if window is not None:
+                out.append(window)
+        return out
+
+    def snapshot(self, seq: int, t_start: int, t_end: int, inflight: int) -> Window:
+        """Close the window and encode it at once (the queue must be empty)."""
+        assert not self.closed, "encode the queued windows first"
+        self.close_window(seq, t_start, t_end, inflight)
+        return self.flush()[-1]
 
 
 class NullRecorder(Recorder):

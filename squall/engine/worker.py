@@ -109,7 +109,9 @@ class Worker:
             # sends Failed, and the collector reports the worker as lost).
             self.rec.dropped += sum(1 for t in self.backlog if t >= self.measure_start)
             self.backlog.clear()
-            self._ship(perf_counter_ns())
+            self._close_window(perf_counter_ns())
+            for window in self.rec.flush():
+                self.data.send_bytes(encode(window))
             loop.remove_reader(self.ctl.fileno())
         self.data.send_bytes(encode(Done(self.index, self.seq - 1, self.stop_reason or "requests")))
         await asyncio.wait_for(self.transport.close(), 1.0)
@@ -163,6 +165,9 @@ class Worker:
         now = perf_counter_ns()
         self.rec.loop_lag((now - due) // 1000)
         self.rec.fold()  # a little every 10 ms instead of a pause of several ms once a second
+        window = self.rec.encode_step()  # likewise: a closed window is encoded one histogram per probe
+        if window is not None:
+            self.data.send_bytes(encode(window))
         nxt = due + LOOP_PROBE_NS
         if nxt <= now:
             nxt = now + LOOP_PROBE_NS
@@ -174,15 +179,14 @@ class Worker:
         if now < boundary:  # uvloop timers have ms resolution and can fire early: a window must not end early
             self.loop.call_later(MIN_SLEEP_NS / NS, self._tick)
             return
-        self._ship(now)
+        self._close_window(now)
         if os.getppid() != self.ppid:
             self.stop("supervisor lost", self.plan.drain_s)
         self._at(self.measure_start + self.seq * self.window_ns, self._tick)
 
-    def _ship(self, now: int) -> None:
+    def _close_window(self, now: int) -> None:
         t_end = now - self.t0
-        window = self.rec.snapshot(self.seq, self.last_ship, t_end, self.inflight)
-        self.data.send_bytes(encode(window))
+        self.rec.close_window(self.seq, self.last_ship, t_end, self.inflight)
         self.last_ship = t_end
         self.seq += 1
 

@@ -20,9 +20,6 @@ CHAT, COMPLETIONS, DIFY = 0, 1, 2
 BAD_EVENT = b"data: {not json\n\n"
 DONE_EVENT = b"data: [DONE]\n\n"
 LAST_CHUNK = b"0\r\n\r\n"
-_NEVER = 1 << 62
-TICK_BUDGET_NS = 2_000_000
-TIMER_BIAS_NS = 250_000
 _IDS = ("chatcmpl-squall-mock", "cmpl-squall-mock")
 _DIFY_IDS = {"task_id": "squall-mock-task", "message_id": "squall-mock-msg", "conversation_id": "squall-mock"}
 
@@ -173,6 +170,11 @@ class Events:
                 sse({**self._base, "choices": [], "usage": usage(prompt, completion)}), self.chunked
             )
         return self._finish + extra + self._end
+
+
+TICK_BUDGET_NS = 2_000_000  # past this, a tick yields to I/O and the next tick goes on at once
+TIMER_BIAS_NS = 250_000  # see Wheel._arm
+_NEVER = 1 << 62
 
 
 class Step(Protocol):
