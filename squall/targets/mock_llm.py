@@ -8,13 +8,11 @@ import dataclasses
 import itertools
 import random
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
-from types import TracebackType
 from typing import NamedTuple, cast
 
 import httptools
@@ -22,6 +20,7 @@ import orjson
 import uvloop
 
 from squall.targets import mock_events as ev
+from squall.targets.thread import TargetThread
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_RECORDS = 100_000
@@ -461,56 +460,22 @@ def serve_mock(opts: MockOptions, ready: Callable[[int], None] | None = None) ->
         uvloop.run(_serve_until_signal(opts, ready))
 
 
-class MockThread:
-    """Context manager running the mock on 127.0.0.1 (ephemeral port) in a daemon thread, for tests.
+class MockThread(TargetThread):
+    """The mock on 127.0.0.1 (ephemeral port) in a daemon thread, for tests.
 
     Takes MockOptions, or their fields as keywords: `MockThread(ttft_s=0.02, itl_s=0.005, fail_429=1.0)`.
     """
 
     def __init__(self, opts: MockOptions | None = None, **fields: float | int | str | bool) -> None:
         base = opts if opts is not None else MockOptions()
-        self._opts = dataclasses.replace(base, **fields, host="127.0.0.1", port=0)  # type: ignore[arg-type]
+        chosen = dataclasses.replace(base, **fields, host="127.0.0.1", port=0)  # type: ignore[arg-type]
         self.state = MockState()
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, name="squall-mock-llm", daemon=True)
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL of the running server."""
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            lambda: start_mock(chosen, self.state),
+            lambda server: _shutdown(server, self.state),
+            "squall-mock-llm",
+        )
 
     def __enter__(self) -> MockThread:
-        self._thread.start()
-        self._started.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
+        super().__enter__()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        loop = uvloop.new_event_loop()
-        try:
-            server = loop.run_until_complete(start_mock(self._opts, self.state))
-        except BaseException as exc:  # handed to __enter__ and re-raised in the caller's thread
-            self._error = exc
-            loop.close()
-            self._started.set()
-            return
-        self.port = server.sockets[0].getsockname()[1]
-        self._loop = loop
-        self._started.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(_shutdown(server, self.state))
-            loop.close()

@@ -7,16 +7,16 @@ import contextlib
 import signal
 import socket
 import struct
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
 from typing import cast
 
 import httptools
 import uvloop
+
+from squall.targets.thread import TargetThread
 
 DEFAULT_BODY = b"Hello, world"
 MAX_BYTES = 10 * 1024 * 1024
@@ -277,22 +277,17 @@ def serve(opts: ServeOptions, ready: Callable[[int], None] | None = None) -> Non
         uvloop.run(_serve_until_signal(opts, ready))
 
 
-class ServerThread:
-    """Context manager running the target on 127.0.0.1 (ephemeral port) in a daemon thread, for tests."""
+class ServerThread(TargetThread):
+    """The target on 127.0.0.1 (ephemeral port) in a daemon thread, for tests."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
-        self._opts = ServeOptions(host="127.0.0.1", port=0, delay_s=delay_s)
+        opts = ServeOptions(host="127.0.0.1", port=0, delay_s=delay_s)
         self._state = ServeState()
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, name="squall-serve", daemon=True)
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL of the running server."""
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            lambda: start_server(opts, self._state),
+            lambda server: _shutdown(server, self._state),
+            "squall-serve",
+        )
 
     @property
     def requests_served(self) -> int:
@@ -300,34 +295,5 @@ class ServerThread:
         return self._state.requests_served
 
     def __enter__(self) -> ServerThread:
-        self._thread.start()
-        self._started.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
+        super().__enter__()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        loop = uvloop.new_event_loop()
-        try:
-            server = loop.run_until_complete(start_server(self._opts, self._state))
-        except BaseException as exc:  # handed to __enter__ and re-raised in the caller's thread
-            self._error = exc
-            loop.close()
-            self._started.set()
-            return
-        self.port = server.sockets[0].getsockname()[1]
-        self._loop = loop
-        self._started.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(_shutdown(server, self._state))
-            loop.close()
