@@ -7,7 +7,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from squall.hist import decode, merge_into, new_histogram, percentiles_ms, summary_ms
+from squall.hist import Merger, merge_into, new_histogram, percentiles_ms, summary_ms
 from squall.wire import Window
 
 COUNTERS = (
@@ -56,26 +56,18 @@ class Aggregate:
         self.error_kinds: dict[str, int] = {}
         self.hists: dict[str, HdrHistogram] = {}
         self.pending: dict[int, Second] = {}
+        self.merger = Merger()
         self.t_first: int | None = None
         self.t_last = 0
 
-    def add(self, w: Window) -> dict[str, HdrHistogram]:
-        """Merge one window; returns its decoded histograms (for per-worker checks)."""
+    def add(self, w: Window) -> None:
+        """Merge one window into the totals and into its second."""
         previous_max = self.counters.get("retry_after_max_ms", 0)
         _add(self.counters, w.counters)
         if "retry_after_max_ms" in w.counters:  # a maximum, not a sum
             self.counters["retry_after_max_ms"] = max(previous_max, w.counters["retry_after_max_ms"])
         _add(self.status_codes, w.status_codes)
         _add(self.error_kinds, w.error_kinds)
-        decoded: dict[str, HdrHistogram] = {}
-        by_blob: dict[bytes, HdrHistogram] = {}
-        for (
-            name,
-            blob,
-        ) in w.histograms.items():  # the closed model ships latency twice (as service): decode once
-            decoded[name] = by_blob.get(blob) or by_blob.setdefault(blob, decode(blob))
-        for name, h in decoded.items():
-            merge_into(self.hists.setdefault(name, new_histogram()), h)
         sec = self.pending.get(w.seq)
         if sec is None:
             sec = self.pending[w.seq] = Second(w.seq, w.t_start, w.t_end)
@@ -83,17 +75,19 @@ class Aggregate:
         sec.t_end = max(sec.t_end, w.t_end)
         _add(sec.counters, w.counters)
         _add(sec.error_kinds, w.error_kinds)
-        if "latency" in decoded:
-            merge_into(sec.latency, decoded["latency"])
-        if "ttft" in decoded:
-            if sec.ttft is None:
-                sec.ttft = new_histogram()
-            merge_into(sec.ttft, decoded["ttft"])
+        for name, blob in w.histograms.items():
+            totals = [self.hists.setdefault(name, new_histogram())]
+            if name == "latency":
+                totals.append(sec.latency)
+            elif name == "ttft":
+                if sec.ttft is None:
+                    sec.ttft = new_histogram()
+                totals.append(sec.ttft)
+            self.merger.add(blob, *totals)
         sec.inflight += w.inflight
         if w.counters.get("requests"):
             self.t_first = w.t_start if self.t_first is None else min(self.t_first, w.t_start)
             self.t_last = max(self.t_last, w.t_end)
-        return decoded
 
     def merge(self, other: Aggregate) -> None:
         """Add another aggregate's totals and pending seconds into this one."""

@@ -78,3 +78,21 @@ def test_table_fast_path_equals_the_library() -> None:
     ref.record_value(len(table) + 5)
     fast.sync()
     assert fast.h.equals(ref)
+
+
+def test_merger_equals_decode_and_add() -> None:
+    from squall.hist import Merger
+
+    rng = random.Random(9)
+    merger, fast, slow, second = Merger(), new_histogram(), new_histogram(), new_histogram()
+    for round_ in range(20):
+        h = Hist()
+        for _ in range(rng.randrange(0, 3000)):
+            h.record(int(rng.lognormvariate(6, 2)) if round_ % 5 else rng.randrange(0, 3))
+        blob = h.encode()
+        merger.add(blob, fast, second)
+        merge_into(slow, decode(blob))
+        assert fast.equals(slow) and second.equals(slow)
+        assert (fast.get_min_value(), fast.get_max_value()) == (slow.get_min_value(), slow.get_max_value())
+    assert summary_ms(fast) == summary_ms(slow)
+    assert all(c == 0 for c in merger.scratch)
