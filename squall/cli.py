@@ -134,11 +134,11 @@ def run(
             transport=transport,
             seed=seed,
             record=record,
-            thresholds=tuple(parse_threshold(t) for t in threshold or ()),
+            threshold=threshold,
             abort_on_fail=abort_on_fail,
-            abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
+            abort_grace=abort_grace,
+            junit=junit,
         )
-        _check_junit(junit, plan)
     except PlanError as e:
         raise _fail(str(e)) from None
     raise typer.Exit(_execute(plan, junit))
@@ -153,10 +153,15 @@ def _build_plan(
     insecure: bool,
     warmup: str,
     out: Path | None,
+    threshold: list[str] | None,
+    abort_grace: str,
+    junit: Path | None,
     **fields: object,
 ) -> Plan:
     """The validated plan from the options every load command shares; raises PlanError."""
     plan = Plan(
+        thresholds=tuple(parse_threshold(t) for t in threshold or ()),
+        abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
         request=request,
         workers=workers if workers is not None else (os.cpu_count() or 1),
         duration_s=parse_duration(duration, "--duration") if duration is not None else None,
@@ -169,6 +174,7 @@ def _build_plan(
     ).validate()
     if out is not None:
         _check_writable(out)
+    _check_junit(junit, plan)
     return plan
 
 
@@ -362,11 +368,11 @@ def llm(
             target_pid=target_pid,
             seed=seed,
             llm=spec,
-            thresholds=tuple(parse_threshold(t) for t in threshold or ()),
+            threshold=threshold,
             abort_on_fail=abort_on_fail,
-            abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
+            abort_grace=abort_grace,
+            junit=junit,
         )
-        _check_junit(junit, plan)
     except PlanError as e:
         raise _fail(str(e)) from None
     raise typer.Exit(_execute(plan, junit))

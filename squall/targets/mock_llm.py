@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import random
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,10 +15,9 @@ from typing import NamedTuple, cast
 
 import httptools
 import orjson
-import uvloop
 
 from squall.targets import mock_events as ev
-from squall.targets.thread import TargetThread
+from squall.targets.thread import TargetThread, close_server, serve_until_signal
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_RECORDS = 100_000
@@ -431,33 +428,13 @@ async def start_mock(opts: MockOptions, state: MockState | None = None) -> async
 
 
 async def _shutdown(server: asyncio.Server, state: MockState) -> None:
-    server.close()
-    for conn in list(state.connections):
-        if conn.transport is not None:
-            conn.transport.abort()
-    await server.wait_closed()
-    await asyncio.sleep(0)  # let connection_lost callbacks run before the loop closes
-
-
-async def _serve_until_signal(opts: MockOptions, ready: Callable[[int], None] | None) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    state = MockState()
-    server = await start_mock(opts, state)
-    try:
-        if ready is not None:
-            ready(server.sockets[0].getsockname()[1])
-        await stop.wait()
-    finally:
-        await _shutdown(server, state)
+    await close_server(server, state.connections)
 
 
 def serve_mock(opts: MockOptions, ready: Callable[[int], None] | None = None) -> None:
     """Serve on uvloop until SIGINT or SIGTERM, calling ready(port) once listening."""
-    with contextlib.suppress(KeyboardInterrupt):  # a SIGINT that lands before the handlers are installed
-        uvloop.run(_serve_until_signal(opts, ready))
+    state = MockState()
+    serve_until_signal(lambda: start_mock(opts, state), lambda server: _shutdown(server, state), ready)
 
 
 class MockThread(TargetThread):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import socket
 import struct
 from collections import deque
@@ -14,9 +12,8 @@ from http import HTTPStatus
 from typing import cast
 
 import httptools
-import uvloop
 
-from squall.targets.thread import TargetThread
+from squall.targets.thread import TargetThread, close_server, serve_until_signal
 
 DEFAULT_BODY = b"Hello, world"
 MAX_BYTES = 10 * 1024 * 1024
@@ -248,33 +245,13 @@ async def start_server(opts: ServeOptions, state: ServeState | None = None) -> a
 
 
 async def _shutdown(server: asyncio.Server, state: ServeState) -> None:
-    server.close()
-    for conn in list(state.connections):
-        if conn.transport is not None:
-            conn.transport.abort()
-    await server.wait_closed()
-    await asyncio.sleep(0)  # let connection_lost callbacks run before the loop closes
-
-
-async def _serve_until_signal(opts: ServeOptions, ready: Callable[[int], None] | None) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    state = ServeState()
-    server = await start_server(opts, state)
-    try:
-        if ready is not None:
-            ready(server.sockets[0].getsockname()[1])
-        await stop.wait()
-    finally:
-        await _shutdown(server, state)
+    await close_server(server, state.connections)
 
 
 def serve(opts: ServeOptions, ready: Callable[[int], None] | None = None) -> None:
     """Serve on uvloop until SIGINT or SIGTERM, calling ready(port) once listening."""
-    with contextlib.suppress(KeyboardInterrupt):  # a SIGINT that lands before the handlers are installed
-        uvloop.run(_serve_until_signal(opts, ready))
+    state = ServeState()
+    serve_until_signal(lambda: start_server(opts, state), lambda server: _shutdown(server, state), ready)
 
 
 class ServerThread(TargetThread):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
 import uvloop
@@ -63,3 +65,38 @@ class TargetThread:
         finally:
             loop.run_until_complete(self._stop(server))
             loop.close()
+
+
+async def close_server(server: asyncio.Server, connections: Iterable[asyncio.BaseProtocol]) -> None:
+    """Stop accepting, abort open connections, and let their connection_lost callbacks run."""
+    server.close()
+    for conn in list(connections):
+        transport = getattr(conn, "transport", None)
+        if transport is not None:
+            transport.abort()
+    await server.wait_closed()
+    await asyncio.sleep(0)
+
+
+def serve_until_signal(
+    start: Callable[[], Awaitable[asyncio.Server]],
+    stop: Callable[[asyncio.Server], Awaitable[None]],
+    ready: Callable[[int], None] | None,
+) -> None:
+    """Serve on uvloop until SIGINT or SIGTERM, calling ready(port) once listening."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        server = await start()
+        try:
+            if ready is not None:
+                ready(server.sockets[0].getsockname()[1])
+            await stopping.wait()
+        finally:
+            await stop(server)
+
+    with contextlib.suppress(KeyboardInterrupt):  # a SIGINT that lands before the handlers are installed
+        uvloop.run(main())
