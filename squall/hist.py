@@ -143,17 +143,6 @@ class Hist:
         self.overflow = 0
         return taken
 
-    def reset(self) -> None:
-        """Zero every count and drop the buffer."""
-        del self._buf[:]
-        self._acc = [0] * len(self._acc)
-        counts = self.h.counts
-        ctypes.memset(ctypes.addressof(counts), 0, ctypes.sizeof(counts))
-        self.h.total_count = 0
-        self.h.max_value = 0
-        self.h.min_value = sys.maxsize
-        self.overflow = 0
-
 
 class Merger:
     """Adds encoded histograms into totals without building a histogram per blob.

@@ -221,13 +221,15 @@ def second_entry(sec: Second, window_s: float) -> dict[str, Any]:
         "p50": pct[50.0],
         "p99": pct[99.0],
         "inflight": sec.inflight,
-    } | (
-        {
-            "output_tokens": c["output_tokens"],
-            "output_tokens_per_s": round(c["output_tokens"] / span, 3),
-            "ttft_p50": percentiles_ms(sec.ttft)[50.0] if sec.ttft is not None else 0.0,
-            "ttft_p99": percentiles_ms(sec.ttft)[99.0] if sec.ttft is not None else 0.0,
-        }
-        if "output_tokens" in c
-        else {}
-    )
+    } | (_llm_entry(sec, span) if "output_tokens" in c else {})
+
+
+def _llm_entry(sec: Second, span: float) -> dict[str, Any]:
+    ttft = percentiles_ms(sec.ttft) if sec.ttft is not None else {50.0: 0.0, 99.0: 0.0}
+    out = sec.counters["output_tokens"]
+    return {
+        "output_tokens": out,
+        "output_tokens_per_s": round(out / span, 3),
+        "ttft_p50": ttft[50.0],
+        "ttft_p99": ttft[99.0],
+    }
