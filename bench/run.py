@@ -87,6 +87,7 @@ class Round:
     rc: int
     wall_s: float
     cpu_s: float
+    user_s: float = 0.0  # the user-mode part of cpu_s
     rps: float | None = None
     requests: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +99,10 @@ class Round:
     @property
     def cpu_us_per_request(self) -> float | None:
         return self.cpu_s / self.requests * 1e6 if self.requests else None
+
+    @property
+    def user_us_per_request(self) -> float | None:
+        return self.user_s / self.requests * 1e6 if self.requests else None
 
 
 @dataclass
@@ -146,10 +151,11 @@ def measure(argv: list[str], timeout: float, cwd: Path) -> tuple[Round, str]:
         out += f"\n[bench] killed after {timeout:.0f} s"
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Round(
-        command=shlex.join(full), rc=proc.returncode, wall_s=round(wall, 3), cpu_s=round(cpu, 4)
-    ), out
+    user = after.ru_utime - before.ru_utime
+    cpu = user + (after.ru_stime - before.ru_stime)
+    r = Round(command=shlex.join(full), rc=proc.returncode, wall_s=round(wall, 3), cpu_s=round(cpu, 4))
+    r.user_s = round(user, 4)
+    return r, out
 
 
 @contextlib.contextmanager

@@ -2,19 +2,125 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
 
 from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
-from squall.result import EXIT_USAGE
+from squall.result import EXIT_INVALID, EXIT_USAGE
+from squall.shape import PROFILE_HELP, parse_stages, parse_think, profile
 from squall.thresholds import parse_threshold
+
+WorkersOption = Annotated[
+    int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
+]
+RequestsOption = Annotated[
+    int | None, typer.Option("-n", "--requests", help="Stop after exactly N completed requests.")
+]
+IterationsOption = Annotated[
+    int | None, typer.Option("-n", "--iterations", help="Stop after exactly N completed iterations.")
+]
+ArrivalOption = Annotated[
+    str, typer.Option("--arrival", help="Open-model arrivals: constant, poisson or gamma.")
+]
+BurstinessOption = Annotated[float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")]
+MethodOption = Annotated[str, typer.Option("-m", "--method", help="HTTP method.")]
+HeaderOption = Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")]
+BodyOption = Annotated[str | None, typer.Option("-b", "--body", help="Request body text.")]
+TimeoutOption = Annotated[
+    str, typer.Option("--timeout", help="How long one request (py: one iteration) may take.")
+]
+InsecureOption = Annotated[
+    bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
+]
+OutOption = Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")]
+QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")]
+TargetPidOption = Annotated[
+    int | None, typer.Option("--target-pid", help="Also sample this process: CPU %, RSS, FDs, threads.")
+]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Seed for every random choice: arrivals, prompts, journeys, think time.")
+]
+ThresholdOption = Annotated[
+    list[str] | None,
+    typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'."),
+]
+AbortOnFailOption = Annotated[
+    bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
+]
+AbortGraceOption = Annotated[str, typer.Option("--abort-grace", help="How long a threshold may fail.")]
+JunitOption = Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")]
+LlmModeOption = Annotated[
+    bool, typer.Option("--llm", help="URL is an LLM endpoint: stream answers as `squall llm` does.")
+]
+LlmModelOption = Annotated[str, typer.Option("--model", help="--llm: the model field.")]
+LlmMaxTokensOption = Annotated[int | None, typer.Option("--max-tokens", help="--llm: max_tokens.")]
+PortOption = Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")]
+HostOption = Annotated[str, typer.Option("--host", help="Address to bind.")]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="name=v1,v2,... for the Python workload's factory (py: concurrency= sets -c; several values "
+        "make a matrix).",
+    ),
+]
+TracemallocOption = Annotated[
+    bool,
+    typer.Option(
+        "--tracemalloc", help="Python workload: the allocation sites that grew most in each worker."
+    ),
+]
+StageOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stage",
+        help="DURATION:TARGET, repeatable: linear from the previous target (0 first). 30s:100 = users "
+        "(closed model, instead of -c/-u), 30s:200/s = requests (scenario: iterations)/s (open model). "
+        "The stages set the duration.",
+    ),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", help=f"A preset shape up to -c (-u) users or -r per s over -d. {PROFILE_HELP}."
+    ),
+]
+HtmlOption = Annotated[
+    Path | None,
+    typer.Option("--html", help="Also write a self-contained HTML report (charts work offline) here."),
+]
+CsvOption = Annotated[
+    Path | None,
+    typer.Option("--csv", help="Also write the per-second series as CSV here (and FILE.summary.csv)."),
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option("--shard", help="I/N, I from 0: this box runs shard I of N (its share of -c, -r and -n)."),
+]
+StartAtOption = Annotated[
+    float | None,
+    typer.Option(
+        "--start-at", help="Unix time (s) at which to start the load, so every shard starts together."
+    ),
+]
+PrometheusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-port", help="Serve live /metrics (Prometheus text) on PORT or HOST:PORT (127.0.0.1)."
+    ),
+]
+ThinkOption = Annotated[
+    str | None,
+    typer.Option("--think", help="Pause between a user's requests: 1s-5s (uniform), 2s, or exp:2s (mean)."),
+]
 
 app = typer.Typer(
     name="squall",
@@ -42,67 +148,72 @@ def _command_line() -> str:
             args[i + 1] = "***"
         elif a.startswith(tuple(f"{o}=" for o in SECRET_OPTIONS)):
             args[i] = a.split("=", 1)[0] + "=***"
+        elif a == "--header" or (a.startswith("-") and not a.startswith("--") and a.endswith("H")):
+            if i + 1 < len(args):  # -H VALUE, or a cluster of short options ending in H (-kH VALUE)
+                args[i + 1] = _hide_secret_header(args[i + 1])
+        elif a.startswith("--header="):
+            args[i] = "--header=" + _hide_secret_header(a[9:])
+        elif a.startswith("-H"):  # -HVALUE
+            args[i] = "-H" + _hide_secret_header(a[2:])
     return shlex.join(["squall", *args])
+
+
+SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "x-auth-token")
+
+
+def _hide_secret_header(text: str) -> str:
+    """'Authorization: Bearer sk-...' → 'Authorization: ***' (credentials never reach the result)."""
+    name, sep, _ = text.partition(":")
+    return f"{name}: ***" if sep and name.strip().lower() in SECRET_HEADERS else text
 
 
 @app.command()
 def run(
     url: Annotated[str, typer.Argument(help="The endpoint, e.g. http://127.0.0.1:8080/")],
     connections: Annotated[
-        int, typer.Option("-c", "--connections", help="Connections, split over workers.")
-    ] = 64,
-    workers: Annotated[
-        int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
+        int | None, typer.Option("-c", "--connections", help="Connections, split over workers (default 64).")
     ] = None,
+    workers: WorkersOption = None,
     duration: Annotated[
         str | None, typer.Option("-d", "--duration", help="How long to measure: 10s, 2m, 1h (default: 10s).")
     ] = None,
-    requests: Annotated[
-        int | None, typer.Option("-n", "--requests", help="Stop after exactly N completed requests.")
-    ] = None,
+    requests: RequestsOption = None,
     rate: Annotated[
         float | None, typer.Option("-r", "--rate", help="Open model: target requests/s over the whole run.")
     ] = None,
-    arrival: Annotated[
-        str, typer.Option("--arrival", help="Open-model arrivals: constant, poisson or gamma.")
-    ] = "constant",
-    burstiness: Annotated[
-        float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")
-    ] = 1.0,
-    method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
-    header: Annotated[
-        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
-    ] = None,
-    body: Annotated[str | None, typer.Option("-b", "--body", help="Request body text.")] = None,
+    arrival: ArrivalOption = "constant",
+    burstiness: BurstinessOption = 1.0,
+    method: MethodOption = "GET",
+    header: HeaderOption = None,
+    body: BodyOption = None,
     body_file: Annotated[
         Path | None, typer.Option("--body-file", help="Read the request body from a file.")
     ] = None,
-    timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "30s",
-    insecure: Annotated[
-        bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
-    ] = False,
+    timeout: TimeoutOption = "30s",
+    insecure: InsecureOption = False,
     warmup: Annotated[
         str, typer.Option("--warmup", help="Run this long first; requests sent in it are not counted.")
     ] = "0s",
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")] = False,
-    target_pid: Annotated[
-        int | None, typer.Option("--target-pid", help="Also sample this process: CPU %, RSS, FDs, threads.")
-    ] = None,
+    out: OutOption = None,
+    quiet: QuietOption = False,
+    target_pid: TargetPidOption = None,
     transport: Annotated[
         str,
         typer.Option("--transport", help="HTTP client: auto (raw unless aiohttp is needed), raw or aiohttp."),
     ] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed for random arrivals.")] = 0,
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'."),
-    ] = None,
-    abort_on_fail: Annotated[
-        bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
-    ] = False,
-    abort_grace: Annotated[str, typer.Option("--abort-grace", help="How long a threshold may fail.")] = "5s",
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")] = None,
+    seed: SeedOption = 0,
+    threshold: ThresholdOption = None,
+    abort_on_fail: AbortOnFailOption = False,
+    abort_grace: AbortGraceOption = "5s",
+    junit: JunitOption = None,
+    stage: StageOption = None,
+    profile: ProfileOption = None,
+    think: ThinkOption = None,
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+    shard: ShardOption = None,
+    start_at: StartAtOption = None,
+    prometheus_port: PrometheusOption = None,
     record: Annotated[
         bool,
         typer.Option("--record/--no-record", hidden=True, help="Record stats (off only to measure cost)."),
@@ -138,10 +249,16 @@ def run(
             abort_on_fail=abort_on_fail,
             abort_grace=abort_grace,
             junit=junit,
+            stage=stage,
+            profile=profile,
+            think=think,
+            shard=shard,
+            start_at=start_at,
+            prometheus_port=prometheus_port,
         )
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan, junit))
+    raise typer.Exit(_execute(plan, junit, html, csv_path))
 
 
 def _build_plan(
@@ -156,9 +273,59 @@ def _build_plan(
     threshold: list[str] | None,
     abort_grace: str,
     junit: Path | None,
+    stage: list[str] | None = None,
+    profile: str | None = None,
+    think: str | None = None,
+    shard: str | None = None,
+    start_at: float | None = None,
+    prometheus_port: str | None = None,
+    default_connections: int = 64,
     **fields: object,
 ) -> Plan:
-    """The validated plan from the options every load command shares; raises PlanError."""
+    """The validated plan from the options every load command shares; raises PlanError.
+
+    `connections` None: not given on the command line, so `default_connections` (a users shape sets them).
+    """
+    users_given = fields.get("connections") is not None
+    if not users_given:
+        fields["connections"] = default_connections
+    if prometheus_port is not None:
+        fields["prometheus"] = _listen_address(prometheus_port)
+    pid = fields.get("target_pid")
+    if pid is not None:
+        import psutil
+
+        if not psutil.pid_exists(int(pid)):  # type: ignore[call-overload]
+            raise PlanError(f"--target-pid {pid}: no such process")
+    if shard is not None:
+        _split_for_shard(shard, fields, users_from_stages=bool(stage))
+    if start_at is not None:
+        import time
+
+        now = time.time()
+        if not now - 86_400 <= start_at <= now + 86_400:
+            raise PlanError(f"--start-at {start_at:.0f} is not within a day of now ({now:.0f})")
+        if start_at < now:  # a shard scheduled late starts at once; its result says how late
+            typer.echo(f"squall: --start-at was {now - start_at:.1f} s ago: starting now", err=True)
+        fields["start_at"] = start_at
+    fields["shape"] = _shape(stage, profile, duration, fields, users_given)
+    if fields["shape"] is not None:
+        duration = None  # the stages set it
+        if shard is not None and stage:  # each shard takes its share of the stages (a profile: of -c/-r)
+            from squall.shape import Shape, Stage
+
+            i, n = fields["shard"]  # type: ignore[misc]
+            shape = fields["shape"]
+
+            def part(target: float) -> float:
+                if shape.kind == "rate":  # type: ignore[attr-defined]
+                    return target / n
+                whole = round(target)  # users: the even split, so the shards' users add up to the stage's
+                return whole // n + (1 if i < whole % n else 0)
+
+            stages = tuple(Stage(s.duration_s, part(s.target)) for s in shape.stages)  # type: ignore[attr-defined]
+            fields["shape"] = Shape(shape.kind, stages)  # type: ignore[attr-defined]
+    fields["think"] = parse_think(think) if think is not None else None
     plan = Plan(
         thresholds=tuple(parse_threshold(t) for t in threshold or ()),
         abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
@@ -178,6 +345,71 @@ def _build_plan(
     return plan
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    host, _, port_text = text.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise PlanError(f"--prometheus-port {text!r} is not PORT or HOST:PORT") from None
+    if not 1 <= port <= 65535:
+        raise PlanError(f"--prometheus-port {text!r}: the port must be from 1 to 65535")
+    return host.strip("[]") or "127.0.0.1", port
+
+
+def _split_for_shard(text: str, fields: dict, users_from_stages: bool = False) -> None:
+    """--shard I/N: this box's share of connections, rate and requests (shard i of n gets the even split)."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise PlanError(f"--shard {text!r} is not I/N, e.g. 0/4") from None
+    if not 0 <= i < n <= 10_000:
+        raise PlanError(f"--shard {text!r}: I must be from 0 to N-1")
+
+    def share(total: int) -> int:
+        return total // n + (1 if i < total % n else 0)
+
+    connections = int(fields.get("connections", 64))  # type: ignore[call-overload]
+    if connections < n and not users_from_stages:
+        raise PlanError(f"--shard {text!r}: {connections} connections cannot be split {n} ways")
+    fields["connections"] = max(1, share(connections))
+    if fields.get("rate") is not None:
+        fields["rate"] = float(fields["rate"]) / n  # type: ignore[arg-type]
+    if fields.get("requests") is not None:
+        fields["requests"] = share(int(fields["requests"]))  # type: ignore[call-overload]
+        if fields["requests"] == 0:
+            raise PlanError(f"--shard {text!r}: -n is smaller than the number of shards")
+    fields["shard"] = (i, n)
+    fields["seed"] = int(fields.get("seed", 0)) * 1_000_003 + i  # type: ignore[call-overload]
+
+
+def _shape(
+    stage: list[str] | None, name: str | None, duration: str | None, fields: dict, users_given: bool
+) -> object:
+    """--stage or --profile as a Shape (None for neither); a rate shape takes the place of -r."""
+    if stage and name:
+        raise PlanError("use either --stage or --profile, not both")
+    rate = fields.get("rate")
+    if stage:
+        if duration is not None:
+            raise PlanError("--stage sets the duration; drop -d/--duration")
+        shape = parse_stages(stage)
+        if shape is not None and shape.kind == "rate" and rate is not None:
+            raise PlanError(f"--stage {stage[0]} sets the rate; drop -r/--rate")
+        if shape is not None and shape.kind == "users" and users_given:
+            raise PlanError(f"--stage {stage[0]} sets the users; drop -c (or -u)")
+        return shape
+    if name:
+        if duration is None:
+            raise PlanError("--profile needs -d/--duration: the time the whole shape takes")
+        total = parse_duration(duration, "--duration")
+        if rate is not None:
+            fields["rate"] = None
+            return profile(name, "rate", float(rate), total)  # type: ignore[arg-type]
+        return profile(name, "users", float(fields.get("connections", 64)), total)  # type: ignore[arg-type]
+    return None
+
+
 def _body(text: str | None, path: Path | None) -> bytes:
     if text is not None and path is not None:
         raise PlanError("use either --body or --body-file, not both")
@@ -189,40 +421,57 @@ def _body(text: str | None, path: Path | None) -> bytes:
     return os.fsencode(text) if text is not None else b""
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, option: str = "--out") -> None:
     if path.is_dir():
-        raise PlanError(f"--out {str(path)!r} is a directory; give a file name")
+        raise PlanError(f"{option} {str(path)!r} is a directory; give a file name")
     parent = path.resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise PlanError(f"--out {str(path)!r}: directory {str(parent)!r} does not exist or is not writable")
+        where = f"directory {str(parent)!r}"
+        raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
 
 
 def _check_junit(junit: Path | None, plan: Plan) -> None:
     if junit is not None:
         if not plan.thresholds:
             raise PlanError("--junit needs at least one --threshold")
-        _check_writable(junit)
+        _check_writable(junit, "--junit")
     if plan.abort_on_fail and not plan.thresholds:
         raise PlanError("--abort-on-fail needs at least one --threshold")
 
 
-def _execute(plan: Plan, junit: Path | None = None) -> int:
+def _execute(
+    plan: Plan, junit: Path | None = None, html: Path | None = None, csv_path: Path | None = None
+) -> int:
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
     from squall.report.console import print_summary
 
     try:
+        for path, option in ((html, "--html"), (csv_path, "--csv")):
+            if path is not None:
+                _check_writable(path, option)
+    except PlanError as e:
+        typer.echo(f"squall: error: {e}", err=True)
+        return EXIT_USAGE
+    try:
         result = run_plan(plan)
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         return 1
-    print_summary(result.doc)
+    try:
+        print_summary(result.doc)
+    except (BrokenPipeError, SystemExit):
+        # stdout was closed (`| head`; rich then points stdout at /dev/null and raises SystemExit): the
+        # summary has nowhere to go, but the files still do, and the exit code is still the run's.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if plan.out_path:
         typer.echo(f"result written to {plan.out_path}", err=True)
     if junit is not None:
         from squall.report.junit import junit_xml
 
         junit.write_text(junit_xml(result.doc.get("thresholds", [])))
+    _extra_outputs(result.doc, html, csv_path)
     return result.exit_code()
 
 
@@ -262,51 +511,48 @@ def llm(
         str, typer.Option("--text-path", help="--api sse: dotted JSON path of the text.")
     ] = "choices.0.delta.content",
     done_marker: Annotated[
-        str, typer.Option("--done-marker", help="--api sse: the data that ends a stream ('' for none).")
+        str,
+        typer.Option(
+            "--done-marker", help="The data event that ends a stream (chat, completions, sse; '' for none)."
+        ),
     ] = "[DONE]",
     goodput: Annotated[
         list[str] | None, typer.Option("--goodput", help="A bound every good request meets: 'ttft<500ms'.")
     ] = None,
     connections: Annotated[
-        int, typer.Option("-c", "--concurrency", "--connections", help="Concurrent streams.")
-    ] = 64,
-    workers: Annotated[
-        int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
+        int | None,
+        typer.Option("-c", "--concurrency", "--connections", help="Concurrent streams (default 64)."),
     ] = None,
+    workers: WorkersOption = None,
     duration: Annotated[
         str | None, typer.Option("-d", "--duration", help="How long to measure (default: 10s).")
     ] = None,
-    requests: Annotated[
-        int | None, typer.Option("-n", "--requests", help="Stop after exactly N requests.")
-    ] = None,
+    requests: RequestsOption = None,
     rate: Annotated[float | None, typer.Option("-r", "--rate", help="Open model: requests/s.")] = None,
-    arrival: Annotated[str, typer.Option("--arrival", help="constant, poisson or gamma.")] = "constant",
-    burstiness: Annotated[
-        float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")
-    ] = 1.0,
-    header: Annotated[
-        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
-    ] = None,
-    timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "120s",
-    insecure: Annotated[
-        bool, typer.Option("-k", "--insecure", help="Do not verify TLS certificates.")
-    ] = False,
+    arrival: ArrivalOption = "constant",
+    burstiness: BurstinessOption = 1.0,
+    header: HeaderOption = None,
+    timeout: TimeoutOption = "120s",
+    insecure: InsecureOption = False,
     warmup: Annotated[
         str, typer.Option("--warmup", help="Requests sent in this first period are not counted.")
     ] = "0s",
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")] = False,
-    target_pid: Annotated[int | None, typer.Option("--target-pid", help="Also sample this process.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for prompts, shuffling and arrivals.")] = 0,
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'."),
-    ] = None,
-    abort_on_fail: Annotated[
-        bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
-    ] = False,
-    abort_grace: Annotated[str, typer.Option("--abort-grace", help="How long a threshold may fail.")] = "5s",
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")] = None,
+    out: OutOption = None,
+    quiet: QuietOption = False,
+    target_pid: TargetPidOption = None,
+    seed: SeedOption = 0,
+    threshold: ThresholdOption = None,
+    abort_on_fail: AbortOnFailOption = False,
+    abort_grace: AbortGraceOption = "5s",
+    junit: JunitOption = None,
+    stage: StageOption = None,
+    profile: ProfileOption = None,
+    think: ThinkOption = None,
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+    shard: ShardOption = None,
+    start_at: StartAtOption = None,
+    prometheus_port: PrometheusOption = None,
 ) -> None:
     """Load-test an LLM API that streams tokens: TTFT, ITL, TPOT, tokens/s, goodput."""
     from squall import prompts as prompt_source
@@ -315,6 +561,8 @@ def llm(
     try:
         if prompts is not None and input_tokens is not None:
             raise PlanError("use either --prompts or --input-tokens, not both")
+        if text_path != "choices.0.delta.content" and (api or api_from_path(url)) != "sse":
+            raise PlanError("--text-path is for --api sse; chat, completions and dify read their own fields")
         out_spec = prompt_source.parse_size(output_tokens, "--output-tokens") if output_tokens else None
         if prompts is not None:
             chosen = prompt_source.load(prompts)
@@ -372,10 +620,295 @@ def llm(
             abort_on_fail=abort_on_fail,
             abort_grace=abort_grace,
             junit=junit,
+            stage=stage,
+            profile=profile,
+            think=think,
+            shard=shard,
+            start_at=start_at,
+            prometheus_port=prometheus_port,
         )
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan, junit))
+    raise typer.Exit(_execute(plan, junit, html, csv_path))
+
+
+@app.command()
+def scenario(
+    file: Annotated[Path, typer.Argument(help="A scenario YAML file (see docs/scenarios.md).")],
+    users: Annotated[
+        int | None, typer.Option("-u", "--users", help="Virtual users (default: the file's users, else 10).")
+    ] = None,
+    workers: WorkersOption = None,
+    duration: Annotated[
+        str | None,
+        typer.Option("-d", "--duration", help="How long (default: the file's duration, else 10s)."),
+    ] = None,
+    iterations: IterationsOption = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "-r", "--rate", help="Open model: iterations started per second (users cap concurrency)."
+        ),
+    ] = None,
+    arrival: ArrivalOption = "constant",
+    timeout: TimeoutOption = "30s",
+    insecure: InsecureOption = False,
+    warmup: Annotated[
+        str, typer.Option("--warmup", help="Run this long first; iterations started in it are not counted.")
+    ] = "0s",
+    out: OutOption = None,
+    quiet: QuietOption = False,
+    target_pid: TargetPidOption = None,
+    seed: SeedOption = 0,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="Added to the file's thresholds: 'p99<300ms', 'step.NAME.p99<1s'."),
+    ] = None,
+    abort_on_fail: AbortOnFailOption = False,
+    abort_grace: AbortGraceOption = "5s",
+    junit: JunitOption = None,
+    stage: StageOption = None,
+    profile: ProfileOption = None,
+    think: ThinkOption = None,
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+    shard: ShardOption = None,
+    start_at: StartAtOption = None,
+    prometheus_port: PrometheusOption = None,
+) -> None:
+    """Run weighted multi-step user journeys from a YAML file; stats per step and per journey."""
+    from squall.scenario import load_scenario
+
+    try:
+        sc = load_scenario(file)
+        if sc.think and think is None and (rate is not None or any(s.endswith("/s") for s in stage or ())):
+            raise PlanError(
+                f"{sc.source} sets think: {sc.think}, which paces users; with a rate the schedule starts "
+                "iterations: remove think from the file, or drop -r"
+            )
+        # A shape on the command line (--stage or --profile) takes the place of the file's stages.
+        stages = stage or (list(sc.stages) if profile is None else []) or None
+        if stages and not stage:
+            given = [o for o, v in (("-d/--duration", duration), ("-u/--users", users)) if v is not None]
+            if given:
+                raise PlanError(
+                    f"the scenario file's stages set the users and the duration; drop {' and '.join(given)}, "
+                    "or replace the stages with --stage or --profile"
+                )
+        if duration is None and sc.duration_s is not None and not stages:
+            duration = f"{sc.duration_s}s"
+        plan = _build_plan(
+            RequestSpec(url=sc.base_url + "/"),
+            workers=workers,
+            duration=duration,
+            timeout=timeout,
+            insecure=insecure,
+            warmup=warmup,
+            out=out,
+            connections=users,
+            default_connections=sc.users or 10,
+            requests=iterations,
+            rate=rate,
+            arrival=arrival,
+            quiet=quiet,
+            target_pid=target_pid,
+            seed=seed,
+            transport="aiohttp",
+            scenario=sc,
+            threshold=[*sc.thresholds, *(threshold or ())],
+            abort_on_fail=abort_on_fail,
+            abort_grace=abort_grace,
+            junit=junit,
+            stage=stages,
+            profile=profile,
+            think=think if think is not None else sc.think,
+            shard=shard,
+            start_at=start_at,
+            prometheus_port=prometheus_port,
+        )
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    raise typer.Exit(_execute(plan, junit, html, csv_path))
+
+
+@app.command("py")
+def py_workload(
+    target: Annotated[str, typer.Argument(help="MODULE:FACTORY, e.g. examples.agent_sdk:workload")],
+    users: Annotated[
+        int | None,
+        typer.Option("-c", "--concurrency", "-u", help="Virtual users, concurrent iterations (default 10)."),
+    ] = None,
+    workers: WorkersOption = None,
+    duration: Annotated[
+        str | None, typer.Option("-d", "--duration", help="How long to measure (default: 10s).")
+    ] = None,
+    iterations: IterationsOption = None,
+    rate: Annotated[
+        float | None, typer.Option("-r", "--rate", help="Open model: iterations per second.")
+    ] = None,
+    arrival: ArrivalOption = ("constant"),
+    timeout: TimeoutOption = "60s",
+    warmup: Annotated[
+        str, typer.Option("--warmup", help="Iterations started in this time are not counted.")
+    ] = ("0s"),
+    param: ParamOption = None,
+    tracemalloc_on: TracemallocOption = False,
+    out: OutOption = None,
+    quiet: QuietOption = False,
+    seed: SeedOption = 0,
+    threshold: ThresholdOption = None,
+    abort_on_fail: AbortOnFailOption = False,
+    abort_grace: AbortGraceOption = "5s",
+    junit: JunitOption = None,
+    stage: StageOption = None,
+    profile: ProfileOption = None,
+    think: ThinkOption = None,
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+    shard: ShardOption = None,
+    start_at: StartAtOption = None,
+    prometheus_port: PrometheusOption = None,
+) -> None:
+    """Load-test a Python SDK or any async function in-process: same engine, models, shapes and stats.
+    Phases timed with squall.sdk.timer() get their own histograms; exceptions count by type."""
+    import itertools
+
+    from squall.engine.transport.py import load_factory
+    from squall.plan import PySpec
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(
+            0, os.getcwd()
+        )  # MODULE is looked up from where squall was started, as python -m does
+    try:
+        factory = load_factory(target)
+        grid = _params(param or [])
+        cells = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+        _check_params(target, factory, grid)
+
+        def plan_for(cell: dict[str, Any], quiet_run: bool, out_path: Path | None) -> Plan:
+            cell = dict(cell)
+            conc = cell.pop("concurrency", users)
+            return _build_plan(
+                RequestSpec(url="http://127.0.0.1/"),
+                workers=workers,
+                duration=duration,
+                timeout=timeout,
+                insecure=False,
+                warmup=warmup,
+                out=out_path,
+                connections=conc,
+                default_connections=10,
+                requests=iterations,
+                rate=rate,
+                arrival=arrival,
+                quiet=quiet_run,
+                seed=seed,
+                py=PySpec(target, tuple(cell.items()), tracemalloc_on),
+                threshold=threshold,
+                abort_on_fail=abort_on_fail,
+                abort_grace=abort_grace,
+                junit=junit,
+                stage=stage,
+                profile=profile,
+                think=think,
+                shard=shard,
+                start_at=start_at,
+                prometheus_port=prometheus_port,
+            )
+
+        if len(cells) == 1:
+            plan = plan_for(cells[0], quiet, out)
+        else:
+            if html is not None or csv_path is not None:
+                raise PlanError("--html and --csv take one run; a --param matrix writes its one table to -o")
+            if shard is not None or start_at is not None or prometheus_port is not None:
+                raise PlanError(
+                    "--shard, --start-at and --prometheus-port take one run, not a --param matrix"
+                )
+            plans = [plan_for(cell, True, None) for cell in cells]
+            if out is not None:
+                _check_writable(out)
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    if len(cells) == 1:
+        raise typer.Exit(_execute(plan, junit, html, csv_path))
+    raise typer.Exit(_matrix(cells, plans, out))
+
+
+def _params(texts: list[str]) -> dict[str, list[Any]]:
+    """--param name=v1,v2 → {name: [values]}, numbers as numbers."""
+    grid: dict[str, list[Any]] = {}
+    for text in texts:
+        name, sep, values = text.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier() or not values:
+            raise PlanError(f"--param {text!r} is not name=v1,v2,...")
+        if name in grid:
+            raise PlanError(f"--param {name} is given twice")
+        grid[name] = [_number(v.strip()) for v in values.split(",")]
+        if name == "concurrency" and not all(isinstance(v, int) and v >= 1 for v in grid[name]):
+            raise PlanError("--param concurrency= takes whole numbers of at least 1")
+    return grid
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) -> int:
+    """Run every cell of a --param matrix, one after another; one table and one document for all."""
+    from squall.engine import run as run_plan
+    from squall.report.console import print_matrix
+    from squall.report.json import write_json
+
+    rows = []
+    for cell, plan in zip(cells, plans, strict=True):
+        typer.echo(f"matrix: {', '.join(f'{k}={v}' for k, v in cell.items())} ...", err=True)
+        res = run_plan(plan)
+        rows.append(
+            {
+                "params": cell,
+                "summary": res.summary,
+                "valid": res.valid,
+                "warnings": res.warnings,
+                "thresholds": res.doc.get("thresholds", []),
+                "error_samples": res.doc.get("error_samples", {}),
+                "tracemalloc": res.doc.get("tracemalloc"),
+            }
+        )
+        if res.doc["meta"].get("stop_reason") in ("interrupted", "terminated"):
+            break
+    doc = {"schema": "squall/matrix@1", "command": _command_line(), "cells": rows}
+    print_matrix(doc)
+    if out is not None:
+        write_json(doc, str(out))
+        typer.echo(f"matrix written to {out}", err=True)
+    if any(not r["valid"] for r in rows):
+        return EXIT_INVALID
+    return 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0
+
+
+def _check_params(target: str, factory: Any, grid: dict[str, list[Any]]) -> None:
+    """Every --param (but concurrency, which is squall's) must be one the factory takes."""
+    import inspect
+
+    names = [n for n in grid if n != "concurrency"]
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: its worker reports what it refuses
+    try:
+        sig.bind_partial(**dict.fromkeys(names))
+    except TypeError:
+        takes = ", ".join(p for p in sig.parameters if p != "self") or "no parameters"
+        wrong = [n for n in names if n not in sig.parameters]
+        raise PlanError(f"--param {', '.join(wrong) or names[0]}: {target} takes {takes}") from None
 
 
 def _api_keys(keys: list[str] | None, path: Path | None) -> tuple[str, ...]:
@@ -396,13 +929,17 @@ def _api_keys(keys: list[str] | None, path: Path | None) -> tuple[str, ...]:
 
 @app.command()
 def serve(
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")] = 8080,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: PortOption = 8080,
+    host: HostOption = "127.0.0.1",
     delay: Annotated[
         str, typer.Option("--delay", help="Answer every request after this long, e.g. 20ms.")
     ] = "0s",
 ) -> None:
-    """A fast built-in HTTP target: 'Hello, world', plus /status/N, /delay/MS, /bytes/N, /close, /reset."""
+    """A fast built-in HTTP target: 'Hello, world', /status/N, /delay/MS, /bytes/N, /close, /reset, /echo.
+
+    /echo answers JSON describing the request (id, method, path, headers, body, json) and X-Request-Id, for
+    scenario journeys to extract from.
+    """
     from squall.targets.serve import ServeOptions
     from squall.targets.serve import serve as serve_forever
 
@@ -424,8 +961,8 @@ def serve(
 
 @app.command()
 def mock(
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")] = 8000,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: PortOption = 8000,
+    host: HostOption = "127.0.0.1",
     ttft: Annotated[str, typer.Option("--ttft", help="Time to the first token.")] = "150ms",
     itl: Annotated[str, typer.Option("--itl", help="Time between tokens.")] = "20ms",
     tokens: Annotated[str, typer.Option("--tokens", help="Tokens per answer: N or N:stddev.")] = "64",
@@ -487,7 +1024,11 @@ def demo(
     out: Annotated[Path, typer.Option("-o", "--out", help="Write the JSON result here.")] = Path(
         "squall-demo.json"
     ),
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")] = False,
+    html: Annotated[Path, typer.Option("--html", help="Write the HTML report here.")] = Path(
+        "squall-demo.html"
+    ),
+    quiet: QuietOption = False,
+    csv_path: CsvOption = None,
 ) -> None:
     """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
     import multiprocessing as mp
@@ -499,6 +1040,7 @@ def demo(
     try:
         duration_s = parse_duration(duration, "--duration")
         _check_writable(out)
+        _check_writable(html, "--html")
     except PlanError as e:
         raise _fail(str(e)) from None
     ctx = mp.get_context("fork")
@@ -531,11 +1073,519 @@ def demo(
             ).validate()
         except PlanError as e:
             raise _fail(str(e)) from None
-        code = _execute(plan)
+        code = _execute(plan, html=html, csv_path=csv_path)
     finally:
         server.terminate()
         server.join(5)
     raise typer.Exit(code)
+
+
+def _target(
+    url: str | None,
+    llm_mode: bool,
+    model: str,
+    max_tokens: int | None,
+    scenario_file: Path | None,
+    method: str,
+    header: list[str] | None,
+    body: str | None,
+    py_target: str | None = None,
+    py_params: list[str] | None = None,
+    tracemalloc_on: bool = False,
+) -> tuple[RequestSpec, dict[str, object]]:
+    """What hunt and soak load: a URL, an LLM endpoint (--llm), a scenario file (--scenario) or a Python
+    workload (--py MODULE:FACTORY)."""
+    from squall.plan import LlmSpec, PySpec, api_from_path
+
+    if py_target is not None:
+        if url is not None or llm_mode or scenario_file is not None:
+            raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")
+        from squall.engine.transport.py import load_factory
+
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        factory = load_factory(py_target)
+        grid = _params(py_params or [])
+        if "concurrency" in grid:
+            raise PlanError("--param concurrency= is for squall py; here -c (or the hunt) sets the users")
+        if any(len(values) > 1 for values in grid.values()):
+            raise PlanError("--param takes one value per name here; a matrix of values is for squall py")
+        _check_params(py_target, factory, grid)
+        spec = PySpec(py_target, tuple((k, v[0]) for k, v in grid.items()), tracemalloc_on)
+        return RequestSpec(url="http://127.0.0.1/"), {"py": spec}
+    if py_params or tracemalloc_on:
+        raise PlanError("--param and --tracemalloc are for a Python workload (--py MODULE:FACTORY)")
+
+    headers = tuple(parse_header(h) for h in header or ())
+    if scenario_file is not None:
+        from squall.scenario import load_scenario
+
+        if url is not None or llm_mode:
+            raise PlanError("--scenario brings its own base_url: drop the URL and --llm")
+        sc = load_scenario(scenario_file)
+        return RequestSpec(url=sc.base_url + "/"), {"scenario": sc, "transport": "aiohttp", "think": sc.think}
+    if url is None:
+        raise PlanError("give the URL (or --scenario FILE)")
+    if llm_mode:
+        spec = LlmSpec(api=api_from_path(url), model=model, max_tokens=max_tokens)
+        return RequestSpec(url=url, method="POST", headers=headers), {"llm": spec}
+    return RequestSpec(url=url, method=method.upper(), headers=headers, body=_body(body, None)), {}
+
+
+@app.command()
+def hunt(
+    url: Annotated[str | None, typer.Argument(help="The endpoint (not with --scenario).")] = None,
+    slo: Annotated[
+        list[str] | None,
+        typer.Option("--slo", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")
+    ] = "concurrency",
+    start: Annotated[float, typer.Option("--start", help="The first level.")] = 8,
+    max_level: Annotated[float, typer.Option("--max", help="The highest level to try.")] = 10_000,
+    step_duration: Annotated[
+        str, typer.Option("--step-duration", help="Measured time per level (after --warmup).")
+    ] = "10s",
+    warmup: Annotated[
+        str, typer.Option("--warmup", help="Unmeasured time at the start of each level.")
+    ] = "2s",
+    growth: Annotated[float, typer.Option("--growth", help="Factor between levels while growing.")] = 2.0,
+    resolution: Annotated[
+        float, typer.Option("--resolution", help="Bisect until good and bad differ by this share.")
+    ] = 0.05,
+    connections: Annotated[
+        int, typer.Option("-c", "--connections", help="Rate mode: connections to send over.")
+    ] = 256,
+    workers: WorkersOption = None,
+    method: MethodOption = "GET",
+    header: HeaderOption = None,
+    body: BodyOption = None,
+    timeout: TimeoutOption = "30s",
+    insecure: InsecureOption = False,
+    llm_mode: LlmModeOption = False,
+    model: LlmModelOption = "default",
+    max_tokens: LlmMaxTokensOption = None,
+    scenario_file: Annotated[
+        Path | None, typer.Option("--scenario", help="Hunt over a scenario file's users instead.")
+    ] = None,
+    py_target: Annotated[
+        str | None, typer.Option("--py", help="Hunt over a Python workload's users: MODULE:FACTORY.")
+    ] = None,
+    param: ParamOption = None,
+    tracemalloc_on: TracemallocOption = False,
+    out: OutOption = None,
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+    prometheus_port: PrometheusOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Find the highest load that meets the SLOs: grow until one breaks or throughput stops rising, then
+    bisect. Every level is a real run; a level where squall was the limit stops the hunt."""
+    from squall.hunt import Hunter, HuntSpec, exit_code
+
+    try:
+        if not slo:
+            raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
+        spec = HuntSpec(
+            mode=mode,
+            start=start,
+            max=max_level,
+            growth=growth,
+            resolution=resolution,
+            step_s=parse_duration(step_duration, "--step-duration"),
+            warmup_s=parse_duration(warmup, "--warmup"),
+        )
+        spec.validate()
+        request, fields = _target(
+            url,
+            llm_mode,
+            model,
+            max_tokens,
+            scenario_file,
+            method,
+            header,
+            body,
+            py_target,
+            param,
+            tracemalloc_on,
+        )
+        think_text = fields.pop("think", None)
+        if think_text:
+            fields["think"] = parse_think(str(think_text))
+        if prometheus_port is not None:  # every level's run serves /metrics there in turn
+            fields["prometheus"] = _listen_address(prometheus_port)
+        base = Plan(
+            request=request,
+            connections=connections,
+            workers=workers if workers is not None else (os.cpu_count() or 1),
+            timeout_s=parse_duration(timeout, "--timeout"),
+            tls_verify=not insecure,
+            thresholds=tuple(parse_threshold(t, "--slo") for t in slo),
+            seed=seed,
+            command=_command_line(),
+            **fields,  # type: ignore[arg-type]
+        ).validate()
+        if out is not None:
+            _check_writable(out)
+        for path, option in ((html, "--html"), (csv_path, "--csv")):
+            if path is not None:
+                _check_writable(path, option)
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    from squall.engine import run as run_plan
+    from squall.report.console import print_hunt
+
+    def shown(step: dict) -> None:
+        mark = "ok" if step["ok"] else "FAIL " + ", ".join(step["failed_slo"])
+        if step["limited"]:
+            mark = "generator limit"
+        typer.echo(
+            f"hunt: level {step['level']:g}: {step['rps']:,.1f} req/s, p99 {step['p99_ms']:.2f} ms, "
+            f"{100 * step['error_rate']:.2f}% errors: {mark}",
+            err=True,
+        )
+
+    from squall.engine.supervisor import RunError
+
+    hunter = Hunter(base, spec, run_plan, shown)
+    try:
+        found = hunter.hunt()
+    except KeyboardInterrupt:
+        typer.echo("hunt: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except PlanError as e:  # a level the plan rules refuse (too many connections, a rate too low...)
+        raise _fail(f"hunt stopped at a level it cannot run: {e}") from None
+    except RunError as e:
+        typer.echo(f"squall: error: {e}", err=True)
+        raise typer.Exit(1) from None
+    doc = hunter.document(found)
+    print_hunt(found)
+    if out is not None:
+        from squall.report.json import write_json
+
+        write_json(doc, str(out))
+        typer.echo(f"result written to {out}", err=True)
+    _extra_outputs(doc, html, csv_path)
+    raise typer.Exit(exit_code(found))
+
+
+@app.command()
+def soak(
+    url: Annotated[str | None, typer.Argument(help="The endpoint (not with --scenario).")] = None,
+    duration: Annotated[str, typer.Option("-d", "--duration", help="How long: hours, usually.")] = "1h",
+    connections: Annotated[
+        int, typer.Option("-c", "--connections", help="Connections (users) to hold the load with.")
+    ] = 64,
+    rate: Annotated[
+        float | None, typer.Option("-r", "--rate", help="Open model: a steady rate instead of -c users.")
+    ] = None,
+    target_pid: Annotated[
+        int | None, typer.Option("--target-pid", help="Sample this process: RSS, CPU, FDs, threads.")
+    ] = None,
+    target_cmd: Annotated[
+        str | None, typer.Option("--target-cmd", help="Start this command, sample it, stop it at the end.")
+    ] = None,
+    leak_threshold: Annotated[
+        float, typer.Option("--leak-threshold", help="MB/hour of RSS growth that counts as a leak.")
+    ] = 10.0,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="How often the cumulative result is written to --out.")
+    ] = "60s",
+    hdr_log: Annotated[
+        Path | None,
+        typer.Option("--hdr-log", help="Append an HdrHistogram interval log (default: OUT.hlog)."),
+    ] = None,
+    warmup: Annotated[str, typer.Option("--warmup", help="Left out of the stats and the verdicts.")] = "1m",
+    workers: WorkersOption = None,
+    method: MethodOption = "GET",
+    header: HeaderOption = None,
+    body: BodyOption = None,
+    timeout: TimeoutOption = "30s",
+    insecure: InsecureOption = False,
+    llm_mode: LlmModeOption = False,
+    model: LlmModelOption = "default",
+    max_tokens: LlmMaxTokensOption = None,
+    scenario_file: Annotated[
+        Path | None, typer.Option("--scenario", help="Soak with a scenario file's journeys.")
+    ] = None,
+    py_target: Annotated[
+        str | None, typer.Option("--py", help="Soak a Python workload in-process: MODULE:FACTORY.")
+    ] = None,
+    param: ParamOption = None,
+    tracemalloc_on: TracemallocOption = False,
+    threshold: ThresholdOption = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Write the JSON result (and checkpoints) here.")
+    ] = None,
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+    shard: ShardOption = None,
+    start_at: StartAtOption = None,
+    prometheus_port: PrometheusOption = None,
+    quiet: QuietOption = False,
+    seed: SeedOption = 0,
+) -> None:
+    """A long steady run that answers "does it leak or degrade?": the target's RSS slope (MB/h, with a
+    confidence interval), latency and error drift, FD growth; checkpoints every minute so a killed run keeps
+    what it measured."""
+    import shlex
+    import subprocess
+    import time
+
+    from squall.soak import SoakSpec
+
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        if target_pid is not None and target_cmd is not None:
+            raise PlanError("use either --target-pid or --target-cmd, not both")
+        spec = SoakSpec(leak_threshold, parse_duration(checkpoint, "--checkpoint"))
+        spec.validate()
+        request, fields = _target(
+            url,
+            llm_mode,
+            model,
+            max_tokens,
+            scenario_file,
+            method,
+            header,
+            body,
+            py_target,
+            param,
+            tracemalloc_on,
+        )
+        file_think = fields.pop("think", None)
+        log = hdr_log if hdr_log is not None else (out.with_suffix(".hlog") if out is not None else None)
+        if log is not None:
+            _check_writable(log, "--hdr-log")
+        if target_cmd is not None:
+            argv = shlex.split(target_cmd)
+            if not argv:
+                raise PlanError("--target-cmd is empty")
+            try:
+                proc = subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            except OSError as e:
+                raise PlanError(f"--target-cmd {argv[0]!r} cannot be started: {e.strerror or e}") from None
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                raise PlanError(f"--target-cmd exited at once with code {proc.returncode}")
+            target_pid = proc.pid
+        plan = _build_plan(
+            request,
+            workers=workers,
+            duration=duration,
+            timeout=timeout,
+            insecure=insecure,
+            warmup=warmup,
+            out=out,
+            connections=connections,
+            rate=rate,
+            quiet=quiet,
+            target_pid=target_pid,
+            seed=seed,
+            threshold=threshold,
+            abort_grace="5s",
+            junit=None,
+            soak=spec,
+            hdr_log=str(log) if log is not None else None,
+            shard=shard,
+            start_at=start_at,
+            prometheus_port=prometheus_port,
+            think=str(file_think) if file_think else None,
+            **fields,
+        )
+    except PlanError as e:
+        _stop(proc)
+        raise _fail(str(e)) from None
+    try:
+        code = _execute(plan, None, html, csv_path)
+    finally:
+        _stop(proc)
+    raise typer.Exit(code)
+
+
+def _stop(proc: object) -> None:
+    """Stop a --target-cmd process group: SIGTERM, then SIGKILL after 5 s."""
+    import signal
+    import subprocess
+
+    if not isinstance(proc, subprocess.Popen) or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@app.command("plan")
+def plan_capacity(
+    rpm: Annotated[float | None, typer.Option("--rpm", help="Requests per minute the provider allows.")] = (
+        None
+    ),
+    tpm: Annotated[float | None, typer.Option("--tpm", help="Tokens per minute the provider allows.")] = None,
+    calls_per_action: Annotated[
+        float, typer.Option("--calls-per-action", help="LLM calls one user action makes.")
+    ] = 1.0,
+    tokens_per_call: Annotated[
+        float | None, typer.Option("--tokens-per-call", help="Input + output tokens per call.")
+    ] = None,
+    input_tokens: Annotated[float, typer.Option("--input-tokens", help="Input tokens per call.")] = 0.0,
+    output_tokens: Annotated[float, typer.Option("--output-tokens", help="Output tokens per call.")] = 0.0,
+    action_duration: Annotated[
+        str, typer.Option("--action-duration", help="How long one action takes, its calls included.")
+    ] = "10s",
+    think: Annotated[str, typer.Option("--think", help="The pause between a user's actions.")] = "30s",
+    headroom: Annotated[
+        float, typer.Option("--headroom", help="Share of each limit to plan for (0.8 keeps 20 % spare).")
+    ] = 0.8,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON instead.")] = False,
+) -> None:
+    """The most users a provider's rate limits carry, with the arithmetic shown (no load is sent)."""
+    from squall.capacity import Demand, capacity
+
+    try:
+        if tokens_per_call is not None and (input_tokens or output_tokens):
+            raise PlanError("use either --tokens-per-call or --input-tokens/--output-tokens")
+        demand = Demand(
+            rpm=rpm,
+            tpm=tpm,
+            calls_per_action=calls_per_action,
+            tokens_per_call=tokens_per_call if tokens_per_call is not None else input_tokens + output_tokens,
+            action_s=parse_duration(action_duration, "--action-duration"),
+            think_s=parse_duration(think, "--think"),
+            headroom=headroom,
+        )
+        out = capacity(demand)
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    if json_out:
+        typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo("\n".join(out["lines"]))
+
+
+@app.command()
+def report(
+    result: Annotated[Path, typer.Argument(help="A JSON result written by -o.")],
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write the per-second series (and FILE.summary.csv) here.")
+    ] = None,
+) -> None:
+    """Turn a JSON result into a self-contained HTML report (summary cards, linked charts, distributions)
+    and/or CSV files."""
+    try:
+        if html is None and csv_path is None:
+            raise PlanError("say what to write: --html FILE and/or --csv FILE")
+        for path, option in ((html, "--html"), (csv_path, "--csv")):
+            if path is not None:
+                _check_writable(path, option)
+        doc = _read_result(result)
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    _extra_outputs(doc, html, csv_path)
+
+
+def _read_result(path: Path) -> dict:
+    from squall.report.json import read_json
+
+    try:
+        doc = read_json(str(path))
+    except (OSError, ValueError) as e:
+        raise PlanError(f"{str(path)!r} cannot be read as a squall result: {e}") from None
+    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("squall/result@"):
+        raise PlanError(f"{str(path)!r} is not a squall result (no squall/result schema)")
+    return doc
+
+
+@app.command()
+def merge(
+    results: Annotated[list[Path], typer.Argument(help="Two or more JSON results (shards, boxes, runs).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Write the merged JSON result here.")] = Path(
+        "merged.json"
+    ),
+    html: HtmlOption = None,
+    csv_path: CsvOption = None,
+) -> None:
+    """Merge results exactly: counters add, histograms add bucket by bucket, seconds align on wall clock."""
+    from squall.merge import merge as merge_docs
+    from squall.report.console import print_summary
+    from squall.report.json import write_json
+
+    try:
+        _check_writable(out)
+        for path, option in ((html, "--html"), (csv_path, "--csv")):
+            if path is not None:
+                _check_writable(path, option)
+        docs = [_read_result(p) for p in results]
+        merged = merge_docs(docs, [str(p) for p in results])
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    write_json(merged, str(out))
+    print_summary(merged)
+    typer.echo(f"merged {len(docs)} results into {out}", err=True)
+    _extra_outputs(merged, html, csv_path)
+    raise typer.Exit(1 if any(not t["ok"] for t in merged.get("thresholds", ())) else 0)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="The baseline JSON result.")],
+    current: Annotated[Path, typer.Argument(help="The JSON result to judge against it.")],
+    max_regression: Annotated[
+        str, typer.Option("--max-regression", help="A worse change beyond this fails (exit 1): 10%.")
+    ] = "10%",
+    noise: Annotated[
+        str, typer.Option("--noise", help="Rates (req/s, tokens/s) changing less than this are the same.")
+    ] = "5%",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Per-metric deltas with a verdict (better, worse, same within noise, from the histograms); exit 1 on a
+    regression beyond --max-regression, for CI."""
+    from squall.compare import compare as compare_docs
+    from squall.report.console import print_compare
+
+    try:
+        limit = _percent(max_regression, "--max-regression")
+        noise_pct = _percent(noise, "--noise")
+        out = compare_docs(_read_result(baseline), _read_result(current), limit, noise_pct)
+    except PlanError as e:
+        raise _fail(str(e)) from None
+    if json_out:
+        typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_compare(out, str(baseline), str(current))
+    raise typer.Exit(1 if out["regression"] else 0)
+
+
+def _percent(text: str, option: str) -> float:
+    raw = text.strip().rstrip("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise PlanError(f"{option} {text!r} is not a percentage such as 10%") from None
+    if not 0 <= value <= 10_000:
+        raise PlanError(f"{option} {text!r} must be from 0% to 10000%")
+    return value
+
+
+def _extra_outputs(doc: dict, html: Path | None, csv_path: Path | None) -> None:
+    if html is not None:
+        from squall.report.html import write_html
+
+        write_html(doc, html)
+        typer.echo(f"report written to {html}", err=True)
+    if csv_path is not None:
+        from squall.report.csv import write_csv
+
+        summary_path = write_csv(doc, csv_path)
+        typer.echo(f"series written to {csv_path}, summary to {summary_path}", err=True)
 
 
 def _serve_detached(opts: object, ready: object) -> None:

@@ -39,108 +39,127 @@ def index_table(limit_us: int = 1 << 20) -> array:
 
 
 class Taken:
-    """A histogram's counts handed over by `Hist.take`, encoded when the worker has a moment."""
+    """A histogram's bucket counts handed over by `Hist.take`, encoded when the worker has a moment."""
 
-    __slots__ = ("acc", "h")
+    __slots__ = ("counts", "scratch", "top")
 
-    def __init__(self, h: HdrHistogram, acc: list[int]) -> None:
-        self.h = h
-        self.acc = acc
+    def __init__(self, counts: list[int], top: int, scratch: HdrHistogram | None = None) -> None:
+        self.counts = counts
+        self.top = top
+        self.scratch = scratch
 
     def encode(self) -> bytes:
-        h = self.h
-        if h.total_count:
-            top = h.get_counts_array_index(h.max_value) + 1
-            h.counts[:top] = self.acc[:top]
-        return bytes(h.encode())
+        return bytes(load(self.counts, self.top, self.scratch).encode())
+
+
+def load(counts: list[int], top: int | None = None, into: HdrHistogram | None = None) -> HdrHistogram:
+    """An HdrHistogram of the one geometry holding these bucket counts (min/max from the buckets used).
+
+    `top`: no bucket at or above this index is used (the list is scanned when it is not known). `into`: a
+    histogram to reuse (emptied first). An HdrHistogram and its encoder reference each other, so one made
+    per window lives until the cycle collector finds it (188 KB of counts each): a worker reuses one.
+    """
+    if into is None:
+        h = new_histogram()
+    else:
+        h = into
+        ctypes.memset(h.counts, 0, ctypes.sizeof(h.counts))
+        h.total_count, h.min_value, h.max_value = 0, sys.maxsize, 0
+    raw = array("q", counts if top is None else counts[:top]).tobytes()
+    used = raw.rstrip(b"\0")
+    if not used:
+        return h
+    top = (len(used) + 7) // 8
+    low = (len(raw) - len(raw.lstrip(b"\0"))) // 8
+    ctypes.memmove(h.counts, raw, top * 8)
+    h.total_count = sum(counts[:top])
+    h.min_value = h.get_lowest_equivalent_value(h.get_value_from_index(low))
+    h.max_value = h.get_highest_equivalent_value(h.get_value_from_index(top - 1))
+    return h
 
 
 class Hist:
-    """A recording front for one HdrHistogram that keeps the per-value cost to one `array.append`.
+    """Counts values (integer µs) straight into a plain list of the HdrHistogram's buckets.
 
-    `record` appends raw µs values to a buffer (8 bytes a value, held for at most one window); `fold`, run
-    when the window is encoded, counts equal values in C and adds each distinct value once to the
-    HdrHistogram's counts. Values above the range are clamped to its top and counted in `overflow`.
+    `record` is one table lookup and one list increment for values under the table's limit (the table maps
+    value → bucket index); the few values above it take the bucket arithmetic. Values above the range are
+    clamped to its top and counted in `overflow`; negatives count as 0. `hi` (at least the largest value
+    recorded) bounds the buckets in use, so handing over and encoding touch only those. Hot paths may inline
+    the lookup: `counts[table[v]] += 1` for 0 <= v < len(table), and must then raise `hi` to v.
     """
 
-    __slots__ = ("_acc", "_buf", "_half", "_mask", "_shift", "_table", "h", "overflow", "record")
+    __slots__ = ("_half", "_mask", "_scratch", "_shift", "counts", "hi", "overflow", "table")
 
     def __init__(self, table: array | None = None) -> None:
-        self._table = table if table is not None else index_table(1 << 12)
-        self.h = new_histogram()
-        self._acc = [0] * self.h.counts_len
-        self._mask = self.h.sub_bucket_mask
-        self._shift = self.h.sub_bucket_half_count_magnitude
-        self._half = self.h.sub_bucket_half_count
+        self.table = table if table is not None else index_table(1 << 12)
+        h = new_histogram()
+        self.counts = [0] * h.counts_len
+        self._mask = h.sub_bucket_mask
+        self._shift = h.sub_bucket_half_count_magnitude
+        self._half = h.sub_bucket_half_count
         self.overflow = 0
-        self._buf = array("q")
-        self.record = self._buf.append
+        self.hi = 0
+        self._scratch = h  # reused to encode every window this Hist hands over
 
-    def fold(self) -> None:
-        """Move buffered values into the histogram."""
-        buf = self._buf
-        if not buf:
-            return
-        lo, hi = min(buf), max(buf)
-        if lo >= 0 and hi < len(self._table):
-            # The common case, all in C but the last loop, which runs once per distinct bucket and adds into
-            # a plain list (a ctypes array's item access costs several times more); encode() copies it over.
-            h, counts = self.h, self._acc
-            for index, n in Counter(map(self._table.__getitem__, buf)).items():
-                counts[index] += n
-            h.total_count += len(buf)
-            h.min_value = min(h.min_value, lo)
-            h.max_value = max(h.max_value, hi)
-            del buf[:]
-            return
-        h, counts, mask, shift, half = self.h, self._acc, self._mask, self._shift, self._half
-        lo, hi, total = h.min_value, h.max_value, 0
-        for value, n in Counter(self._buf).items():
-            if value > HIGHEST_US:
-                value = HIGHEST_US
-                self.overflow += n
-            elif value < 0:
-                value = 0
-            # unit_magnitude is 0 for LOWEST_US == 1, so the bucket math needs no unit shift.
-            bucket = (value | mask).bit_length() - shift - 1
-            counts[((bucket + 1) << shift) + (value >> bucket) - half] += n
-            total += n
-            if value > hi:
-                hi = value
-            if value < lo:
-                lo = value
-        h.total_count += total
-        h.min_value, h.max_value = lo, hi
-        del self._buf[:]
+    def record(self, value: int) -> None:
+        """Count one value."""
+        if 0 <= value < len(self.table):
+            self.counts[self.table[value]] += 1
+            if value > self.hi:
+                self.hi = value
+        else:
+            self.record_general(value)
+
+    def record_general(self, value: int, n: int = 1) -> None:
+        """Count `n` of a value of any size: clamped into the range, bucket found by arithmetic."""
+        if value > HIGHEST_US:
+            value = HIGHEST_US
+            self.overflow += n
+        elif value < 0:
+            value = 0
+        self.counts[self._index(value)] += n
+        if value > self.hi:
+            self.hi = value
+
+    def _index(self, value: int) -> int:
+        # unit_magnitude is 0 for LOWEST_US == 1, so the bucket math needs no unit shift.
+        bucket = (value | self._mask).bit_length() - self._shift - 1
+        return ((bucket + 1) << self._shift) + (value >> bucket) - self._half
 
     def record_many(self, values: array) -> None:
-        """Record every value of an array('q') of µs."""
-        self._buf.extend(values)
+        """Record every value of an array('q') of µs (equal values counted once, in C)."""
+        table, counts, limit = self.table, self.counts, len(self.table)
+        for value, n in Counter(values).items():
+            if 0 <= value < limit:
+                counts[table[value]] += n
+                if value > self.hi:
+                    self.hi = value
+            else:
+                self.record_general(value, n)
+
+    @property
+    def top(self) -> int:
+        """No bucket at or above this index has been used."""
+        return self._index(min(self.hi, HIGHEST_US)) + 1
 
     @property
     def count(self) -> int:
-        return self.h.total_count + len(self._buf)
+        return sum(self.counts[: self.top])
 
     def sync(self) -> HdrHistogram:
-        """Fold, then copy the counts into the HdrHistogram (up to the highest bucket used); returns it."""
-        self.fold()
-        h = self.h
-        if h.total_count:
-            top = h.get_counts_array_index(h.max_value) + 1
-            h.counts[:top] = self._acc[:top]
-        return h
+        """An HdrHistogram holding what was recorded so far."""
+        return load(self.counts, self.top)
 
     def encode(self) -> bytes:
         """The standard base64 HdrHistogram V2 encoding."""
         return bytes(self.sync().encode())
 
     def take(self) -> Taken:
-        """Hand over what was recorded (to encode later) and start empty: O(1) but two allocations."""
-        self.fold()
-        taken = Taken(self.h, self._acc)
-        self.h = new_histogram()
-        self._acc = [0] * len(self._acc)
+        """Hand over what was recorded (to encode later) and start empty."""
+        taken = Taken(self.counts, self.top, self._scratch)
+        self.counts = [0] * len(self.counts)
         self.overflow = 0
+        self.hi = 0
         return taken
 
 

@@ -24,14 +24,19 @@ class PlanError(ValueError):
     """Bad input: the message names the problem and the fix."""
 
 
+def named(what: str, text: object) -> str:
+    """`--think '2x'` in an error message, or just `'2x'` where the caller names the place itself ('')."""
+    return f"{what} {text!r}" if what else repr(text)
+
+
 def parse_duration(text: str, what: str = "duration") -> float:
     """Parse `10s`, `2m`, `1h`, `250ms` or a bare number of seconds into seconds."""
     m = _DURATION.match(str(text))
     if not m:
-        raise PlanError(f"{what} {text!r} is not a duration; use e.g. 500ms, 10s, 2m or 1h")
+        raise PlanError(f"{named(what, text)} is not a duration; use e.g. 500ms, 10s, 2m or 1h")
     seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     if seconds > MAX_SECONDS:
-        raise PlanError(f"{what} {text!r} is longer than 30 days")
+        raise PlanError(f"{named(what, text)} is longer than 30 days")
     return seconds
 
 
@@ -164,6 +169,15 @@ def api_from_path(url: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class PySpec:
+    """`squall py MODULE:FACTORY`: the factory and the keyword arguments it is called with."""
+
+    target: str
+    params: tuple[tuple[str, Any], ...] = ()
+    tracemalloc: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a run needs. Build it, call `validate()`, hand it to `squall.engine.run`."""
 
@@ -192,6 +206,15 @@ class Plan:
     thresholds: tuple[Any, ...] = ()  # squall.thresholds.Threshold, judged on the result
     abort_on_fail: bool = False
     abort_grace_s: float = 5.0
+    shape: Any = None  # squall.shape.Shape: stages of users (closed model) or of rate (open model)
+    think: Any = None  # squall.shape.Think: pause between one user's requests (closed model)
+    scenario: Any = None  # squall.scenario.Scenario: a channel is a user, a send one iteration of a journey
+    soak: Any = None  # squall.soak.SoakSpec: checkpoint the result, judge leaks and drift
+    hdr_log: str | None = None  # append each checkpoint interval's latency histogram (HdrHistogram log)
+    shard: tuple[int, int] | None = None  # (index, count): this box's share of connections, rate, requests
+    start_at: float | None = None  # wall-clock epoch seconds at which every shard starts its load
+    prometheus: tuple[str, int] | None = None  # (host, port) of the collector's live /metrics endpoint
+    py: Any = None  # PySpec: `squall py` runs a Python workload in-process instead of HTTP
     # Self-check: a worker is the bottleneck if its CPU stays at or above cpu_limit_pct, or its loop's
     # timer lateness p99 stays above loop_lag_limit_ms, for self_check_span consecutive windows.
     cpu_limit_pct: float = 90.0
@@ -223,7 +246,7 @@ class Plan:
             raise PlanError(f"--burstiness must be from 0.01 to 100 (got {self.burstiness})")
         if self.arrival not in ARRIVALS:
             raise PlanError(f"--arrival {self.arrival!r} is not one of {', '.join(ARRIVALS)}")
-        if self.transport not in TRANSPORTS:
+        if self.transport not in TRANSPORTS and not (self.transport == "py" and self.py is not None):
             raise PlanError(f"--transport {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
         if not 0 < self.timeout_s <= MAX_SECONDS:
             raise PlanError("--timeout must be greater than 0 and at most 30 days")
@@ -235,10 +258,33 @@ class Plan:
             raise PlanError(f"--target-pid {self.target_pid} is not a process id")
         if self.window_s <= 0:
             raise PlanError("window must be greater than 0")
-        plan = self
+        for t in self.thresholds:  # step.NAME.metric bounds must name a step of the scenario
+            scope = getattr(t, "scope", ())
+            if scope[:1] == ("steps",):
+                if self.scenario is None:
+                    raise PlanError(f"threshold {t.expr!r}: step.NAME bounds are for scenario runs")
+                if scope[1] not in self.scenario.step_names:
+                    names = ", ".join(self.scenario.step_names)
+                    raise PlanError(f"threshold {t.expr!r}: no step named {scope[1]!r} (steps: {names})")
+            if scope[:1] == ("phases",) and self.py is None:
+                raise PlanError(f"threshold {t.expr!r}: phase.NAME bounds are for squall py runs")
+            llm_steps = self.scenario is not None and any(
+                s.llm is not None for j in self.scenario.journeys for s in j.steps
+            )
+            if getattr(t, "path", ("",))[0] == "llm" and self.llm is None and not llm_steps:
+                raise PlanError(f"threshold {t.expr!r}: an LLM metric, and this run makes no LLM calls")
+        plan = self._with_shape()
+        if plan.arrival != "constant" and not plan.open_model:
+            raise PlanError(f"--arrival {plan.arrival} spaces open-model sends: give -r (or a rate --stage)")
+        if plan.burstiness != 1.0 and plan.arrival != "gamma":
+            raise PlanError("--burstiness shapes --arrival gamma; add --arrival gamma or drop it")
+        if plan.think is not None and plan.open_model:
+            raise PlanError("--think paces users in the closed model; with a rate the schedule sets the pace")
         if plan.duration_s is None and plan.requests is None:
             plan = replace(plan, duration_s=10.0)
-        if plan.transport == "auto":
+        if plan.py is not None:
+            plan = replace(plan, transport="py")  # in-process: no HTTP client at all
+        elif plan.transport == "auto":
             # raw does everything `run` asks today; aiohttp stays for what only it does (proxies, cookies...).
             plan = replace(plan, transport="raw")
         if plan.workers > plan.connections:
@@ -247,9 +293,35 @@ class Plan:
             plan = replace(plan, workers=plan.requests)
         return plan
 
+    def _with_shape(self) -> Plan:
+        """A shape sets the duration (its stages less --warmup) and the peak: connections or rate."""
+        shape = self.shape
+        if shape is None:
+            return self
+        if shape.kind == "rate":
+            if not 0.001 <= shape.peak <= MAX_RATE:
+                raise PlanError(f"--stage: the highest rate must be from 0.001 to {MAX_RATE:,.0f}/s")
+            plan = replace(self, rate=shape.peak)
+        else:
+            if self.rate is not None:
+                raise PlanError("--stage with users (30s:100) is the closed model; it cannot take --rate")
+            if not 1 <= shape.peak <= MAX_CONNECTIONS:
+                raise PlanError(f"--stage: the most users must be from 1 to {MAX_CONNECTIONS:,}")
+            plan = replace(self, connections=int(shape.peak))
+        duration = shape.total_s - self.warmup_s
+        if duration <= 0:
+            if self.warmup_s > 0:
+                raise PlanError("--stage: the stages must last longer than --warmup")
+            raise PlanError("--stage: the stages must last longer than 0 s")
+        return replace(plan, duration_s=duration)
+
     def share(self, total: int, worker: int) -> int:
         """Worker `worker`'s even share of `total` (connections or requests)."""
         return total // self.workers + (1 if worker < total % self.workers else 0)
+
+    def share_offset(self, total: int, worker: int) -> int:
+        """How many of `total` the workers before `worker` take (where its share starts)."""
+        return sum(self.share(total, w) for w in range(worker))
 
     def worker_rate(self) -> float | None:
         """Each worker's share of the target rate."""

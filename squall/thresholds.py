@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from squall.plan import PlanError, parse_duration
+from squall.plan import PlanError, named, parse_duration
 
-_EXPR = re.compile(r"^\s*([a-z][a-z0-9_.]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+_EXPR = re.compile(r"^\s*([a-z][A-Za-z0-9_.\-]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 _PCT = re.compile(r"^(p50|p90|p95|p99|p999|min|max|mean)$")
 _HISTS = ("latency", "service", "ttfb", "schedule_lag", "ttft", "itl", "tpot", "e2e")
 _LLM = ("ttft", "itl", "tpot", "e2e")
@@ -27,9 +27,16 @@ class Threshold:
     path: tuple[str, ...]  # where the value lives in `summary`, or ("errors%",) for the error rate
     op: str
     limit: float  # ms for times, % for the error rate, plain numbers otherwise
+    scope: tuple[
+        str, ...
+    ] = ()  # ("steps", NAME) for step.NAME.metric, ("phases", NAME) for phase.NAME.metric
 
     def value(self, summary: dict[str, Any]) -> float | None:
         """The judged number, or None when the result does not have it (no LLM section, say)."""
+        for key in self.scope:
+            summary = summary.get(key) if isinstance(summary, dict) else None  # type: ignore[assignment]
+            if summary is None:
+                return None
         if self.path == ("errors%",):
             n = summary.get("requests", 0)
             return 100.0 * summary.get("errors", 0) / n if n else 0.0
@@ -49,14 +56,24 @@ class Threshold:
         }[self.op]
 
 
-def parse_threshold(text: str) -> Threshold:
-    """Parse one threshold expression; raise PlanError naming what is wrong."""
+def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
+    """Parse one threshold expression; raise PlanError naming what is wrong (and `flag`, the option it came
+    from: --threshold, --slo, or '' where the caller names the place)."""
     m = _EXPR.match(text)
     if not m:
         raise PlanError(
-            f"--threshold {text!r} is not METRIC<VALUE, e.g. 'p99<300ms', 'errors<1%' or 'rps>100'"
+            f"{named(flag, text)} is not METRIC<VALUE, e.g. 'p99<300ms', 'errors<1%' or 'rps>100'"
         )
     metric, op, raw = m.groups()
+    for prefix, section, example in (("step.", "steps", "outline"), ("phase.", "phases", "offer")):
+        if metric.startswith(prefix):
+            name, _, inner = metric[len(prefix) :].rpartition(".")
+            if not name or not inner:
+                raise PlanError(
+                    f"{named(flag, text)}: write {prefix}NAME.METRIC, e.g. {prefix}{example}.p99<5s"
+                )
+            t = parse_threshold(f"{inner}{op}{raw}", flag)
+            return Threshold(text.strip(), t.path, t.op, t.limit, (section, name))
     if metric in ("errors", "error_rate"):
         try:
             limit = float(raw[:-1]) if raw.endswith("%") else float(raw) * 100.0  # a fraction: 0.01 is 1 %
@@ -64,24 +81,24 @@ def parse_threshold(text: str) -> Threshold:
             limit = -1.0
         if not 0 <= limit <= 100:
             raise PlanError(
-                f"--threshold {text!r}: {raw!r} is not a percentage such as 1% (or a fraction, 0.01)"
+                f"{named(flag, text)}: {raw!r} is not a percentage such as 1% (or a fraction, 0.01)"
             )
         return Threshold(text.strip(), ("errors%",), op, limit)
     if metric in _RATES or metric == "requests":
         try:
             limit = float(raw)
         except ValueError:
-            raise PlanError(f"--threshold {text!r}: {raw!r} is not a number") from None
+            raise PlanError(f"{named(flag, text)}: {raw!r} is not a number") from None
         return Threshold(text.strip(), _RATES.get(metric, (metric,)), op, limit)
     hist, _, pct = metric.rpartition("_")
     if not hist:
         hist, pct = "latency", metric
     if hist not in _HISTS or not _PCT.match(pct):
         raise PlanError(
-            f"--threshold {text!r}: unknown metric {metric!r}; use p50..p999, min, max or mean, or after "
+            f"{named(flag, text)}: unknown metric {metric!r}; use p50..p999, min, max or mean, or after "
             f"{', '.join(h + '_' for h in _HISTS)}; or errors, rps, goodput_rps, tokens_per_s, requests"
         )
-    limit_ms = parse_duration(raw, "--threshold") * 1000.0
+    limit_ms = parse_duration(raw, flag) * 1000.0
     path = ("llm", f"{hist}_ms", pct) if hist in _LLM else (f"{hist}_ms", pct)
     return Threshold(text.strip(), path, op, limit_ms)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class WireError(ValueError):
@@ -36,6 +36,9 @@ class Window:
     error_kinds: dict[str, int]
     histograms: dict[str, bytes]
     inflight: int
+    users: int = 0  # closed model: users taking part at the window's end (a gauge, like inflight)
+    parts: dict[str, Any] = field(default_factory=dict)  # scenario runs: {"step:NAME": Window, ...}
+    notes: dict[str, Any] = field(default_factory=dict)  # py runs: error samples, tracemalloc growth
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,9 @@ def decode(data: bytes) -> Message:
         raise WireError(f"unknown message tag {arr[0]!r}")
     try:
         msg = cls(*arr[1:])
+        if isinstance(msg, Window) and msg.parts:
+            for name, part in msg.parts.items():
+                msg.parts[name] = Window(*part)
     except TypeError as e:
         raise WireError(f"malformed {cls.__name__}: {e}") from None
     if isinstance(msg, Hello) and msg.version != PROTOCOL_VERSION:

@@ -1,6 +1,8 @@
 import asyncio
+import json
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,3 +54,18 @@ def byte_server() -> Callable[..., int]:
         return port[0]
 
     return start
+
+
+@pytest.fixture(scope="session")
+def check_result() -> Callable[[dict], None]:
+    """`check_result(doc)`: assert that a result document matches docs/result-schema.json."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def check(doc: dict) -> None:
+        errors = sorted(validator.iter_errors(json.loads(json.dumps(doc))), key=lambda e: list(e.path))
+        assert not errors, [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]]
+
+    return check

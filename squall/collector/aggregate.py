@@ -7,7 +7,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from squall.hist import Merger, merge_into, new_histogram, percentiles_ms, summary_ms
+from squall.hist import Merger, decode, merge_into, new_histogram, percentiles_ms, summary_ms
 from squall.wire import Window
 
 COUNTERS = (
@@ -42,6 +42,7 @@ class Second:
     latency: HdrHistogram = field(default_factory=new_histogram)
     ttft: HdrHistogram | None = None
     inflight: int = 0
+    users: int = 0
 
 
 class Aggregate:
@@ -50,7 +51,8 @@ class Aggregate:
     Adding windows is associative and commutative: totals equal one recorder that saw every sample.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: bool = True) -> None:
+        self.seconds = seconds  # False: totals only (a scenario step's), no per-second entries
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.status_codes: dict[int, int] = {}
         self.error_kinds: dict[str, int] = {}
@@ -68,6 +70,10 @@ class Aggregate:
             self.counters["retry_after_max_ms"] = max(previous_max, w.counters["retry_after_max_ms"])
         _add(self.status_codes, w.status_codes)
         _add(self.error_kinds, w.error_kinds)
+        if not self.seconds:
+            for name, blob in w.histograms.items():
+                self.merger.add(blob, self.hists.setdefault(name, new_histogram()))
+            return
         sec = self.pending.get(w.seq)
         if sec is None:
             sec = self.pending[w.seq] = Second(w.seq, w.t_start, w.t_end)
@@ -85,6 +91,7 @@ class Aggregate:
                 totals.append(sec.ttft)
             self.merger.add(blob, *totals)
         sec.inflight += w.inflight
+        sec.users += w.users
         if w.counters.get("requests"):
             self.t_first = w.t_start if self.t_first is None else min(self.t_first, w.t_start)
             self.t_last = max(self.t_last, w.t_end)
@@ -111,6 +118,7 @@ class Aggregate:
             merge_into(mine.latency, sec.latency)
             _merge_ttft(mine, sec)
             mine.inflight += sec.inflight
+            mine.users += sec.users
         if other.t_first is not None:
             self.t_first = other.t_first if self.t_first is None else min(self.t_first, other.t_first)
         self.t_last = max(self.t_last, other.t_last)
@@ -204,24 +212,37 @@ def _merge_ttft(into: Second, sec: Second) -> None:
         merge_into(into.ttft, sec.ttft)
 
 
-def second_entry(sec: Second, window_s: float) -> dict[str, Any]:
-    """One per-second series entry (without samples) from a merged Second."""
+def second_entry(sec: Second, window_s: float, hists: bool = False) -> dict[str, Any]:
+    """One per-second series entry (without samples) from a merged Second.
+
+    `hists`: keep the second's latency (and TTFT) histogram in the entry, so results merged across shards
+    get exact per-second percentiles.
+    """
     span = (sec.t_end - sec.t_start) / 1e9 or window_s
     pct = percentiles_ms(sec.latency)
     c = sec.counters
-    return {
-        "t": round(sec.seq * window_s, 3),
-        "span_s": round(span, 6),
-        "partial": span < window_s * 0.9,
-        "rps": round(c.get("requests", 0) / span, 3),
-        "requests": c.get("requests", 0),
-        "ok": c.get("ok", 0),
-        "errors": c.get("errors", 0),
-        "error_kinds": sec.error_kinds,
-        "p50": pct[50.0],
-        "p99": pct[99.0],
-        "inflight": sec.inflight,
-    } | (_llm_entry(sec, span) if "output_tokens" in c else {})
+    kept: dict[str, Any] = {}
+    if hists:
+        kept["latency_hist"] = sec.latency.encode().decode()
+        if sec.ttft is not None:
+            kept["ttft_hist"] = sec.ttft.encode().decode()
+    return (
+        kept
+        | {
+            "t": round(sec.seq * window_s, 3),
+            "span_s": round(span, 6),
+            "partial": span < window_s * 0.9,
+            "rps": round(c.get("requests", 0) / span, 3),
+            "requests": c.get("requests", 0),
+            "ok": c.get("ok", 0),
+            "errors": c.get("errors", 0),
+            "error_kinds": sec.error_kinds,
+            "p50": pct[50.0],
+            "p99": pct[99.0],
+            "inflight": sec.inflight,
+        }
+        | (_llm_entry(sec, span) if "output_tokens" in c else {})
+    )
 
 
 def _llm_entry(sec: Second, span: float) -> dict[str, Any]:
@@ -233,3 +254,58 @@ def _llm_entry(sec: Second, span: float) -> dict[str, Any]:
         "ttft_p50": ttft[50.0],
         "ttft_p99": ttft[99.0],
     }
+
+
+def part_doc(part: Aggregate) -> dict[str, Any]:
+    """A part's totals (a step's, phase's or journey's) as the result keeps them, for exact merges."""
+    return {
+        "counters": {k: v for k, v in sorted(part.counters.items()) if v},
+        "status_codes": {str(k): v for k, v in sorted(part.status_codes.items())},
+        "error_kinds": dict(sorted(part.error_kinds.items())),
+        "histograms": {name: h.encode().decode() for name, h in sorted(part.hists.items())},
+    }
+
+
+def add_part_doc(into: Aggregate, doc: dict[str, Any]) -> None:
+    """Add a part kept by `part_doc` into an aggregate (totals only)."""
+    _add(into.counters, doc.get("counters", {}))
+    _add(into.status_codes, {int(k): v for k, v in doc.get("status_codes", {}).items()})
+    _add(into.error_kinds, doc.get("error_kinds", {}))
+    for name, blob in doc.get("histograms", {}).items():
+        merge_into(into.hists.setdefault(name, new_histogram()), decode(blob))
+
+
+def parts_summary(
+    parts: dict[str, Aggregate], duration_s: float, steps: list[str], journeys: list[tuple[str, int]]
+) -> dict[str, Any]:
+    """`summary.phases`, `summary.steps` and `summary.scenarios` from the parts' totals."""
+    out: dict[str, Any] = {}
+    phases = sorted(k[6:] for k in parts if k.startswith("phase:"))
+    if phases:
+        out["phases"] = {name: parts[f"phase:{name}"].summary(duration_s, False) for name in phases}
+    if not journeys:
+        return out
+    out["steps"] = {}
+    for name in steps:
+        part = parts.get(f"step:{name}") or Aggregate(seconds=False)
+        out["steps"][name] = part.summary(duration_s, False)
+        if "ttft" in part.hists:
+            out["steps"][name]["llm"] = part.llm_summary(duration_s, False)
+    out["scenarios"] = {}
+    for journey, weight in journeys:
+        part = parts.get(f"journey:{journey}") or Aggregate(seconds=False)
+        c = part.counters
+        out["scenarios"][journey] = {
+            "weight": weight,
+            "iterations": c["requests"],
+            "completed": c["ok"],
+            "failed": c["errors"],
+            "failed_at": {
+                kind.split(":", 1)[1]: n
+                for kind, n in sorted(part.error_kinds.items())
+                if kind.startswith("failed_at:")
+            },
+            "iterations_per_s": round(c["requests"] / duration_s, 3) if duration_s > 0 else 0.0,
+            "duration_ms": summary_ms(part.hist("latency")),
+        }
+    return out

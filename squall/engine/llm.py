@@ -136,12 +136,16 @@ class StreamReader:
         "api",
         "bad",
         "buf",
+        "crlf",
         "done",
+        "done_marker",
         "error",
+        "finished",
         "gaps",
         "pieces",
         "prompt",
         "retry_after",
+        "stream",
         "t_first",
         "t_last",
         "usage",
@@ -151,8 +155,11 @@ class StreamReader:
     def __init__(self, workload: LlmWorkload, prompt: int) -> None:
         self.w = workload
         self.api = workload.spec.api
+        self.stream = workload.spec.stream
+        self.done_marker = workload.done_marker
         self.prompt = prompt
         self.buf = b""
+        self.crlf: bool | None = None  # whether this server ends lines with CR LF (seen in its first bytes)
         self.done = False
         self.error: str | None = None
         self.bad = 0
@@ -162,30 +169,33 @@ class StreamReader:
         self.pieces: list[str] = []
         self.usage: dict[str, Any] | None = None
         self.retry_after = b""
+        self.finished: tuple[str | None] | None = None
 
     def feed(self, data: bytes, now: int) -> None:
         """Body bytes that arrived at `now` (perf_counter_ns)."""
-        if not self.w.spec.stream:
+        # The busiest path of a stream (once per token event): as few calls as it can be.
+        if not self.stream:
             self.buf += data
             return
         buf = self.buf + data if self.buf else data
-        if b"\r" in buf:
+        if self.crlf is None:  # a server keeps its line endings: look once, not at every event
+            self.crlf = b"\r" in buf
+        if self.crlf:
             buf = buf.replace(b"\r\n", b"\n")
-        start = 0
-        while (end := buf.find(b"\n\n", start)) >= 0:
-            self._event(buf[start:end], now)
-            start = end + 2
-        self.buf = buf[start:]
+        events = buf.split(b"\n\n")
+        self.buf = events.pop()  # what follows the last complete event (b"" when the data ended one)
+        for block in events:
+            self._event(block, now)
 
     def _event(self, block: bytes, now: int) -> None:
-        if block.startswith(b"data:") and b"\n" not in block:
+        if block.startswith(b"data:") and block.find(b"\n") < 0:
             payload = block[5:].strip()
         else:
             lines = [ln[5:].strip() for ln in block.split(b"\n") if ln.startswith(b"data:")]
             if not lines:
                 return  # a comment, an `event:` or `id:` line alone: nothing to read
             payload = b"\n".join(lines)
-        if payload == self.w.done_marker:
+        if payload == self.done_marker:
             self.done = True
             return
         try:
@@ -193,7 +203,14 @@ class StreamReader:
         except orjson.JSONDecodeError:
             self.bad += 1
             return
-        self._content(self._extract(obj), now)
+        text = self._extract(obj)
+        if text:  # a content event: its time, and the gap since the last one
+            if self.t_first:
+                self.gaps.append((now - self.t_last) // 1000)
+            else:
+                self.t_first = now
+            self.t_last = now
+            self.pieces.append(text)
 
     def _extract(self, obj: Any) -> str | None:
         api = self.api
@@ -224,19 +241,17 @@ class StreamReader:
         text = _get(obj, self.w.path)
         return text if isinstance(text, str) else None
 
-    def _content(self, text: str | None, now: int) -> None:
-        if not text:
-            return
-        if self.t_first:
-            self.gaps.append((now - self.t_last) // 1000)
-        else:
-            self.t_first = now
-        self.t_last = now
-        self.pieces.append(text)
-
     def finish(self, now: int) -> str | None:
-        """Close the answer; returns an error kind (stream_broken, empty_response, ...) or None."""
-        if not self.w.spec.stream:
+        """Close the answer; returns an error kind (stream_broken, empty_response, ...) or None.
+
+        Only the first call reads what is left; later calls return the same verdict.
+        """
+        if self.finished is None:
+            self.finished = (self._finish(now),)
+        return self.finished[0]
+
+    def _finish(self, now: int) -> str | None:
+        if not self.stream:
             try:
                 obj = orjson.loads(self.buf)
             except orjson.JSONDecodeError:
@@ -253,7 +268,9 @@ class StreamReader:
                 text = _get(obj, ("choices", 0, "text" if self.api == "completions" else "message"))
                 if isinstance(text, dict):
                     text = text.get("content")
-            self._content(text if isinstance(text, str) else None, now)
+            if isinstance(text, str) and text:  # the whole answer is one piece: its time is the answer's end
+                self.t_first = self.t_last = now
+                self.pieces.append(text)
             self.done = True
         elif self.buf.strip():
             self._event(self.buf.strip(), now)  # a last event without its blank line

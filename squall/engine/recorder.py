@@ -41,10 +41,6 @@ def classify_status(status: int) -> str | None:
     return "http_5xx"
 
 
-def _ignore(value: int) -> None:
-    pass
-
-
 class Recorder:
     """Histograms (integer µs) and counters of one worker, reset after every snapshot.
 
@@ -59,27 +55,40 @@ class Recorder:
         llm: bool = False,
         goodput: tuple[tuple[str, float], ...] = (),
         open_model: bool = True,
+        table: Any = None,
     ) -> None:
+        """`table`: a bucket index table to share (squall.hist.index_table; 4 MB each)."""
         self.worker = worker
         self.open_model = open_model
         self.request_bytes = request_bytes
         self.llm = llm
         self.goodput_us = tuple((metric, int(limit * 1e6)) for metric, limit in goodput)
-        table = index_table()
+        table = table if table is not None else index_table()
+        self.table = table
+        self.table_len = len(table)
         self.hists = {name: Hist(table) for name in HISTOGRAMS + (LLM_HISTOGRAMS if llm else ())}
-        self.latency = self.hists["latency"].record
-        # In the closed model a request is sent when it is due, so service time *is* latency: record it once
-        # and ship the latency histogram under both names.
-        self.service = self.hists["service"].record if open_model else _ignore
-        self.ttfb = self.hists["ttfb"].record
         self.schedule_lag = self.hists["schedule_lag"].record
-        self.closed: deque[tuple[Window, dict[str, Taken]]] = deque()
+        self.hi = 0  # the largest latency counted by the inlined path this window (>= its service and ttfb)
+        self._bind_counts()
+        # Closed windows waiting to be encoded: a histogram key is its name, or (part, name) for a part's.
+        self.closed: deque[tuple[Window, dict[Any, Taken]]] = deque()
+        self.parts: dict[str, Recorder] = {}  # scenario runs: one recorder per step and per journey
+        self.custom: dict[str, int] = {}  # squall.sdk.count() totals this window (py runs)
+        self.notes: dict[str, Any] = {}  # sent once with the next window: error samples, tracemalloc
         self.lags: list[int] = []  # the loop probe's lateness (µs) this window: ~100 values, judged here
         self.loop_lag = self.lags.append
         self._reset_counters()
 
+    def _bind_counts(self) -> None:
+        # The per-response path increments these lists directly; take() replaces them every window.
+        hists = self.hists
+        self.c_latency = hists["latency"].counts
+        self.c_service = hists["service"].counts
+        self.c_ttfb = hists["ttfb"].counts
+
     def _reset_counters(self) -> None:
         self.status = [0] * STATUS_SLOTS
+        self.expected: dict[int, int] = {}  # error statuses a check asked for: counted ok
         self.failures = 0
         self.bytes_in = 0
         self.warmup = 0
@@ -115,9 +124,7 @@ class Recorder:
         kind = reader.finish(done)
         c["bad_chunks"] += reader.bad
         if kind is not None:
-            c["bad_answers"] += 1
-            ek = self.error_kinds
-            ek[kind] = ek.get(kind, 0) + 1
+            self.reject(kind)
             return
         hists = self.hists
         ttft = (reader.t_first - sent) // 1000
@@ -154,12 +161,30 @@ class Recorder:
     def response(
         self, status: int, start_ns: int, sent_ns: int, first_ns: int, done_ns: int, nin: int
     ) -> None:
-        """Record one answered request; `start_ns` is the intended send in the open model, else the send."""
+        """Record one answered request; `start_ns` is the intended send in the open model, else the send.
+
+        Times must be ordered (start <= sent <= first <= done): then every value is non-negative, and when
+        latency, the largest, is under the bucket table's limit so are the others.
+        """
         self.status[status if 0 <= status < STATUS_SLOTS else 0] += 1
         self.bytes_in += nin
-        self.latency((done_ns - start_ns) // 1000)
-        self.service((done_ns - sent_ns) // 1000)
-        self.ttfb((first_ns - sent_ns) // 1000)
+        latency = (done_ns - start_ns) // 1000
+        if latency < self.table_len:
+            if latency > self.hi:
+                self.hi = latency
+            table = self.table
+            self.c_latency[table[latency]] += 1
+            self.c_ttfb[table[(first_ns - sent_ns) // 1000]] += 1
+            # In the closed model a request is sent when it is due, so service time *is* latency: it is
+            # counted once and the latency histogram shipped under both names.
+            if self.open_model:
+                self.c_service[table[(done_ns - sent_ns) // 1000]] += 1
+            return
+        hists = self.hists
+        hists["latency"].record(latency)
+        hists["ttfb"].record((first_ns - sent_ns) // 1000)
+        if self.open_model:
+            hists["service"].record((done_ns - sent_ns) // 1000)
 
     def failure(self, kind: str) -> None:
         """Count one request that got no HTTP response; it has no place in the latency histograms."""
@@ -167,19 +192,19 @@ class Recorder:
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
 
-    def fold(self) -> None:
-        """Fold buffered values into the histograms; called every few ms so no single fold is long."""
-        for hist in self.hists.values():
-            hist.fold()
-
-    def close_window(self, seq: int, t_start: int, t_end: int, inflight: int) -> None:
+    def close_window(self, seq: int, t_start: int, t_end: int, inflight: int, users: int = 0) -> None:
         """End the window: take its counters and histograms (cheap), and queue it for `encode_step`."""
         overflow = 0
         taken: dict[str, Taken] = {}
+        for name in ("latency", "service", "ttfb"):
+            hist = self.hists[name]
+            hist.hi = max(hist.hi, self.hi)  # the hot path raised only the recorder's
+        self.hi = 0
         for name, hist in self.hists.items():
             if hist.count:
                 overflow += hist.overflow
                 taken[name] = hist.take()
+        self._bind_counts()
         lags = sorted(self.lags)
         self.lags.clear()
         status_codes = {code: n for code, n in enumerate(self.status) if n}
@@ -188,11 +213,12 @@ class Recorder:
         bad_answers = self.llm_counts["bad_answers"]
         for code, n in status_codes.items():
             kind = classify_status(code)
-            if kind is None:
-                ok += n
-            else:
-                http_errors += n
-                error_kinds[kind] = error_kinds.get(kind, 0) + n
+            expected = min(n, self.expected.get(code, 0))  # a scenario step that asked for this status
+            if kind is None or expected:
+                ok += n if kind is None else expected
+            if kind is not None and n > expected:
+                http_errors += n - expected
+                error_kinds[kind] = error_kinds.get(kind, 0) + n - expected
         requests = ok + http_errors + self.failures
         counters = {
             "requests": requests,
@@ -208,11 +234,34 @@ class Recorder:
         }
         if self.llm:
             counters.update(self.llm_counts)
+        if self.custom:
+            counters.update({f"custom:{k}": v for k, v in self.custom.items()})
+            self.custom.clear()
         if lags:
             counters[LOOP_LAG_P99] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-        window = Window(self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, {}, inflight)
+        window = Window(
+            self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, {}, inflight, users
+        )
+        if self.notes:
+            window.notes.update(self.notes)
+            self.notes.clear()
+        for name, part in self.parts.items():
+            part.close_window(seq, t_start, t_end, 0)
+            part_window, part_taken = part.closed.popleft()
+            window.parts[name] = part_window
+            taken.update(((name, hist), counts) for hist, counts in part_taken.items())
         self.closed.append((window, taken))
         self._reset_counters()
+
+    def expect(self, status: int) -> None:
+        """The status just recorded (400 or more) is what a check asked for: count it ok, not an error."""
+        self.expected[status] = self.expected.get(status, 0) + 1
+
+    def reject(self, kind: str) -> None:
+        """The request just recorded as answered failed a check (a stream error, an expect): an error."""
+        self.llm_counts["bad_answers"] += 1
+        ek = self.error_kinds
+        ek[kind] = ek.get(kind, 0) + 1
 
     def encode_step(self) -> Window | None:
         """Encode one histogram of the oldest closed window; return that window once it is complete.
@@ -224,12 +273,16 @@ class Recorder:
         window, taken = self.closed[0]
         if taken:
             name, counts = taken.popitem()
-            window.histograms[name] = counts.encode()
+            if isinstance(name, tuple):
+                window.parts[name[0]].histograms[name[1]] = counts.encode()
+            else:
+                window.histograms[name] = counts.encode()
             if taken:
                 return None
         self.closed.popleft()
-        if not self.open_model and "latency" in window.histograms:
-            window.histograms["service"] = window.histograms["latency"]
+        for w in (window, *window.parts.values()):
+            if not self.open_model and "latency" in w.histograms:
+                w.histograms["service"] = w.histograms["latency"]
         return window
 
     def flush(self) -> list[Window]:

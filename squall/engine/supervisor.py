@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing as mp
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from time import monotonic, perf_counter_ns
@@ -84,8 +85,10 @@ class _Supervisor:
         try:
             pids = self._await_hellos()
             if not pids:
-                self._broadcast(Stop("no worker started", 0.0))
+                self._broadcast(Stop(self.stop_reason or "no worker started", 0.0))
             t0 = perf_counter_ns() + START_DELAY_NS
+            if plan.start_at is not None:  # every shard starts its load at the same wall-clock instant
+                t0 = max(t0, perf_counter_ns() + int((plan.start_at - time.time()) * 1e9))
             start = encode(Start(t0, [pids.get(i, 0) for i in range(plan.workers)]))
             self._send(sup_end, start)
             for conn in self.ctl:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import gc
 import os
+import random
 import signal
+import time
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection
@@ -24,8 +26,10 @@ from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
 NS = 1_000_000_000
 LOOP_PROBE_NS = 10_000_000
 START_TIMEOUT_S = 120.0
+PRECONNECT_S = 3.0  # at most, before Hello: a target that drops SYNs is met again by the first sends
 YIELD_EVERY = 64
 MIN_SLEEP_NS = 1_000_000
+STEER_NS = 100_000_000  # how often a users shape re-counts its users
 
 
 def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> None:
@@ -51,8 +55,14 @@ class Worker:
         self.connections = plan.share(plan.connections, index)
         self.budget: int | None = plan.share(plan.requests, index) if plan.requests else None
         llm = plan.llm
+        self.journeys = plan.scenario is not None or plan.py is not None  # the transport records
+        llm_steps = plan.scenario is not None and any(s.llm for j in plan.scenario.journeys for s in j.steps)
         self.rec = (Recorder if plan.record else NullRecorder)(
-            index, len(plan.request.body), llm is not None, llm.goodput if llm else (), plan.open_model
+            index,
+            0 if self.journeys else len(plan.request.body),
+            llm is not None or llm_steps,
+            llm.goodput if llm else (),
+            plan.open_model and not self.journeys,  # a step is sent when its user gets to it
         )
         self.llm = llm is not None
         self.inflight = 0
@@ -65,15 +75,39 @@ class Worker:
         self.seq = 0
         self.last_ship = 0
         self.ppid = os.getppid()
+        shape = plan.shape
+        self.rate_shape = shape if shape is not None and shape.kind == "rate" else None
+        self.users_shape = shape if shape is not None and shape.kind == "users" else None
+        self.think = plan.think.sampler(random.Random(f"{plan.seed}:think:{index}")) if plan.think else None
+        self.active = 0  # closed model: users taking part (a users shape parks the rest)
+        self.target_users = self.connections
+        self.parked: list[Channel] = []
+        plain = not self.llm and not self.journeys and self.think is None and self.users_shape is None
+        if not self.open_model and plain:
+            self.on_response = self._on_response_closed  # type: ignore[method-assign]
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self.transport = make_transport(self.plan, self.connections, self.index)
+        self.transport = make_transport(self.plan, self.connections, self.index, self.rec)
         await self.transport.open()
         started: asyncio.Future[Start] = loop.create_future()
         loop.add_reader(self.ctl.fileno(), self._on_control, started)
         loop.add_signal_handler(signal.SIGTERM, self.stop, "terminated", self.plan.drain_s)
+        self.channels = [self.transport.channel(self) for _ in range(self.connections)]
+        self.started = started
+        preconnect = getattr(self.transport, "preconnect", None)
+        if preconnect is not None and self.users_shape is None:
+            # Connections are made before t0 (a ramp of users makes its own as its users start). A stop
+            # (Ctrl-C, SIGTERM) ends the wait at once; a target that never answers costs a few seconds.
+            within = min(self.plan.timeout_s, PRECONNECT_S)
+            if self.plan.start_at is not None:
+                within = max(0.1, min(within, self.plan.start_at - time.time() - 0.5))
+            opening = loop.create_task(preconnect(self.channels, within))
+            await asyncio.wait({opening, started}, return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():
+                opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
         hello = encode(Hello(self.index, os.getpid()))
         self.data.send_bytes(hello)
         self.ctl.send_bytes(hello)
@@ -88,6 +122,8 @@ class Worker:
         self.t0 = start.t0
         gc.freeze()  # what setup made lives all run long: keep it out of every later collection
         self.measure_start = self.t0 + int(self.plan.warmup_s * NS)
+        if self.journeys:
+            self.transport.measure_start = self.measure_start  # type: ignore[attr-defined]
         self.window_ns = int(self.plan.window_s * NS)
         self.t_stop = (
             None if self.plan.duration_s is None else self.measure_start + int(self.plan.duration_s * NS)
@@ -109,6 +145,9 @@ class Worker:
             # sends Failed, and the collector reports the worker as lost).
             self.rec.dropped += sum(1 for t in self.backlog if t >= self.measure_start)
             self.backlog.clear()
+            finish = getattr(self.transport, "finish", None)  # py runs: tracemalloc's last word
+            if finish is not None:
+                finish()
             self._close_window(perf_counter_ns())
             for window in self.rec.flush():
                 self.data.send_bytes(encode(window))
@@ -140,6 +179,9 @@ class Worker:
             return
         self.stopping = True
         self.stop_reason = reason
+        started = getattr(self, "started", None)
+        if started is not None and not started.done():  # stopped before the run began
+            started.cancel()
         self.loop.call_later(drain_s, self._cancel_all)
         if hasattr(self, "finished"):
             self._check_finished()
@@ -164,10 +206,15 @@ class Worker:
     def _probe(self, due: int) -> None:
         now = perf_counter_ns()
         self.rec.loop_lag((now - due) // 1000)
-        self.rec.fold()  # a little every 10 ms instead of a pause of several ms once a second
-        window = self.rec.encode_step()  # likewise: a closed window is encoded one histogram per probe
-        if window is not None:
-            self.data.send_bytes(encode(window))
+        # Likewise a closed window is encoded a histogram at a time; a window with many (a scenario's steps)
+        # gets up to 1 ms of encoding per probe, so the queue never grows from one second to the next.
+        deadline = now + 1_000_000
+        while True:
+            window = self.rec.encode_step()
+            if window is not None:
+                self.data.send_bytes(encode(window))
+            if not self.rec.closed or perf_counter_ns() >= deadline:
+                break
         nxt = due + LOOP_PROBE_NS
         if nxt <= now:
             nxt = now + LOOP_PROBE_NS
@@ -186,7 +233,7 @@ class Worker:
 
     def _close_window(self, now: int) -> None:
         t_end = now - self.t0
-        self.rec.close_window(self.seq, self.last_ship, t_end, self.inflight)
+        self.rec.close_window(self.seq, self.last_ship, t_end, self.inflight, self.active)
         self.last_ship = t_end
         self.seq += 1
 
@@ -197,13 +244,16 @@ class Worker:
 
     async def _drive(self) -> None:
         self.finished: asyncio.Future[None] = self.loop.create_future()
-        self.channels = [self.transport.channel(self) for _ in range(self.connections)]
         pacer = None
         if self.open_model:
             self.idle.extend(self.channels)
             pacer = asyncio.ensure_future(self._pace())
             pacer.add_done_callback(self._pacer_done)
+        elif self.users_shape is not None:
+            self.parked.extend(reversed(self.channels))
+            self._steer()
         else:
+            self.active = len(self.channels)
             for ch in self.channels:
                 self._next(ch)
         self._check_finished()
@@ -212,6 +262,27 @@ class Worker:
         finally:
             if pacer is not None:
                 pacer.cancel()
+
+    def _steer(self) -> None:
+        """Users shape: bring this worker's active users to its share of the shape's count now.
+
+        New users start at once; surplus users leave as their request in flight ends (see _next).
+        """
+        if self.stopping:
+            return
+        total = round(self.users_shape.value_at((perf_counter_ns() - self.t0) / NS))  # type: ignore[union-attr]
+        self.target_users = self.plan.share(total, self.index)
+        while self.active < self.target_users and self.parked:
+            self.active += 1
+            self._next(self.parked.pop())
+        self.loop.call_later(STEER_NS / NS, self._steer)
+
+    def _again(self, ch: Channel) -> None:
+        """After a response or failure: the user thinks first (closed model with --think), then goes on."""
+        if self.think is not None and not self.open_model and not self.stopping:
+            self.loop.call_later(self.think(), self._next, ch)  # type: ignore[operator]
+        else:
+            self._next(ch)
 
     def _pacer_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self.finished.done():
@@ -235,12 +306,23 @@ class Worker:
         if self.stopping:
             self._check_finished()
         elif self.open_model:
-            if self.backlog:
-                self._send(ch, self.backlog.popleft())
+            backlog = self.backlog
+            if backlog and backlog[0] < self.measure_start and perf_counter_ns() >= self.measure_start:
+                # Sends due in the warmup that never went out (the target was too slow) are left behind:
+                # the measured period starts with its own schedule, not with the warmup's queue.
+                while backlog and backlog[0] < self.measure_start:
+                    backlog.popleft()
+            if backlog:
+                self._send(ch, backlog.popleft())
             else:
                 self.idle.append(ch)
                 self._check_finished()
         else:  # closed model, inlined: this runs once per request
+            if self.active > self.target_users:  # a users shape is ramping down: this user leaves
+                self.active -= 1
+                self.parked.append(ch)
+                self._check_finished()
+                return
             t = perf_counter_ns()
             if self.budget is not None and t >= self.measure_start:
                 if self.budget <= 0:
@@ -257,9 +339,11 @@ class Worker:
         if self.stopping or (self.pacing_done if self.open_model else self.budget == 0):
             self.finished.set_result(None)
 
-    def on_response(self, ch: Channel, status: int, first: int, nbytes: int) -> None:
-        done = perf_counter_ns()
+    def on_response(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
         self.inflight -= 1
+        if self.journeys:  # an iteration ended; the transport recorded its steps
+            self._again(ch)
+            return
         start = ch.start
         if start >= self.measure_start:
             rec = self.rec
@@ -272,28 +356,71 @@ class Worker:
                 rec.schedule_lag((ch.sent - start) // 1000)
         else:
             self.rec.warmup += 1
-        self._next(ch)
+        self._again(ch)
+
+    def _on_response_closed(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        """on_response for closed-model HTTP runs (the busiest path): _next() inlined."""
+        self.inflight -= 1
+        start = ch.start
+        if start >= self.measure_start:
+            self.rec.response(status, start, start, first, done, nbytes)
+        else:
+            self.rec.warmup += 1
+        if self.stopping:
+            self._check_finished()
+            return
+        t = perf_counter_ns()
+        if self.budget is not None and t >= self.measure_start:
+            if self.budget <= 0:
+                self._check_finished()
+                return
+            self.budget -= 1
+        ch.start = ch.sent = t
+        self.inflight += 1
+        ch.send()
 
     def on_failure(self, ch: Channel, exc: BaseException) -> None:
         self.inflight -= 1
+        if self.journeys:  # only an interrupted iteration fails; its step counted the interruption
+            self._again(ch)
+            return
         if ch.start < self.measure_start:
             self.rec.warmup += 1
         elif isinstance(exc, Interrupted):
             self.rec.interrupted += 1
         else:
             self.rec.failure(self.transport.classify(exc))
-        self._next(ch)
+        self._again(ch)
 
     async def _pace(self) -> None:
         plan = self.plan
         rate = plan.worker_rate()
         assert rate is not None
-        pacer = make_pacer(plan.arrival, plan.rate, self.index, plan.workers, plan.seed, plan.burstiness)  # type: ignore[arg-type]
+        shape = self.rate_shape
+        # A rate shape paces at rate 1 in "area" (requests the shape asks for so far), then maps each area
+        # to the time the shape reaches it: constant arrivals stay exact, Poisson ones become a true
+        # non-homogeneous Poisson process.
+        base = 1.0 if shape is not None else plan.rate
+        area_offset = 0.0
+        if shape is not None and plan.shard is not None and plan.arrival == "constant":
+            # Shard i of n follows 1/n of the shape: starting its sends i/n of a send later in area makes
+            # the shards' sends interleave into the whole shape's even sequence.
+            area_offset = plan.shard[0] / plan.shard[1]
+        pacer = make_pacer(plan.arrival, base, self.index, plan.workers, plan.seed, plan.burstiness)  # type: ignore[arg-type]
         t0, t_stop = self.t0, self.t_stop
+        if plan.shard is not None and plan.arrival == "constant" and shape is None:
+            # Shard i of n runs its own schedule shifted by i sends of the whole run's rate, so the boxes'
+            # sends interleave into one even schedule instead of landing together (with --start-at).
+            i, n = plan.shard
+            t0 += round(i * NS / (n * plan.rate))  # type: ignore[operator]
         burst = 0
         try:
             while not self.stopping:
-                due = t0 + pacer.next_send()
+                if shape is None:
+                    due = t0 + pacer.next_send()
+                else:
+                    at = shape.time_at_area(pacer.next_send() / NS + area_offset)
+                    due = t0 + round(at * NS) if at is not None else (t_stop or t0)
                 if t_stop is not None and due >= t_stop:
                     # The schedule is over; sends still in the backlog may go out until t_stop itself.
                     await self._sleep_until(t_stop)
@@ -313,7 +440,7 @@ class Worker:
                     if t_stop is not None and perf_counter_ns() >= t_stop:
                         # The run's time is up while sends are still due: squall could not keep the schedule.
                         # Count what it never sent (from the rate; exact for constant arrivals, +-1) and stop.
-                        left = max(1, round((t_stop - max(due, self.measure_start)) / NS * rate))
+                        left = max(1, round(self._due_between(max(due, self.measure_start), t_stop)))
                         self.rec.unsent += left
                         self.stop("duration", plan.drain_s)
                         break
@@ -323,6 +450,13 @@ class Worker:
         finally:
             self.pacing_done = True
             self._check_finished()
+
+    def _due_between(self, a_ns: int, b_ns: int) -> float:
+        """How many sends this worker's schedule holds between two times (its share of the shape's area)."""
+        if self.rate_shape is None:
+            return (b_ns - a_ns) / NS * self.plan.worker_rate()  # type: ignore[operator]
+        area = self.rate_shape.area
+        return (area((b_ns - self.t0) / NS) - area((a_ns - self.t0) / NS)) / self.plan.workers
 
     def _dispatch(self, due: int) -> None:
         if self.idle:

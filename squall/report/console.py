@@ -27,11 +27,13 @@ class LiveView:
             self.live.start()
 
     def update(self, entry: dict[str, Any], agg: Aggregate, elapsed_s: float) -> None:
+        if entry.get("partial"):
+            return  # a sliver of a second (the drain at the end): its rate would read as a spike
         plan = self.plan
         total = f"/{plan.duration_s:g}s" if plan.duration_s else ""
         done = f" {agg.counters['requests']}/{plan.requests}" if plan.requests else ""
         cpu = entry.get("worker_cpu") or {}
-        cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None)
+        cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None) or "-"
         tokens = ""
         if "output_tokens_per_s" in entry:
             tokens = f"  {entry['output_tokens_per_s']:,.0f} tok/s  ttft p50 {entry['ttft_p50']:.1f} ms"
@@ -48,6 +50,9 @@ class LiveView:
     def warn(self, text: str) -> None:
         self.console.print(f"warning: {text}", style="yellow", soft_wrap=True)
 
+    def note(self, text: str) -> None:
+        self.console.print(text, soft_wrap=True)
+
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
@@ -59,6 +64,56 @@ def _fmt_ms(v: float) -> str:
     return f"{v:.2f}ms"
 
 
+def _print_soak(console: Console, soak: dict[str, Any]) -> None:
+    """Soak verdicts: leak, drift, FD growth."""
+    if soak.get("rss_slope_mb_per_h") is None:
+        console.print(f"  soak: {soak.get('note', 'no target samples')}")
+    else:
+        lo, hi = soak["rss_slope_ci_mb_per_h"]
+        subject = "the workload's (squall workers')" if soak.get("subject") == "workers" else "target"
+        verdict = "[red]LEAK SUSPECTED[/red]" if soak["leak_suspected"] else "[green]no leak[/green]"
+        console.print(
+            f"  soak: {verdict}: {subject} RSS {soak['rss_slope_mb_per_h']:+,.2f} MB/h "
+            f"(95 % CI {lo:+,.2f} to {hi:+,.2f}; threshold {soak['leak_threshold_mb_per_h']:g} MB/h), "
+            f"FD growth {soak['fd_growth']}"
+        )
+    d = soak.get("latency_drift")
+    if d:
+        e = soak["error_drift"]
+        console.print(
+            f"  drift (first vs last {d['stretch_s']} s): p50 {_fmt_ms(d['p50_first_ms'])} -> "
+            f"{_fmt_ms(d['p50_last_ms'])}, p99 {_fmt_ms(d['p99_first_ms'])} -> {_fmt_ms(d['p99_last_ms'])}, "
+            f"errors {e['first_pct']:.2f}% -> {e['last_pct']:.2f}%"
+        )
+    if soak.get("generator_rss_slope_mb_per_h") is not None:
+        console.print(f"  squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h")
+
+
+def _print_steps(console: Console, s: dict[str, Any]) -> None:
+    """Scenario runs: one row per journey, then one per step."""
+    journeys = Table(box=None, pad_edge=False)
+    for col in ("journey", "weight", "iterations", "completed", "failed", "p50", "p99", "failed at"):
+        journeys.add_column(col, justify="left" if col in ("journey", "failed at") else "right")
+    for name, j in s["scenarios"].items():
+        at = ", ".join(f"{k}: {v:,}" for k, v in j["failed_at"].items())
+        d = j["duration_ms"]
+        row = (f"{j['weight']:g}", f"{j['iterations']:,}", f"{j['completed']:,}", f"{j['failed']:,}")
+        journeys.add_row(name, *row, _fmt_ms(d["p50"]), _fmt_ms(d["p99"]), at)
+    console.print(journeys)
+    steps = Table(box=None, pad_edge=False)
+    cols = ("step", "requests", "ok", "errors", "req/s", "p50", "p90", "p99", "ttft p50", "errors by kind")
+    for col in cols:
+        steps.add_column(col, justify="left" if col in ("step", "errors by kind") else "right")
+    for name, st in s["steps"].items():
+        lat = st["latency_ms"]
+        ttft = _fmt_ms(st["llm"]["ttft_ms"]["p50"]) if "llm" in st else ""
+        kinds = ", ".join(f"{k}: {v:,}" for k, v in st["error_kinds"].items())
+        counts = (f"{st['requests']:,}", f"{st['ok']:,}", f"{st['errors']:,}", f"{st['rps']:,.1f}")
+        times = (_fmt_ms(lat["p50"]), _fmt_ms(lat["p90"]), _fmt_ms(lat["p99"]), ttft)
+        steps.add_row(name, *counts, *times, kinds)
+    console.print(steps)
+
+
 def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     """Print the final summary of a result document."""
     if console is None:
@@ -67,28 +122,44 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             console = Console(highlight=False, soft_wrap=True, width=120)
     s, m = doc["summary"], doc["meta"]
     model = f"open, {m['rate']:g} req/s {m['arrival']}" if m["model"] == "open" else "closed"
+    what = f"scenario {m['scenario']} at {m['url']}" if m.get("scenario") else f"{m['method']} {m['url']}"
+    if m.get("py"):
+        params = ", ".join(f"{k}={v}" for k, v in m["py"]["params"].items())
+        what = f"py {m['py']['target']}" + (f" ({params})" if params else "")
+    slots = "user" if m.get("scenario") or m.get("py") else "connection"
     console.print(
-        f"[bold]squall[/bold] {m['method']} {m['url']}  ({m['transport']}, {m['workers']} workers, "
-        f"{m['connections']} connections, {model})"
+        f"[bold]squall[/bold] {what}  ({m['transport']}, {_n(m['workers'], 'worker')}, "
+        f"{_n(m['connections'], slots)}, {model})"
     )
     ok_pct = 100.0 * s["ok"] / s["requests"] if s["requests"] else 0.0
-    console.print(
-        f"  {s['requests']:,} requests in {s['duration_s']:.2f}s, {s['rps']:,.1f} req/s, "
-        f"{ok_pct:.2f}% ok, {s['errors']:,} errors, {s['bytes_in']:,} bytes in"
-    )
+    if m.get("py"):
+        console.print(
+            f"  {s['requests']:,} iterations in {s['duration_s']:.2f}s, {s['rps']:,.1f}/s, "
+            f"{ok_pct:.2f}% ok, {s['errors']:,} errors"
+        )
+    else:
+        console.print(
+            f"  {s['requests']:,} requests in {s['duration_s']:.2f}s, {s['rps']:,.1f} req/s, "
+            f"{ok_pct:.2f}% ok, {s['errors']:,} errors, {s['bytes_in']:,} bytes in"
+        )
     table = Table(box=None, pad_edge=False)
     table.add_column("")
     keys = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
     for k in keys:
         table.add_column(k, justify="right", no_wrap=True, min_width=8)
     for name in ("latency_ms", "service_ms", "ttfb_ms", "schedule_lag_ms"):
-        if name in s:
-            table.add_row(name[:-3], *(_fmt_ms(s[name][k]) for k in keys))
+        if name in s and (name == "latency_ms" or not m.get("py")):
+            label = "iteration" if m.get("py") else name[:-3]
+            table.add_row(label, *(_fmt_ms(s[name][k]) for k in keys))
+    for name, ph in s.get("phases", {}).items():
+        failed = f" ({ph['errors']:,} raised)" if ph.get("errors") else ""
+        table.add_row(f"  {name}{failed}", *(_fmt_ms(ph["latency_ms"][k]) for k in keys))
     llm = s.get("llm")
     if llm:
         for name in ("ttft_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms"):
             if name in llm:
-                table.add_row(name[:-3], *(_fmt_ms(llm[name][k]) for k in keys))
+                empty = not any(llm[name].values())  # no answer gave this number (all failed; no stream)
+                table.add_row(name[:-3], *("—" if empty else _fmt_ms(llm[name][k]) for k in keys))
     console.print(table)
     if llm:
         console.print(
@@ -96,10 +167,25 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             f"{llm['token_source']}), {llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
             + (f"; {llm['bad_chunks']:,} unparseable events" if llm["bad_chunks"] else "")
         )
-    if s["status_codes"]:
+        d = llm.get("token_discrepancy_per_answer")
+        if d is not None:
+            check = (
+                "squall's estimate agrees with the server's usage"
+                if abs(d) < 0.005
+                else f"squall's estimate differs from the server's usage by {d:+,.2f} tokens per answer"
+            )
+            console.print(f"  token count check: {check} ({llm['answers_with_usage']:,} answers with usage)")
+    if s.get("counters"):
+        console.print("  counters: " + ", ".join(f"{k}: {v:,}" for k, v in s["counters"].items()))
+    if s["status_codes"] and not m.get("py"):
         console.print("  status codes: " + ", ".join(f"{k}: {v:,}" for k, v in s["status_codes"].items()))
     if s["error_kinds"]:
         console.print("  errors: " + ", ".join(f"{k}: {v:,}" for k, v in s["error_kinds"].items()))
+    if "steps" in s:
+        _print_steps(console, s)
+    _print_tracemalloc(console, doc.get("tracemalloc"))
+    if doc.get("soak"):
+        _print_soak(console, doc["soak"])
     for t in doc.get("thresholds", ()):
         mark = "[green]pass[/green]" if t["ok"] else "[red]FAIL[/red]"
         value = "missing" if t["value"] is None else f"{t['value']:,.3f}"
@@ -108,3 +194,160 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
     if not doc["valid"]:
         console.print("  [red]result not valid[/red] (see warnings)")
+
+
+def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
+    """The hunt's steps as a table (by level), then what it found."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    llm = any("ttft_p99_ms" in st for st in hunt["steps"])
+    cols = (
+        "level",
+        "req/s",
+        "p50",
+        "p99",
+        *(("TTFT p99", "tok/s") if llm else ()),
+        "errors",
+        "gen CPU",
+        "verdict",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col == "verdict" else "right")
+    for st in sorted(hunt["steps"], key=lambda s: s["level"]):
+        verdict = "ok" if st["ok"] else "FAIL " + ", ".join(st["failed_slo"])
+        if st.get("interrupted"):
+            verdict = "interrupted (not judged)"
+        if st["limited"]:
+            why = "; ".join(st.get("limited_why", ()))
+            verdict = "generator was the limit" + (
+                f": {why.removeprefix('generator-limited: ')}" if why else ""
+            )
+        cpu = "" if st["generator_cpu_pct"] is None else f"{st['generator_cpu_pct']:.0f}%"
+        table.add_row(
+            f"{st['level']:g}",
+            f"{st['rps']:,.1f}",
+            _fmt_ms(st["p50_ms"]),
+            _fmt_ms(st["p99_ms"]),
+            *((_fmt_ms(st.get("ttft_p99_ms", 0.0)), f"{st.get('tokens_per_s', 0.0):,.0f}") if llm else ()),
+            f"{100 * st['error_rate']:.2f}%",
+            cpu,
+            verdict,
+        )
+    unit = "users" if hunt["mode"] == "concurrency" else "req/s"
+    console.print(f"[bold]squall hunt[/bold] ({hunt['mode']}; SLOs: {', '.join(hunt['slos'])})")
+    console.print(table)
+    if hunt["best"] is not None:
+        console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
+    else:
+        console.print("  [red]no level met the SLOs[/red]")
+    if hunt["first_failing"] is not None:
+        why = ", ".join(hunt["failed_slo"]) or "throughput stopped rising"
+        console.print(f"  first failing: {hunt['first_failing']:g} {unit} ({why})")
+    if hunt["knee"] is not None:
+        console.print(f"  knee of the throughput curve: {hunt['knee']:g} {unit}")
+    if hunt["box_limited"]:
+        console.print(
+            "  [yellow]stopped: squall itself was the limit at the last level; the box ran out, not the "
+            "target (add workers or machines)[/yellow]"
+        )
+    elif hunt["stop_reason"] == "interrupted":
+        console.print("  [yellow]interrupted[/yellow]")
+
+
+def print_compare(out: dict[str, Any], baseline: str, current: str, console: Console | None = None) -> None:
+    """The comparison as a table, regressions marked."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    for col in ("metric", "baseline", "current", "change", "verdict"):
+        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
+    for r in out["rows"]:
+        change = "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"
+        verdict = r["verdict"]
+        if r["regression"]:
+            verdict = "[red]REGRESSION[/red]"
+        elif verdict == "better":
+            verdict = "[green]better[/green]"
+        table.add_row(r["metric"], f"{r['baseline']:,.3f}", f"{r['current']:,.3f}", change, verdict)
+    console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
+    console.print(table)
+    for w in out.get("warnings", ()):
+        console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
+    if out["regression"]:
+        console.print(f"  [red]regression[/red] beyond {out['max_regression_pct']:g}%")
+    else:
+        console.print(f"  no regression beyond {out['max_regression_pct']:g}%")
+
+
+def _print_tracemalloc(console: Console, notes: dict[str, Any] | None) -> None:
+    """--tracemalloc: each worker's allocation sites that grew most between the first and last snapshot."""
+    if not notes:
+        return
+    for worker, found in sorted(notes.items()):
+        if "note" in found:
+            console.print(f"  tracemalloc (worker {worker}): {found['note']}")
+            continue
+        console.print(f"  tracemalloc (worker {worker}), allocation sites that grew most:")
+        for site in found.get("top_growth", [])[:5] or [
+            {"site": "none grew", "size_diff_kb": 0, "count_diff": 0}
+        ]:
+            console.print(
+                f"    {site['size_diff_kb']:+,.1f} KB  {site['count_diff']:+,} blocks  {site['site']}",
+                soft_wrap=True,
+            )
+
+
+def print_matrix(doc: dict[str, Any], console: Console | None = None) -> None:
+    """A --param matrix: one row per cell, with each phase's p50 and p99, and whether it held."""
+    if console is None:
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:  # a file or a pipe: no width to fit, so do not squeeze the table
+            console = Console(highlight=False, soft_wrap=True, width=200)
+    cells = doc["cells"]
+    names = list(cells[0]["params"]) if cells else []
+    phases = sorted({p for c in cells for p in c["summary"].get("phases", {})})
+    table = Table(box=None, pad_edge=False)
+    cols = [
+        *names,
+        "iterations",
+        "it/s",
+        "p50",
+        "p99",
+        "errors",
+        *(f"{p} p50/p99" for p in phases),
+        "verdict",
+    ]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
+    for c in cells:
+        s = c["summary"]
+        lat = s["latency_ms"]
+        row = [str(c["params"][n]) for n in names]
+        row += [
+            f"{s['requests']:,}",
+            f"{s['rps']:,.1f}",
+            _fmt_ms(lat["p50"]),
+            _fmt_ms(lat["p99"]),
+            f"{s['errors']:,}",
+        ]
+        for p in phases:
+            ph = s.get("phases", {}).get(p)
+            row.append(
+                f"{_fmt_ms(ph['latency_ms']['p50'])} / {_fmt_ms(ph['latency_ms']['p99'])}" if ph else ""
+            )
+        failed = [t["expr"] for t in c.get("thresholds", []) if not t["ok"]]
+        verdict = "not valid (see warnings)" if not c.get("valid", True) else "ok"
+        if failed:
+            verdict = (
+                "FAIL " + ", ".join(failed)
+                if c.get("valid", True)
+                else verdict + "; FAIL " + ", ".join(failed)
+            )
+        row.append(verdict)
+        table.add_row(*row)
+    console.print("[bold]squall py matrix[/bold]")
+    console.print(table)
+
+
+def _n(count: int, noun: str) -> str:
+    """'1 worker', '2 workers'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

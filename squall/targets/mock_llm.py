@@ -64,18 +64,23 @@ class MockOptions:
             raise ValueError(f"port must be from 0 to 65535 (0 picks a free port), got {self.port}")
         for name in ("ttft_s", "itl_s"):
             if not 0 <= getattr(self, name) <= MAX_SECONDS:
-                raise ValueError(f"{name} must be from 0 to {MAX_SECONDS:g} s, got {getattr(self, name)}")
+                flag = "--" + name.removesuffix("_s")
+                raise ValueError(f"{flag} must be from 0 to {MAX_SECONDS:g} s, got {getattr(self, name)}")
         if type(self.tokens) is not int or not 1 <= self.tokens <= MAX_TOKENS:
-            raise ValueError(f"tokens must be an integer from 1 to {MAX_TOKENS}, got {self.tokens!r}")
+            raise ValueError(f"--tokens must be an integer from 1 to {MAX_TOKENS}, got {self.tokens!r}")
         if not 0 <= self.tokens_stddev <= MAX_TOKENS:
-            raise ValueError(f"tokens_stddev must be from 0 to {MAX_TOKENS}, got {self.tokens_stddev}")
+            raise ValueError(
+                f"--tokens N:stddev: stddev must be from 0 to {MAX_TOKENS}, got {self.tokens_stddev}"
+            )
         for name in ("jitter", *FAULTS):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a fraction from 0 to 1, got {getattr(self, name)}")
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be a fraction from 0 to 1, got {getattr(self, name)}")
         total = sum(getattr(self, name) for name in FAULTS)
         if total > 1 + 1e-9:
             raise ValueError(
-                f"the fault fractions ({', '.join(FAULTS)}) must add up to at most 1, got {total:g}"
+                f"the fault fractions ({', '.join('--' + f.replace('_', '-') for f in FAULTS)}) must add "
+                f"up to at most 1, got {total:g}"
             )
 
 

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import cast
 
 import httptools
+import orjson
 
 from squall.targets.thread import TargetThread, close_server, serve_until_signal
 
@@ -22,7 +23,7 @@ MAX_DELAY_MS = 600_000
 # Connection header per mode: 0 = close, 1 = HTTP/1.1 keep-alive (implicit), 2 = HTTP/1.0 keep-alive.
 _CONNECTION = (b"Connection: close\r\n", b"", b"Connection: keep-alive\r\n")
 _LINGER_RESET = struct.pack("ii", 1, 0)
-_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset")
+_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset", b"/echo")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,11 @@ class ServeOptions:
 class ServeState:
     """Per-server bookkeeping: responses written so far and the open connections."""
 
-    __slots__ = ("connections", "requests_served")
+    __slots__ = ("connections", "echoed", "requests_served")
 
     def __init__(self) -> None:
         self.requests_served: int = 0
+        self.echoed: int = 0
         self.connections: set[_HttpProtocol] = set()
 
 
@@ -133,6 +135,7 @@ class _HttpProtocol(asyncio.Protocol):
         self._delay_s = delay_s
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
+        self._echo: dict[str, object] | None = None  # /echo: what the request carried
         self._queue: deque[_Pending] = deque()
         self._closing = False
         self.transport: asyncio.Transport | None = None
@@ -177,6 +180,18 @@ class _HttpProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._url.startswith(b"/echo"):
+            if self._echo is None:
+                self._echo = {"headers": {}, "body": b""}
+            self._echo["headers"][name.decode("latin-1").lower()] = value.decode("latin-1")  # type: ignore[index]
+
+    def on_body(self, body: bytes) -> None:
+        if self._url.startswith(b"/echo"):
+            if self._echo is None:
+                self._echo = {"headers": {}, "body": b""}
+            self._echo["body"] += body  # type: ignore[operator]
+
     def on_message_complete(self) -> None:
         if self._closing:
             return
@@ -187,9 +202,36 @@ class _HttpProtocol(asyncio.Protocol):
         # Fast path: a plain path that names no route gets the pre-built default without parse_url.
         if self._delay_s == 0.0 and url[:1] == b"/" and b"?" not in url and not url.startswith(_ROUTES):
             payload, delay_s, close, reset = _DEFAULT[head][mode], 0.0, mode == 0, False
+        elif url.startswith(b"/echo"):
+            echo, self._echo = self._echo or {"headers": {}, "body": b""}, None
+            payload, delay_s, close, reset = self._echoed(url, parser, echo, head, mode)
         else:
             payload, delay_s, close, reset = _route(url, head, mode, self._delay_s)
         self._enqueue(payload, delay_s, close, reset)
+
+    def _echoed(
+        self, url: bytes, parser: httptools.HttpRequestParser, echo: dict, head: bool, mode: int
+    ) -> tuple[bytes, float, bool, bool]:
+        """/echo: a JSON account of the request, with an id (also in X-Request-Id) for journeys to extract."""
+        self._state.echoed += 1
+        n = self._state.echoed
+        raw = echo["body"]
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        doc = {
+            "id": n,
+            "method": parser.get_method().decode(),
+            "path": url.decode("latin-1"),
+            "headers": echo["headers"],
+            "body": raw.decode("utf-8", "replace"),
+            "json": parsed,
+        }
+        body = orjson.dumps(doc)
+        lines = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: %d\r\n" % n
+        lines += b"Content-Length: %d\r\n" % len(body) + _CONNECTION[mode] + b"\r\n"
+        return lines + (b"" if head else body), self._delay_s, mode == 0, False
 
     # responses
 

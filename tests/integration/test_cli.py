@@ -39,6 +39,24 @@ ROOT = Path(__file__).resolve().parents[2]
         (["run", "http://127.0.0.1/", "-H", "X-A: \u20ac"], "cannot carry"),
         (["run", "http://127.0.0.1/caf\u00e9"], "must be ASCII"),
         (["run", "http://127.0.0.1/", "-o", "/tmp"], "is a directory"),
+        (["run", "http://127.0.0.1/", "--stage", "1s:10", "--stage", "1s:5/s"], "mixing"),
+        (["run", "http://127.0.0.1/", "--stage", "1s:10", "-d", "5s"], "drop -d"),
+        (["run", "http://127.0.0.1/", "--stage", "1s:10/s", "-r", "5"], "drop -r"),
+        (["run", "http://127.0.0.1/", "--stage", "1s:10", "-r", "5"], "closed model"),
+        (["run", "http://127.0.0.1/", "--stage", "1s"], "DURATION:TARGET"),
+        (["run", "http://127.0.0.1/", "--profile", "ramp"], "--profile needs -d"),
+        (["run", "http://127.0.0.1/", "--profile", "zigzag", "-d", "5s"], "--profile 'zigzag'"),
+        (["run", "http://127.0.0.1/", "--think", "exp:0s"], "--think"),
+        (["run", "http://127.0.0.1/", "--think", "1s", "-r", "5"], "--think paces users"),
+        (["llm", "http://127.0.0.1/v1/chat/completions", "--stage", "1s:0"], "most users"),
+        (["run", "http://127.0.0.1/", "--stage", "1s:10", "-c", "5"], "sets the users; drop -c"),
+        (["llm", "http://127.0.0.1/v1/chat/completions", "-c", "4", "--stage", "1s:4"], "drop -c"),
+        (["py", "examples.agent_sdk:workload", "-u", "3", "--stage", "1s:2"], "sets the users; drop -c"),
+        (["run", "http://127.0.0.1/", "--stage", "1s:10", "--profile", "ramp"], "not both"),
+        (["run", "http://127.0.0.1/", "--arrival", "poisson"], "give -r"),
+        (["run", "http://127.0.0.1/", "-r", "5", "--burstiness", "0.5"], "--arrival gamma"),
+        (["run", "http://127.0.0.1/", "--threshold", "ttft_p95<2s"], "an LLM metric"),
+        (["llm", "http://127.0.0.1/v1/chat/completions", "--text-path", "a.b"], "--text-path is for"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
@@ -121,21 +139,23 @@ def test_run_command_end_to_end(target: ServerThread, tmp_path: Path) -> None:
     assert doc["meta"]["command"].startswith("squall run ")
 
 
-def test_demo_streams_from_the_built_in_mock(tmp_path: Path) -> None:
-    out = tmp_path / "demo.json"
+def test_demo_streams_from_the_built_in_mock(tmp_path: Path, check_result) -> None:  # type: ignore[no-untyped-def]
+    out, html = tmp_path / "demo.json", tmp_path / "demo.html"
     res = subprocess.run(
-        [sys.executable, "-m", "squall", "demo", "-d", "2s", "-c", "16", "-o", str(out)],
+        [sys.executable, "-m", "squall", "demo", "-d", "2s", "-c", "16", "-o", str(out), "--html", str(html)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "ttft" in res.stdout and "tokens:" in res.stdout
     doc = read_json(str(out))
+    check_result(doc)
     s = doc["summary"]
     assert s["requests"] >= 16
     assert s["llm"]["output_tokens"] > 0
     assert 140 <= s["llm"]["ttft_ms"]["p50"] <= 250
     assert doc["meta"]["llm"]["api"] == "chat"
     assert doc["timeseries"][0]["target"]["rss_mb"] > 0
+    assert "report written to" in res.stderr and 'id="squall-data"' in html.read_text()
 
 
 def _readme_commands() -> list[str]:
@@ -207,3 +227,36 @@ def test_abort_on_fail_stops_early(target: ServerThread, tmp_path: Path) -> None
         {"expr": "p99<5ms", "ok": False, "value": doc["summary"]["latency_ms"]["p99"]}
     ]
     assert any("run aborted" in w for w in doc["warnings"])
+
+
+def test_credentials_never_reach_the_result(target: ServerThread, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = [sys.executable, "-m", "squall", "run", target.url + "/", "-n", "5", "-c", "1", "-w", "1", "-q"]
+    args += [
+        "-H",
+        "Authorization: Bearer sk-secret-1",
+        "--header=X-Api-Key: sk-secret-2",
+        "-H",
+        "X-Trace: t1",
+        "-kH",
+        "Cookie: sk-secret-3",
+        "-HApi-Key: sk-secret-4",
+    ]
+    res = subprocess.run([*args, "-o", str(out)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    command = read_json(str(out))["meta"]["command"]
+    assert "secret" not in out.read_text() + res.stdout + res.stderr
+    assert "'Authorization: ***'" in command and "'--header=X-Api-Key: ***'" in command
+    assert "'X-Trace: t1'" in command
+
+
+def test_a_closed_stdout_loses_no_file_and_keeps_the_exit_code(target: ServerThread, tmp_path: Path) -> None:
+    # `squall run ... | head -1`: the summary has nowhere to go, the result and the CSV still do.
+    args = [sys.executable, "-m", "squall", "run", target.url + "/", "-n", "50", "-c", "1", "-w", "1", "-q"]
+    args += ["-o", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert proc.wait(60) == 0
+    assert read_json(str(tmp_path / "r.json"))["summary"]["requests"] == 50
+    assert (tmp_path / "r.csv").exists()

@@ -388,10 +388,10 @@ def test_no_event_is_early(jitter: float) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "says"),
     [
-        ("ttft_s", -1.0, "ttft_s must be from 0"),
-        ("tokens", 0, "tokens must be an integer from 1"),
-        ("jitter", 1.5, "jitter must be a fraction from 0 to 1"),
-        ("hang", -0.1, "hang must be a fraction"),
+        ("ttft_s", -1.0, "--ttft must be from 0"),
+        ("tokens", 0, "--tokens must be an integer from 1"),
+        ("jitter", 1.5, "--jitter must be a fraction from 0 to 1"),
+        ("hang", -0.1, "--hang must be a fraction"),
         ("port", 70000, "port must be from 0 to 65535"),
     ],
 )

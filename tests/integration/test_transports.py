@@ -117,3 +117,20 @@ def test_https_with_and_without_verification(byte_server) -> None:  # type: igno
         assert (s["ok"], s["bytes_in"]) == (30, 90), t
         s = go(url, t, requests=5).summary  # a certificate no one trusts
         assert s["error_kinds"] == {"tls": 5}, (t, s["error_kinds"])
+
+
+def test_a_response_nobody_asked_for_is_a_protocol_error(byte_server) -> None:  # type: ignore[no-untyped-def]
+    # Two responses to every request, in one write: the second must not be taken as the next answer
+    # (its times would precede its request).
+    async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" * 2)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    s = go(f"http://127.0.0.1:{byte_server(conn)}/", "raw", requests=20).summary
+    assert s["requests"] == 20
+    assert s["ok"] + s["error_kinds"].get("protocol", 0) == 20
+    assert s["error_kinds"].get("protocol", 0) >= 1
+    assert s["latency_ms"]["min"] >= 0

@@ -20,6 +20,19 @@ MESSAGES = [
     Window(
         0, 3, 10, 20, {"requests": 5, "ok": 4}, {200: 4, 503: 1}, {"http_5xx": 1}, {"latency": b"HIST"}, 7
     ),
+    Window(
+        1,
+        4,
+        10,
+        20,
+        {"requests": 2},
+        {200: 2},
+        {},
+        {"latency": b"H"},
+        0,
+        3,
+        {"step:a": Window(1, 4, 10, 20, {"requests": 1}, {200: 1}, {"expect_body": 1}, {"latency": b"P"}, 0)},
+    ),
     Done(2, 9, "duration"),
     Failed(0, "Traceback ..."),
     Start(123456789, [10, 11]),

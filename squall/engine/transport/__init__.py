@@ -6,6 +6,7 @@ with no task, future or coroutine frame per request in the raw transport.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from squall.plan import Plan
@@ -18,7 +19,8 @@ class Interrupted(Exception):
 class Owner(Protocol):
     """Who a channel reports to: exactly one call per send()."""
 
-    def on_response(self, ch: Channel, status: int, first_ns: int, nbytes: int) -> None: ...
+    def on_response(self, ch: Channel, status: int, first_ns: int, done_ns: int, nbytes: int) -> None:
+        """The response ended; `first_ns`/`done_ns`: when its first and last bytes arrived."""
 
     def on_failure(self, ch: Channel, exc: BaseException) -> None: ...
 
@@ -43,6 +45,29 @@ class Channel:
         raise NotImplementedError
 
 
+class TaskChannel(Channel):
+    """A channel whose send() runs `self.go()` as a task (aiohttp requests, journeys, Python workloads);
+    abort() cancels it, and go() reports Interrupted to the owner."""
+
+    __slots__ = ("owner", "task")
+
+    def __init__(self, owner: Owner) -> None:
+        super().__init__()
+        self.owner = owner
+        self.task: asyncio.Task[None] | None = None
+
+    def send(self) -> None:
+        self.busy = True
+        self.task = asyncio.get_running_loop().create_task(self.go())
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def go(self) -> None:
+        raise NotImplementedError
+
+
 class Transport(Protocol):
     """Sends the plan's request over up to `connections` keep-alive connections."""
 
@@ -57,8 +82,16 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-def make_transport(plan: Plan, connections: int, worker: int = 0) -> Transport:
-    """The transport the plan names, sized for this worker's connections."""
+def make_transport(plan: Plan, connections: int, worker: int = 0, rec: Any = None) -> Transport:
+    """The transport the plan names, sized for this worker's connections; `rec` records scenario steps."""
+    if plan.py is not None:
+        from squall.engine.transport.py import PyTransport
+
+        return PyTransport(plan, connections, worker, rec)
+    if plan.scenario is not None:
+        from squall.engine.transport.journey import JourneyTransport
+
+        return JourneyTransport(plan, connections, worker, rec)
     if plan.transport == "aiohttp":
         from squall.engine.transport.aiohttp import AiohttpTransport
 

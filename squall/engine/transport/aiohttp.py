@@ -9,28 +9,18 @@ from time import perf_counter_ns
 import aiohttp
 from yarl import URL
 
-from squall.engine.transport import Channel, Interrupted, Owner
+from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
 from squall.plan import Plan
 
 
-class _AiohttpChannel(Channel):
-    __slots__ = ("owner", "task", "transport")
+class _AiohttpChannel(TaskChannel):
+    __slots__ = ("transport",)
 
     def __init__(self, transport: AiohttpTransport, owner: Owner) -> None:
-        super().__init__()
+        super().__init__(owner)
         self.transport = transport
-        self.owner = owner
-        self.task: asyncio.Task[None] | None = None
 
-    def send(self) -> None:
-        self.busy = True
-        self.task = asyncio.get_running_loop().create_task(self._go())
-
-    def abort(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-
-    async def _go(self) -> None:
+    async def go(self) -> None:
         t = self.transport
         try:
             async with t.request(
@@ -38,6 +28,7 @@ class _AiohttpChannel(Channel):
             ) as resp:
                 first = perf_counter_ns()
                 body = await resp.read()
+                done = perf_counter_ns()
                 status = resp.status
         except asyncio.CancelledError:
             self.busy = False
@@ -48,7 +39,7 @@ class _AiohttpChannel(Channel):
             self.owner.on_failure(self, e)
             return
         self.busy = False
-        self.owner.on_response(self, status, first, len(body))
+        self.owner.on_response(self, status, first, done, len(body))
 
 
 class AiohttpTransport:

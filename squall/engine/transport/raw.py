@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from time import perf_counter_ns
@@ -54,22 +55,27 @@ def build_request(spec: RequestSpec) -> bytes:
 class _Conn(asyncio.Protocol):
     """One keep-alive TCP connection of a channel; parses responses with httptools."""
 
-    __slots__ = ("ch", "closed", "first", "nbytes", "parser", "transport")
+    __slots__ = ("ch", "closed", "first", "idle_made", "nbytes", "now", "parser", "transport")
 
     def __init__(self, ch: _RawChannel) -> None:
         self.ch = ch
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.first = 0
+        self.now = 0
         self.nbytes = 0
         self.closed = False
+        self.idle_made = False  # opened before the run and not yet answered on (see connection_lost)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        # The time the bytes arrived: the first chunk's is the response's first byte, the last chunk's
+        # (the one that completes it) its end.
+        self.now = now = perf_counter_ns()
         if not self.first:
-            self.first = perf_counter_ns()
+            self.first = now
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -82,9 +88,13 @@ class _Conn(asyncio.Protocol):
         if exc is None and self.first and parser.get_status_code() and not parser.should_keep_alive():
             # The peer closed cleanly after a status line, and the response was not keep-alive: a body with
             # neither Content-Length nor chunked encoding ends where the connection does.
-            self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
+            self.ch.done(self, parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
         elif self.first:
             self.ch.fail(self, ResponseCut("connection closed before the response ended"))
+        elif self.idle_made and self.ch.resend(self):
+            # A connection opened before the run that the server closed while it sat idle (its idle
+            # timeout) just as the first request went out: that request goes again on a new one.
+            pass
         else:
             self.ch.fail(self, ConnectionResetError("connection closed before a response"))
 
@@ -96,10 +106,15 @@ class _Conn(asyncio.Protocol):
         parser = self.parser
         if not parser.should_keep_alive():
             self.close()
+        self.idle_made = False
         ch = self.ch
         if ch.conn is self and ch.busy:
             ch.busy = False
-            ch.owner.on_response(ch, parser.get_status_code(), self.first, self.nbytes)
+            if self.first:
+                ch.owner.on_response(ch, parser.get_status_code(), self.first, self.now, self.nbytes)
+            else:  # more bytes in the chunk that held the last response: nothing was asked for them
+                self.close()
+                ch.owner.on_failure(ch, ProtocolError("a response arrived before its request was sent"))
 
     def close(self) -> None:
         self.closed = True
@@ -115,9 +130,14 @@ class _HeadConn(_Conn):
     def on_headers_complete(self) -> None:
         parser = self.parser
         self.parser = httptools.HttpResponseParser(self)
+        self.idle_made = False
         if not parser.should_keep_alive():
             self.close()
-        self.ch.done(self, parser.get_status_code(), self.first, self.nbytes)
+        if self.first:
+            self.ch.done(self, parser.get_status_code(), self.first, self.now, self.nbytes)
+        else:
+            self.close()
+            self.ch.fail(self, ProtocolError("a response arrived before its request was sent"))
 
     def on_message_complete(self) -> None:
         pass
@@ -131,21 +151,7 @@ class _HeadConn(_Conn):
 class _StreamConn(_Conn):
     """For LLM answers: body bytes go to the channel's StreamReader with the time they arrived."""
 
-    __slots__ = ("now",)
-
-    def __init__(self, ch: _RawChannel) -> None:
-        super().__init__(ch)
-        self.now = 0
-
-    def data_received(self, data: bytes) -> None:
-        self.now = now = perf_counter_ns()
-        if not self.first:
-            self.first = now
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self.close()
-            self.ch.fail(self, ProtocolError(f"bad HTTP response: {e}"))
+    __slots__ = ()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"retry-after" and self.ch.reader is not None:
@@ -186,19 +192,27 @@ class _RawChannel(Channel):
         conn.nbytes = 0
         conn.transport.write(self.pending)  # type: ignore[union-attr]
 
-    async def _connect_and_send(self) -> None:
+    async def open(self) -> _Conn:
+        """A new connection for this channel; raises OSError, ssl.SSLError or TimeoutError."""
         t = self.t
+        _, conn = await asyncio.wait_for(
+            t.loop.create_connection(
+                lambda: t.conn_class(self),
+                t.host,
+                t.port,
+                ssl=t.ssl,
+                server_hostname=t.host if t.ssl else None,
+            ),
+            t.timeout_ns / 1e9,
+        )
+        sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn  # type: ignore[return-value]
+
+    async def _connect_and_send(self) -> None:
         try:
-            _, conn = await asyncio.wait_for(
-                t.loop.create_connection(
-                    lambda: t.conn_class(self),
-                    t.host,
-                    t.port,
-                    ssl=t.ssl,
-                    server_hostname=t.host if t.ssl else None,
-                ),
-                t.timeout_ns / 1e9,
-            )
+            conn = await self.open()
         except asyncio.CancelledError:
             self.connecting = None
             self.fail(None, Interrupted())
@@ -216,17 +230,23 @@ class _RawChannel(Channel):
             self.fail(None, ConnectError(e.errno, str(e)))
             return
         self.connecting = None
-        sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = conn
         if self.busy:
             conn.transport.write(self.pending)  # type: ignore[union-attr]
 
-    def done(self, conn: _Conn, status: int, first: int, nbytes: int) -> None:
+    def resend(self, conn: _Conn) -> bool:
+        """Send the request in flight again on a new connection, when `conn` (never answered on) is this
+        channel's and was closed before any byte of the answer; False when that is not the case."""
+        if conn is not self.conn or not self.busy:
+            return False
+        self.conn = None
+        self.connecting = self.t.loop.create_task(self._connect_and_send())
+        return True
+
+    def done(self, conn: _Conn, status: int, first: int, done: int, nbytes: int) -> None:
         if conn is self.conn and self.busy:
             self.busy = False
-            self.owner.on_response(self, status, first, nbytes)
+            self.owner.on_response(self, status, first, done, nbytes)
 
     def fail(self, conn: _Conn | None, exc: BaseException) -> None:
         if (conn is None or conn is self.conn) and self.busy:
@@ -294,6 +314,26 @@ class RawTransport:
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+
+    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
+        """Open the channels' connections before the run starts, as wrk does, so that no measured request
+        waits for a TCP (or TLS) handshake. A connection that fails or is not made within `within_s` is left
+        to the channel's first send, which meets the error again and counts it. Returns how many opened."""
+        gate = asyncio.Semaphore(256)  # a burst of thousands of SYNs overflows a listen backlog
+
+        async def one(ch: _RawChannel) -> None:
+            async with gate:
+                with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                    ch.conn = conn = await ch.open()
+                    conn.idle_made = True
+
+        tasks = [self.loop.create_task(one(ch)) for ch in channels if isinstance(ch, _RawChannel)]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=within_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        return sum(1 for ch in channels if isinstance(ch, _RawChannel) and ch.conn is not None)
 
     def _sweep(self) -> None:
         cutoff = perf_counter_ns() - self.timeout_ns

@@ -1,0 +1,258 @@
+"""Scenario runs: a channel is one virtual user, and one send() is one iteration of a weighted journey.
+
+The worker paces iterations exactly as it paces requests (closed or open model, stages, think time between
+iterations, -n as an iteration budget); this transport runs each iteration's steps over aiohttp, records every
+step into the worker's recorder (the whole run) and into the step's own recorder (`summary.steps.<name>`), and
+the iteration into its journey's recorder. Think time also separates the steps inside an iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import random
+from time import perf_counter_ns
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from yarl import URL
+
+from squall.engine.llm import StreamReader, make_counter, request_body
+from squall.engine.recorder import Recorder
+from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
+from squall.engine.transport.aiohttp import AiohttpTransport
+from squall.plan import LlmSpec, Plan, Prompt
+from squall.scenario import Journey, Scenario, Step
+
+STEP = "step:"
+JOURNEY = "journey:"
+
+
+class StepFailed(Exception):
+    """A step's response failed its expect or extract; `kind` says which (it ends the iteration)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class _UserChannel(TaskChannel):
+    """One virtual user: its variables (user id, data row, extracted values) and its running iteration."""
+
+    __slots__ = ("iteration", "t", "uid")
+
+    def __init__(self, t: JourneyTransport, owner: Owner, uid: int) -> None:
+        super().__init__(owner)
+        self.t, self.uid = t, uid
+        self.iteration = 0
+
+    async def go(self) -> None:
+        t = self.t
+        journey = t.pick()
+        env = t.variables(self)
+        self.iteration += 1
+        started = perf_counter_ns()
+        failed_at: str | None = None
+        try:
+            for i, step in enumerate(journey.steps):
+                if i and t.think is not None:
+                    await asyncio.sleep(t.think())
+                if not await t.run_step(step, env, self.start):
+                    failed_at = step.name
+                    break
+        except asyncio.CancelledError:
+            self.busy = False
+            self.owner.on_failure(self, Interrupted())
+            return
+        except Exception as e:  # a bug in a step must not kill the worker: count it, end the iteration
+            failed_at = f"{type(e).__name__}"
+        done = perf_counter_ns()
+        if self.start >= t.measure_start:
+            rec = t.parts[JOURNEY + journey.name]
+            rec.response(200, self.start, started, done, done, 0)
+            if failed_at is not None:
+                rec.reject(f"failed_at:{failed_at}")
+        self.busy = False
+        self.owner.on_response(self, 0, done, done, 0)
+
+
+class JourneyTransport:
+    """Runs a scenario file's journeys; HTTP through one aiohttp session per worker."""
+
+    name = "aiohttp"
+
+    def __init__(self, plan: Plan, connections: int, worker: int, rec: Recorder) -> None:
+        scenario: Scenario = plan.scenario
+        self.plan, self.scenario, self.worker = plan, scenario, worker
+        self.http = AiohttpTransport(plan, connections)
+        self.rec = rec
+        self.measure_start = 0  # set by the worker once the run's t0 is known
+        self.rng = random.Random(f"{plan.seed}:journeys:{worker}")
+        weights = list(itertools.accumulate(j.weight for j in scenario.journeys))
+        self.cumulative, self.total_weight = weights, weights[-1]
+        self.think = plan.think.sampler(random.Random(f"{plan.seed}:steps:{worker}")) if plan.think else None
+        self.uids = itertools.count(plan.share_offset(plan.connections, worker))
+        self.iterations = itertools.count(worker, plan.workers)  # workers take turns: no row twice
+        self.count_tokens = make_counter()
+        llm_steps = {s.name for j in scenario.journeys for s in j.steps if s.llm is not None}
+        self.parts: dict[str, Recorder] = {}
+        for name in scenario.step_names:
+            step = Recorder(worker, 0, llm=name in llm_steps, open_model=False, table=rec.table)
+            self.parts[STEP + name] = step
+        for j in scenario.journeys:
+            self.parts[JOURNEY + j.name] = Recorder(worker, 0, open_model=False, table=rec.table)
+        rec.parts = self.parts
+
+    async def open(self) -> None:
+        await self.http.open()
+        self.session = self.http.session
+
+    def channel(self, owner: Owner) -> Channel:
+        return _UserChannel(self, owner, next(self.uids))
+
+    def classify(self, exc: BaseException) -> str:
+        return self.http.classify(exc)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    # -- one iteration -------------------------------------------------------------------------------
+
+    def pick(self) -> Journey:
+        i = bisect.bisect_right(self.cumulative, self.rng.random() * self.total_weight)
+        return self.scenario.journeys[min(i, len(self.scenario.journeys) - 1)]
+
+    def variables(self, ch: _UserChannel) -> dict[str, Any]:
+        sc = self.scenario
+        n = next(self.iterations)
+        env: dict[str, Any] = {"user": ch.uid, "worker": self.worker, "iteration": ch.iteration}
+        env.update(sc.row(ch.uid if sc.data_per == "user" else n))
+        return env
+
+    async def run_step(self, step: Step, env: dict[str, Any], intended: int) -> bool:
+        """One request; True when it passed (then its extracts are in `env`)."""
+        t = self
+        rec, step_rec = t.rec, t.parts[STEP + step.name]
+        url, headers, data, reader = t._build(step, env)
+        start = perf_counter_ns()
+        first = done = start
+        nbytes = 0
+        body = b""
+        measured = intended >= t.measure_start
+        try:
+            async with t.session.request(  # type: ignore[union-attr]
+                step.method, url, headers=headers, data=data, allow_redirects=False
+            ) as resp:
+                first = perf_counter_ns()
+                status = resp.status
+                if reader is not None:
+                    async for chunk in resp.content.iter_any():
+                        reader.feed(chunk, perf_counter_ns())
+                        nbytes += len(chunk)
+                else:
+                    body = await resp.read()
+                    nbytes = len(body)
+                done = perf_counter_ns()
+                if reader is not None:
+                    reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
+                head = resp.headers
+        except asyncio.CancelledError:
+            if measured:
+                rec.interrupted += 1
+                step_rec.interrupted += 1
+            raise
+        except Exception as e:
+            if measured:
+                kind = t.classify(e)
+                if kind == "reset" and reader is not None and first != start:
+                    kind = "stream_broken"  # cut after the answer began, as `squall llm` counts it
+                rec.failure(kind)
+                step_rec.failure(kind)
+            return False
+        if not measured:
+            rec.warmup += 1
+            step_rec.warmup += 1
+        elif reader is not None:
+            for r in (rec, step_rec):
+                r.answer(status, start, start, first, done, nbytes, reader, False)
+        else:
+            rec.response(status, start, start, first, done, nbytes)
+            step_rec.response(status, start, start, first, done, nbytes)
+        if status >= 400:
+            if status not in step.expect.status:
+                return False
+            if measured:  # a negative test: the error status is the step's success
+                rec.expect(status)
+                step_rec.expect(status)
+        if reader is not None and reader.finish(done) is not None:
+            return False
+        try:
+            t._check(step, status, body, reader, head, env)
+        except StepFailed as e:
+            if measured:
+                rec.reject(e.kind)
+                step_rec.reject(e.kind)
+            return False
+        return True
+
+    def _build(self, step: Step, env: dict[str, Any]) -> tuple[URL, dict[str, str], bytes | None, Any]:
+        sc = self.scenario
+        url = URL(sc.base_url + str(step.path.render(env)), encoded=False)
+        headers = {name: str(tpl.render(env)) for name, tpl in step.headers}
+        reader = None
+        if step.llm is not None:
+            call = step.llm
+            prompt = str(call.prompt.render(env))
+            spec = LlmSpec(api=call.api, stream=call.stream, model=call.model, max_tokens=call.max_tokens)
+            body = request_body(spec, Prompt(prompt))
+            body.update(call.extra.render(env))
+            headers.setdefault("Content-Type", "application/json")
+            if call.stream:
+                headers.setdefault("Accept", "text/event-stream")
+            workload = SimpleNamespace(
+                spec=spec,
+                path=(),
+                done_marker=b"" if call.api == "dify" else b"[DONE]",
+                count_tokens=self.count_tokens,
+                input_estimates=(self.count_tokens(prompt),),
+            )
+            return url, headers, orjson.dumps(body), StreamReader(workload, 0)  # type: ignore[arg-type]
+        data = None
+        if step.body is not None:
+            value = step.body.render(env)
+            if step.body_is_json:
+                data = orjson.dumps(value)
+                headers.setdefault("Content-Type", "application/json")
+            else:
+                data = str(value).encode()
+        return url, headers, data, reader
+
+    @staticmethod
+    def _check(step: Step, status: int, body: bytes, reader: Any, head: Any, env: dict[str, Any]) -> None:
+        expect = step.expect
+        if expect.status and status not in expect.status:
+            raise StepFailed("expect_status")
+        text = "".join(reader.pieces) if reader is not None else None
+        doc: Any = None
+        for ex in step.extract:
+            if ex.header is not None:
+                value = head.get(ex.header)
+                if value is None:
+                    raise StepFailed("extract")
+                env[ex.name] = value
+                continue
+            if doc is None:
+                try:
+                    doc = orjson.loads(body) if reader is None else orjson.loads(text or "null")
+                except orjson.JSONDecodeError:
+                    raise StepFailed("extract") from None
+            try:
+                env[ex.name] = ex.path.find(doc)  # type: ignore[union-attr]
+            except LookupError:
+                raise StepFailed("extract") from None
+        if expect.body_contains is not None:  # after extract: the check may use what this step extracted
+            haystack = text if text is not None else body.decode("utf-8", "replace")
+            if str(expect.body_contains.render(env)) not in haystack:
+                raise StepFailed("expect_body")

@@ -1,0 +1,219 @@
+"""`squall hunt`: the highest load that still meets the SLOs, found by real runs on the same engine.
+
+Grow the load geometrically until an SLO breaks or throughput stops rising, then bisect between the last
+good and the first bad level to the asked resolution. A step where squall itself was the limit is not a
+verdict on the target: the hunt stops there and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from squall.plan import MAX_CONNECTIONS, Plan, PlanError
+from squall.result import Result
+
+MODES = ("concurrency", "rate")
+
+
+@dataclass(frozen=True, slots=True)
+class HuntSpec:
+    """How to search: over users (concurrency) or requests/s (rate), from `start` up to `max`."""
+
+    mode: str = "concurrency"
+    start: float = 8
+    max: float = 10_000
+    growth: float = 2.0
+    resolution: float = 0.05  # stop bisecting when (bad - good) / good is at most this
+    step_s: float = 10.0
+    warmup_s: float = 2.0
+    plateau: float = 0.05  # growing the load must raise throughput by at least this share
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise PlanError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if not 0 < self.start <= self.max:
+            raise PlanError(f"--start must be greater than 0 and at most --max (got {self.start:g})")
+        if self.mode == "concurrency" and (self.start != int(self.start) or self.max != int(self.max)):
+            raise PlanError("--start and --max count users in concurrency mode: whole numbers")
+        if not 1.1 <= self.growth <= 100:
+            raise PlanError(f"--growth must be from 1.1 to 100 (got {self.growth:g})")
+        if not 0.001 <= self.resolution <= 1:
+            raise PlanError(f"--resolution must be from 0.001 to 1 (got {self.resolution:g})")
+        if self.mode == "rate" and self.start < 0.001:
+            raise PlanError("--start in rate mode must be at least 0.001 requests/s")
+        if self.mode == "concurrency" and self.max > MAX_CONNECTIONS:
+            raise PlanError(f"--max in concurrency mode must be at most {MAX_CONNECTIONS:,} users")
+        if self.step_s <= 0 or self.warmup_s < 0:
+            raise PlanError("--step-duration must be greater than 0 and --warmup not negative")
+
+
+def step_summary(level: float, res: Result) -> dict[str, Any]:
+    """One step of the hunt, as the console table and the result's `hunt.steps` show it."""
+    doc, s = res.doc, res.summary
+    cpu = [v for e in doc.get("timeseries", ()) for v in (e.get("worker_cpu") or {}).values() if v]
+    failed = [t["expr"] for t in doc.get("thresholds", ()) if not t["ok"]]
+    out: dict[str, Any] = {
+        "level": level,
+        "rps": s["rps"],
+        "p50_ms": s["latency_ms"]["p50"],
+        "p99_ms": s["latency_ms"]["p99"],
+        "requests": s["requests"],
+        "errors": s["errors"],
+        "error_rate": round(s["errors"] / s["requests"], 6) if s["requests"] else 0.0,
+        "generator_cpu_pct": round(max(cpu), 1) if cpu else None,
+        "limited": bool(doc["generator_limited"] or doc["workers_lost"]),
+        "limited_why": [w for w in doc.get("warnings", ()) if w.startswith("generator-limited")]
+        + [f"worker {w} lost: {why}" for w, why in doc.get("workers_lost", {}).items()],
+        "interrupted": doc["meta"].get("stop_reason") in ("interrupted", "terminated"),
+        "ok": not failed and doc["meta"].get("stop_reason") not in ("interrupted", "terminated"),
+        "failed_slo": failed,
+    }
+    if "llm" in s:
+        out["ttft_p99_ms"] = s["llm"]["ttft_ms"]["p99"]
+        out["tokens_per_s"] = s["llm"]["output_tokens_per_s"]
+    return out
+
+
+KNEE_MIN = 0.1  # how far above the chord (in normalised units) a point must be to be a knee
+
+
+def knee(steps: list[dict[str, Any]]) -> float | None:
+    """The level where throughput stops growing in step with load: the point of the (level, rps) curve
+    farthest above the chord between its ends, both axes normalised (the Kneedle idea). None while the
+    curve is still about straight (no point a tenth of the range above the chord): no knee yet."""
+    pts = sorted({s["level"]: s["rps"] for s in steps if not s["limited"] and not s["interrupted"]}.items())
+    if len(pts) < 3:
+        return None
+    (x0, y0), (x1, y1) = pts[0], pts[-1]
+    span_x, span_y = (x1 - x0) or 1.0, (max(y for _, y in pts) - min(y for _, y in pts)) or 1.0
+    best, best_d = pts[0][0], -1.0
+    for x, y in pts:
+        u, v = (x - x0) / span_x, (y - y0) / span_y
+        chord = (y1 - y0) / span_y * u
+        if v - chord > best_d:
+            best, best_d = x, v - chord
+    return best if best_d >= KNEE_MIN else None
+
+
+class Hunter:
+    """Runs the search; `run` executes one plan (the engine's, or a stand-in in tests)."""
+
+    def __init__(
+        self,
+        base: Plan,
+        spec: HuntSpec,
+        run: Callable[[Plan], Result],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        spec.validate()
+        if not base.thresholds:
+            raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
+        self.base, self.spec, self.run_plan, self.on_step = base, spec, run, on_step
+        self.steps: list[dict[str, Any]] = []
+        self.results: dict[float, Result] = {}
+
+    def _level(self, x: float) -> float:
+        if self.spec.mode == "concurrency":
+            return float(max(1, round(x)))
+        return round(x, 3)
+
+    def _plan(self, level: float) -> Plan:
+        plan = replace(
+            self.base,
+            duration_s=self.spec.step_s,
+            warmup_s=self.spec.warmup_s,
+            requests=None,
+            out_path=None,
+            quiet=True,
+            abort_on_fail=False,
+            shape=None,
+        )
+        if self.spec.mode == "concurrency":
+            return replace(plan, connections=int(level), rate=None).validate()
+        return replace(plan, rate=level).validate()
+
+    def _step(self, level: float) -> dict[str, Any]:
+        res = self.run_plan(self._plan(level))
+        step = step_summary(level, res)
+        self.steps.append(step)
+        self.results[level] = res
+        if self.on_step is not None:
+            self.on_step(step)
+        return step
+
+    def hunt(self) -> dict[str, Any]:
+        spec = self.spec
+        good: dict[str, Any] | None = None
+        bad: dict[str, Any] | None = None
+        box_limited = False
+        reason = ""
+        level = self._level(spec.start)
+        while True:  # grow
+            step = self._step(level)
+            if step["interrupted"]:
+                reason = "interrupted"
+                break
+            if step["limited"]:
+                box_limited, reason = True, "generator"
+                break
+            if not step["ok"]:
+                bad, reason = step, "slo"
+                break
+            if good is not None and step["rps"] < good["rps"] * (1 + spec.plateau):
+                bad, reason = step, "plateau"
+                break
+            good = step
+            if level >= spec.max:
+                reason = "max"
+                break
+            nxt = self._level(min(spec.max, level * spec.growth))
+            level = nxt if nxt > level else level + 1
+        while good is not None and bad is not None and not box_limited and reason != "interrupted":  # bisect
+            lo, hi = good["level"], bad["level"]
+            if (hi - lo) / lo <= spec.resolution:
+                break
+            mid = self._level((lo + hi) / 2)
+            if mid in (lo, hi):
+                break
+            step = self._step(mid)
+            if step["interrupted"]:
+                reason = "interrupted"
+                break
+            if step["limited"]:
+                box_limited = True
+                break
+            # While bisecting, a level passes on its SLOs; throughput within the plateau share of the best
+            # good level's counts as not rising.
+            if step["ok"] and (reason != "plateau" or step["rps"] >= good["rps"] * (1 + spec.plateau / 2)):
+                good = step
+            else:
+                bad = step
+        return {
+            "mode": spec.mode,
+            "slos": [t.expr for t in self.base.thresholds],
+            "best": good["level"] if good else None,
+            "best_rps": good["rps"] if good else None,
+            "first_failing": bad["level"] if bad else None,
+            "failed_slo": bad["failed_slo"] if bad else [],
+            "stop_reason": "generator" if box_limited else reason,
+            "box_limited": box_limited,
+            "knee": knee(self.steps),
+            "resolution": spec.resolution,
+            "steps": self.steps,
+        }
+
+    def document(self, hunt: dict[str, Any]) -> dict[str, Any]:
+        """The result document: the best level's run (else the last one's), with `hunt` added."""
+        level = hunt["best"] if hunt["best"] is not None else self.steps[-1]["level"]
+        doc = dict(self.results[level].doc)
+        doc["hunt"] = hunt
+        return doc
+
+
+def exit_code(hunt: dict[str, Any]) -> int:
+    """0 when a passing level was found; 3 when the generator gave out first; else 1 (nothing passed)."""
+    if hunt["best"] is not None:
+        return 0
+    return 3 if hunt["box_limited"] else 1

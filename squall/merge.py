@@ -1,0 +1,219 @@
+"""`squall merge`: results from several boxes (or shards) combined exactly.
+
+Counters add, histograms add bucket by bucket (so every merged percentile is the union's), per-second entries
+align on wall-clock seconds, and thresholds are judged again on the merged summary.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from squall.collector.aggregate import Aggregate, add_part_doc, part_doc, parts_summary
+from squall.compare import mismatches
+from squall.hist import decode, merge_into, new_histogram, percentiles_ms
+from squall.plan import PlanError
+from squall.thresholds import judge, parse_threshold
+
+SCHEMA = "squall/result@1"
+# Older results carry no raw counters: these summary keys hold them.
+_FROM_SUMMARY = {
+    "requests": "requests",
+    "ok": "ok",
+    "errors": "errors",
+    "bytes_in": "bytes_in",
+    "bytes_out": "bytes_out",
+    "warmup": "warmup_requests",
+    "dropped": "dropped",
+    "unsent": "unsent",
+    "interrupted": "interrupted",
+    "overflow": "overflow",
+}
+_SUMMED_SERIES = ("requests", "ok", "errors", "inflight", "users", "target_users", "output_tokens")
+_SUMMED_RATES = ("target_rps",)
+
+
+def _start(doc: dict[str, Any]) -> float:
+    """Wall-clock epoch seconds at which the measured period began."""
+    m = doc["meta"]
+    epoch = m.get("started_at_epoch")
+    if epoch is None:
+        epoch = datetime.strptime(m["started_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    return float(epoch) + float(m.get("warmup_s") or 0.0)
+
+
+def check(doc: Any, name: str) -> dict[str, Any]:
+    """The document, or PlanError when it is not a squall result this version can merge."""
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise PlanError(f"{name} is not a squall result ({SCHEMA})")
+    for key in ("meta", "summary", "histograms", "timeseries"):
+        if key not in doc:
+            raise PlanError(f"{name} has no {key!r}: not a complete squall result")
+    return doc
+
+
+def merge(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """One result document from several; exact for counters and histograms."""
+    if len(docs) < 2:
+        raise PlanError("merge needs at least two results")
+    docs = [check(d, n) for d, n in zip(docs, names, strict=True)]
+    agg = Aggregate(seconds=False)
+    for doc in docs:
+        counters = doc.get("counters") or {k: doc["summary"].get(v, 0) for k, v in _FROM_SUMMARY.items()}
+        for k, v in counters.items():
+            if k == "retry_after_max_ms":
+                agg.counters[k] = max(agg.counters.get(k, 0), v)
+            else:
+                agg.counters[k] = agg.counters.get(k, 0) + v
+        for code, n in doc["summary"].get("status_codes", {}).items():
+            agg.status_codes[int(code)] = agg.status_codes.get(int(code), 0) + n
+        for kind, n in doc["summary"].get("error_kinds", {}).items():
+            agg.error_kinds[kind] = agg.error_kinds.get(kind, 0) + n
+        for name, blob in doc["histograms"].items():
+            merge_into(agg.hists.setdefault(name, new_histogram()), decode(blob))
+    starts = [_start(d) for d in docs]
+    ends = [s + float(d["summary"]["duration_s"]) for s, d in zip(starts, docs, strict=True)]
+    t0 = min(starts)
+    duration = max(ends) - t0
+    open_model = all(d["meta"].get("model") == "open" for d in docs)
+    summary = agg.summary(duration, open_model)
+    if any("llm" in d["summary"] for d in docs):
+        summary["llm"] = agg.llm_summary(duration, open_model)
+    custom = {k[7:]: v for k, v in agg.counters.items() if k.startswith("custom:")}
+    if custom:
+        summary["counters"] = dict(sorted(custom.items()))
+    parts, notes = _parts(docs, names)
+    notes = mismatches(docs, names) + notes
+    steps = list(dict.fromkeys(n for d in docs for n in d["summary"].get("steps", {})))
+    journeys = {j: v["weight"] for d in docs for j, v in d["summary"].get("scenarios", {}).items()}
+    if parts is not None:
+        summary.update(parts_summary(parts, duration, steps, list(journeys.items())))
+    first = docs[0]
+    meta = dict(first["meta"])
+    meta.update(
+        command="squall merge " + " ".join(names),
+        started_at=min((d["meta"]["started_at"] for d in docs), key=lambda s: _start_of(s)),
+        started_at_epoch=round(t0 - float(meta.get("warmup_s") or 0.0), 6),
+        workers=sum(d["meta"].get("workers", 0) for d in docs),
+        connections=sum(d["meta"].get("connections", 0) for d in docs),
+        rate=sum(d["meta"]["rate"] for d in docs) if all(d["meta"].get("rate") for d in docs) else None,
+        duration_s=round(duration, 6),
+        merged_from=[
+            {
+                "file": n,
+                "host": d["meta"].get("host"),
+                "shard": d["meta"].get("shard"),
+                "started_at": d["meta"]["started_at"],
+            }
+            for n, d in zip(names, docs, strict=True)
+        ],
+        shard=None,
+    )
+    series, approximate = _series(docs, starts, t0)
+    if approximate:
+        notes.append(
+            f"{approximate} merged seconds have p50/p99 taken as the highest input's: an input kept no "
+            "per-second histograms (a soak run, or a result of an older squall)"
+        )
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "meta": meta,
+        "summary": summary,
+        "histograms": {name: h.encode().decode() for name, h in sorted(agg.hists.items())},
+        "counters": dict(sorted(agg.counters.items())),
+        "timeseries": series,
+        "host": first.get("host", {}),
+        "valid": all(d.get("valid", False) for d in docs),
+        "generator_limited": any(d.get("generator_limited") for d in docs),
+        "workers_lost": {
+            f"{i}:{w}": why for i, d in enumerate(docs) for w, why in d.get("workers_lost", {}).items()
+        },
+        "warnings": [f"{n}: {w}" for n, d in zip(names, docs, strict=True) for w in d.get("warnings", [])]
+        + notes,
+    }
+    if parts is not None:  # left out when an input had none, so a merge of this merge is not misled
+        out["parts"] = {name: part_doc(part) for name, part in sorted(parts.items())}
+    exprs = list(dict.fromkeys(t["expr"] for d in docs for t in d.get("thresholds", [])))
+    if parts is None:  # without the step and phase histograms, their thresholds cannot be judged again
+        exprs = [e for e in exprs if not e.startswith(("step.", "phase."))]
+    if exprs:
+        out["thresholds"] = judge(tuple(parse_threshold(e) for e in exprs), summary)
+    return out
+
+
+def _parts(docs: list[dict[str, Any]], names: list[str]) -> tuple[dict[str, Aggregate] | None, list[str]]:
+    """The steps', phases' and journeys' totals of every document added up; None when one lacks them."""
+    lacking = [n for n, d in zip(names, docs, strict=True) if "parts" not in d]
+    if lacking:
+        had = any(d["summary"].get(k) for d in docs for k in ("steps", "phases"))
+        why = f"step and phase summaries not merged: {', '.join(lacking)} keeps no part histograms"
+        return None, [why] if had else []
+    parts: dict[str, Aggregate] = {}
+    for doc in docs:
+        for name, part in doc["parts"].items():
+            add_part_doc(parts.setdefault(name, Aggregate(seconds=False)), part)
+    return parts, []
+
+
+def _start_of(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+
+def _series(docs: list[dict[str, Any]], starts: list[float], t0: float) -> tuple[list[dict[str, Any]], int]:
+    """Per-second entries keyed by the wall-clock second they ended in, relative to the earliest start.
+
+    Counts add and the seconds' histograms merge, so a merged second's p50/p99 are those of the union.
+    Where an input entry kept no histogram, the p50/p99 are the highest of the entries merged; the second
+    return value counts those seconds.
+    """
+    by_second: dict[int, dict[str, Any]] = {}
+    hists: dict[int, dict[str, Any]] = {}
+    for doc, start in zip(docs, starts, strict=True):
+        for e in doc["timeseries"]:
+            sec = math.ceil(round(start + e["t"] - t0, 3))
+            m = by_second.get(sec)
+            if m is None:
+                m = by_second[sec] = {
+                    "t": float(sec),
+                    "span_s": e.get("span_s", 1.0),
+                    "partial": False,
+                    "rps": 0.0,
+                }
+                m.update({k: 0 for k in _SUMMED_SERIES if k in e})
+                m["error_kinds"], m["p50"], m["p99"], m["sources"] = {}, 0.0, 0.0, 0
+                hists[sec] = {"latency": new_histogram(), "exact": True}
+            m["sources"] += 1
+            m["partial"] = m["partial"] or bool(e.get("partial"))
+            for k in _SUMMED_SERIES:
+                if k in e:
+                    m[k] = m.get(k, 0) + e[k]
+            for k in (*_SUMMED_RATES, "rps", "output_tokens_per_s"):
+                if e.get(k) is not None:
+                    m[k] = round(m.get(k, 0.0) + e[k], 3)
+            for kind, n in (e.get("error_kinds") or {}).items():
+                m["error_kinds"][kind] = m["error_kinds"].get(kind, 0) + n
+            m["p50"] = max(m["p50"], e.get("p50", 0.0))
+            m["p99"] = max(m["p99"], e.get("p99", 0.0))
+            if "ttft_p50" in e:
+                m["ttft_p50"] = max(m.get("ttft_p50", 0.0), e["ttft_p50"])
+                m["ttft_p99"] = max(m.get("ttft_p99", 0.0), e["ttft_p99"])
+            h = hists[sec]
+            if "latency_hist" not in e:
+                h["exact"] = False
+                continue
+            merge_into(h["latency"], decode(e["latency_hist"]))
+            if "ttft_hist" in e:
+                merge_into(h.setdefault("ttft", new_histogram()), decode(e["ttft_hist"]))
+    approximate = 0
+    for sec, m in by_second.items():
+        h = hists[sec]
+        if not h["exact"]:
+            approximate += 1
+            continue
+        pct = percentiles_ms(h["latency"])
+        m["p50"], m["p99"], m["latency_hist"] = pct[50.0], pct[99.0], h["latency"].encode().decode()
+        if "ttft" in h:
+            pct = percentiles_ms(h["ttft"])
+            m["ttft_p50"], m["ttft_p99"], m["ttft_hist"] = pct[50.0], pct[99.0], h["ttft"].encode().decode()
+    return [by_second[k] for k in sorted(by_second)], approximate

@@ -1,0 +1,71 @@
+"""`squall hunt` end to end: real runs per level against a loopback target."""
+
+import csv
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from squall.cli import app
+from squall.report.json import read_json
+from squall.targets.serve import ServerThread
+
+
+def test_hunt_finds_the_highest_passing_level(target: ServerThread, tmp_path: Path, check_result) -> None:  # type: ignore[no-untyped-def]
+    # Every answer takes 100 ms, so N users make about 10 N req/s: 'rps<25' holds for 1 and 2 users, breaks
+    # at 4 (about 40/s), and the bisection tries 3 (about 30/s: to pass, each request would need 20 ms more).
+    out = tmp_path / "hunt.json"
+    args = ["hunt", target.url + "/delay/100", "--slo", "rps<25", "--start", "1", "--step-duration", "1s"]
+    args += ["--warmup", "300ms", "-w", "1", "-o", str(out), "--csv", str(tmp_path / "h.csv")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    check_result(read_json(str(out)))
+    hunt = read_json(str(out))["hunt"]
+    assert [s["level"] for s in hunt["steps"]] == [1, 2, 4, 3]
+    assert (hunt["best"], hunt["first_failing"], hunt["failed_slo"]) == (2, 3, ["rps<25"])
+    assert all(s["errors"] == 0 for s in hunt["steps"])
+    assert "best: 2 users" in res.output
+    # The CSV has every level, in level order, and the verdict with the summary.
+    steps = list(csv.DictReader((tmp_path / "h.hunt.csv").open()))
+    assert [float(s["level"]) for s in steps] == [1, 2, 3, 4]
+    summary = dict(csv.reader((tmp_path / "h.summary.csv").open()))
+    assert (float(summary["hunt.best"]), float(summary["hunt.first_failing"])) == (2, 3)
+
+
+def test_hunt_needs_an_slo() -> None:
+    res = CliRunner().invoke(app, ["hunt", "http://127.0.0.1:1/"])
+    assert res.exit_code == 2 and "--slo" in res.output
+
+
+def test_hunt_over_llm_streams_and_scenarios(target: ServerThread, tmp_path: Path) -> None:
+    from squall.targets.mock_llm import MockThread
+
+    common = ["--start", "1", "--max", "2", "--step-duration", "1s", "--warmup", "200ms", "-w", "1"]
+    with MockThread(ttft_s=0.01, itl_s=0.002, tokens=5) as mock:
+        out = tmp_path / "llm.json"
+        args = [
+            "hunt",
+            mock.url + "/v1/chat/completions",
+            "--llm",
+            "--slo",
+            "ttft_p99<1s",
+            *common,
+            "-o",
+            str(out),
+        ]
+        res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = read_json(str(out))
+    assert (doc["hunt"]["best"], doc["hunt"]["stop_reason"]) == (2, "max")
+    assert doc["summary"]["llm"]["output_tokens"] > 0
+    scenario = tmp_path / "s.yaml"
+    steps = "[{name: ping, request: {path: /delay/20}}]"  # latency-bound: 2 users do twice what 1 does
+    scenario.write_text(f"base_url: {target.url}\nscenarios:\n  - name: a\n    steps: {steps}\n")
+    res = CliRunner().invoke(app, ["hunt", "--scenario", str(scenario), "--slo", "step.ping.p99<1s", *common])
+    assert res.exit_code == 0, res.output
+    assert "best: 2 users" in res.output
+
+
+def test_hunt_levels_it_cannot_run_are_usage_errors() -> None:
+    for extra in (["--mode", "rate", "--start", "0.0001"], ["--max", "2000000"], ["--slo", "ttft_p95<1s"]):
+        res = CliRunner().invoke(app, ["hunt", "http://127.0.0.1:1/", "--slo", "p99<1s", *extra])
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output

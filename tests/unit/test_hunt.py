@@ -1,0 +1,122 @@
+"""The hunt's search, against a model target: exact levels visited, verdicts, knee and exit codes."""
+
+from typing import Any
+
+import pytest
+
+from squall.hunt import Hunter, HuntSpec, exit_code, knee
+from squall.plan import Plan, PlanError, RequestSpec
+from squall.result import Result
+from squall.thresholds import parse_threshold
+
+
+def model(
+    rps_of: Any, p99_of: Any, limited_at: float | None = None, interrupt_at: float | None = None
+) -> Any:
+    """A stand-in for the engine: a Result computed from the plan's level."""
+
+    def run(plan: Plan) -> Result:
+        level = plan.rate if plan.rate is not None else plan.connections
+        p99, rps = p99_of(level), rps_of(level)
+        summary = {
+            "rps": rps,
+            "requests": int(rps * 10),
+            "errors": 0,
+            "latency_ms": {"p50": p99 / 2, "p99": p99},
+        }
+        thresholds = [
+            {"expr": t.expr, "ok": t.holds(v), "value": v}
+            for t in plan.thresholds
+            if (v := t.value(summary)) is not None
+        ]
+        doc = {
+            "summary": summary,
+            "thresholds": thresholds,
+            "timeseries": [{"worker_cpu": {"0": 50.0}}],
+            "generator_limited": limited_at is not None and level >= limited_at,
+            "workers_lost": {},
+            "meta": {"stop_reason": "interrupted" if interrupt_at == level else "duration"},
+        }
+        return Result(doc)
+
+    return run
+
+
+def hunter(run: Any, *slos: str, **spec: Any) -> Hunter:
+    base = Plan(
+        RequestSpec("http://127.0.0.1:1/"), workers=1, thresholds=tuple(parse_threshold(s) for s in slos)
+    )
+    return Hunter(base.validate(), HuntSpec(**({"step_s": 1.0} | spec)), run)
+
+
+def test_grows_then_bisects_to_the_resolution() -> None:
+    # Latency grows past 100 users: p99 = 10 ms up to 100, then 10 ms * level / 100. The SLO holds to 150.
+    h = hunter(model(lambda n: min(n, 100) * 10, lambda n: 10.0 * max(1, n / 100)), "p99<15ms")
+    out = h.hunt()
+    assert [s["level"] for s in out["steps"]] == [8, 16, 32, 64, 128, 256, 192, 160, 144, 152, 148]
+    assert (out["best"], out["first_failing"], out["failed_slo"]) == (148, 152, ["p99<15ms"])
+    assert out["stop_reason"] == "slo" and exit_code(out) == 0
+    doc = h.document(out)
+    assert doc["hunt"] is out and doc["summary"]["latency_ms"]["p99"] == pytest.approx(14.8)
+
+
+def test_throughput_that_stops_rising_ends_the_growth() -> None:
+    out = hunter(model(lambda n: min(n, 32) * 10, lambda n: 5.0), "errors<1%").hunt()
+    assert [s["level"] for s in out["steps"]][:4] == [8, 16, 32, 64]
+    assert (out["best"], out["first_failing"], out["stop_reason"]) == (32, 33, "plateau")
+    assert out["failed_slo"] == []
+    assert out["knee"] == 32
+
+
+def test_the_generator_running_out_stops_the_hunt() -> None:
+    out = hunter(model(lambda n: n * 10, lambda n: 5.0, limited_at=64), "p99<1s").hunt()
+    assert [s["level"] for s in out["steps"]] == [8, 16, 32, 64]
+    assert (out["best"], out["box_limited"], out["stop_reason"]) == (32, True, "generator")
+    assert exit_code(out) == 0
+    out = hunter(model(lambda n: n, lambda n: 5.0, limited_at=1), "p99<1s").hunt()
+    assert (out["best"], exit_code(out)) == (None, 3)
+
+
+def test_nothing_passing_and_reaching_max() -> None:
+    out = hunter(model(lambda n: n, lambda n: 500.0), "p99<100ms").hunt()
+    assert (out["best"], out["first_failing"], exit_code(out)) == (None, 8, 1)
+    out = hunter(model(lambda n: n * 10.0, lambda n: 1.0), "p99<100ms", max=40).hunt()
+    assert [s["level"] for s in out["steps"]] == [8, 16, 32, 40]
+    assert (out["best"], out["stop_reason"]) == (40, "max")
+
+
+def test_rate_mode_and_interruption() -> None:
+    out = hunter(
+        model(lambda r: r, lambda r: 2.0 if r <= 300 else 80.0), "p99<10ms", mode="rate", start=100
+    ).hunt()
+    assert out["best"] is not None and 285 <= out["best"] <= 300 and out["first_failing"] > 300
+    out = hunter(model(lambda n: n, lambda n: 1.0, interrupt_at=32), "p99<1s").hunt()
+    assert (out["stop_reason"], out["best"]) == ("interrupted", 16)
+
+
+def test_bad_specs() -> None:
+    run = model(lambda n: n, lambda n: 1.0)
+    for spec, needle in (
+        ({"mode": "users"}, "--mode"),
+        ({"start": 0}, "--start"),
+        ({"growth": 1.0}, "--growth"),
+        ({"start": 2.5}, "whole numbers"),
+    ):
+        with pytest.raises(PlanError, match=needle):
+            hunter(run, "p99<1s", **spec)
+    with pytest.raises(PlanError, match="--slo"):
+        hunter(run)
+
+
+def test_knee_of_a_saturating_curve() -> None:
+    steps = [
+        {"level": n, "rps": min(n, 50) * 10.0, "limited": False, "interrupted": False}
+        for n in (10, 20, 40, 80, 160)
+    ]
+    assert knee(steps) == 40
+    # Throughput in step with load (the review's 2, 4, 8, 16 users): no knee yet.
+    straight = [
+        {"level": x, "rps": y, "limited": False, "interrupted": False}
+        for x, y in ((2, 15.5), (4, 34), (8, 64), (16, 136))
+    ]
+    assert knee(straight) is None
