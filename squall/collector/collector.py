@@ -52,6 +52,7 @@ class Collector:
         self.error_samples: dict[str, str] = {}  # py runs: the first traceback of each exception type
         self.notes: dict[str, dict[str, Any]] = {}  # py runs: per-worker notes (tracemalloc growth)
         self.last_checkpoint = self.last_publish = perf_counter_ns()
+        self.fresh = False  # a window arrived since /metrics was last rendered
         self.interval = new_histogram()  # latency since the last checkpoint, for the HDR interval log
         self.interval_start = 0.0
         self.log_started = False
@@ -116,13 +117,16 @@ class Collector:
             self.metrics.close()
 
     def _publish(self, final: bool = False) -> None:
-        """Refresh the /metrics rendering (about once a second; a last time at the end)."""
+        """Refresh the /metrics rendering: soon after new windows arrive, else once a second."""
         if self.metrics is None:
             return
         now = perf_counter_ns()
-        if not final and now - self.last_publish < NS:
+        # New windows are rendered within 0.2 s (a scrape sees a short run's counts before it ends); 64
+        # workers' windows falling due together still cost one rendering.
+        if not final and now - self.last_publish < (NS // 5 if self.fresh else NS):
             return
         self.last_publish = now
+        self.fresh = False
         from squall.collector.prometheus import render
 
         last = self.series[-1] if self.series else {}
@@ -221,6 +225,7 @@ class Collector:
         if isinstance(msg, Window):
             lag_us = msg.counters.pop(LOOP_LAG_P99, None)  # before the merge: a percentile, not a count
             self.agg.add(msg)
+            self.fresh = True
             for key, value in msg.notes.items():
                 if key == "error_samples":
                     for kind, text in value.items():

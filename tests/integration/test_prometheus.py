@@ -70,7 +70,7 @@ def test_a_hunt_serves_metrics_at_every_level(target: ServerThread) -> None:
         "--max",
         "2",
         "--step-duration",
-        "2s",
+        "3s",
         "--warmup",
         "0s",
         "-w",
@@ -86,7 +86,7 @@ def test_a_hunt_serves_metrics_at_every_level(target: ServerThread) -> None:
             text = _scrape(port)
             if text and "squall_requests_total" in text:
                 seen = int(_value(text, "squall_requests_total"))
-            time.sleep(0.3)
+            time.sleep(0.1)
     finally:
         assert proc.wait(timeout=60) == 0
     assert seen > 0
