@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ class _Pending:
     reset: bool
     ready: bool
     timer: asyncio.TimerHandle | None = None
+    due: float = 0.0  # time.monotonic() when the delay is over
 
 
 class _HttpProtocol(asyncio.Protocol):
@@ -243,10 +245,17 @@ class _HttpProtocol(asyncio.Protocol):
             return
         pending = _Pending(payload, close, reset, delay_s <= 0.0)
         if delay_s > 0.0:
+            pending.due = time.monotonic() + delay_s
             pending.timer = asyncio.get_running_loop().call_later(delay_s, self._ready, pending)
         self._queue.append(pending)
 
     def _ready(self, pending: _Pending) -> None:
+        # uvloop's timers run on a cached millisecond clock and can fire up to 1 ms early: a /delay/100
+        # answer must never come before 100 ms, so an early timer waits again for the rest.
+        left = pending.due - time.monotonic()
+        if left > 0.0:
+            pending.timer = asyncio.get_running_loop().call_later(left, self._ready, pending)
+            return
         pending.ready = True
         queue = self._queue
         while queue and queue[0].ready:
