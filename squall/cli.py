@@ -6,6 +6,7 @@ import contextlib
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ import orjson
 import typer
 
 from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
-from squall.result import EXIT_INVALID, EXIT_USAGE
+from squall.result import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, EXIT_USAGE
 from squall.shape import PROFILE_HELP, parse_stages, parse_think, profile
 from squall.thresholds import parse_threshold
 
@@ -439,6 +440,34 @@ def _check_junit(junit: Path | None, plan: Plan) -> None:
         raise PlanError("--abort-on-fail needs at least one --threshold")
 
 
+@contextlib.contextmanager
+def _signals_wait() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM wait while result files are written: they are noted in the list, and act after."""
+    import signal
+    import threading
+
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: got.append(signum)) for sig in sigs}
+    try:
+        yield got
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_exit(got: list[int], code: int) -> int:
+    """The exit code once the files are written: 130/143 if Ctrl-C/SIGTERM came meanwhile."""
+    import signal
+
+    if not got:
+        return code
+    return EXIT_INTERRUPTED if got[0] == signal.SIGINT else EXIT_TERMINATED
+
+
 def _execute(
     plan: Plan, junit: Path | None = None, html: Path | None = None, csv_path: Path | None = None
 ) -> int:
@@ -458,21 +487,22 @@ def _execute(
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         return 1
-    try:
-        print_summary(result.doc)
-    except (BrokenPipeError, SystemExit):
-        # stdout was closed (`| head`; rich then points stdout at /dev/null and raises SystemExit): the
-        # summary has nowhere to go, but the files still do, and the exit code is still the run's.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if plan.out_path:
-        typer.echo(f"result written to {plan.out_path}", err=True)
-    if junit is not None:
-        from squall.report.junit import junit_xml
+    with _signals_wait() as got:
+        try:
+            print_summary(result.doc)
+        except (BrokenPipeError, SystemExit):
+            # stdout was closed (`| head`; rich then points stdout at /dev/null and raises SystemExit): the
+            # summary has nowhere to go, but the files still do, and the exit code is still the run's.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if plan.out_path:
+            typer.echo(f"result written to {plan.out_path}", err=True)
+        if junit is not None:
+            from squall.report.junit import junit_xml
 
-        junit.write_text(junit_xml(result.doc.get("thresholds", [])))
-    _extra_outputs(result.doc, html, csv_path)
-    return result.exit_code()
+            junit.write_text(junit_xml(result.doc.get("thresholds", [])))
+        _extra_outputs(result.doc, html, csv_path)
+    return _signal_exit(got, result.exit_code())
 
 
 @app.command()
@@ -862,36 +892,69 @@ def _number(text: str) -> Any:
 
 
 def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) -> int:
-    """Run every cell of a --param matrix, one after another; one table and one document for all."""
+    """Run every cell of a --param matrix, one after another; one table and one document for all.
+
+    The document is written after every cell, so a matrix killed in cell 7 keeps the first 6. Ctrl-C or
+    SIGTERM ends the cell that runs (kept, marked) and skips the rest (listed in `skipped`)."""
+    import signal
+    import threading
+
     from squall.engine import run as run_plan
     from squall.report.console import print_matrix
     from squall.report.json import write_json
 
-    rows = []
-    for cell, plan in zip(cells, plans, strict=True):
-        typer.echo(f"matrix: {', '.join(f'{k}={v}' for k, v in cell.items())} ...", err=True)
-        res = run_plan(plan)
-        rows.append(
-            {
-                "params": cell,
-                "summary": res.summary,
-                "valid": res.valid,
-                "warnings": res.warnings,
-                "thresholds": res.doc.get("thresholds", []),
-                "error_samples": res.doc.get("error_samples", {}),
-                "tracemalloc": res.doc.get("tracemalloc"),
-            }
-        )
-        if res.doc["meta"].get("stop_reason") in ("interrupted", "terminated"):
-            break
-    doc = {"schema": "squall/matrix@1", "command": _command_line(), "cells": rows}
-    print_matrix(doc)
-    if out is not None:
-        write_json(doc, str(out))
-        typer.echo(f"matrix written to {out}", err=True)
+    rows: list[dict[str, Any]] = []
+    stopped: list[str] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped.append("interrupted" if signum == signal.SIGINT else "terminated")
+
+    def document() -> dict[str, Any]:
+        doc = {"schema": "squall/matrix@1", "command": _command_line(), "cells": rows}
+        if len(rows) < len(cells):
+            doc["skipped"] = cells[len(rows) :]
+        return doc
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for cell, plan in zip(cells, plans, strict=True):
+            if stopped:
+                break
+            typer.echo(f"matrix: {', '.join(f'{k}={v}' for k, v in cell.items())} ...", err=True)
+            res = run_plan(plan)
+            reason = res.doc["meta"].get("stop_reason", "")
+            rows.append(
+                {
+                    "params": cell,
+                    "summary": res.summary,
+                    "valid": res.valid,
+                    "warnings": res.warnings,
+                    "thresholds": res.doc.get("thresholds", []),
+                    "error_samples": res.doc.get("error_samples", {}),
+                    "tracemalloc": res.doc.get("tracemalloc"),
+                    "stop_reason": reason,
+                }
+            )
+            if reason in ("interrupted", "terminated"):
+                stopped.append(reason)
+            if out is not None:
+                write_json(document(), str(out))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    with _signals_wait() as got:
+        doc = document()
+        print_matrix(doc)
+        if out is not None:
+            write_json(doc, str(out))
+            typer.echo(f"matrix written to {out}", err=True)
     if any(not r["valid"] for r in rows):
         return EXIT_INVALID
-    return 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0
+    if stopped:
+        return EXIT_INTERRUPTED if stopped[0] == "interrupted" else EXIT_TERMINATED
+    return _signal_exit(got, 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0)
 
 
 def _check_params(target: str, factory: Any, grid: dict[str, list[Any]]) -> None:
@@ -1235,39 +1298,65 @@ def hunt(
         raise _fail(str(e)) from None
     from squall.engine import run as run_plan
     from squall.report.console import print_hunt
+    from squall.report.json import write_json
 
     def shown(step: dict) -> None:
         mark = "ok" if step["ok"] else "FAIL " + ", ".join(step["failed_slo"])
-        if step["limited"]:
+        if step["interrupted"]:
+            mark = "interrupted (not judged)"
+        elif step["lost"]:
+            mark = "a worker was lost (not judged)"
+        elif step["limited"]:
             mark = "generator limit"
         typer.echo(
             f"hunt: level {step['level']:g}: {step['rps']:,.1f} req/s, p99 {step['p99_ms']:.2f} ms, "
             f"{100 * step['error_rate']:.2f}% errors: {mark}",
             err=True,
         )
+        if out is not None:  # the levels so far, so a hunt killed at level 7 keeps the first 6
+            with _signals_wait():
+                write_json(hunter.document(hunter.partial()), str(out))
+
+    hunter = Hunter(base, spec, run_plan, shown)
+    found = _hunt_until_stopped(hunter)
+    if not hunter.steps:
+        typer.echo("hunt: stopped before the first level ended; nothing to write", err=True)
+        raise typer.Exit(exit_code(found))
+    with _signals_wait() as got:
+        doc = hunter.document(found)
+        print_hunt(found)
+        if out is not None:
+            write_json(doc, str(out))
+            typer.echo(f"result written to {out}", err=True)
+        _extra_outputs(doc, html, csv_path)
+    raise typer.Exit(_signal_exit(got, exit_code(found)))
+
+
+def _hunt_until_stopped(hunter: Any) -> dict:
+    """Run the hunt; Ctrl-C/SIGTERM between levels end it like one during a level: the levels run are kept."""
+    import signal
+    import threading
 
     from squall.engine.supervisor import RunError
 
-    hunter = Hunter(base, spec, run_plan, shown)
+    def stop(signum: int, _frame: object) -> None:
+        hunter.interrupt = "interrupted" if signum == signal.SIGINT else "terminated"
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        found = hunter.hunt()
+        return hunter.hunt()
     except KeyboardInterrupt:
-        typer.echo("hunt: interrupted", err=True)
-        raise typer.Exit(130) from None
+        return hunter.partial("interrupted")
     except PlanError as e:  # a level the plan rules refuse (too many connections, a rate too low...)
         raise _fail(f"hunt stopped at a level it cannot run: {e}") from None
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         raise typer.Exit(1) from None
-    doc = hunter.document(found)
-    print_hunt(found)
-    if out is not None:
-        from squall.report.json import write_json
-
-        write_json(doc, str(out))
-        typer.echo(f"result written to {out}", err=True)
-    _extra_outputs(doc, html, csv_path)
-    raise typer.Exit(exit_code(found))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()
@@ -1364,7 +1453,11 @@ def soak(
                 raise PlanError("--target-cmd is empty")
             try:
                 proc = subprocess.Popen(
-                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                    argv,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             except OSError as e:
                 raise PlanError(f"--target-cmd {argv[0]!r} cannot be started: {e.strerror or e}") from None
@@ -1399,11 +1492,23 @@ def soak(
     except PlanError as e:
         _stop(proc)
         raise _fail(str(e)) from None
+    except KeyboardInterrupt:  # Ctrl-C while the --target-cmd started
+        _stop(proc)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     try:
         code = _execute(plan, None, html, csv_path)
     finally:
         _stop(proc)
     raise typer.Exit(code)
+
+
+def _die_with_parent() -> None:
+    """In a --target-cmd child, before exec: SIGTERM it when squall dies, even by SIGKILL (Linux)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 def _stop(proc: object) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from squall.plan import MAX_CONNECTIONS, Plan, PlanError
-from squall.result import Result
+from squall.result import EXIT_INVALID, STOPPED_BY_SIGNAL, Result
 
 MODES = ("concurrency", "rate")
 
@@ -63,11 +63,14 @@ def step_summary(level: float, res: Result) -> dict[str, Any]:
         "errors": s["errors"],
         "error_rate": round(s["errors"] / s["requests"], 6) if s["requests"] else 0.0,
         "generator_cpu_pct": round(max(cpu), 1) if cpu else None,
-        "limited": bool(doc["generator_limited"] or doc["workers_lost"]),
+        "limited": bool(doc["generator_limited"]) and not doc["workers_lost"],
+        "lost": bool(doc["workers_lost"]),
         "limited_why": [w for w in doc.get("warnings", ()) if w.startswith("generator-limited")]
         + [f"worker {w} lost: {why}" for w, why in doc.get("workers_lost", {}).items()],
         "interrupted": doc["meta"].get("stop_reason") in ("interrupted", "terminated"),
-        "ok": not failed and doc["meta"].get("stop_reason") not in ("interrupted", "terminated"),
+        "ok": not failed
+        and not doc["workers_lost"]
+        and doc["meta"].get("stop_reason") not in ("interrupted", "terminated"),
         "failed_slo": failed,
     }
     if "llm" in s:
@@ -113,6 +116,7 @@ class Hunter:
         self.base, self.spec, self.run_plan, self.on_step = base, spec, run, on_step
         self.steps: list[dict[str, Any]] = []
         self.results: dict[float, Result] = {}
+        self.interrupt = ""  # set (to "interrupted" or "terminated") by a signal between levels
 
     def _level(self, x: float) -> float:
         if self.spec.mode == "concurrency":
@@ -134,6 +138,16 @@ class Hunter:
             return replace(plan, connections=int(level), rate=None).validate()
         return replace(plan, rate=level).validate()
 
+    def _cut(self, step: dict[str, Any] | None) -> str:
+        """Why the hunt must stop before judging this step ("" when it goes on)."""
+        if self.interrupt:
+            return self.interrupt
+        if step is not None and step["interrupted"]:
+            return str(self.results[step["level"]].doc["meta"]["stop_reason"])  # interrupted or terminated
+        if step is not None and step["lost"]:
+            return "worker_lost"
+        return ""
+
     def _step(self, level: float) -> dict[str, Any]:
         res = self.run_plan(self._plan(level))
         step = step_summary(level, res)
@@ -151,9 +165,12 @@ class Hunter:
         reason = ""
         level = self._level(spec.start)
         while True:  # grow
+            if self._cut(None):
+                reason = self._cut(None)
+                break
             step = self._step(level)
-            if step["interrupted"]:
-                reason = "interrupted"
+            if self._cut(step):
+                reason = self._cut(step)
                 break
             if step["limited"]:
                 box_limited, reason = True, "generator"
@@ -170,16 +187,21 @@ class Hunter:
                 break
             nxt = self._level(min(spec.max, level * spec.growth))
             level = nxt if nxt > level else level + 1
-        while good is not None and bad is not None and not box_limited and reason != "interrupted":  # bisect
+        while (
+            good is not None and bad is not None and not box_limited and reason in ("slo", "plateau")
+        ):  # bisect
             lo, hi = good["level"], bad["level"]
             if (hi - lo) / lo <= spec.resolution:
                 break
             mid = self._level((lo + hi) / 2)
             if mid in (lo, hi):
                 break
+            if self._cut(None):
+                reason = self._cut(None)
+                break
             step = self._step(mid)
-            if step["interrupted"]:
-                reason = "interrupted"
+            if self._cut(step):
+                reason = self._cut(step)
                 break
             if step["limited"]:
                 box_limited = True
@@ -190,6 +212,25 @@ class Hunter:
                 good = step
             else:
                 bad = step
+        return self._outcome(good, bad, box_limited, reason)
+
+    def partial(self, reason: str = "running") -> dict[str, Any]:
+        """The outcome of the levels run so far (written after every level, and when a hunt is cut)."""
+        ok = [s for s in self.steps if s["ok"]]
+        good = max(ok, key=lambda s: s["level"]) if ok else None
+        judged = [
+            s
+            for s in self.steps
+            if not (s["ok"] or s["limited"] or s["lost"] or s["interrupted"])
+            and (good is None or s["level"] > good["level"])
+        ]
+        bad = min(judged, key=lambda s: s["level"]) if judged else None
+        return self._outcome(good, bad, False, reason)
+
+    def _outcome(
+        self, good: dict[str, Any] | None, bad: dict[str, Any] | None, box_limited: bool, reason: str
+    ) -> dict[str, Any]:
+        spec = self.spec
         return {
             "mode": spec.mode,
             "slos": [t.expr for t in self.base.thresholds],
@@ -213,7 +254,12 @@ class Hunter:
 
 
 def exit_code(hunt: dict[str, Any]) -> int:
-    """0 when a passing level was found; 3 when the generator gave out first; else 1 (nothing passed)."""
+    """3 when a worker was lost; 130/143 when Ctrl-C/SIGTERM cut the hunt; 0 when a passing level was
+    found; 3 when the generator gave out first; else 1 (nothing passed)."""
+    if hunt["stop_reason"] == "worker_lost":
+        return EXIT_INVALID
+    if hunt["stop_reason"] in STOPPED_BY_SIGNAL:
+        return STOPPED_BY_SIGNAL[hunt["stop_reason"]]
     if hunt["best"] is not None:
         return 0
-    return 3 if hunt["box_limited"] else 1
+    return EXIT_INVALID if hunt["box_limited"] else 1

@@ -9,6 +9,9 @@ EXIT_OK = 0
 EXIT_THRESHOLDS = 1
 EXIT_USAGE = 2
 EXIT_INVALID = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+STOPPED_BY_SIGNAL = {"interrupted": EXIT_INTERRUPTED, "terminated": EXIT_TERMINATED}
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,9 @@ class Result:
         return list(self.doc["warnings"])
 
     def exit_code(self) -> int:
-        """3 when a worker was lost or an open-model run could not deliver its rate, else 1 when a threshold
-        failed, else 0 (an invalid run beats failed thresholds).
+        """3 when a worker was lost or an open-model run could not deliver its rate, else 130/143 when
+        Ctrl-C/SIGTERM cut the run short (its files are written all the same), else 1 when a threshold
+        failed, else 0.
 
         A closed-model run that saturates the generator measured the generator's ceiling: it warns, exits 0.
         """
@@ -39,6 +43,9 @@ class Result:
             return EXIT_INVALID
         if self.doc["generator_limited"] and self.doc["meta"]["model"] == "open":
             return EXIT_INVALID
+        stopped = STOPPED_BY_SIGNAL.get(self.doc["meta"].get("stop_reason", ""))
+        if stopped is not None:
+            return stopped
         if any(not t["ok"] for t in self.doc.get("thresholds", ())):
             return EXIT_THRESHOLDS
         return EXIT_OK

@@ -10,6 +10,7 @@ from squall.plan import PlanError, named, parse_duration
 
 _EXPR = re.compile(r"^\s*([a-z][A-Za-z0-9_.\-]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 _PCT = re.compile(r"^(p50|p90|p95|p99|p999|min|max|mean)$")
+_PCT_KEYS = frozenset(("p50", "p90", "p95", "p99", "p999", "min", "max", "mean"))
 _HISTS = ("latency", "service", "ttfb", "schedule_lag", "ttft", "itl", "tpot", "e2e")
 _LLM = ("ttft", "itl", "tpot", "e2e")
 _RATES = {
@@ -44,6 +45,8 @@ class Threshold:
         for key in self.path:
             if not isinstance(node, dict) or key not in node:
                 return None
+            if key in _PCT_KEYS and not any(node.values()):
+                return None  # an empty histogram (nothing answered, no token came): no data, not 0 ms
             node = node[key]
         return float(node)
 

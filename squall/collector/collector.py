@@ -327,7 +327,9 @@ class Collector:
             return
         elapsed = self._elapsed_s()
         failed = [
-            v["expr"] for v in judge(self.plan.thresholds, self._summary(max(elapsed, 1e-9))) if not v["ok"]
+            v["expr"]
+            for v in judge(self.plan.thresholds, self._summary(max(elapsed, 1e-9)))
+            if not v["ok"] and v["value"] is not None  # no data yet (nothing answered) is not a failure yet
         ]
         if not failed:
             self.failing_since = None
@@ -399,6 +401,12 @@ class Collector:
         valid = not self.lost and not generator_limited
         summary = self._summary(duration_s)
         stop_reasons = sorted(set(self.done.values()))
+        if "supervisor lost" in stop_reasons:  # the main process was killed: the run was cut where it stood
+            valid = False
+            warnings.append(
+                "the main squall process died (killed?) and the run stopped there; the collector wrote what "
+                "the workers had recorded"
+            )
         return (
             {
                 "schema": SCHEMA,

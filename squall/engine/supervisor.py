@@ -50,6 +50,15 @@ class _Supervisor:
 
     def run(self) -> Result:
         plan, ctx = self.plan, self.ctx
+        # Before the first fork: a Ctrl-C while the processes start must stop the run, not raise in the
+        # middle of os.fork(); a child inherits this handler (harmless there) until it sets its own.
+        previous = self._install_signals()
+        try:
+            return self._run(plan, ctx)
+        finally:
+            self._restore_signals(previous)
+
+    def _run(self, plan: Plan, ctx: mp.context.BaseContext) -> Result:
         data = [ctx.Pipe(duplex=False) for _ in range(plan.workers)]
         ctls = [ctx.Pipe(duplex=True) for _ in range(plan.workers)]
         sup_end, coll_end = ctx.Pipe(duplex=True)
@@ -81,7 +90,6 @@ class _Supervisor:
         for _, child in ctls:
             child.close()
         self.ctl = [parent for parent, _ in ctls]
-        previous = self._install_signals()
         try:
             pids = self._await_hellos()
             if not pids:
@@ -95,7 +103,6 @@ class _Supervisor:
                 self._send(conn, start)
             doc = self._await_final(sup_end, collector)
         finally:
-            self._restore_signals(previous)
             for w in workers:
                 w.join(timeout=plan.drain_s + 5)
                 if w.is_alive():

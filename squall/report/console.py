@@ -144,6 +144,12 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             f"  {s['requests']:,} requests in {s['duration_s']:.2f}s, {s['rps']:,.1f} req/s, "
             f"{ok_pct:.2f}% ok, {s['errors']:,} errors, {s['bytes_in']:,} bytes in"
         )
+    stopped = {"interrupted": "Ctrl-C", "terminated": "SIGTERM", "supervisor lost": "the main process died"}
+    why = stopped.get(m.get("stop_reason", ""))
+    if why is not None:
+        asked = f" of {m['duration_s']:g}s" if m.get("duration_s") else ""
+        cut = f"; {s['interrupted']:,} in flight were not counted" if s.get("interrupted") else ""
+        console.print(f"  [yellow]stopped early by {why}{asked}{cut}[/yellow]")
     table = Table(box=None, pad_edge=False)
     table.add_column("")
     keys = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
@@ -219,6 +225,8 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         verdict = "ok" if st["ok"] else "FAIL " + ", ".join(st["failed_slo"])
         if st.get("interrupted"):
             verdict = "interrupted (not judged)"
+        if st.get("lost"):
+            verdict = "a worker was lost (not judged)"
         if st["limited"]:
             why = "; ".join(st.get("limited_why", ()))
             verdict = "generator was the limit" + (
@@ -238,8 +246,11 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
     unit = "users" if hunt["mode"] == "concurrency" else "req/s"
     console.print(f"[bold]squall hunt[/bold] ({hunt['mode']}; SLOs: {', '.join(hunt['slos'])})")
     console.print(table)
+    cut = hunt["stop_reason"] in ("interrupted", "terminated", "worker_lost")
     if hunt["best"] is not None:
         console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
+    elif cut:
+        console.print("  no level passed before the hunt was cut short")
     else:
         console.print("  [red]no level met the SLOs[/red]")
     if hunt["first_failing"] is not None:
@@ -252,8 +263,13 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
             "  [yellow]stopped: squall itself was the limit at the last level; the box ran out, not the "
             "target (add workers or machines)[/yellow]"
         )
-    elif hunt["stop_reason"] == "interrupted":
-        console.print("  [yellow]interrupted[/yellow]")
+    elif hunt["stop_reason"] in ("interrupted", "terminated"):
+        by = "Ctrl-C" if hunt["stop_reason"] == "interrupted" else "SIGTERM"
+        console.print(f"  [yellow]stopped early by {by}: the levels above were not searched[/yellow]")
+    elif hunt["stop_reason"] == "worker_lost":
+        console.print(
+            "  [yellow]stopped: a worker process was lost at the last level; the run is not valid[/yellow]"
+        )
 
 
 def print_compare(out: dict[str, Any], baseline: str, current: str, console: Console | None = None) -> None:
@@ -338,6 +354,8 @@ def print_matrix(doc: dict[str, Any], console: Console | None = None) -> None:
             )
         failed = [t["expr"] for t in c.get("thresholds", []) if not t["ok"]]
         verdict = "not valid (see warnings)" if not c.get("valid", True) else "ok"
+        if c.get("stop_reason") in ("interrupted", "terminated"):
+            verdict = f"{c['stop_reason']} (cut short)"
         if failed:
             verdict = (
                 "FAIL " + ", ".join(failed)
@@ -348,6 +366,9 @@ def print_matrix(doc: dict[str, Any], console: Console | None = None) -> None:
         table.add_row(*row)
     console.print("[bold]squall py matrix[/bold]")
     console.print(table)
+    skipped = doc.get("skipped", [])
+    if skipped:
+        console.print(f"  [yellow]stopped early: {len(skipped)} cell(s) not run[/yellow]")
 
 
 def _n(count: int, noun: str) -> str:

@@ -127,7 +127,7 @@ def test_ctrl_c_writes_the_partial_result(target_proc: ServerThread, tmp_path) -
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
     code = proc.wait(15)
     assert time.monotonic() - t < 5
-    assert code == 0
+    assert code == 130  # the files are written, and the exit code says the run was cut short
     doc = read_json(str(out))
     assert doc["meta"]["stop_reason"] == "interrupted"
     assert doc["summary"]["requests"] > 0
@@ -169,7 +169,7 @@ def test_sigterm_to_the_supervisor_writes_the_partial_result(target_proc: Server
     _children(proc.pid, "squall-worker", 2)
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(15) == 0
+    assert proc.wait(15) == 143
     doc = read_json(str(out))
     assert doc["meta"]["stop_reason"] == "terminated"
     assert doc["summary"]["requests"] >= 250  # about 500 by then; 0 would be the partial result lost
@@ -198,3 +198,43 @@ def test_ctrl_c_while_connections_are_being_opened(tmp_path) -> None:  # type: i
     doc = read_json(str(out))
     assert doc["meta"]["stop_reason"] == "interrupted", doc["meta"]
     assert stopped_in < 10, stopped_in
+
+
+@pytest.mark.parametrize("to_group", [True, False])
+def test_ctrl_c_while_the_processes_start(target_proc: ServerThread, tmp_path, to_group: bool) -> None:  # type: ignore[no-untyped-def]
+    # Ctrl-C in the first instants, while the supervisor forks: it must stop the run (not be swallowed by a
+    # fork in progress, or kill the main process and lose the files).
+    out = tmp_path / "r.json"
+    proc = _squall("run", target_proc.url + "/", "-c", "4", "-w", "2", "-d", "20s", "-o", str(out))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not psutil.Process(proc.pid).children():
+        time.sleep(0.001)
+    began = time.monotonic()
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
+    code = proc.wait(30)
+    assert time.monotonic() - began < 10
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err[-2000:]
+    assert code == 130, err[-2000:]
+    doc = read_json(str(out))
+    assert doc["meta"]["stop_reason"] == "interrupted"
+
+
+def test_a_killed_supervisor_leaves_an_invalid_result(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    proc = _squall("run", target_proc.url + "/", "-w", "1", "-c", "4", "-d", "30s", "-q", "-o", str(out))
+    _children(proc.pid, "squall-worker", 1)
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not out.exists():
+        time.sleep(0.1)
+    time.sleep(0.2)
+    doc = read_json(str(out))
+    assert doc["meta"]["stop_reason"] == "supervisor lost"
+    assert doc["valid"] is False and any("main squall process died" in w for w in doc["warnings"])
+    assert doc["summary"]["requests"] > 0

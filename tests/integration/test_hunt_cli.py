@@ -69,3 +69,30 @@ def test_hunt_levels_it_cannot_run_are_usage_errors() -> None:
     for extra in (["--mode", "rate", "--start", "0.0001"], ["--max", "2000000"], ["--slo", "ttft_p95<1s"]):
         res = CliRunner().invoke(app, ["hunt", "http://127.0.0.1:1/", "--slo", "p99<1s", *extra])
         assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_an_interrupted_hunt_keeps_the_levels_it_ran(target: ServerThread, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "h.json"
+    argv = [sys.executable, "-m", "squall", "hunt", target.url + "/delay/5", "--slo", "p99<1s"]
+    argv += ["--start", "1", "--max", "64", "--step-duration", "1s", "--warmup", "0s", "-w", "1"]
+    proc = subprocess.Popen(
+        [*argv, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not out.exists():  # written once the first level has run
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(30) == 130
+    doc = read_json(str(out))
+    hunt = doc["hunt"]
+    assert hunt["stop_reason"] == "interrupted"
+    assert hunt["steps"][0]["level"] == 1 and hunt["steps"][0]["ok"]
+    assert hunt["best"] is not None and hunt["best"] < 64
+    assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]

@@ -170,3 +170,21 @@ def test_a_late_shard_starts_at_once_and_says_so(target: ServerThread) -> None:
     res = go(target.url + "/", requests=20, connections=2, workers=1, start_at=time.time() - 5)
     assert res.summary["requests"] == 20
     assert any("after --start-at" in w for w in res.warnings)
+
+
+def test_a_bound_on_a_histogram_with_no_values_fails(target: ServerThread) -> None:
+    from squall.thresholds import parse_threshold
+
+    # Every request times out: nothing was answered, so "p99<1s" has no data and must not pass as 0 ms.
+    res = go(
+        target.url + "/delay/2000",
+        requests=2,
+        connections=2,
+        workers=1,
+        timeout_s=0.2,
+        thresholds=(parse_threshold("p99<1s"), parse_threshold("errors<=100%")),
+    )
+    assert res.summary["error_kinds"] == {"timeout": 2}
+    verdicts = {t["expr"]: (t["ok"], t["value"]) for t in res.doc["thresholds"]}
+    assert verdicts == {"p99<1s": (False, None), "errors<=100%": (True, 100.0)}
+    assert res.exit_code() == 1
