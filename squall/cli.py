@@ -56,7 +56,9 @@ ThresholdOption = Annotated[
 AbortOnFailOption = Annotated[
     bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
 ]
-AbortGraceOption = Annotated[str, typer.Option("--abort-grace", help="How long a threshold may fail.")]
+AbortGraceOption = Annotated[
+    str | None, typer.Option("--abort-grace", help="How long a threshold may fail. [default: 5s]")
+]
 JunitOption = Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")]
 LlmModeOption = Annotated[
     bool, typer.Option("--llm", help="URL is an LLM endpoint: stream answers as `squall llm` does.")
@@ -205,7 +207,7 @@ def run(
     seed: SeedOption = 0,
     threshold: ThresholdOption = None,
     abort_on_fail: AbortOnFailOption = False,
-    abort_grace: AbortGraceOption = "5s",
+    abort_grace: AbortGraceOption = None,
     junit: JunitOption = None,
     stage: StageOption = None,
     profile: ProfileOption = None,
@@ -272,7 +274,7 @@ def _build_plan(
     warmup: str,
     out: Path | None,
     threshold: list[str] | None,
-    abort_grace: str,
+    abort_grace: str | None,
     junit: Path | None,
     stage: list[str] | None = None,
     profile: str | None = None,
@@ -327,9 +329,11 @@ def _build_plan(
             stages = tuple(Stage(s.duration_s, part(s.target)) for s in shape.stages)  # type: ignore[attr-defined]
             fields["shape"] = Shape(shape.kind, stages)  # type: ignore[attr-defined]
     fields["think"] = parse_think(think) if think is not None else None
+    if abort_grace is not None and not fields.get("abort_on_fail"):
+        raise PlanError("--abort-grace needs --abort-on-fail")
     plan = Plan(
         thresholds=tuple(parse_threshold(t) for t in threshold or ()),
-        abort_grace_s=parse_duration(abort_grace, "--abort-grace"),
+        abort_grace_s=parse_duration(abort_grace or "5s", "--abort-grace"),
         request=request,
         workers=workers if workers is not None else (os.cpu_count() or 1),
         duration_s=parse_duration(duration, "--duration") if duration is not None else None,
@@ -354,7 +358,15 @@ def _listen_address(text: str) -> tuple[str, int]:
         raise PlanError(f"--prometheus-port {text!r} is not PORT or HOST:PORT") from None
     if not 1 <= port <= 65535:
         raise PlanError(f"--prometheus-port {text!r}: the port must be from 1 to 65535")
-    return host.strip("[]") or "127.0.0.1", port
+    address = (host.strip("[]") or "127.0.0.1", port)
+    import socket
+
+    try:  # refused before any load is sent, not found out in a warning at the end
+        with socket.create_server(address, family=socket.AF_INET6 if ":" in address[0] else socket.AF_INET):
+            pass
+    except OSError as e:
+        raise PlanError(f"--prometheus-port {text!r}: cannot listen there: {e.strerror or e}") from None
+    return address
 
 
 def _split_for_shard(text: str, fields: dict, users_from_stages: bool = False) -> None:
@@ -468,6 +480,16 @@ def _signal_exit(got: list[int], code: int) -> int:
     return EXIT_INTERRUPTED if got[0] == signal.SIGINT else EXIT_TERMINATED
 
 
+def _refused_by_workers(doc: dict) -> str | None:
+    """The usage error every worker stopped on before sending anything (a py factory, say), if that is
+    what happened."""
+    lost = doc.get("workers_lost") or {}
+    prefix = "squall.plan.PlanError: "
+    if lost and not doc["summary"]["requests"] and all(why.startswith(prefix) for why in lost.values()):
+        return str(next(iter(lost.values())))[len(prefix) :]
+    return None
+
+
 def _execute(
     plan: Plan, junit: Path | None = None, html: Path | None = None, csv_path: Path | None = None
 ) -> int:
@@ -479,6 +501,9 @@ def _execute(
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
                 _check_writable(path, option)
+        out = Path(plan.out_path) if plan.out_path else None
+        log = Path(plan.hdr_log) if plan.hdr_log else None
+        _distinct({"-o": out, "--html": html, "--csv": csv_path, "--junit": junit, "--hdr-log": log})
     except PlanError as e:
         typer.echo(f"squall: error: {e}", err=True)
         return EXIT_USAGE
@@ -487,6 +512,10 @@ def _execute(
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         return 1
+    refused = _refused_by_workers(result.doc)
+    if refused:  # e.g. a py factory that raises: the workers found bad input, not a fault in the target
+        typer.echo(f"squall: error: {refused}", err=True)
+        return EXIT_USAGE
     with _signals_wait() as got:
         try:
             print_summary(result.doc)
@@ -573,7 +602,7 @@ def llm(
     seed: SeedOption = 0,
     threshold: ThresholdOption = None,
     abort_on_fail: AbortOnFailOption = False,
-    abort_grace: AbortGraceOption = "5s",
+    abort_grace: AbortGraceOption = None,
     junit: JunitOption = None,
     stage: StageOption = None,
     profile: ProfileOption = None,
@@ -616,6 +645,12 @@ def llm(
                 raise PlanError(f"--body-json is not JSON: {e}") from None
             if not isinstance(extra, dict):
                 raise PlanError("--body-json must be a JSON object")
+        if (api_key or api_key_file) and any(
+            h.partition(":")[0].strip().lower() == "authorization" for h in header or ()
+        ):
+            raise PlanError("--api-key/--api-key-file and -H 'Authorization: ...' both set the key; use one")
+        if max_tokens is not None and output_tokens:
+            raise PlanError("--max-tokens and --output-tokens both set the answer's length; use one")
         spec = LlmSpec(
             api=api or api_from_path(url),
             stream=not no_stream,
@@ -695,7 +730,7 @@ def scenario(
         typer.Option("--threshold", help="Added to the file's thresholds: 'p99<300ms', 'step.NAME.p99<1s'."),
     ] = None,
     abort_on_fail: AbortOnFailOption = False,
-    abort_grace: AbortGraceOption = "5s",
+    abort_grace: AbortGraceOption = None,
     junit: JunitOption = None,
     stage: StageOption = None,
     profile: ProfileOption = None,
@@ -788,7 +823,7 @@ def py_workload(
     seed: SeedOption = 0,
     threshold: ThresholdOption = None,
     abort_on_fail: AbortOnFailOption = False,
-    abort_grace: AbortGraceOption = "5s",
+    abort_grace: AbortGraceOption = None,
     junit: JunitOption = None,
     stage: StageOption = None,
     profile: ProfileOption = None,
@@ -981,6 +1016,8 @@ def _api_keys(keys: list[str] | None, path: Path | None) -> tuple[str, ...]:
             found += [line.strip() for line in path.read_text().splitlines() if line.strip()]
         except OSError as e:
             raise PlanError(f"--api-key-file {str(path)!r} cannot be read: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise PlanError(f"--api-key-file {str(path)!r} is not UTF-8 text (one key per line)") from None
         if not found:
             raise PlanError(f"--api-key-file {str(path)!r} holds no key")
     if not found:
@@ -1294,6 +1331,7 @@ def hunt(
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
                 _check_writable(path, option)
+        _distinct({"-o": out, "--html": html, "--csv": csv_path})
     except PlanError as e:
         raise _fail(str(e)) from None
     from squall.engine import run as run_plan
@@ -1479,7 +1517,7 @@ def soak(
             target_pid=target_pid,
             seed=seed,
             threshold=threshold,
-            abort_grace="5s",
+            abort_grace=None,
             junit=None,
             soak=spec,
             hdr_log=str(log) if log is not None else None,
@@ -1591,10 +1629,12 @@ def report(
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
                 _check_writable(path, option)
+        _distinct({"RESULT": result, "--html": html, "--csv": csv_path})
         doc = _read_result(result)
     except PlanError as e:
         raise _fail(str(e)) from None
-    _extra_outputs(doc, html, csv_path)
+    with _malformed_is_usage_error(f"{str(result)!r} cannot be reported"):
+        _extra_outputs(doc, html, csv_path)
 
 
 def _read_result(path: Path) -> dict:
@@ -1606,7 +1646,46 @@ def _read_result(path: Path) -> dict:
         raise PlanError(f"{str(path)!r} cannot be read as a squall result: {e}") from None
     if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("squall/result@"):
         raise PlanError(f"{str(path)!r} is not a squall result (no squall/result schema)")
+    if doc["schema"] != "squall/result@1":
+        raise PlanError(f"{str(path)!r} has schema {doc['schema']!r}; this squall reads squall/result@1")
+    for key, kind in _RESULT_SHAPE:
+        if not isinstance(doc.get(key), kind):
+            raise PlanError(f"{str(path)!r} is not a whole squall result: {key!r} is missing or malformed")
     return doc
+
+
+# The top-level fields every reader of a result relies on, and their JSON types.
+_RESULT_SHAPE = (
+    ("meta", dict),
+    ("summary", dict),
+    ("timeseries", list),
+    ("histograms", dict),
+    ("counters", dict),
+)
+
+
+@contextlib.contextmanager
+def _malformed_is_usage_error(what: str) -> Iterator[None]:
+    """A result whose inner fields have the wrong types: one line and exit 2, not a traceback."""
+    import binascii
+
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, binascii.Error) as e:
+        why = f"{type(e).__name__}: {e}"
+        raise _fail(f"{what}: a field of the input has the wrong type or is missing ({why})") from None
+
+
+def _distinct(paths: dict[str, Path | None]) -> None:
+    """No two files given to one command may be the same file (the last write would win)."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise PlanError(f"{option} and {seen[key]} name the same file {str(path)!r}")
+        seen[key] = option
 
 
 @app.command()
@@ -1628,8 +1707,14 @@ def merge(
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
                 _check_writable(path, option)
+        _distinct({"-o": out, "--html": html, "--csv": csv_path})
+        for i, p in enumerate(results):
+            _distinct({f"result {i + 1}": p, "-o": out, "--html": html, "--csv": csv_path})
+            if any(p.resolve() == q.resolve() for q in results[:i]):
+                raise PlanError(f"{str(p)!r} is given twice: its requests would be counted twice")
         docs = [_read_result(p) for p in results]
-        merged = merge_docs(docs, [str(p) for p in results])
+        with _malformed_is_usage_error("the results cannot be merged"):
+            merged = merge_docs(docs, [str(p) for p in results])
     except PlanError as e:
         raise _fail(str(e)) from None
     write_json(merged, str(out))
@@ -1659,7 +1744,9 @@ def compare(
     try:
         limit = _percent(max_regression, "--max-regression")
         noise_pct = _percent(noise, "--noise")
-        out = compare_docs(_read_result(baseline), _read_result(current), limit, noise_pct)
+        docs = _read_result(baseline), _read_result(current)
+        with _malformed_is_usage_error("the results cannot be compared"):
+            out = compare_docs(*docs, limit, noise_pct)
     except PlanError as e:
         raise _fail(str(e)) from None
     if json_out:

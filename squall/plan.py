@@ -40,6 +40,9 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return seconds
 
 
+_FRAMING = frozenset(("content-length", "transfer-encoding"))  # a wrong one breaks every request
+
+
 def parse_header(text: str) -> tuple[str, str]:
     """Parse one `Name: value` header."""
     name, sep, value = text.partition(":")
@@ -47,6 +50,8 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name or not _TOKEN.match(name):
         raise PlanError(f"header {text!r} is malformed; use 'Name: value'")
     value = value.strip()
+    if name.lower() in _FRAMING:
+        raise PlanError(f"header {name!r} is set by squall from the body; drop it")
     if "\r" in value or "\n" in value:
         raise PlanError(f"header {name!r} contains a line break")
     try:
@@ -97,6 +102,12 @@ class RequestSpec:
             raise PlanError(f"URL {self.url!r} is not an http:// or https:// URL")
         if not parts.hostname:
             raise PlanError(f"URL {self.url!r} has no host")
+        if parts.username is not None or parts.password is not None:
+            # (the URL would be printed and stored in the result, and the credentials never sent)
+            shown = self.url.replace(parts.netloc, parts.netloc.rpartition("@")[2])
+            raise PlanError(
+                f"URL {shown!r} holds credentials (user:password@); send them with -H 'Authorization: ...'"
+            )
         if not self.url.isascii() or any(c.isspace() or ord(c) < 32 for c in self.url):
             raise PlanError(f"URL {self.url!r} must be ASCII without spaces; percent-encode the rest")
         if port == 0:

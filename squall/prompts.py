@@ -9,6 +9,9 @@ import orjson
 
 from squall.plan import PlanError, Prompt
 
+MAX_SYNTHETIC_TOKENS = 1_000_000  # --input-tokens/--output-tokens: beyond any model's context window
+SYNTHETIC_WORDS = 4_000_000  # all synthetic prompts together: a few tens of MB, made in about a second
+
 # Common English words that are one token each in the usual BPE vocabularies.
 _WORDS = (
     "the",
@@ -95,24 +98,31 @@ def parse_size(text: str, what: str) -> tuple[int, float]:
         n, s = int(mean), float(sd) if sd else 0.0
     except ValueError:
         raise PlanError(f"{what} {text!r} is not N or N:stddev, e.g. 512 or 512:64") from None
-    if n < 1 or s < 0:
-        raise PlanError(f"{what} {text!r}: N must be at least 1 and stddev not negative")
+    if not 1 <= n <= MAX_SYNTHETIC_TOKENS or not 0 <= s <= MAX_SYNTHETIC_TOKENS:  # (nan fails too)
+        raise PlanError(
+            f"{what} {text!r}: N must be from 1 to {MAX_SYNTHETIC_TOKENS:,} and stddev from 0 to "
+            f"{MAX_SYNTHETIC_TOKENS:,}"
+        )
     return n, s
 
 
 def _draw(rng: random.Random, mean: int, sd: float) -> int:
-    return max(1, round(rng.gauss(mean, sd))) if sd else mean
+    return max(1, min(MAX_SYNTHETIC_TOKENS, round(rng.gauss(mean, sd)))) if sd else mean
 
 
 def synthetic(
     count: int, input_tokens: tuple[int, float], output_tokens: tuple[int, float] | None, seed: int
 ) -> tuple[Prompt, ...]:
-    """`count` prompts of about input_tokens tokens each (one common word per token), seeded."""
+    """`count` prompts of about input_tokens tokens each (one common word per token), seeded.
+
+    Long prompts come in fewer variants (at most SYNTHETIC_WORDS words in all), so a 100k-token prompt
+    does not cost a thousand copies of itself."""
     rng = random.Random(seed)
+    count = max(1, min(count, SYNTHETIC_WORDS // max(1, input_tokens[0])))
     out = []
     for i in range(count):
         n = _draw(rng, *input_tokens)
-        words = [f"#{i}"] + [rng.choice(_WORDS) for _ in range(n - 1)]
+        words = [f"#{i}", *rng.choices(_WORDS, k=n - 1)]
         max_tokens = _draw(rng, *output_tokens) if output_tokens else None
         out.append(Prompt(text=" ".join(words), max_tokens=max_tokens))
     return tuple(out)

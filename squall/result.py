@@ -39,7 +39,7 @@ class Result:
 
         A closed-model run that saturates the generator measured the generator's ceiling: it warns, exits 0.
         """
-        if self.doc["workers_lost"]:
+        if self.doc["workers_lost"] or self.doc["meta"].get("stop_reason") == "no worker started":
             return EXIT_INVALID
         if self.doc["generator_limited"] and self.doc["meta"]["model"] == "open":
             return EXIT_INVALID

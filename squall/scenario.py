@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from squall.plan import APIS, PlanError, parse_duration
+from squall.plan import APIS, PlanError, parse_duration, parse_header
 from squall.shape import parse_stage, parse_stages, parse_think
 from squall.thresholds import parse_threshold
 
@@ -249,8 +249,19 @@ def parse_scenario(doc: Any, source: str, base_dir: Path) -> Scenario:
         if key not in known:
             raise w.fail(doc, key, str(key), f"unknown field; expected one of {', '.join(sorted(known))}")
     base_url = doc.get("base_url")
-    if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https"):
-        raise w.fail(doc, "base_url", "base_url", "must be an http:// or https:// URL")
+    try:
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        host = parts.hostname if parts is not None else None
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        parts = host = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise w.fail(doc, "base_url", "base_url", "must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise w.fail(
+            doc, "base_url", "base_url", "must not hold credentials; use headers: {Authorization: ...}"
+        )
+    if parts.query or parts.fragment:
+        raise w.fail(doc, "base_url", "base_url", "must not have a query or fragment; put them in each path")
     users = doc.get("users")
     if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
         raise w.fail(doc, "users", "users", "must be a whole number of at least 1")
@@ -364,6 +375,11 @@ def _headers(w: _Where, node: Any, key: str, where: str) -> tuple[tuple[str, Tem
         return ()
     if not isinstance(value, dict) or not all(isinstance(v, (str, int, float)) for v in value.values()):
         raise w.fail(node, key, where, "must map header names to strings")
+    for name, text in value.items():
+        try:  # the same rules as -H; a {{variable}} is checked for what it stands for at run time
+            parse_header(f"{name}: {'' if '{{' in str(text) else text}")
+        except PlanError as e:
+            raise w.fail(node, key, f"{where}.{name}", str(e)) from None
     return tuple((str(k), template(str(v))) for k, v in value.items())
 
 

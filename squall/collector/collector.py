@@ -401,6 +401,9 @@ class Collector:
         valid = not self.lost and not generator_limited
         summary = self._summary(duration_s)
         stop_reasons = sorted(set(self.done.values()))
+        if "no worker started" in stop_reasons:
+            valid = False
+            warnings.append("no worker process started within 30 s, so nothing was sent")
         if "supervisor lost" in stop_reasons:  # the main process was killed: the run was cut where it stood
             valid = False
             warnings.append(

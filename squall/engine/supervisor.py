@@ -20,6 +20,7 @@ from squall.wire import Abort, Final, Hello, Start, Stop, WireError, decode, enc
 
 START_DELAY_NS = 50_000_000
 HELLO_TIMEOUT_S = 30.0
+KILL_GRACE_S = 3.0  # after Stop and the drain, how long a worker may take to finish before it is killed
 
 
 class RunError(RuntimeError):
@@ -101,7 +102,7 @@ class _Supervisor:
             self._send(sup_end, start)
             for conn in self.ctl:
                 self._send(conn, start)
-            doc = self._await_final(sup_end, collector)
+            doc = self._await_final(sup_end, collector, workers)
         finally:
             for w in workers:
                 w.join(timeout=plan.drain_s + 5)
@@ -130,10 +131,22 @@ class _Supervisor:
                     pids[i] = msg.pid
         return pids
 
-    def _await_final(self, sup_end: Connection, collector: mp.process.BaseProcess) -> dict:
+    def _await_final(
+        self, sup_end: Connection, collector: mp.process.BaseProcess, workers: list[mp.process.BaseProcess]
+    ) -> dict:
+        kill_at: float | None = None
         while True:
             if self.stop_reason is not None and not self.stopped:
                 self._broadcast(Stop(self.stop_reason, self.plan.drain_s))
+            if self.stop_reason is not None and kill_at is None:
+                # A worker stuck outside its loop (a py factory that blocks, say) never answers Stop: after
+                # the drain and a grace it is killed, so the collector counts it lost and writes the rest.
+                kill_at = monotonic() + self.plan.drain_s + KILL_GRACE_S
+            if kill_at is not None and monotonic() > kill_at:
+                for w in workers:
+                    if w.is_alive():
+                        w.kill()
+                kill_at = float("inf")
             ready = wait([sup_end, collector.sentinel], timeout=0.05)
             if sup_end in ready:
                 try:

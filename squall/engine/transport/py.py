@@ -33,7 +33,7 @@ def load_factory(target: str) -> Any:
         raise PlanError(f"{target!r} is not MODULE:FACTORY, e.g. examples.agent_sdk:workload")
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # the user's module: any import error is theirs to see, in one line
+    except (Exception, SystemExit) as e:  # the user's module: any import error is theirs to see, in one line
         raise PlanError(f"cannot import {module_name!r}: {type(e).__name__}: {e}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -111,7 +111,13 @@ class _PyUser(TaskChannel):
             async with asyncio.timeout(t.timeout_s) as deadline:
                 if sink is not None:
                     sink.deadline = deadline
-                await _maybe(t.run(self.user))
+                pending = t.run(self.user)
+                if not inspect.isawaitable(pending):
+                    raise TypeError(
+                        f"the workload returned {type(pending).__name__}, not an awaitable: squall py runs "
+                        "an async function (or one returning a coroutine) once per iteration"
+                    )
+                await pending
             done = perf_counter_ns()
         except GeneratorExit:
             raise  # the coroutine itself is being closed: nothing to record, nothing to send
@@ -169,7 +175,7 @@ class PyTransport:
         factory = load_factory(spec.target)
         try:
             self.workload = await _maybe(factory(**dict(spec.params)))
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise PlanError(f"{spec.target}(...) failed: {type(e).__name__}: {e}") from None
         self.run, hooks = workload_entry(self.workload, spec.target)
         self.user_setup = getattr(hooks, "user_setup", None)
