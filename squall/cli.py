@@ -853,6 +853,8 @@ def py_workload(
 
         def plan_for(cell: dict[str, Any], quiet_run: bool, out_path: Path | None) -> Plan:
             cell = dict(cell)
+            if "concurrency" in cell and users is not None:
+                raise PlanError("--param concurrency= sets -c for each cell; drop -c")
             conc = cell.pop("concurrency", users)
             return _build_plan(
                 RequestSpec(url="http://127.0.0.1/"),
@@ -885,8 +887,10 @@ def py_workload(
         if len(cells) == 1:
             plan = plan_for(cells[0], quiet, out)
         else:
-            if html is not None or csv_path is not None:
-                raise PlanError("--html and --csv take one run; a --param matrix writes its one table to -o")
+            if html is not None or csv_path is not None or junit is not None:
+                raise PlanError(
+                    "--html, --csv and --junit take one run; a --param matrix writes its one table to -o"
+                )
             if shard is not None or start_at is not None or prometheus_port is not None:
                 raise PlanError(
                     "--shard, --start-at and --prometheus-port take one run, not a --param matrix"
@@ -1047,6 +1051,8 @@ def serve(
         delay_s = parse_duration(delay, "--delay")
         if not 0 <= port <= 65535:
             raise PlanError(f"--port {port} is not a TCP port")
+        if not host.strip():
+            raise PlanError("--host is empty; give an address such as 127.0.0.1")
     except PlanError as e:
         raise _fail(str(e)) from None
 
@@ -1088,6 +1094,8 @@ def mock(
 
     try:
         n, sd = parse_size(tokens, "--tokens")
+        if not host.strip():
+            raise PlanError("--host is empty; give an address such as 127.0.0.1")
         opts = MockOptions(
             host=host,
             port=port,
@@ -1197,6 +1205,13 @@ def _target(
     workload (--py MODULE:FACTORY)."""
     from squall.plan import LlmSpec, PySpec, api_from_path
 
+    if (py_target is not None or scenario_file is not None) and (method.upper() != "GET" or header or body):
+        what = "--py workload" if py_target is not None else "--scenario file"
+        raise PlanError(f"-m, -H and -b shape one HTTP request; a {what} makes its own")
+    if not llm_mode and (model != "default" or max_tokens is not None):
+        raise PlanError("--model and --max-tokens are for --llm")
+    if llm_mode and (method.upper() != "GET" or body):
+        raise PlanError("--llm POSTs the LLM request itself: drop -m and -b")
     if py_target is not None:
         if url is not None or llm_mode or scenario_file is not None:
             raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")

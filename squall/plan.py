@@ -285,6 +285,9 @@ class Plan:
             if getattr(t, "path", ("",))[0] == "llm" and self.llm is None and not llm_steps:
                 raise PlanError(f"threshold {t.expr!r}: an LLM metric, and this run makes no LLM calls")
         plan = self._with_shape()
+        for t in plan.thresholds:
+            if getattr(t, "path", ("",))[0] == "schedule_lag_ms" and not plan.open_model:
+                raise PlanError(f"threshold {t.expr!r}: schedule lag is measured in the open model (give -r)")
         if plan.arrival != "constant" and not plan.open_model:
             raise PlanError(f"--arrival {plan.arrival} spaces open-model sends: give -r (or a rate --stage)")
         if plan.burstiness != 1.0 and plan.arrival != "gamma":

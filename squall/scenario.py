@@ -275,6 +275,10 @@ def parse_scenario(doc: Any, source: str, base_dir: Path) -> Scenario:
     if think is not None and not isinstance(think, str):
         raise w.fail(doc, "think", "think", "must be like 1s-3s, 2s or exp:2s")
     stages = _strings(w, doc, "stages")
+    if stages:
+        for key in ("users", "duration"):
+            if doc.get(key) is not None:
+                raise w.fail(doc, key, key, "not with stages: the stages set the users and the duration")
     thresholds = _strings(w, doc, "thresholds")
     _check_load_fields(w, doc, think, stages, thresholds)
     columns, rows, per = _data(w, doc, base_dir)
@@ -340,6 +344,9 @@ def _data(w: _Where, doc: dict, base_dir: Path) -> tuple[tuple[str, ...], tuple[
         return (), (), "user"
     if not isinstance(data, dict) or not isinstance(data.get("csv"), str):
         raise w.fail(doc, "data", "data", "must be {csv: FILE, per: user|iteration}")
+    for key in data:
+        if key not in ("csv", "per"):
+            raise w.fail(data, key, f"data.{key}", "unknown field; expected csv, per")
     per = data.get("per", "user")
     if per not in ("user", "iteration"):
         raise w.fail(data, "per", "data.per", "must be user or iteration")
@@ -347,7 +354,7 @@ def _data(w: _Where, doc: dict, base_dir: Path) -> tuple[tuple[str, ...], tuple[
     if not path.is_absolute():
         path = base_dir / path
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # (-sig: a BOM, as Excel writes)
             reader = csv.reader(f)
             header = next(reader, None)
             rows = [tuple(r) for r in reader if r]
@@ -356,9 +363,13 @@ def _data(w: _Where, doc: dict, base_dir: Path) -> tuple[tuple[str, ...], tuple[
     if not header:
         raise w.fail(data, "csv", "data.csv", f"{str(path)!r} has no header row")
     columns = tuple(h.strip() for h in header)
-    for c in columns:
+    for i, c in enumerate(columns):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c):
             raise w.fail(data, "csv", "data.csv", f"column {c!r} is not a variable name (letters, digits, _)")
+        if c in BUILTINS:
+            raise w.fail(data, "csv", "data.csv", f"column {c!r} is a built-in variable; rename it")
+        if c in columns[:i]:
+            raise w.fail(data, "csv", "data.csv", f"column {c!r} appears twice")
     if not rows:
         raise w.fail(data, "csv", "data.csv", f"{str(path)!r} has a header but no rows")
     for n, r in enumerate(rows, start=2):
@@ -367,6 +378,15 @@ def _data(w: _Where, doc: dict, base_dir: Path) -> tuple[tuple[str, ...], tuple[
                 data, "csv", "data.csv", f"{path.name} row {n} has {len(r)} fields, not {len(columns)}"
             )
     return columns, tuple(rows), per
+
+
+def _encodable(w: _Where, node: dict, key: str, where: str) -> None:
+    """A json: body (or an LLM step's extra body) must be JSON: no 65-bit integers, !!binary or !!set."""
+    if key in node:
+        try:
+            orjson.dumps(node[key])
+        except TypeError as e:
+            raise w.fail(node, key, where, f"cannot be sent as JSON: {e}") from None
 
 
 def _headers(w: _Where, node: Any, key: str, where: str) -> tuple[tuple[str, Template], ...]:
@@ -393,8 +413,12 @@ def _journey(w: _Where, j: Any, where: str, variables: set[str], headers: tuple)
     if not isinstance(name, str) or not _NAME.match(name):
         raise w.fail(j, "name", f"{where}.name", "must be a name of letters, digits, _ or -")
     weight = j.get("weight", 1)
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
-        raise w.fail(j, "weight", f"{where}.weight", "must be a number greater than 0")
+    if (
+        not isinstance(weight, (int, float))
+        or isinstance(weight, bool)
+        or not 0 < weight < float("inf")  # (nan fails too)
+    ):
+        raise w.fail(j, "weight", f"{where}.weight", "must be a finite number greater than 0")
     raw = j.get("steps")
     if not isinstance(raw, list) or not raw:
         raise w.fail(j, "steps", f"{where}.steps", "must be a non-empty list of steps")
@@ -442,6 +466,7 @@ def _step(w: _Where, s: Any, where: str, seen: set[str], shared: tuple) -> Step:
         if "json" in r and "body" in r:
             raise w.fail(r, "json", f"{where}.request", "use either json or body, not both")
         if "json" in r:
+            _encodable(w, r, "json", f"{where}.request.json")
             body, body_is_json = template(r["json"]), True
         elif "body" in r:
             if not isinstance(r["body"], str):
@@ -464,11 +489,18 @@ def _step(w: _Where, s: Any, where: str, seen: set[str], shared: tuple) -> Step:
         if not isinstance(prompt, str) or not prompt:
             raise w.fail(c, "prompt", f"{where}.llm.prompt", "must be a non-empty string")
         max_tokens = c.get("max_tokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
             raise w.fail(c, "max_tokens", f"{where}.llm.max_tokens", "must be a whole number of at least 1")
         extra = c.get("body", {})
         if not isinstance(extra, dict):
             raise w.fail(c, "body", f"{where}.llm.body", "must be a mapping of extra request fields")
+        if not isinstance(c.get("stream", True), bool):
+            raise w.fail(c, "stream", f"{where}.llm.stream", "must be true or false (unquoted)")
+        if not isinstance(c.get("model", "default"), str):
+            raise w.fail(c, "model", f"{where}.llm.model", "must be a string")
+        _encodable(w, c, "body", f"{where}.llm.body")
         llm = LlmCall(
             api=api,
             model=str(c.get("model", "default")),
@@ -537,7 +569,12 @@ def _extracts(w: _Where, s: dict, where: str) -> tuple[Extract, ...]:
         if not isinstance(spec, str):
             raise w.fail(raw, name, f"{where}.extract.{name}", "must be a $.json.path or header:Name")
         if spec.lower().startswith("header:"):
-            out.append(Extract(name, header=spec.split(":", 1)[1].strip()))
+            header = spec.split(":", 1)[1].strip()
+            if not header:
+                raise w.fail(
+                    raw, name, f"{where}.extract.{name}", "header: needs a name, e.g. header:Location"
+                )
+            out.append(Extract(name, header=header))
             continue
         try:
             out.append(Extract(name, path=parse_json_path(spec)))

@@ -279,7 +279,8 @@ class Worker:
 
     def _again(self, ch: Channel) -> None:
         """After a response or failure: the user thinks first (closed model with --think), then goes on."""
-        if self.think is not None and not self.open_model and not self.stopping:
+        # (no think once -n is used up: the run ends with the last answer, not after a last pause)
+        if self.think is not None and not self.open_model and not self.stopping and self.budget != 0:
             self.loop.call_later(self.think(), self._next, ch)  # type: ignore[operator]
         else:
             self._next(ch)

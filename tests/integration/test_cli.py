@@ -1,5 +1,6 @@
 """The command line: bad input is one line and exit 2; good input runs; the README's promises hold."""
 
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +14,9 @@ from squall.report.json import read_json
 from squall.targets.serve import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+LLM_URL = "http://127.0.0.1/v1/chat/completions"
 
 
 @pytest.mark.parametrize(
@@ -57,6 +61,36 @@ ROOT = Path(__file__).resolve().parents[2]
         (["run", "http://127.0.0.1/", "-r", "5", "--burstiness", "0.5"], "--arrival gamma"),
         (["run", "http://127.0.0.1/", "--threshold", "ttft_p95<2s"], "an LLM metric"),
         (["llm", "http://127.0.0.1/v1/chat/completions", "--text-path", "a.b"], "--text-path is for"),
+        (["run", "http://127.0.0.1/", "-H", "Content-Length: 5"], "set by squall from the body"),
+        (["run", "http://127.0.0.1/", "-H", "Transfer-Encoding: chunked"], "set by squall from the body"),
+        (["run", "http://user:pw@127.0.0.1/"], "holds credentials"),
+        (["run", "http://127.0.0.1/", "-o", "/tmp/sq-x.json", "--html", "/tmp/sq-x.json"], "same file"),
+        (
+            ["run", "http://127.0.0.1/", "--threshold", "p99<1s", "--abort-grace", "1s"],
+            "needs --abort-on-fail",
+        ),
+        (["run", "http://127.0.0.1/", "--threshold", "schedule_lag_p99<1s"], "open model"),
+        (["llm", "http://127.0.0.1/v1/chat/completions", "--input-tokens", "10:nan"], "--input-tokens"),
+        (["llm", "http://127.0.0.1/v1/chat/completions", "--output-tokens", "10:1e300"], "--output-tokens"),
+        (["llm", "http://127.0.0.1/v1/chat/completions", "--input-tokens", "2000000"], "--input-tokens"),
+        (
+            [
+                "llm",
+                "http://127.0.0.1/v1/chat/completions",
+                "--api-key",
+                "k",
+                "-H",
+                "Authorization: Bearer x",
+            ],
+            "both set the key",
+        ),
+        (
+            ["llm", "http://127.0.0.1/v1/chat/completions", "--max-tokens", "5", "--output-tokens", "9"],
+            "use one",
+        ),
+        (["hunt", "http://127.0.0.1/", "--slo", "p99<1s", "--model", "m"], "are for --llm"),
+        (["py", "examples.agent_sdk:workload", "--param", "concurrency=1,2", "-c", "3"], "drop -c"),
+        (["serve", "--host", ""], "--host is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
@@ -260,3 +294,63 @@ def test_a_closed_stdout_loses_no_file_and_keeps_the_exit_code(target: ServerThr
     assert proc.wait(60) == 0
     assert read_json(str(tmp_path / "r.json"))["summary"]["requests"] == 50
     assert (tmp_path / "r.csv").exists()
+
+
+def test_results_that_are_not_whole_are_usage_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    res = CliRunner().invoke(app, ["report", str(good), "--html", str(tmp_path / "r.html")])
+    assert res.exit_code == 2  # missing
+    bad = tmp_path / "bad.json"
+    for body, needle in (
+        ('{"schema": "squall/result@2", "summary": {}}', "this squall reads squall/result@1"),
+        ('{"schema": "squall/result@1", "summary": 5}', "'meta' is missing or malformed"),
+    ):
+        bad.write_text(body)
+        for args in (
+            ["report", str(bad), "--html", str(tmp_path / "r.html")],
+            ["compare", str(bad), str(bad)],
+            ["merge", str(bad), str(tmp_path / "other.json"), "-o", str(tmp_path / "m.json")],
+        ):
+            res = CliRunner().invoke(app, args)
+            assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+            assert needle in res.output, res.output
+    res = CliRunner().invoke(app, ["merge", str(bad), str(bad), "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 2 and "given twice" in res.output, res.output
+
+
+def test_a_prometheus_port_in_use_is_refused_before_the_load() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = CliRunner().invoke(
+            app, ["run", "http://127.0.0.1:1/", "-n", "1", "--prometheus-port", str(port)]
+        )
+    assert res.exit_code == 2 and "cannot listen there" in res.output, res.output
+
+
+def test_a_py_factory_that_fails_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "badwl.py").write_text(
+        "def raises():\n    raise RuntimeError('factory boom')\n\ndef sync():\n    return lambda user: 1\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    argv = [sys.executable, "-m", "squall", "py", "badwl:raises", "-w", "1", "-c", "1", "-n", "2", "-q"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "squall: error: badwl:raises(...) failed: RuntimeError: factory boom"
+    )
+    argv[4] = "badwl:sync"
+    out = subprocess.run(
+        [*argv, "-o", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    doc = read_json(str(tmp_path / "r.json"))
+    assert doc["summary"]["error_kinds"] == {"TypeError": 2}
+    assert "not an awaitable" in doc["error_samples"]["TypeError"]

@@ -188,3 +188,14 @@ def test_a_bound_on_a_histogram_with_no_values_fails(target: ServerThread) -> No
     verdicts = {t["expr"]: (t["ok"], t["value"]) for t in res.doc["thresholds"]}
     assert verdicts == {"p99<1s": (False, None), "errors<=100%": (True, 100.0)}
     assert res.exit_code() == 1
+
+
+def test_the_run_ends_with_the_last_answer_not_after_a_last_think(target: ServerThread) -> None:
+    import time
+
+    from squall.shape import parse_think
+
+    began = time.monotonic()
+    res = go(target.url + "/", requests=3, connections=3, workers=1, think=parse_think("20s"))
+    assert res.summary["requests"] == 3
+    assert time.monotonic() - began < 10  # each user's one request, then no 20 s pause before the end

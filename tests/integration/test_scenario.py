@@ -159,7 +159,7 @@ def test_cli_runs_a_file_and_applies_its_thresholds(target: ServerThread, tmp_pa
     ("edit", "needle"),
     [
         (("users: 4", "users: 4\nuser: 5"), ":3: user: unknown field"),
-        (("weight: 3", "weight: -3"), ":7: scenarios[0].weight: must be a number greater than 0"),
+        (("weight: 3", "weight: -3"), ":7: scenarios[0].weight: must be a finite number greater than 0"),
         (("$.id", "id"), "extract.book_id: a JSONPath starts with $"),
         (("{{book_id}}?rid", "{{bookid}}?rid"), "uses {{bookid}}, which no earlier step extracts"),
         (
