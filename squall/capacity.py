@@ -26,7 +26,7 @@ class Demand:
             raise PlanError("give at least one limit: --rpm and/or --tpm")
         for name, value in (("--rpm", self.rpm), ("--tpm", self.tpm)):
             if value is not None and not 0 < value < 1e12:
-                raise PlanError(f"{name} must be greater than 0 (got {value:g})")
+                raise PlanError(f"{name} must be greater than 0 and below 1e12 (got {value:g})")
         if not 0 < self.calls_per_action <= 1e6:
             raise PlanError(f"--calls-per-action must be greater than 0 (got {self.calls_per_action:g})")
         if not 0 <= self.tokens_per_call <= 1e9:

@@ -916,6 +916,8 @@ def _params(texts: list[str]) -> dict[str, list[Any]]:
         if name in grid:
             raise PlanError(f"--param {name} is given twice")
         grid[name] = [_number(v.strip()) for v in values.split(",")]
+        if any(v == "" for v in grid[name]):
+            raise PlanError(f"--param {text!r} has an empty value")
         if name == "concurrency" and not all(isinstance(v, int) and v >= 1 for v in grid[name]):
             raise PlanError("--param concurrency= takes whole numbers of at least 1")
     return grid
@@ -1149,6 +1151,21 @@ def demo(
         duration_s = parse_duration(duration, "--duration")
         _check_writable(out)
         _check_writable(html, "--html")
+        if csv_path is not None:
+            _check_writable(csv_path, "--csv")
+        if concurrency < 1:
+            raise PlanError(f"-c/--concurrency must be at least 1 (got {concurrency})")
+        base = Plan(
+            request=RequestSpec(url="http://127.0.0.1:1/v1/chat/completions", method="POST"),
+            connections=concurrency,
+            workers=max(1, (os.cpu_count() or 2) - 1),
+            duration_s=duration_s,
+            out_path=str(out),
+            quiet=quiet,
+            command=_command_line(),
+            llm=LlmSpec(api="chat", model="squall-mock", prompts=synthetic(200, (64, 16), None, 0)),
+        )
+        base.validate()  # every option checked before the mock starts
     except PlanError as e:
         raise _fail(str(e)) from None
     ctx = mp.get_context("fork")
@@ -1168,16 +1185,8 @@ def demo(
             err=True,
         )
         try:
-            plan = Plan(
-                request=RequestSpec(url=url, method="POST"),
-                connections=concurrency,
-                workers=max(1, (os.cpu_count() or 2) - 1),
-                duration_s=duration_s,
-                target_pid=server.pid,
-                out_path=str(out),
-                quiet=quiet,
-                command=_command_line(),
-                llm=LlmSpec(api="chat", model="squall-mock", prompts=synthetic(200, (64, 16), None, 0)),
+            plan = replace(
+                base, request=RequestSpec(url=url, method="POST"), target_pid=server.pid
             ).validate()
         except PlanError as e:
             raise _fail(str(e)) from None
@@ -1610,6 +1619,9 @@ def plan_capacity(
     try:
         if tokens_per_call is not None and (input_tokens or output_tokens):
             raise PlanError("use either --tokens-per-call or --input-tokens/--output-tokens")
+        for option, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens)):
+            if not 0 <= value <= 1e9:  # (nan fails too)
+                raise PlanError(f"{option} must be 0 or more (got {value:g})")
         demand = Demand(
             rpm=rpm,
             tpm=tpm,
