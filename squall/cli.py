@@ -57,7 +57,7 @@ AbortOnFailOption = Annotated[
     bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
 ]
 AbortGraceOption = Annotated[
-    str | None, typer.Option("--abort-grace", help="How long a threshold may fail. [default: 5s]")
+    str | None, typer.Option("--abort-grace", help="How long a threshold may fail (default: 5s).")
 ]
 JunitOption = Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")]
 LlmModeOption = Annotated[
