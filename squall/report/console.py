@@ -147,9 +147,9 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     stopped = {"interrupted": "Ctrl-C", "terminated": "SIGTERM", "supervisor lost": "the main process died"}
     why = stopped.get(m.get("stop_reason", ""))
     if why is not None:
-        asked = f" of {m['duration_s']:g}s" if m.get("duration_s") else ""
+        asked = f" of the {m['duration_s']:g}s asked for" if m.get("duration_s") else ""
         cut = f"; {s['interrupted']:,} in flight were not counted" if s.get("interrupted") else ""
-        console.print(f"  [yellow]stopped early by {why}{asked}{cut}[/yellow]")
+        console.print(f"  [yellow]stopped early by {why}, after {s['duration_s']:.1f}s{asked}{cut}[/yellow]")
     table = Table(box=None, pad_edge=False)
     table.add_column("")
     keys = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
