@@ -149,7 +149,9 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     if why is not None:
         asked = f" of the {m['duration_s']:g}s asked for" if m.get("duration_s") else ""
         cut = f"; {s['interrupted']:,} in flight were not counted" if s.get("interrupted") else ""
-        console.print(f"  [yellow]stopped early by {why}, after {s['duration_s']:.1f}s{asked}{cut}[/yellow]")
+        series = doc.get("timeseries") or [{}]
+        ran = max(s["duration_s"], series[-1].get("t") or 0.0)  # (no answer at all: the seconds it ran)
+        console.print(f"  [yellow]stopped early by {why}, after {ran:.1f}s{asked}{cut}[/yellow]")
     table = Table(box=None, pad_edge=False)
     table.add_column("")
     keys = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
