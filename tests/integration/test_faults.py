@@ -238,3 +238,25 @@ def test_a_killed_supervisor_leaves_an_invalid_result(target_proc: ServerThread,
     assert doc["meta"]["stop_reason"] == "supervisor lost"
     assert doc["valid"] is False and any("main squall process died" in w for w in doc["warnings"])
     assert doc["summary"]["requests"] > 0
+
+
+def test_ctrl_c_stops_a_py_factory_that_never_returns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "stuck.py").write_text("import time\n\ndef hang():\n    time.sleep(1000)\n")
+    out = tmp_path / "r.json"
+    argv = [sys.executable, "-m", "squall", "py", "stuck:hang", "-w", "1", "-c", "1", "-n", "3", "-q"]
+    proc = subprocess.Popen(
+        [*argv, "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
+    _children(proc.pid, "squall-worker", 1)
+    time.sleep(1.0)
+    began = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    code = proc.wait(30)
+    assert time.monotonic() - began < 15  # the drain (2 s) and a grace (3 s), then the worker is killed
+    assert code == 3  # a worker had to be killed: the run is not valid
+    doc = read_json(str(out))
+    assert list(doc["workers_lost"]) == ["0"] and doc["valid"] is False, doc
