@@ -15,7 +15,7 @@ import orjson
 import typer
 
 from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
-from squall.result import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_TERMINATED, EXIT_USAGE
+from squall.result import EXIT_INVALID, EXIT_USAGE, STOPPED_BY_SIGNAL
 from squall.shape import PROFILE_HELP, parse_stages, parse_think, profile
 from squall.thresholds import parse_threshold
 
@@ -453,31 +453,18 @@ def _check_junit(junit: Path | None, plan: Plan) -> None:
 
 
 @contextlib.contextmanager
-def _signals_wait() -> Iterator[list[int]]:
+def _signals_wait() -> Iterator[list[str]]:
     """Ctrl-C and SIGTERM wait while result files are written: they are noted in the list, and act after."""
-    import signal
-    import threading
+    from squall.engine.supervisor import trap_stops
 
-    got: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    got: list[str] = []
+    with trap_stops(got.append):
         yield got
-        return
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, _frame: got.append(signum)) for sig in sigs}
-    try:
-        yield got
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
-def _signal_exit(got: list[int], code: int) -> int:
+def _signal_exit(got: list[str], code: int) -> int:
     """The exit code once the files are written: 130/143 if Ctrl-C/SIGTERM came meanwhile."""
-    import signal
-
-    if not got:
-        return code
-    return EXIT_INTERRUPTED if got[0] == signal.SIGINT else EXIT_TERMINATED
+    return STOPPED_BY_SIGNAL[got[0]] if got else code
 
 
 def _refused_by_workers(doc: dict) -> str | None:
@@ -937,18 +924,13 @@ def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) ->
 
     The document is written after every cell, so a matrix killed in cell 7 keeps the first 6. Ctrl-C or
     SIGTERM ends the cell that runs (kept, marked) and skips the rest (listed in `skipped`)."""
-    import signal
-    import threading
-
     from squall.engine import run as run_plan
+    from squall.engine.supervisor import trap_stops
     from squall.report.console import print_matrix
     from squall.report.json import write_json
 
     rows: list[dict[str, Any]] = []
     stopped: list[str] = []
-
-    def stop(signum: int, _frame: object) -> None:
-        stopped.append("interrupted" if signum == signal.SIGINT else "terminated")
 
     def document() -> dict[str, Any]:
         doc = {"schema": "squall/matrix@1", "command": _command_line(), "cells": rows}
@@ -956,10 +938,7 @@ def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) ->
             doc["skipped"] = cells[len(rows) :]
         return doc
 
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with trap_stops(stopped.append):
         for cell, plan in zip(cells, plans, strict=True):
             if stopped:
                 break
@@ -982,9 +961,6 @@ def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) ->
                 stopped.append(reason)
             if out is not None:
                 write_json(document(), str(out))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     with _signals_wait() as got:
         doc = document()
         print_matrix(doc)
@@ -994,7 +970,7 @@ def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) ->
     if any(not r["valid"] for r in rows):
         return EXIT_INVALID
     if stopped:
-        return EXIT_INTERRUPTED if stopped[0] == "interrupted" else EXIT_TERMINATED
+        return STOPPED_BY_SIGNAL[stopped[0]]
     return _signal_exit(got, 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0)
 
 
@@ -1396,19 +1372,14 @@ def hunt(
 
 def _hunt_until_stopped(hunter: Any) -> dict:
     """Run the hunt; Ctrl-C/SIGTERM between levels end it like one during a level: the levels run are kept."""
-    import signal
-    import threading
+    from squall.engine.supervisor import RunError, trap_stops
 
-    from squall.engine.supervisor import RunError
+    def stop(reason: str) -> None:
+        hunter.interrupt = reason
 
-    def stop(signum: int, _frame: object) -> None:
-        hunter.interrupt = "interrupted" if signum == signal.SIGINT else "terminated"
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return hunter.hunt()
+        with trap_stops(stop):
+            return hunter.hunt()
     except KeyboardInterrupt:
         return hunter.partial("interrupted")
     except PlanError as e:  # a level the plan rules refuse (too many connections, a rate too low...)
@@ -1416,9 +1387,6 @@ def _hunt_until_stopped(hunter: Any) -> dict:
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         raise typer.Exit(1) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @app.command()
@@ -1556,7 +1524,7 @@ def soak(
         raise _fail(str(e)) from None
     except KeyboardInterrupt:  # Ctrl-C while the --target-cmd started
         _stop(proc)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(STOPPED_BY_SIGNAL["interrupted"]) from None
     try:
         code = _execute(plan, None, html, csv_path)
     finally:

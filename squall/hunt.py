@@ -138,24 +138,19 @@ class Hunter:
             return replace(plan, connections=int(level), rate=None).validate()
         return replace(plan, rate=level).validate()
 
-    def _cut(self, step: dict[str, Any] | None) -> str:
-        """Why the hunt must stop before judging this step ("" when it goes on)."""
-        if self.interrupt:
-            return self.interrupt
-        if step is not None and step["interrupted"]:
-            return str(self.results[step["level"]].doc["meta"]["stop_reason"])  # interrupted or terminated
-        if step is not None and step["lost"]:
-            return "worker_lost"
-        return ""
-
-    def _step(self, level: float) -> dict[str, Any]:
+    def _step(self, level: float) -> tuple[dict[str, Any], str]:
+        """Run one level: (its summary, why the hunt must stop before judging it, or "")."""
+        if self.interrupt:  # a signal between two levels
+            return {}, self.interrupt
         res = self.run_plan(self._plan(level))
         step = step_summary(level, res)
         self.steps.append(step)
         self.results[level] = res
         if self.on_step is not None:
             self.on_step(step)
-        return step
+        if step["interrupted"]:
+            return step, str(res.doc["meta"]["stop_reason"])  # interrupted or terminated
+        return step, "worker_lost" if step["lost"] else self.interrupt
 
     def hunt(self) -> dict[str, Any]:
         spec = self.spec
@@ -165,12 +160,9 @@ class Hunter:
         reason = ""
         level = self._level(spec.start)
         while True:  # grow
-            if self._cut(None):
-                reason = self._cut(None)
-                break
-            step = self._step(level)
-            if self._cut(step):
-                reason = self._cut(step)
+            step, cut = self._step(level)
+            if cut:
+                reason = cut
                 break
             if step["limited"]:
                 box_limited, reason = True, "generator"
@@ -196,12 +188,9 @@ class Hunter:
             mid = self._level((lo + hi) / 2)
             if mid in (lo, hi):
                 break
-            if self._cut(None):
-                reason = self._cut(None)
-                break
-            step = self._step(mid)
-            if self._cut(step):
-                reason = self._cut(step)
+            step, cut = self._step(mid)
+            if cut:
+                reason = cut
                 break
             if step["limited"]:
                 box_limited = True

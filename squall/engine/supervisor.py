@@ -7,10 +7,9 @@ import multiprocessing as mp
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from time import monotonic, perf_counter_ns
-from types import FrameType
 
 from squall.collector.collector import collector_main
 from squall.engine.worker import worker_main
@@ -37,6 +36,26 @@ def _child(main: Callable[..., None], close: list[Connection], *args: object) ->
     main(*args)
 
 
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+@contextlib.contextmanager
+def trap_stops(on_stop: Callable[[str], None]) -> Iterator[None]:
+    """Inside the block, Ctrl-C and SIGTERM call `on_stop("interrupted" | "terminated")` instead of raising
+    or killing (main thread only: elsewhere the handlers cannot be set, and stay as they are)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        sig: signal.signal(sig, lambda signum, _f: on_stop(STOP_SIGNALS[signum])) for sig in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(plan: Plan) -> Result:
     """Run a validated plan to the end (or to Ctrl-C/SIGTERM) and return its Result."""
     return _Supervisor(plan).run()
@@ -53,11 +72,8 @@ class _Supervisor:
         plan, ctx = self.plan, self.ctx
         # Before the first fork: a Ctrl-C while the processes start must stop the run, not raise in the
         # middle of os.fork(); a child inherits this handler (harmless there) until it sets its own.
-        previous = self._install_signals()
-        try:
+        with trap_stops(self._on_stop):
             return self._run(plan, ctx)
-        finally:
-            self._restore_signals(previous)
 
     def _run(self, plan: Plan, ctx: mp.context.BaseContext) -> Result:
         data = [ctx.Pipe(duplex=False) for _ in range(plan.workers)]
@@ -171,14 +187,5 @@ class _Supervisor:
         with contextlib.suppress(OSError):  # that worker is gone; the collector reports it
             conn.send_bytes(blob)
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
-
-    def _install_signals(self) -> dict[int, object]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        return {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _restore_signals(self, previous: dict[int, object]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+    def _on_stop(self, reason: str) -> None:
+        self.stop_reason = reason
