@@ -29,7 +29,8 @@ import uvloop
 
 from squall import __version__
 from squall.engine import run
-from squall.plan import LlmSpec, Plan, RequestSpec
+from squall.plan.plan import Plan
+from squall.plan.specs import LlmSpec, RequestSpec
 from squall.targets.mock_llm import MockOptions, MockState, start_mock
 
 HERE = Path(__file__).resolve().parent

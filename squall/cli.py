@@ -14,10 +14,14 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
-from squall.result import EXIT_INVALID, EXIT_USAGE, STOPPED_BY_SIGNAL
-from squall.shape import PROFILE_HELP, parse_stages, parse_think, profile
-from squall.thresholds import parse_threshold
+from squall.plan.load import PROFILE_HELP, parse_stages, parse_think, profile
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.plan.thresholds import parse_threshold
+from squall.report.outputs import check_writable, distinct, execute, signal_exit, signals_wait, write_extras
+from squall.result.document import EXIT_INVALID, EXIT_USAGE, STOPPED_BY_SIGNAL
+from squall.result.read import read_result
+from squall.units import PlanError, parse_duration, parse_header
 
 WorkersOption = Annotated[
     int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
@@ -261,7 +265,7 @@ def run(
         )
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan, junit, html, csv_path))
+    raise typer.Exit(execute(plan, junit, html, csv_path))
 
 
 def _build_plan(
@@ -315,7 +319,7 @@ def _build_plan(
     if fields["shape"] is not None:
         duration = None  # the stages set it
         if shard is not None and stage:  # each shard takes its share of the stages (a profile: of -c/-r)
-            from squall.shape import Shape, Stage
+            from squall.plan.load import Shape, Stage
 
             i, n = fields["shard"]  # type: ignore[misc]
             shape = fields["shape"]
@@ -345,7 +349,7 @@ def _build_plan(
         **fields,  # type: ignore[arg-type]
     ).validate()
     if out is not None:
-        _check_writable(out)
+        check_writable(out)
     _check_junit(junit, plan)
     return plan
 
@@ -434,91 +438,13 @@ def _body(text: str | None, path: Path | None) -> bytes:
     return os.fsencode(text) if text is not None else b""
 
 
-def _check_writable(path: Path, option: str = "--out") -> None:
-    if path.is_dir():
-        raise PlanError(f"{option} {str(path)!r} is a directory; give a file name")
-    parent = path.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        where = f"directory {str(parent)!r}"
-        raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
-
-
 def _check_junit(junit: Path | None, plan: Plan) -> None:
     if junit is not None:
         if not plan.thresholds:
             raise PlanError("--junit needs at least one --threshold")
-        _check_writable(junit, "--junit")
+        check_writable(junit, "--junit")
     if plan.abort_on_fail and not plan.thresholds:
         raise PlanError("--abort-on-fail needs at least one --threshold")
-
-
-@contextlib.contextmanager
-def _signals_wait() -> Iterator[list[str]]:
-    """Ctrl-C and SIGTERM wait while result files are written: they are noted in the list, and act after."""
-    from squall.engine.supervisor import trap_stops
-
-    got: list[str] = []
-    with trap_stops(got.append):
-        yield got
-
-
-def _signal_exit(got: list[str], code: int) -> int:
-    """The exit code once the files are written: 130/143 if Ctrl-C/SIGTERM came meanwhile."""
-    return STOPPED_BY_SIGNAL[got[0]] if got else code
-
-
-def _refused_by_workers(doc: dict) -> str | None:
-    """The usage error every worker stopped on before sending anything (a py factory, say), if that is
-    what happened."""
-    lost = doc.get("workers_lost") or {}
-    prefix = "squall.plan.PlanError: "
-    if lost and not doc["summary"]["requests"] and all(why.startswith(prefix) for why in lost.values()):
-        return str(next(iter(lost.values())))[len(prefix) :]
-    return None
-
-
-def _execute(
-    plan: Plan, junit: Path | None = None, html: Path | None = None, csv_path: Path | None = None
-) -> int:
-    from squall.engine import run as run_plan
-    from squall.engine.supervisor import RunError
-    from squall.report.console import print_summary
-
-    try:
-        for path, option in ((html, "--html"), (csv_path, "--csv")):
-            if path is not None:
-                _check_writable(path, option)
-        out = Path(plan.out_path) if plan.out_path else None
-        log = Path(plan.hdr_log) if plan.hdr_log else None
-        _distinct({"-o": out, "--html": html, "--csv": csv_path, "--junit": junit, "--hdr-log": log})
-    except PlanError as e:
-        typer.echo(f"squall: error: {e}", err=True)
-        return EXIT_USAGE
-    try:
-        result = run_plan(plan)
-    except RunError as e:
-        typer.echo(f"squall: error: {e}", err=True)
-        return 1
-    refused = _refused_by_workers(result.doc)
-    if refused:  # e.g. a py factory that raises: the workers found bad input, not a fault in the target
-        typer.echo(f"squall: error: {refused}", err=True)
-        return EXIT_USAGE
-    with _signals_wait() as got:
-        try:
-            print_summary(result.doc)
-        except (BrokenPipeError, SystemExit):
-            # stdout was closed (`| head`; rich then points stdout at /dev/null and raises SystemExit): the
-            # summary has nowhere to go, but the files still do, and the exit code is still the run's.
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if plan.out_path:
-            typer.echo(f"result written to {plan.out_path}", err=True)
-        if junit is not None:
-            from squall.report.junit import junit_xml
-
-            junit.write_text(junit_xml(result.doc.get("thresholds", [])))
-        _extra_outputs(result.doc, html, csv_path)
-    return _signal_exit(got, result.exit_code())
 
 
 @app.command()
@@ -601,8 +527,8 @@ def llm(
     prometheus_port: PrometheusOption = None,
 ) -> None:
     """Load-test an LLM API that streams tokens: TTFT, ITL, TPOT, tokens/s, goodput."""
-    from squall import prompts as prompt_source
-    from squall.plan import LlmSpec, api_from_path, parse_goodput
+    from squall.plan import prompts as prompt_source
+    from squall.plan.specs import LlmSpec, api_from_path, parse_goodput
 
     try:
         if prompts is not None and input_tokens is not None:
@@ -681,7 +607,7 @@ def llm(
         )
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan, junit, html, csv_path))
+    raise typer.Exit(execute(plan, junit, html, csv_path))
 
 
 @app.command()
@@ -729,7 +655,7 @@ def scenario(
     prometheus_port: PrometheusOption = None,
 ) -> None:
     """Run weighted multi-step user journeys from a YAML file; stats per step and per journey."""
-    from squall.scenario import load_scenario
+    from squall.plan.scenario.model import load_scenario
 
     try:
         sc = load_scenario(file)
@@ -780,7 +706,7 @@ def scenario(
         )
     except PlanError as e:
         raise _fail(str(e)) from None
-    raise typer.Exit(_execute(plan, junit, html, csv_path))
+    raise typer.Exit(execute(plan, junit, html, csv_path))
 
 
 @app.command("py")
@@ -826,7 +752,7 @@ def py_workload(
     import itertools
 
     from squall.engine.transport.py import load_factory
-    from squall.plan import PySpec
+    from squall.plan.specs import PySpec
 
     if os.getcwd() not in sys.path:
         sys.path.insert(
@@ -884,11 +810,11 @@ def py_workload(
                 )
             plans = [plan_for(cell, True, None) for cell in cells]
             if out is not None:
-                _check_writable(out)
+                check_writable(out)
     except PlanError as e:
         raise _fail(str(e)) from None
     if len(cells) == 1:
-        raise typer.Exit(_execute(plan, junit, html, csv_path))
+        raise typer.Exit(execute(plan, junit, html, csv_path))
     raise typer.Exit(_matrix(cells, plans, out))
 
 
@@ -961,7 +887,7 @@ def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) ->
                 stopped.append(reason)
             if out is not None:
                 write_json(document(), str(out))
-    with _signals_wait() as got:
+    with signals_wait() as got:
         doc = document()
         print_matrix(doc)
         if out is not None:
@@ -971,7 +897,7 @@ def _matrix(cells: list[dict[str, Any]], plans: list[Plan], out: Path | None) ->
         return EXIT_INVALID
     if stopped:
         return STOPPED_BY_SIGNAL[stopped[0]]
-    return _signal_exit(got, 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0)
+    return signal_exit(got, 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0)
 
 
 def _check_params(target: str, factory: Any, grid: dict[str, list[Any]]) -> None:
@@ -1067,7 +993,7 @@ def mock(
     seed: Annotated[int, typer.Option("--seed", help="Seed for token counts, jitter and faults.")] = 0,
 ) -> None:
     """A built-in OpenAI-compatible (and Dify-style) streaming server with fault injection, to aim at."""
-    from squall.prompts import parse_size
+    from squall.plan.prompts import parse_size
     from squall.targets.mock_llm import MockOptions, serve_mock
 
     try:
@@ -1119,16 +1045,16 @@ def demo(
     """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
     import multiprocessing as mp
 
-    from squall.plan import LlmSpec
-    from squall.prompts import synthetic
+    from squall.plan.prompts import synthetic
+    from squall.plan.specs import LlmSpec
     from squall.targets.mock_llm import MockOptions
 
     try:
         duration_s = parse_duration(duration, "--duration")
-        _check_writable(out)
-        _check_writable(html, "--html")
+        check_writable(out)
+        check_writable(html, "--html")
         if csv_path is not None:
-            _check_writable(csv_path, "--csv")
+            check_writable(csv_path, "--csv")
         if concurrency < 1:
             raise PlanError(f"-c/--concurrency must be at least 1 (got {concurrency})")
         base = Plan(
@@ -1166,7 +1092,7 @@ def demo(
             ).validate()
         except PlanError as e:
             raise _fail(str(e)) from None
-        code = _execute(plan, html=html, csv_path=csv_path)
+        code = execute(plan, html=html, csv_path=csv_path)
     finally:
         server.terminate()
         server.join(5)
@@ -1188,7 +1114,7 @@ def _target(
 ) -> tuple[RequestSpec, dict[str, object]]:
     """What hunt and soak load: a URL, an LLM endpoint (--llm), a scenario file (--scenario) or a Python
     workload (--py MODULE:FACTORY)."""
-    from squall.plan import LlmSpec, PySpec, api_from_path
+    from squall.plan.specs import LlmSpec, PySpec, api_from_path
 
     if (py_target is not None or scenario_file is not None) and (method.upper() != "GET" or header or body):
         what = "--py workload" if py_target is not None else "--scenario file"
@@ -1218,7 +1144,7 @@ def _target(
 
     headers = tuple(parse_header(h) for h in header or ())
     if scenario_file is not None:
-        from squall.scenario import load_scenario
+        from squall.plan.scenario.model import load_scenario
 
         if url is not None or llm_mode:
             raise PlanError("--scenario brings its own base_url: drop the URL and --llm")
@@ -1282,7 +1208,7 @@ def hunt(
 ) -> None:
     """Find the highest load that meets the SLOs: grow until one breaks or throughput stops rising, then
     bisect. Every level is a real run; a level where squall was the limit stops the hunt."""
-    from squall.hunt import Hunter, HuntSpec, exit_code
+    from squall.studies.hunt import Hunter, HuntSpec, exit_code
 
     try:
         if not slo:
@@ -1327,11 +1253,11 @@ def hunt(
             **fields,  # type: ignore[arg-type]
         ).validate()
         if out is not None:
-            _check_writable(out)
+            check_writable(out)
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
-                _check_writable(path, option)
-        _distinct({"-o": out, "--html": html, "--csv": csv_path})
+                check_writable(path, option)
+        distinct({"-o": out, "--html": html, "--csv": csv_path})
     except PlanError as e:
         raise _fail(str(e)) from None
     from squall.engine import run as run_plan
@@ -1352,7 +1278,7 @@ def hunt(
             err=True,
         )
         if out is not None:  # the levels so far, so a hunt killed at level 7 keeps the first 6
-            with _signals_wait():
+            with signals_wait():
                 write_json(hunter.document(hunter.partial()), str(out))
 
     hunter = Hunter(base, spec, run_plan, shown)
@@ -1360,14 +1286,14 @@ def hunt(
     if not hunter.steps:
         typer.echo("hunt: stopped before the first level ended; nothing to write", err=True)
         raise typer.Exit(exit_code(found))
-    with _signals_wait() as got:
+    with signals_wait() as got:
         doc = hunter.document(found)
         print_hunt(found)
         if out is not None:
             write_json(doc, str(out))
             typer.echo(f"result written to {out}", err=True)
-        _extra_outputs(doc, html, csv_path)
-    raise typer.Exit(_signal_exit(got, exit_code(found)))
+        write_extras(doc, html, csv_path)
+    raise typer.Exit(signal_exit(got, exit_code(found)))
 
 
 def _hunt_until_stopped(hunter: Any) -> dict:
@@ -1452,7 +1378,7 @@ def soak(
     import subprocess
     import time
 
-    from squall.soak import SoakSpec
+    from squall.studies.soak import SoakSpec
 
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -1476,7 +1402,7 @@ def soak(
         file_think = fields.pop("think", None)
         log = hdr_log if hdr_log is not None else (out.with_suffix(".hlog") if out is not None else None)
         if log is not None:
-            _check_writable(log, "--hdr-log")
+            check_writable(log, "--hdr-log")
         if target_cmd is not None:
             argv = shlex.split(target_cmd)
             if not argv:
@@ -1526,7 +1452,7 @@ def soak(
         _stop(proc)
         raise typer.Exit(STOPPED_BY_SIGNAL["interrupted"]) from None
     try:
-        code = _execute(plan, None, html, csv_path)
+        code = execute(plan, None, html, csv_path)
     finally:
         _stop(proc)
     raise typer.Exit(code)
@@ -1582,7 +1508,7 @@ def plan_capacity(
     json_out: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON instead.")] = False,
 ) -> None:
     """The most users a provider's rate limits carry, with the arithmetic shown (no load is sent)."""
-    from squall.capacity import Demand, capacity
+    from squall.studies.capacity import Demand, capacity
 
     try:
         if tokens_per_call is not None and (input_tokens or output_tokens):
@@ -1623,40 +1549,13 @@ def report(
             raise PlanError("say what to write: --html FILE and/or --csv FILE")
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
-                _check_writable(path, option)
-        _distinct({"RESULT": result, "--html": html, "--csv": csv_path})
-        doc = _read_result(result)
+                check_writable(path, option)
+        distinct({"RESULT": result, "--html": html, "--csv": csv_path})
+        doc = read_result(result)
     except PlanError as e:
         raise _fail(str(e)) from None
     with _malformed_is_usage_error(f"{str(result)!r} cannot be reported"):
-        _extra_outputs(doc, html, csv_path)
-
-
-def _read_result(path: Path) -> dict:
-    from squall.report.json import read_json
-
-    try:
-        doc = read_json(str(path))
-    except (OSError, ValueError) as e:
-        raise PlanError(f"{str(path)!r} cannot be read as a squall result: {e}") from None
-    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("squall/result@"):
-        raise PlanError(f"{str(path)!r} is not a squall result (no squall/result schema)")
-    if doc["schema"] != "squall/result@1":
-        raise PlanError(f"{str(path)!r} has schema {doc['schema']!r}; this squall reads squall/result@1")
-    for key, kind in _RESULT_SHAPE:
-        if not isinstance(doc.get(key), kind):
-            raise PlanError(f"{str(path)!r} is not a whole squall result: {key!r} is missing or malformed")
-    return doc
-
-
-# The top-level fields every reader of a result relies on, and their JSON types.
-_RESULT_SHAPE = (
-    ("meta", dict),
-    ("summary", dict),
-    ("timeseries", list),
-    ("histograms", dict),
-    ("counters", dict),
-)
+        write_extras(doc, html, csv_path)
 
 
 @contextlib.contextmanager
@@ -1671,18 +1570,6 @@ def _malformed_is_usage_error(what: str) -> Iterator[None]:
         raise _fail(f"{what}: a field of the input has the wrong type or is missing ({why})") from None
 
 
-def _distinct(paths: dict[str, Path | None]) -> None:
-    """No two files given to one command may be the same file (the last write would win)."""
-    seen: dict[Path, str] = {}
-    for option, path in paths.items():
-        if path is None:
-            continue
-        key = path.resolve()
-        if key in seen:
-            raise PlanError(f"{option} and {seen[key]} name the same file {str(path)!r}")
-        seen[key] = option
-
-
 @app.command()
 def merge(
     results: Annotated[list[Path], typer.Argument(help="Two or more JSON results (shards, boxes, runs).")],
@@ -1693,21 +1580,21 @@ def merge(
     csv_path: CsvOption = None,
 ) -> None:
     """Merge results exactly: counters add, histograms add bucket by bucket, seconds align on wall clock."""
-    from squall.merge import merge as merge_docs
     from squall.report.console import print_summary
     from squall.report.json import write_json
+    from squall.result.merge import merge as merge_docs
 
     try:
-        _check_writable(out)
+        check_writable(out)
         for path, option in ((html, "--html"), (csv_path, "--csv")):
             if path is not None:
-                _check_writable(path, option)
-        _distinct({"-o": out, "--html": html, "--csv": csv_path})
+                check_writable(path, option)
+        distinct({"-o": out, "--html": html, "--csv": csv_path})
         for i, p in enumerate(results):
-            _distinct({f"result {i + 1}": p, "-o": out, "--html": html, "--csv": csv_path})
+            distinct({f"result {i + 1}": p, "-o": out, "--html": html, "--csv": csv_path})
             if any(p.resolve() == q.resolve() for q in results[:i]):
                 raise PlanError(f"{str(p)!r} is given twice: its requests would be counted twice")
-        docs = [_read_result(p) for p in results]
+        docs = [read_result(p) for p in results]
         with _malformed_is_usage_error("the results cannot be merged"):
             merged = merge_docs(docs, [str(p) for p in results])
     except PlanError as e:
@@ -1715,7 +1602,7 @@ def merge(
     write_json(merged, str(out))
     print_summary(merged)
     typer.echo(f"merged {len(docs)} results into {out}", err=True)
-    _extra_outputs(merged, html, csv_path)
+    write_extras(merged, html, csv_path)
     raise typer.Exit(1 if any(not t["ok"] for t in merged.get("thresholds", ())) else 0)
 
 
@@ -1733,13 +1620,13 @@ def compare(
 ) -> None:
     """Per-metric deltas with a verdict (better, worse, same within noise, from the histograms); exit 1 on a
     regression beyond --max-regression, for CI."""
-    from squall.compare import compare as compare_docs
     from squall.report.console import print_compare
+    from squall.result.compare import compare as compare_docs
 
     try:
         limit = _percent(max_regression, "--max-regression")
         noise_pct = _percent(noise, "--noise")
-        docs = _read_result(baseline), _read_result(current)
+        docs = read_result(baseline), read_result(current)
         with _malformed_is_usage_error("the results cannot be compared"):
             out = compare_docs(*docs, limit, noise_pct)
     except PlanError as e:
@@ -1760,19 +1647,6 @@ def _percent(text: str, option: str) -> float:
     if not 0 <= value <= 10_000:
         raise PlanError(f"{option} {text!r} must be from 0% to 10000%")
     return value
-
-
-def _extra_outputs(doc: dict, html: Path | None, csv_path: Path | None) -> None:
-    if html is not None:
-        from squall.report.html import write_html
-
-        write_html(doc, html)
-        typer.echo(f"report written to {html}", err=True)
-    if csv_path is not None:
-        from squall.report.csv import write_csv
-
-        summary_path = write_csv(doc, csv_path)
-        typer.echo(f"series written to {csv_path}, summary to {summary_path}", err=True)
 
 
 def _serve_detached(opts: object, ready: object) -> None:

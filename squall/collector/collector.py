@@ -22,10 +22,10 @@ from squall.collector.verdicts import self_check
 from squall.engine.procname import set_process_name
 from squall.engine.recorder import LOOP_LAG_P99
 from squall.hist import merge_into, new_histogram
-from squall.plan import Plan
+from squall.plan.plan import Plan
+from squall.plan.thresholds import judge
 from squall.report.console import LiveView
 from squall.report.json import write_json
-from squall.thresholds import judge
 from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
 
 NS = 1_000_000_000
@@ -494,7 +494,7 @@ class Collector:
     def _soak(self) -> dict[str, Any]:
         if self.plan.soak is None:
             return {}
-        from squall.soak import verdicts
+        from squall.studies.soak import verdicts
 
         return {"soak": verdicts(self.series, self.plan.soak, in_process=self.plan.py is not None)}
 

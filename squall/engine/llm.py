@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from squall import __version__
-from squall.plan import LlmSpec, Plan, Prompt
+from squall.plan.plan import Plan
+from squall.plan.specs import LlmSpec, Prompt
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _PIECES = re.compile(r"[A-Za-z]+|\d{1,3}|[^\sA-Za-z\d]")

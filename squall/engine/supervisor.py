@@ -13,8 +13,8 @@ from time import monotonic, perf_counter_ns
 
 from squall.collector.collector import collector_main
 from squall.engine.worker import worker_main
-from squall.plan import Plan
-from squall.result import Result
+from squall.plan.plan import Plan
+from squall.result.document import Result
 from squall.wire import Abort, Final, Hello, Start, Stop, WireError, decode, encode
 
 START_DELAY_NS = 50_000_000

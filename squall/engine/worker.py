@@ -20,7 +20,7 @@ from squall.engine.pacer import make_pacer
 from squall.engine.procname import set_process_name
 from squall.engine.recorder import NullRecorder, Recorder
 from squall.engine.transport import Channel, Interrupted, make_transport
-from squall.plan import Plan
+from squall.plan.plan import Plan
 from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
 
 NS = 1_000_000_000

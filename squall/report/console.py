@@ -12,7 +12,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from squall.collector.aggregate import Aggregate
-    from squall.plan import Plan
+    from squall.plan.plan import Plan
 
 
 class LiveView:

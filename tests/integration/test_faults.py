@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from squall.engine import run
-from squall.plan import Plan, RequestSpec
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
 from squall.report.json import read_json
 from squall.targets.serve import ServerThread
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from squall.engine import run
-from squall.plan import LlmSpec, Plan, RequestSpec
+from squall.plan.plan import Plan
+from squall.plan.specs import LlmSpec, RequestSpec
 from squall.report.json import read_json
-from squall.result import Result
+from squall.result.document import Result
 from squall.targets.mock_llm import MockThread
 
 FAST = {"ttft_s": 0.03, "itl_s": 0.005, "tokens": 12}

@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from squall.cli import app
-from squall.compare import compare
 from squall.hist import Hist, summary_ms
-from squall.merge import merge
-from squall.plan import PlanError
 from squall.report.json import read_json
+from squall.result.compare import compare
+from squall.result.merge import merge
 from squall.targets.serve import ServerThread
+from squall.units import PlanError
 
 
 def _hist(values: list[int]) -> Hist:

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from squall.engine import run
-from squall.plan import Plan, RequestSpec
-from squall.result import Result
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.result.document import Result
 from squall.targets.serve import ServerThread
 
 
@@ -173,7 +174,7 @@ def test_a_late_shard_starts_at_once_and_says_so(target: ServerThread) -> None:
 
 
 def test_a_bound_on_a_histogram_with_no_values_fails(target: ServerThread) -> None:
-    from squall.thresholds import parse_threshold
+    from squall.plan.thresholds import parse_threshold
 
     # Every request times out: nothing was answered, so "p99<1s" has no data and must not pass as 0 ms.
     res = go(
@@ -193,7 +194,7 @@ def test_a_bound_on_a_histogram_with_no_values_fails(target: ServerThread) -> No
 def test_the_run_ends_with_the_last_answer_not_after_a_last_think(target: ServerThread) -> None:
     import time
 
-    from squall.shape import parse_think
+    from squall.plan.load import parse_think
 
     began = time.monotonic()
     res = go(target.url + "/", requests=3, connections=3, workers=1, think=parse_think("20s"))

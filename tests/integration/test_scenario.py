@@ -7,13 +7,15 @@ from typer.testing import CliRunner
 
 from squall.cli import app
 from squall.engine import run
-from squall.plan import Plan, PlanError, RequestSpec
+from squall.plan.plan import Plan
+from squall.plan.scenario.model import load_scenario, parse_json_path
+from squall.plan.specs import RequestSpec
+from squall.plan.thresholds import parse_threshold
 from squall.report.json import read_json
-from squall.result import Result
-from squall.scenario import load_scenario, parse_json_path
+from squall.result.document import Result
 from squall.targets.mock_llm import MockThread
 from squall.targets.serve import ServerThread
-from squall.thresholds import parse_threshold
+from squall.units import PlanError
 
 JOURNEYS = """\
 base_url: {url}

@@ -1,9 +1,10 @@
 """Load shapes and think time end to end: stages of rate and of users, presets, pauses between requests."""
 
 from squall.engine import run
-from squall.plan import Plan, RequestSpec
-from squall.result import Result
-from squall.shape import parse_stages, parse_think
+from squall.plan.load import parse_stages, parse_think
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.result.document import Result
 from squall.targets.serve import ServerThread
 
 
@@ -59,7 +60,7 @@ def test_think_time_paces_each_user(target: ServerThread) -> None:
 
 
 def test_llm_runs_take_stages_and_think_time() -> None:
-    from squall.plan import LlmSpec
+    from squall.plan.specs import LlmSpec
     from squall.targets.mock_llm import MockThread
 
     with MockThread(ttft_s=0.005, itl_s=0.001, tokens=4) as mock:

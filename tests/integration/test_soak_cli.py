@@ -67,7 +67,8 @@ def test_squall_keeps_nothing_per_request(target: ServerThread) -> None:
     # number of requests. The run is long enough for several samples on a fast box, and a slow box must
     # still send 125k requests after the first sample, where a retention of 8 bytes each would be 1 MB.
     from squall.engine import run
-    from squall.plan import Plan, RequestSpec
+    from squall.plan.plan import Plan
+    from squall.plan.specs import RequestSpec
 
     plan = Plan(RequestSpec(target.url + "/"), connections=32, workers=1, duration_s=8.0, quiet=True)
     res = run(plan.validate())

@@ -7,8 +7,9 @@ import pytest
 
 from squall.engine import run
 from squall.engine.transport.raw import build_request
-from squall.plan import Plan, RequestSpec
-from squall.result import Result
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.result.document import Result
 from squall.targets.serve import ServerThread
 
 TRANSPORTS = ("raw", "aiohttp")

@@ -1,9 +1,9 @@
 import pytest
 from typer.testing import CliRunner
 
-from squall.capacity import Demand, capacity
 from squall.cli import app
-from squall.plan import PlanError
+from squall.studies.capacity import Demand, capacity
+from squall.units import PlanError
 
 
 def _demand(**kw: object) -> Demand:

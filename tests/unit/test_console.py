@@ -1,7 +1,8 @@
 import pytest
 
 from squall.collector.aggregate import Aggregate
-from squall.plan import Plan, RequestSpec
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
 from squall.report.console import LiveView
 
 

@@ -4,10 +4,12 @@ from typing import Any
 
 import pytest
 
-from squall.hunt import Hunter, HuntSpec, exit_code, knee
-from squall.plan import Plan, PlanError, RequestSpec
-from squall.result import Result
-from squall.thresholds import parse_threshold
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.plan.thresholds import parse_threshold
+from squall.result.document import Result
+from squall.studies.hunt import Hunter, HuntSpec, exit_code, knee
+from squall.units import PlanError
 
 
 def model(

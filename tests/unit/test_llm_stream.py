@@ -4,7 +4,9 @@ import orjson
 import pytest
 
 from squall.engine.llm import LlmWorkload, estimate_tokens, request_body
-from squall.plan import LlmSpec, Plan, PlanError, Prompt, RequestSpec, api_from_path, parse_goodput
+from squall.plan.plan import Plan
+from squall.plan.specs import LlmSpec, Prompt, RequestSpec, api_from_path, parse_goodput
+from squall.units import PlanError
 
 MS = 1_000_000
 

@@ -1,6 +1,8 @@
 import pytest
 
-from squall.plan import Plan, PlanError, RequestSpec, parse_duration, parse_header
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.units import PlanError, parse_duration, parse_header
 
 
 @pytest.mark.parametrize(

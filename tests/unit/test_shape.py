@@ -3,8 +3,10 @@ import random
 import pytest
 
 from squall.engine.pacer import make_pacer
-from squall.plan import Plan, PlanError, RequestSpec
-from squall.shape import Shape, Stage, parse_stages, parse_think, profile
+from squall.plan.load import Shape, Stage, parse_stages, parse_think, profile
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+from squall.units import PlanError
 
 NS = 1_000_000_000
 

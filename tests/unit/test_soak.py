@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from squall.soak import SoakSpec, slope, verdicts
+from squall.studies.soak import SoakSpec, slope, verdicts
 
 
 def _series(n: int, rss: float, per_s: float, noise: float = 0.0, p99: float = 5.0) -> list[dict]:

@@ -1,9 +1,9 @@
 import pytest
 
-from squall.plan import PlanError
+from squall.plan.thresholds import judge, parse_threshold
 from squall.report.junit import junit_xml
-from squall.result import Result
-from squall.thresholds import judge, parse_threshold
+from squall.result.document import Result
+from squall.units import PlanError
 
 SUMMARY = {
     "requests": 200,

@@ -1,5 +1,5 @@
 from squall.collector.verdicts import self_check, sustained
-from squall.result import Result
+from squall.result.document import Result
 
 
 def test_sustained() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from squall.plan import Plan
+from squall.plan.plan import Plan
 
 
 class Interrupted(Exception):

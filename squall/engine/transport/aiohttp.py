@@ -10,7 +10,7 @@ import aiohttp
 from yarl import URL
 
 from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
-from squall.plan import Plan
+from squall.plan.plan import Plan
 
 
 class _AiohttpChannel(TaskChannel):

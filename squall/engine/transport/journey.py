@@ -23,8 +23,9 @@ from squall.engine.llm import StreamReader, make_counter, request_body
 from squall.engine.recorder import Recorder
 from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
 from squall.engine.transport.aiohttp import AiohttpTransport
-from squall.plan import LlmSpec, Plan, Prompt
-from squall.scenario import Journey, Scenario, Step
+from squall.plan.plan import Plan
+from squall.plan.scenario.model import Journey, Scenario, Step
+from squall.plan.specs import LlmSpec, Prompt
 
 STEP = "step:"
 JOURNEY = "journey:"

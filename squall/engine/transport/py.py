@@ -19,8 +19,9 @@ from typing import Any
 
 from squall.engine.recorder import Recorder
 from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
-from squall.plan import Plan, PlanError
+from squall.plan.plan import Plan
 from squall.sdk import User, current
+from squall.units import PlanError
 
 PHASE = "phase:"
 MAX_SAMPLES = 20

@@ -13,7 +13,8 @@ import httptools
 from squall import __version__
 from squall.engine.llm import LlmWorkload
 from squall.engine.transport import Channel, Interrupted, Owner
-from squall.plan import Plan, RequestSpec
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

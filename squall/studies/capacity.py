@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from squall.plan import PlanError
+from squall.units import PlanError
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from squall.plan import PlanError, named, parse_duration
+from squall.units import PlanError, named, parse_duration
 
 _EXPR = re.compile(r"^\s*([a-z][A-Za-z0-9_.\-]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 _PCT = re.compile(r"^(p50|p90|p95|p99|p999|min|max|mean)$")

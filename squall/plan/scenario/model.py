@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from squall.plan import APIS, PlanError, parse_duration, parse_header
-from squall.shape import parse_stage, parse_stages, parse_think
-from squall.thresholds import parse_threshold
+from squall.plan.load import parse_stage, parse_stages, parse_think
+from squall.plan.specs import APIS
+from squall.plan.thresholds import parse_threshold
+from squall.units import PlanError, parse_duration, parse_header
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")

@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from squall.plan import PlanError, named, parse_duration
+from squall.units import PlanError, named, parse_duration
 
 PROFILES = ("ramp", "step", "spike", "soak")
 PROFILE_HELP = (

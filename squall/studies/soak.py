@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from squall.plan import PlanError
+from squall.units import PlanError
 
 
 @dataclass(frozen=True, slots=True)

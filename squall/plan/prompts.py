@@ -7,7 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from squall.plan import PlanError, Prompt
+from squall.plan.specs import Prompt
+from squall.units import PlanError
 
 MAX_SYNTHETIC_TOKENS = 1_000_000  # --input-tokens/--output-tokens: beyond any model's context window
 SYNTHETIC_WORDS = 4_000_000  # all synthetic prompts together: a few tens of MB, made in about a second

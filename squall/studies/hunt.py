@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from squall.plan import MAX_CONNECTIONS, Plan, PlanError
-from squall.result import EXIT_INVALID, STOPPED_BY_SIGNAL, Result
+from squall.plan.plan import MAX_CONNECTIONS, Plan
+from squall.result.document import EXIT_INVALID, STOPPED_BY_SIGNAL, Result
+from squall.units import PlanError
 
 MODES = ("concurrency", "rate")
 

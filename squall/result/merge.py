@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from squall.collector.aggregate import Aggregate, add_part_doc, part_doc, parts_summary
-from squall.compare import mismatches
 from squall.hist import decode, merge_into, new_histogram, percentiles_ms
-from squall.plan import PlanError
-from squall.thresholds import judge, parse_threshold
+from squall.plan.thresholds import judge, parse_threshold
+from squall.result.compare import mismatches
+from squall.units import PlanError
 
 SCHEMA = "squall/result@1"
 # Older results carry no raw counters: these summary keys hold them.

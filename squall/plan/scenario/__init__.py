@@ -1,0 +1,1 @@
+"""Scenario files: weighted multi-step user journeys."""

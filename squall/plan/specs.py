@@ -1,0 +1,135 @@
+"""What a run sends: one HTTP request, an LLM call's flavour and prompts, a Python workload."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from squall.units import TOKEN, PlanError, parse_duration
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One HTTP request to send, over and over."""
+
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def target(self) -> str:
+        """The request-target: path plus query."""
+        parts = urlsplit(self.url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def validate(self) -> None:
+        """Raise PlanError unless the URL, method and headers can be sent."""
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port
+        except ValueError as e:
+            raise PlanError(f"URL {self.url!r} is not valid: {e}") from None
+        if parts.scheme not in ("http", "https"):
+            raise PlanError(f"URL {self.url!r} is not an http:// or https:// URL")
+        if not parts.hostname:
+            raise PlanError(f"URL {self.url!r} has no host")
+        if parts.username is not None or parts.password is not None:
+            # (the URL would be printed and stored in the result, and the credentials never sent)
+            shown = self.url.replace(parts.netloc, parts.netloc.rpartition("@")[2])
+            raise PlanError(
+                f"URL {shown!r} holds credentials (user:password@); send them with -H 'Authorization: ...'"
+            )
+        if not self.url.isascii() or any(c.isspace() or ord(c) < 32 for c in self.url):
+            raise PlanError(f"URL {self.url!r} must be ASCII without spaces; percent-encode the rest")
+        if port == 0:
+            raise PlanError(f"URL {self.url!r} has port 0")
+        if not TOKEN.match(self.method):
+            raise PlanError(f"method {self.method!r} is not a valid HTTP method")
+
+
+APIS = ("chat", "completions", "dify", "sse")
+GOODPUT_METRICS = ("ttft", "tpot", "e2e", "itl")
+_BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One prompt: a string (completions, dify, sse) or chat messages, with an optional max_tokens."""
+
+    text: str = ""
+    messages: tuple[tuple[str, str], ...] = ()
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSpec:
+    """What makes a run an LLM run: the API flavour, the prompts, keys and how to read the stream."""
+
+    api: str = "chat"
+    stream: bool = True
+    model: str = "default"
+    max_tokens: int | None = None
+    temperature: float | None = None
+    body_json: tuple[tuple[str, object], ...] = ()
+    prompts: tuple[Prompt, ...] = (Prompt("Hello"),)
+    api_keys: tuple[str, ...] = ()
+    text_path: str = "choices.0.delta.content"
+    done_marker: str = "[DONE]"
+    goodput: tuple[tuple[str, float], ...] = ()
+
+    def validate(self) -> None:
+        """Raise PlanError for an unknown API, no prompts or a bad bound."""
+        if self.api not in APIS:
+            raise PlanError(f"--api {self.api!r} is not one of {', '.join(APIS)}")
+        if not self.prompts:
+            raise PlanError("no prompts: the prompts file is empty")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise PlanError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        for key in self.api_keys:
+            if not key or any(c in key for c in "\r\n") or not key.isascii():
+                raise PlanError("an API key is empty or has characters a header cannot carry")
+
+
+def parse_goodput(text: str) -> tuple[str, float]:
+    """Parse a goodput bound such as `ttft<500ms` into (metric, seconds)."""
+    m = _BOUND.match(text)
+    if not m:
+        raise PlanError(f"--goodput {text!r} is not a bound; use e.g. 'ttft<500ms', 'tpot<50ms' or 'e2e<10s'")
+    return m.group(1), parse_duration(m.group(2), "--goodput")
+
+
+def api_from_path(url: str) -> str:
+    """Guess the API flavour from the endpoint path."""
+    path = urlsplit(url).path
+    if path.endswith("/chat/completions"):
+        return "chat"
+    if path.endswith("/completions"):
+        return "completions"
+    if path.endswith("/chat-messages"):
+        return "dify"
+    return "sse"
+
+
+@dataclass(frozen=True, slots=True)
+class PySpec:
+    """`squall py MODULE:FACTORY`: the factory and the keyword arguments it is called with."""
+
+    target: str
+    params: tuple[tuple[str, Any], ...] = ()
+    tracemalloc: bool = False

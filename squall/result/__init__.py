@@ -1,0 +1,1 @@
+"""The result document: schema, reading, exact merges and comparisons."""

@@ -1,0 +1,1 @@
+"""Studies built of runs: hunt, soak, the parameter matrix, capacity."""

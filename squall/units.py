@@ -1,0 +1,53 @@
+"""The ground floor: the usage error every layer raises, durations and headers."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
+_UNIT_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MAX_SECONDS = 30 * 24 * 3600.0
+TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class PlanError(ValueError):
+    """Bad input: the message names the problem and the fix."""
+
+
+def named(what: str, text: object) -> str:
+    """`--think '2x'` in an error message, or just `'2x'` where the caller names the place itself ('')."""
+    return f"{what} {text!r}" if what else repr(text)
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Parse `10s`, `2m`, `1h`, `250ms` or a bare number of seconds into seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise PlanError(f"{named(what, text)} is not a duration; use e.g. 500ms, 10s, 2m or 1h")
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if seconds > MAX_SECONDS:
+        raise PlanError(f"{named(what, text)} is longer than 30 days")
+    return seconds
+
+
+_FRAMING = frozenset(("content-length", "transfer-encoding"))  # a wrong one breaks every request
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """Parse one `Name: value` header."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or not TOKEN.match(name):
+        raise PlanError(f"header {text!r} is malformed; use 'Name: value'")
+    value = value.strip()
+    if name.lower() in _FRAMING:
+        raise PlanError(f"header {name!r} is set by squall from the body; drop it")
+    if "\r" in value or "\n" in value:
+        raise PlanError(f"header {name!r} contains a line break")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise PlanError(
+            f"header {name!r} has characters HTTP/1.1 cannot carry; percent-encode them"
+        ) from None
+    return name, value
