@@ -7,7 +7,9 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+# The kinds of a Window's sub-windows: a scenario's steps and journeys, a py workload's timed phases.
+PART_KINDS = ("step", "journey", "phase")
 
 
 class WireError(ValueError):
@@ -37,8 +39,12 @@ class Window:
     histograms: dict[str, bytes]
     inflight: int
     users: int = 0  # closed model: users taking part at the window's end (a gauge, like inflight)
-    parts: dict[str, Any] = field(default_factory=dict)  # scenario runs: {"step:NAME": Window, ...}
+    parts: dict[str, dict[str, Window]] = field(
+        default_factory=dict
+    )  # {kind: {name: Window}}, kind in PART_KINDS
     notes: dict[str, Any] = field(default_factory=dict)  # py runs: error samples, tracemalloc growth
+    loop_lag_p99_us: int | None = None  # the worker's event-loop lateness p99 this window (not a sum)
+    custom: dict[str, int] = field(default_factory=dict)  # py runs: squall.sdk.count() totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +58,11 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Worker → collector or supervisor: the worker hit a bug and is exiting."""
+    """Worker → collector or supervisor: the worker is exiting; `usage`: its input was refused (no bug)."""
 
     worker: int
     error: str
+    usage: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +119,11 @@ def decode(data: bytes) -> Message:
     try:
         msg = cls(*arr[1:])
         if isinstance(msg, Window) and msg.parts:
-            for name, part in msg.parts.items():
-                msg.parts[name] = Window(*part)
+            for kind, named in msg.parts.items():
+                if kind not in PART_KINDS or not isinstance(named, dict):
+                    raise WireError(f"malformed Window: unknown part kind {kind!r}")
+                for name, part in named.items():
+                    named[name] = Window(*part)
     except TypeError as e:
         raise WireError(f"malformed {cls.__name__}: {e}") from None
     if isinstance(msg, Hello) and msg.version != PROTOCOL_VERSION:

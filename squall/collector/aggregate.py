@@ -56,6 +56,7 @@ class Aggregate:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.status_codes: dict[int, int] = {}
         self.error_kinds: dict[str, int] = {}
+        self.custom: dict[str, int] = {}  # squall.sdk.count() totals
         self.hists: dict[str, HdrHistogram] = {}
         self.pending: dict[int, Second] = {}
         self.merger = Merger()
@@ -70,6 +71,8 @@ class Aggregate:
             self.counters["retry_after_max_ms"] = max(previous_max, w.counters["retry_after_max_ms"])
         _add(self.status_codes, w.status_codes)
         _add(self.error_kinds, w.error_kinds)
+        if w.custom:
+            _add(self.custom, w.custom)
         if not self.seconds:
             for name, blob in w.histograms.items():
                 self.merger.add(blob, self.hists.setdefault(name, new_histogram()))
@@ -101,6 +104,7 @@ class Aggregate:
         _add(self.counters, other.counters)
         _add(self.status_codes, other.status_codes)
         _add(self.error_kinds, other.error_kinds)
+        _add(self.custom, other.custom)
         for name, h in other.hists.items():
             merge_into(self.hists.setdefault(name, new_histogram()), h)
         if "retry_after_max_ms" in other.counters:  # a maximum, not a sum
@@ -275,25 +279,34 @@ def add_part_doc(into: Aggregate, doc: dict[str, Any]) -> None:
         merge_into(into.hists.setdefault(name, new_histogram()), decode(blob))
 
 
+def part_key(key: str) -> tuple[str, str]:
+    """A result document's part key ("step:NAME") as the (kind, name) the collector keys parts by."""
+    kind, _, name = key.partition(":")
+    return kind, name
+
+
 def parts_summary(
-    parts: dict[str, Aggregate], duration_s: float, steps: list[str], journeys: list[tuple[str, int]]
+    parts: dict[tuple[str, str], Aggregate],
+    duration_s: float,
+    steps: list[str],
+    journeys: list[tuple[str, float]],
 ) -> dict[str, Any]:
     """`summary.phases`, `summary.steps` and `summary.scenarios` from the parts' totals."""
     out: dict[str, Any] = {}
-    phases = sorted(k[6:] for k in parts if k.startswith("phase:"))
+    phases = sorted(name for kind, name in parts if kind == "phase")
     if phases:
-        out["phases"] = {name: parts[f"phase:{name}"].summary(duration_s, False) for name in phases}
+        out["phases"] = {name: parts["phase", name].summary(duration_s, False) for name in phases}
     if not journeys:
         return out
     out["steps"] = {}
     for name in steps:
-        part = parts.get(f"step:{name}") or Aggregate(seconds=False)
+        part = parts.get(("step", name)) or Aggregate(seconds=False)
         out["steps"][name] = part.summary(duration_s, False)
         if "ttft" in part.hists:
             out["steps"][name]["llm"] = part.llm_summary(duration_s, False)
     out["scenarios"] = {}
     for journey, weight in journeys:
-        part = parts.get(f"journey:{journey}") or Aggregate(seconds=False)
+        part = parts.get(("journey", journey)) or Aggregate(seconds=False)
         c = part.counters
         out["scenarios"][journey] = {
             "weight": weight,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+BUSY_PCT = 20.0  # other processes' mean share of the host's CPU (%) from which the box counts as busy
 
 
 def sustained(values: Sequence[float | None], limit: float, span: int) -> bool:
@@ -15,6 +18,20 @@ def sustained(values: Sequence[float | None], limit: float, span: int) -> bool:
     return False
 
 
+def over_limits(
+    cpu: dict[int, list[float | None]],
+    loop_lag_p99_ms: dict[int, list[float | None]],
+    cpu_limit: float,
+    lag_limit_ms: float,
+    span: int,
+) -> dict[str, list[int]]:
+    """The workers whose CPU, and whose event-loop lateness, stayed over its limit for `span` seconds."""
+    return {
+        "cpu": [w for w in sorted(cpu) if sustained(cpu[w], cpu_limit, span)],
+        "loop_lag": [w for w in sorted(loop_lag_p99_ms) if sustained(loop_lag_p99_ms[w], lag_limit_ms, span)],
+    }
+
+
 def self_check(
     cpu: dict[int, list[float | None]],
     loop_lag_p99_ms: dict[int, list[float | None]],
@@ -23,13 +40,26 @@ def self_check(
     span: int,
 ) -> list[str]:
     """Reasons the generator, not the target, limited the run (empty when it did not)."""
-    reasons = []
-    for worker in sorted(cpu):
-        if sustained(cpu[worker], cpu_limit, span):
-            reasons.append(f"worker {worker} CPU stayed at or above {cpu_limit:g}% for {span} s")
-    for worker in sorted(loop_lag_p99_ms):
-        if sustained(loop_lag_p99_ms[worker], lag_limit_ms, span):
-            reasons.append(
-                f"worker {worker} event loop ran late (timer lateness p99 > {lag_limit_ms:g} ms) for {span} s"
-            )
+    over = over_limits(cpu, loop_lag_p99_ms, cpu_limit, lag_limit_ms, span)
+    reasons = [f"worker {w} CPU stayed at or above {cpu_limit:g}% for {span} s" for w in over["cpu"]]
+    reasons += [
+        f"worker {w} event loop ran late (timer lateness p99 > {lag_limit_ms:g} ms) for {span} s"
+        for w in over["loop_lag"]
+    ]
     return reasons
+
+
+def others_cpu_pct(series: Sequence[dict[str, Any]], cpus: int) -> float | None:
+    """The mean share of the host's CPU (%) that processes other than squall's used over the series.
+
+    Host CPU is a share of every core; a process's CPU is a share of one core, hence the division.
+    """
+    shares = []
+    for e in series:
+        host = e.get("host_cpu")
+        if host is None:
+            continue
+        mine = sum(v for v in (e.get("worker_cpu") or {}).values() if v is not None)
+        mine += e.get("collector_cpu") or 0.0
+        shares.append(max(0.0, host - mine / max(cpus, 1)))
+    return round(sum(shares) / len(shares), 1) if shares else None

@@ -9,7 +9,6 @@ from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
 
 HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag")
-LOOP_LAG_P99 = "loop_lag_p99_us"  # per worker and window; not a sum, so the collector takes it out first
 LLM_HISTOGRAMS = ("ttft", "ttft_intended", "itl", "tpot", "e2e")
 LLM_COUNTERS = (
     "bad_answers",
@@ -70,9 +69,10 @@ class Recorder:
         self.schedule_lag = self.hists["schedule_lag"].record
         self.hi = 0  # the largest latency counted by the inlined path this window (>= its service and ttfb)
         self._bind_counts()
-        # Closed windows waiting to be encoded: a histogram key is its name, or (part, name) for a part's.
+        # Closed windows waiting to be encoded: a histogram key is its name, or (kind, part, name).
         self.closed: deque[tuple[Window, dict[Any, Taken]]] = deque()
-        self.parts: dict[str, Recorder] = {}  # scenario runs: one recorder per step and per journey
+        # Sub-recorders keyed (kind, name), kind in wire.PART_KINDS: scenario steps and journeys, py phases.
+        self.parts: dict[tuple[str, str], Recorder] = {}
         self.custom: dict[str, int] = {}  # squall.sdk.count() totals this window (py runs)
         self.notes: dict[str, Any] = {}  # sent once with the next window: error samples, tracemalloc
         self.lags: list[int] = []  # the loop probe's lateness (µs) this window: ~100 values, judged here
@@ -234,22 +234,29 @@ class Recorder:
         }
         if self.llm:
             counters.update(self.llm_counts)
-        if self.custom:
-            counters.update({f"custom:{k}": v for k, v in self.custom.items()})
-            self.custom.clear()
-        if lags:
-            counters[LOOP_LAG_P99] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
         window = Window(
-            self.worker, seq, t_start, t_end, counters, status_codes, error_kinds, {}, inflight, users
+            self.worker,
+            seq,
+            t_start,
+            t_end,
+            counters,
+            status_codes,
+            error_kinds,
+            {},
+            inflight,
+            users,
+            loop_lag_p99_us=lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
+            custom=dict(self.custom),
         )
+        self.custom.clear()  # (a py workload holds this same dict: cleared, never replaced)
         if self.notes:
             window.notes.update(self.notes)
             self.notes.clear()
-        for name, part in self.parts.items():
+        for (kind, name), part in self.parts.items():
             part.close_window(seq, t_start, t_end, 0)
             part_window, part_taken = part.closed.popleft()
-            window.parts[name] = part_window
-            taken.update(((name, hist), counts) for hist, counts in part_taken.items())
+            window.parts.setdefault(kind, {})[name] = part_window
+            taken.update(((kind, name, hist), counts) for hist, counts in part_taken.items())
         self.closed.append((window, taken))
         self._reset_counters()
 
@@ -274,13 +281,14 @@ class Recorder:
         if taken:
             name, counts = taken.popitem()
             if isinstance(name, tuple):
-                window.parts[name[0]].histograms[name[1]] = counts.encode()
+                kind, part, hist = name
+                window.parts[kind][part].histograms[hist] = counts.encode()
             else:
                 window.histograms[name] = counts.encode()
             if taken:
                 return None
         self.closed.popleft()
-        for w in (window, *window.parts.values()):
+        for w in (window, *(part for named in window.parts.values() for part in named.values())):
             if not self.open_model and "latency" in w.histograms:
                 w.histograms["service"] = w.histograms["latency"]
         return window

@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection, wait
 from time import monotonic, perf_counter_ns
 
 from squall.collector.collector import collector_main
+from squall.collector.sinks import SinkFactory, default_sinks
 from squall.engine.worker import worker_main
 from squall.plan.plan import Plan
 from squall.result.document import Result
@@ -56,14 +57,19 @@ def trap_stops(on_stop: Callable[[str], None]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run(plan: Plan) -> Result:
-    """Run a validated plan to the end (or to Ctrl-C/SIGTERM) and return its Result."""
-    return _Supervisor(plan).run()
+def run(plan: Plan, sinks: SinkFactory = default_sinks) -> Result:
+    """Run a validated plan to the end (or to Ctrl-C/SIGTERM) and return its Result.
+
+    `sinks` makes, inside the collector process, the outputs fed while the run goes on and at its end (the
+    live view, /metrics, soak checkpoints, the abort watcher, the -o file).
+    """
+    return _Supervisor(plan, sinks).run()
 
 
 class _Supervisor:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, sinks: SinkFactory = default_sinks) -> None:
         self.plan = plan
+        self.sinks = sinks
         self.ctx = mp.get_context("fork")
         self.stop_reason: str | None = None
         self.stopped = False
@@ -85,7 +91,14 @@ class _Supervisor:
         coll_keep = [r for r, _ in data] + [coll_end]
         collector = ctx.Process(
             target=_child,
-            args=(collector_main, _others(every, coll_keep), plan, [r for r, _ in data], coll_end),
+            args=(
+                collector_main,
+                _others(every, coll_keep),
+                plan,
+                [r for r, _ in data],
+                coll_end,
+                self.sinks,
+            ),
             name="squall-collector",
         )
         collector.start()

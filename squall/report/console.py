@@ -1,66 +1,40 @@
-"""The terminal: a live line per second on stderr, and the final summary in the spirit of wrk and oha."""
+"""The final summary of a run on the terminal, in the spirit of wrk and oha."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
-from rich.text import Text
+
+from squall.collector.verdicts import BUSY_PCT
+from squall.report.live import LiveView
 
 if TYPE_CHECKING:
-    from squall.collector.aggregate import Aggregate
-    from squall.plan.plan import Plan
+    from squall.report.tables import print_compare, print_hunt, print_matrix
+
+__all__ = [
+    "LiveView",
+    "fmt_ms",
+    "print_compare",
+    "print_hunt",
+    "print_matrix",
+    "print_summary",
+    "why_not_valid",
+]
 
 
-class LiveView:
-    """Progress once per second: elapsed/total, req/s, p50/p99, errors, in-flight, worker CPU."""
+def __getattr__(name: str) -> Any:
+    # The study tables live in squall.report.tables; these names stay importable from here.
+    if name in ("print_compare", "print_hunt", "print_matrix"):
+        from squall.report import tables
 
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.console = Console(file=sys.stderr, highlight=False)
-        self.live: Live | None = None
-        if self.console.is_terminal:
-            self.live = Live(Text("starting…"), console=self.console, refresh_per_second=4, transient=True)
-            self.live.start()
-
-    def update(self, entry: dict[str, Any], agg: Aggregate, elapsed_s: float) -> None:
-        if entry.get("partial"):
-            return  # a sliver of a second (the drain at the end): its rate would read as a spike
-        plan = self.plan
-        total = f"/{plan.duration_s:g}s" if plan.duration_s else ""
-        if plan.duration_s and elapsed_s > plan.duration_s + 0.5:
-            total += " draining"  # past --duration: only requests sent in time are still completing
-        done = f" {agg.counters['requests']}/{plan.requests}" if plan.requests else ""
-        cpu = entry.get("worker_cpu") or {}
-        cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None) or "-"
-        tokens = ""
-        if "output_tokens_per_s" in entry:
-            tokens = f"  {entry['output_tokens_per_s']:,.0f} tok/s  ttft p50 {entry['ttft_p50']:.1f} ms"
-        line = (
-            f"[{elapsed_s:6.1f}s{total}]{done} {entry['rps']:>10,.0f} req/s{tokens}  "
-            f"p50 {entry['p50']:.2f} ms  p99 {entry['p99']:.2f} ms  errors {entry['errors']}  "
-            f"in-flight {entry['inflight']}  cpu {cpus}"
-        )
-        if self.live is not None:
-            self.live.update(Text(line))
-        else:
-            self.console.print(line, soft_wrap=True)
-
-    def warn(self, text: str) -> None:
-        self.console.print(f"warning: {text}", style="yellow", soft_wrap=True)
-
-    def note(self, text: str) -> None:
-        self.console.print(text, soft_wrap=True)
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
+        return getattr(tables, name)
+    raise AttributeError(name)
 
 
-def _fmt_ms(v: float) -> str:
+def fmt_ms(v: float) -> str:
+    """A duration in ms as the tables show it: 1.23ms, or 1.23s from a second up."""
     if v >= 1000:
         return f"{v / 1000:.2f}s"
     return f"{v:.2f}ms"
@@ -83,8 +57,8 @@ def _print_soak(console: Console, soak: dict[str, Any]) -> None:
     if d:
         e = soak["error_drift"]
         console.print(
-            f"  drift (first vs last {d['stretch_s']} s): p50 {_fmt_ms(d['p50_first_ms'])} -> "
-            f"{_fmt_ms(d['p50_last_ms'])}, p99 {_fmt_ms(d['p99_first_ms'])} -> {_fmt_ms(d['p99_last_ms'])}, "
+            f"  drift (first vs last {d['stretch_s']} s): p50 {fmt_ms(d['p50_first_ms'])} -> "
+            f"{fmt_ms(d['p50_last_ms'])}, p99 {fmt_ms(d['p99_first_ms'])} -> {fmt_ms(d['p99_last_ms'])}, "
             f"errors {e['first_pct']:.2f}% -> {e['last_pct']:.2f}%"
         )
     if soak.get("generator_rss_slope_mb_per_h") is not None:
@@ -100,7 +74,7 @@ def _print_steps(console: Console, s: dict[str, Any]) -> None:
         at = ", ".join(f"{k}: {v:,}" for k, v in j["failed_at"].items())
         d = j["duration_ms"]
         row = (f"{j['weight']:g}", f"{j['iterations']:,}", f"{j['completed']:,}", f"{j['failed']:,}")
-        journeys.add_row(name, *row, _fmt_ms(d["p50"]), _fmt_ms(d["p99"]), at)
+        journeys.add_row(name, *row, fmt_ms(d["p50"]), fmt_ms(d["p99"]), at)
     console.print(journeys)
     steps = Table(box=None, pad_edge=False)
     cols = ("step", "requests", "ok", "errors", "req/s", "p50", "p90", "p99", "ttft p50", "errors by kind")
@@ -108,10 +82,10 @@ def _print_steps(console: Console, s: dict[str, Any]) -> None:
         steps.add_column(col, justify="left" if col in ("step", "errors by kind") else "right")
     for name, st in s["steps"].items():
         lat = st["latency_ms"]
-        ttft = _fmt_ms(st["llm"]["ttft_ms"]["p50"]) if "llm" in st else ""
+        ttft = fmt_ms(st["llm"]["ttft_ms"]["p50"]) if "llm" in st else ""
         kinds = ", ".join(f"{k}: {v:,}" for k, v in st["error_kinds"].items())
         counts = (f"{st['requests']:,}", f"{st['ok']:,}", f"{st['errors']:,}", f"{st['rps']:,.1f}")
-        times = (_fmt_ms(lat["p50"]), _fmt_ms(lat["p90"]), _fmt_ms(lat["p99"]), ttft)
+        times = (fmt_ms(lat["p50"]), fmt_ms(lat["p90"]), fmt_ms(lat["p99"]), ttft)
         steps.add_row(name, *counts, *times, kinds)
     console.print(steps)
 
@@ -160,16 +134,16 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     for name in ("latency_ms", "service_ms", "ttfb_ms", "schedule_lag_ms"):
         if name in s and (name == "latency_ms" or not m.get("py")):
             label = "iteration" if m.get("py") else name[:-3]
-            table.add_row(label, *(_fmt_ms(s[name][k]) for k in keys))
+            table.add_row(label, *(fmt_ms(s[name][k]) for k in keys))
     for name, ph in s.get("phases", {}).items():
         failed = f" ({ph['errors']:,} raised)" if ph.get("errors") else ""
-        table.add_row(f"  {name}{failed}", *(_fmt_ms(ph["latency_ms"][k]) for k in keys))
+        table.add_row(f"  {name}{failed}", *(fmt_ms(ph["latency_ms"][k]) for k in keys))
     llm = s.get("llm")
     if llm:
         for name in ("ttft_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms"):
             if name in llm:
                 empty = not any(llm[name].values())  # no answer gave this number (all failed; no stream)
-                table.add_row(name[:-3], *("—" if empty else _fmt_ms(llm[name][k]) for k in keys))
+                table.add_row(name[:-3], *("—" if empty else fmt_ms(llm[name][k]) for k in keys))
     console.print(table)
     if llm:
         console.print(
@@ -204,98 +178,66 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
     if not doc["valid"]:
         console.print("  [red]result not valid[/red] (see warnings)")
+        for line in why_not_valid(doc):
+            console.print(f"  [red]why:[/red] {line}", soft_wrap=True)
 
 
-def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
-    """The hunt's steps as a table (by level), then what it found."""
-    console = console or Console(highlight=False, soft_wrap=True)
-    table = Table(box=None, pad_edge=False)
-    llm = any("ttft_p99_ms" in st for st in hunt["steps"])
-    cols = (
-        "level",
-        "req/s",
-        "p50",
-        "p99",
-        *(("TTFT p99", "tok/s") if llm else ()),
-        "errors",
-        "gen CPU",
-        "verdict",
-    )
-    for col in cols:
-        table.add_column(col, justify="left" if col == "verdict" else "right")
-    for st in sorted(hunt["steps"], key=lambda s: s["level"]):
-        verdict = "ok" if st["ok"] else "FAIL " + ", ".join(st["failed_slo"])
-        if st.get("interrupted"):
-            verdict = "interrupted (not judged)"
-        if st.get("lost"):
-            verdict = "a worker was lost (not judged)"
-        if st["limited"]:
-            why = "; ".join(st.get("limited_why", ()))
-            verdict = "generator was the limit" + (
-                f": {why.removeprefix('generator-limited: ')}" if why else ""
-            )
-        cpu = "" if st["generator_cpu_pct"] is None else f"{st['generator_cpu_pct']:.0f}%"
-        table.add_row(
-            f"{st['level']:g}",
-            f"{st['rps']:,.1f}",
-            _fmt_ms(st["p50_ms"]),
-            _fmt_ms(st["p99_ms"]),
-            *((_fmt_ms(st.get("ttft_p99_ms", 0.0)), f"{st.get('tokens_per_s', 0.0):,.0f}") if llm else ()),
-            f"{100 * st['error_rate']:.2f}%",
-            cpu,
-            verdict,
+def _workers(ids: list[int]) -> str:
+    return ("worker " if len(ids) == 1 else "workers ") + ", ".join(str(w) for w in ids)
+
+
+def why_not_valid(doc: dict[str, Any]) -> list[str]:
+    """Why a result is not valid and what to do about it, in plain words: one sentence per cause."""
+    out = []
+    stop = doc["meta"].get("stop_reason", "")
+    if "no worker started" in stop:
+        out.append(
+            "no worker process started, so nothing was sent. What to do: check that this box can start "
+            "processes (memory, process limits) and run again."
         )
-    unit = "users" if hunt["mode"] == "concurrency" else "req/s"
-    console.print(f"[bold]squall hunt[/bold] ({hunt['mode']}; SLOs: {', '.join(hunt['slos'])})")
-    console.print(table)
-    cut = hunt["stop_reason"] in ("interrupted", "terminated", "worker_lost")
-    if hunt["best"] is not None:
-        console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
-    elif cut:
-        console.print("  no level passed before the hunt was cut short")
-    else:
-        console.print("  [red]no level met the SLOs[/red]")
-    if hunt["first_failing"] is not None:
-        why = ", ".join(hunt["failed_slo"]) or "throughput stopped rising"
-        console.print(f"  first failing: {hunt['first_failing']:g} {unit} ({why})")
-    if hunt["knee"] is not None:
-        console.print(f"  knee of the throughput curve: {hunt['knee']:g} {unit}")
-    if hunt["box_limited"]:
-        console.print(
-            "  [yellow]stopped: squall itself was the limit at the last level; the box ran out, not the "
-            "target (add workers or machines)[/yellow]"
+    if "supervisor lost" in stop:
+        out.append(
+            "the main squall process died during the run, so the load stopped early. What to do: run again "
+            "and keep the main process alive (a killed terminal or an out-of-memory kill end it)."
         )
-    elif hunt["stop_reason"] in ("interrupted", "terminated"):
-        by = "Ctrl-C" if hunt["stop_reason"] == "interrupted" else "SIGTERM"
-        console.print(f"  [yellow]stopped early by {by}: the levels above were not searched[/yellow]")
-    elif hunt["stop_reason"] == "worker_lost":
-        console.print(
-            "  [yellow]stopped: a worker process was lost at the last level; the run is not valid[/yellow]"
+    for worker, why in sorted((doc.get("workers_lost") or {}).items()):
+        out.append(
+            f"worker {worker} was lost ({why}), so its share of the load was never measured. What to do: "
+            "fix what the warning names; if it ran out of memory, use fewer connections/streams or more "
+            "workers."
         )
-
-
-def print_compare(out: dict[str, Any], baseline: str, current: str, console: Console | None = None) -> None:
-    """The comparison as a table, regressions marked."""
-    console = console or Console(highlight=False, soft_wrap=True)
-    table = Table(box=None, pad_edge=False)
-    for col in ("metric", "baseline", "current", "change", "verdict"):
-        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
-    for r in out["rows"]:
-        change = "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"
-        verdict = r["verdict"]
-        if r["regression"]:
-            verdict = "[red]REGRESSION[/red]"
-        elif verdict == "better":
-            verdict = "[green]better[/green]"
-        table.add_row(r["metric"], f"{r['baseline']:,.3f}", f"{r['current']:,.3f}", change, verdict)
-    console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
-    console.print(table)
-    for w in out.get("warnings", ()):
-        console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
-    if out["regression"]:
-        console.print(f"  [red]regression[/red] beyond {out['max_regression_pct']:g}%")
-    else:
-        console.print(f"  no regression beyond {out['max_regression_pct']:g}%")
+    check = doc.get("self_check") or {}
+    span = check.get("span_s", 3)
+    if check.get("unsent") and doc["meta"].get("model") == "open":
+        out.append(
+            f"the rate was not delivered: squall fell behind its schedule and never sent {check['unsent']:,} "
+            "due requests. What to do: use more workers (-w), fewer connections/streams, a lower rate, "
+            "or a quieter box."
+        )
+    if check.get("cpu_workers"):
+        out.append(
+            f"the generator's CPU was the limit: {_workers(check['cpu_workers'])} stayed at or above "
+            f"{check['cpu_limit_pct']:g}% CPU for {span} s, so the numbers are squall's ceiling, not the "
+            "target's. What to do: use fewer connections/streams or more workers (-w), or a quieter box."
+        )
+    if check.get("loop_lag_workers"):
+        out.append(
+            f"the generator's event loop ran late: {_workers(check['loop_lag_workers'])} woke more than "
+            f"{check['loop_lag_limit_ms']:g} ms late (p99) for {span} s, so latencies include squall's own "
+            "delay. What to do: use fewer connections/streams or more workers (-w), or a quieter box."
+        )
+    others = check.get("others_cpu_pct")
+    if others is not None and others >= BUSY_PCT:
+        out.append(
+            f"the box was busy: other processes used {others:.0f}% of its CPU during the run, taking time "
+            "from squall. What to do: run on a quieter box (or stop what else runs here)."
+        )
+    if not out and doc.get("generator_limited"):
+        out.append(
+            "the generator, not the target, was the limit (see the warnings). What to do: use fewer "
+            "connections/streams or more workers (-w), or a quieter box."
+        )
+    return out
 
 
 def _print_tracemalloc(console: Console, notes: dict[str, Any] | None) -> None:
@@ -314,63 +256,6 @@ def _print_tracemalloc(console: Console, notes: dict[str, Any] | None) -> None:
                 f"    {site['size_diff_kb']:+,.1f} KB  {site['count_diff']:+,} blocks  {site['site']}",
                 soft_wrap=True,
             )
-
-
-def print_matrix(doc: dict[str, Any], console: Console | None = None) -> None:
-    """A --param matrix: one row per cell, with each phase's p50 and p99, and whether it held."""
-    if console is None:
-        console = Console(highlight=False, soft_wrap=True)
-        if not console.is_terminal:  # a file or a pipe: no width to fit, so do not squeeze the table
-            console = Console(highlight=False, soft_wrap=True, width=200)
-    cells = doc["cells"]
-    names = list(cells[0]["params"]) if cells else []
-    phases = sorted({p for c in cells for p in c["summary"].get("phases", {})})
-    table = Table(box=None, pad_edge=False)
-    cols = [
-        *names,
-        "iterations",
-        "it/s",
-        "p50",
-        "p99",
-        "errors",
-        *(f"{p} p50/p99" for p in phases),
-        "verdict",
-    ]
-    for col in cols:
-        table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
-    for c in cells:
-        s = c["summary"]
-        lat = s["latency_ms"]
-        row = [str(c["params"][n]) for n in names]
-        row += [
-            f"{s['requests']:,}",
-            f"{s['rps']:,.1f}",
-            _fmt_ms(lat["p50"]),
-            _fmt_ms(lat["p99"]),
-            f"{s['errors']:,}",
-        ]
-        for p in phases:
-            ph = s.get("phases", {}).get(p)
-            row.append(
-                f"{_fmt_ms(ph['latency_ms']['p50'])} / {_fmt_ms(ph['latency_ms']['p99'])}" if ph else ""
-            )
-        failed = [t["expr"] for t in c.get("thresholds", []) if not t["ok"]]
-        verdict = "not valid (see warnings)" if not c.get("valid", True) else "ok"
-        if c.get("stop_reason") in ("interrupted", "terminated"):
-            verdict = f"{c['stop_reason']} (cut short)"
-        if failed:
-            verdict = (
-                "FAIL " + ", ".join(failed)
-                if c.get("valid", True)
-                else verdict + "; FAIL " + ", ".join(failed)
-            )
-        row.append(verdict)
-        table.add_row(*row)
-    console.print("[bold]squall py matrix[/bold]")
-    console.print(table)
-    skipped = doc.get("skipped", [])
-    if skipped:
-        console.print(f"  [yellow]stopped early: {len(skipped)} cell(s) not run[/yellow]")
 
 
 def _n(count: int, noun: str) -> str:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from squall.plan.plan import Plan
-from squall.result.document import EXIT_USAGE, STOPPED_BY_SIGNAL
+from squall.result.document import EXIT_USAGE, STOPPED_BY_SIGNAL, Result
 from squall.units import PlanError
 
 
 def check_writable(path: Path, option: str = "--out") -> None:
+    """PlanError unless `path` can be written: not a directory, in a writable directory."""
     if path.is_dir():
         raise PlanError(f"{option} {str(path)!r} is a directory; give a file name")
     parent = path.resolve().parent
@@ -39,19 +41,55 @@ def signal_exit(got: list[str], code: int) -> int:
     return STOPPED_BY_SIGNAL[got[0]] if got else code
 
 
-def refused_by_workers(doc: dict) -> str | None:
-    """The usage error every worker stopped on before sending anything (a py factory, say), if that is
-    what happened."""
-    lost = doc.get("workers_lost") or {}
-    prefix = "squall.units.PlanError: "
-    if lost and not doc["summary"]["requests"] and all(why.startswith(prefix) for why in lost.values()):
-        return str(next(iter(lost.values())))[len(prefix) :]
-    return None
+def _write_html(doc: dict[str, Any], path: Path) -> str:
+    from squall.report.html import write_html
+
+    write_html(doc, path)
+    return f"report written to {path}"
+
+
+def _write_csv(doc: dict[str, Any], path: Path) -> str:
+    from squall.report.csv import write_csv
+
+    summary_path = write_csv(doc, path)
+    return f"series written to {path}, summary to {summary_path}"
+
+
+def _write_junit(doc: dict[str, Any], path: Path) -> str:
+    from squall.report.junit import junit_xml
+
+    path.write_text(junit_xml(doc.get("thresholds", [])))
+    return ""
+
+
+# The files written after a run, by option, in this order (-o is written by the collector process itself).
+# A new output is one module and one entry here: writer(doc, path) -> the line to print ("" for none).
+OUTPUTS: dict[str, Callable[[dict[str, Any], Path], str]] = {
+    "--junit": _write_junit,
+    "--html": _write_html,
+    "--csv": _write_csv,
+}
+
+
+def write_all(doc: dict[str, Any], files: dict[str, Path | None]) -> None:
+    """Write every file asked for ({option: path}, None when not asked), each saying so on stderr."""
+    for option, write in OUTPUTS.items():
+        path = files.get(option)
+        if path is not None:
+            said = write(doc, path)
+            if said:
+                typer.echo(said, err=True)
+
+
+def exit_code(result: Result) -> int:
+    """The run's exit code: 2 when every worker refused the input, else what the result implies."""
+    return EXIT_USAGE if result.usage_error is not None else result.exit_code()
 
 
 def execute(
     plan: Plan, junit: Path | None = None, html: Path | None = None, csv_path: Path | None = None
 ) -> int:
+    """Run the plan, print its summary, write the files asked for; return the exit code."""
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
     from squall.report.console import print_summary
@@ -71,10 +109,9 @@ def execute(
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         return 1
-    refused = refused_by_workers(result.doc)
-    if refused:  # e.g. a py factory that raises: the workers found bad input, not a fault in the target
-        typer.echo(f"squall: error: {refused}", err=True)
-        return EXIT_USAGE
+    if result.usage_error is not None:  # e.g. a py factory that raises: bad input, not a fault in the target
+        typer.echo(f"squall: error: {result.usage_error}", err=True)
+        return exit_code(result)
     with signals_wait() as got:
         try:
             print_summary(result.doc)
@@ -85,12 +122,8 @@ def execute(
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         if plan.out_path:
             typer.echo(f"result written to {plan.out_path}", err=True)
-        if junit is not None:
-            from squall.report.junit import junit_xml
-
-            junit.write_text(junit_xml(result.doc.get("thresholds", [])))
-        write_extras(result.doc, html, csv_path)
-    return signal_exit(got, result.exit_code())
+        write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
+    return signal_exit(got, exit_code(result))
 
 
 def distinct(paths: dict[str, Path | None]) -> None:
@@ -105,14 +138,6 @@ def distinct(paths: dict[str, Path | None]) -> None:
         seen[key] = option
 
 
-def write_extras(doc: dict, html: Path | None, csv_path: Path | None) -> None:
-    if html is not None:
-        from squall.report.html import write_html
-
-        write_html(doc, html)
-        typer.echo(f"report written to {html}", err=True)
-    if csv_path is not None:
-        from squall.report.csv import write_csv
-
-        summary_path = write_csv(doc, csv_path)
-        typer.echo(f"series written to {csv_path}, summary to {summary_path}", err=True)
+def write_extras(doc: dict[str, Any], html: Path | None, csv_path: Path | None) -> None:
+    """Write --html and --csv for a document that is already at hand (hunt, soak, merge)."""
+    write_all(doc, {"--html": html, "--csv": csv_path})

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+SCHEMA = "squall/result@1"  # the one place the result's schema name is spelled
+USAGE_ERROR = "usage_error"  # set when every worker refused the input before sending: the CLI exits 2
+
 EXIT_OK = 0
 EXIT_THRESHOLDS = 1
 EXIT_USAGE = 2
@@ -31,6 +34,11 @@ class Result:
     @property
     def warnings(self) -> list[str]:
         return list(self.doc["warnings"])
+
+    @property
+    def usage_error(self) -> str | None:
+        """The input every worker refused (a py factory that raises, say), or None."""
+        return self.doc.get(USAGE_ERROR)
 
     def exit_code(self) -> int:
         """3 when a worker was lost or an open-model run could not deliver its rate, else 130/143 when

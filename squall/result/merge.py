@@ -10,13 +10,14 @@ import math
 from datetime import datetime
 from typing import Any
 
-from squall.collector.aggregate import Aggregate, add_part_doc, part_doc, parts_summary
+from squall.collector.aggregate import Aggregate, add_part_doc, part_key
+from squall.collector.result import Outline, Verdict, build_result, split_counters
 from squall.hist import decode, merge_into, new_histogram, percentiles_ms
-from squall.plan.thresholds import judge, parse_threshold
+from squall.plan.thresholds import parse_threshold
 from squall.result.compare import mismatches
+from squall.result.document import SCHEMA
 from squall.units import PlanError
 
-SCHEMA = "squall/result@1"
 # Older results carry no raw counters: these summary keys hold them.
 _FROM_SUMMARY = {
     "requests": "requests",
@@ -57,15 +58,15 @@ def merge(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """One result document from several; exact for counters and histograms."""
     if len(docs) < 2:
         raise PlanError("merge needs at least two results")
-    docs = [check(d, n) for d, n in zip(docs, names, strict=True)]
+    return combine([check(d, n) for d, n in zip(docs, names, strict=True)], names)
+
+
+def combine(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """The documents (one or more, already checked) as one, assembled by the collector's build_result."""
     agg = Aggregate(seconds=False)
     for doc in docs:
         counters = doc.get("counters") or {k: doc["summary"].get(v, 0) for k, v in _FROM_SUMMARY.items()}
-        for k, v in counters.items():
-            if k == "retry_after_max_ms":
-                agg.counters[k] = max(agg.counters.get(k, 0), v)
-            else:
-                agg.counters[k] = agg.counters.get(k, 0) + v
+        split_counters(counters, agg)
         for code, n in doc["summary"].get("status_codes", {}).items():
             agg.status_codes[int(code)] = agg.status_codes.get(int(code), 0) + n
         for kind, n in doc["summary"].get("error_kinds", {}).items():
@@ -75,20 +76,18 @@ def merge(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     starts = [_start(d) for d in docs]
     ends = [s + float(d["summary"]["duration_s"]) for s, d in zip(starts, docs, strict=True)]
     t0 = min(starts)
-    duration = max(ends) - t0
-    open_model = all(d["meta"].get("model") == "open" for d in docs)
-    summary = agg.summary(duration, open_model)
-    if any("llm" in d["summary"] for d in docs):
-        summary["llm"] = agg.llm_summary(duration, open_model)
-    custom = {k[7:]: v for k, v in agg.counters.items() if k.startswith("custom:")}
-    if custom:
-        summary["counters"] = dict(sorted(custom.items()))
+    # (one document: its own duration, not the same number through a sum and a difference of floats)
+    duration = max(ends) - t0 if len(docs) > 1 else float(docs[0]["summary"]["duration_s"])
     parts, notes = _parts(docs, names)
-    notes = mismatches(docs, names) + notes
-    steps = list(dict.fromkeys(n for d in docs for n in d["summary"].get("steps", {})))
-    journeys = {j: v["weight"] for d in docs for j, v in d["summary"].get("scenarios", {}).items()}
-    if parts is not None:
-        summary.update(parts_summary(parts, duration, steps, list(journeys.items())))
+    notes = mismatches(docs, names) + notes if len(docs) > 1 else notes
+    outline = Outline(
+        open_model=all(d["meta"].get("model") == "open" for d in docs),
+        llm=any("llm" in d["summary"] for d in docs),
+        steps=tuple(dict.fromkeys(n for d in docs for n in d["summary"].get("steps", {}))),
+        journeys=tuple(
+            {j: v["weight"] for d in docs for j, v in d["summary"].get("scenarios", {}).items()}.items()
+        ),
+    )
     first = docs[0]
     meta = dict(first["meta"])
     meta.update(
@@ -116,43 +115,38 @@ def merge(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
             f"{approximate} merged seconds have p50/p99 taken as the highest input's: an input kept no "
             "per-second histograms (a soak run, or a result of an older squall)"
         )
-    out: dict[str, Any] = {
-        "schema": SCHEMA,
-        "meta": meta,
-        "summary": summary,
-        "histograms": {name: h.encode().decode() for name, h in sorted(agg.hists.items())},
-        "counters": dict(sorted(agg.counters.items())),
-        "timeseries": series,
-        "host": first.get("host", {}),
-        "valid": all(d.get("valid", False) for d in docs),
-        "generator_limited": any(d.get("generator_limited") for d in docs),
-        "workers_lost": {
+    verdict = Verdict(
+        valid=all(d.get("valid", False) for d in docs),
+        generator_limited=any(d.get("generator_limited") for d in docs),
+        workers_lost={
             f"{i}:{w}": why for i, d in enumerate(docs) for w, why in d.get("workers_lost", {}).items()
         },
-        "warnings": [f"{n}: {w}" for n, d in zip(names, docs, strict=True) for w in d.get("warnings", [])]
+        warnings=[f"{n}: {w}" for n, d in zip(names, docs, strict=True) for w in d.get("warnings", [])]
         + notes,
-    }
-    if parts is not None:  # left out when an input had none, so a merge of this merge is not misled
-        out["parts"] = {name: part_doc(part) for name, part in sorted(parts.items())}
+    )
     exprs = list(dict.fromkeys(t["expr"] for d in docs for t in d.get("thresholds", [])))
     if parts is None:  # without the step and phase histograms, their thresholds cannot be judged again
         exprs = [e for e in exprs if not e.startswith(("step.", "phase."))]
-    if exprs:
-        out["thresholds"] = judge(tuple(parse_threshold(e) for e in exprs), summary)
-    return out
+    thresholds = tuple(parse_threshold(e) for e in exprs)
+    # `parts` None: left out when an input had none, so a merge of this merge is not misled.
+    return build_result(
+        meta, agg, parts, duration, outline, series, first.get("host", {}), verdict, thresholds
+    )
 
 
-def _parts(docs: list[dict[str, Any]], names: list[str]) -> tuple[dict[str, Aggregate] | None, list[str]]:
+def _parts(
+    docs: list[dict[str, Any]], names: list[str]
+) -> tuple[dict[tuple[str, str], Aggregate] | None, list[str]]:
     """The steps', phases' and journeys' totals of every document added up; None when one lacks them."""
     lacking = [n for n, d in zip(names, docs, strict=True) if "parts" not in d]
     if lacking:
         had = any(d["summary"].get(k) for d in docs for k in ("steps", "phases"))
         why = f"step and phase summaries not merged: {', '.join(lacking)} keeps no part histograms"
         return None, [why] if had else []
-    parts: dict[str, Aggregate] = {}
+    parts: dict[tuple[str, str], Aggregate] = {}
     for doc in docs:
-        for name, part in doc["parts"].items():
-            add_part_doc(parts.setdefault(name, Aggregate(seconds=False)), part)
+        for key, part in doc["parts"].items():
+            add_part_doc(parts.setdefault(part_key(key), Aggregate(seconds=False)), part)
     return parts, []
 
 

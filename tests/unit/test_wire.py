@@ -31,7 +31,7 @@ MESSAGES = [
         {"latency": b"H"},
         0,
         3,
-        {"step:a": Window(1, 4, 10, 20, {"requests": 1}, {200: 1}, {"expect_body": 1}, {"latency": b"P"}, 0)},
+        {"step": {"a": Window(1, 4, 10, 20, {"requests": 1}, {200: 1}, {"expect_body": 1}, {"latency": b"P"}, 0)}},
     ),
     Done(2, 9, "duration"),
     Failed(0, "Traceback ..."),

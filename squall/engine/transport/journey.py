@@ -27,8 +27,8 @@ from squall.plan.plan import Plan
 from squall.plan.scenario.model import Journey, Scenario, Step
 from squall.plan.specs import LlmSpec, Prompt
 
-STEP = "step:"
-JOURNEY = "journey:"
+STEP = "step"
+JOURNEY = "journey"
 
 
 class StepFailed(Exception):
@@ -71,7 +71,7 @@ class _UserChannel(TaskChannel):
             failed_at = f"{type(e).__name__}"
         done = perf_counter_ns()
         if self.start >= t.measure_start:
-            rec = t.parts[JOURNEY + journey.name]
+            rec = t.parts[JOURNEY, journey.name]
             rec.response(200, self.start, started, done, done, 0)
             if failed_at is not None:
                 rec.reject(f"failed_at:{failed_at}")
@@ -98,12 +98,12 @@ class JourneyTransport:
         self.iterations = itertools.count(worker, plan.workers)  # workers take turns: no row twice
         self.count_tokens = make_counter()
         llm_steps = {s.name for j in scenario.journeys for s in j.steps if s.llm is not None}
-        self.parts: dict[str, Recorder] = {}
+        self.parts: dict[tuple[str, str], Recorder] = {}
         for name in scenario.step_names:
             step = Recorder(worker, 0, llm=name in llm_steps, open_model=False, table=rec.table)
-            self.parts[STEP + name] = step
+            self.parts[STEP, name] = step
         for j in scenario.journeys:
-            self.parts[JOURNEY + j.name] = Recorder(worker, 0, open_model=False, table=rec.table)
+            self.parts[JOURNEY, j.name] = Recorder(worker, 0, open_model=False, table=rec.table)
         rec.parts = self.parts
 
     async def open(self) -> None:
@@ -135,7 +135,7 @@ class JourneyTransport:
     async def run_step(self, step: Step, env: dict[str, Any], intended: int) -> bool:
         """One request; True when it passed (then its extracts are in `env`)."""
         t = self
-        rec, step_rec = t.rec, t.parts[STEP + step.name]
+        rec, step_rec = t.rec, t.parts[STEP, step.name]
         url, headers, data, reader = t._build(step, env)
         start = perf_counter_ns()
         first = done = start

@@ -23,7 +23,7 @@ from squall.plan.plan import Plan
 from squall.sdk import User, current
 from squall.units import PlanError
 
-PHASE = "phase:"
+PHASE = "phase"
 MAX_SAMPLES = 20
 
 
@@ -242,7 +242,7 @@ class PyTransport:
     # squall.sdk's sink
     def phase(self, name: str, ns: int, error: str | None = None) -> None:
         parts = self.rec.parts
-        key = PHASE + name
+        key = (PHASE, name)
         rec = parts.get(key)
         if rec is None:
             rec = parts[key] = Recorder(self.worker, 0, open_model=False, table=self.rec.table)

@@ -1,0 +1,183 @@
+"""The result document, assembled once: from a run's totals (the collector) or from results (squall merge)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import socket
+import time
+from typing import Any
+
+from squall import __version__
+from squall.collector.aggregate import Aggregate, part_doc, parts_summary
+from squall.plan.plan import Plan
+from squall.plan.thresholds import judge
+from squall.result.document import SCHEMA
+
+CUSTOM = "custom:"  # how the document's raw `counters` keep squall.sdk.count() totals
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outline:
+    """What the summary is made of besides the totals: the model, and the scenario's names in order."""
+
+    open_model: bool = False
+    llm: bool = False
+    steps: tuple[str, ...] = ()
+    journeys: tuple[tuple[str, float], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether the numbers can be trusted, and the sentences that say why not."""
+
+    valid: bool
+    generator_limited: bool
+    workers_lost: dict[str, str]
+    warnings: list[str]
+
+
+def build_summary(
+    agg: Aggregate, parts: dict[tuple[str, str], Aggregate] | None, duration_s: float, outline: Outline
+) -> dict[str, Any]:
+    """The result's `summary` from the totals (and the parts' totals, when they are known)."""
+    summary = agg.summary(duration_s, outline.open_model)
+    if outline.llm:
+        summary["llm"] = agg.llm_summary(duration_s, outline.open_model)
+    if agg.custom:
+        summary["counters"] = dict(sorted(agg.custom.items()))
+    if parts is not None:
+        summary.update(parts_summary(parts, duration_s, list(outline.steps), list(outline.journeys)))
+    return summary
+
+
+def raw_counters(agg: Aggregate) -> dict[str, int]:
+    """The document's `counters`: the raw totals, custom counts as "custom:NAME", for exact merges."""
+    out = dict(agg.counters)
+    out.update({CUSTOM + name: n for name, n in agg.custom.items()})
+    return dict(sorted(out.items()))
+
+
+def split_counters(counters: dict[str, int], into: Aggregate) -> None:
+    """Add a document's `counters` into an aggregate: the inverse of `raw_counters`."""
+    for k, v in counters.items():
+        if k.startswith(CUSTOM):
+            name = k[len(CUSTOM) :]
+            into.custom[name] = into.custom.get(name, 0) + v
+        elif k == "retry_after_max_ms":  # a maximum, not a sum
+            into.counters[k] = max(into.counters.get(k, 0), v)
+        else:
+            into.counters[k] = into.counters.get(k, 0) + v
+
+
+def build_result(
+    meta: dict[str, Any],
+    agg: Aggregate,
+    parts: dict[tuple[str, str], Aggregate] | None,
+    duration_s: float,
+    outline: Outline,
+    series: list[dict[str, Any]],
+    host: dict[str, Any],
+    verdict: Verdict,
+    thresholds: tuple[Any, ...] = (),
+) -> dict[str, Any]:
+    """The whole result document; `parts` None leaves the step and phase sections out (an input had none)."""
+    summary = build_summary(agg, parts, duration_s, outline)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "meta": meta,
+        "summary": summary,
+        "histograms": {name: h.encode().decode() for name, h in sorted(agg.hists.items())},
+        "counters": raw_counters(agg),
+        "timeseries": series,
+    }
+    if parts is not None:
+        doc["parts"] = {f"{k}:{n}": part_doc(part) for (k, n), part in sorted(parts.items())}
+    doc.update(
+        {
+            "host": host,
+            "valid": verdict.valid,
+            "generator_limited": verdict.generator_limited,
+            "workers_lost": verdict.workers_lost,
+            "warnings": verdict.warnings,
+        }
+    )
+    if thresholds:
+        doc["thresholds"] = judge(thresholds, summary)
+    return doc
+
+
+def plan_outline(plan: Plan, agg: Aggregate) -> Outline:
+    """A run's outline from its plan (the transport records the open model's schedule lag itself)."""
+    sc = plan.scenario
+    return Outline(
+        open_model=plan.open_model and sc is None and plan.py is None,
+        llm=plan.llm is not None or "ttft" in agg.hists,
+        steps=tuple(sc.step_names) if sc is not None else (),
+        journeys=tuple((j.name, j.weight) for j in sc.journeys) if sc is not None else (),
+    )
+
+
+def plan_meta(
+    plan: Plan, started_at: float, load_epoch: float, pids: dict[int, int], stop_reasons: list[str]
+) -> dict[str, Any]:
+    """The result's `meta`: what was asked for, by which squall, where and when."""
+    open_model = plan.open_model
+    return {
+        "command": plan.command,
+        "version": __version__,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
+        "started_at_epoch": round(load_epoch, 6),
+        "shard": list(plan.shard) if plan.shard else None,
+        # A py run has no URL: it names its workload instead.
+        "url": plan.request.url if plan.py is None else f"py:{plan.py.target}",
+        "method": plan.request.method if plan.py is None else "CALL",
+        "transport": plan.transport,
+        "workers": plan.workers,
+        "connections": plan.connections,
+        "rate": plan.rate,
+        "arrival": plan.arrival if open_model else None,
+        "burstiness": plan.burstiness if open_model and plan.arrival == "gamma" else None,
+        "model": "open" if open_model else "closed",
+        "duration_s": plan.duration_s,
+        "requests": plan.requests,
+        "warmup_s": plan.warmup_s,
+        "timeout_s": plan.timeout_s,
+        "shape": None
+        if plan.shape is None
+        else {
+            "kind": plan.shape.kind,
+            "stages": [{"duration_s": s.duration_s, "target": s.target} for s in plan.shape.stages],
+        },
+        "think": None if plan.think is None else dataclasses.asdict(plan.think),
+        "scenario": None if plan.scenario is None else plan.scenario.source,
+        "py": None if plan.py is None else {"target": plan.py.target, "params": dict(plan.py.params)},
+        "host": socket.gethostname(),
+        "pids": {str(w): p for w, p in sorted(pids.items())},
+        "stop_reason": stop_reasons[0] if len(stop_reasons) == 1 else ",".join(stop_reasons),
+        "llm": None
+        if plan.llm is None
+        else {
+            "api": plan.llm.api,
+            "stream": plan.llm.stream,
+            "model": plan.llm.model,
+            "max_tokens": plan.llm.max_tokens,
+            "prompts": len(plan.llm.prompts),
+            "api_keys": len(plan.llm.api_keys),
+            "goodput": [f"{m}<{v * 1000:g}ms" for m, v in plan.llm.goodput],
+        },
+    }
+
+
+def host_info() -> dict[str, Any]:
+    """The result's `host`: the machine the generator ran on."""
+    import psutil
+
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_mb": psutil.virtual_memory().total // (1024 * 1024),
+    }

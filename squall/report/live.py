@@ -1,0 +1,59 @@
+"""The live line: progress once per second on stderr while a run goes on."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from squall.collector.aggregate import Aggregate
+    from squall.plan.plan import Plan
+
+
+class LiveView:
+    """Progress once per second: elapsed/total, req/s, p50/p99, errors, in-flight, worker CPU."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.console = Console(file=sys.stderr, highlight=False)
+        self.live: Live | None = None
+        if self.console.is_terminal:
+            self.live = Live(Text("starting…"), console=self.console, refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def update(self, entry: dict[str, Any], agg: Aggregate, elapsed_s: float) -> None:
+        if entry.get("partial"):
+            return  # a sliver of a second (the drain at the end): its rate would read as a spike
+        plan = self.plan
+        total = f"/{plan.duration_s:g}s" if plan.duration_s else ""
+        if plan.duration_s and elapsed_s > plan.duration_s + 0.5:
+            total += " draining"  # past --duration: only requests sent in time are still completing
+        done = f" {agg.counters['requests']}/{plan.requests}" if plan.requests else ""
+        cpu = entry.get("worker_cpu") or {}
+        cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None) or "-"
+        tokens = ""
+        if "output_tokens_per_s" in entry:
+            tokens = f"  {entry['output_tokens_per_s']:,.0f} tok/s  ttft p50 {entry['ttft_p50']:.1f} ms"
+        line = (
+            f"[{elapsed_s:6.1f}s{total}]{done} {entry['rps']:>10,.0f} req/s{tokens}  "
+            f"p50 {entry['p50']:.2f} ms  p99 {entry['p99']:.2f} ms  errors {entry['errors']}  "
+            f"in-flight {entry['inflight']}  cpu {cpus}"
+        )
+        if self.live is not None:
+            self.live.update(Text(line))
+        else:
+            self.console.print(line, soft_wrap=True)
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"warning: {text}", style="yellow", soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()

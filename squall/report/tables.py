@@ -1,0 +1,159 @@
+"""The tables of the studies and comparisons: hunt levels, --param matrix cells, compare rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from squall.report.console import fmt_ms as _fmt_ms
+
+
+def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
+    """The hunt's steps as a table (by level), then what it found."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    llm = any("ttft_p99_ms" in st for st in hunt["steps"])
+    cols = (
+        "level",
+        "req/s",
+        "p50",
+        "p99",
+        *(("TTFT p99", "tok/s") if llm else ()),
+        "errors",
+        "gen CPU",
+        "verdict",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col == "verdict" else "right")
+    for st in sorted(hunt["steps"], key=lambda s: s["level"]):
+        verdict = "ok" if st["ok"] else "FAIL " + ", ".join(st["failed_slo"])
+        if st.get("interrupted"):
+            verdict = "interrupted (not judged)"
+        if st.get("lost"):
+            verdict = "a worker was lost (not judged)"
+        if st["limited"]:
+            why = "; ".join(st.get("limited_why", ()))
+            verdict = "generator was the limit" + (
+                f": {why.removeprefix('generator-limited: ')}" if why else ""
+            )
+        cpu = "" if st["generator_cpu_pct"] is None else f"{st['generator_cpu_pct']:.0f}%"
+        table.add_row(
+            f"{st['level']:g}",
+            f"{st['rps']:,.1f}",
+            _fmt_ms(st["p50_ms"]),
+            _fmt_ms(st["p99_ms"]),
+            *((_fmt_ms(st.get("ttft_p99_ms", 0.0)), f"{st.get('tokens_per_s', 0.0):,.0f}") if llm else ()),
+            f"{100 * st['error_rate']:.2f}%",
+            cpu,
+            verdict,
+        )
+    unit = "users" if hunt["mode"] == "concurrency" else "req/s"
+    console.print(f"[bold]squall hunt[/bold] ({hunt['mode']}; SLOs: {', '.join(hunt['slos'])})")
+    console.print(table)
+    cut = hunt["stop_reason"] in ("interrupted", "terminated", "worker_lost")
+    if hunt["best"] is not None:
+        console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
+    elif cut:
+        console.print("  no level passed before the hunt was cut short")
+    else:
+        console.print("  [red]no level met the SLOs[/red]")
+    if hunt["first_failing"] is not None:
+        why = ", ".join(hunt["failed_slo"]) or "throughput stopped rising"
+        console.print(f"  first failing: {hunt['first_failing']:g} {unit} ({why})")
+    if hunt["knee"] is not None:
+        console.print(f"  knee of the throughput curve: {hunt['knee']:g} {unit}")
+    if hunt["box_limited"]:
+        console.print(
+            "  [yellow]stopped: squall itself was the limit at the last level; the box ran out, not the "
+            "target (add workers or machines)[/yellow]"
+        )
+    elif hunt["stop_reason"] in ("interrupted", "terminated"):
+        by = "Ctrl-C" if hunt["stop_reason"] == "interrupted" else "SIGTERM"
+        console.print(f"  [yellow]stopped early by {by}: the levels above were not searched[/yellow]")
+    elif hunt["stop_reason"] == "worker_lost":
+        console.print(
+            "  [yellow]stopped: a worker process was lost at the last level; the run is not valid[/yellow]"
+        )
+
+
+def print_compare(out: dict[str, Any], baseline: str, current: str, console: Console | None = None) -> None:
+    """The comparison as a table, regressions marked."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    for col in ("metric", "baseline", "current", "change", "verdict"):
+        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
+    for r in out["rows"]:
+        change = "" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"
+        verdict = r["verdict"]
+        if r["regression"]:
+            verdict = "[red]REGRESSION[/red]"
+        elif verdict == "better":
+            verdict = "[green]better[/green]"
+        table.add_row(r["metric"], f"{r['baseline']:,.3f}", f"{r['current']:,.3f}", change, verdict)
+    console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
+    console.print(table)
+    for w in out.get("warnings", ()):
+        console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
+    if out["regression"]:
+        console.print(f"  [red]regression[/red] beyond {out['max_regression_pct']:g}%")
+    else:
+        console.print(f"  no regression beyond {out['max_regression_pct']:g}%")
+
+
+def print_matrix(doc: dict[str, Any], console: Console | None = None) -> None:
+    """A --param matrix: one row per cell, with each phase's p50 and p99, and whether it held."""
+    if console is None:
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:  # a file or a pipe: no width to fit, so do not squeeze the table
+            console = Console(highlight=False, soft_wrap=True, width=200)
+    cells = doc["cells"]
+    names = list(cells[0]["params"]) if cells else []
+    phases = sorted({p for c in cells for p in c["summary"].get("phases", {})})
+    table = Table(box=None, pad_edge=False)
+    cols = [
+        *names,
+        "iterations",
+        "it/s",
+        "p50",
+        "p99",
+        "errors",
+        *(f"{p} p50/p99" for p in phases),
+        "verdict",
+    ]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
+    for c in cells:
+        s = c["summary"]
+        lat = s["latency_ms"]
+        row = [str(c["params"][n]) for n in names]
+        row += [
+            f"{s['requests']:,}",
+            f"{s['rps']:,.1f}",
+            _fmt_ms(lat["p50"]),
+            _fmt_ms(lat["p99"]),
+            f"{s['errors']:,}",
+        ]
+        for p in phases:
+            ph = s.get("phases", {}).get(p)
+            row.append(
+                f"{_fmt_ms(ph['latency_ms']['p50'])} / {_fmt_ms(ph['latency_ms']['p99'])}" if ph else ""
+            )
+        failed = [t["expr"] for t in c.get("thresholds", []) if not t["ok"]]
+        verdict = "not valid (see warnings)" if not c.get("valid", True) else "ok"
+        if c.get("stop_reason") in ("interrupted", "terminated"):
+            verdict = f"{c['stop_reason']} (cut short)"
+        if failed:
+            verdict = (
+                "FAIL " + ", ".join(failed)
+                if c.get("valid", True)
+                else verdict + "; FAIL " + ", ".join(failed)
+            )
+        row.append(verdict)
+        table.add_row(*row)
+    console.print("[bold]squall py matrix[/bold]")
+    console.print(table)
+    skipped = doc.get("skipped", [])
+    if skipped:
+        console.print(f"  [yellow]stopped early: {len(skipped)} cell(s) not run[/yellow]")
