@@ -19,3 +19,74 @@ def test_the_live_line_says_when_the_run_is_draining(capsys: pytest.CaptureFixtu
     assert len(lines) == 2, lines
     assert lines[0].startswith("[  15.0s/15s]") and "draining" not in lines[0]
     assert lines[1].startswith("[  16.0s/15s draining]"), lines[1]
+
+
+def _invalid(**kw: object) -> dict[str, object]:
+    """A whole result document that is not valid for the causes given."""
+    from squall.collector.aggregate import Aggregate
+    from squall.collector.result import Outline, Verdict, build_result, plan_meta
+
+    plan = Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=15.0, workers=2, connections=8)
+    meta = plan_meta(plan, 0.0, 0.0, {0: 10, 1: 11}, [str(kw.pop("stop", "duration"))])
+    meta["model"], meta["rate"], meta["arrival"] = kw.pop("model", "closed"), 100.0, "constant"
+    lost = kw.pop("lost", {})
+    verdict = Verdict(False, bool(kw.pop("limited", False)), lost, [])  # type: ignore[arg-type]
+    doc = build_result(meta, Aggregate(), {}, 15.0, Outline(), [], {}, verdict)
+    check = {"cpu_workers": [], "loop_lag_workers": [], "cpu_limit_pct": 90.0, "loop_lag_limit_ms": 5.0}
+    doc["self_check"] = check | {"span_s": 3, "unsent": 0, "others_cpu_pct": 0.0} | kw
+    return doc
+
+
+CAUSES = {
+    "lost": (
+        {"lost": {"1": "exited without finishing"}},
+        ["worker 1 was lost (exited without finishing)", "What to do:", "more workers"],
+    ),
+    "rate": (
+        {"model": "open", "limited": True, "unsent": 1200},
+        ["the rate was not delivered", "never sent 1,200 due requests", "more workers (-w)"],
+    ),
+    "cpu": (
+        {"limited": True, "cpu_workers": [0, 1]},
+        [
+            "the generator's CPU was the limit: workers 0, 1 stayed at or above 90% CPU for 3 s",
+            "fewer connections",
+        ],
+    ),
+    "loop lag": (
+        {"limited": True, "loop_lag_workers": [1]},
+        ["event loop ran late: worker 1 woke more than 5 ms late (p99) for 3 s", "fewer connections/streams"],
+    ),
+    "busy box": (
+        {"limited": True, "loop_lag_workers": [0], "others_cpu_pct": 63.4},
+        ["the box was busy: other processes used 63% of its CPU", "a quieter box"],
+    ),
+    "no worker": ({"stop": "no worker started"}, ["no worker process started"]),
+    "main died": ({"stop": "supervisor lost"}, ["the main squall process died"]),
+}
+
+
+@pytest.mark.parametrize("cause", list(CAUSES))
+def test_a_result_that_is_not_valid_says_why_and_what_to_do(
+    cause: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.console import Console
+
+    from squall.report.console import print_summary
+
+    kw, wanted = CAUSES[cause]
+    print_summary(_invalid(**kw), Console(highlight=False, soft_wrap=True, width=300))
+    out = capsys.readouterr().out
+    assert "result not valid" in out
+    why = [line for line in out.splitlines() if line.startswith("  why: ")]
+    assert why, out
+    for text in wanted:
+        assert text in out, (text, out)
+    assert all("What to do:" in line for line in why), why
+
+
+def test_a_quiet_box_is_not_called_busy() -> None:
+    from squall.report.console import why_not_valid
+
+    got = why_not_valid(_invalid(limited=True, loop_lag_workers=[0], others_cpu_pct=5.0))  # type: ignore[arg-type]
+    assert len(got) == 1 and got[0].startswith("the generator's event loop ran late: worker 0 ")
