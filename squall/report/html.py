@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from squall.hist import decode
+from squall.report.invalid import why_not_valid
 
 # Percentiles for the HDR percentile plot: denser towards the tail (x is 1 / (1 - p) on a log axis).
 _TAIL = (0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 96, 97, 97.5, 98, 98.5, 99, 99.25, 99.5)
@@ -55,7 +56,11 @@ def render(doc: dict[str, Any]) -> str:
             for e in doc.get("timeseries", [])
         ],
         "thresholds": doc.get("thresholds", []),
-        "warnings": doc.get("warnings", []),
+        # A result that is not valid says why first, then its warnings.
+        "warnings": [
+            f"not valid: {why}" for why in (why_not_valid(doc) if not doc.get("valid", True) else [])
+        ]
+        + doc.get("warnings", []),
         "valid": doc.get("valid", True),
         "distributions": distributions(doc),
         "error_samples": doc.get("error_samples"),

@@ -90,3 +90,11 @@ def test_a_quiet_box_is_not_called_busy() -> None:
 
     got = why_not_valid(_invalid(limited=True, loop_lag_workers=[0], others_cpu_pct=5.0))  # type: ignore[arg-type]
     assert len(got) == 1 and got[0].startswith("the generator's event loop ran late: worker 0 ")
+
+
+def test_the_html_report_says_why_too() -> None:
+    from squall.report.html import render
+
+    page = render(_invalid(lost={"1": "exited without finishing"}))
+    assert "not valid: worker 1 was lost (exited without finishing)" in page
+    assert "not valid:" not in render(_invalid() | {"valid": True})
