@@ -50,7 +50,8 @@ def self_check(
 
 
 def others_cpu_pct(series: Sequence[dict[str, Any]], cpus: int) -> float | None:
-    """The mean share of the host's CPU (%) that processes other than squall's used over the series.
+    """The mean share of the host's CPU (%) used over the series by processes other than squall's and the
+    sampled target's.
 
     Host CPU is a share of every core; a process's CPU is a share of one core, hence the division.
     """
@@ -61,5 +62,6 @@ def others_cpu_pct(series: Sequence[dict[str, Any]], cpus: int) -> float | None:
             continue
         mine = sum(v for v in (e.get("worker_cpu") or {}).values() if v is not None)
         mine += e.get("collector_cpu") or 0.0
+        mine += (e.get("target") or {}).get("cpu") or 0.0  # a sampled target (--target-pid) is not "other"
         shares.append(max(0.0, host - mine / max(cpus, 1)))
     return round(sum(shares) / len(shares), 1) if shares else None

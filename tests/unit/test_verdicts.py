@@ -32,3 +32,18 @@ def test_exit_codes() -> None:
     assert Result(_doc("closed", True, {})).exit_code() == 0  # measured the generator's ceiling: warn only
     assert Result(_doc("open", True, {})).exit_code() == 3  # asked-for load not delivered
     assert Result(_doc("closed", False, {"1": "killed"})).exit_code() == 3
+
+
+def test_others_cpu_is_what_neither_squall_nor_the_target_used() -> None:
+    from squall.collector.verdicts import others_cpu_pct
+
+    series = [
+        # 2 cores: squall used 100 % of one core + 20 % (= 60 % of the box), the host 80 %: others 20 %.
+        {"host_cpu": 80.0, "worker_cpu": {0: 100.0, 1: None}, "collector_cpu": 20.0},
+        # the target's 40 % of one core is not "other": 90 - (60 + 40) / 2 = 40.
+        {"host_cpu": 90.0, "worker_cpu": {0: 60.0}, "collector_cpu": 0.0, "target": {"cpu": 40.0}},
+        {"host_cpu": 10.0, "worker_cpu": {0: 100.0}},  # never below 0
+        {"t": 4.0},  # not sampled: left out
+    ]
+    assert others_cpu_pct(series, cpus=2) == round((20.0 + 40.0 + 0.0) / 3, 1)
+    assert others_cpu_pct([], cpus=2) is None
