@@ -152,7 +152,9 @@ class Collector:
             self.done[worker] = msg.reason
             self.live.discard(worker)
         elif isinstance(msg, Failed):
-            why = msg.error.strip().splitlines()[-1] if msg.error.strip() else "failed"
+            # A refused input says it all in its message; a bug's traceback ends with its one line.
+            text = msg.error.strip()
+            why = (text if msg.usage else text.splitlines()[-1]) if text else "failed"
             if msg.usage or why.startswith(_PLAN_ERROR):
                 self.refused[worker] = why.removeprefix(_PLAN_ERROR)
             self._lose(worker, why)

@@ -26,6 +26,7 @@ class LiveView:
             self.live.start()
 
     def update(self, entry: dict[str, Any], agg: Aggregate, elapsed_s: float) -> None:
+        """Show one measured second (its series entry) with the run's totals so far."""
         if entry.get("partial"):
             return  # a sliver of a second (the drain at the end): its rate would read as a spike
         plan = self.plan
@@ -49,11 +50,14 @@ class LiveView:
             self.console.print(line, soft_wrap=True)
 
     def warn(self, text: str) -> None:
+        """Print a warning above the live line."""
         self.console.print(f"warning: {text}", style="yellow", soft_wrap=True)
 
     def note(self, text: str) -> None:
+        """Print a line above the live line."""
         self.console.print(text, soft_wrap=True)
 
     def close(self) -> None:
+        """Take the live line away (the run has ended)."""
         if self.live is not None:
             self.live.stop()
