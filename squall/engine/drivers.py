@@ -64,8 +64,8 @@ class Driver:
         self.t0 = t0
         self.rec = rec
         self.budget = budget
-        self.count = budget.count
-        self.measure_start = budget.measure_start
+        self.count = budget.count  # (the lean closed path reads its `left` itself)
+        self.measure_start = budget.measure_start  # (budget.begin() comes before the driver)
         self.classify = classify
         self.on_stop = on_stop  # the worker's stop(reason): drains and ends the run
         self.loop = asyncio.get_running_loop()
