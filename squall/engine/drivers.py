@@ -52,7 +52,6 @@ class Driver:
         self,
         plan: Plan,
         index: int,
-        t0: int,
         rec: Recorder,
         budget: Budget,
         classify: Callable[[BaseException], str],
@@ -61,11 +60,11 @@ class Driver:
     ) -> None:
         self.plan = plan
         self.index = index
-        self.t0 = t0
+        self.t0 = 0  # the run's t0 and the warmup's end, once start() is called
+        self.measure_start = 0
         self.rec = rec
         self.budget = budget
         self.count = budget.count  # (the lean closed path reads its `left` itself)
-        self.measure_start = budget.measure_start  # (budget.begin() comes before the driver)
         self.classify = classify
         self.on_stop = on_stop  # the worker's stop(reason): drains and ends the run
         self.loop = asyncio.get_running_loop()
@@ -79,9 +78,11 @@ class Driver:
         if records:
             self.record = self._record_llm if plan.llm is not None else self._record_http
 
-    def start(self, channels: list[Channel]) -> None:
-        """Begin sending on `channels` (at t0)."""
-        raise NotImplementedError
+    def start(self, channels: list[Channel], t0: int) -> None:
+        """Begin sending on `channels` at the run's t0 (the budget is placed in time: Budget.begin)."""
+        self.channels = channels
+        self.t0 = t0
+        self.measure_start = self.budget.measure_start
 
     def again(self, ch: Channel) -> None:
         """After a response or failure: the channel's next send, a pause first, or rest."""
@@ -152,8 +153,8 @@ class ClosedDriver(Driver):
         if self.lean and self.think is None and self.record == self._record_http:
             self.on_response = self._on_response_lean  # type: ignore[method-assign]
 
-    def start(self, channels: list[Channel]) -> None:
-        self.channels = channels
+    def start(self, channels: list[Channel], t0: int) -> None:
+        super().start(channels, t0)
         if self.budget.deadline is not None:
             at(self.loop, self.budget.deadline, self.on_stop, "duration")
         self._enter(channels)
@@ -250,14 +251,16 @@ class OpenDriver(Driver):
 
     def __init__(self, *args: Any, schedule: Schedule | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.schedule = schedule or make_schedule(self.plan, self.index, self.t0, self.budget.deadline)
+        self.schedule = schedule  # made at start() unless given
         self.backlog: deque[int] = deque()
         self.idle: list[Channel] = []
         self.pacing_done = False
         self.pacer: asyncio.Future[None] | None = None
 
-    def start(self, channels: list[Channel]) -> None:
-        self.channels = channels
+    def start(self, channels: list[Channel], t0: int) -> None:
+        super().start(channels, t0)
+        if self.schedule is None:
+            self.schedule = make_schedule(self.plan, self.index, t0, self.budget.deadline)
         self.idle.extend(channels)
         self.pacer = asyncio.ensure_future(self._pace())
         self.pacer.add_done_callback(self._pacer_done)
@@ -309,6 +312,7 @@ class OpenDriver(Driver):
 
     async def _pace(self) -> None:
         schedule, budget = self.schedule, self.budget
+        assert schedule is not None
         deadline = budget.deadline
         burst = 0
         try:

@@ -15,7 +15,7 @@ from time import perf_counter_ns
 import uvloop
 
 from squall.engine.budget import Budget
-from squall.engine.drivers import DRIVERS, Driver, at, driver_kind, sleep_until
+from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
 from squall.engine.procname import set_process_name
 from squall.engine.recorder import NullRecorder, Recorder
 from squall.engine.transport import Channel, make_transport
@@ -74,7 +74,6 @@ class Worker:
             plan.open_model and not self.journeys,  # a step is sent when its user gets to it
         )
         self.kind = driver_kind(plan)
-        self.driver: Driver | None = None
         self.seq = 0
         self.last_ship = 0
         self.ppid = os.getppid()
@@ -84,6 +83,18 @@ class Worker:
         self.loop = loop
         started: asyncio.Future[Start] = loop.create_future()
         self.started = started
+        self.driver = driver = DRIVERS[self.kind](
+            self.plan,
+            self.index,
+            self.rec,
+            self.budget,
+            self._classify,
+            self._stop_now,
+            records=not self.journeys,
+        )
+        # The channels report to the worker; it hands every report on to the driver (its lean callback
+        # for a plain closed run), so these are in place before the first channel is made.
+        self.on_response, self.on_failure = driver.on_response, driver.on_failure
         await self._open_load(started)
         hello = encode(Hello(self.index, os.getpid()))
         self.data.send_bytes(hello)
@@ -105,19 +116,6 @@ class Worker:
         duration = self.plan.duration_s
         deadline = None if duration is None else self.measure_start + int(duration * NS)
         self.budget.begin(self.measure_start, deadline)
-        driver = DRIVERS[self.kind](
-            self.plan,
-            self.index,
-            self.t0,
-            self.rec,
-            self.budget,
-            self.transport.classify,
-            self._stop_now,
-            records=not self.journeys,
-        )
-        # The channels report to the worker; it hands every report to the driver (its lean callback, if any).
-        self.on_response, self.on_failure = driver.on_response, driver.on_failure
-        self.driver = driver
         self.window_ns = int(self.plan.window_s * NS)
         # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
         # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.
@@ -127,7 +125,7 @@ class Worker:
         at(loop, self.measure_start + self.seq * self.window_ns, self._tick)
         at(loop, self.t0 + LOOP_PROBE_NS, self._probe, self.t0 + LOOP_PROBE_NS)
         try:
-            driver.start(self.channels)
+            driver.start(self.channels, self.t0)
             await driver.finished
         finally:
             # Whatever happened, what was recorded is shipped; Done only on success (else worker_main
@@ -192,11 +190,13 @@ class Worker:
         if started is not None and not started.done():  # stopped before the run began
             started.cancel()
         self.loop.call_later(drain_s, self._cancel_all)
-        if self.driver is not None:
-            self.driver.stop()
+        self.driver.stop()
 
     def _stop_now(self, reason: str) -> None:
         self.stop(reason, self.plan.drain_s)
+
+    def _classify(self, exc: BaseException) -> str:
+        return self.transport.classify(exc)
 
     def _cancel_all(self) -> None:
         for ch in getattr(self, "channels", ()):
@@ -235,8 +235,6 @@ class Worker:
 
     def _close_window(self, now: int) -> None:
         t_end = now - self.t0
-        driver = self.driver
-        inflight, users = (driver.inflight, driver.active) if driver is not None else (0, 0)
-        self.rec.close_window(self.seq, self.last_ship, t_end, inflight, users)
+        self.rec.close_window(self.seq, self.last_ship, t_end, self.driver.inflight, self.driver.active)
         self.last_ship = t_end
         self.seq += 1

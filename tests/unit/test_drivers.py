@@ -109,11 +109,13 @@ def drive(
                 d.stop()
 
         cls = kind or {"closed": ClosedDriver, "users": UsersDriver, "open": OpenDriver}[driver_kind(p)]
-        d = cls(p, 0, t0, rec, budget, lambda e: type(e).__name__, on_stop, **kw)  # type: ignore[arg-type]
+        if "schedule" in kw:  # (a factory of the run's t0)
+            kw["schedule"] = kw["schedule"](t0)
+        d = cls(p, 0, rec, budget, lambda e: type(e).__name__, on_stop, **kw)  # type: ignore[arg-type]
         owner.on_response, owner.on_failure = d.on_response, d.on_failure
         if stop_after_s is not None:
             asyncio.get_running_loop().call_later(stop_after_s, on_stop, "interrupted")
-        d.start(chans)  # type: ignore[arg-type]
+        d.start(chans, t0)  # type: ignore[arg-type]
         await asyncio.wait_for(d.finished, 10)
         d.close()
         return d, chans
@@ -181,8 +183,11 @@ def test_a_users_shape_starts_its_users_as_it_rises() -> None:
     assert sends[-1] > 0
 
 
-def fixed(times_ms: list[int]) -> Callable[[int, int | None], Schedule]:
-    """A schedule of given offsets from t0 (ms), then its end."""
+def drive_open(
+    times_ms: list[int], end_ms: int, **kw: Any
+) -> tuple[Driver, FakeRec, list[FakeChannel], list[str]]:
+    """An open driver over a schedule of given offsets from t0 (ms) that ends at end_ms."""
+    p = kw.pop("p", None) or plan(rate=100.0)
 
     class Listed:
         def __init__(self) -> None:
@@ -191,21 +196,10 @@ def fixed(times_ms: list[int]) -> Callable[[int, int | None], Schedule]:
         def next_send(self) -> int:
             return self.left.pop(0) if self.left else 10**15
 
-    return lambda t0, end: Schedule(Listed(), t0, end)
+    def schedule(t0: int) -> Schedule:
+        return Schedule(Listed(), t0, t0 + end_ms * MS)
 
-
-def drive_open(
-    times_ms: list[int], end_ms: int, **kw: Any
-) -> tuple[Driver, FakeRec, list[FakeChannel], list[str]]:
-    p = kw.pop("p", None) or plan(rate=100.0)
-
-    class Fixed(OpenDriver):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            t0 = args[2]
-            kwargs["schedule"] = fixed(times_ms)(t0, t0 + end_ms * MS)
-            super().__init__(*args, **kwargs)
-
-    return drive(p, kind=Fixed, duration_ns=end_ms * MS, **kw)
+    return drive(p, kind=OpenDriver, duration_ns=end_ms * MS, schedule=schedule, **kw)
 
 
 def test_open_sends_each_due_time_and_latency_counts_from_it() -> None:
