@@ -1,0 +1,360 @@
+"""Load models as drivers: closed (each user sends again when answered), user ramp, and open (a schedule).
+
+Every channel runs the same cycle through plain callbacks: the driver picks its next request (closed: right
+away, or after the user's think time; open: from the backlog, or it goes idle until the schedule hands it
+one), on_response or on_failure records it and asks the driver again. The run ends (`finished`) when no
+channel is busy and none may send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+from squall.engine.budget import Budget
+from squall.engine.recorder import Recorder
+from squall.engine.schedule import Schedule, make_schedule
+from squall.engine.transport import Channel, Interrupted
+from squall.plan.plan import Plan
+
+NS = 1_000_000_000
+MIN_SLEEP_NS = 1_000_000
+YIELD_EVERY = 64
+STEER_NS = 100_000_000  # how often a users shape re-counts its users
+
+Record = Callable[[Channel, int, int, int, int], None]
+
+
+def at(loop: asyncio.AbstractEventLoop, t_ns: int, callback: Any, *args: Any) -> asyncio.TimerHandle:
+    """Call `callback(*args)` at perf_counter time t_ns (at once if it is past)."""
+    return loop.call_later(max(0, t_ns - perf_counter_ns()) / NS, callback, *args)
+
+
+async def sleep_until(t_ns: int) -> None:
+    """Sleep until perf_counter time t_ns, never waking before it."""
+    # uvloop timers tick in ms: a sleep under ~0.5 ms returns at once and one over 1 ms may end a little
+    # early. Sleeping at least MIN_SLEEP_NS (and again if woken early) never sends early and never spins;
+    # the cost is up to ~1 ms of schedule lag, and everything due meanwhile goes out in one batch.
+    while (left := t_ns - perf_counter_ns()) > 0:
+        await asyncio.sleep(max(left, MIN_SLEEP_NS) / NS)
+
+
+class Driver:
+    """Keeps one worker's channels sending under one load model; the channels report to it."""
+
+    paced = False  # sends have an intended time (the open model): latency counts from it, lag is recorded
+
+    def __init__(
+        self,
+        plan: Plan,
+        index: int,
+        rec: Recorder,
+        budget: Budget,
+        classify: Callable[[BaseException], str],
+        on_stop: Callable[[str], None],
+        records: bool = True,
+    ) -> None:
+        self.plan = plan
+        self.index = index
+        self.t0 = 0  # the run's t0 and the warmup's end, once start() is called
+        self.measure_start = 0
+        self.rec = rec
+        self.budget = budget
+        self.count = budget.count  # (the lean closed path reads its `left` itself)
+        self.classify = classify
+        self.on_stop = on_stop  # the worker's stop(reason): drains and ends the run
+        self.loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+        self.inflight = 0
+        self.active = 0  # users taking part (a users shape parks the rest)
+        self.stopping = False
+        self.channels: list[Channel] = []
+        # What a measured answer records: journeys and py runs record in the transport, LLM runs an answer.
+        self.record: Record | None = None
+        if records:
+            self.record = self._record_llm if plan.llm is not None else self._record_http
+
+    def start(self, channels: list[Channel], t0: int) -> None:
+        """Begin sending on `channels` at the run's t0 (the budget is placed in time: Budget.begin)."""
+        self.channels = channels
+        self.t0 = t0
+        self.measure_start = self.budget.measure_start
+
+    def again(self, ch: Channel) -> None:
+        """After a response or failure: the channel's next send, a pause first, or rest."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Send no more; the run finishes when what is in flight has ended."""
+        self.stopping = True
+        self.check_finished()
+
+    def close(self) -> None:
+        """The run is over: let go of what is still pending."""
+
+    def done_sending(self) -> bool:
+        """Whether no channel may send again, stop or not."""
+        return self.budget.spent
+
+    def check_finished(self) -> None:
+        if self.inflight or self.finished.done():
+            return
+        if self.stopping or self.done_sending():
+            self.finished.set_result(None)
+
+    def on_response(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        self.inflight -= 1
+        record = self.record
+        if record is not None:
+            if ch.start >= self.measure_start:
+                record(ch, status, first, done, nbytes)
+            else:
+                self.rec.warmup += 1
+        self.again(ch)
+
+    def on_failure(self, ch: Channel, exc: BaseException) -> None:
+        self.inflight -= 1
+        if self.record is not None:  # (an iteration fails only when interrupted; its step counted that)
+            if ch.start < self.measure_start:
+                self.rec.warmup += 1
+            elif isinstance(exc, Interrupted):
+                self.rec.interrupted += 1
+            else:
+                self.rec.failure(self.classify(exc))
+        self.again(ch)
+
+    def _record_http(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        self.rec.response(status, ch.start, ch.sent, first, done, nbytes)
+        if self.paced:
+            self.rec.schedule_lag((ch.sent - ch.start) // 1000)
+
+    def _record_llm(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        self.rec.answer(status, ch.start, ch.sent, first, done, nbytes, ch.reader, self.paced)
+        ch.reader = None
+        if self.paced:
+            self.rec.schedule_lag((ch.sent - ch.start) // 1000)
+
+
+class ClosedDriver(Driver):
+    """Every connection is a user that sends again as soon as answered (after --think, if given)."""
+
+    lean = True  # a plain HTTP run takes the lean callback below
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        think = self.plan.think
+        self.think: Callable[[], float] | None = None
+        if think is not None:
+            self.think = think.sampler(random.Random(f"{self.plan.seed}:think:{self.index}"))  # type: ignore[assignment]
+        if self.lean and self.think is None and self.record == self._record_http:
+            self.on_response = self._on_response_lean  # type: ignore[method-assign]
+
+    def start(self, channels: list[Channel], t0: int) -> None:
+        super().start(channels, t0)
+        if self.budget.deadline is not None:
+            at(self.loop, self.budget.deadline, self.on_stop, "duration")
+        self._enter(channels)
+        self.check_finished()
+
+    def _enter(self, channels: list[Channel]) -> None:
+        self.active = len(channels)
+        for ch in channels:
+            self._next(ch)
+
+    def again(self, ch: Channel) -> None:
+        # (no think once -n is used up: the run ends with the last answer, not after a last pause)
+        if self.think is not None and not self.stopping and not self.budget.spent:
+            self.loop.call_later(self.think(), self._next, ch)
+        else:
+            self._next(ch)
+
+    def _next(self, ch: Channel) -> None:
+        if self.stopping:
+            self.check_finished()
+            return
+        t = perf_counter_ns()
+        if not self.budget.take(t):
+            self.check_finished()
+            return
+        ch.start = ch.sent = t
+        self.inflight += 1
+        ch.send()
+
+    def _on_response_lean(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        """on_response for closed-model HTTP runs (the busiest path): record, Budget.take and the next send
+        inlined, with no call, allocation or attribute lookup more than they need."""
+        self.inflight -= 1
+        start = ch.start
+        if start >= self.measure_start:
+            self.rec.response(status, start, start, first, done, nbytes)
+        else:
+            self.rec.warmup += 1
+        if self.stopping:
+            self.check_finished()
+            return
+        t = perf_counter_ns()
+        count = self.count
+        if count is not None and t >= self.measure_start:  # Count.take, inlined
+            if count.left <= 0:
+                self.check_finished()
+                return
+            count.left -= 1
+        ch.start = ch.sent = t
+        self.inflight += 1
+        ch.send()
+
+
+class UsersDriver(ClosedDriver):
+    """A users shape: the closed model with this worker's share of the shape's users taking part."""
+
+    lean = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = 0
+        self.parked: list[Channel] = []
+
+    def _enter(self, channels: list[Channel]) -> None:
+        self.parked.extend(reversed(channels))
+        self._steer()
+
+    def _steer(self) -> None:
+        """Bring this worker's active users to its share of the shape's count now: new users start at
+        once, surplus users leave as their request in flight ends (see _next)."""
+        if self.stopping:
+            return
+        total = round(self.plan.shape.value_at((perf_counter_ns() - self.t0) / NS))
+        self.target = self.plan.share(total, self.index)
+        while self.active < self.target and self.parked:
+            self.active += 1
+            self._next(self.parked.pop())
+        self.loop.call_later(STEER_NS / NS, self._steer)
+
+    def _next(self, ch: Channel) -> None:
+        if self.active > self.target and not self.stopping:  # the shape is ramping down: this user leaves
+            self.active -= 1
+            self.parked.append(ch)
+            self.check_finished()
+            return
+        super()._next(ch)
+
+
+class OpenDriver(Driver):
+    """Sends on a schedule whatever the answers do; a send due while every channel is busy waits in a backlog
+    (latency still counts from when it was due), and one beyond the backlog is dropped and counted."""
+
+    paced = True
+
+    def __init__(self, *args: Any, schedule: Schedule | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schedule = schedule  # made at start() unless given
+        self.backlog: deque[int] = deque()
+        self.idle: list[Channel] = []
+        self.pacing_done = False
+        self.pacer: asyncio.Future[None] | None = None
+
+    def start(self, channels: list[Channel], t0: int) -> None:
+        super().start(channels, t0)
+        if self.schedule is None:
+            self.schedule = make_schedule(self.plan, self.index, t0, self.budget.deadline)
+        self.idle.extend(channels)
+        self.pacer = asyncio.ensure_future(self._pace())
+        self.pacer.add_done_callback(self._pacer_done)
+        self.check_finished()
+
+    def close(self) -> None:
+        if self.pacer is not None:
+            self.pacer.cancel()
+        self.rec.dropped += sum(1 for t in self.backlog if t >= self.measure_start)
+        self.backlog.clear()
+
+    def done_sending(self) -> bool:
+        return self.pacing_done
+
+    def again(self, ch: Channel) -> None:
+        if self.stopping:
+            self.check_finished()
+            return
+        backlog = self.backlog
+        if backlog and backlog[0] < self.measure_start and perf_counter_ns() >= self.measure_start:
+            # Sends due in the warmup that never went out (the target was too slow) are left behind:
+            # the measured period starts with its own schedule, not with the warmup's queue.
+            while backlog and backlog[0] < self.measure_start:
+                backlog.popleft()
+        if backlog:
+            self._send(ch, backlog.popleft())
+        else:
+            self.idle.append(ch)
+            self.check_finished()
+
+    def _send(self, ch: Channel, due: int) -> None:
+        ch.start = due
+        ch.sent = perf_counter_ns()
+        self.inflight += 1
+        ch.send()
+
+    def _dispatch(self, due: int) -> None:
+        if self.idle:
+            self._send(self.idle.pop(), due)
+        elif len(self.backlog) < self.plan.max_backlog:
+            self.backlog.append(due)
+        elif due >= self.measure_start:
+            self.rec.dropped += 1
+            self.budget.give_back(due)  # a dropped send did not use up a request of -n
+
+    def _pacer_done(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.finished.done():
+            self.finished.set_exception(task.exception())  # type: ignore[arg-type]
+
+    async def _pace(self) -> None:
+        schedule, budget = self.schedule, self.budget
+        assert schedule is not None
+        deadline = budget.deadline
+        burst = 0
+        try:
+            while not self.stopping:
+                due = schedule.next_due()
+                if due is None:
+                    # The schedule is over; sends still in the backlog may go out until the deadline itself.
+                    if deadline is not None:
+                        await sleep_until(deadline)
+                        self.on_stop("duration")
+                    break
+                if due > perf_counter_ns():
+                    burst = 0
+                    await sleep_until(due)
+                    if self.stopping:
+                        break
+                elif (burst := burst + 1) >= YIELD_EVERY:
+                    # Behind schedule: let responses in between dispatches, or a late pacer starves the loop.
+                    burst = 0
+                    await asyncio.sleep(0)
+                    if self.stopping:
+                        break
+                    if deadline is not None and perf_counter_ns() >= deadline:
+                        # The run's time is up while sends are still due: squall could not keep the schedule.
+                        # Count what it never sent (from the rate; exact for constant arrivals, +-1) and stop.
+                        left = schedule.due_between(max(due, self.measure_start), deadline)
+                        self.rec.unsent += max(1, round(left))
+                        self.on_stop("duration")
+                        break
+                if not budget.take(due):
+                    break
+                self._dispatch(due)
+        finally:
+            self.pacing_done = True
+            self.check_finished()
+
+
+DRIVERS: dict[str, type[Driver]] = {"closed": ClosedDriver, "users": UsersDriver, "open": OpenDriver}
+
+
+def driver_kind(plan: Plan) -> str:
+    """Which load model the plan asks for: open (a rate), users (a users shape) or closed."""
+    if plan.open_model:
+        return "open"
+    return "users" if plan.shape is not None and plan.shape.kind == "users" else "closed"

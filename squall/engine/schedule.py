@@ -1,0 +1,89 @@
+"""When one worker's open-model sends are due: pacer x rate shape x shard phase, with no clock inside."""
+
+from __future__ import annotations
+
+from squall.engine.pacer import NS, Pacer, make_pacer
+from squall.plan.load import Shape
+from squall.plan.plan import Plan
+
+
+class Schedule:
+    """Intended send times in perf_counter ns, in order; `next_due()` is None once the schedule is over.
+
+    Without a shape the pacer runs at the worker's rate from t0 (+ a shard's phase). A rate shape paces at
+    rate 1 in "area" (requests the shape asks for so far), then maps each area to the time the shape reaches
+    it: constant arrivals stay exact, Poisson ones become a true non-homogeneous Poisson process.
+    """
+
+    __slots__ = ("area_offset", "end", "pacer", "phase_ns", "rate", "shape", "t0", "workers")
+
+    def __init__(
+        self,
+        pacer: Pacer,
+        t0: int,
+        end: int | None = None,
+        *,
+        rate: float = 0.0,
+        workers: int = 1,
+        shape: Shape | None = None,
+        area_offset: float = 0.0,
+        phase_ns: int = 0,
+    ) -> None:
+        self.pacer = pacer
+        self.t0 = t0
+        self.end = end
+        self.rate = rate  # this worker's requests/s without a shape
+        self.workers = workers  # the shape's area is shared by this many workers
+        self.shape = shape
+        self.area_offset = area_offset
+        self.phase_ns = phase_ns
+
+    def next_due(self) -> int | None:
+        """The next send's due time, or None: at or past `end`, or beyond the shape's last stage."""
+        if self.shape is None:
+            due = self.t0 + self.phase_ns + self.pacer.next_send()
+        else:
+            at = self.shape.time_at_area(self.pacer.next_send() / NS + self.area_offset)
+            if at is None:
+                return None
+            due = self.t0 + round(at * NS)
+        if self.end is not None and due >= self.end:
+            return None
+        return due
+
+    def due_between(self, a_ns: int, b_ns: int) -> float:
+        """How many sends this schedule holds between two times (its share of the shape's area)."""
+        if self.shape is None:
+            return (b_ns - a_ns) / NS * self.rate
+        area = self.shape.area
+        return (area((b_ns - self.t0) / NS) - area((a_ns - self.t0) / NS)) / self.workers
+
+
+def make_schedule(plan: Plan, index: int, t0: int, end: int | None) -> Schedule:
+    """Worker `index`'s schedule of the plan's rate (or rate shape) from t0, ending at `end`."""
+    assert plan.rate is not None
+    shape = plan.shape if plan.shape is not None and plan.shape.kind == "rate" else None
+    pacer = make_pacer(
+        plan.arrival, 1.0 if shape is not None else plan.rate, index, plan.workers, plan.seed, plan.burstiness
+    )
+    area_offset, phase_ns = 0.0, 0
+    if plan.shard is not None and plan.arrival == "constant":
+        i, n = plan.shard
+        if shape is not None:
+            # Shard i of n follows 1/n of the shape: starting its sends i/n of a send later in area makes
+            # the shards' sends interleave into the whole shape's even sequence.
+            area_offset = i / n
+        else:
+            # Shard i of n runs its own schedule shifted by i sends of the whole run's rate, so the boxes'
+            # sends interleave into one even schedule instead of landing together (with --start-at).
+            phase_ns = round(i * NS / (n * plan.rate))
+    return Schedule(
+        pacer,
+        t0,
+        end,
+        rate=plan.rate / plan.workers,
+        workers=plan.workers,
+        shape=shape,
+        area_offset=area_offset,
+        phase_ns=phase_ns,
+    )

@@ -1,0 +1,248 @@
+"""Drivers over fake channels: exact counts, the lean closed path, think time, stop, and the open backlog."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+from squall.engine.budget import Budget
+from squall.engine.drivers import ClosedDriver, Driver, OpenDriver, UsersDriver, driver_kind
+from squall.engine.schedule import Schedule
+from squall.engine.transport import Channel, Interrupted
+from squall.plan.load import Shape, Stage, Think
+from squall.plan.plan import Plan
+from squall.plan.specs import RequestSpec
+
+MS = 1_000_000
+
+
+class FakeRec:
+    """The Recorder calls a driver makes, kept as lists."""
+
+    def __init__(self) -> None:
+        self.responses: list[tuple[int, int, int]] = []  # (status, start, sent)
+        self.failures: list[str] = []
+        self.lags: list[int] = []
+        self.warmup = self.interrupted = self.dropped = self.unsent = 0
+
+    def response(self, status: int, start: int, sent: int, first: int, done: int, nbytes: int) -> None:
+        self.responses.append((status, start, sent))
+
+    def failure(self, kind: str) -> None:
+        self.failures.append(kind)
+
+    def schedule_lag(self, us: int) -> None:
+        self.lags.append(us)
+
+
+class Owner:
+    """Like the worker: channels look up on_response/on_failure on it at every call."""
+
+    on_response: Callable[..., None]
+    on_failure: Callable[..., None]
+
+
+class FakeChannel(Channel):
+    """Answers each send after `delay_s` with 200, or fails it with `fail` (the answer never comes inline)."""
+
+    __slots__ = ("delay_s", "fail", "handle", "owner", "sends")
+
+    def __init__(self, owner: Owner, delay_s: float = 0.0, fail: BaseException | None = None) -> None:
+        super().__init__()
+        self.owner, self.delay_s, self.fail = owner, delay_s, fail
+        self.sends = 0
+        self.handle: asyncio.TimerHandle | None = None
+
+    def send(self) -> None:
+        assert not self.busy, "one request in flight per channel"
+        self.busy = True
+        self.sends += 1
+        self.handle = asyncio.get_running_loop().call_later(self.delay_s, self._answer)
+
+    def _answer(self) -> None:
+        self.busy = False
+        now = perf_counter_ns()
+        if self.fail is not None:
+            self.owner.on_failure(self, self.fail)
+        else:
+            self.owner.on_response(self, 200, now, now, 10)
+
+    def abort(self) -> None:
+        if self.busy and self.handle is not None:
+            self.handle.cancel()
+            self.busy = False
+            self.owner.on_failure(self, Interrupted())
+
+
+def plan(**kw: Any) -> Plan:
+    kw.setdefault("workers", 1)
+    return Plan(RequestSpec("http://127.0.0.1:1/"), **kw)
+
+
+def drive(
+    p: Plan,
+    requests: int | None = None,
+    channels: int = 4,
+    kind: type[Driver] | None = None,
+    warmup_ns: int = 0,
+    duration_ns: int | None = None,
+    stop_after_s: float | None = None,
+    delay_s: float = 0.0,
+    fail: BaseException | None = None,
+    **kw: Any,
+) -> tuple[Driver, FakeRec, list[FakeChannel], list[str]]:
+    """Run one driver to its end over fake channels (bounded by a 10 s timeout)."""
+    rec, stops = FakeRec(), []
+
+    async def main() -> tuple[Driver, list[FakeChannel]]:
+        t0 = perf_counter_ns()
+        budget = Budget(requests)
+        budget.begin(t0 + warmup_ns, None if duration_ns is None else t0 + warmup_ns + duration_ns)
+        owner = Owner()
+        chans = [FakeChannel(owner, delay_s, fail) for _ in range(channels)]
+
+        def on_stop(reason: str) -> None:
+            stops.append(reason)
+            if budget.stop(reason):
+                d.stop()
+
+        cls = kind or {"closed": ClosedDriver, "users": UsersDriver, "open": OpenDriver}[driver_kind(p)]
+        if "schedule" in kw:  # (a factory of the run's t0)
+            kw["schedule"] = kw["schedule"](t0)
+        d = cls(p, 0, rec, budget, lambda e: type(e).__name__, on_stop, **kw)  # type: ignore[arg-type]
+        owner.on_response, owner.on_failure = d.on_response, d.on_failure
+        if stop_after_s is not None:
+            asyncio.get_running_loop().call_later(stop_after_s, on_stop, "interrupted")
+        d.start(chans, t0)  # type: ignore[arg-type]
+        await asyncio.wait_for(d.finished, 10)
+        d.close()
+        return d, chans
+
+    d, chans = asyncio.run(main())
+    return d, rec, chans, stops
+
+
+def test_closed_sends_exactly_n_on_the_lean_path() -> None:
+    for n in (1, 3, 4, 5, 97):
+        d, rec, chans, _ = drive(plan(), requests=n)
+        assert d.on_response.__name__ == "_on_response_lean"
+        assert len(rec.responses) == n == sum(c.sends for c in chans)
+        assert d.inflight == 0 and not d.stopping
+        assert all(start == sent for _, start, sent in rec.responses)  # closed: sent when it starts
+
+
+def test_closed_warmup_sends_are_not_recorded_or_counted() -> None:
+    d, rec, chans, _ = drive(plan(), requests=20, warmup_ns=30 * MS, delay_s=0.001)
+    assert len(rec.responses) == 20
+    assert rec.warmup > 0 and sum(c.sends for c in chans) == 20 + rec.warmup
+    assert all(start >= d.measure_start for _, start, _ in rec.responses)
+
+
+def test_think_takes_the_general_path_and_paces_each_user() -> None:
+    p = plan(think=Think("uniform", 0.02, 0.02, 0.02))
+    t = perf_counter_ns()
+    d, rec, chans, _ = drive(p, requests=8, channels=2)
+    took = perf_counter_ns() - t
+    assert d.on_response.__name__ == "on_response"
+    assert len(rec.responses) == 8 and [c.sends for c in chans] == [4, 4]
+    assert took >= 3 * 20 * MS  # each user thinks between its 4 requests, not after its last
+
+
+def test_a_stop_ends_sending_and_waits_for_what_is_in_flight() -> None:
+    d, rec, chans, stops = drive(plan(), channels=3, delay_s=0.005, stop_after_s=0.05)
+    assert stops == ["interrupted"] and d.stopping
+    assert len(rec.responses) == sum(c.sends for c in chans) > 0  # every send answered, none after the stop
+    assert not any(c.busy for c in chans)
+
+
+def test_the_closed_deadline_stops_the_run_by_its_timer() -> None:
+    _, rec, _, stops = drive(plan(), channels=2, delay_s=0.002, duration_ns=40 * MS)
+    assert stops == ["duration"] and len(rec.responses) > 0
+
+
+def test_failures_are_classified_and_count_towards_n() -> None:
+    _d, rec, _chans, _ = drive(plan(), requests=6, channels=2, fail=ConnectionResetError())
+    assert rec.failures == ["ConnectionResetError"] * 6 and rec.responses == []
+
+
+def test_journeys_record_nothing_themselves() -> None:
+    _, rec, chans, _ = drive(plan(), requests=5, channels=2, records=False)
+    assert rec.responses == [] and sum(c.sends for c in chans) == 5
+
+
+def test_a_users_shape_starts_its_users_as_it_rises() -> None:
+    shape = Shape("users", (Stage(0.3, 4.0),))
+    p = plan(shape=shape, connections=4)
+    d, _, chans, _ = drive(p, channels=4, delay_s=0.01, duration_ns=350 * MS)
+    assert isinstance(d, UsersDriver)
+    assert d.on_response.__name__ == "on_response"
+    sends = sorted(c.sends for c in chans)
+    assert sends[0] < sends[-1]  # the last user started late, the first early
+    assert sends[-1] > 0
+
+
+def drive_open(
+    times_ms: list[int], end_ms: int, **kw: Any
+) -> tuple[Driver, FakeRec, list[FakeChannel], list[str]]:
+    """An open driver over a schedule of given offsets from t0 (ms) that ends at end_ms."""
+    p = kw.pop("p", None) or plan(rate=100.0)
+
+    class Listed:
+        def __init__(self) -> None:
+            self.left = [t * MS for t in times_ms]
+
+        def next_send(self) -> int:
+            return self.left.pop(0) if self.left else 10**15
+
+    def schedule(t0: int) -> Schedule:
+        return Schedule(Listed(), t0, t0 + end_ms * MS)
+
+    return drive(p, kind=OpenDriver, duration_ns=end_ms * MS, schedule=schedule, **kw)
+
+
+def test_open_sends_each_due_time_and_latency_counts_from_it() -> None:
+    d, rec, _chans, stops = drive_open([0, 10, 20, 30], 60, channels=2)
+    starts = [start - d.t0 for _, start, _ in rec.responses]
+    assert starts == [0, 10 * MS, 20 * MS, 30 * MS]
+    assert all(sent >= start for _, start, sent in rec.responses)
+    assert len(rec.lags) == 4 and stops == ["duration"]
+
+
+def test_open_backlog_holds_sends_while_every_channel_is_busy() -> None:
+    # One channel answering in 30 ms, three sends due at once: they go one after another, each from its due.
+    d, rec, _chans, _ = drive_open([0, 0, 0], 200, channels=1, delay_s=0.03)
+    assert [start - d.t0 for _, start, _ in rec.responses] == [0, 0, 0]
+    lags = sorted(rec.lags)
+    assert lags[0] < lags[1] and lags[1] >= 29_000 and lags[2] >= 59_000  # us: each waited for the last
+
+
+def test_open_drops_beyond_the_backlog_and_gives_the_count_back() -> None:
+    p = plan(rate=100.0, max_backlog=1)
+    d, rec, _chans, _ = drive_open([0, 0, 0, 0, 100], 200, p=p, channels=1, delay_s=0.03, requests=4)
+    # Due at 0: one sent, one waits, two dropped (and not counted against -n), so the send at 100 ms goes.
+    assert rec.dropped == 2
+    assert [start - d.t0 for _, start, _ in rec.responses] == [0, 0, 100 * MS]
+
+
+def test_open_count_ends_the_schedule() -> None:
+    d, rec, _chans, stops = drive_open([0, 5, 10, 15, 20], 1000, channels=2, requests=3)
+    assert len(rec.responses) == 3 and stops == []
+    assert d.done_sending()
+
+
+def test_driver_kind() -> None:
+    assert driver_kind(plan()) == "closed"
+    assert driver_kind(plan(rate=5.0)) == "open"
+    assert driver_kind(plan(shape=Shape("users", (Stage(1.0, 2.0),)))) == "users"
+    assert driver_kind(plan(rate=5.0, shape=Shape("rate", (Stage(1.0, 2.0),)))) == "open"
+
+
+def test_a_shape_the_schedule_ends_before_the_deadline_stops_at_the_deadline() -> None:
+    shape = Shape("rate", (Stage(0.05, 100.0),))  # 2.5 requests in 50 ms
+    p = plan(rate=100.0, shape=shape)
+    t = perf_counter_ns()
+    _, rec, _, stops = drive(p, channels=2, duration_ns=80 * MS)
+    assert stops == ["duration"] and len(rec.responses) == 3
+    assert perf_counter_ns() - t >= 80 * MS
