@@ -7,16 +7,14 @@ import contextlib
 import socket
 import ssl
 from time import perf_counter_ns
+from typing import Any
 
 import httptools
+from multidict import CIMultiDict
 
-from squall import __version__
-from squall.engine.llm import LlmWorkload
-from squall.engine.transport import Channel, Interrupted, Owner
+from squall.engine.transport.base import Answer, AnswerCut, Channel, Interrupted, Owner, RequestSource
+from squall.engine.workload.http import Request
 from squall.plan.plan import Plan
-from squall.plan.specs import RequestSpec
-
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ConnectError(OSError):
@@ -27,30 +25,11 @@ class TlsError(OSError):
     """The TLS handshake failed (certificate not trusted, wrong host name, protocol mismatch)."""
 
 
-class ResponseCut(ConnectionResetError):
-    """The connection closed after the response had begun (for a stream: before its end)."""
+ResponseCut = AnswerCut  # the connection closed after the response had begun
 
 
 class ProtocolError(Exception):
     """The peer's bytes are not valid HTTP/1.1."""
-
-
-def build_request(spec: RequestSpec) -> bytes:
-    """The wire bytes of one request: request line, Host, the user's headers, Content-Length, body."""
-    default_port = 443 if spec.scheme == "https" else 80
-    host = spec.host if spec.port == default_port else f"{spec.host}:{spec.port}"
-    if ":" in spec.host:
-        host = f"[{spec.host}]" if spec.port == default_port else f"[{spec.host}]:{spec.port}"
-    names = {name.lower() for name, _ in spec.headers}
-    lines = [f"{spec.method} {spec.target} HTTP/1.1"]
-    if "host" not in names:
-        lines.append(f"Host: {host}")
-    if "user-agent" not in names:
-        lines.append(f"User-Agent: squall/{__version__}")
-    lines.extend(f"{name}: {value}" for name, value in spec.headers)
-    if "content-length" not in names and (spec.body or spec.method in _BODY_METHODS):
-        lines.append(f"Content-Length: {len(spec.body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + spec.body
 
 
 class _Conn(asyncio.Protocol):
@@ -150,7 +129,7 @@ class _HeadConn(_Conn):
 
 
 class _StreamConn(_Conn):
-    """For LLM answers: body bytes go to the channel's StreamReader with the time they arrived."""
+    """For LLM answers: body bytes go to the channel's AnswerReader with the time they arrived."""
 
     __slots__ = ()
 
@@ -176,18 +155,14 @@ class _RawChannel(Channel):
         self.owner = owner
         self.conn: _Conn | None = None
         self.connecting: asyncio.Task[None] | None = None
-        self.pending = t.request
+        self.pending = t.wire
 
     def send(self) -> None:
         self.busy = True
-        t = self.t
-        if t.llm is not None:
-            self.pending, prompt = t.llm.next()
-            self.reader = t.llm.reader(prompt)
         conn = self.conn
         if conn is None or conn.closed:
             self.conn = None  # the old connection's late connection_lost must not fail this request
-            self.connecting = t.loop.create_task(self._connect_and_send())
+            self.connecting = self.t.loop.create_task(self._connect_and_send())
             return
         conn.first = 0
         conn.nbytes = 0
@@ -280,6 +255,120 @@ class _RawChannel(Channel):
                 conn.transport.abort()
 
 
+class _SourceChannel(_RawChannel):
+    """A channel whose every send takes the source's next request (LLM prompts and keys) and its reader."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, t: RawTransport, owner: Owner, source: RequestSource) -> None:
+        super().__init__(t, owner)
+        self.source = source
+
+    def send(self) -> None:
+        self.busy = True
+        source = self.source
+        self.pending, index = source.next()
+        self.reader = source.reader(index)
+        conn = self.conn
+        if conn is None or conn.closed:
+            self.conn = None  # the old connection's late connection_lost must not fail this request
+            self.connecting = self.t.loop.create_task(self._connect_and_send())
+            return
+        conn.first = 0
+        conn.nbytes = 0
+        conn.transport.write(self.pending)  # type: ignore[union-attr]
+
+
+class _Fetch(asyncio.Protocol):
+    """One pooled connection for `RawTransport.request`: reads a whole answer (head, body) into a future."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.reader: Any = None
+        self.head_only = False
+        self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []
+        self.first = self.now = self.nbytes = 0
+
+    def begin(self, req: Request, reader: Any, waiter: asyncio.Future[Answer]) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter, self.reader, self.head_only = waiter, reader, req.method == "HEAD"
+        self.headers, self.chunks = [], []
+        self.first = self.now = self.nbytes = 0
+        self.transport.write(req.encode())  # type: ignore[union-attr]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.now = now = perf_counter_ns()
+        if not self.first:
+            self.first = now
+        if self.waiter is None:  # bytes nobody asked for
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self.close()
+            self._fail(ProtocolError(f"bad HTTP response: {e}"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if self.reader is not None and name.lower() == b"retry-after":
+            self.reader.retry_after = value
+
+    def on_headers_complete(self) -> None:
+        if self.head_only:
+            self._done()
+
+    def on_body(self, body: bytes) -> None:
+        self.nbytes += len(body)
+        if self.reader is not None:
+            self.reader.feed(body, self.now)
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.head_only:
+            self._done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is None:
+            return
+        parser = self.parser
+        if exc is None and self.first and parser.get_status_code() and not parser.should_keep_alive():
+            self._done(perf_counter_ns())  # a body delimited by the connection's close
+        elif self.first:
+            self._fail(AnswerCut("connection closed before the response ended"))
+        else:
+            self._fail(ConnectionResetError("connection closed before a response"))
+
+    def _done(self, now: int = 0) -> None:
+        waiter, self.waiter = self.waiter, None
+        if not self.parser.should_keep_alive():
+            self.close()
+        if waiter is not None and not waiter.done():
+            body = b"".join(self.chunks)
+            status = self.parser.get_status_code()
+            answer = Answer(status, self.first, now or self.now, self.nbytes, CIMultiDict(self.headers), body)
+            waiter.set_result(answer)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class RawTransport:
     """HTTP/1.1 over uvloop protocols: keep-alive, Content-Length and chunked bodies, reconnect on close.
 
@@ -289,14 +378,15 @@ class RawTransport:
 
     name = "raw"
 
-    def __init__(self, plan: Plan, connections: int, worker: int = 0) -> None:
+    def __init__(self, plan: Plan, connections: int, source: RequestSource | None = None) -> None:
         spec = plan.request
         self.plan = plan
         self.connections = connections
-        self.request = build_request(spec)
-        self.llm = LlmWorkload(plan, worker) if plan.llm is not None else None
+        self.source = source
+        self.streams = source is not None and source.streams
+        self.wire = source.next()[0] if source is not None and not source.streams else b""
         self.conn_class: type[_Conn] = _Conn
-        if self.llm is not None:
+        if self.streams:
             self.conn_class = _StreamConn
         elif spec.method == "HEAD":
             self.conn_class = _HeadConn
@@ -311,6 +401,8 @@ class RawTransport:
         self.sweep_s = min(0.1, plan.timeout_s / 10)
         self.channels: list[_RawChannel] = []
         self.sweeper: asyncio.TimerHandle | None = None
+        self.pool: list[_Fetch] = []  # idle keep-alive connections of `request`
+        self.fetching: set[_Fetch] = set()
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -343,10 +435,57 @@ class RawTransport:
                 ch.expire()
         self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
-    def channel(self, owner: Owner) -> Channel:
-        ch = _RawChannel(self, owner)
+    def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
+        source = source or self.source
+        if source is not None and source.streams:
+            ch: _RawChannel = _SourceChannel(self, owner, source)
+        else:
+            ch = _RawChannel(self, owner)
         self.channels.append(ch)
         return ch
+
+    async def request(self, req: Request, reader: Any = None) -> Answer:
+        """One request on a pooled keep-alive connection to the plan's host; raises on no answer (a
+        connection the server closed while it sat idle is retried once on a new one)."""
+        async with asyncio.timeout(self.plan.timeout_s):
+            for _ in range(2):
+                conn, reused = await self._take()
+                waiter: asyncio.Future[Answer] = self.loop.create_future()
+                self.fetching.add(conn)
+                try:
+                    conn.begin(req, reader, waiter)
+                    answer = await waiter
+                except ConnectionResetError as e:
+                    if reused and not conn.first and not isinstance(e, AnswerCut):
+                        continue
+                    raise
+                except BaseException:
+                    conn.close()  # cancelled or timed out mid-answer: the connection is in an unknown state
+                    raise
+                finally:
+                    self.fetching.discard(conn)
+                if not conn.closed:
+                    self.pool.append(conn)
+                return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _take(self) -> tuple[_Fetch, bool]:
+        while self.pool:
+            conn = self.pool.pop()
+            if not conn.closed:
+                return conn, True
+        try:
+            _, conn = await self.loop.create_connection(
+                _Fetch, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
+            )
+        except ssl.SSLError as e:
+            raise TlsError(e.errno, str(e)) from None
+        except OSError as e:
+            raise ConnectError(e.errno, str(e)) from None
+        sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, False
 
     def classify(self, exc: BaseException) -> str:
         if isinstance(exc, TlsError):
@@ -355,7 +494,7 @@ class RawTransport:
             return "connect"
         if isinstance(exc, TimeoutError):
             return "timeout"
-        if isinstance(exc, ResponseCut) and self.llm is not None:
+        if isinstance(exc, ResponseCut) and self.streams:
             return "stream_broken"
         if isinstance(exc, ConnectionError):
             return "reset"
@@ -370,3 +509,6 @@ class RawTransport:
             if ch.conn is not None:
                 ch.conn.close()
         self.channels.clear()
+        for conn in (*self.pool, *self.fetching):
+            conn.close()
+        self.pool.clear()
