@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from test_scenario import JOURNEYS, _file  # the same file test_scenario runs over aiohttp
 
 from squall.engine import run
 from squall.plan.plan import Plan
@@ -10,6 +11,7 @@ from squall.plan.scenario.model import load_scenario
 from squall.plan.specs import LlmSpec, RequestSpec
 from squall.result.document import Result
 from squall.targets.mock_llm import MockThread
+from squall.targets.serve import ServerThread
 
 TRANSPORTS = ("raw", "aiohttp")
 FAST = {"ttft_s": 0.02, "itl_s": 0.004, "tokens": 10}
@@ -143,3 +145,21 @@ def test_auto_runs_scenarios_on_raw(tmp_path: Path) -> None:
         res = scenario(path, "auto", requests=4, connections=2, workers=1)
     assert res.doc["meta"]["transport"] == "raw"
     assert res.summary["steps"]["ask"]["ok"] == 4
+
+
+def test_journeys_with_extracts_and_checks_run_alike_on_both_transports(
+    target: ServerThread, tmp_path: Path
+) -> None:
+    path = _file(tmp_path, JOURNEYS.format(url=target.url))
+    got = {t: scenario(path, t, requests=80, connections=4, workers=1, seed=7).summary for t in TRANSPORTS}
+    same(got)
+    for t, s in got.items():
+        writer, health = s["scenarios"]["writer"], s["scenarios"]["health"]
+        assert writer["iterations"] + health["iterations"] == 80, t
+        assert (writer["failed"], s["errors"]) == (0, 0), t
+        # read's expect holds only if book_id (JSON) and rid (header) were extracted from create's answer
+        assert s["steps"]["read"]["ok"] == writer["iterations"], t
+        assert s["steps"]["ping"]["status_codes"] == {"204": health["iterations"]}, t
+    assert (
+        got["raw"]["scenarios"]["writer"]["iterations"] == got["aiohttp"]["scenarios"]["writer"]["iterations"]
+    )

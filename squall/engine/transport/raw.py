@@ -25,9 +25,6 @@ class TlsError(OSError):
     """The TLS handshake failed (certificate not trusted, wrong host name, protocol mismatch)."""
 
 
-ResponseCut = AnswerCut  # the connection closed after the response had begun
-
-
 class ProtocolError(Exception):
     """The peer's bytes are not valid HTTP/1.1."""
 
@@ -70,7 +67,7 @@ class _Conn(asyncio.Protocol):
             # neither Content-Length nor chunked encoding ends where the connection does.
             self.ch.done(self, parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
         elif self.first:
-            self.ch.fail(self, ResponseCut("connection closed before the response ended"))
+            self.ch.fail(self, AnswerCut("connection closed before the response ended"))
         elif self.idle_made and self.ch.resend(self):
             # A connection opened before the run that the server closed while it sat idle (its idle
             # timeout) just as the first request went out: that request goes again on a new one.
@@ -122,11 +119,6 @@ class _HeadConn(_Conn):
     def on_message_complete(self) -> None:
         pass
 
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
 
 class _StreamConn(_Conn):
     """For LLM answers: body bytes go to the channel's AnswerReader with the time they arrived."""
@@ -147,7 +139,7 @@ class _StreamConn(_Conn):
 class _RawChannel(Channel):
     """A channel that keeps one connection open and reconnects when the peer closes it."""
 
-    __slots__ = ("conn", "connecting", "owner", "pending", "t")
+    __slots__ = ("conn", "conn_class", "connecting", "owner", "pending", "t")
 
     def __init__(self, t: RawTransport, owner: Owner) -> None:
         super().__init__()
@@ -156,6 +148,7 @@ class _RawChannel(Channel):
         self.conn: _Conn | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.pending = t.wire
+        self.conn_class = t.conn_class
 
     def send(self) -> None:
         self.busy = True
@@ -173,7 +166,7 @@ class _RawChannel(Channel):
         t = self.t
         _, conn = await asyncio.wait_for(
             t.loop.create_connection(
-                lambda: t.conn_class(self),
+                lambda: self.conn_class(self),
                 t.host,
                 t.port,
                 ssl=t.ssl,
@@ -279,94 +272,73 @@ class _SourceChannel(_RawChannel):
         conn.transport.write(self.pending)  # type: ignore[union-attr]
 
 
-class _Fetch(asyncio.Protocol):
-    """One pooled connection for `RawTransport.request`: reads a whole answer (head, body) into a future."""
+class _FetchConn(_Conn):
+    """For `RawTransport.request`: the answer's headers and body are kept (or fed to its reader)."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[Answer] | None = None
-        self.reader: Any = None
-        self.head_only = False
+    __slots__ = ("chunks", "headers")
+
+    def __init__(self, ch: _RawChannel) -> None:
+        super().__init__(ch)
         self.headers: list[tuple[str, str]] = []
         self.chunks: list[bytes] = []
-        self.first = self.now = self.nbytes = 0
-
-    def begin(self, req: Request, reader: Any, waiter: asyncio.Future[Answer]) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter, self.reader, self.head_only = waiter, reader, req.method == "HEAD"
-        self.headers, self.chunks = [], []
-        self.first = self.now = self.nbytes = 0
-        self.transport.write(req.encode())  # type: ignore[union-attr]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.now = now = perf_counter_ns()
-        if not self.first:
-            self.first = now
-        if self.waiter is None:  # bytes nobody asked for
-            self.close()
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self.close()
-            self._fail(ProtocolError(f"bad HTTP response: {e}"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        if self.reader is not None and name.lower() == b"retry-after":
-            self.reader.retry_after = value
+        if self.ch.reader is not None and name.lower() == b"retry-after":
+            self.ch.reader.retry_after = value
 
     def on_headers_complete(self) -> None:
-        if self.head_only:
-            self._done()
+        if self.ch.head_only:  # type: ignore[attr-defined]
+            _HeadConn.on_headers_complete(self)  # type: ignore[arg-type]
 
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
-        if self.reader is not None:
-            self.reader.feed(body, self.now)
+        reader = self.ch.reader
+        if reader is not None:
+            reader.feed(body, self.now)
         else:
             self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        if not self.head_only:
-            self._done()
+        if not self.ch.head_only:  # type: ignore[attr-defined]
+            _Conn.on_message_complete(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is None:
+
+class _FetchChannel(_RawChannel):
+    """A pooled channel for `RawTransport.request`, its own owner: the outcome settles the caller's future."""
+
+    __slots__ = ("head_only", "waiter")
+
+    def __init__(self, t: RawTransport) -> None:
+        super().__init__(t, self)
+        self.head_only = False
+        self.waiter: asyncio.Future[Answer] | None = None
+
+    def fetch(self, req: Request, reader: Any, waiter: asyncio.Future[Answer]) -> None:
+        self.pending, self.reader, self.waiter = req.encode(), reader, waiter
+        self.head_only = req.method == "HEAD"
+        if isinstance(self.conn, _FetchConn):
+            self.conn.headers, self.conn.chunks = [], []
+        self.sent = perf_counter_ns()  # for the timeout sweep
+        self.send()
+
+    def on_response(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        conn = self.conn
+        assert isinstance(conn, _FetchConn)
+        head, body = CIMultiDict(conn.headers), b"".join(conn.chunks)
+        self._settle(Answer(status, first, done, nbytes, head, body), None)
+
+    def on_failure(self, ch: Channel, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def _settle(self, answer: Answer | None, exc: BaseException | None) -> None:
+        waiter, self.waiter, self.reader = self.waiter, None, None
+        if waiter is None or waiter.done():
             return
-        parser = self.parser
-        if exc is None and self.first and parser.get_status_code() and not parser.should_keep_alive():
-            self._done(perf_counter_ns())  # a body delimited by the connection's close
-        elif self.first:
-            self._fail(AnswerCut("connection closed before the response ended"))
-        else:
-            self._fail(ConnectionResetError("connection closed before a response"))
-
-    def _done(self, now: int = 0) -> None:
-        waiter, self.waiter = self.waiter, None
-        if not self.parser.should_keep_alive():
-            self.close()
-        if waiter is not None and not waiter.done():
-            body = b"".join(self.chunks)
-            status = self.parser.get_status_code()
-            answer = Answer(status, self.first, now or self.now, self.nbytes, CIMultiDict(self.headers), body)
-            waiter.set_result(answer)
-
-    def _fail(self, exc: BaseException) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
+        if exc is not None:
             waiter.set_exception(exc)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        else:
+            waiter.set_result(answer)  # type: ignore[arg-type]
 
 
 class RawTransport:
@@ -401,8 +373,7 @@ class RawTransport:
         self.sweep_s = min(0.1, plan.timeout_s / 10)
         self.channels: list[_RawChannel] = []
         self.sweeper: asyncio.TimerHandle | None = None
-        self.pool: list[_Fetch] = []  # idle keep-alive connections of `request`
-        self.fetching: set[_Fetch] = set()
+        self.pool: list[_FetchChannel] = []  # idle channels of `request`, each with its keep-alive connection
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -445,47 +416,24 @@ class RawTransport:
         return ch
 
     async def request(self, req: Request, reader: Any = None) -> Answer:
-        """One request on a pooled keep-alive connection to the plan's host; raises on no answer (a
-        connection the server closed while it sat idle is retried once on a new one)."""
-        async with asyncio.timeout(self.plan.timeout_s):
-            for _ in range(2):
-                conn, reused = await self._take()
-                waiter: asyncio.Future[Answer] = self.loop.create_future()
-                self.fetching.add(conn)
-                try:
-                    conn.begin(req, reader, waiter)
-                    answer = await waiter
-                except ConnectionResetError as e:
-                    if reused and not conn.first and not isinstance(e, AnswerCut):
-                        continue
-                    raise
-                except BaseException:
-                    conn.close()  # cancelled or timed out mid-answer: the connection is in an unknown state
-                    raise
-                finally:
-                    self.fetching.discard(conn)
-                if not conn.closed:
-                    self.pool.append(conn)
-                return answer
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _take(self) -> tuple[_Fetch, bool]:
-        while self.pool:
-            conn = self.pool.pop()
-            if not conn.closed:
-                return conn, True
+        """One request on a pooled keep-alive connection to the plan's host; raises on no answer."""
+        ch = self.pool.pop() if self.pool else self._fetch_channel()
+        waiter: asyncio.Future[Answer] = self.loop.create_future()
+        ch.fetch(req, reader, waiter)
         try:
-            _, conn = await self.loop.create_connection(
-                _Fetch, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
-            )
-        except ssl.SSLError as e:
-            raise TlsError(e.errno, str(e)) from None
-        except OSError as e:
-            raise ConnectError(e.errno, str(e)) from None
-        sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn, False
+            return await waiter
+        except asyncio.CancelledError:
+            ch.abort()
+            raise
+        finally:
+            if not ch.busy:
+                self.pool.append(ch)
+
+    def _fetch_channel(self) -> _FetchChannel:
+        ch = _FetchChannel(self)
+        ch.conn_class = _FetchConn
+        self.channels.append(ch)
+        return ch
 
     def classify(self, exc: BaseException) -> str:
         if isinstance(exc, TlsError):
@@ -494,7 +442,7 @@ class RawTransport:
             return "connect"
         if isinstance(exc, TimeoutError):
             return "timeout"
-        if isinstance(exc, ResponseCut) and self.streams:
+        if isinstance(exc, AnswerCut) and self.streams:
             return "stream_broken"
         if isinstance(exc, ConnectionError):
             return "reset"
@@ -509,6 +457,4 @@ class RawTransport:
             if ch.conn is not None:
                 ch.conn.close()
         self.channels.clear()
-        for conn in (*self.pool, *self.fetching):
-            conn.close()
         self.pool.clear()
