@@ -1,9 +1,10 @@
 """Scenario runs: a channel is one virtual user, and one send() is one iteration of a weighted journey.
 
 The worker paces iterations exactly as it paces requests (closed or open model, stages, think time between
-iterations, -n as an iteration budget); this transport runs each iteration's steps over aiohttp, records every
-step into the worker's recorder (the whole run) and into the step's own recorder (`summary.steps.<name>`), and
-the iteration into its journey's recorder. Think time also separates the steps inside an iteration.
+iterations, -n as an iteration budget); this workload runs each iteration's steps through the run's
+transport (`Transport.request`, raw or aiohttp), records every step into the worker's recorder (the whole
+run) and into the step's own recorder (`summary.steps.<name>`), and the iteration into its journey's
+recorder. Think time also separates the steps inside an iteration.
 """
 
 from __future__ import annotations

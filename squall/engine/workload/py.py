@@ -82,7 +82,7 @@ async def _maybe(value: Any) -> Any:
 
 
 class _Iteration:
-    """squall.sdk's sink for one iteration: phases and counters to the transport, and whether squall is
+    """squall.sdk's sink for one iteration: phases and counters to the workload, and whether squall is
     the one cancelling it (so a phase it cuts is not timed, while the workload's own cancellations are)."""
 
     __slots__ = ("ch", "deadline", "t")
