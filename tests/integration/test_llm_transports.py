@@ -163,3 +163,23 @@ def test_journeys_with_extracts_and_checks_run_alike_on_both_transports(
     assert (
         got["raw"]["scenarios"]["writer"]["iterations"] == got["aiohttp"]["scenarios"]["writer"]["iterations"]
     )
+
+
+HEAD_AND_POST = """\
+base_url: {url}
+scenarios:
+  - name: s
+    steps:
+      - {{name: head, request: {{method: HEAD, path: /bytes/500}}}}
+      - {{name: post, request: {{method: POST, path: /echo, body: "x"}}, expect: {{body: "POST"}}}}
+"""
+
+
+def test_head_and_post_steps_on_both_transports(target: ServerThread, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(HEAD_AND_POST.format(url=target.url))
+    got = {t: scenario(path, t, requests=20, connections=2, workers=1).summary for t in TRANSPORTS}
+    same(got)
+    for t, s in got.items():
+        head, post = s["steps"]["head"], s["steps"]["post"]
+        assert (head["ok"], head["bytes_in"], post["ok"], s["errors"]) == (20, 0, 20, 0), t
