@@ -751,7 +751,7 @@ def py_workload(
     Phases timed with squall.sdk.timer() get their own histograms; exceptions count by type."""
     import itertools
 
-    from squall.engine.transport.py import load_factory
+    from squall.engine.workload.py import load_factory
     from squall.plan.specs import PySpec
 
     if os.getcwd() not in sys.path:
@@ -1126,7 +1126,7 @@ def _target(
     if py_target is not None:
         if url is not None or llm_mode or scenario_file is not None:
             raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")
-        from squall.engine.transport.py import load_factory
+        from squall.engine.workload.py import load_factory
 
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())

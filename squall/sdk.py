@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 
 class Sink(Protocol):
-    """Where one iteration's phases and counters go (the worker's py transport)."""
+    """Where one iteration's phases and counters go (the worker's py workload)."""
 
     def phase(self, name: str, ns: int, error: str | None = None) -> None: ...
 

@@ -70,8 +70,6 @@ class Plan:
         self.request.validate()
         if self.llm is not None:
             self.llm.validate()
-            if self.transport == "aiohttp":
-                raise PlanError("squall llm streams over the raw transport; --transport aiohttp is for `run`")
         if not 1 <= self.connections <= MAX_CONNECTIONS:
             raise PlanError(f"--connections must be from 1 to {MAX_CONNECTIONS:,} (got {self.connections})")
         if not 1 <= self.workers <= MAX_WORKERS:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from squall.engine.llm.apis import APIS as SHAPES
+from squall.engine.llm.apis import guess_api
 from squall.units import TOKEN, PlanError, parse_duration
 
 
@@ -63,7 +65,7 @@ class RequestSpec:
             raise PlanError(f"method {self.method!r} is not a valid HTTP method")
 
 
-APIS = ("chat", "completions", "dify", "sse")
+APIS = tuple(SHAPES)  # the API shapes' names, from their registry
 GOODPUT_METRICS = ("ttft", "tpot", "e2e", "itl")
 _BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
 
@@ -115,15 +117,8 @@ def parse_goodput(text: str) -> tuple[str, float]:
 
 
 def api_from_path(url: str) -> str:
-    """Guess the API flavour from the endpoint path."""
-    path = urlsplit(url).path
-    if path.endswith("/chat/completions"):
-        return "chat"
-    if path.endswith("/completions"):
-        return "completions"
-    if path.endswith("/chat-messages"):
-        return "dify"
-    return "sse"
+    """Guess the API shape from the endpoint path (the registry's first shape that takes it)."""
+    return guess_api(url)
 
 
 @dataclass(frozen=True, slots=True)

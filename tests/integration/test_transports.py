@@ -6,7 +6,7 @@ import ssl
 import pytest
 
 from squall.engine import run
-from squall.engine.transport.raw import build_request
+from squall.engine.workload.http import build_request
 from squall.plan.plan import Plan
 from squall.plan.specs import RequestSpec
 from squall.result.document import Result

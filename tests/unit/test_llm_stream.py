@@ -3,7 +3,9 @@
 import orjson
 import pytest
 
-from squall.engine.llm import LlmWorkload, estimate_tokens, request_body
+from squall.engine.llm.apis import request_body
+from squall.engine.llm.tokens import estimate_tokens
+from squall.engine.workload.llm import LlmSource as LlmWorkload
 from squall.plan.plan import Plan
 from squall.plan.specs import LlmSpec, Prompt, RequestSpec, api_from_path, parse_goodput
 from squall.units import PlanError

@@ -5,15 +5,29 @@ from __future__ import annotations
 import asyncio
 import errno
 from time import perf_counter_ns
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
+from squall.engine.transport.base import (
+    Answer,
+    AnswerCut,
+    Channel,
+    Interrupted,
+    Owner,
+    RequestSource,
+    TaskChannel,
+)
+from squall.engine.workload.http import Request
 from squall.plan.plan import Plan
+
+_CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError)
 
 
 class _AiohttpChannel(TaskChannel):
+    """Sends the same request every time (`run`): its parts are the transport's, built once."""
+
     __slots__ = ("transport",)
 
     def __init__(self, transport: AiohttpTransport, owner: Owner) -> None:
@@ -23,9 +37,7 @@ class _AiohttpChannel(TaskChannel):
     async def go(self) -> None:
         t = self.transport
         try:
-            async with t.request(
-                t.method, t.url, headers=t.headers, data=t.data, allow_redirects=False
-            ) as resp:
+            async with t.send(t.method, t.url, headers=t.headers, data=t.data, allow_redirects=False) as resp:
                 first = perf_counter_ns()
                 body = await resp.read()
                 done = perf_counter_ns()
@@ -42,18 +54,48 @@ class _AiohttpChannel(TaskChannel):
         self.owner.on_response(self, status, first, done, len(body))
 
 
+class _SourceChannel(TaskChannel):
+    """Sends its source's next request every time, its answer read by the source's reader (LLM runs)."""
+
+    __slots__ = ("source", "transport")
+
+    def __init__(self, transport: AiohttpTransport, owner: Owner, source: RequestSource) -> None:
+        super().__init__(owner)
+        self.transport, self.source = transport, source
+
+    async def go(self) -> None:
+        req, index = self.source.next_request()
+        self.reader = reader = self.source.reader(index)
+        try:
+            answer = await self.transport.request(req, reader)
+        except asyncio.CancelledError:
+            self.busy = False
+            self.owner.on_failure(self, Interrupted())
+            return
+        except Exception as e:
+            self.busy = False
+            self.owner.on_failure(self, e)
+            return
+        self.busy = False
+        self.owner.on_response(self, answer.status, answer.first, answer.done, answer.nbytes)
+
+
 class AiohttpTransport:
     """HTTP/1.1 through aiohttp; redirects are not followed and bodies are not decompressed (as wrk)."""
 
     name = "aiohttp"
 
-    def __init__(self, plan: Plan, connections: int) -> None:
-        spec = plan.request
+    def __init__(self, plan: Plan, connections: int, source: RequestSource | None = None) -> None:
         self.plan = plan
         self.connections = connections
-        self.method, self.url = spec.method, URL(spec.url, encoded=True)
-        self.headers = dict(spec.headers) or None
-        self.data = spec.body or None
+        self.source = source
+        self.streams = source is not None and source.streams
+        req = source.next_request()[0] if source is not None and not source.streams else None
+        self.method = req.method if req is not None else plan.request.method
+        self.url = URL(req.url if req is not None else plan.request.url, encoded=True)
+        self.headers = req.headers if req is not None else ()
+        self.data = (req.body if req is not None else b"") or None
+        self.urls: dict[str, URL] = {}
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -70,12 +112,41 @@ class AiohttpTransport:
             skip_auto_headers=("Content-Type",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self.request = self.session.request
+        self.send = self.session.request
 
-    def channel(self, owner: Owner) -> Channel:
+    def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
+        source = source or self.source
+        if source is not None and source.streams:
+            return _SourceChannel(self, owner, source)
         return _AiohttpChannel(self, owner)
 
+    async def request(self, req: Request, reader: Any = None) -> Answer:
+        """One request; an answer cut after it began raises AnswerCut."""
+        url = self.urls.get(req.url)
+        if url is None:
+            url = self.urls[req.url] = URL(req.url, encoded=True)
+        async with self.send(
+            req.method, url, headers=req.headers, data=req.body or None, allow_redirects=False
+        ) as resp:
+            first = perf_counter_ns()
+            nbytes = 0
+            body = b""
+            try:
+                if reader is not None:
+                    reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
+                    async for chunk in resp.content.iter_any():
+                        reader.feed(chunk, perf_counter_ns())
+                        nbytes += len(chunk)
+                else:
+                    body = await resp.read()
+                    nbytes = len(body)
+            except _CUT as e:
+                raise AnswerCut(f"the answer was cut: {e}") from e
+            return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
+
     def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, AnswerCut):
+            return "stream_broken" if self.streams else "reset"
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
             return "tls"
         if isinstance(exc, aiohttp.ClientConnectorError):

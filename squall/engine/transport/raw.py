@@ -7,16 +7,14 @@ import contextlib
 import socket
 import ssl
 from time import perf_counter_ns
+from typing import Any
 
 import httptools
+from multidict import CIMultiDict
 
-from squall import __version__
-from squall.engine.llm import LlmWorkload
-from squall.engine.transport import Channel, Interrupted, Owner
+from squall.engine.transport.base import Answer, AnswerCut, Channel, Interrupted, Owner, RequestSource
+from squall.engine.workload.http import Request
 from squall.plan.plan import Plan
-from squall.plan.specs import RequestSpec
-
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ConnectError(OSError):
@@ -27,30 +25,8 @@ class TlsError(OSError):
     """The TLS handshake failed (certificate not trusted, wrong host name, protocol mismatch)."""
 
 
-class ResponseCut(ConnectionResetError):
-    """The connection closed after the response had begun (for a stream: before its end)."""
-
-
 class ProtocolError(Exception):
     """The peer's bytes are not valid HTTP/1.1."""
-
-
-def build_request(spec: RequestSpec) -> bytes:
-    """The wire bytes of one request: request line, Host, the user's headers, Content-Length, body."""
-    default_port = 443 if spec.scheme == "https" else 80
-    host = spec.host if spec.port == default_port else f"{spec.host}:{spec.port}"
-    if ":" in spec.host:
-        host = f"[{spec.host}]" if spec.port == default_port else f"[{spec.host}]:{spec.port}"
-    names = {name.lower() for name, _ in spec.headers}
-    lines = [f"{spec.method} {spec.target} HTTP/1.1"]
-    if "host" not in names:
-        lines.append(f"Host: {host}")
-    if "user-agent" not in names:
-        lines.append(f"User-Agent: squall/{__version__}")
-    lines.extend(f"{name}: {value}" for name, value in spec.headers)
-    if "content-length" not in names and (spec.body or spec.method in _BODY_METHODS):
-        lines.append(f"Content-Length: {len(spec.body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + spec.body
 
 
 class _Conn(asyncio.Protocol):
@@ -91,7 +67,7 @@ class _Conn(asyncio.Protocol):
             # neither Content-Length nor chunked encoding ends where the connection does.
             self.ch.done(self, parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
         elif self.first:
-            self.ch.fail(self, ResponseCut("connection closed before the response ended"))
+            self.ch.fail(self, AnswerCut("connection closed before the response ended"))
         elif self.idle_made and self.ch.resend(self):
             # A connection opened before the run that the server closed while it sat idle (its idle
             # timeout) just as the first request went out: that request goes again on a new one.
@@ -143,14 +119,9 @@ class _HeadConn(_Conn):
     def on_message_complete(self) -> None:
         pass
 
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
 
 class _StreamConn(_Conn):
-    """For LLM answers: body bytes go to the channel's StreamReader with the time they arrived."""
+    """For LLM answers: body bytes go to the channel's AnswerReader with the time they arrived."""
 
     __slots__ = ()
 
@@ -168,7 +139,7 @@ class _StreamConn(_Conn):
 class _RawChannel(Channel):
     """A channel that keeps one connection open and reconnects when the peer closes it."""
 
-    __slots__ = ("conn", "connecting", "owner", "pending", "t")
+    __slots__ = ("conn", "conn_class", "connecting", "owner", "pending", "t")
 
     def __init__(self, t: RawTransport, owner: Owner) -> None:
         super().__init__()
@@ -176,18 +147,15 @@ class _RawChannel(Channel):
         self.owner = owner
         self.conn: _Conn | None = None
         self.connecting: asyncio.Task[None] | None = None
-        self.pending = t.request
+        self.pending = t.wire
+        self.conn_class = t.conn_class
 
     def send(self) -> None:
         self.busy = True
-        t = self.t
-        if t.llm is not None:
-            self.pending, prompt = t.llm.next()
-            self.reader = t.llm.reader(prompt)
         conn = self.conn
         if conn is None or conn.closed:
             self.conn = None  # the old connection's late connection_lost must not fail this request
-            self.connecting = t.loop.create_task(self._connect_and_send())
+            self.connecting = self.t.loop.create_task(self._connect_and_send())
             return
         conn.first = 0
         conn.nbytes = 0
@@ -198,7 +166,7 @@ class _RawChannel(Channel):
         t = self.t
         _, conn = await asyncio.wait_for(
             t.loop.create_connection(
-                lambda: t.conn_class(self),
+                lambda: self.conn_class(self),
                 t.host,
                 t.port,
                 ssl=t.ssl,
@@ -280,6 +248,99 @@ class _RawChannel(Channel):
                 conn.transport.abort()
 
 
+class _SourceChannel(_RawChannel):
+    """A channel whose every send takes the source's next request (LLM prompts and keys) and its reader."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, t: RawTransport, owner: Owner, source: RequestSource) -> None:
+        super().__init__(t, owner)
+        self.source = source
+
+    def send(self) -> None:
+        self.busy = True
+        source = self.source
+        self.pending, index = source.next()
+        self.reader = source.reader(index)
+        conn = self.conn
+        if conn is None or conn.closed:
+            self.conn = None  # the old connection's late connection_lost must not fail this request
+            self.connecting = self.t.loop.create_task(self._connect_and_send())
+            return
+        conn.first = 0
+        conn.nbytes = 0
+        conn.transport.write(self.pending)  # type: ignore[union-attr]
+
+
+class _FetchConn(_Conn):
+    """For `RawTransport.request`: the answer's headers and body are kept (or fed to its reader)."""
+
+    __slots__ = ("chunks", "headers")
+
+    def __init__(self, ch: _RawChannel) -> None:
+        super().__init__(ch)
+        self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if self.ch.reader is not None and name.lower() == b"retry-after":
+            self.ch.reader.retry_after = value
+
+    def on_headers_complete(self) -> None:
+        if self.ch.head_only:  # type: ignore[attr-defined]
+            _HeadConn.on_headers_complete(self)  # type: ignore[arg-type]
+
+    def on_body(self, body: bytes) -> None:
+        self.nbytes += len(body)
+        reader = self.ch.reader
+        if reader is not None:
+            reader.feed(body, self.now)
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.ch.head_only:  # type: ignore[attr-defined]
+            _Conn.on_message_complete(self)
+
+
+class _FetchChannel(_RawChannel):
+    """A pooled channel for `RawTransport.request`, its own owner: the outcome settles the caller's future."""
+
+    __slots__ = ("head_only", "waiter")
+
+    def __init__(self, t: RawTransport) -> None:
+        super().__init__(t, self)
+        self.head_only = False
+        self.waiter: asyncio.Future[Answer] | None = None
+
+    def fetch(self, req: Request, reader: Any, waiter: asyncio.Future[Answer]) -> None:
+        self.pending, self.reader, self.waiter = req.encode(), reader, waiter
+        self.head_only = req.method == "HEAD"
+        if isinstance(self.conn, _FetchConn):
+            self.conn.headers, self.conn.chunks = [], []
+        self.sent = perf_counter_ns()  # for the timeout sweep
+        self.send()
+
+    def on_response(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        conn = self.conn
+        assert isinstance(conn, _FetchConn)
+        head, body = CIMultiDict(conn.headers), b"".join(conn.chunks)
+        self._settle(Answer(status, first, done, nbytes, head, body), None)
+
+    def on_failure(self, ch: Channel, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def _settle(self, answer: Answer | None, exc: BaseException | None) -> None:
+        waiter, self.waiter, self.reader = self.waiter, None, None
+        if waiter is None or waiter.done():
+            return
+        if exc is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(answer)  # type: ignore[arg-type]
+
+
 class RawTransport:
     """HTTP/1.1 over uvloop protocols: keep-alive, Content-Length and chunked bodies, reconnect on close.
 
@@ -289,14 +350,15 @@ class RawTransport:
 
     name = "raw"
 
-    def __init__(self, plan: Plan, connections: int, worker: int = 0) -> None:
+    def __init__(self, plan: Plan, connections: int, source: RequestSource | None = None) -> None:
         spec = plan.request
         self.plan = plan
         self.connections = connections
-        self.request = build_request(spec)
-        self.llm = LlmWorkload(plan, worker) if plan.llm is not None else None
+        self.source = source
+        self.streams = source is not None and source.streams
+        self.wire = source.next()[0] if source is not None and not source.streams else b""
         self.conn_class: type[_Conn] = _Conn
-        if self.llm is not None:
+        if self.streams:
             self.conn_class = _StreamConn
         elif spec.method == "HEAD":
             self.conn_class = _HeadConn
@@ -311,6 +373,7 @@ class RawTransport:
         self.sweep_s = min(0.1, plan.timeout_s / 10)
         self.channels: list[_RawChannel] = []
         self.sweeper: asyncio.TimerHandle | None = None
+        self.pool: list[_FetchChannel] = []  # idle channels of `request`, each with its keep-alive connection
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -343,8 +406,32 @@ class RawTransport:
                 ch.expire()
         self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
-    def channel(self, owner: Owner) -> Channel:
-        ch = _RawChannel(self, owner)
+    def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
+        source = source or self.source
+        if source is not None and source.streams:
+            ch: _RawChannel = _SourceChannel(self, owner, source)
+        else:
+            ch = _RawChannel(self, owner)
+        self.channels.append(ch)
+        return ch
+
+    async def request(self, req: Request, reader: Any = None) -> Answer:
+        """One request on a pooled keep-alive connection to the plan's host; raises on no answer."""
+        ch = self.pool.pop() if self.pool else self._fetch_channel()
+        waiter: asyncio.Future[Answer] = self.loop.create_future()
+        ch.fetch(req, reader, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            ch.abort()
+            raise
+        finally:
+            if not ch.busy:
+                self.pool.append(ch)
+
+    def _fetch_channel(self) -> _FetchChannel:
+        ch = _FetchChannel(self)
+        ch.conn_class = _FetchConn
         self.channels.append(ch)
         return ch
 
@@ -355,7 +442,7 @@ class RawTransport:
             return "connect"
         if isinstance(exc, TimeoutError):
             return "timeout"
-        if isinstance(exc, ResponseCut) and self.llm is not None:
+        if isinstance(exc, AnswerCut) and self.streams:
             return "stream_broken"
         if isinstance(exc, ConnectionError):
             return "reset"
@@ -370,3 +457,4 @@ class RawTransport:
             if ch.conn is not None:
                 ch.conn.close()
         self.channels.clear()
+        self.pool.clear()

@@ -1,7 +1,7 @@
 """`squall py` runs: a channel is one virtual user, and one send() awaits one iteration of the workload.
 
 The workload comes from `MODULE:FACTORY`, called once in each worker (with the --param values). It is an
-async callable taking the user, or an object with `async run(user)` and, optionally, `setup()` /
+async callable taking the user (or nothing), or an object with `async run(user)` and, optionally, `setup()` /
 `teardown()` (once per worker) and `user_setup(user)` / `user_teardown(user)` (once per virtual user); each
 may be sync or async. An iteration's duration is its latency; an exception is an error of its type's name,
 with the first traceback of each type kept; `squall.sdk.timer/record` phases get their own histograms.
@@ -18,7 +18,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from squall.engine.recorder import Recorder
-from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
+from squall.engine.transport.base import Channel, Interrupted, Owner, TaskChannel
 from squall.plan.plan import Plan
 from squall.sdk import User, current
 from squall.units import PlanError
@@ -58,17 +58,36 @@ def workload_entry(w: Any, target: str) -> tuple[Any, Any]:
     raise PlanError(f"{target} returned {what}: expected an async callable or an object with .run()")
 
 
+def takes_user(run: Any, target: str) -> bool:
+    """Whether an iteration calls `run(user)` (it takes a parameter) or `run()`; PlanError when it can be
+    called neither way (every call would fail with the same TypeError)."""
+    try:
+        sig = inspect.signature(run)
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass the user, as always
+        return True
+    for args in ((object(),), ()):
+        try:
+            sig.bind(*args)
+        except TypeError:
+            continue
+        return bool(args)
+    raise PlanError(
+        f"{target}: the workload takes {sig}; squall py calls it with the user or with nothing: "
+        "give it one parameter (user) or none"
+    )
+
+
 async def _maybe(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
 class _Iteration:
-    """squall.sdk's sink for one iteration: phases and counters to the transport, and whether squall is
+    """squall.sdk's sink for one iteration: phases and counters to the workload, and whether squall is
     the one cancelling it (so a phase it cuts is not timed, while the workload's own cancellations are)."""
 
     __slots__ = ("ch", "deadline", "t")
 
-    def __init__(self, t: PyTransport, ch: _PyUser) -> None:
+    def __init__(self, t: PyWorkload, ch: _PyUser) -> None:
         self.t, self.ch = t, ch
         self.deadline: asyncio.Timeout | None = None
 
@@ -85,7 +104,7 @@ class _Iteration:
 class _PyUser(TaskChannel):
     __slots__ = ("aborting", "t", "user")
 
-    def __init__(self, t: PyTransport, owner: Owner, uid: int) -> None:
+    def __init__(self, t: PyWorkload, owner: Owner, uid: int) -> None:
         super().__init__(owner)
         self.t, self.user = t, User(uid)
         self.aborting = False
@@ -112,7 +131,7 @@ class _PyUser(TaskChannel):
             async with asyncio.timeout(t.timeout_s) as deadline:
                 if sink is not None:
                     sink.deadline = deadline
-                pending = t.run(self.user)
+                pending = t.run(self.user) if t.takes_user else t.run()
                 if not inspect.isawaitable(pending):
                     raise TypeError(
                         f"the workload returned {type(pending).__name__}, not an awaitable: squall py runs "
@@ -155,7 +174,7 @@ class _PyUser(TaskChannel):
         self.owner.on_response(self, 0, 0, 0, 0)
 
 
-class PyTransport:
+class PyWorkload:
     """Runs a Python workload in-process on the worker's loop."""
 
     name = "py"
@@ -179,6 +198,7 @@ class PyTransport:
         except (Exception, SystemExit) as e:
             raise PlanError(f"{spec.target}(...) failed: {type(e).__name__}: {e}") from None
         self.run, hooks = workload_entry(self.workload, spec.target)
+        self.takes_user = takes_user(self.run, spec.target)
         self.user_setup = getattr(hooks, "user_setup", None)
         self.user_teardown = getattr(hooks, "user_teardown", None)
         self.teardown = getattr(hooks, "teardown", None)

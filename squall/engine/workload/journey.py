@@ -1,9 +1,10 @@
 """Scenario runs: a channel is one virtual user, and one send() is one iteration of a weighted journey.
 
 The worker paces iterations exactly as it paces requests (closed or open model, stages, think time between
-iterations, -n as an iteration budget); this transport runs each iteration's steps over aiohttp, records every
-step into the worker's recorder (the whole run) and into the step's own recorder (`summary.steps.<name>`), and
-the iteration into its journey's recorder. Think time also separates the steps inside an iteration.
+iterations, -n as an iteration budget); this workload runs each iteration's steps through the run's
+transport (`Transport.request`, raw or aiohttp), records every step into the worker's recorder (the whole
+run) and into the step's own recorder (`summary.steps.<name>`), and the iteration into its journey's
+recorder. Think time also separates the steps inside an iteration.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import bisect
 import itertools
 import random
 from time import perf_counter_ns
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from yarl import URL
 
-from squall.engine.llm import StreamReader, make_counter, request_body
+from squall.engine.llm.apis import APIS, request_body
+from squall.engine.llm.stream import AnswerReader, Reading
+from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
-from squall.engine.transport import Channel, Interrupted, Owner, TaskChannel
-from squall.engine.transport.aiohttp import AiohttpTransport
+from squall.engine.transport.base import AnswerCut, Channel, Interrupted, Owner, TaskChannel, Transport
+from squall.engine.workload.http import Request, build
 from squall.plan.plan import Plan
 from squall.plan.scenario.model import Journey, Scenario, Step
 from squall.plan.specs import LlmSpec, Prompt
@@ -44,7 +46,7 @@ class _UserChannel(TaskChannel):
 
     __slots__ = ("iteration", "t", "uid")
 
-    def __init__(self, t: JourneyTransport, owner: Owner, uid: int) -> None:
+    def __init__(self, t: JourneyWorkload, owner: Owner, uid: int) -> None:
         super().__init__(owner)
         self.t, self.uid = t, uid
         self.iteration = 0
@@ -79,15 +81,14 @@ class _UserChannel(TaskChannel):
         self.owner.on_response(self, 0, done, done, 0)
 
 
-class JourneyTransport:
-    """Runs a scenario file's journeys; HTTP through one aiohttp session per worker."""
+class JourneyWorkload:
+    """Runs a scenario file's journeys over a transport (its `request`), one task per iteration."""
 
-    name = "aiohttp"
-
-    def __init__(self, plan: Plan, connections: int, worker: int, rec: Recorder) -> None:
+    def __init__(self, plan: Plan, worker: int, rec: Recorder, http: Transport) -> None:
         scenario: Scenario = plan.scenario
         self.plan, self.scenario, self.worker = plan, scenario, worker
-        self.http = AiohttpTransport(plan, connections)
+        self.http = http
+        self.name = http.name
         self.rec = rec
         self.measure_start = 0  # set by the worker once the run's t0 is known
         self.rng = random.Random(f"{plan.seed}:journeys:{worker}")
@@ -98,6 +99,12 @@ class JourneyTransport:
         self.iterations = itertools.count(worker, plan.workers)  # workers take turns: no row twice
         self.count_tokens = make_counter()
         llm_steps = {s.name for j in scenario.journeys for s in j.steps if s.llm is not None}
+        self.readings = {  # one per LLM step: how its answers are read
+            s.name: Reading(APIS[s.llm.api], s.llm.stream, self.count_tokens)
+            for j in scenario.journeys
+            for s in j.steps
+            if s.llm is not None
+        }
         self.parts: dict[tuple[str, str], Recorder] = {}
         for name in scenario.step_names:
             step = Recorder(worker, 0, llm=name in llm_steps, open_model=False, table=rec.table)
@@ -108,7 +115,6 @@ class JourneyTransport:
 
     async def open(self) -> None:
         await self.http.open()
-        self.session = self.http.session
 
     def channel(self, owner: Owner) -> Channel:
         return _UserChannel(self, owner, next(self.uids))
@@ -136,29 +142,11 @@ class JourneyTransport:
         """One request; True when it passed (then its extracts are in `env`)."""
         t = self
         rec, step_rec = t.rec, t.parts[STEP, step.name]
-        url, headers, data, reader = t._build(step, env)
+        req, reader = t._build(step, env)
         start = perf_counter_ns()
-        first = done = start
-        nbytes = 0
-        body = b""
         measured = intended >= t.measure_start
         try:
-            async with t.session.request(  # type: ignore[union-attr]
-                step.method, url, headers=headers, data=data, allow_redirects=False
-            ) as resp:
-                first = perf_counter_ns()
-                status = resp.status
-                if reader is not None:
-                    async for chunk in resp.content.iter_any():
-                        reader.feed(chunk, perf_counter_ns())
-                        nbytes += len(chunk)
-                else:
-                    body = await resp.read()
-                    nbytes = len(body)
-                done = perf_counter_ns()
-                if reader is not None:
-                    reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
-                head = resp.headers
+            answer = await t.http.request(req, reader)
         except asyncio.CancelledError:
             if measured:
                 rec.interrupted += 1
@@ -167,11 +155,12 @@ class JourneyTransport:
         except Exception as e:
             if measured:
                 kind = t.classify(e)
-                if kind == "reset" and reader is not None and first != start:
+                if isinstance(e, AnswerCut) and reader is not None:
                     kind = "stream_broken"  # cut after the answer began, as `squall llm` counts it
                 rec.failure(kind)
                 step_rec.failure(kind)
             return False
+        status, first, done, nbytes = answer.status, answer.first, answer.done, answer.nbytes
         if not measured:
             rec.warmup += 1
             step_rec.warmup += 1
@@ -190,7 +179,7 @@ class JourneyTransport:
         if reader is not None and reader.finish(done) is not None:
             return False
         try:
-            t._check(step, status, body, reader, head, env)
+            t._check(step, status, answer.body, reader, answer.headers, env)
         except StepFailed as e:
             if measured:
                 rec.reject(e.kind)
@@ -198,37 +187,31 @@ class JourneyTransport:
             return False
         return True
 
-    def _build(self, step: Step, env: dict[str, Any]) -> tuple[URL, dict[str, str], bytes | None, Any]:
+    def _build(self, step: Step, env: dict[str, Any]) -> tuple[Request, AnswerReader | None]:
         sc = self.scenario
-        url = URL(sc.base_url + str(step.path.render(env)), encoded=False)
-        headers = {name: str(tpl.render(env)) for name, tpl in step.headers}
-        reader = None
+        url = str(URL(sc.base_url + str(step.path.render(env)), encoded=False))
+        headers = tuple((name, str(tpl.render(env))) for name, tpl in step.headers)
         if step.llm is not None:
             call = step.llm
             prompt = str(call.prompt.render(env))
             spec = LlmSpec(api=call.api, stream=call.stream, model=call.model, max_tokens=call.max_tokens)
             body = request_body(spec, Prompt(prompt))
             body.update(call.extra.render(env))
-            headers.setdefault("Content-Type", "application/json")
+            defaults = (("Content-Type", "application/json"),)
             if call.stream:
-                headers.setdefault("Accept", "text/event-stream")
-            workload = SimpleNamespace(
-                spec=spec,
-                path=(),
-                done_marker=b"" if call.api == "dify" else b"[DONE]",
-                count_tokens=self.count_tokens,
-                input_estimates=(self.count_tokens(prompt),),
-            )
-            return url, headers, orjson.dumps(body), StreamReader(workload, 0)  # type: ignore[arg-type]
-        data = None
+                defaults += (("Accept", "text/event-stream"),)
+            reader = AnswerReader(self.readings[step.name], self.count_tokens(prompt))
+            return build(step.method, url, headers, orjson.dumps(body), defaults), reader
+        data = b""
+        defaults = ()
         if step.body is not None:
             value = step.body.render(env)
             if step.body_is_json:
                 data = orjson.dumps(value)
-                headers.setdefault("Content-Type", "application/json")
+                defaults = (("Content-Type", "application/json"),)
             else:
                 data = str(value).encode()
-        return url, headers, data, reader
+        return build(step.method, url, headers, data, defaults), None
 
     @staticmethod
     def _check(step: Step, status: int, body: bytes, reader: Any, head: Any, env: dict[str, Any]) -> None:

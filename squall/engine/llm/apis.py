@@ -1,0 +1,176 @@
+"""API shapes: how each LLM API is asked (its JSON body) and answered (text, usage and end of its events).
+
+Adding a shape is one class here and one entry in `APIS`; nothing else switches on the API's name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from squall.plan.specs import LlmSpec, Prompt
+
+Path = tuple[str | int, ...]
+
+
+def dig(obj: Any, path: Path) -> Any:
+    """`obj[p0][p1]...`, or None where a step is missing."""
+    for part in path:
+        try:
+            obj = obj[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return obj
+
+
+def parse_path(dotted: str) -> Path:
+    """`choices.0.delta.content` -> ("choices", 0, "delta", "content")."""
+    return tuple(int(part) if part.isdigit() else part for part in dotted.split(".") if part)
+
+
+def prompt_text(p: Prompt) -> str:
+    """The prompt as one string: its text, or its messages' contents one per line."""
+    return p.text if not p.messages else "\n".join(content for _, content in p.messages)
+
+
+class ApiShape:
+    """One API: its request body, and what an event (or a whole non-streamed answer) of its answers says."""
+
+    done_marker = "[DONE]"  # the data line that ends a stream ("" when the API ends it with an event)
+
+    def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+        """The JSON body for one prompt (before --body-json is merged in)."""
+        return {"prompt": prompt_text(p)}
+
+    def text(self, event: dict[str, Any], path: Path) -> str | None:
+        """The content text an event carries (`path`: where --text-path points), or None."""
+        text = dig(event, path)
+        return text if isinstance(text, str) else None
+
+    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The token usage an event reports, or None."""
+        return None
+
+    def end(self, event: dict[str, Any]) -> str | None:
+        """None while the stream goes on; "" when this event ends it well, else the error kind it ends in."""
+        return None
+
+    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+        """(text, usage) of a whole non-streamed answer."""
+        return dig(body, path), None
+
+    def guess(self, path: str) -> bool:
+        """Whether an endpoint path looks like this API's."""
+        return False
+
+
+class Chat(ApiShape):
+    """OpenAI chat completions: messages in, `choices[0].delta.content` events out, usage at the end."""
+
+    def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+        msgs = p.messages or (("user", p.text),)
+        body: dict[str, Any] = {"model": spec.model, "stream": spec.stream}
+        body["messages"] = [{"role": role, "content": content} for role, content in msgs]
+        return _openai_tail(body, spec, p)
+
+    def text(self, event: dict[str, Any], path: Path) -> str | None:
+        choices = event.get("choices")
+        if not choices:
+            return None
+        c = choices[0]
+        delta = c.get("delta") or c.get("message") or {}
+        return delta.get("content")
+
+    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        return event.get("usage") or None
+
+    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+        usage = body.get("usage") or None if isinstance(body, dict) else None
+        message = dig(body, ("choices", 0, "message"))
+        return (message.get("content") if isinstance(message, dict) else message), usage
+
+    def guess(self, path: str) -> bool:
+        return path.endswith("/chat/completions")
+
+
+class Completions(Chat):
+    """OpenAI completions: a prompt string in, `choices[0].text` events out."""
+
+    def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": spec.model, "stream": spec.stream, "prompt": prompt_text(p)}
+        return _openai_tail(body, spec, p)
+
+    def text(self, event: dict[str, Any], path: Path) -> str | None:
+        choices = event.get("choices")
+        return choices[0].get("text") if choices else None
+
+    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+        usage = body.get("usage") or None if isinstance(body, dict) else None
+        return dig(body, ("choices", 0, "text")), usage
+
+    def guess(self, path: str) -> bool:
+        return path.endswith("/completions")
+
+
+class Dify(ApiShape):
+    """Dify chat-messages: `message` events carry the answer, `message_end` the usage and the end."""
+
+    done_marker = ""
+
+    def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+        mode = "streaming" if spec.stream else "blocking"
+        return {"query": prompt_text(p), "inputs": {}, "user": "squall", "response_mode": mode}
+
+    def text(self, event: dict[str, Any], path: Path) -> str | None:
+        return event.get("answer") if event.get("event") in ("message", "agent_message") else None
+
+    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        return dig(event, ("metadata", "usage")) if event.get("event") == "message_end" else None
+
+    def end(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("event")
+        return "" if kind == "message_end" else "stream_error" if kind == "error" else None
+
+    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+        if not isinstance(body, dict):
+            return None, None
+        return body.get("answer"), dig(body, ("metadata", "usage"))
+
+    def guess(self, path: str) -> bool:
+        return path.endswith("/chat-messages")
+
+
+class Sse(ApiShape):
+    """Any server-sent events: the prompt in, the text wherever --text-path points (the fallback guess)."""
+
+    def guess(self, path: str) -> bool:
+        return True
+
+
+def _openai_tail(body: dict[str, Any], spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+    max_tokens = p.max_tokens or spec.max_tokens
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if spec.temperature is not None:
+        body["temperature"] = spec.temperature
+    if spec.stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+# Guessed in this order: the first shape whose guess() takes the path (sse takes any).
+APIS: dict[str, ApiShape] = {"chat": Chat(), "completions": Completions(), "dify": Dify(), "sse": Sse()}
+
+
+def guess_api(url: str) -> str:
+    """The API a URL's endpoint path looks like."""
+    path = urlsplit(url).path
+    return next(name for name, shape in APIS.items() if shape.guess(path))
+
+
+def request_body(spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+    """The JSON body for one prompt in the spec's API shape, with --body-json merged in."""
+    body = APIS[spec.api].body(spec, p)
+    body.update(dict(spec.body_json))
+    return body

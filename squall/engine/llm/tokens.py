@@ -1,0 +1,34 @@
+"""Token counting: tiktoken's cl100k when installed, else a close estimate of how BPE tokenizers count."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_PIECES = re.compile(r"[A-Za-z]+|\d{1,3}|[^\sA-Za-z\d]")
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in `text` as BPE tokenizers count them, roughly: a CJK character or a piece of punctuation is
+    one token, an ASCII word one token per five or six letters (at least one), digits in groups of three."""
+    if not text:
+        return 0
+    cjk = len(_CJK.findall(text))
+    if cjk:
+        text = _CJK.sub(" ", text)
+    n = cjk
+    for piece in _PIECES.findall(text):
+        n += max(1, round(len(piece) / 5.5)) if piece[0].isalpha() else 1
+    return n
+
+
+def make_counter() -> Callable[[str], int]:
+    """tiktoken's cl100k counter when tiktoken and its data are installed, else `estimate_tokens`."""
+    try:
+        import tiktoken  # type: ignore[import-not-found]
+
+        enc = tiktoken.get_encoding("cl100k_base")
+        return lambda text: len(enc.encode(text, disallowed_special=()))
+    except Exception:
+        return estimate_tokens

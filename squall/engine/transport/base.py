@@ -1,0 +1,130 @@
+"""The seams between transports and what they carry: Channel/Owner for the per-send fast path, and
+`Transport.request` for iteration workloads.
+
+Callbacks instead of coroutines on the fast path: the worker's per-request path is then a few plain calls
+(oha's fast path), with no task, future or coroutine frame per request in the raw transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from squall.engine.workload.http import Request
+
+
+class Interrupted(Exception):
+    """The request was cancelled by the run's stop, not failed by the target."""
+
+
+class AnswerCut(ConnectionResetError):
+    """The connection closed after the answer had begun (for a stream: before its end)."""
+
+
+class Owner(Protocol):
+    """Who a channel reports to: exactly one call per send()."""
+
+    def on_response(self, ch: Channel, status: int, first_ns: int, done_ns: int, nbytes: int) -> None:
+        """The response ended; `first_ns`/`done_ns`: when its first and last bytes arrived."""
+
+    def on_failure(self, ch: Channel, exc: BaseException) -> None:
+        """The request got no complete response (`Interrupted` when the run's stop cancelled it)."""
+
+
+class RequestSource(Protocol):
+    """The requests a channel sends (http, llm): the next one's bytes, and the reader of its answer."""
+
+    streams: bool  # whether answers go to an AnswerReader (then a cut answer is `stream_broken`)
+
+    def next(self) -> tuple[bytes, int]:
+        """The next request's wire bytes and its number (for `reader`)."""
+        ...
+
+    def next_request(self) -> tuple[Request, int]:
+        """The next request as parts, for a transport that frames requests itself, and its number."""
+        ...
+
+    def reader(self, index: int) -> Any:
+        """The AnswerReader for request number `index`'s answer, or None when answers are not read."""
+        ...
+
+
+class Answer:
+    """A whole answer to `Transport.request`: status, when its first and last bytes came, its head and body
+    (the body is empty when an AnswerReader read it)."""
+
+    __slots__ = ("body", "done", "first", "headers", "nbytes", "status")
+
+    def __init__(self, status: int, first: int, done: int, nbytes: int, headers: Any, body: bytes) -> None:
+        self.status, self.first, self.done, self.nbytes = status, first, done, nbytes
+        self.headers = headers  # case-insensitive: .get(name)
+        self.body = body
+
+
+class Channel:
+    """One logical connection with at most one request in flight; `start`/`sent` belong to the worker."""
+
+    __slots__ = ("busy", "reader", "sent", "start")
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.sent = 0
+        self.busy = False
+        self.reader: Any = None  # LLM runs: the AnswerReader of the answer in flight
+
+    def send(self) -> None:
+        """Send the request; the outcome arrives later (never synchronously) through the owner."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Cancel the request in flight; the owner gets on_failure(Interrupted)."""
+        raise NotImplementedError
+
+
+class TaskChannel(Channel):
+    """A channel whose send() runs `self.go()` as a task (aiohttp requests, journeys, Python workloads);
+    abort() cancels it, and go() reports Interrupted to the owner."""
+
+    __slots__ = ("owner", "task")
+
+    def __init__(self, owner: Owner) -> None:
+        super().__init__()
+        self.owner = owner
+        self.task: asyncio.Task[None] | None = None
+
+    def send(self) -> None:
+        self.busy = True
+        self.task = asyncio.get_running_loop().create_task(self.go())
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def go(self) -> None:
+        """One send, start to end; reports to the owner exactly once."""
+        raise NotImplementedError
+
+
+class Transport(Protocol):
+    """Bytes on the wire: channels for the per-send fast path, `request` for iteration workloads."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Ready to send (inside the worker's loop)."""
+
+    def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
+        """A channel sending `source`'s requests (by default the one the transport was made with)."""
+        ...
+
+    async def request(self, req: Request, reader: Any = None) -> Answer:
+        """Send one request and return its whole answer; an AnswerReader, if given, reads the body."""
+        ...
+
+    def classify(self, exc: BaseException) -> str:
+        """The error kind of a failed request (connect, tls, timeout, reset, stream_broken, protocol...)."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection."""
