@@ -29,7 +29,6 @@ from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireEr
 
 NS = 1_000_000_000
 # Until every worker sends Failed(usage=True) for a refused input, its traceback's last line says it.
-_PLAN_ERROR = "squall.units.PlanError: "
 
 
 def collector_main(
@@ -155,8 +154,8 @@ class Collector:
             # A refused input says it all in its message; a bug's traceback ends with its one line.
             text = msg.error.strip()
             why = (text if msg.usage else text.splitlines()[-1]) if text else "failed"
-            if msg.usage or why.startswith(_PLAN_ERROR):
-                self.refused[worker] = why.removeprefix(_PLAN_ERROR)
+            if msg.usage:
+                self.refused[worker] = why
             self._lose(worker, why)
 
     def _add(self, worker: int, msg: Window) -> None:

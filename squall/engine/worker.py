@@ -38,19 +38,12 @@ def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> No
         uvloop.run(Worker(plan, index, data, ctl).main())
     except PlanError as e:  # bad input found only here (a py factory that raises): usage error, no traceback
         with contextlib.suppress(OSError):
-            data.send_bytes(encode(_usage_failed(index, e)))
+            data.send_bytes(encode(Failed(index, str(e), usage=True)))
         raise SystemExit(1) from None
     except BaseException:
         with contextlib.suppress(OSError):
             data.send_bytes(encode(Failed(index, traceback.format_exc(limit=8))))
         raise SystemExit(1) from None
-
-
-def _usage_failed(index: int, e: PlanError) -> Failed:
-    try:
-        return Failed(index, str(e), usage=True)  # type: ignore[call-arg]
-    except TypeError:  # FALLBACK until wire.Failed has `usage`: the last line of the traceback sent before
-        return Failed(index, f"squall.units.PlanError: {e}")
 
 
 class Worker:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 
 from squall.engine.worker import worker_main
@@ -29,7 +28,4 @@ def test_a_plan_error_in_a_worker_is_sent_as_a_usage_failure() -> None:
     assert proc.exitcode == 1
     assert isinstance(msg, Failed)
     want = "'nope' is not MODULE:FACTORY, e.g. examples.agent_sdk:workload"
-    if "usage" in {f.name for f in dataclasses.fields(Failed)}:
-        assert (msg.error, msg.usage) == (want, True)  # type: ignore[attr-defined]
-    else:  # until wire.Failed has `usage`: the last line of a traceback, as the collector reads it today
-        assert msg.error == f"squall.units.PlanError: {want}"
+    assert (msg.error, msg.usage) == (want, True)
