@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from squall.cli.options import (
     load_command,
 )
 from squall.plan.build import LoadFlags
+
+if TYPE_CHECKING:
+    from squall.plan.plan import Plan
 
 
 def register(app: typer.Typer) -> None:
@@ -45,10 +48,10 @@ def register(app: typer.Typer) -> None:
     load_command(app, "py", omit=("burstiness", "insecure", "target_pid"), defaults={"timeout": "60s"})(py)
 
 
-def _execute(plan: object, flags: LoadFlags) -> typer.Exit:
+def _execute(plan: Plan, flags: LoadFlags) -> typer.Exit:
     from squall.report.outputs import execute
 
-    return typer.Exit(execute(plan, flags.junit, flags.html, flags.csv_path))  # type: ignore[arg-type]
+    return typer.Exit(execute(plan, flags.junit, flags.html, flags.csv_path))
 
 
 def run(
@@ -276,7 +279,7 @@ def py(
                 raise PlanError(
                     "--shard, --start-at and --prometheus-port take one run, not a --param matrix"
                 )
-        plans = []
+        plans: list[Plan] = []
         for cell in cells:
             if "concurrency" in cell and users is not None:
                 raise PlanError("--param concurrency= sets -c for each cell; drop -c")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,52 +123,48 @@ Tracemalloc = Annotated[
     ),
 ]
 
-# The options of LoadFlags: field -> (declaration, default). A command may leave some out or change a default.
-LOAD_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "workers": (Workers, None),
-    "duration": (Duration, None),
-    "rate": (Rate, None),
-    "arrival": (Arrival, "constant"),
-    "burstiness": (Burstiness, 1.0),
-    "timeout": (Timeout, "30s"),
-    "insecure": (Insecure, False),
-    "warmup": (Warmup, "0s"),
-    "out": (Out, None),
-    "quiet": (Quiet, False),
-    "target_pid": (TargetPid, None),
-    "seed": (Seed, 0),
-    "threshold": (Threshold, None),
-    "abort_on_fail": (AbortOnFail, False),
-    "abort_grace": (AbortGrace, None),
-    "junit": (Junit, None),
-    "stage": (Stage, None),
-    "profile": (Profile, None),
-    "think": (Think, None),
-    "html": (Html, None),
-    "csv_path": (Csv, None),
-    "shard": (Shard, None),
-    "start_at": (StartAt, None),
-    "prometheus_port": (Prometheus, None),
+# The declaration of each LoadFlags field (its default is the field's; a tuple field is a repeatable option).
+LOAD_OPTIONS: dict[str, Any] = {
+    "workers": Workers,
+    "duration": Duration,
+    "rate": Rate,
+    "arrival": Arrival,
+    "burstiness": Burstiness,
+    "timeout": Timeout,
+    "insecure": Insecure,
+    "warmup": Warmup,
+    "out": Out,
+    "quiet": Quiet,
+    "target_pid": TargetPid,
+    "seed": Seed,
+    "threshold": Threshold,
+    "abort_on_fail": AbortOnFail,
+    "abort_grace": AbortGrace,
+    "junit": Junit,
+    "stage": Stage,
+    "profile": Profile,
+    "think": Think,
+    "html": Html,
+    "csv_path": Csv,
+    "shard": Shard,
+    "start_at": StartAt,
+    "prometheus_port": Prometheus,
 }
 
 
-TARGET_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "method": (Method, "GET"),
-    "header": (Header, None),
-    "body": (Body, None),
-    "llm": (LlmMode, False),
-    "model": (LlmModel, "default"),
-    "max_tokens": (LlmMaxTokens, None),
-    "scenario": (
-        Annotated[Path | None, typer.Option("--scenario", help="Load a scenario file's journeys instead.")],
-        None,
-    ),
-    "py": (
-        Annotated[str | None, typer.Option("--py", help="Load a Python workload instead: MODULE:FACTORY.")],
-        None,
-    ),
-    "param": (Param, None),
-    "tracemalloc": (Tracemalloc, False),
+TARGET_OPTIONS: dict[str, Any] = {
+    "method": Method,
+    "header": Header,
+    "body": Body,
+    "llm": LlmMode,
+    "model": LlmModel,
+    "max_tokens": LlmMaxTokens,
+    "scenario": Annotated[
+        Path | None, typer.Option("--scenario", help="Load a scenario file's journeys instead.")
+    ],
+    "py": Annotated[str | None, typer.Option("--py", help="Load a Python workload instead: MODULE:FACTORY.")],
+    "param": Param,
+    "tracemalloc": Tracemalloc,
 }
 
 
@@ -195,23 +192,32 @@ def load_command(
 def bundled(
     param: str,
     bundle: type,
-    options: dict[str, tuple[Any, Any]],
+    options: dict[str, Any],
     omit: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None,
     declared: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Wrap `body(..., PARAM: BUNDLE)` as a function that takes the bundle's options one by one (for typer)
-    and hands them to `body` as one BUNDLE; options a bundle holds as tuples arrive as tuples."""
-    chosen = {k: v for k, v in options.items() if k not in omit}
+    and hands them to `body` as one BUNDLE (a dataclass; its tuple fields are repeatable options)."""
+    given_defaults = {f.name: f.default for f in dataclass_fields(bundle)}
+    tuples = {name for name, value in given_defaults.items() if isinstance(value, tuple)}
+    chosen = {
+        name: (declaration, None if name in tuples else given_defaults[name])
+        for name, declaration in options.items()
+        if name not in omit
+    }
     for key, value in (defaults or {}).items():
         chosen[key] = (chosen[key][0], value)
     for key, value in (declared or {}).items():
         chosen[key] = (value, chosen[key][1])
-    tuples = {k for k, (_, default) in options.items() if isinstance(getattr(bundle(), k), tuple)}
 
     def wrap(body: Callable[..., None]) -> Callable[..., None]:
         sig = inspect.signature(body, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != param]
+        if clash := {p.name for p in own} & chosen.keys():
+            raise TypeError(
+                f"{body.__name__} declares {', '.join(sorted(clash))}, which {bundle.__name__} holds"
+            )
         shared = [
             inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=declaration)
             for key, (declaration, default) in chosen.items()

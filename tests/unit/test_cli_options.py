@@ -3,6 +3,7 @@
 import inspect
 from dataclasses import fields
 
+import pytest
 import typer.main
 
 from squall.cli import app
@@ -45,3 +46,10 @@ def test_bundled_hands_the_options_over_as_one_object() -> None:
     kwargs = {name: p.default for name, p in params.items() if name != "url"}
     wrapped(url="u", **{**kwargs, "threshold": ["p99<1s"], "quiet": True})
     assert seen == [("u", LoadFlags(timeout="9s", threshold=("p99<1s",), quiet=True))]
+
+
+def test_a_command_option_may_not_shadow_a_bundled_one() -> None:
+    def body(quiet: bool = False, *, flags: LoadFlags) -> None: ...
+
+    with pytest.raises(TypeError, match="body declares quiet, which LoadFlags holds"):
+        bundled("flags", LoadFlags, LOAD_OPTIONS)(body)
