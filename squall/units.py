@@ -51,3 +51,15 @@ def parse_header(text: str) -> tuple[str, str]:
             f"header {name!r} has characters HTTP/1.1 cannot carry; percent-encode them"
         ) from None
     return name, value
+
+
+def parse_percent(text: str, what: str = "percentage") -> float:
+    """Parse `10%` or `10` into 10.0, from 0 to 10000."""
+    raw = text.strip().rstrip("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise PlanError(f"{what} {text!r} is not a percentage such as 10%") from None
+    if not 0 <= value <= 10_000:
+        raise PlanError(f"{what} {text!r} must be from 0% to 10000%")
+    return value

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
-from squall.plan.specs import LlmSpec, RequestSpec
+from squall.plan.specs import LlmSpec, PySpec, RequestSpec
 from squall.units import MAX_SECONDS, PlanError
+
+if TYPE_CHECKING:
+    from squall.plan.load import Shape, Think
+    from squall.plan.scenario.model import Scenario
+    from squall.plan.thresholds import Threshold
+    from squall.studies.soak import SoakSpec
 
 ARRIVALS = ("constant", "poisson", "gamma")
 TRANSPORTS = ("auto", "raw", "aiohttp")
@@ -43,18 +49,18 @@ class Plan:
     window_s: float = 1.0
     command: str = "run"
     llm: LlmSpec | None = None
-    thresholds: tuple[Any, ...] = ()  # squall.thresholds.Threshold, judged on the result
+    thresholds: tuple[Threshold, ...] = ()  # judged on the result
     abort_on_fail: bool = False
     abort_grace_s: float = 5.0
-    shape: Any = None  # squall.shape.Shape: stages of users (closed model) or of rate (open model)
-    think: Any = None  # squall.shape.Think: pause between one user's requests (closed model)
-    scenario: Any = None  # squall.scenario.Scenario: a channel is a user, a send one iteration of a journey
-    soak: Any = None  # squall.soak.SoakSpec: checkpoint the result, judge leaks and drift
+    shape: Shape | None = None  # stages of users (closed model) or of rate (open model)
+    think: Think | None = None  # pause between one user's requests (closed model)
+    scenario: Scenario | None = None  # a channel is a user, a send one iteration of a journey
+    soak: SoakSpec | None = None  # checkpoint the result, judge leaks and drift
     hdr_log: str | None = None  # append each checkpoint interval's latency histogram (HdrHistogram log)
     shard: tuple[int, int] | None = None  # (index, count): this box's share of connections, rate, requests
     start_at: float | None = None  # wall-clock epoch seconds at which every shard starts its load
     prometheus: tuple[str, int] | None = None  # (host, port) of the collector's live /metrics endpoint
-    py: Any = None  # PySpec: `squall py` runs a Python workload in-process instead of HTTP
+    py: PySpec | None = None  # `squall py` runs a Python workload in-process instead of HTTP
     # Self-check: a worker is the bottleneck if its CPU stays at or above cpu_limit_pct, or its loop's
     # timer lateness p99 stays above loop_lag_limit_ms, for self_check_span consecutive windows.
     cpu_limit_pct: float = 90.0
@@ -97,7 +103,7 @@ class Plan:
         if self.window_s <= 0:
             raise PlanError("window must be greater than 0")
         for t in self.thresholds:  # step.NAME.metric bounds must name a step of the scenario
-            scope = getattr(t, "scope", ())
+            scope = t.scope
             if scope[:1] == ("steps",):
                 if self.scenario is None:
                     raise PlanError(f"threshold {t.expr!r}: step.NAME bounds are for scenario runs")
@@ -109,11 +115,11 @@ class Plan:
             llm_steps = self.scenario is not None and any(
                 s.llm is not None for j in self.scenario.journeys for s in j.steps
             )
-            if getattr(t, "path", ("",))[0] == "llm" and self.llm is None and not llm_steps:
+            if t.path[:1] == ("llm",) and self.llm is None and not llm_steps:
                 raise PlanError(f"threshold {t.expr!r}: an LLM metric, and this run makes no LLM calls")
         plan = self._with_shape()
         for t in plan.thresholds:
-            if getattr(t, "path", ("",))[0] == "schedule_lag_ms" and not plan.open_model:
+            if t.path[:1] == ("schedule_lag_ms",) and not plan.open_model:
                 raise PlanError(f"threshold {t.expr!r}: schedule lag is measured in the open model (give -r)")
         if plan.arrival != "constant" and not plan.open_model:
             raise PlanError(f"--arrival {plan.arrival} spaces open-model sends: give -r (or a rate --stage)")

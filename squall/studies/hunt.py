@@ -253,3 +253,21 @@ def exit_code(hunt: dict[str, Any]) -> int:
     if hunt["best"] is not None:
         return 0
     return EXIT_INVALID if hunt["box_limited"] else 1
+
+
+def hunt_until_stopped(hunter: Hunter) -> dict[str, Any]:
+    """Run the hunt; Ctrl-C/SIGTERM between levels end it like one during a level: the levels run are kept.
+
+    A level the plan rules refuse raises PlanError naming it; a failed run raises the engine's RunError."""
+    from squall.engine.supervisor import trap_stops
+
+    def stop(reason: str) -> None:
+        hunter.interrupt = reason
+
+    try:
+        with trap_stops(stop):
+            return hunter.hunt()
+    except KeyboardInterrupt:
+        return hunter.partial("interrupted")
+    except PlanError as e:  # too many connections, a rate too low...
+        raise PlanError(f"hunt stopped at a level it cannot run: {e}") from None

@@ -7,8 +7,14 @@ and the last stretch of the run, the target's file-descriptor growth, and squall
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shlex
+import signal
 import statistics
+import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,3 +131,46 @@ def _median(entries: list[dict[str, Any]], key: str) -> float:
 def _error_pct(entries: list[dict[str, Any]]) -> float:
     requests = sum(e["requests"] for e in entries)
     return round(100.0 * sum(e["errors"] for e in entries) / requests, 4) if requests else 0.0
+
+
+def start_target(command: str) -> subprocess.Popen[bytes]:
+    """Start `--target-cmd` in its own session, dying with squall; raises PlanError if it cannot run."""
+    argv = shlex.split(command)
+    if not argv:
+        raise PlanError("--target-cmd is empty")
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as e:
+        raise PlanError(f"--target-cmd {argv[0]!r} cannot be started: {e.strerror or e}") from None
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        raise PlanError(f"--target-cmd exited at once with code {proc.returncode}")
+    return proc
+
+
+def _die_with_parent() -> None:
+    """In a --target-cmd child, before exec: SIGTERM it when squall dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+def stop_target(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a --target-cmd process group: SIGTERM, then SIGKILL after 5 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

@@ -354,3 +354,51 @@ def test_a_py_factory_that_fails_is_a_usage_error(tmp_path: Path) -> None:
     doc = read_json(str(tmp_path / "r.json"))
     assert doc["summary"]["error_kinds"] == {"TypeError": 2}
     assert "not an awaitable" in doc["error_samples"]["TypeError"]
+
+
+def _plans_handed_to_execute(monkeypatch: pytest.MonkeyPatch) -> list:  # type: ignore[type-arg]
+    import squall.report.outputs
+
+    plans: list = []  # type: ignore[type-arg]
+
+    def execute(plan, junit=None, html=None, csv_path=None) -> int:  # type: ignore[no-untyped-def]
+        plans.append(plan)
+        return 0
+
+    monkeypatch.setattr(squall.report.outputs, "execute", execute)
+    return plans
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"], ["--quiet"]])
+def test_every_load_command_takes_quiet(
+    quiet: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = _plans_handed_to_execute(monkeypatch)
+    (tmp_path / "s.yaml").write_text(
+        "base_url: http://127.0.0.1:1\nscenarios:\n  - name: a\n    steps: [{name: p, request: {path: /}}]\n"
+    )
+    (tmp_path / "quiet_wl.py").write_text(
+        "def factory():\n    async def call(user):\n        pass\n    return call\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = "http://127.0.0.1:1/v1/chat/completions"
+    for args in (
+        ["run", url],
+        ["llm", url],
+        ["scenario", str(tmp_path / "s.yaml")],
+        ["py", "quiet_wl:factory"],
+        ["soak", url, "-d", "10s", "--warmup", "0s"],
+    ):
+        res = CliRunner().invoke(app, [*args, "-w", "1", *quiet])
+        assert res.exit_code == 0, (args, res.output)
+    assert [p.quiet for p in plans] == [bool(quiet)] * 5
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_hunt_quiet_prints_no_line_per_level(quiet: bool, target: ServerThread) -> None:
+    args = ["hunt", target.url + "/", "--slo", "errors<50%", "--start", "1", "--max", "1"]
+    args += ["--step-duration", "500ms", "--warmup", "0s", "-w", "1", *(["-q"] if quiet else [])]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert ("hunt: level 1:" in res.output) is not quiet
+    assert "best: 1 users" in res.output

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from squall.cli import app
 from squall.engine import run
 from squall.plan.plan import Plan
-from squall.plan.scenario.model import load_scenario, parse_json_path
+from squall.plan.scenario.load import load_scenario
+from squall.plan.scenario.model import parse_json_path
 from squall.plan.specs import RequestSpec
 from squall.plan.thresholds import parse_threshold
 from squall.report.json import read_json

@@ -1,0 +1,261 @@
+"""Every option more than one command takes, declared once, and the bundles that hand them to a command."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from squall.plan.build import LoadFlags
+from squall.plan.load import PROFILE_HELP
+from squall.result.document import EXIT_USAGE
+
+Workers = Annotated[
+    int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU cores).")
+]
+Duration = Annotated[
+    str | None, typer.Option("-d", "--duration", help="How long to measure: 10s, 2m, 1h (default: 10s).")
+]
+Rate = Annotated[float | None, typer.Option("-r", "--rate", help="Open model: target requests/s.")]
+Requests = Annotated[
+    int | None, typer.Option("-n", "--requests", help="Stop after exactly N completed requests.")
+]
+Iterations = Annotated[
+    int | None, typer.Option("-n", "--iterations", help="Stop after exactly N completed iterations.")
+]
+Arrival = Annotated[str, typer.Option("--arrival", help="Open-model arrivals: constant, poisson or gamma.")]
+Burstiness = Annotated[float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")]
+Method = Annotated[str, typer.Option("-m", "--method", help="HTTP method.")]
+Header = Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")]
+Body = Annotated[str | None, typer.Option("-b", "--body", help="Request body text.")]
+Timeout = Annotated[str, typer.Option("--timeout", help="How long one request (py: one iteration) may take.")]
+Insecure = Annotated[
+    bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
+]
+Warmup = Annotated[
+    str, typer.Option("--warmup", help="Run this long first; what is sent in it is not counted.")
+]
+Out = Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No live display (hunt: no line per level).")]
+TargetPid = Annotated[
+    int | None, typer.Option("--target-pid", help="Also sample this process: CPU %, RSS, FDs, threads.")
+]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Seed for every random choice: arrivals, prompts, journeys, think time.")
+]
+Threshold = Annotated[
+    list[str] | None, typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'.")
+]
+AbortOnFail = Annotated[
+    bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
+]
+AbortGrace = Annotated[
+    str | None, typer.Option("--abort-grace", help="How long a threshold may fail (default: 5s).")
+]
+Junit = Annotated[Path | None, typer.Option("--junit", help="Write thresholds as JUnit XML here.")]
+Stage = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stage",
+        help="DURATION:TARGET, repeatable: linear from the previous target (0 first). 30s:100 = users "
+        "(closed model, instead of -c/-u), 30s:200/s = requests (scenario: iterations)/s (open model). "
+        "The stages set the duration.",
+    ),
+]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", help=f"A preset shape up to -c (-u) users or -r per s over -d. {PROFILE_HELP}."
+    ),
+]
+Think = Annotated[
+    str | None,
+    typer.Option("--think", help="Pause between a user's requests: 1s-5s (uniform), 2s, or exp:2s (mean)."),
+]
+Html = Annotated[
+    Path | None,
+    typer.Option("--html", help="Also write a self-contained HTML report (charts work offline) here."),
+]
+Csv = Annotated[
+    Path | None,
+    typer.Option("--csv", help="Also write the per-second series as CSV here (and FILE.summary.csv)."),
+]
+Shard = Annotated[
+    str | None,
+    typer.Option("--shard", help="I/N, I from 0: this box runs shard I of N (its share of -c, -r and -n)."),
+]
+StartAt = Annotated[
+    float | None,
+    typer.Option(
+        "--start-at", help="Unix time (s) at which to start the load, so every shard starts together."
+    ),
+]
+Prometheus = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-port", help="Serve live /metrics (Prometheus text) on PORT or HOST:PORT (127.0.0.1)."
+    ),
+]
+LlmMode = Annotated[
+    bool, typer.Option("--llm", help="URL is an LLM endpoint: stream answers as `squall llm` does.")
+]
+LlmModel = Annotated[str, typer.Option("--model", help="--llm: the model field.")]
+LlmMaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="--llm: max_tokens.")]
+Port = Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")]
+Host = Annotated[str, typer.Option("--host", help="Address to bind.")]
+Param = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="name=v1,v2,... for the Python workload's factory (py: concurrency= sets -c; several values "
+        "make a matrix).",
+    ),
+]
+Tracemalloc = Annotated[
+    bool,
+    typer.Option(
+        "--tracemalloc", help="Python workload: the allocation sites that grew most in each worker."
+    ),
+]
+
+Transport = Annotated[
+    str,
+    typer.Option("--transport", help="HTTP client: auto (raw unless aiohttp is needed), raw or aiohttp."),
+]
+
+# The declaration of each LoadFlags field (its default is the field's; a tuple field is a repeatable option).
+LOAD_OPTIONS: dict[str, Any] = {
+    "workers": Workers,
+    "duration": Duration,
+    "rate": Rate,
+    "arrival": Arrival,
+    "burstiness": Burstiness,
+    "timeout": Timeout,
+    "insecure": Insecure,
+    "warmup": Warmup,
+    "out": Out,
+    "quiet": Quiet,
+    "target_pid": TargetPid,
+    "seed": Seed,
+    "threshold": Threshold,
+    "abort_on_fail": AbortOnFail,
+    "abort_grace": AbortGrace,
+    "junit": Junit,
+    "stage": Stage,
+    "profile": Profile,
+    "think": Think,
+    "html": Html,
+    "csv_path": Csv,
+    "shard": Shard,
+    "start_at": StartAt,
+    "prometheus_port": Prometheus,
+    "transport": Transport,
+}
+
+
+TARGET_OPTIONS: dict[str, Any] = {
+    "method": Method,
+    "header": Header,
+    "body": Body,
+    "llm": LlmMode,
+    "model": LlmModel,
+    "max_tokens": LlmMaxTokens,
+    "scenario": Annotated[
+        Path | None, typer.Option("--scenario", help="Load a scenario file's journeys instead.")
+    ],
+    "py": Annotated[str | None, typer.Option("--py", help="Load a Python workload instead: MODULE:FACTORY.")],
+    "param": Param,
+    "tracemalloc": Tracemalloc,
+}
+
+
+def load_command(
+    app: typer.Typer,
+    name: str,
+    *,
+    omit: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+    declared: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register `body(..., flags: LoadFlags)` as command `name`, taking the LoadFlags options after its own.
+
+    `omit` leaves options out (they keep LoadFlags' default), `defaults` changes a default, `declared`
+    replaces a declaration (a help text that says more for this command).
+    """
+
+    def register(body: Callable[..., None]) -> Callable[..., None]:
+        app.command(name)(bundled("flags", LoadFlags, LOAD_OPTIONS, omit, defaults, declared)(body))
+        return body
+
+    return register
+
+
+def bundled(
+    param: str,
+    bundle: type,
+    options: dict[str, Any],
+    omit: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+    declared: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Wrap `body(..., PARAM: BUNDLE)` as a function that takes the bundle's options one by one (for typer)
+    and hands them to `body` as one BUNDLE (a dataclass; its tuple fields are repeatable options)."""
+    given_defaults = {f.name: f.default for f in dataclass_fields(bundle)}
+    tuples = {name for name, value in given_defaults.items() if isinstance(value, tuple)}
+    chosen = {
+        name: (declaration, None if name in tuples else given_defaults[name])
+        for name, declaration in options.items()
+        if name not in omit
+    }
+    for key, value in (defaults or {}).items():
+        chosen[key] = (chosen[key][0], value)
+    for key, value in (declared or {}).items():
+        chosen[key] = (value, chosen[key][1])
+
+    def wrap(body: Callable[..., None]) -> Callable[..., None]:
+        sig = inspect.signature(body, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != param]
+        if clash := {p.name for p in own} & chosen.keys():
+            raise TypeError(
+                f"{body.__name__} declares {', '.join(sorted(clash))}, which {bundle.__name__} holds"
+            )
+        shared = [
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=declaration)
+            for key, (declaration, default) in chosen.items()
+        ]
+
+        def command(**kwargs: Any) -> None:
+            given = {key: kwargs.pop(key) for key in chosen}
+            for key in tuples & given.keys():
+                given[key] = tuple(given[key] or ())
+            body(**kwargs, **{param: bundle(**given)})
+
+        params = own + shared
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        command.__name__, command.__doc__ = body.__name__, body.__doc__
+        return command
+
+    return wrap
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `squall: error: MESSAGE` and return the exit (2) to raise."""
+    typer.echo(f"squall: error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def usage_errors(prefix: str = "") -> Iterator[None]:
+    """A PlanError inside becomes one line on stderr and exit 2."""
+    from squall.units import PlanError
+
+    try:
+        yield
+    except PlanError as e:
+        raise fail(f"{prefix}{e}") from None

@@ -1,0 +1,213 @@
+"""The commands around a load: the built-in targets (serve, mock), the demo, and the capacity plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from squall.cli.options import Csv, Host, Port, Quiet, fail, usage_errors
+
+# Measured on a loaded 2-core box: the worker uses 3-5 % CPU at 32 streams, and its loop ran late by the same
+# 5-20 ms at 8, 16, 32 or 64 streams (scheduling delay, as for an idle asyncio loop there): the stream count
+# is not what makes the demo's verdict, so it keeps its 64.
+DEMO_STREAMS = 64
+DEMO_DURATION = "15s"
+
+
+def register(app: typer.Typer) -> None:
+    """Add serve, mock, demo and plan to `app`."""
+    app.command()(serve)
+    app.command()(mock)
+    app.command()(demo)
+    app.command("plan")(plan_capacity)
+
+
+def serve(
+    port: Port = 8080,
+    host: Host = "127.0.0.1",
+    delay: Annotated[
+        str, typer.Option("--delay", help="Answer every request after this long, e.g. 20ms.")
+    ] = "0s",
+) -> None:
+    """A fast built-in HTTP target: 'Hello, world', /status/N, /delay/MS, /bytes/N, /close, /reset, /echo.
+
+    /echo answers JSON describing the request (id, method, path, headers, body, json) and X-Request-Id, for
+    scenario journeys to extract from.
+    """
+    from squall.targets.serve import ServeOptions
+    from squall.targets.serve import serve as serve_forever
+    from squall.units import PlanError, parse_duration
+
+    with usage_errors():
+        delay_s = parse_duration(delay, "--delay")
+        if not 0 <= port <= 65535:
+            raise PlanError(f"--port {port} is not a TCP port")
+        if not host.strip():
+            raise PlanError("--host is empty; give an address such as 127.0.0.1")
+
+    def ready(bound: int) -> None:
+        typer.echo(f"squall serve listening on http://{host}:{bound}/", err=True)
+
+    try:
+        serve_forever(ServeOptions(host=host, port=port, delay_s=delay_s), ready)
+    except OSError as e:
+        raise fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def mock(
+    port: Port = 8000,
+    host: Host = "127.0.0.1",
+    ttft: Annotated[str, typer.Option("--ttft", help="Time to the first token.")] = "150ms",
+    itl: Annotated[str, typer.Option("--itl", help="Time between tokens.")] = "20ms",
+    tokens: Annotated[str, typer.Option("--tokens", help="Tokens per answer: N or N:stddev.")] = "64",
+    jitter: Annotated[float, typer.Option("--jitter", help="Each delay times uniform(1-j, 1+j).")] = 0.0,
+    fail_429: Annotated[
+        float, typer.Option("--fail-429", help="Fraction answered 429 (Retry-After: 1).")
+    ] = 0.0,
+    fail_500: Annotated[float, typer.Option("--fail-500", help="Fraction answered 500.")] = 0.0,
+    hang: Annotated[float, typer.Option("--hang", help="Fraction never answered.")] = 0.0,
+    drop_mid_stream: Annotated[
+        float, typer.Option("--drop-mid-stream", help="Fraction cut off halfway through the stream.")
+    ] = 0.0,
+    bad_chunk: Annotated[
+        float, typer.Option("--bad-chunk", help="Fraction with one unparseable event.")
+    ] = 0.0,
+    empty: Annotated[float, typer.Option("--empty", help="Fraction with no content token.")] = 0.0,
+    model: Annotated[str, typer.Option("--model", help="The model name it reports.")] = "squall-mock",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for token counts, jitter and faults.")] = 0,
+) -> None:
+    """A built-in OpenAI-compatible (and Dify-style) streaming server with fault injection, to aim at."""
+    from squall.plan.prompts import parse_size
+    from squall.targets.mock_llm import MockOptions, serve_mock
+    from squall.units import PlanError, parse_duration
+
+    try:
+        n, sd = parse_size(tokens, "--tokens")
+        if not host.strip():
+            raise PlanError("--host is empty; give an address such as 127.0.0.1")
+        opts = MockOptions(
+            host=host,
+            port=port,
+            ttft_s=parse_duration(ttft, "--ttft"),
+            itl_s=parse_duration(itl, "--itl"),
+            tokens=n,
+            tokens_stddev=sd,
+            jitter=jitter,
+            fail_429=fail_429,
+            fail_500=fail_500,
+            hang=hang,
+            drop_mid_stream=drop_mid_stream,
+            bad_chunk=bad_chunk,
+            empty=empty,
+            model=model,
+            seed=seed,
+        )
+    except (PlanError, ValueError) as e:
+        raise fail(str(e)) from None
+
+    def ready(bound: int) -> None:
+        typer.echo(f"squall mock listening on http://{host}:{bound}/v1/chat/completions", err=True)
+
+    try:
+        serve_mock(opts, ready)
+    except OSError as e:
+        raise fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def demo(
+    duration: Annotated[str, typer.Option("-d", "--duration", help="How long to run.")] = DEMO_DURATION,
+    concurrency: Annotated[
+        int, typer.Option("-c", "--concurrency", help="Concurrent streams.")
+    ] = DEMO_STREAMS,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Write the JSON result here.")] = Path(
+        "squall-demo.json"
+    ),
+    html: Annotated[Path, typer.Option("--html", help="Write the HTML report here.")] = Path(
+        "squall-demo.html"
+    ),
+    quiet: Quiet = False,
+    csv_path: Csv = None,
+) -> None:
+    """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
+    from squall.report.outputs import check_writable, execute
+    from squall.targets.demo import DEMO_MOCK, demo_plan, start_mock
+    from squall.units import PlanError
+
+    with usage_errors():
+        check_writable(html, "--html")
+        if csv_path is not None:
+            check_writable(csv_path, "--csv")
+        if concurrency < 1:
+            raise PlanError(f"-c/--concurrency must be at least 1 (got {concurrency})")
+        demo_plan(
+            "http://127.0.0.1:1/v1/chat/completions", duration, concurrency, out, quiet
+        )  # checked first
+    server, port = start_mock(DEMO_MOCK)
+    try:
+        if port is None:
+            raise fail("the built-in mock did not start")
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        typer.echo(
+            f"demo: the built-in mock LLM at {url} (pid {server.pid}: TTFT 150 ms, ITL 20 ms, 64±16 tokens, "
+            f"1% 429s); {concurrency} concurrent streams for {duration}",
+            err=True,
+        )
+        with usage_errors():
+            plan = demo_plan(url, duration, concurrency, out, quiet, target_pid=server.pid)
+        code = execute(plan, html=html, csv_path=csv_path)
+    finally:
+        server.terminate()
+        server.join(5)
+    raise typer.Exit(code)
+
+
+def plan_capacity(
+    rpm: Annotated[
+        float | None, typer.Option("--rpm", help="Requests per minute the provider allows.")
+    ] = None,
+    tpm: Annotated[float | None, typer.Option("--tpm", help="Tokens per minute the provider allows.")] = None,
+    calls_per_action: Annotated[
+        float, typer.Option("--calls-per-action", help="LLM calls one user action makes.")
+    ] = 1.0,
+    tokens_per_call: Annotated[
+        float | None, typer.Option("--tokens-per-call", help="Input + output tokens per call.")
+    ] = None,
+    input_tokens: Annotated[float, typer.Option("--input-tokens", help="Input tokens per call.")] = 0.0,
+    output_tokens: Annotated[float, typer.Option("--output-tokens", help="Output tokens per call.")] = 0.0,
+    action_duration: Annotated[
+        str, typer.Option("--action-duration", help="How long one action takes, its calls included.")
+    ] = "10s",
+    think: Annotated[str, typer.Option("--think", help="The pause between a user's actions.")] = "30s",
+    headroom: Annotated[
+        float, typer.Option("--headroom", help="Share of each limit to plan for (0.8 keeps 20 % spare).")
+    ] = 0.8,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON instead.")] = False,
+) -> None:
+    """The most users a provider's rate limits carry, with the arithmetic shown (no load is sent)."""
+    import orjson
+
+    from squall.studies.capacity import Demand, capacity
+    from squall.units import PlanError, parse_duration
+
+    with usage_errors():
+        if tokens_per_call is not None and (input_tokens or output_tokens):
+            raise PlanError("use either --tokens-per-call or --input-tokens/--output-tokens")
+        for option, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens)):
+            if not 0 <= value <= 1e9:  # (nan fails too)
+                raise PlanError(f"{option} must be 0 or more (got {value:g})")
+        demand = Demand(
+            rpm=rpm,
+            tpm=tpm,
+            calls_per_action=calls_per_action,
+            tokens_per_call=tokens_per_call if tokens_per_call is not None else input_tokens + output_tokens,
+            action_s=parse_duration(action_duration, "--action-duration"),
+            think_s=parse_duration(think, "--think"),
+            headroom=headroom,
+        )
+        out: dict[str, Any] = capacity(demand)
+    if json_out:
+        typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo("\n".join(out["lines"]))

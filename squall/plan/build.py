@@ -1,0 +1,318 @@
+"""The one builder every command uses: the flags as typed -> a validated Plan."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from squall.units import PlanError, parse_duration
+
+if TYPE_CHECKING:
+    from squall.plan.load import Shape
+    from squall.plan.plan import Plan
+    from squall.plan.specs import RequestSpec
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFlags:
+    """The options every load command shares, as typed on the command line (None: not given)."""
+
+    workers: int | None = None
+    duration: str | None = None
+    rate: float | None = None
+    arrival: str = "constant"
+    burstiness: float = 1.0
+    timeout: str = "30s"
+    insecure: bool = False
+    warmup: str = "0s"
+    out: Path | None = None
+    quiet: bool = False
+    target_pid: int | None = None
+    seed: int = 0
+    threshold: tuple[str, ...] = ()
+    abort_on_fail: bool = False
+    abort_grace: str | None = None
+    junit: Path | None = None
+    stage: tuple[str, ...] = ()
+    profile: str | None = None
+    think: str | None = None
+    html: Path | None = None
+    csv_path: Path | None = None
+    shard: str | None = None
+    start_at: float | None = None
+    prometheus_port: str | None = None
+    transport: str = "auto"
+
+
+def build(
+    request: RequestSpec,
+    flags: LoadFlags,
+    *,
+    connections: int | None = None,
+    default_connections: int = 64,
+    requests: int | None = None,
+    threshold_option: str = "--threshold",
+    argv: list[str] | None = None,
+    **fields: Any,
+) -> Plan:
+    """The validated plan for `request` under `flags`; `fields` are Plan fields the command sets itself.
+
+    `connections` None: not given on the command line, so `default_connections` (a users shape sets them).
+    Raises PlanError.
+    """
+    from squall.plan.load import parse_think
+    from squall.plan.plan import Plan
+    from squall.plan.shard import split_fields, split_shape
+    from squall.plan.thresholds import parse_threshold
+    from squall.report.outputs import check_writable
+
+    users_given = connections is not None
+    fields.update(
+        connections=connections if users_given else default_connections,
+        requests=requests,
+        rate=flags.rate,
+        arrival=flags.arrival,
+        burstiness=flags.burstiness,
+        quiet=flags.quiet,
+        target_pid=flags.target_pid,
+        seed=flags.seed,
+        abort_on_fail=flags.abort_on_fail,
+    )
+    fields.setdefault("transport", flags.transport)
+    if flags.prometheus_port is not None:
+        fields["prometheus"] = listen_address(flags.prometheus_port)
+    if flags.target_pid is not None:
+        import psutil
+
+        if not psutil.pid_exists(flags.target_pid):
+            raise PlanError(f"--target-pid {flags.target_pid}: no such process")
+    if flags.shard is not None:
+        split_fields(flags.shard, fields, users_from_stages=bool(flags.stage))
+    if flags.start_at is not None:
+        fields["start_at"] = _start_at(flags.start_at)
+    duration = flags.duration
+    shape = _shape(list(flags.stage), flags.profile, duration, fields, users_given)
+    if shape is not None:
+        duration = None  # the stages set it
+        if flags.shard is not None and flags.stage:  # each shard takes its share of the stages
+            shape = split_shape(shape, *fields["shard"])
+    fields["shape"] = shape
+    if flags.think is not None:
+        fields["think"] = parse_think(flags.think)
+    if flags.abort_grace is not None and not flags.abort_on_fail:
+        raise PlanError("--abort-grace needs --abort-on-fail")
+    fields.setdefault("workers", flags.workers if flags.workers is not None else (os.cpu_count() or 1))
+    plan = Plan(
+        request=request,
+        thresholds=tuple(parse_threshold(t, threshold_option) for t in flags.threshold),
+        abort_grace_s=parse_duration(flags.abort_grace or "5s", "--abort-grace"),
+        duration_s=parse_duration(duration, "--duration") if duration is not None else None,
+        timeout_s=parse_duration(flags.timeout, "--timeout"),
+        tls_verify=not flags.insecure,
+        warmup_s=parse_duration(flags.warmup, "--warmup"),
+        out_path=str(flags.out) if flags.out else None,
+        command=command_line(sys.argv[1:] if argv is None else argv),
+        **fields,
+    ).validate()
+    if flags.out is not None:
+        check_writable(flags.out)
+    if flags.junit is not None:
+        if not plan.thresholds:
+            raise PlanError("--junit needs at least one --threshold")
+        check_writable(flags.junit, "--junit")
+    if plan.abort_on_fail and not plan.thresholds:
+        raise PlanError("--abort-on-fail needs at least one --threshold")
+    return plan
+
+
+def _start_at(start_at: float) -> float:
+    now = time.time()
+    if not now - 86_400 <= start_at <= now + 86_400:
+        raise PlanError(f"--start-at {start_at:.0f} is not within a day of now ({now:.0f})")
+    if start_at < now:  # a shard scheduled late starts at once; its result says how late
+        print(f"squall: --start-at was {now - start_at:.1f} s ago: starting now", file=sys.stderr)
+    return start_at
+
+
+def _shape(
+    stage: list[str], name: str | None, duration: str | None, fields: dict[str, Any], users_given: bool
+) -> Shape | None:
+    """--stage or --profile as a Shape (None for neither); a rate shape takes the place of -r."""
+    from squall.plan.load import parse_stages, profile
+
+    if stage and name:
+        raise PlanError("use either --stage or --profile, not both")
+    rate = fields.get("rate")
+    if stage:
+        if duration is not None:
+            raise PlanError("--stage sets the duration; drop -d/--duration")
+        shape = parse_stages(stage)
+        if shape is not None and shape.kind == "rate" and rate is not None:
+            raise PlanError(f"--stage {stage[0]} sets the rate; drop -r/--rate")
+        if shape is not None and shape.kind == "users" and users_given:
+            raise PlanError(f"--stage {stage[0]} sets the users; drop -c (or -u)")
+        return shape
+    if name:
+        if duration is None:
+            raise PlanError("--profile needs -d/--duration: the time the whole shape takes")
+        total = parse_duration(duration, "--duration")
+        if rate is not None:
+            fields["rate"] = None
+            return profile(name, "rate", float(rate), total)
+        return profile(name, "users", float(fields["connections"]), total)
+    return None
+
+
+SECRET_OPTIONS = ("--api-key",)
+SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "x-auth-token")
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed, for the result's meta, with secrets replaced by ***."""
+    # Arguments that are not valid UTF-8 arrive as surrogates; keep them printable and encodable.
+    args = [a.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for a in argv]
+    for i, a in enumerate(args):
+        if a in SECRET_OPTIONS and i + 1 < len(args):
+            args[i + 1] = "***"
+        elif a.startswith(tuple(f"{o}=" for o in SECRET_OPTIONS)):
+            args[i] = a.split("=", 1)[0] + "=***"
+        elif a == "--header" or (a.startswith("-") and not a.startswith("--") and a.endswith("H")):
+            if i + 1 < len(args):  # -H VALUE, or a cluster of short options ending in H (-kH VALUE)
+                args[i + 1] = hide_secret_header(args[i + 1])
+        elif a.startswith("--header="):
+            args[i] = "--header=" + hide_secret_header(a[9:])
+        elif a.startswith("-H"):  # -HVALUE
+            args[i] = "-H" + hide_secret_header(a[2:])
+    return shlex.join(["squall", *args])
+
+
+def hide_secret_header(text: str) -> str:
+    """'Authorization: Bearer sk-...' -> 'Authorization: ***' (credentials never reach the result)."""
+    name, sep, _ = text.partition(":")
+    return f"{name}: ***" if sep and name.strip().lower() in SECRET_HEADERS else text
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """--prometheus-port PORT or HOST:PORT as (host, port), refused now if nothing can listen there."""
+    host, _, port_text = text.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise PlanError(f"--prometheus-port {text!r} is not PORT or HOST:PORT") from None
+    if not 1 <= port <= 65535:
+        raise PlanError(f"--prometheus-port {text!r}: the port must be from 1 to 65535")
+    address = (host.strip("[]") or "127.0.0.1", port)
+    import socket
+
+    try:  # refused before any load is sent, not found out in a warning at the end
+        with socket.create_server(address, family=socket.AF_INET6 if ":" in address[0] else socket.AF_INET):
+            pass
+    except OSError as e:
+        raise PlanError(f"--prometheus-port {text!r}: cannot listen there: {e.strerror or e}") from None
+    return address
+
+
+def body(text: str | None, path: Path | None) -> bytes:
+    """The request body from --body or --body-file (empty for neither)."""
+    if text is not None and path is not None:
+        raise PlanError("use either --body or --body-file, not both")
+    if path is not None:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise PlanError(f"--body-file {str(path)!r} cannot be read: {e.strerror or e}") from None
+    return os.fsencode(text) if text is not None else b""
+
+
+def api_keys(keys: list[str] | None, path: Path | None) -> tuple[str, ...]:
+    """The API keys from --api-key, --api-key-file, else SQUALL_API_KEY or OPENAI_API_KEY."""
+    found = list(keys or ())
+    if path is not None:
+        try:
+            found += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except OSError as e:
+            raise PlanError(f"--api-key-file {str(path)!r} cannot be read: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise PlanError(f"--api-key-file {str(path)!r} is not UTF-8 text (one key per line)") from None
+        if not found:
+            raise PlanError(f"--api-key-file {str(path)!r} holds no key")
+    if not found:
+        env = os.environ.get("SQUALL_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        if env:
+            found.append(env)
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFlags:
+    """What hunt and soak load, as typed: a request, an LLM endpoint, a scenario file or a py workload."""
+
+    method: str = "GET"
+    header: tuple[str, ...] = ()
+    body: str | None = None
+    llm: bool = False
+    model: str = "default"
+    max_tokens: int | None = None
+    scenario: Path | None = None
+    py: str | None = None
+    param: tuple[str, ...] = ()
+    tracemalloc: bool = False
+
+
+def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, Any]]:
+    """The request and the Plan fields (llm, scenario, py, transport, think) of what hunt or soak load."""
+    from squall.plan.specs import LlmSpec, PySpec, RequestSpec, api_from_path
+    from squall.units import parse_header
+
+    method = what.method.upper()
+    if (what.py is not None or what.scenario is not None) and (method != "GET" or what.header or what.body):
+        kind = "--py workload" if what.py is not None else "--scenario file"
+        raise PlanError(f"-m, -H and -b shape one HTTP request; a {kind} makes its own")
+    if not what.llm and (what.model != "default" or what.max_tokens is not None):
+        raise PlanError("--model and --max-tokens are for --llm")
+    if what.llm and (method != "GET" or what.body):
+        raise PlanError("--llm POSTs the LLM request itself: drop -m and -b")
+    if what.py is not None:
+        if url is not None or what.llm or what.scenario is not None:
+            raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")
+        from squall.studies.matrix import check_params, params
+
+        factory = load_py_factory(what.py)
+        grid = params(list(what.param))
+        if "concurrency" in grid:
+            raise PlanError("--param concurrency= is for squall py; here -c (or the hunt) sets the users")
+        if any(len(values) > 1 for values in grid.values()):
+            raise PlanError("--param takes one value per name here; a matrix of values is for squall py")
+        check_params(what.py, factory, grid)
+        spec = PySpec(what.py, tuple((k, v[0]) for k, v in grid.items()), what.tracemalloc)
+        return RequestSpec(url="http://127.0.0.1/"), {"py": spec}
+    if what.param or what.tracemalloc:
+        raise PlanError("--param and --tracemalloc are for a Python workload (--py MODULE:FACTORY)")
+    headers = tuple(parse_header(h) for h in what.header)
+    if what.scenario is not None:
+        from squall.plan.scenario.load import load_scenario
+
+        if url is not None or what.llm:
+            raise PlanError("--scenario brings its own base_url: drop the URL and --llm")
+        sc = load_scenario(what.scenario)
+        return RequestSpec(url=sc.base_url + "/"), {"scenario": sc, "think": sc.think}
+    if url is None:
+        raise PlanError("give the URL (or --scenario FILE)")
+    if what.llm:
+        spec = LlmSpec(api=api_from_path(url), model=what.model, max_tokens=what.max_tokens)
+        return RequestSpec(url=url, method="POST", headers=headers), {"llm": spec}
+    return RequestSpec(url=url, method=method, headers=headers, body=body(what.body, None)), {}
+
+
+def load_py_factory(target_text: str) -> Any:
+    """The MODULE:FACTORY of a py workload, MODULE looked up from where squall was started (as python -m)."""
+    from squall.engine.workload.py import load_factory
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return load_factory(target_text)

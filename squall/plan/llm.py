@@ -1,0 +1,91 @@
+"""`squall llm`'s flags as typed -> the LlmSpec: prompts, extra body, keys, goodput."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from squall.units import PlanError
+
+if TYPE_CHECKING:
+    from squall.plan.specs import LlmSpec
+
+DEFAULT_TEXT_PATH = "choices.0.delta.content"
+
+
+@dataclass(frozen=True, slots=True)
+class LlmFlags:
+    """The LLM options of `squall llm` as typed (api None: guessed from the URL's path)."""
+
+    api: str | None = None
+    stream: bool = True
+    model: str = "default"
+    max_tokens: int | None = None
+    temperature: float | None = None
+    body_json: str | None = None
+    prompts: Path | None = None
+    input_tokens: str | None = None
+    output_tokens: str | None = None
+    shuffle: bool = False
+    api_keys: tuple[str, ...] = ()
+    keys_given: bool = False  # --api-key or --api-key-file (not only the environment)
+    text_path: str = DEFAULT_TEXT_PATH
+    done_marker: str = "[DONE]"
+    goodput: tuple[str, ...] = ()
+    header: tuple[str, ...] = ()
+
+
+def llm_spec(url: str, flags: LlmFlags, seed: int) -> LlmSpec:
+    """The LlmSpec for `url`; raises PlanError when options contradict each other."""
+    import orjson
+
+    from squall.plan import prompts as prompt_source
+    from squall.plan.specs import LlmSpec, api_from_path, parse_goodput
+
+    api = flags.api or api_from_path(url)
+    if flags.prompts is not None and flags.input_tokens is not None:
+        raise PlanError("use either --prompts or --input-tokens, not both")
+    if flags.text_path != DEFAULT_TEXT_PATH and api != "sse":
+        raise PlanError("--text-path is for --api sse; chat, completions and dify read their own fields")
+    out_spec = (
+        prompt_source.parse_size(flags.output_tokens, "--output-tokens") if flags.output_tokens else None
+    )
+    if flags.prompts is not None:
+        chosen = prompt_source.load(flags.prompts)
+        if out_spec is not None:
+            drawn = prompt_source.synthetic(len(chosen), (1, 0), out_spec, seed)
+            chosen = tuple(
+                replace(p, max_tokens=p.max_tokens or m.max_tokens)
+                for p, m in zip(chosen, drawn, strict=True)
+            )
+    else:
+        size = prompt_source.parse_size(flags.input_tokens or "32", "--input-tokens")
+        chosen = prompt_source.synthetic(1000, size, out_spec, seed)
+    if flags.shuffle:
+        chosen = prompt_source.shuffled(chosen, seed)
+    extra: dict[str, object] = {}
+    if flags.body_json is not None:
+        try:
+            extra = orjson.loads(flags.body_json)
+        except orjson.JSONDecodeError as e:
+            raise PlanError(f"--body-json is not JSON: {e}") from None
+        if not isinstance(extra, dict):
+            raise PlanError("--body-json must be a JSON object")
+    if flags.keys_given and any(h.partition(":")[0].strip().lower() == "authorization" for h in flags.header):
+        raise PlanError("--api-key/--api-key-file and -H 'Authorization: ...' both set the key; use one")
+    if flags.max_tokens is not None and flags.output_tokens:
+        raise PlanError("--max-tokens and --output-tokens both set the answer's length; use one")
+    return LlmSpec(
+        api=api,
+        stream=flags.stream,
+        model=flags.model,
+        max_tokens=flags.max_tokens,
+        temperature=flags.temperature,
+        body_json=tuple(extra.items()),
+        prompts=chosen,
+        api_keys=flags.api_keys,
+        text_path=flags.text_path,
+        done_marker=flags.done_marker,
+        goodput=tuple(parse_goodput(g) for g in flags.goodput),
+    )

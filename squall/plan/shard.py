@@ -1,0 +1,55 @@
+"""Sharding in one place: this box's share of -c, -r, -n and of the stages, for `--shard I/N`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from squall.plan.load import Shape, Stage
+from squall.units import PlanError
+
+MAX_SHARDS = 10_000
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (I from 0) as (i, n); raises PlanError."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise PlanError(f"--shard {text!r} is not I/N, e.g. 0/4") from None
+    if not 0 <= i < n <= MAX_SHARDS:
+        raise PlanError(f"--shard {text!r}: I must be from 0 to N-1")
+    return i, n
+
+
+def share(total: int, i: int, n: int) -> int:
+    """Shard i of n's even share of `total` (the first `total % n` shards take one more)."""
+    return total // n + (1 if i < total % n else 0)
+
+
+def split_fields(text: str, fields: dict[str, Any], users_from_stages: bool = False) -> None:
+    """Replace connections, rate, requests and seed in `fields` with shard I of N's share; set `shard`."""
+    i, n = parse_shard(text)
+    connections = int(fields.get("connections", 64))
+    if connections < n and not users_from_stages:
+        raise PlanError(f"--shard {text!r}: {connections} connections cannot be split {n} ways")
+    fields["connections"] = max(1, share(connections, i, n))
+    if fields.get("rate") is not None:
+        fields["rate"] = float(fields["rate"]) / n
+    if fields.get("requests") is not None:
+        fields["requests"] = share(int(fields["requests"]), i, n)
+        if fields["requests"] == 0:
+            raise PlanError(f"--shard {text!r}: -n is smaller than the number of shards")
+    fields["shard"] = (i, n)
+    fields["seed"] = int(fields.get("seed", 0)) * 1_000_003 + i
+
+
+def split_shape(shape: Shape, i: int, n: int) -> Shape:
+    """Shard i of n's share of every stage: a rate divided by n, users split evenly so the shards add up."""
+
+    def part(target: float) -> float:
+        if shape.kind == "rate":
+            return target / n
+        return share(round(target), i, n)
+
+    return Shape(shape.kind, tuple(Stage(s.duration_s, part(s.target)) for s in shape.stages))

@@ -1,0 +1,157 @@
+"""plan/build.py and plan/shard.py: the one builder, the secret hiding, the shard split."""
+
+from pathlib import Path
+
+import pytest
+
+from squall.plan.build import (
+    LoadFlags,
+    TargetFlags,
+    api_keys,
+    body,
+    build,
+    command_line,
+    listen_address,
+    target,
+)
+from squall.plan.load import Shape, Stage
+from squall.plan.shard import parse_shard, share, split_fields, split_shape
+from squall.plan.specs import RequestSpec
+from squall.units import PlanError
+
+URL = RequestSpec("http://127.0.0.1:8080/")
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["run", "URL", "--api-key", "sk-1"], "squall run URL --api-key '***'"),
+        (["llm", "URL", "--api-key=sk-1"], "squall llm URL '--api-key=***'"),
+        (["run", "URL", "-H", "Authorization: Bearer x"], "squall run URL -H 'Authorization: ***'"),
+        (["run", "URL", "-kH", "x-api-key: k"], "squall run URL -kH 'x-api-key: ***'"),
+        (["run", "URL", "--header=Cookie: a=b"], "squall run URL '--header=Cookie: ***'"),
+        (["run", "URL", "-HCookie: a=b"], "squall run URL '-HCookie: ***'"),
+        (["run", "URL", "-H", "X-Trace: 1"], "squall run URL -H 'X-Trace: 1'"),
+        (["run", "caf\udcc3"], "squall run 'caf\\xc3'"),
+    ],
+)
+def test_command_line_hides_secrets(argv: list[str], want: str) -> None:
+    assert command_line(argv) == want
+
+
+def test_build_takes_the_flags_as_typed() -> None:
+    flags = LoadFlags(workers=2, duration="3s", timeout="2s", warmup="1s", seed=7, threshold=("p99<1s",))
+    plan = build(URL, flags, connections=8, argv=["run", "URL"])
+    got = (plan.workers, plan.connections, plan.duration_s, plan.timeout_s, plan.warmup_s, plan.seed)
+    assert got == (2, 8, 3.0, 2.0, 1.0, 7)
+    assert ([t.expr for t in plan.thresholds], plan.command, plan.tls_verify) == (
+        ["p99<1s"],
+        "squall run URL",
+        True,
+    )
+
+
+def test_build_defaults_connections_only_when_not_given() -> None:
+    assert build(URL, LoadFlags(workers=1), argv=[]).connections == 64
+    assert build(URL, LoadFlags(workers=1), default_connections=10, argv=[]).connections == 10
+    shaped = build(URL, LoadFlags(workers=1, stage=("2s:5",)), default_connections=10, argv=[])
+    assert (shaped.connections, shaped.duration_s) == (5, 2.0)
+
+
+def test_build_splits_a_shard_and_its_stages() -> None:
+    flags = LoadFlags(workers=1, stage=("1s:10", "1s:3"), shard="1/4", seed=2)
+    plan = build(URL, flags, argv=[])
+    assert plan.shape == Shape("users", (Stage(1.0, 3), Stage(1.0, 1)))  # of 10: 3 3 2 2; of 3: 1 1 1 0
+    assert (plan.shard, plan.seed) == ((1, 4), 2 * 1_000_003 + 1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (LoadFlags(abort_grace="1s"), "--abort-grace needs --abort-on-fail"),
+        (LoadFlags(abort_on_fail=True), "--abort-on-fail needs at least one --threshold"),
+        (LoadFlags(junit=Path("j.xml")), "--junit needs at least one --threshold"),
+        (LoadFlags(stage=("1s:5",), profile="ramp"), "use either --stage or --profile, not both"),
+        (LoadFlags(stage=("1s:5",), duration="1s"), "--stage sets the duration; drop -d/--duration"),
+        (LoadFlags(profile="ramp"), "--profile needs -d/--duration"),
+        (LoadFlags(stage=("1s:5/s",), rate=3.0), "--stage 1s:5/s sets the rate; drop -r/--rate"),
+        (LoadFlags(shard="4/4"), "--shard '4/4': I must be from 0 to N-1"),
+        (LoadFlags(start_at=1.0), "--start-at 1 is not within a day of now"),
+    ],
+)
+def test_build_refuses(flags: LoadFlags, message: str) -> None:
+    with pytest.raises(PlanError) as e:
+        build(URL, flags, argv=[])
+    assert str(e.value).startswith(message)
+
+
+def test_build_refuses_users_with_a_users_stage() -> None:
+    with pytest.raises(PlanError, match=r"^--stage 1s:5 sets the users; drop -c \(or -u\)$"):
+        build(URL, LoadFlags(stage=("1s:5",)), connections=3, argv=[])
+
+
+def test_shard_shares_add_up() -> None:
+    assert [share(10, i, 4) for i in range(4)] == [3, 3, 2, 2]
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("1", "a/b", "1/2/3"):
+        with pytest.raises(PlanError, match="is not I/N"):
+            parse_shard(bad)
+    fields = {"connections": 10, "rate": 100.0, "requests": 5, "seed": 0}
+    split_fields("3/4", fields)
+    assert fields == {"connections": 2, "rate": 25.0, "requests": 1, "seed": 3, "shard": (3, 4)}
+    with pytest.raises(PlanError, match="3 connections cannot be split 4 ways"):
+        split_fields("0/4", {"connections": 3})
+    with pytest.raises(PlanError, match="-n is smaller than the number of shards"):
+        split_fields("3/4", {"connections": 8, "requests": 3})
+    rate = Shape("rate", (Stage(1.0, 10.0),))
+    assert split_shape(rate, 0, 4) == Shape("rate", (Stage(1.0, 2.5),))
+
+
+def test_listen_address() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(PlanError, match=f"--prometheus-port '{port}': cannot listen there"):
+            listen_address(str(port))
+    assert listen_address(f"127.0.0.1:{port}") == ("127.0.0.1", port)
+    assert listen_address(str(port)) == ("127.0.0.1", port)
+    with pytest.raises(PlanError, match="is not PORT or HOST:PORT"):
+        listen_address("x")
+    with pytest.raises(PlanError, match="the port must be from 1 to 65535"):
+        listen_address("0")
+
+
+def test_body_and_api_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (body(None, None), body("hé", None)) == (b"", "hé".encode())
+    f = tmp_path / "b"
+    f.write_bytes(b"\x00\x01")
+    assert body(None, f) == b"\x00\x01"
+    with pytest.raises(PlanError, match="use either --body or --body-file, not both"):
+        body("a", f)
+    monkeypatch.delenv("SQUALL_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "env")
+    keys = tmp_path / "keys"
+    keys.write_text("a\n\n b \n")
+    assert (api_keys(None, None), api_keys(["k"], keys)) == (("env",), ("k", "a", "b"))
+    keys.write_text("\n")
+    with pytest.raises(PlanError, match="holds no key"):
+        api_keys(None, keys)
+
+
+def test_target_of_hunt_and_soak() -> None:
+    request, fields = target("http://127.0.0.1:1/x", TargetFlags(method="post", header=("A: b",), body="z"))
+    assert (request.method, request.headers, request.body, fields) == ("POST", (("A", "b"),), b"z", {})
+    request, fields = target("http://127.0.0.1:1/v1/chat/completions", TargetFlags(llm=True, max_tokens=5))
+    assert (request.method, fields["llm"].api, fields["llm"].max_tokens) == ("POST", "chat", 5)
+    for what, message in [
+        (TargetFlags(model="m"), "--model and --max-tokens are for --llm"),
+        (TargetFlags(llm=True, body="x"), "--llm POSTs the LLM request itself: drop -m and -b"),
+        (TargetFlags(param=("a=1",)), "--param and --tracemalloc are for a Python workload"),
+        (TargetFlags(scenario=Path("s.yaml"), header=("A: b",)), "-m, -H and -b shape one HTTP request"),
+    ]:
+        with pytest.raises(PlanError) as e:
+            target("http://127.0.0.1:1/", what)
+        assert str(e.value).startswith(message)
+    with pytest.raises(PlanError, match=r"^give the URL \(or --scenario FILE\)$"):
+        target(None, TargetFlags())

@@ -1,0 +1,55 @@
+"""cli/options.py: the shared options are declared once and every load command takes them the same way."""
+
+import inspect
+from dataclasses import fields
+
+import pytest
+import typer.main
+
+from squall.cli import app
+from squall.cli.options import LOAD_OPTIONS, TARGET_OPTIONS, bundled
+from squall.plan.build import LoadFlags, TargetFlags
+
+LOAD_COMMANDS = ("run", "llm", "scenario", "py", "hunt", "soak")
+
+
+def _options(command: str) -> dict[str, tuple[str, ...]]:
+    click = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {p.name: tuple(sorted(p.opts)) for p in click.params}
+
+
+def test_the_bundles_declare_every_field() -> None:
+    assert list(LOAD_OPTIONS) == [f.name for f in fields(LoadFlags)]
+    assert list(TARGET_OPTIONS) == [f.name for f in fields(TargetFlags)]
+
+
+def test_every_load_command_takes_the_shared_options_the_same_way() -> None:
+    shared = {"workers", "timeout", "insecure", "out", "quiet", "seed", "html", "csv_path", "prometheus_port"}
+    want = {name: _options("run")[name] for name in shared}
+    for command in LOAD_COMMANDS:
+        got = _options(command)
+        assert {n: got.get(n) for n in shared if n in got} == {n: want[n] for n in shared if n in got}, (
+            command
+        )
+        assert got["quiet"] == ("--quiet", "-q"), command
+
+
+def test_bundled_hands_the_options_over_as_one_object() -> None:
+    seen = []
+
+    def body(url: str, *, flags: LoadFlags) -> None:
+        seen.append((url, flags))
+
+    wrapped = bundled("flags", LoadFlags, LOAD_OPTIONS, omit=("think",), defaults={"timeout": "9s"})(body)
+    params = inspect.signature(wrapped).parameters
+    assert "think" not in params and params["timeout"].default == "9s" and "flags" not in params
+    kwargs = {name: p.default for name, p in params.items() if name != "url"}
+    wrapped(url="u", **{**kwargs, "threshold": ["p99<1s"], "quiet": True})
+    assert seen == [("u", LoadFlags(timeout="9s", threshold=("p99<1s",), quiet=True))]
+
+
+def test_a_command_option_may_not_shadow_a_bundled_one() -> None:
+    def body(quiet: bool = False, *, flags: LoadFlags) -> None: ...
+
+    with pytest.raises(TypeError, match="body declares quiet, which LoadFlags holds"):
+        bundled("flags", LoadFlags, LOAD_OPTIONS)(body)
