@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|ms|s|m|h)?\s*$")
 _UNIT_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -63,3 +65,25 @@ def parse_percent(text: str, what: str = "percentage") -> float:
     if not 0 <= value <= 10_000:
         raise PlanError(f"{what} {text!r} must be from 0% to 10000%")
     return value
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """PlanError unless `path` can be written: not a directory, in a writable directory."""
+    if path.is_dir():
+        raise PlanError(f"{option} {str(path)!r} is a directory; give a file name")
+    parent = path.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        where = f"directory {str(parent)!r}"
+        raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
+
+
+def distinct(paths: dict[str, Path | None]) -> None:
+    """No two files given to one command may be the same file (the last write would win)."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise PlanError(f"{option} and {seen[key]} name the same file {str(path)!r}")
+        seen[key] = option

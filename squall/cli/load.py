@@ -255,16 +255,16 @@ def py(
     """Load-test a Python SDK or any async function in-process: same engine, models, shapes and stats.
     Phases timed with squall.sdk.timer() get their own histograms; exceptions count by type."""
     from squall.plan import build
+    from squall.plan import py as py_params
     from squall.plan.specs import PySpec, RequestSpec
-    from squall.report.outputs import check_writable
     from squall.studies import matrix
-    from squall.units import PlanError
+    from squall.units import PlanError, check_writable
 
     try:
         factory = build.load_py_factory(target)
-        grid = matrix.params(param or [])
-        matrix.check_params(target, factory, grid)
-        cells = matrix.cells(grid)
+        grid = py_params.params(param or [])
+        py_params.check_params(target, factory, grid)
+        cells = py_params.cells(grid)
         if len(cells) > 1:
             if flags.html is not None or flags.csv_path is not None or flags.junit is not None:
                 raise PlanError(

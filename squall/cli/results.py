@@ -28,9 +28,9 @@ def report(
 ) -> None:
     """Turn a JSON result into a self-contained HTML report (summary cards, linked charts, distributions)
     and/or CSV files."""
-    from squall.report.outputs import distinct, write_extras
+    from squall.report.outputs import write_extras
     from squall.result.read import read_result
-    from squall.units import PlanError
+    from squall.units import PlanError, distinct
 
     with usage_errors():
         if html is None and csv_path is None:
@@ -43,7 +43,7 @@ def report(
 
 
 def _check_writable(html: Path | None, csv_path: Path | None) -> None:
-    from squall.report.outputs import check_writable
+    from squall.units import check_writable
 
     for path, option in ((html, "--html"), (csv_path, "--csv")):
         if path is not None:
@@ -73,10 +73,10 @@ def merge(
     """Merge results exactly: counters add, histograms add bucket by bucket, seconds align on wall clock."""
     from squall.report.console import print_summary
     from squall.report.json import write_json
-    from squall.report.outputs import check_writable, distinct, write_extras
+    from squall.report.outputs import write_extras
     from squall.result.merge import merge as merge_docs
     from squall.result.read import read_result
-    from squall.units import PlanError
+    from squall.units import PlanError, check_writable, distinct
 
     with usage_errors():
         check_writable(out)
@@ -111,7 +111,7 @@ def compare(
     regression beyond --max-regression, for CI."""
     import orjson
 
-    from squall.report.console import print_compare
+    from squall.report.tables import print_compare
     from squall.result.compare import compare as compare_docs
     from squall.result.read import read_result
     from squall.units import parse_percent

@@ -80,9 +80,9 @@ def hunt(
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
     from squall.plan import build
-    from squall.report.outputs import check_writable, distinct, signal_exit, signals_wait, write_extras
+    from squall.report.outputs import signal_exit, signals_wait, write_extras
     from squall.studies.hunt import Hunter, HuntSpec, exit_code, hunt_until_stopped
-    from squall.units import PlanError, parse_duration
+    from squall.units import PlanError, check_writable, distinct, parse_duration
 
     try:
         if not slo:
@@ -131,7 +131,7 @@ def hunt(
     if not hunter.steps:
         typer.echo("hunt: stopped before the first level ended; nothing to write", err=True)
         raise typer.Exit(exit_code(found))
-    from squall.report.console import print_hunt
+    from squall.report.tables import print_hunt
 
     with signals_wait() as got:
         doc = hunter.document(found)
@@ -191,10 +191,11 @@ def soak(
     from dataclasses import replace
 
     from squall.plan import build
-    from squall.report.outputs import check_writable, execute
+    from squall.plan.specs import SoakSpec
+    from squall.report.outputs import execute
     from squall.result.document import STOPPED_BY_SIGNAL
-    from squall.studies.soak import SoakSpec, start_target, stop_target
-    from squall.units import PlanError, parse_duration
+    from squall.studies.soak import start_target, stop_target
+    from squall.units import PlanError, check_writable, parse_duration
 
     proc = None
     try:

@@ -80,7 +80,8 @@ def mock(
 ) -> None:
     """A built-in OpenAI-compatible (and Dify-style) streaming server with fault injection, to aim at."""
     from squall.plan.prompts import parse_size
-    from squall.targets.mock_llm import MockOptions, serve_mock
+    from squall.targets.mock_llm import serve_mock
+    from squall.targets.mock_options import MockOptions
     from squall.units import PlanError, parse_duration
 
     try:
@@ -131,9 +132,9 @@ def demo(
     csv_path: Csv = None,
 ) -> None:
     """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
-    from squall.report.outputs import check_writable, execute
+    from squall.report.outputs import execute
     from squall.targets.demo import DEMO_MOCK, demo_plan, start_mock
-    from squall.units import PlanError
+    from squall.units import PlanError, check_writable
 
     with usage_errors():
         check_writable(html, "--html")

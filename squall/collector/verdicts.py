@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 BUSY_PCT = 20.0  # other processes' mean share of the host's CPU (%) from which the box counts as busy
+OWN_CPU_PCT = 50.0  # a worker whose mean CPU stays under this did not make its own loop late
 
 
 def sustained(values: Sequence[float | None], limit: float, span: int) -> bool:
@@ -38,15 +39,34 @@ def self_check(
     cpu_limit: float,
     lag_limit_ms: float,
     span: int,
+    excused: Sequence[int] = (),
 ) -> list[str]:
-    """Reasons the generator, not the target, limited the run (empty when it did not)."""
+    """Reasons the generator, not the target, limited the run (empty when it did not); the loop lag of the
+    `excused` workers was the busy box's doing (see `box_delayed`), not squall's."""
     over = over_limits(cpu, loop_lag_p99_ms, cpu_limit, lag_limit_ms, span)
     reasons = [f"worker {w} CPU stayed at or above {cpu_limit:g}% for {span} s" for w in over["cpu"]]
     reasons += [
         f"worker {w} event loop ran late (timer lateness p99 > {lag_limit_ms:g} ms) for {span} s"
         for w in over["loop_lag"]
+        if w not in excused
     ]
     return reasons
+
+
+def box_delayed(
+    cpu: dict[int, list[float | None]], lagging: Sequence[int], others_pct: float | None
+) -> list[int]:
+    """The lagging workers whose loop was late because other processes held the CPU: the box was busy
+    (others used at least BUSY_PCT of it) while the worker's own mean CPU stayed under OWN_CPU_PCT, so the
+    worker had room to spare and only waited for a core."""
+    if others_pct is None or others_pct < BUSY_PCT:
+        return []
+    out = []
+    for w in lagging:
+        seen = [v for v in cpu.get(w, ()) if v is not None]
+        if seen and sum(seen) / len(seen) < OWN_CPU_PCT:
+            out.append(w)
+    return out
 
 
 def others_cpu_pct(series: Sequence[dict[str, Any]], cpus: int) -> float | None:

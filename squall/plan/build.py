@@ -69,7 +69,7 @@ def build(
     from squall.plan.plan import Plan
     from squall.plan.shard import split_fields, split_shape
     from squall.plan.thresholds import parse_threshold
-    from squall.report.outputs import check_writable
+    from squall.units import check_writable
 
     users_given = connections is not None
     fields.update(
@@ -280,7 +280,7 @@ def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, A
     if what.py is not None:
         if url is not None or what.llm or what.scenario is not None:
             raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")
-        from squall.studies.matrix import check_params, params
+        from squall.plan.py import check_params, params
 
         factory = load_py_factory(what.py)
         grid = params(list(what.param))
@@ -311,7 +311,7 @@ def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, A
 
 def load_py_factory(target_text: str) -> Any:
     """The MODULE:FACTORY of a py workload, MODULE looked up from where squall was started (as python -m)."""
-    from squall.engine.workload.py import load_factory
+    from squall.plan.py import load_factory
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -12,8 +12,8 @@ from squall.units import MAX_SECONDS, PlanError
 if TYPE_CHECKING:
     from squall.plan.load import Shape, Think
     from squall.plan.scenario.model import Scenario
+    from squall.plan.specs import SoakSpec
     from squall.plan.thresholds import Threshold
-    from squall.studies.soak import SoakSpec
 
 ARRIVALS = ("constant", "poisson", "gamma")
 TRANSPORTS = ("auto", "raw", "aiohttp")

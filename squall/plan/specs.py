@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from squall.engine.llm.apis import APIS as SHAPES
-from squall.engine.llm.apis import guess_api
 from squall.units import TOKEN, PlanError, parse_duration
 
 
@@ -65,7 +63,6 @@ class RequestSpec:
             raise PlanError(f"method {self.method!r} is not a valid HTTP method")
 
 
-APIS = tuple(SHAPES)  # the API shapes' names, from their registry
 GOODPUT_METRICS = ("ttft", "tpot", "e2e", "itl")
 _BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
 
@@ -97,8 +94,9 @@ class LlmSpec:
 
     def validate(self) -> None:
         """Raise PlanError for an unknown API, no prompts or a bad bound."""
-        if self.api not in APIS:
-            raise PlanError(f"--api {self.api!r} is not one of {', '.join(APIS)}")
+        names = api_names()
+        if self.api not in names:
+            raise PlanError(f"--api {self.api!r} is not one of {', '.join(names)}")
         if not self.prompts:
             raise PlanError("no prompts: the prompts file is empty")
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -116,8 +114,17 @@ def parse_goodput(text: str) -> tuple[str, float]:
     return m.group(1), parse_duration(m.group(2), "--goodput")
 
 
+def api_names() -> tuple[str, ...]:
+    """The API shapes' names, from the engine's registry (the one place a shape is added)."""
+    from squall.engine.llm.apis import APIS
+
+    return tuple(APIS)
+
+
 def api_from_path(url: str) -> str:
     """Guess the API shape from the endpoint path (the registry's first shape that takes it)."""
+    from squall.engine.llm.apis import guess_api
+
     return guess_api(url)
 
 
@@ -128,3 +135,17 @@ class PySpec:
     target: str
     params: tuple[tuple[str, Any], ...] = ()
     tracemalloc: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SoakSpec:
+    """Verdict settings: a leak is suspected when the RSS slope is significant and above the threshold."""
+
+    leak_threshold_mb_h: float = 10.0
+    checkpoint_s: float = 60.0
+
+    def validate(self) -> None:
+        if not 0 <= self.leak_threshold_mb_h <= 1e6:
+            raise PlanError(f"--leak-threshold must be 0 or more MB/h (got {self.leak_threshold_mb_h:g})")
+        if not 1 <= self.checkpoint_s <= 86_400:
+            raise PlanError(f"--checkpoint must be from 1 s to 1 day (got {self.checkpoint_s:g} s)")

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from squall.report.invalid import why_not_valid
-from squall.report.live import LiveView
-
-if TYPE_CHECKING:
-    from squall.report.tables import print_compare, print_hunt, print_matrix
-
-__all__ = [
-    "LiveView",
-    "fmt_ms",
-    "print_compare",
-    "print_hunt",
-    "print_matrix",
-    "print_summary",
-    "why_not_valid",
-]
-
-
-def __getattr__(name: str) -> Any:
-    # The study tables live in squall.report.tables; these names stay importable from here.
-    if name in ("print_compare", "print_hunt", "print_matrix"):
-        from squall.report import tables
-
-        return getattr(tables, name)
-    raise AttributeError(name)
-
-
-def fmt_ms(v: float) -> str:
-    """A duration in ms as the tables show it: 1.23ms, or 1.23s from a second up."""
-    if v >= 1000:
-        return f"{v / 1000:.2f}s"
-    return f"{v:.2f}ms"
+from squall.report.tables import fmt_ms
 
 
 def _print_soak(console: Console, soak: dict[str, Any]) -> None:

@@ -46,9 +46,11 @@ def why_not_valid(doc: dict[str, Any]) -> list[str]:
             f"{check['cpu_limit_pct']:g}% CPU for {span} s, so the numbers are squall's ceiling, not the "
             "target's. What to do: use fewer connections/streams or more workers (-w), or a quieter box."
         )
-    if check.get("loop_lag_workers"):
+    delayed = set(check.get("box_delayed_workers") or ())
+    lagging = [w for w in check.get("loop_lag_workers") or () if w not in delayed]
+    if lagging:
         out.append(
-            f"the generator's event loop ran late: {_workers(check['loop_lag_workers'])} woke more than "
+            f"the generator's event loop ran late: {_workers(lagging)} woke more than "
             f"{check['loop_lag_limit_ms']:g} ms late (p99) for {span} s, so latencies include squall's own "
             "delay. What to do: use fewer connections/streams or more workers (-w), or a quieter box."
         )

@@ -13,17 +13,7 @@ import typer
 
 from squall.plan.plan import Plan
 from squall.result.document import EXIT_USAGE, STOPPED_BY_SIGNAL, Result
-from squall.units import PlanError
-
-
-def check_writable(path: Path, option: str = "--out") -> None:
-    """PlanError unless `path` can be written: not a directory, in a writable directory."""
-    if path.is_dir():
-        raise PlanError(f"{option} {str(path)!r} is a directory; give a file name")
-    parent = path.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        where = f"directory {str(parent)!r}"
-        raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
+from squall.units import PlanError, check_writable, distinct
 
 
 @contextlib.contextmanager
@@ -124,18 +114,6 @@ def execute(
             typer.echo(f"result written to {plan.out_path}", err=True)
         write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
     return signal_exit(got, exit_code(result))
-
-
-def distinct(paths: dict[str, Path | None]) -> None:
-    """No two files given to one command may be the same file (the last write would win)."""
-    seen: dict[Path, str] = {}
-    for option, path in paths.items():
-        if path is None:
-            continue
-        key = path.resolve()
-        if key in seen:
-            raise PlanError(f"{option} and {seen[key]} name the same file {str(path)!r}")
-        seen[key] = option
 
 
 def write_extras(doc: dict[str, Any], html: Path | None, csv_path: Path | None) -> None:

@@ -7,7 +7,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from squall.report.console import fmt_ms as _fmt_ms
+
+def fmt_ms(v: float) -> str:
+    """A duration in ms as the tables show it: 1.23ms, or 1.23s from a second up."""
+    if v >= 1000:
+        return f"{v / 1000:.2f}s"
+    return f"{v:.2f}ms"
 
 
 def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
@@ -42,9 +47,9 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         table.add_row(
             f"{st['level']:g}",
             f"{st['rps']:,.1f}",
-            _fmt_ms(st["p50_ms"]),
-            _fmt_ms(st["p99_ms"]),
-            *((_fmt_ms(st.get("ttft_p99_ms", 0.0)), f"{st.get('tokens_per_s', 0.0):,.0f}") if llm else ()),
+            fmt_ms(st["p50_ms"]),
+            fmt_ms(st["p99_ms"]),
+            *((fmt_ms(st.get("ttft_p99_ms", 0.0)), f"{st.get('tokens_per_s', 0.0):,.0f}") if llm else ()),
             f"{100 * st['error_rate']:.2f}%",
             cpu,
             verdict,
@@ -131,15 +136,13 @@ def print_matrix(doc: dict[str, Any], console: Console | None = None) -> None:
         row += [
             f"{s['requests']:,}",
             f"{s['rps']:,.1f}",
-            _fmt_ms(lat["p50"]),
-            _fmt_ms(lat["p99"]),
+            fmt_ms(lat["p50"]),
+            fmt_ms(lat["p99"]),
             f"{s['errors']:,}",
         ]
         for p in phases:
             ph = s.get("phases", {}).get(p)
-            row.append(
-                f"{_fmt_ms(ph['latency_ms']['p50'])} / {_fmt_ms(ph['latency_ms']['p99'])}" if ph else ""
-            )
+            row.append(f"{fmt_ms(ph['latency_ms']['p50'])} / {fmt_ms(ph['latency_ms']['p99'])}" if ph else "")
         failed = [t["expr"] for t in c.get("thresholds", []) if not t["ok"]]
         verdict = "not valid (see warnings)" if not c.get("valid", True) else "ok"
         if c.get("stop_reason") in ("interrupted", "terminated"):

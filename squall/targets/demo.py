@@ -9,7 +9,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from squall.targets.mock_llm import MockOptions
+from squall.targets.mock_options import MockOptions
 
 if TYPE_CHECKING:
     from squall.plan.plan import Plan

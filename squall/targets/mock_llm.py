@@ -9,7 +9,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import NamedTuple, cast
 
@@ -17,15 +16,13 @@ import httptools
 import orjson
 
 from squall.targets import mock_events as ev
+from squall.targets.mock_options import FAULTS, MAX_TOKENS, MockOptions, MockState
 from squall.targets.thread import TargetThread, close_server, serve_until_signal
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_RECORDS = 100_000
 MAX_QUEUED = 64
-MAX_SECONDS = 3600.0
-MAX_TOKENS = 1_000_000
 CATCH_UP_NS = 1_000_000
-FAULTS = ("fail_429", "fail_500", "hang", "drop_mid_stream", "bad_chunk", "empty")
 _PATHS = {b"/v1/chat/completions": ev.CHAT, b"/v1/completions": ev.COMPLETIONS, b"/v1/chat-messages": ev.DIFY}
 _JSON = b"application/json"
 _N_WORDS = len(ev.WORDS)
@@ -34,73 +31,6 @@ _INJECTED = {
     "fail_429": (429, "Rate limit reached (injected by the squall mock)", "requests", "rate_limit_exceeded"),
     "fail_500": (500, "Internal error (injected by the squall mock)", "server_error", "internal_error"),
 }
-
-
-@dataclass(frozen=True)
-class MockOptions:
-    """Where the mock listens, how fast it 'generates', and the fraction of requests that get each fault."""
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ttft_s: float = 0.15
-    itl_s: float = 0.02
-    tokens: int = 64
-    tokens_stddev: float = 0.0
-    jitter: float = 0.0
-    fail_429: float = 0.0
-    fail_500: float = 0.0
-    hang: float = 0.0
-    drop_mid_stream: float = 0.0
-    bad_chunk: float = 0.0
-    empty: float = 0.0
-    model: str = "squall-mock"
-    seed: int = 0
-    record_sends: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.host or not self.model:
-            raise ValueError("host and model must not be empty")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be from 0 to 65535 (0 picks a free port), got {self.port}")
-        for name in ("ttft_s", "itl_s"):
-            if not 0 <= getattr(self, name) <= MAX_SECONDS:
-                flag = "--" + name.removesuffix("_s")
-                raise ValueError(f"{flag} must be from 0 to {MAX_SECONDS:g} s, got {getattr(self, name)}")
-        if type(self.tokens) is not int or not 1 <= self.tokens <= MAX_TOKENS:
-            raise ValueError(f"--tokens must be an integer from 1 to {MAX_TOKENS}, got {self.tokens!r}")
-        if not 0 <= self.tokens_stddev <= MAX_TOKENS:
-            raise ValueError(
-                f"--tokens N:stddev: stddev must be from 0 to {MAX_TOKENS}, got {self.tokens_stddev}"
-            )
-        for name in ("jitter", *FAULTS):
-            if not 0 <= getattr(self, name) <= 1:
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} must be a fraction from 0 to 1, got {getattr(self, name)}")
-        total = sum(getattr(self, name) for name in FAULTS)
-        if total > 1 + 1e-9:
-            raise ValueError(
-                f"the fault fractions ({', '.join('--' + f.replace('_', '-') for f in FAULTS)}) must add "
-                f"up to at most 1, got {total:g}"
-            )
-
-
-class MockState:
-    """Counters of one mock server and, with record_sends, when each stream's content events were written.
-
-    For completed stream k, `arrivals[k]` is the perf_counter_ns() when its request arrived and `sends[k]` the
-    perf_counter_ns() just before each of its content events was written (at most MAX_RECORDS streams).
-    """
-
-    __slots__ = ("arrivals", "connections", "events_sent", "faults", "requests", "sends", "streams_open")
-
-    def __init__(self) -> None:
-        self.requests: int = 0
-        self.streams_open: int = 0
-        self.events_sent: int = 0  # content (token) events
-        self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
-        self.arrivals: list[int] = []
-        self.sends: list[list[int]] = []
-        self.connections: set[_MockProtocol] = set()
 
 
 class _Mock:

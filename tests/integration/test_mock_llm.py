@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from squall.targets.mock_events import WORDS
-from squall.targets.mock_llm import MockOptions, MockThread
+from squall.targets.mock_llm import MockThread
+from squall.targets.mock_options import MockOptions
 
 TTFT, ITL, TOKENS = 0.02, 0.005, 6
 CHAT = "/v1/chat/completions"
@@ -407,7 +408,8 @@ def test_fault_fractions_must_add_up_to_at_most_one() -> None:
 
 def test_serve_mock_exits_cleanly_on_sigterm() -> None:
     code = (
-        "from squall.targets.mock_llm import MockOptions, serve_mock\n"
+        "from squall.targets.mock_llm import serve_mock\n"
+        "from squall.targets.mock_options import MockOptions\n"
         "serve_mock(MockOptions(port=0), ready=lambda port: print(port, flush=True))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

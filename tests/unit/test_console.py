@@ -3,7 +3,7 @@ import pytest
 from squall.collector.aggregate import Aggregate
 from squall.plan.plan import Plan
 from squall.plan.specs import RequestSpec
-from squall.report.console import LiveView
+from squall.report.live import LiveView
 
 
 def _entry(**kw: object) -> dict[str, object]:

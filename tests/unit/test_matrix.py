@@ -2,7 +2,7 @@
 
 import pytest
 
-from squall.studies.matrix import cells, check_params, number, params
+from squall.plan.py import cells, check_params, number, params
 from squall.units import PlanError
 
 

@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from squall.studies.soak import SoakSpec, slope, verdicts
+from squall.collector.leaks import slope, verdicts
+from squall.plan.specs import SoakSpec
 
 
 def _series(n: int, rss: float, per_s: float, noise: float = 0.0, p99: float = 5.0) -> list[dict]:

@@ -1,4 +1,4 @@
-from squall.collector.verdicts import self_check, sustained
+from squall.collector.verdicts import box_delayed, self_check, sustained
 from squall.result.document import Result
 
 
@@ -47,3 +47,17 @@ def test_others_cpu_is_what_neither_squall_nor_the_target_used() -> None:
     ]
     assert others_cpu_pct(series, cpus=2) == round((20.0 + 40.0 + 0.0) / 3, 1)
     assert others_cpu_pct([], cpus=2) is None
+
+
+def test_a_busy_box_excuses_the_loop_lag_of_an_idle_worker() -> None:
+    cpu = {0: [5.0, 6.0, 4.0], 1: [95.0, 96.0, 97.0]}
+    # worker 0 waited for a core while others held the box; worker 1 made its own loop late
+    assert box_delayed(cpu, [0, 1], others_pct=45.0) == [0]
+    assert box_delayed(cpu, [0, 1], others_pct=5.0) == []  # a quiet box: the lag was squall's own
+    assert box_delayed(cpu, [0, 1], others_pct=None) == []  # not sampled: nothing is excused
+    assert box_delayed({0: [None, None]}, [0], others_pct=45.0) == []  # no CPU seen: nothing is excused
+    lag = {0: [9.0, 9.0, 9.0], 1: [9.0, 9.0, 9.0]}
+    assert self_check(cpu, lag, 90.0, 5.0, 3, excused=[0]) == [
+        "worker 1 CPU stayed at or above 90% for 3 s",
+        "worker 1 event loop ran late (timer lateness p99 > 5 ms) for 3 s",
+    ]

@@ -9,131 +9,20 @@ import ssl
 from time import perf_counter_ns
 from typing import Any
 
-import httptools
 from multidict import CIMultiDict
 
 from squall.engine.transport.base import Answer, AnswerCut, Channel, Interrupted, Owner, RequestSource
+from squall.engine.transport.http1 import (
+    Conn,
+    ConnectError,
+    FetchConn,
+    HeadConn,
+    ProtocolError,
+    StreamConn,
+    TlsError,
+)
 from squall.engine.workload.http import Request
 from squall.plan.plan import Plan
-
-
-class ConnectError(OSError):
-    """The TCP (or TLS) connection could not be made."""
-
-
-class TlsError(OSError):
-    """The TLS handshake failed (certificate not trusted, wrong host name, protocol mismatch)."""
-
-
-class ProtocolError(Exception):
-    """The peer's bytes are not valid HTTP/1.1."""
-
-
-class _Conn(asyncio.Protocol):
-    """One keep-alive TCP connection of a channel; parses responses with httptools."""
-
-    __slots__ = ("ch", "closed", "first", "idle_made", "nbytes", "now", "parser", "transport")
-
-    def __init__(self, ch: _RawChannel) -> None:
-        self.ch = ch
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.first = 0
-        self.now = 0
-        self.nbytes = 0
-        self.closed = False
-        self.idle_made = False  # opened before the run and not yet answered on (see connection_lost)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        # The time the bytes arrived: the first chunk's is the response's first byte, the last chunk's
-        # (the one that completes it) its end.
-        self.now = now = perf_counter_ns()
-        if not self.first:
-            self.first = now
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self.close()
-            self.ch.fail(self, ProtocolError(f"bad HTTP response: {e}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        parser = self.parser
-        if exc is None and self.first and parser.get_status_code() and not parser.should_keep_alive():
-            # The peer closed cleanly after a status line, and the response was not keep-alive: a body with
-            # neither Content-Length nor chunked encoding ends where the connection does.
-            self.ch.done(self, parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
-        elif self.first:
-            self.ch.fail(self, AnswerCut("connection closed before the response ended"))
-        elif self.idle_made and self.ch.resend(self):
-            # A connection opened before the run that the server closed while it sat idle (its idle
-            # timeout) just as the first request went out: that request goes again on a new one.
-            pass
-        else:
-            self.ch.fail(self, ConnectionResetError("connection closed before a response"))
-
-    # httptools callbacks: the hot path, kept to two Python calls per response
-    def on_body(self, body: bytes) -> None:
-        self.nbytes += len(body)
-
-    def on_message_complete(self) -> None:
-        parser = self.parser
-        if not parser.should_keep_alive():
-            self.close()
-        self.idle_made = False
-        ch = self.ch
-        if ch.conn is self and ch.busy:
-            ch.busy = False
-            if self.first:
-                ch.owner.on_response(ch, parser.get_status_code(), self.first, self.now, self.nbytes)
-            else:  # more bytes in the chunk that held the last response: nothing was asked for them
-                self.close()
-                ch.owner.on_failure(ch, ProtocolError("a response arrived before its request was sent"))
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-class _HeadConn(_Conn):
-    """For HEAD: no body follows the headers, whatever Content-Length says."""
-
-    __slots__ = ()
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        self.parser = httptools.HttpResponseParser(self)
-        self.idle_made = False
-        if not parser.should_keep_alive():
-            self.close()
-        if self.first:
-            self.ch.done(self, parser.get_status_code(), self.first, self.now, self.nbytes)
-        else:
-            self.close()
-            self.ch.fail(self, ProtocolError("a response arrived before its request was sent"))
-
-    def on_message_complete(self) -> None:
-        pass
-
-
-class _StreamConn(_Conn):
-    """For LLM answers: body bytes go to the channel's AnswerReader with the time they arrived."""
-
-    __slots__ = ()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"retry-after" and self.ch.reader is not None:
-            self.ch.reader.retry_after = value
-
-    def on_body(self, body: bytes) -> None:
-        self.nbytes += len(body)
-        reader = self.ch.reader
-        if reader is not None:
-            reader.feed(body, self.now)
 
 
 class _RawChannel(Channel):
@@ -145,7 +34,7 @@ class _RawChannel(Channel):
         super().__init__()
         self.t = t
         self.owner = owner
-        self.conn: _Conn | None = None
+        self.conn: Conn | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.pending = t.wire
         self.conn_class = t.conn_class
@@ -161,7 +50,7 @@ class _RawChannel(Channel):
         conn.nbytes = 0
         conn.transport.write(self.pending)  # type: ignore[union-attr]
 
-    async def open(self) -> _Conn:
+    async def open(self) -> Conn:
         """A new connection for this channel; raises OSError, ssl.SSLError or TimeoutError."""
         t = self.t
         _, conn = await asyncio.wait_for(
@@ -203,7 +92,7 @@ class _RawChannel(Channel):
         if self.busy:
             conn.transport.write(self.pending)  # type: ignore[union-attr]
 
-    def resend(self, conn: _Conn) -> bool:
+    def resend(self, conn: Conn) -> bool:
         """Send the request in flight again on a new connection, when `conn` (never answered on) is this
         channel's and was closed before any byte of the answer; False when that is not the case."""
         if conn is not self.conn or not self.busy:
@@ -212,12 +101,12 @@ class _RawChannel(Channel):
         self.connecting = self.t.loop.create_task(self._connect_and_send())
         return True
 
-    def done(self, conn: _Conn, status: int, first: int, done: int, nbytes: int) -> None:
+    def done(self, conn: Conn, status: int, first: int, done: int, nbytes: int) -> None:
         if conn is self.conn and self.busy:
             self.busy = False
             self.owner.on_response(self, status, first, done, nbytes)
 
-    def fail(self, conn: _Conn | None, exc: BaseException) -> None:
+    def fail(self, conn: Conn | None, exc: BaseException) -> None:
         if (conn is None or conn is self.conn) and self.busy:
             self.busy = False
             self.owner.on_failure(self, exc)
@@ -241,7 +130,7 @@ class _RawChannel(Channel):
         self.fail(conn, TimeoutError("no complete response within the timeout"))
 
     @staticmethod
-    def _drop(conn: _Conn | None) -> None:
+    def _drop(conn: Conn | None) -> None:
         if conn is not None:
             conn.closed = True
             if conn.transport is not None:
@@ -272,38 +161,6 @@ class _SourceChannel(_RawChannel):
         conn.transport.write(self.pending)  # type: ignore[union-attr]
 
 
-class _FetchConn(_Conn):
-    """For `RawTransport.request`: the answer's headers and body are kept (or fed to its reader)."""
-
-    __slots__ = ("chunks", "headers")
-
-    def __init__(self, ch: _RawChannel) -> None:
-        super().__init__(ch)
-        self.headers: list[tuple[str, str]] = []
-        self.chunks: list[bytes] = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        if self.ch.reader is not None and name.lower() == b"retry-after":
-            self.ch.reader.retry_after = value
-
-    def on_headers_complete(self) -> None:
-        if self.ch.head_only:  # type: ignore[attr-defined]
-            _HeadConn.on_headers_complete(self)  # type: ignore[arg-type]
-
-    def on_body(self, body: bytes) -> None:
-        self.nbytes += len(body)
-        reader = self.ch.reader
-        if reader is not None:
-            reader.feed(body, self.now)
-        else:
-            self.chunks.append(body)
-
-    def on_message_complete(self) -> None:
-        if not self.ch.head_only:  # type: ignore[attr-defined]
-            _Conn.on_message_complete(self)
-
-
 class _FetchChannel(_RawChannel):
     """A pooled channel for `RawTransport.request`, its own owner: the outcome settles the caller's future."""
 
@@ -317,14 +174,14 @@ class _FetchChannel(_RawChannel):
     def fetch(self, req: Request, reader: Any, waiter: asyncio.Future[Answer]) -> None:
         self.pending, self.reader, self.waiter = req.encode(), reader, waiter
         self.head_only = req.method == "HEAD"
-        if isinstance(self.conn, _FetchConn):
+        if isinstance(self.conn, FetchConn):
             self.conn.headers, self.conn.chunks = [], []
         self.sent = perf_counter_ns()  # for the timeout sweep
         self.send()
 
     def on_response(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
         conn = self.conn
-        assert isinstance(conn, _FetchConn)
+        assert isinstance(conn, FetchConn)
         head, body = CIMultiDict(conn.headers), b"".join(conn.chunks)
         self._settle(Answer(status, first, done, nbytes, head, body), None)
 
@@ -357,11 +214,11 @@ class RawTransport:
         self.source = source
         self.streams = source is not None and source.streams
         self.wire = source.next()[0] if source is not None and not source.streams else b""
-        self.conn_class: type[_Conn] = _Conn
+        self.conn_class: type[Conn] = Conn
         if self.streams:
-            self.conn_class = _StreamConn
+            self.conn_class = StreamConn
         elif spec.method == "HEAD":
-            self.conn_class = _HeadConn
+            self.conn_class = HeadConn
         self.host, self.port = spec.host, spec.port
         self.ssl: ssl.SSLContext | None = None
         if spec.scheme == "https":
@@ -431,7 +288,7 @@ class RawTransport:
 
     def _fetch_channel(self) -> _FetchChannel:
         ch = _FetchChannel(self)
-        ch.conn_class = _FetchConn
+        ch.conn_class = FetchConn
         self.channels.append(ch)
         return ch
 

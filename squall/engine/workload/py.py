@@ -10,7 +10,6 @@ with the first traceback of each type kept; `squall.sdk.timer/record` phases get
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import itertools
 import traceback
@@ -20,26 +19,12 @@ from typing import Any
 from squall.engine.recorder import Recorder
 from squall.engine.transport.base import Channel, Interrupted, Owner, TaskChannel
 from squall.plan.plan import Plan
+from squall.plan.py import load_factory
 from squall.sdk import User, current
 from squall.units import PlanError
 
 PHASE = "phase"
 MAX_SAMPLES = 20
-
-
-def load_factory(target: str) -> Any:
-    """`package.module:factory` → the factory; PlanError naming what is missing."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise PlanError(f"{target!r} is not MODULE:FACTORY, e.g. examples.agent_sdk:workload")
-    try:
-        module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as e:  # the user's module: any import error is theirs to see, in one line
-        raise PlanError(f"cannot import {module_name!r}: {type(e).__name__}: {e}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise PlanError(f"{module_name!r} has no callable {attr!r}")
-    return factory
 
 
 def workload_entry(w: Any, target: str) -> tuple[Any, Any]:

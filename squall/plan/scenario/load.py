@@ -29,7 +29,7 @@ from squall.plan.scenario.model import (
     parse_json_path,
     template,
 )
-from squall.plan.specs import APIS
+from squall.plan.specs import api_names
 from squall.plan.thresholds import parse_threshold
 from squall.units import PlanError, parse_duration, parse_header
 
@@ -330,7 +330,7 @@ def _step(w: _Where, s: Any, where: str, seen: set[str], shared: tuple) -> Step:
                 raise w.fail(c, key, f"{where}.llm.{key}", "unknown field")
         path = c.get("path", "/v1/chat/completions")
         api = c.get("api") or _api_of(str(path))
-        if api not in APIS or api == "sse":
+        if api not in api_names() or api == "sse":
             raise w.fail(c, "api", f"{where}.llm.api", "must be chat, completions or dify")
         prompt = c.get("prompt")
         if not isinstance(prompt, str) or not prompt:

@@ -1,0 +1,77 @@
+"""The mock LLM's settings (speed, size, injected faults) and the counters it keeps while it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MAX_SECONDS = 3600.0
+MAX_TOKENS = 1_000_000
+FAULTS = ("fail_429", "fail_500", "hang", "drop_mid_stream", "bad_chunk", "empty")
+
+
+@dataclass(frozen=True)
+class MockOptions:
+    """Where the mock listens, how fast it 'generates', and the fraction of requests that get each fault."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ttft_s: float = 0.15
+    itl_s: float = 0.02
+    tokens: int = 64
+    tokens_stddev: float = 0.0
+    jitter: float = 0.0
+    fail_429: float = 0.0
+    fail_500: float = 0.0
+    hang: float = 0.0
+    drop_mid_stream: float = 0.0
+    bad_chunk: float = 0.0
+    empty: float = 0.0
+    model: str = "squall-mock"
+    seed: int = 0
+    record_sends: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.host or not self.model:
+            raise ValueError("host and model must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535 (0 picks a free port), got {self.port}")
+        for name in ("ttft_s", "itl_s"):
+            if not 0 <= getattr(self, name) <= MAX_SECONDS:
+                flag = "--" + name.removesuffix("_s")
+                raise ValueError(f"{flag} must be from 0 to {MAX_SECONDS:g} s, got {getattr(self, name)}")
+        if type(self.tokens) is not int or not 1 <= self.tokens <= MAX_TOKENS:
+            raise ValueError(f"--tokens must be an integer from 1 to {MAX_TOKENS}, got {self.tokens!r}")
+        if not 0 <= self.tokens_stddev <= MAX_TOKENS:
+            raise ValueError(
+                f"--tokens N:stddev: stddev must be from 0 to {MAX_TOKENS}, got {self.tokens_stddev}"
+            )
+        for name in ("jitter", *FAULTS):
+            if not 0 <= getattr(self, name) <= 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be a fraction from 0 to 1, got {getattr(self, name)}")
+        total = sum(getattr(self, name) for name in FAULTS)
+        if total > 1 + 1e-9:
+            raise ValueError(
+                f"the fault fractions ({', '.join('--' + f.replace('_', '-') for f in FAULTS)}) must add "
+                f"up to at most 1, got {total:g}"
+            )
+
+
+class MockState:
+    """Counters of one mock server and, with record_sends, when each stream's content events were written.
+
+    For completed stream k, `arrivals[k]` is the perf_counter_ns() when its request arrived and `sends[k]` the
+    perf_counter_ns() just before each of its content events was written (at most MAX_RECORDS streams).
+    """
+
+    __slots__ = ("arrivals", "connections", "events_sent", "faults", "requests", "sends", "streams_open")
+
+    def __init__(self) -> None:
+        self.requests: int = 0
+        self.streams_open: int = 0
+        self.events_sent: int = 0  # content (token) events
+        self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        self.arrivals: list[int] = []
+        self.sends: list[list[int]] = []
+        self.connections: set[Any] = set()
