@@ -7,7 +7,7 @@ from test_scenario import JOURNEYS, _file  # the same file test_scenario runs ov
 
 from squall.engine import run
 from squall.plan.plan import Plan
-from squall.plan.scenario.model import load_scenario
+from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import LlmSpec, RequestSpec
 from squall.result.document import Result
 from squall.targets.mock_llm import MockThread

@@ -13,7 +13,7 @@ from squall import __version__
 from squall.engine import run
 from squall.engine.workload.http import build, build_request
 from squall.plan.plan import Plan
-from squall.plan.scenario.model import load_scenario
+from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import LlmSpec, RequestSpec
 
 TRANSPORTS = ("raw", "aiohttp")
