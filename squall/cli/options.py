@@ -125,7 +125,7 @@ Tracemalloc = Annotated[
 
 Transport = Annotated[
     str,
-    typer.Option("--transport", help="HTTP client: auto (raw unless aiohttp is needed), raw or aiohttp."),
+    typer.Option("--transport", help="HTTP client: auto (raw; aiohttp for scenarios), raw or aiohttp."),
 ]
 
 # The declaration of each LoadFlags field (its default is the field's; a tuple field is a repeatable option).

@@ -132,8 +132,9 @@ class Plan:
         if plan.py is not None:
             plan = replace(plan, transport="py")  # in-process: no HTTP client at all
         elif plan.transport == "auto":
-            # raw does everything `run` asks today; aiohttp stays for what only it does (proxies, cookies...).
-            plan = replace(plan, transport="raw")
+            # raw for one request over and over (run, llm); scenarios keep aiohttp, whose pooled
+            # connections, header encoding and cookies their journeys were written against.
+            plan = replace(plan, transport="aiohttp" if plan.scenario is not None else "raw")
         if plan.workers > plan.connections:
             plan = replace(plan, workers=plan.connections)
         if plan.requests is not None and plan.workers > plan.requests:

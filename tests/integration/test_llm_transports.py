@@ -138,12 +138,12 @@ def test_scenario_llm_step_cut_mid_stream_on_both_transports(tmp_path: Path) -> 
         assert got[t]["steps"]["ask"]["error_kinds"] == {"stream_broken": 6}, t
 
 
-def test_auto_runs_scenarios_on_raw(tmp_path: Path) -> None:
+def test_auto_runs_scenarios_on_aiohttp(tmp_path: Path) -> None:
     with MockThread(**FAST) as mock:
         path = tmp_path / "s.yaml"
         path.write_text(SCENARIO.format(url=mock.url))
         res = scenario(path, "auto", requests=4, connections=2, workers=1)
-    assert res.doc["meta"]["transport"] == "raw"
+    assert res.doc["meta"]["transport"] == "aiohttp"
     assert res.summary["steps"]["ask"]["ok"] == 4
 
 
