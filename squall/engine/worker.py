@@ -18,7 +18,9 @@ from squall.engine.budget import Budget
 from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
 from squall.engine.procname import set_process_name
 from squall.engine.recorder import NullRecorder, Recorder
-from squall.engine.transport import Channel, make_transport
+from squall.engine.transport import Channel
+from squall.engine.workload import make_sender
+from squall.engine.workload.base import Sender
 from squall.plan.plan import Plan
 from squall.units import PlanError
 from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
@@ -104,8 +106,7 @@ class Worker:
         self.t0 = start.t0
         gc.freeze()  # what setup made lives all run long: keep it out of every later collection
         self.measure_start = self.t0 + int(self.plan.warmup_s * NS)
-        if self.journeys:
-            self.transport.measure_start = self.measure_start  # type: ignore[attr-defined]
+        self.transport.begin(self.measure_start)
         duration = self.plan.duration_s
         deadline = None if duration is None else self.measure_start + int(duration * NS)
         self.budget.begin(self.measure_start, deadline)
@@ -124,9 +125,7 @@ class Worker:
             # Whatever happened, what was recorded is shipped; Done only on success (else worker_main
             # sends Failed, and the collector reports the worker as lost).
             driver.close()
-            finish = getattr(self.transport, "finish", None)  # py runs: tracemalloc's last word
-            if finish is not None:
-                finish()
+            self.transport.finish()  # (py runs: tracemalloc's last word)
             self._close_window(perf_counter_ns())
             for window in self.rec.flush():
                 self.data.send_bytes(encode(window))
@@ -136,18 +135,17 @@ class Worker:
 
     async def _open_load(self, started: asyncio.Future[Start]) -> None:
         """Make the transport and one channel per connection, connected before t0 where the transport can."""
-        self.transport = make_transport(self.plan, self.connections, self.index, self.rec)
+        self.transport: Sender = make_sender(self.plan, self.connections, self.index, self.rec)
         await self.transport.open()
         self._listen(started)  # (only now: a factory that never returns is ended by SIGTERM's default)
         self.channels: list[Channel] = [self.transport.channel(self) for _ in range(self.connections)]
-        preconnect = getattr(self.transport, "preconnect", None)
-        if preconnect is not None and self.kind != "users":
+        if self.kind != "users":
             # Connections are made before t0 (a ramp of users makes its own as its users start). A stop
             # (Ctrl-C, SIGTERM) ends the wait at once; a target that never answers costs a few seconds.
             within = min(self.plan.timeout_s, PRECONNECT_S)
             if self.plan.start_at is not None:
                 within = max(0.1, min(within, self.plan.start_at - time.time() - 0.5))
-            opening = self.loop.create_task(preconnect(self.channels, within))
+            opening = self.loop.create_task(self.transport.preconnect(self.channels, within))
             await asyncio.wait({opening, started}, return_when=asyncio.FIRST_COMPLETED)
             if not opening.done():
                 opening.cancel()

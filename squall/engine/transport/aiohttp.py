@@ -19,43 +19,15 @@ from squall.engine.transport.base import (
     RequestSource,
     TaskChannel,
 )
-from squall.engine.workload.http import Request
+from squall.engine.workload.http import BadRequest, Request
 from squall.plan.plan import Plan
 
 _CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError)
 
 
 class _AiohttpChannel(TaskChannel):
-    """Sends the same request every time (`run`): its parts are the transport's, built once."""
-
-    __slots__ = ("transport",)
-
-    def __init__(self, transport: AiohttpTransport, owner: Owner) -> None:
-        super().__init__(owner)
-        self.transport = transport
-
-    async def go(self) -> None:
-        t = self.transport
-        try:
-            async with t.send(t.method, t.url, headers=t.headers, data=t.data, allow_redirects=False) as resp:
-                first = perf_counter_ns()
-                body = await resp.read()
-                done = perf_counter_ns()
-                status = resp.status
-        except asyncio.CancelledError:
-            self.busy = False
-            self.owner.on_failure(self, Interrupted())
-            return
-        except Exception as e:
-            self.busy = False
-            self.owner.on_failure(self, e)
-            return
-        self.busy = False
-        self.owner.on_response(self, status, first, done, len(body))
-
-
-class _SourceChannel(TaskChannel):
-    """Sends its source's next request every time, its answer read by the source's reader (LLM runs)."""
+    """Sends its source's next request every time (the same one for `run`), its answer read by the source's
+    reader when there is one (LLM runs)."""
 
     __slots__ = ("source", "transport")
 
@@ -90,11 +62,6 @@ class AiohttpTransport:
         self.connections = connections
         self.source = source
         self.streams = source is not None and source.streams
-        req = source.next_request()[0] if source is not None and not source.streams else None
-        self.method = req.method if req is not None else plan.request.method
-        self.url = URL(req.url if req is not None else plan.request.url, encoded=True)
-        self.headers = req.headers if req is not None else ()
-        self.data = (req.body if req is not None else b"") or None
         self.urls: dict[str, URL] = {}
         self.session: aiohttp.ClientSession | None = None
 
@@ -114,11 +81,14 @@ class AiohttpTransport:
         )
         self.send = self.session.request
 
+    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
+        """Nothing: aiohttp opens its pool's connections as the first requests go out."""
+        return 0
+
     def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
         source = source or self.source
-        if source is not None and source.streams:
-            return _SourceChannel(self, owner, source)
-        return _AiohttpChannel(self, owner)
+        assert source is not None, "a channel needs a request source"
+        return _AiohttpChannel(self, owner, source)
 
     async def request(self, req: Request, reader: Any = None) -> Answer:
         """One request; an answer cut after it began raises AnswerCut."""
@@ -145,6 +115,8 @@ class AiohttpTransport:
             return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
 
     def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, BadRequest | UnicodeEncodeError):  # (aiohttp encodes header values as UTF-8)
+            return "bad_request"
         if isinstance(exc, AnswerCut):
             return "stream_broken" if self.streams else "reset"
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
@@ -162,6 +134,12 @@ class AiohttpTransport:
         ):
             return "reset"
         return "other"
+
+    def begin(self, measure_start_ns: int) -> None:
+        """Nothing to do: the driver tells warmup answers from measured ones."""
+
+    def finish(self) -> None:
+        """Nothing to add to the last window."""
 
     async def close(self) -> None:
         if self.session is not None:

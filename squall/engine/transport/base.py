@@ -10,8 +10,22 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
+from squall.engine.workload.base import RequestSource
+
 if TYPE_CHECKING:
     from squall.engine.workload.http import Request
+    from squall.plan.plan import Plan
+
+__all__ = [
+    "Answer",
+    "AnswerCut",
+    "Channel",
+    "Interrupted",
+    "Owner",
+    "RequestSource",
+    "TaskChannel",
+    "Transport",
+]
 
 
 class Interrupted(Exception):
@@ -30,24 +44,6 @@ class Owner(Protocol):
 
     def on_failure(self, ch: Channel, exc: BaseException) -> None:
         """The request got no complete response (`Interrupted` when the run's stop cancelled it)."""
-
-
-class RequestSource(Protocol):
-    """The requests a channel sends (http, llm): the next one's bytes, and the reader of its answer."""
-
-    streams: bool  # whether answers go to an AnswerReader (then a cut answer is `stream_broken`)
-
-    def next(self) -> tuple[bytes, int]:
-        """The next request's wire bytes and its number (for `reader`)."""
-        ...
-
-    def next_request(self) -> tuple[Request, int]:
-        """The next request as parts, for a transport that frames requests itself, and its number."""
-        ...
-
-    def reader(self, index: int) -> Any:
-        """The AnswerReader for request number `index`'s answer, or None when answers are not read."""
-        ...
 
 
 class Answer:
@@ -111,8 +107,19 @@ class Transport(Protocol):
 
     name: str
 
+    def __init__(self, plan: Plan, connections: int, source: RequestSource | None = None) -> None:
+        """Sized for `connections`; `source` feeds the channels (None: only `request` is used)."""
+
     async def open(self) -> None:
         """Ready to send (inside the worker's loop)."""
+
+    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
+        """Open the channels' connections before t0 (a no-op where the client opens them itself); a
+        connection not made within `within_s` is left to the first send. Returns how many opened."""
+        ...
+
+    def begin(self, measure_start_ns: int) -> None:
+        """The run's t0 is known (nothing for a transport: the driver tells warmup from measured)."""
 
     def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
         """A channel sending `source`'s requests (by default the one the transport was made with)."""
@@ -125,6 +132,9 @@ class Transport(Protocol):
     def classify(self, exc: BaseException) -> str:
         """The error kind of a failed request (connect, tls, timeout, reset, stream_broken, protocol...)."""
         ...
+
+    def finish(self) -> None:
+        """The run is over, before its last window ships (nothing for a transport)."""
 
     async def close(self) -> None:
         """Close every connection."""

@@ -93,13 +93,8 @@ class Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-
-class HeadConn(Conn):
-    """For HEAD: no body follows the headers, whatever Content-Length says."""
-
-    __slots__ = ()
-
-    def on_headers_complete(self) -> None:
+    def end_at_head(self) -> None:
+        """The answer ends with its head (HEAD: no body follows, whatever Content-Length says)."""
         parser = self.parser
         self.parser = httptools.HttpResponseParser(self)
         self.idle_made = False
@@ -110,6 +105,14 @@ class HeadConn(Conn):
         else:
             self.close()
             self.ch.fail(self, ProtocolError("a response arrived before its request was sent"))
+
+
+class HeadConn(Conn):
+    """For HEAD: no body follows the headers, whatever Content-Length says."""
+
+    __slots__ = ()
+
+    on_headers_complete = Conn.end_at_head
 
     def on_message_complete(self) -> None:
         pass
@@ -147,8 +150,8 @@ class FetchConn(Conn):
             self.ch.reader.retry_after = value
 
     def on_headers_complete(self) -> None:
-        if self.ch.head_only:  # type: ignore[attr-defined]
-            HeadConn.on_headers_complete(self)  # type: ignore[arg-type]
+        if self.ch.head_only:
+            self.end_at_head()
 
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
@@ -159,5 +162,5 @@ class FetchConn(Conn):
             self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        if not self.ch.head_only:  # type: ignore[attr-defined]
-            Conn.on_message_complete(self)
+        if not self.ch.head_only:
+            super().on_message_complete()

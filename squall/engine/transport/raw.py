@@ -21,8 +21,19 @@ from squall.engine.transport.http1 import (
     StreamConn,
     TlsError,
 )
-from squall.engine.workload.http import Request
+from squall.engine.workload.http import BadRequest, Request
 from squall.plan.plan import Plan
+
+
+def _connect_failure(exc: BaseException) -> BaseException:
+    """What a failed connect reports: Interrupted when the run's stop cancelled it, else its error kind's."""
+    if isinstance(exc, asyncio.CancelledError):
+        return Interrupted()
+    if isinstance(exc, TimeoutError):
+        return exc
+    if isinstance(exc, ssl.SSLError):
+        return TlsError(exc.errno, str(exc))
+    return ConnectError(exc.errno, str(exc))  # type: ignore[attr-defined]
 
 
 class _RawChannel(Channel):
@@ -71,21 +82,9 @@ class _RawChannel(Channel):
     async def _connect_and_send(self) -> None:
         try:
             conn = await self.open()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, OSError) as e:  # (TimeoutError and ssl.SSLError are OSErrors)
             self.connecting = None
-            self.fail(None, Interrupted())
-            return
-        except TimeoutError as e:
-            self.connecting = None
-            self.fail(None, e)
-            return
-        except ssl.SSLError as e:
-            self.connecting = None
-            self.fail(None, TlsError(e.errno, str(e)))
-            return
-        except OSError as e:
-            self.connecting = None
-            self.fail(None, ConnectError(e.errno, str(e)))
+            self.fail(None, _connect_failure(e))
             return
         self.connecting = None
         self.conn = conn
@@ -147,18 +146,10 @@ class _SourceChannel(_RawChannel):
         self.source = source
 
     def send(self) -> None:
-        self.busy = True
         source = self.source
         self.pending, index = source.next()
         self.reader = source.reader(index)
-        conn = self.conn
-        if conn is None or conn.closed:
-            self.conn = None  # the old connection's late connection_lost must not fail this request
-            self.connecting = self.t.loop.create_task(self._connect_and_send())
-            return
-        conn.first = 0
-        conn.nbytes = 0
-        conn.transport.write(self.pending)  # type: ignore[union-attr]
+        _RawChannel.send(self)
 
 
 class _FetchChannel(_RawChannel):
@@ -168,14 +159,19 @@ class _FetchChannel(_RawChannel):
 
     def __init__(self, t: RawTransport) -> None:
         super().__init__(t, self)
+        self.conn_class = FetchConn
         self.head_only = False
         self.waiter: asyncio.Future[Answer] | None = None
 
-    def fetch(self, req: Request, reader: Any, waiter: asyncio.Future[Answer]) -> None:
-        self.pending, self.reader, self.waiter = req.encode(), reader, waiter
-        self.head_only = req.method == "HEAD"
-        if isinstance(self.conn, FetchConn):
-            self.conn.headers, self.conn.chunks = [], []
+    def fetch(self, wire: bytes, head_only: bool, reader: Any, waiter: asyncio.Future[Answer]) -> None:
+        """Send `wire`; the answer (or the failure) settles `waiter`."""
+        self.pending, self.head_only, self.reader, self.waiter = wire, head_only, reader, waiter
+        conn = self.conn
+        if isinstance(conn, FetchConn) and not conn.closed:
+            conn.headers, conn.chunks = [], []
+            # Kept alive since its last answer: when the peer closed it while it sat idle and that close
+            # crosses this send, the request goes again on a new connection (as on a preconnected one).
+            conn.idle_made = True
         self.sent = perf_counter_ns()  # for the timeout sweep
         self.send()
 
@@ -273,11 +269,13 @@ class RawTransport:
         return ch
 
     async def request(self, req: Request, reader: Any = None) -> Answer:
-        """One request on a pooled keep-alive connection to the plan's host; raises on no answer."""
+        """One request on a pooled keep-alive connection to the plan's host; raises on no answer (BadRequest,
+        before any channel is taken, when the request cannot be encoded)."""
+        wire = req.encode()
         ch = self.pool.pop() if self.pool else self._fetch_channel()
-        waiter: asyncio.Future[Answer] = self.loop.create_future()
-        ch.fetch(req, reader, waiter)
         try:
+            waiter: asyncio.Future[Answer] = self.loop.create_future()
+            ch.fetch(wire, req.method == "HEAD", reader, waiter)
             return await waiter
         except asyncio.CancelledError:
             ch.abort()
@@ -288,11 +286,12 @@ class RawTransport:
 
     def _fetch_channel(self) -> _FetchChannel:
         ch = _FetchChannel(self)
-        ch.conn_class = FetchConn
         self.channels.append(ch)
         return ch
 
     def classify(self, exc: BaseException) -> str:
+        if isinstance(exc, BadRequest):
+            return "bad_request"
         if isinstance(exc, TlsError):
             return "tls"
         if isinstance(exc, ConnectError):
@@ -306,6 +305,12 @@ class RawTransport:
         if isinstance(exc, ProtocolError):
             return "protocol"
         return "other"
+
+    def begin(self, measure_start_ns: int) -> None:
+        """Nothing to do: the driver tells warmup answers from measured ones."""
+
+    def finish(self) -> None:
+        """Nothing to add to the last window."""
 
     async def close(self) -> None:
         if self.sweeper is not None:

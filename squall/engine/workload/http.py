@@ -13,6 +13,11 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 Headers = tuple[tuple[str, str], ...]
 
 
+class BadRequest(ValueError):
+    """A request that cannot go on the wire as built (a line break or an unencodable character in a header
+    rendered from data): counted as the error kind `bad_request`, never sent."""
+
+
 def authority(url: str) -> str:
     """The Host header's value for a URL: IPv6 literals in brackets, the port only when not the default."""
     parts = urlsplit(url)
@@ -42,7 +47,10 @@ class Request:
     def prefix(self) -> bytes:
         """The request line and headers, without Content-Length and the blank line that ends the head."""
         lines = [f"{self.method} {target(self.url)} HTTP/1.1", *(f"{n}: {v}" for n, v in self.headers)]
-        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        try:
+            return ("\r\n".join(lines) + "\r\n").encode()  # UTF-8, as aiohttp sends header values
+        except UnicodeEncodeError as e:
+            raise BadRequest(f"a header cannot be encoded: {e}") from None
 
     def needs_length(self, body: bytes) -> bool:
         """Whether Content-Length must be added for `body` (the user did not set it)."""
@@ -62,8 +70,12 @@ def frame(body: bytes, length: bool = True) -> bytes:
 
 def build(method: str, url: str, headers: Headers = (), body: bytes = b"", defaults: Headers = ()) -> Request:
     """The ONE request builder: Host, User-Agent and `defaults`, each unless the user's headers name it
-    (in any case), then the user's headers."""
-    names = {name.lower() for name, _ in headers}
+    (in any case), then the user's headers; BadRequest when a header value holds a line break."""
+    names = set()
+    for name, value in headers:
+        if "\r" in value or "\n" in value:  # a value rendered from data must not add headers of its own
+            raise BadRequest(f"header {name!r} contains a line break")
+        names.add(name.lower())
     lead = [("Host", authority(url)), ("User-Agent", f"squall/{__version__}"), *defaults]
     return Request(method, url, (*((n, v) for n, v in lead if n.lower() not in names), *headers), body)
 

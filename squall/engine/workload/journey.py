@@ -24,7 +24,7 @@ from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
 from squall.engine.transport.base import AnswerCut, Channel, Interrupted, Owner, TaskChannel, Transport
-from squall.engine.workload.http import Request, build
+from squall.engine.workload.http import BadRequest, Request, build
 from squall.plan.plan import Plan
 from squall.plan.scenario.model import Journey, Scenario, Step
 from squall.plan.specs import LlmSpec, Prompt
@@ -90,7 +90,7 @@ class JourneyWorkload:
         self.http = http
         self.name = http.name
         self.rec = rec
-        self.measure_start = 0  # set by the worker once the run's t0 is known
+        self.measure_start = 0  # set by begin() once the run's t0 is known
         self.rng = random.Random(f"{plan.seed}:journeys:{worker}")
         weights = list(itertools.accumulate(j.weight for j in scenario.journeys))
         self.cumulative, self.total_weight = weights, weights[-1]
@@ -114,15 +114,30 @@ class JourneyWorkload:
         rec.parts = self.parts
 
     async def open(self) -> None:
+        """Opens the transport the steps go over."""
         await self.http.open()
 
+    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
+        """Nothing: the steps' pooled connections open as the first steps go out."""
+        return 0
+
     def channel(self, owner: Owner) -> Channel:
+        """A new virtual user."""
         return _UserChannel(self, owner, next(self.uids))
 
+    def begin(self, measure_start_ns: int) -> None:
+        """Iterations that start from `measure_start_ns` on are measured."""
+        self.measure_start = measure_start_ns
+
     def classify(self, exc: BaseException) -> str:
+        """The transport's error kind."""
         return self.http.classify(exc)
 
+    def finish(self) -> None:
+        """Nothing to add to the last window."""
+
     async def close(self) -> None:
+        """Closes the transport."""
         await self.http.close()
 
     # -- one iteration -------------------------------------------------------------------------------
@@ -142,9 +157,15 @@ class JourneyWorkload:
         """One request; True when it passed (then its extracts are in `env`)."""
         t = self
         rec, step_rec = t.rec, t.parts[STEP, step.name]
-        req, reader = t._build(step, env)
-        start = perf_counter_ns()
         measured = intended >= t.measure_start
+        try:
+            req, reader = t._build(step, env)
+        except BadRequest:  # a data row put a line break in a header: never sent, counted
+            if measured:
+                rec.failure("bad_request")
+                step_rec.failure("bad_request")
+            return False
+        start = perf_counter_ns()
         try:
             answer = await t.http.request(req, reader)
         except asyncio.CancelledError:

@@ -166,7 +166,7 @@ class PyWorkload:
 
     def __init__(self, plan: Plan, connections: int, worker: int, rec: Recorder) -> None:
         self.plan, self.worker, self.rec = plan, worker, rec
-        self.measure_start = 0  # set by the worker once the run's t0 is known
+        self.measure_start = 0  # set by begin() once the run's t0 is known
         self.timeout_s = plan.timeout_s
         self.uids = itertools.count(plan.share_offset(plan.connections, worker))
         self.channels: list[_PyUser] = []
@@ -202,6 +202,14 @@ class PyWorkload:
             delay = self.plan.warmup_s + self.plan.window_s + 1.0
             self.first: Any = None
             asyncio.get_running_loop().call_later(delay, self._first_snapshot)
+
+    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
+        """Nothing: the workload opens its own connections."""
+        return 0
+
+    def begin(self, measure_start_ns: int) -> None:
+        """Iterations that start from `measure_start_ns` on are measured."""
+        self.measure_start = measure_start_ns
 
     def _first_snapshot(self) -> None:
         import tracemalloc
