@@ -96,7 +96,7 @@ def run(
 def llm(
     url: Annotated[str, typer.Argument(help="The endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions")],
     api: Annotated[
-        str | None, typer.Option("--api", help="chat, completions, dify or sse (default: from the path).")
+        str | None, typer.Option("--api", help="The API's shape (default: from the path).")
     ] = None,
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask for plain JSON answers.")] = False,
     model: Annotated[str, typer.Option("--model", help="The model field of each request.")] = "default",

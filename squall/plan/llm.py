@@ -46,8 +46,8 @@ def llm_spec(url: str, flags: LlmFlags, seed: int) -> LlmSpec:
     api = flags.api or api_from_path(url)
     if flags.prompts is not None and flags.input_tokens is not None:
         raise PlanError("use either --prompts or --input-tokens, not both")
-    if flags.text_path != DEFAULT_TEXT_PATH and api != "sse":
-        raise PlanError("--text-path is for --api sse; chat, completions and dify read their own fields")
+    if flags.text_path != DEFAULT_TEXT_PATH:
+        _check_text_path(api)
     out_spec = (
         prompt_source.parse_size(flags.output_tokens, "--output-tokens") if flags.output_tokens else None
     )
@@ -89,3 +89,16 @@ def llm_spec(url: str, flags: LlmFlags, seed: int) -> LlmSpec:
         done_marker=flags.done_marker,
         goodput=tuple(parse_goodput(g) for g in flags.goodput),
     )
+
+
+def _check_text_path(api: str) -> None:
+    """--text-path is given: PlanError unless `api`'s shape reads its text where the path points."""
+    from squall.engine.llm.apis import APIS
+
+    shape = APIS.get(api)
+    if shape is None or shape.text_path:
+        return  # (an unknown --api is refused with the list of names when the spec is checked)
+    takes = [name for name, s in APIS.items() if s.text_path]
+    own = [name for name, s in APIS.items() if not s.text_path]
+    listed = f"{', '.join(own[:-1])} and {own[-1]}" if len(own) > 1 else own[0]
+    raise PlanError(f"--text-path is for --api {' or '.join(takes)}; {listed} read their own fields")

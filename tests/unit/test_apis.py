@@ -1,14 +1,19 @@
 """API shapes as objects: the registry, the guess from a path, and one reader for any shape."""
 
+from pathlib import Path as PathLib
 from typing import Any
 
 import orjson
+import pytest
 
-from squall.engine.llm.apis import APIS, ApiShape, Path, guess_api, request_body
+from squall.engine.llm.apis import APIS, ApiShape, Path, Said, guess_api, request_body
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import estimate_tokens
 from squall.plan import specs
+from squall.plan.llm import LlmFlags, llm_spec
+from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import LlmSpec, Prompt
+from squall.units import PlanError
 
 MS = 1_000_000
 
@@ -52,11 +57,8 @@ class Upper(ApiShape):
 
     done_marker = ""
 
-    def text(self, event: dict[str, Any], path: Path) -> str | None:
-        return event.get("say")
-
-    def end(self, event: dict[str, Any]) -> str | None:
-        return "" if event.get("bye") else None
+    def read(self, event: dict[str, Any], path: Path) -> Said:
+        return event.get("say"), None, "" if event.get("bye") else None
 
 
 def test_a_new_shape_is_read_by_the_one_reader() -> None:
@@ -66,3 +68,52 @@ def test_a_new_shape_is_read_by_the_one_reader() -> None:
     assert r.finish(5 * MS) is None
     assert (r.text(), r.t_first, list(r.gaps)) == ("one two", MS, [1000])
     assert r.tokens() == (2, 3, False, 0)
+
+
+def test_read_says_text_usage_and_end_in_one_call() -> None:
+    chat, comp, dify, sse = (APIS[n] for n in ("chat", "completions", "dify", "sse"))
+    usage = {"completion_tokens": 1}
+    assert chat.read({"choices": [{"delta": {"content": "a"}}], "usage": usage}, ()) == ("a", usage, None)
+    assert chat.read({"choices": [], "usage": usage}, ()) == (None, usage, None)
+    assert chat.read({"choices": [{"message": {"content": "m"}}]}, ()) == ("m", None, None)
+    assert comp.read({"choices": [{"text": "b"}], "usage": None}, ()) == ("b", None, None)
+    assert dify.read({"event": "agent_message", "answer": "c"}, ()) == ("c", None, None)
+    assert dify.read({"event": "message_end", "metadata": {"usage": usage}}, ()) == (None, usage, "")
+    assert dify.read({"event": "error"}, ()) == (None, None, "stream_error")
+    assert dify.read({"event": "ping"}, ()) == (None, None, None)
+    assert sse.read({"o": [{"t": "c"}]}, ("o", 0, "t")) == ("c", None, None)
+    assert sse.read({"o": [{"t": 1}]}, ("o", 0, "t")) == (None, None, None)
+
+
+def test_only_a_text_path_shape_takes_text_path() -> None:
+    assert [n for n, s in APIS.items() if s.text_path] == ["sse"]
+    assert guess_api("http://h/x") == "sse"
+    assert guess_api("http://h/x", own_fields=True) == "chat"
+    assert guess_api("http://h/v1/completions", own_fields=True) == "completions"
+
+
+def test_a_new_shape_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: PathLib) -> None:
+    """Registered once, a shape is a step's api, guessed from its path, and a --text-path shape or not."""
+    monkeypatch.setitem(APIS, "upper", Upper())
+    monkeypatch.setattr(Upper, "guess", lambda self, path: path.endswith("/upper"), raising=False)
+    assert guess_api("http://h/v1/upper") == "upper"
+    doc = tmp_path / "s.yaml"
+    doc.write_text(
+        "base_url: http://h\nscenarios:\n  - name: s\n    steps:\n"
+        "      - {name: a, llm: {path: /v1/upper, prompt: hi}}\n"
+        "      - {name: b, llm: {path: /x, api: upper, prompt: hi}}\n"
+    )
+    steps = load_scenario(doc).journeys[0].steps
+    assert [s.llm.api for s in steps if s.llm is not None] == ["upper", "upper"]
+    with pytest.raises(
+        PlanError, match=r"--text-path is for --api sse; chat, completions, dify and upper read"
+    ):
+        llm_spec("http://h/v1/upper", LlmFlags(text_path="a.b"), 0)
+    monkeypatch.setattr(Upper, "text_path", True)
+    assert llm_spec("http://h/v1/upper", LlmFlags(api="upper", text_path="a.b"), 0).api == "upper"
+    doc.write_text(
+        "base_url: http://h\nscenarios:\n  - name: s\n    steps:\n"
+        "      - {name: a, llm: {path: /v1/x, api: upper, prompt: hi}}\n"
+    )
+    with pytest.raises(PlanError, match=r"llm.api: must be chat, completions or dify$"):
+        load_scenario(doc)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from squall.plan.specs import LlmSpec, Prompt
 
 Path = tuple[str | int, ...]
+Said = tuple[str | None, dict[str, Any] | None, str | None]  # an event's (text, usage, end): ApiShape.read
 
 
 def dig(obj: Any, path: Path) -> Any:
@@ -38,23 +39,30 @@ class ApiShape:
     """One API: its request body, and what an event (or a whole non-streamed answer) of its answers says."""
 
     done_marker = "[DONE]"  # the data line that ends a stream ("" when the API ends it with an event)
+    text_path = False  # whether the text is wherever --text-path points (else the shape reads its own fields)
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
         """The JSON body for one prompt (before --body-json is merged in)."""
         return {"prompt": prompt_text(p)}
 
-    def text(self, event: dict[str, Any], path: Path) -> str | None:
-        """The content text an event carries (`path`: where --text-path points), or None."""
+    def read(self, event: dict[str, Any], path: Path) -> Said:
+        """What one event says, in one call (the stream reader's per-event path): its content text or None
+        (`path`: where --text-path points), its token usage or None, and None while the stream goes on, ""
+        when this event ends it well, else the error kind it ends in."""
         text = dig(event, path)
-        return text if isinstance(text, str) else None
+        return (text if isinstance(text, str) else None), None, None
+
+    def text(self, event: dict[str, Any], path: Path) -> str | None:
+        """The content text an event carries, or None."""
+        return self.read(event, path)[0]
 
     def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The token usage an event reports, or None."""
-        return None
+        return self.read(event, ())[1]
 
     def end(self, event: dict[str, Any]) -> str | None:
         """None while the stream goes on; "" when this event ends it well, else the error kind it ends in."""
-        return None
+        return self.read(event, ())[2]
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
         """(text, usage) of a whole non-streamed answer."""
@@ -74,16 +82,14 @@ class Chat(ApiShape):
         body["messages"] = [{"role": role, "content": content} for role, content in msgs]
         return _openai_tail(body, spec, p)
 
-    def text(self, event: dict[str, Any], path: Path) -> str | None:
+    def read(self, event: dict[str, Any], path: Path) -> Said:
+        usage = event.get("usage") or None
         choices = event.get("choices")
         if not choices:
-            return None
+            return None, usage, None
         c = choices[0]
         delta = c.get("delta") or c.get("message") or {}
-        return delta.get("content")
-
-    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        return event.get("usage") or None
+        return delta.get("content"), usage, None
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
         usage = body.get("usage") or None if isinstance(body, dict) else None
@@ -101,9 +107,9 @@ class Completions(Chat):
         body: dict[str, Any] = {"model": spec.model, "stream": spec.stream, "prompt": prompt_text(p)}
         return _openai_tail(body, spec, p)
 
-    def text(self, event: dict[str, Any], path: Path) -> str | None:
+    def read(self, event: dict[str, Any], path: Path) -> Said:
         choices = event.get("choices")
-        return choices[0].get("text") if choices else None
+        return (choices[0].get("text") if choices else None), event.get("usage") or None, None
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
         usage = body.get("usage") or None if isinstance(body, dict) else None
@@ -122,15 +128,13 @@ class Dify(ApiShape):
         mode = "streaming" if spec.stream else "blocking"
         return {"query": prompt_text(p), "inputs": {}, "user": "squall", "response_mode": mode}
 
-    def text(self, event: dict[str, Any], path: Path) -> str | None:
-        return event.get("answer") if event.get("event") in ("message", "agent_message") else None
-
-    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        return dig(event, ("metadata", "usage")) if event.get("event") == "message_end" else None
-
-    def end(self, event: dict[str, Any]) -> str | None:
+    def read(self, event: dict[str, Any], path: Path) -> Said:
         kind = event.get("event")
-        return "" if kind == "message_end" else "stream_error" if kind == "error" else None
+        if kind == "message" or kind == "agent_message":
+            return event.get("answer"), None, None
+        if kind == "message_end":
+            return None, dig(event, ("metadata", "usage")), ""
+        return None, None, "stream_error" if kind == "error" else None
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
         if not isinstance(body, dict):
@@ -143,6 +147,8 @@ class Dify(ApiShape):
 
 class Sse(ApiShape):
     """Any server-sent events: the prompt in, the text wherever --text-path points (the fallback guess)."""
+
+    text_path = True
 
     def guess(self, path: str) -> bool:
         return True
@@ -159,14 +165,23 @@ def _openai_tail(body: dict[str, Any], spec: LlmSpec, p: Prompt) -> dict[str, An
     return body
 
 
-# Guessed in this order: the first shape whose guess() takes the path (sse takes any).
+# Guessed in this order, the shapes that read their own fields first (see guess_api).
 APIS: dict[str, ApiShape] = {"chat": Chat(), "completions": Completions(), "dify": Dify(), "sse": Sse()}
 
 
-def guess_api(url: str) -> str:
-    """The API a URL's endpoint path looks like."""
+def guess_api(url: str, own_fields: bool = False) -> str:
+    """The API a URL's endpoint path looks like: the first shape that reads its own fields and takes the path,
+    else (unless `own_fields`) the first --text-path shape that does (sse takes any), else the first shape."""
     path = urlsplit(url).path
-    return next(name for name, shape in APIS.items() if shape.guess(path))
+    own = [name for name, shape in APIS.items() if not shape.text_path]
+    for name in own:
+        if APIS[name].guess(path):
+            return name
+    if not own_fields:
+        for name, shape in APIS.items():
+            if shape.text_path and shape.guess(path):
+                return name
+    return own[0]
 
 
 def request_body(spec: LlmSpec, p: Prompt) -> dict[str, Any]:

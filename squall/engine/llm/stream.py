@@ -14,7 +14,7 @@ from squall.engine.llm.apis import ApiShape, Path
 class Reading:
     """How a run's answers are read: their API shape, streamed or not, the text path and the end marker."""
 
-    __slots__ = ("count_tokens", "done_marker", "path", "shape", "stream")
+    __slots__ = ("count_tokens", "done_marker", "path", "read", "shape", "stream")
 
     def __init__(
         self,
@@ -25,6 +25,7 @@ class Reading:
         done_marker: str | None = None,
     ) -> None:
         self.shape = shape
+        self.read = shape.read
         self.stream = stream
         self.count_tokens = count_tokens
         self.path = path
@@ -49,7 +50,9 @@ class AnswerReader:
         "gaps",
         "how",
         "input_tokens",
+        "path",
         "pieces",
+        "read",
         "retry_after",
         "stream",
         "t_first",
@@ -59,6 +62,8 @@ class AnswerReader:
 
     def __init__(self, how: Reading, input_tokens: int) -> None:
         self.how = how
+        self.read = how.read  # the shape's ApiShape.read, bound once: one call per event
+        self.path = how.path
         self.stream = how.stream
         self.done_marker = how.done_marker
         self.input_tokens = input_tokens
@@ -109,16 +114,13 @@ class AnswerReader:
             return
         if not isinstance(obj, dict):
             return
-        shape = self.how.shape
-        usage = shape.usage(obj)
+        text, usage, end = self.read(obj, self.path)
         if usage is not None:
             self.usage = usage
-        end = shape.end(obj)
         if end is not None:
             self.done = True
             if end:
                 self.error = end
-        text = shape.text(obj, self.how.path)
         if text:  # a content event: its time, and the gap since the last one
             if self.t_first:
                 self.gaps.append((now - self.t_last) // 1000)
@@ -143,7 +145,7 @@ class AnswerReader:
             except orjson.JSONDecodeError:
                 self.bad += 1
                 return "bad_response"
-            text, usage = self.how.shape.final(obj, self.how.path)
+            text, usage = self.how.shape.final(obj, self.path)
             if usage:
                 self.usage = usage
             if isinstance(text, str) and text:  # the whole answer is one piece: its time is the answer's end

@@ -18,7 +18,6 @@ from squall.plan.scenario.model import (
     parse_json_path,
     template,
 )
-from squall.plan.specs import api_names
 from squall.units import PlanError, parse_header
 
 NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -127,9 +126,10 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
             if key not in ("path", "api", "model", "prompt", "max_tokens", "stream", "headers", "body"):
                 raise w.fail(c, key, f"{where}.llm.{key}", "unknown field")
         path = c.get("path", "/v1/chat/completions")
-        api = c.get("api") or _api_of(str(path))
-        if api not in api_names() or api == "sse":
-            raise w.fail(c, "api", f"{where}.llm.api", "must be chat, completions or dify")
+        api = c.get("api") or guess_api(str(path), own_fields=True)
+        steps_apis = step_apis()
+        if api not in steps_apis:
+            raise w.fail(c, "api", f"{where}.llm.api", f"must be {_one_of(steps_apis)}")
         prompt = c.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise w.fail(c, "prompt", f"{where}.llm.prompt", "must be a non-empty string")
@@ -191,12 +191,22 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
     return step
 
 
-def _api_of(path: str) -> str:
-    if path.endswith("/chat-messages"):
-        return "dify"
-    if path.endswith("/completions") and not path.endswith("/chat/completions"):
-        return "completions"
-    return "chat"
+def step_apis() -> tuple[str, ...]:
+    """The API shapes an LLM step may use: those that read their own fields (a step has no --text-path)."""
+    from squall.engine.llm.apis import APIS
+
+    return tuple(name for name, shape in APIS.items() if not shape.text_path)
+
+
+def guess_api(path: str, own_fields: bool = False) -> str:
+    """The engine's guess of the API an endpoint path speaks (asked lazily: the plan sits above it)."""
+    from squall.engine.llm.apis import guess_api as guess
+
+    return guess("http://h" + path, own_fields)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _extracts(w: Where, s: dict, where: str) -> tuple[Extract, ...]:
