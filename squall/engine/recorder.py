@@ -5,23 +5,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from squall.engine.llm.record import LLM_COUNTERS, LLM_HISTOGRAMS, AnswerRecording
 from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
 
 HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag")
-LLM_HISTOGRAMS = ("ttft", "ttft_intended", "itl", "tpot", "e2e")
-LLM_COUNTERS = (
-    "bad_answers",
-    "output_tokens",
-    "input_tokens",
-    "usage_answers",
-    "estimate_answers",
-    "token_discrepancy",
-    "goodput",
-    "bad_chunks",
-    "retry_after",
-    "retry_after_max_ms",
-)
 STATUS_SLOTS = 1000  # status codes 0-999; anything else is counted as 0
 
 
@@ -40,7 +28,7 @@ def classify_status(status: int) -> str | None:
     return "http_5xx"
 
 
-class Recorder:
+class Recorder(AnswerRecording):
     """Histograms (integer µs) and counters of one worker, reset after every snapshot.
 
     The per-response path does the least it can: one list increment per status code, one byte count and
@@ -97,66 +85,6 @@ class Recorder:
         self.unsent = 0
         self.error_kinds: dict[str, int] = {}
         self.llm_counts = dict.fromkeys(LLM_COUNTERS, 0)
-
-    def answer(
-        self,
-        status: int,
-        start: int,
-        sent: int,
-        first: int,
-        done: int,
-        nin: int,
-        reader: Any,
-        open_model: bool,
-    ) -> None:
-        """Record one LLM answer: the HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput)."""
-        self.response(status, start, sent, first, done, nin)
-        c = self.llm_counts
-        if status >= 400:
-            if reader is not None and reader.retry_after:
-                c["retry_after"] += 1
-                try:
-                    ms = int(float(reader.retry_after) * 1000)
-                    c["retry_after_max_ms"] = max(c["retry_after_max_ms"], ms)
-                except ValueError:
-                    pass  # an HTTP date: counted, not measured
-            return
-        kind = reader.finish(done)
-        c["bad_chunks"] += reader.bad
-        if kind is not None:
-            self.reject(kind)
-            return
-        hists = self.hists
-        ttft = (reader.t_first - sent) // 1000
-        e2e = (done - sent) // 1000
-        hists["ttft"].record(ttft)
-        if open_model:
-            hists["ttft_intended"].record((reader.t_first - start) // 1000)
-        hists["e2e"].record(e2e)
-        hists["itl"].record_many(reader.gaps)
-        out, inp, from_usage, discrepancy = reader.tokens()
-        tpot = (e2e - ttft) // (out - 1) if out > 1 else None
-        if tpot is not None:
-            hists["tpot"].record(tpot)
-        c["output_tokens"] += out
-        c["input_tokens"] += inp
-        if from_usage:
-            c["usage_answers"] += 1
-            c["token_discrepancy"] += discrepancy
-        else:
-            c["estimate_answers"] += 1
-        for metric, limit in self.goodput_us:
-            if metric == "ttft":
-                value = ttft
-            elif metric == "e2e":
-                value = e2e
-            elif metric == "tpot":
-                value = tpot if tpot is not None else 0
-            else:
-                value = max(reader.gaps, default=0)
-            if value >= limit:
-                return
-        c["goodput"] += 1
 
     def response(
         self, status: int, start_ns: int, sent_ns: int, first_ns: int, done_ns: int, nin: int
