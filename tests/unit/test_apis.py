@@ -117,3 +117,33 @@ def test_a_new_shape_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch, tmp_
     )
     with pytest.raises(PlanError, match=r"llm.api: must be chat, completions or dify$"):
         load_scenario(doc)
+
+
+class Counted(ApiShape):
+    """Counts the reader's calls into the shape: read() once per event, nothing else."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def read(self, event: dict[str, Any], path: Path) -> Said:
+        self.calls.append("read")
+        return event.get("t"), None, None
+
+    def text(self, event: dict[str, Any], path: Path) -> str | None:
+        self.calls.append("text")
+        return None
+
+    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        self.calls.append("usage")
+        return None
+
+    def end(self, event: dict[str, Any]) -> str | None:
+        self.calls.append("end")
+        return None
+
+
+def test_the_reader_asks_the_shape_once_per_event() -> None:
+    shape = Counted()
+    r = AnswerReader(Reading(shape, True, estimate_tokens), input_tokens=1)
+    r.feed(b'data: {"t": "a"}\n\ndata: {"t": "b"}\n\ndata: {}\n\ndata: [DONE]\n\n', MS)
+    assert (r.finish(2 * MS), r.text(), shape.calls) == (None, "ab", ["read"] * 3)

@@ -11,7 +11,7 @@ from squall.engine.transport import TRANSPORTS
 from squall.engine.transport.aiohttp import AiohttpTransport
 from squall.engine.transport.raw import RawTransport
 from squall.engine.workload import WORKLOADS, make_sender, workload_kind
-from squall.engine.workload.http import HttpSource
+from squall.engine.workload.http import BadRequest, HttpSource
 from squall.engine.workload.journey import JourneyWorkload
 from squall.engine.workload.llm import LlmSource
 from squall.engine.workload.py import PyWorkload
@@ -76,3 +76,12 @@ def test_iteration_workloads_learn_the_measured_start_from_begin(tmp_path: Path)
         )
         sender.begin(12_345)
         assert sender.measure_start == 12_345, kind  # type: ignore[attr-defined]
+
+
+def test_a_request_that_cannot_go_on_the_wire_is_bad_request_on_both_transports() -> None:
+    plan = Plan(RequestSpec(URL))
+    for cls in (RawTransport, AiohttpTransport):
+        assert cls(plan, 1).classify(BadRequest("line break")) == "bad_request", cls
+    assert (
+        AiohttpTransport(plan, 1).classify(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "x")) == "bad_request"
+    )
