@@ -22,8 +22,8 @@ from squall.collector.result import (
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Sink, SinkFactory, default_sinks
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
-from squall.engine.procname import set_process_name
 from squall.plan.plan import Plan
+from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
 from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
 
