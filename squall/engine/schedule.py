@@ -17,19 +17,7 @@ class Schedule:
     it: constant arrivals stay exact, Poisson ones become a true non-homogeneous Poisson process.
     """
 
-    __slots__ = (
-        "area_offset",
-        "end",
-        "origin",
-        "pacer",
-        "phase_ns",
-        "rate",
-        "shape",
-        "step",
-        "t0",
-        "until",
-        "workers",
-    )
+    __slots__ = ("area_offset", "origin", "pacer", "rate", "shape", "step", "t0", "until", "workers")
 
     def __init__(
         self,
@@ -45,12 +33,10 @@ class Schedule:
     ) -> None:
         self.pacer = pacer
         self.t0 = t0
-        self.end = end
         self.rate = rate  # this worker's requests/s without a shape
         self.workers = workers  # the shape's area is shared by this many workers
         self.shape = shape
         self.area_offset = area_offset
-        self.phase_ns = phase_ns
         # The next due time is origin + step(), and the schedule is over once it reaches `until`. Without a
         # shape, step is the pacer's own next_send: a hot loop pays no call over the pacer's (see next_due).
         self.until = NEVER if end is None else end
