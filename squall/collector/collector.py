@@ -20,15 +20,14 @@ from squall.collector.result import (
     plan_outline,
 )
 from squall.collector.sampler import Sampler
-from squall.collector.sinks import Sink, SinkFactory, default_sinks
+from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
-from squall.engine.procname import set_process_name
 from squall.plan.plan import Plan
+from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
 from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
 
 NS = 1_000_000_000
-# Until every worker sends Failed(usage=True) for a refused input, its traceback's last line says it.
 
 
 def collector_main(
@@ -70,6 +69,7 @@ class Collector:
         self.series: list[dict[str, Any]] = []
         self.second: Second | None = None
         self.warnings: list[str] = []
+        self.warned: set[Once] = set()  # the keys of the warnings said once
         self.t0: int | None = None
         self.measure_start = 0
         self.started_at = time.time()
@@ -108,6 +108,19 @@ class Collector:
         for sink in self.sinks:
             sink.on_tick(self, final)
 
+    def warn(self, text: str, once: Once | None = None) -> None:
+        """Add a warning to the result (only the first of those with the same `once` key)."""
+        if once is not None:
+            if once in self.warned:
+                return
+            self.warned.add(once)
+        self.warnings.append(text)
+
+    def note(self, text: str) -> None:
+        """Hand a sink's note to every sink (the live view prints it)."""
+        for sink in self.sinks:
+            sink.on_note(text)
+
     def abort(self, reason: str) -> bool:
         """Ask the supervisor to stop the run (a sink's threshold watch); False when it is gone."""
         if self.sup is None:
@@ -131,7 +144,7 @@ class Collector:
             self.sampler = Sampler(self.pids, self.plan.target_pid)
             self.last_sample = perf_counter_ns()
             if self.sampler.target_lost:
-                self.warnings.append(f"target process {self.plan.target_pid} could not be sampled")
+                self.warn(f"target process {self.plan.target_pid} could not be sampled", Once.TARGET)
 
     def _on_worker(self, conn: Connection) -> None:
         worker = self.conns[conn]
@@ -185,10 +198,10 @@ class Collector:
         if worker in self.live:
             self.live.discard(worker)
             self.lost[worker] = why
-            pid = self.pids.get(worker, "?")
-            self.warnings.append(f"worker {worker} (pid {pid}) was lost: {why}")
+            text = f"worker {worker} (pid {self.pids.get(worker, '?')}) was lost: {why}"
+            self.warn(text)
             for sink in self.sinks:
-                sink.on_warning(self.warnings[-1])
+                sink.on_warning(text)
 
     # -- per second ----------------------------------------------------------------------------------
 
@@ -202,8 +215,8 @@ class Collector:
         if measured:  # the self-check judges measured seconds only
             for w, v in s["worker_cpu"].items():
                 self.cpu[w].append(v)
-        if self.sampler.target_lost and not any("target process" in w for w in self.warnings):
-            self.warnings.append(f"target process {self.plan.target_pid} exited during the run")
+        if self.sampler.target_lost:
+            self.warn(f"target process {self.plan.target_pid} exited during the run", Once.TARGET)
         return s
 
     def _flush_seconds(self, final: bool = False) -> None:

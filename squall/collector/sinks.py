@@ -1,12 +1,14 @@
 """Where a run's numbers go while it runs and when it ends: one Sink each, handed to the collector.
 
-The collector accumulates; sinks render. Adding an output is one class here and one line in `default_sinks`.
+The collector accumulates; sinks render. Adding an output is one Sink class (it decides from the plan whether
+it applies: `for_plan`) and one entry in `SINKS`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from enum import Enum
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,13 +21,20 @@ if TYPE_CHECKING:
 NS = 1_000_000_000
 
 
+class Once(Enum):
+    """A warning said at most once a run, however often its cause recurs (the key, not its text, decides)."""
+
+    TARGET = "target"  # the target process could not be sampled, or exited
+    HDR_LOG = "hdr_log"  # the --hdr-log could not be written
+    CHECKPOINT = "checkpoint"  # a soak checkpoint could not be written to -o
+
+
 class Totals(Protocol):
-    """What a sink may read from the collector (and the two things it may do: warn, abort)."""
+    """What a sink may read from the collector (and what it may do: warn, note, abort)."""
 
     plan: Plan
     agg: Aggregate
     series: list[dict[str, Any]]
-    warnings: list[str]
     second: Second | None  # the merged second just turned into `series[-1]`
     received: int  # windows received so far
     started_at: float  # wall-clock time the collector started
@@ -48,9 +57,22 @@ class Totals(Protocol):
         """Ask the supervisor to stop the run; False when there is no supervisor to ask."""
         ...
 
+    def warn(self, text: str, once: Once | None = None) -> None:
+        """Add a warning to the result (only the first of those with the same `once` key)."""
+        ...
+
+    def note(self, text: str) -> None:
+        """Tell the user something while the run goes on (the live view prints it; quiet runs drop it)."""
+        ...
+
 
 class Sink:
     """An output fed by the collector; every hook does nothing unless overridden."""
+
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> Sink | None:
+        """This output for `plan`, or None when the plan does not ask for it."""
+        raise NotImplementedError
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         """A measured second ended: `entry` is its series entry; `totals` the run so far."""
@@ -61,11 +83,15 @@ class Sink:
     def on_warning(self, text: str) -> None:
         """A warning arose during the run (a worker lost)."""
 
+    def on_note(self, text: str) -> None:
+        """A sink told the user something while the run goes on (Totals.note)."""
+
     def on_final(self, doc: dict[str, Any]) -> None:
         """The run's result document; a sink may add a warning to it (before the supervisor gets it)."""
 
 
-SinkFactory = Callable[[Plan, Totals], list[Sink]]
+SinkFactory = Callable[[Plan, Totals], list[Sink]]  # what the supervisor hands the collector
+SinkMaker = Callable[[Plan, Totals], Sink | None]  # one output for a plan, or None
 
 
 class LiveSink(Sink):
@@ -76,14 +102,18 @@ class LiveSink(Sink):
 
         self.view = LiveView(plan)
 
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> LiveSink | None:
+        """Unless --quiet."""
+        return None if plan.quiet else cls(plan)
+
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         self.view.update(entry, totals.agg, totals.elapsed_s())
 
     def on_warning(self, text: str) -> None:
         self.view.warn(text)
 
-    def note(self, text: str) -> None:
-        """Print a line above the live one."""
+    def on_note(self, text: str) -> None:
         self.view.note(text)
 
     def on_final(self, doc: dict[str, Any]) -> None:
@@ -102,9 +132,12 @@ class PrometheusSink(Sink):
         try:
             self.server = MetricsServer(*plan.prometheus)  # type: ignore[misc]
         except OSError as e:
-            totals.warnings.append(
-                f"--prometheus-port: cannot listen on {plan.prometheus}: {e.strerror or e}"
-            )
+            totals.warn(f"--prometheus-port: cannot listen on {plan.prometheus}: {e.strerror or e}")
+
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> PrometheusSink | None:
+        """With --prometheus-port."""
+        return None if plan.prometheus is None else cls(plan, totals)
 
     def on_tick(self, totals: Totals, final: bool) -> None:
         if self.server is None:
@@ -134,13 +167,18 @@ class PrometheusSink(Sink):
 class CheckpointSink(Sink):
     """Soak runs: every checkpoint_s, the cumulative result to -o and the interval to the HDR log."""
 
-    def __init__(self, plan: Plan, note: Callable[[str], None] | None) -> None:
+    def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.note = note
+        self.noting = not plan.quiet  # each checkpoint's leak verdict so far, as a note above the live line
         self.last = perf_counter_ns()
         self.interval = new_histogram()  # latency since the last checkpoint, for the HDR interval log
         self.interval_start = 0.0
         self.log_started = False
+
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> CheckpointSink | None:
+        """Soak runs."""
+        return None if plan.soak is None else cls(plan)
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         if self.plan.hdr_log and totals.second is not None:
@@ -158,16 +196,15 @@ class CheckpointSink(Sink):
             try:
                 self._log_interval(totals)
             except (OSError, ValueError) as e:  # the log is a by-product: it must never end the run
-                if not any("--hdr-log" in w for w in totals.warnings):
-                    totals.warnings.append(f"could not write the --hdr-log: {e}")
-        if final or not (self.plan.out_path or self.note is not None):
+                totals.warn(f"could not write the --hdr-log: {e}", Once.HDR_LOG)
+        if final or not (self.plan.out_path or self.noting):
             return  # the final document is written by the -o sink
         doc = totals.document()
         verdict = doc.get("soak", {})
-        if self.note is not None and verdict.get("rss_slope_mb_per_h") is not None:
+        if self.noting and verdict.get("rss_slope_mb_per_h") is not None:
             lo, hi = verdict["rss_slope_ci_mb_per_h"]
             leak = "leak suspected" if verdict["leak_suspected"] else "no leak so far"
-            self.note(
+            totals.note(
                 f"soak {totals.elapsed_s():,.0f} s: {verdict.get('subject', 'target')} "
                 f"RSS {verdict['rss_slope_mb_per_h']:+,.1f} MB/h "
                 f"({lo:+,.1f} to {hi:+,.1f}), FD growth {verdict['fd_growth']}: {leak}"
@@ -179,8 +216,7 @@ class CheckpointSink(Sink):
             try:
                 write_json(doc, self.plan.out_path)
             except OSError as e:
-                if not any("checkpoint" in w for w in totals.warnings):
-                    totals.warnings.append(f"could not write a checkpoint to {self.plan.out_path}: {e}")
+                totals.warn(f"could not write a checkpoint to {self.plan.out_path}: {e}", Once.CHECKPOINT)
 
     def _log_interval(self, totals: Totals) -> None:
         from hdrh.log import HistogramLogWriter
@@ -216,6 +252,11 @@ class AbortSink(Sink):
         self.failing_since: float | None = None
         self.aborted = False
 
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> AbortSink | None:
+        """With --abort-on-fail and a threshold to watch."""
+        return cls(plan) if plan.abort_on_fail and plan.thresholds else None
+
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         from squall.plan.thresholds import judge
 
@@ -236,7 +277,7 @@ class AbortSink(Sink):
             self.aborted = True
             reason = f"threshold {', '.join(failed)} failed for {self.plan.abort_grace_s:g} s: run aborted"
             if totals.abort(reason):
-                totals.warnings.append(reason)
+                totals.warn(reason)
 
 
 class OutFileSink(Sink):
@@ -244,6 +285,11 @@ class OutFileSink(Sink):
 
     def __init__(self, path: str) -> None:
         self.path = path
+
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> OutFileSink | None:
+        """With -o."""
+        return cls(plan.out_path) if plan.out_path else None
 
     def on_final(self, doc: dict[str, Any]) -> None:
         from squall.report.json import write_json
@@ -254,18 +300,18 @@ class OutFileSink(Sink):
             doc["warnings"].append(f"could not write {self.path}: {e.strerror or e}")
 
 
-def default_sinks(plan: Plan, totals: Totals) -> list[Sink]:
-    """The sinks a plan asks for, in the order they are fed (the -o file last: it sees every warning)."""
-    sinks: list[Sink] = []
-    live = None if plan.quiet else LiveSink(plan)
-    if live is not None:
-        sinks.append(live)
-    if plan.prometheus is not None:
-        sinks.append(PrometheusSink(plan, totals))
-    if plan.soak is not None:
-        sinks.append(CheckpointSink(plan, live.note if live is not None else None))
-    if plan.abort_on_fail and plan.thresholds:
-        sinks.append(AbortSink(plan))
-    if plan.out_path:
-        sinks.append(OutFileSink(plan.out_path))
-    return sinks
+# name -> what makes that output for a plan (None: the plan does not ask for it), in the order the sinks are
+# fed: the -o file last, so it sees every warning.
+SINKS: dict[str, SinkMaker] = {
+    "live": LiveSink.for_plan,
+    "prometheus": PrometheusSink.for_plan,
+    "checkpoint": CheckpointSink.for_plan,
+    "abort": AbortSink.for_plan,
+    "out": OutFileSink.for_plan,
+}
+
+
+def default_sinks(plan: Plan, totals: Totals, makers: Mapping[str, SinkMaker] = SINKS) -> list[Sink]:
+    """The sinks a plan asks for, made by `makers` (SINKS), in their order."""
+    made = (make(plan, totals) for make in makers.values())
+    return [sink for sink in made if sink is not None]

@@ -11,7 +11,7 @@ __all__ = ["run"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that importing a leaf module (procname, pacer) does not pull in the whole engine.
+    # Lazy, so that importing a leaf module (pacer, schedule) does not pull in the whole engine.
     if name == "run":
         from squall.engine.supervisor import run
 

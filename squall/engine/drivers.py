@@ -26,8 +26,6 @@ MIN_SLEEP_NS = 1_000_000
 YIELD_EVERY = 64
 STEER_NS = 100_000_000  # how often a users shape re-counts its users
 
-Record = Callable[[Channel, int, int, int, int], None]
-
 
 def at(loop: asyncio.AbstractEventLoop, t_ns: int, callback: Any, *args: Any) -> asyncio.TimerHandle:
     """Call `callback(*args)` at perf_counter time t_ns (at once if it is past)."""
@@ -63,6 +61,9 @@ class Driver:
         self.t0 = 0  # the run's t0 and the warmup's end, once start() is called
         self.measure_start = 0
         self.rec = rec
+        # Bound once: the per-response paths call these without a lookup on the recorder.
+        self.response = rec.response
+        self.schedule_lag = rec.schedule_lag
         self.budget = budget
         self.count = budget.count  # (the lean closed path reads its `left` itself)
         self.classify = classify
@@ -73,10 +74,14 @@ class Driver:
         self.active = 0  # users taking part (a users shape parks the rest)
         self.stopping = False
         self.channels: list[Channel] = []
-        # What a measured answer records: journeys and py runs record in the transport, LLM runs an answer.
-        self.record: Record | None = None
-        if records:
-            self.record = self._record_llm if plan.llm is not None else self._record_http
+        # What a measured answer records: an HTTP response (on_response), an LLM answer, or nothing here
+        # (journeys and py runs record in the transport). Each is one method, so a response costs one call.
+        self.records = records
+        if not records:
+            self.on_response = self._on_response_unrecorded  # type: ignore[method-assign]
+        elif plan.llm is not None:
+            self.answer = rec.answer
+            self.on_response = self._on_answer  # type: ignore[method-assign]
 
     def start(self, channels: list[Channel], t0: int) -> None:
         """Begin sending on `channels` at the run's t0 (the budget is placed in time: Budget.begin)."""
@@ -107,18 +112,37 @@ class Driver:
             self.finished.set_result(None)
 
     def on_response(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        """An HTTP response: record it (from its intended send, with the lag, when paced), then go again."""
         self.inflight -= 1
-        record = self.record
-        if record is not None:
-            if ch.start >= self.measure_start:
-                record(ch, status, first, done, nbytes)
-            else:
-                self.rec.warmup += 1
+        start = ch.start
+        if start >= self.measure_start:
+            self.response(status, start, ch.sent, first, done, nbytes)
+            if self.paced:
+                self.schedule_lag((ch.sent - start) // 1000)
+        else:
+            self.rec.warmup += 1
+        self.again(ch)
+
+    def _on_answer(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        """An LLM answer: record the response and its stream (the reader is let go), then go again."""
+        self.inflight -= 1
+        start = ch.start
+        if start >= self.measure_start:
+            self.answer(status, start, ch.sent, first, done, nbytes, ch.reader, self.paced)
+            ch.reader = None
+            if self.paced:
+                self.schedule_lag((ch.sent - start) // 1000)
+        else:
+            self.rec.warmup += 1
+        self.again(ch)
+
+    def _on_response_unrecorded(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        self.inflight -= 1
         self.again(ch)
 
     def on_failure(self, ch: Channel, exc: BaseException) -> None:
         self.inflight -= 1
-        if self.record is not None:  # (an iteration fails only when interrupted; its step counted that)
+        if self.records:  # (an iteration fails only when interrupted; its step counted that)
             if ch.start < self.measure_start:
                 self.rec.warmup += 1
             elif isinstance(exc, Interrupted):
@@ -126,17 +150,6 @@ class Driver:
             else:
                 self.rec.failure(self.classify(exc))
         self.again(ch)
-
-    def _record_http(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
-        self.rec.response(status, ch.start, ch.sent, first, done, nbytes)
-        if self.paced:
-            self.rec.schedule_lag((ch.sent - ch.start) // 1000)
-
-    def _record_llm(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
-        self.rec.answer(status, ch.start, ch.sent, first, done, nbytes, ch.reader, self.paced)
-        ch.reader = None
-        if self.paced:
-            self.rec.schedule_lag((ch.sent - ch.start) // 1000)
 
 
 class ClosedDriver(Driver):
@@ -150,13 +163,15 @@ class ClosedDriver(Driver):
         self.think: Callable[[], float] | None = None
         if think is not None:
             self.think = think.sampler(random.Random(f"{self.plan.seed}:think:{self.index}"))  # type: ignore[assignment]
-        if self.lean and self.think is None and self.record == self._record_http:
+        plain = self.records and self.plan.llm is None
+        if self.lean and self.think is None and plain and self.budget.counted_only:
             self.on_response = self._on_response_lean  # type: ignore[method-assign]
 
     def start(self, channels: list[Channel], t0: int) -> None:
         super().start(channels, t0)
-        if self.budget.deadline is not None:
-            at(self.loop, self.budget.deadline, self.on_stop, "duration")
+        deadline = self.budget.deadline
+        if deadline is not None:
+            at(self.loop, deadline, self.on_stop, self.budget.over(deadline))
         self._enter(channels)
         self.check_finished()
 
@@ -190,7 +205,7 @@ class ClosedDriver(Driver):
         self.inflight -= 1
         start = ch.start
         if start >= self.measure_start:
-            self.rec.response(status, start, start, first, done, nbytes)
+            self.response(status, start, start, first, done, nbytes)
         else:
             self.rec.warmup += 1
         if self.stopping:
@@ -198,7 +213,9 @@ class ClosedDriver(Driver):
             return
         t = perf_counter_ns()
         count = self.count
-        if count is not None and t >= self.measure_start:  # Count.take, inlined
+        # Count.take, inlined: this path is taken only when the budget's per-send rules are the abort (which
+        # sets self.stopping, checked above) and the count; any other rule goes through Budget.take.
+        if count is not None and t >= self.measure_start:
             if count.left <= 0:
                 self.check_finished()
                 return
@@ -314,15 +331,21 @@ class OpenDriver(Driver):
         schedule, budget = self.schedule, self.budget
         assert schedule is not None
         deadline = budget.deadline
+        time_up = "" if deadline is None else budget.over(deadline)
+        # Schedule.next_due, inlined: without a shape `step` is the pacer's own next_send.
+        step, origin, until = schedule.step, schedule.origin, schedule.until
+        # The abort is asked as self.stopping (checked after every await, so it holds at each take); the
+        # budget is asked per send only when it has other rules (-n).
+        take = budget.take if len(budget.takers) > 1 else None
         burst = 0
         try:
             while not self.stopping:
-                due = schedule.next_due()
-                if due is None:
+                due = origin + step()
+                if due >= until:
                     # The schedule is over; sends still in the backlog may go out until the deadline itself.
                     if deadline is not None:
                         await sleep_until(deadline)
-                        self.on_stop("duration")
+                        self.on_stop(time_up)
                     break
                 if due > perf_counter_ns():
                     burst = 0
@@ -340,9 +363,9 @@ class OpenDriver(Driver):
                         # Count what it never sent (from the rate; exact for constant arrivals, +-1) and stop.
                         left = schedule.due_between(max(due, self.measure_start), deadline)
                         self.rec.unsent += max(1, round(left))
-                        self.on_stop("duration")
+                        self.on_stop(time_up)
                         break
-                if not budget.take(due):
+                if take is not None and not take(due):
                     break
                 self._dispatch(due)
         finally:

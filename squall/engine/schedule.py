@@ -6,6 +6,8 @@ from squall.engine.pacer import NS, Pacer, make_pacer
 from squall.plan.load import Shape
 from squall.plan.plan import Plan
 
+NEVER = 1 << 62  # a due time past every run's end (perf_counter ns; ~146 years)
+
 
 class Schedule:
     """Intended send times in perf_counter ns, in order; `next_due()` is None once the schedule is over.
@@ -15,7 +17,7 @@ class Schedule:
     it: constant arrivals stay exact, Poisson ones become a true non-homogeneous Poisson process.
     """
 
-    __slots__ = ("area_offset", "end", "pacer", "phase_ns", "rate", "shape", "t0", "workers")
+    __slots__ = ("area_offset", "origin", "pacer", "rate", "shape", "step", "t0", "until", "workers")
 
     def __init__(
         self,
@@ -31,25 +33,29 @@ class Schedule:
     ) -> None:
         self.pacer = pacer
         self.t0 = t0
-        self.end = end
         self.rate = rate  # this worker's requests/s without a shape
         self.workers = workers  # the shape's area is shared by this many workers
         self.shape = shape
         self.area_offset = area_offset
-        self.phase_ns = phase_ns
+        # The next due time is origin + step(), and the schedule is over once it reaches `until`. Without a
+        # shape, step is the pacer's own next_send: a hot loop pays no call over the pacer's (see next_due).
+        self.until = NEVER if end is None else end
+        if shape is None:
+            self.step = pacer.next_send
+            self.origin = t0 + phase_ns
+        else:
+            self.step = self._shaped
+            self.origin = 0
 
     def next_due(self) -> int | None:
         """The next send's due time, or None: at or past `end`, or beyond the shape's last stage."""
-        if self.shape is None:
-            due = self.t0 + self.phase_ns + self.pacer.next_send()
-        else:
-            at = self.shape.time_at_area(self.pacer.next_send() / NS + self.area_offset)
-            if at is None:
-                return None
-            due = self.t0 + round(at * NS)
-        if self.end is not None and due >= self.end:
-            return None
-        return due
+        due = self.origin + self.step()
+        return None if due >= self.until else due
+
+    def _shaped(self) -> int:
+        """The next send's due time under the shape (NEVER beyond its last stage)."""
+        at = self.shape.time_at_area(self.pacer.next_send() / NS + self.area_offset)  # type: ignore[union-attr]
+        return NEVER if at is None else self.t0 + round(at * NS)
 
     def due_between(self, a_ns: int, b_ns: int) -> float:
         """How many sends this schedule holds between two times (its share of the shape's area)."""

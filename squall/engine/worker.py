@@ -14,14 +14,14 @@ from time import perf_counter_ns
 
 import uvloop
 
-from squall.engine.budget import Budget
+from squall.engine.budget import make_budget
 from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
-from squall.engine.procname import set_process_name
 from squall.engine.recorder import NullRecorder, Recorder
 from squall.engine.transport import Channel
 from squall.engine.workload import make_sender
 from squall.engine.workload.base import Sender
 from squall.plan.plan import Plan
+from squall.procname import set_process_name
 from squall.units import PlanError
 from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
 
@@ -57,7 +57,7 @@ class Worker:
         self.data = data
         self.ctl = ctl
         self.connections = plan.share(plan.connections, index)
-        self.budget = Budget(plan.share(plan.requests, index) if plan.requests else None)
+        self.budget = make_budget(plan, index)
         llm = plan.llm
         self.journeys = plan.scenario is not None or plan.py is not None  # the transport records
         llm_steps = plan.scenario is not None and any(s.llm for j in plan.scenario.journeys for s in j.steps)
@@ -107,9 +107,7 @@ class Worker:
         gc.freeze()  # what setup made lives all run long: keep it out of every later collection
         self.measure_start = self.t0 + int(self.plan.warmup_s * NS)
         self.transport.begin(self.measure_start)
-        duration = self.plan.duration_s
-        deadline = None if duration is None else self.measure_start + int(duration * NS)
-        self.budget.begin(self.measure_start, deadline)
+        self.budget.begin(self.measure_start)
         self.window_ns = int(self.plan.window_s * NS)
         # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
         # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
 
-from squall.engine.budget import Budget
+from squall.engine.budget import Abort, Budget, Count, Duration, StopRule
 from squall.engine.drivers import ClosedDriver, Driver, OpenDriver, UsersDriver, driver_kind
 from squall.engine.schedule import Schedule
 from squall.engine.transport import Channel, Interrupted
 from squall.plan.load import Shape, Stage, Think
 from squall.plan.plan import Plan
-from squall.plan.specs import RequestSpec
+from squall.plan.specs import LlmSpec, RequestSpec
 
 MS = 1_000_000
+NS = 1_000_000_000
 
 
 class FakeRec:
@@ -25,6 +26,7 @@ class FakeRec:
         self.responses: list[tuple[int, int, int]] = []  # (status, start, sent)
         self.failures: list[str] = []
         self.lags: list[int] = []
+        self.readers: list[tuple[Any, bool]] = []  # (the answer's reader, paced) of each LLM answer
         self.warmup = self.interrupted = self.dropped = self.unsent = 0
 
     def response(self, status: int, start: int, sent: int, first: int, done: int, nbytes: int) -> None:
@@ -35,6 +37,12 @@ class FakeRec:
 
     def schedule_lag(self, us: int) -> None:
         self.lags.append(us)
+
+    def answer(
+        self, status: int, start: int, sent: int, first: int, done: int, nin: int, reader: Any, paced: bool
+    ) -> None:
+        self.responses.append((status, start, sent))
+        self.readers.append((reader, paced))
 
 
 class Owner:
@@ -59,6 +67,7 @@ class FakeChannel(Channel):
         assert not self.busy, "one request in flight per channel"
         self.busy = True
         self.sends += 1
+        self.reader = f"reader{self.sends}"
         self.handle = asyncio.get_running_loop().call_later(self.delay_s, self._answer)
 
     def _answer(self) -> None:
@@ -91,6 +100,7 @@ def drive(
     stop_after_s: float | None = None,
     delay_s: float = 0.0,
     fail: BaseException | None = None,
+    extra_rules: list[StopRule] | None = None,
     **kw: Any,
 ) -> tuple[Driver, FakeRec, list[FakeChannel], list[str]]:
     """Run one driver to its end over fake channels (bounded by a 10 s timeout)."""
@@ -98,8 +108,13 @@ def drive(
 
     async def main() -> tuple[Driver, list[FakeChannel]]:
         t0 = perf_counter_ns()
-        budget = Budget(requests)
-        budget.begin(t0 + warmup_ns, None if duration_ns is None else t0 + warmup_ns + duration_ns)
+        rules: list[StopRule] = [Abort()]
+        if duration_ns is not None:
+            rules.append(Duration(duration_ns))
+        if requests is not None:
+            rules.append(Count(requests))
+        budget = Budget(rules + (extra_rules or []))
+        budget.begin(t0 + warmup_ns)
         owner = Owner()
         chans = [FakeChannel(owner, delay_s, fail) for _ in range(channels)]
 
@@ -246,3 +261,72 @@ def test_a_shape_the_schedule_ends_before_the_deadline_stops_at_the_deadline() -
     _, rec, _, stops = drive(p, channels=2, duration_ns=80 * MS)
     assert stops == ["duration"] and len(rec.responses) == 3
     assert perf_counter_ns() - t >= 80 * MS
+
+
+class Quota(StopRule):
+    """A made-up per-send rule: lets `n` sends go in all (warmup or not), then ends the run."""
+
+    reason = "quota"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def take(self, t_ns: int) -> bool:
+        if self.n <= 0:
+            return False
+        self.n -= 1
+        return True
+
+
+class Until(StopRule):
+    """A made-up rule that ends the run by the clock, `after_ns` after the warmup."""
+
+    reason = "until"
+
+    def __init__(self, after_ns: int) -> None:
+        self.after_ns = after_ns
+
+    def begin(self, measure_start: int) -> None:
+        self.deadline = measure_start + self.after_ns
+
+
+def test_a_new_per_send_rule_ends_a_closed_run_on_the_general_path() -> None:
+    d, rec, chans, stops = drive(plan(), requests=50, channels=3, extra_rules=[Quota(7)])
+    assert d.on_response.__name__ == "on_response"  # the lean path inlines only the count
+    assert len(rec.responses) == 7 == sum(c.sends for c in chans) and stops == []
+    assert d.budget.reason == "quota" and d.budget.count is not None and d.budget.count.left == 43
+
+
+def test_a_new_per_send_rule_ends_an_open_schedule() -> None:
+    d, rec, _chans, stops = drive_open([0, 5, 10, 15, 20], 1000, channels=2, extra_rules=[Quota(2)])
+    assert len(rec.responses) == 2 and stops == [] and d.budget.reason == "quota"
+
+
+def test_a_new_clock_rule_stops_closed_and_open_runs_with_its_reason() -> None:
+    _, rec, _, stops = drive(plan(), channels=2, delay_s=0.002, duration_ns=NS, extra_rules=[Until(40 * MS)])
+    assert stops == ["until"] and len(rec.responses) > 0
+    _, rec, _, stops = drive(plan(rate=50.0), channels=2, duration_ns=NS, extra_rules=[Until(50 * MS)])
+    assert stops == ["until"] and len(rec.responses) == 3  # due at 0, 20 and 40 ms; the schedule ends at 50
+
+
+def test_an_open_run_records_each_answer_from_its_due_time_with_its_lag() -> None:
+    d, rec, _chans, _ = drive_open([0, 10], 40, channels=1)
+    assert d.on_response.__name__ == "on_response" and d.response == rec.response
+    assert len(rec.lags) == 2 and all(
+        lag == (sent - start) // 1000 for lag, (_, start, sent) in zip(rec.lags, rec.responses, strict=True)
+    )
+
+
+def test_an_llm_run_records_each_answer_with_its_reader_once() -> None:
+    p = plan(llm=LlmSpec())
+    d, rec, chans, _ = drive(p, requests=4, channels=2)
+    assert d.on_response.__name__ == "_on_answer"
+    assert sorted(rec.readers) == [
+        ("reader1", False),
+        ("reader1", False),
+        ("reader2", False),
+        ("reader2", False),
+    ]
+    assert all(c.reader is None for c in chans)  # let go once recorded
+    d, rec, _, _ = drive_open([0, 10], 40, p=plan(rate=100.0, llm=LlmSpec()), channels=1)
+    assert rec.readers == [("reader1", True), ("reader2", True)] and len(rec.lags) == 2

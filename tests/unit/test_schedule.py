@@ -7,7 +7,7 @@ import math
 import pytest
 
 from squall.engine.pacer import NS, ConstantPacer, PoissonPacer
-from squall.engine.schedule import Schedule, make_schedule
+from squall.engine.schedule import NEVER, Schedule, make_schedule
 from squall.plan.load import Shape, Stage
 from squall.plan.plan import Plan
 from squall.plan.specs import RequestSpec
@@ -159,3 +159,24 @@ def test_due_between_counts_the_schedules_sends() -> None:
     shaped = Schedule(ConstantPacer(1.0, 0, 2), T0, shape=RAMP, workers=2)
     assert shaped.due_between(T0, T0 + NS) == 25.0  # half of the ramp's 50
     assert shaped.due_between(T0 + NS, T0 + 2 * NS) == 50.0
+
+
+def test_without_a_shape_each_due_time_is_one_call_of_the_pacer() -> None:
+    # The fast path the open driver inlines: due = origin + step(), over once due >= until.
+    s = make_schedule(plan(rate=60.0 / 3, shard=(1, 3)), 0, T0, T0 + NS)
+    assert s.step.__self__ is s.pacer and s.step.__func__ is ConstantPacer.next_send  # type: ignore[attr-defined]
+    assert (s.origin, s.until) == (T0 + round(NS / 60), T0 + NS)
+    twin = make_schedule(plan(rate=60.0 / 3, shard=(1, 3)), 0, T0, T0 + NS)
+    inlined = []
+    while (due := s.origin + s.step()) < s.until:
+        inlined.append(due)
+    assert inlined == dues(twin) and len(inlined) == 20
+
+
+def test_with_a_shape_the_step_ends_at_never() -> None:
+    s = make_schedule(plan(rate=100.0, shape=RAMP), 0, T0, None)
+    assert (s.origin, s.until) == (0, NEVER)
+    got = []
+    while (due := s.origin + s.step()) < s.until:
+        got.append(due)
+    assert got == dues(make_schedule(plan(rate=100.0, shape=RAMP), 0, T0, None)) and len(got) == 151

@@ -6,9 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from squall.collector.aggregate import Aggregate, Second
-from squall.collector.sinks import AbortSink, default_sinks
+from squall.collector.collector import Collector
+from squall.collector.sinks import (
+    SINKS,
+    AbortSink,
+    CheckpointSink,
+    Once,
+    PrometheusSink,
+    Sink,
+    Totals,
+    default_sinks,
+)
 from squall.plan.plan import Plan
-from squall.plan.specs import RequestSpec
+from squall.plan.specs import RequestSpec, SoakSpec
 from squall.plan.thresholds import parse_threshold
 
 
@@ -28,7 +38,10 @@ class FakeTotals:
     t0: int | None = 0
     closing: bool = False
     aborts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     supervisor: bool = True
+    doc: dict[str, Any] = field(default_factory=dict)
+    warned: set[Once] = field(default_factory=set)
 
     def elapsed_s(self) -> float:
         return self.elapsed
@@ -37,11 +50,21 @@ class FakeTotals:
         return {"requests": 10, "errors": 0, "latency_ms": {"p99": self.p99_ms}}
 
     def document(self) -> dict[str, Any]:
-        return {}
+        return dict(self.doc)
 
     def abort(self, reason: str) -> bool:
         self.aborts.append(reason)
         return self.supervisor
+
+    def warn(self, text: str, once: Once | None = None) -> None:
+        if once is not None:
+            if once in self.warned:
+                return
+            self.warned.add(once)
+        self.warnings.append(text)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 def _plan(**kw: Any) -> Plan:
@@ -85,3 +108,103 @@ def test_the_plan_picks_the_sinks() -> None:
     assert kinds(_plan(quiet=True, abort_on_fail=True, thresholds=(parse_threshold("p99<1s"),))) == [
         "AbortSink"
     ]
+    assert kinds(_plan(quiet=True, soak=SoakSpec())) == ["CheckpointSink"]
+    assert kinds(_plan(out_path="r.json")) == ["LiveSink", "OutFileSink"]
+
+
+def test_every_output_in_feeding_order() -> None:
+    plan = _plan(
+        out_path="r.json",
+        prometheus=("127.0.0.1", 0),
+        soak=SoakSpec(),
+        abort_on_fail=True,
+        thresholds=(parse_threshold("p99<1s"),),
+    )
+    sinks = default_sinks(plan, FakeTotals(plan))
+    try:
+        assert list(SINKS) == ["live", "prometheus", "checkpoint", "abort", "out"]
+        assert [type(s).__name__ for s in sinks] == [
+            "LiveSink",
+            "PrometheusSink",
+            "CheckpointSink",
+            "AbortSink",
+            "OutFileSink",
+        ]
+    finally:
+        for sink in sinks:
+            if isinstance(sink, PrometheusSink):
+                sink.on_final({})
+
+
+class Beeper(Sink):
+    """A made-up output: one entry in the registry and it is fed like the others."""
+
+    def __init__(self) -> None:
+        self.seconds = 0
+
+    @classmethod
+    def for_plan(cls, plan: Plan, totals: Totals) -> Beeper | None:
+        return cls() if plan.duration_s is not None and plan.duration_s > 30 else None
+
+    def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
+        self.seconds += 1
+
+
+def test_a_new_output_is_one_sink_and_one_registry_entry() -> None:
+    makers = {**SINKS, "beeper": Beeper.for_plan}
+    plan = _plan(quiet=True, out_path="r.json")
+    got = default_sinks(plan, FakeTotals(plan), makers)
+    assert [type(s).__name__ for s in got] == ["OutFileSink", "Beeper"]
+    short = Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=5.0, quiet=True)
+    assert default_sinks(short, FakeTotals(short), makers) == []
+
+
+def test_warnings_said_once_go_by_their_key_not_their_text() -> None:
+    plan = _plan(quiet=True)
+    c = Collector(plan, [], None, lambda _p, _t: [])
+    c.warn("could not write the --hdr-log: disk full", Once.HDR_LOG)
+    c.warn("could not write the --hdr-log: disk full again", Once.HDR_LOG)
+    c.warn("could not write a checkpoint to r.json: --hdr-log", Once.CHECKPOINT)  # names the other: said
+    c.warn("target process 7 could not be sampled", Once.TARGET)
+    c.warn("target process 7 exited during the run", Once.TARGET)
+    c.warn("threshold p99<1s failed")
+    c.warn("threshold p99<1s failed")  # without a key, every time
+    assert c.warnings == [
+        "could not write the --hdr-log: disk full",
+        "could not write a checkpoint to r.json: --hdr-log",
+        "target process 7 could not be sampled",
+        "threshold p99<1s failed",
+        "threshold p99<1s failed",
+    ]
+
+
+def test_a_checkpoint_that_cannot_be_written_warns_once_and_notes_the_verdict(tmp_path: Any) -> None:
+    out = str(tmp_path / "no" / "r.json")
+    plan = _plan(out_path=out, soak=SoakSpec(checkpoint_s=1.0))
+    verdict = {
+        "rss_slope_mb_per_h": 1.5,
+        "rss_slope_ci_mb_per_h": [0.5, 2.5],
+        "fd_growth": 0,
+        "leak_suspected": False,
+        "subject": "target",
+    }
+    totals = FakeTotals(plan, elapsed=60.0, doc={"soak": verdict})
+    sink = CheckpointSink.for_plan(plan, totals)
+    assert sink is not None
+    sink.last = 0  # the first checkpoint is due
+    sink.on_tick(totals, final=False)
+    sink.last = 0
+    sink.on_tick(totals, final=False)
+    # Said once, though both checkpoints failed (the error names the temporary file written first).
+    assert len(totals.warnings) == 1
+    assert totals.warnings[0].startswith(f"could not write a checkpoint to {out}: [Errno 2] No such file")
+    note = "soak 60 s: target RSS +1.5 MB/h (+0.5 to +2.5), FD growth 0: no leak so far"
+    assert totals.notes == [note, note]
+    # Quiet: no note (and with no -o, no document is made at all).
+    quiet = _plan(quiet=True, soak=SoakSpec(checkpoint_s=1.0))
+    totals = FakeTotals(quiet, doc={"soak": verdict})
+    sink = CheckpointSink.for_plan(quiet, totals)
+    assert sink is not None
+    sink.last = 0
+    sink.on_tick(totals, final=False)
+    assert totals.notes == [] and totals.warnings == []
