@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _execute(plan: Plan, flags: LoadFlags) -> typer.Exit:
-    from squall.report.outputs import execute
+    from squall.cli.execute import execute
 
     return typer.Exit(execute(plan, flags.junit, flags.html, flags.csv_path))
 

@@ -190,9 +190,9 @@ def soak(
     what it measured."""
     from dataclasses import replace
 
+    from squall.cli.execute import execute
     from squall.plan import build
     from squall.plan.specs import SoakSpec
-    from squall.report.outputs import execute
     from squall.result.document import STOPPED_BY_SIGNAL
     from squall.studies.soak import start_target, stop_target
     from squall.units import PlanError, check_writable, parse_duration

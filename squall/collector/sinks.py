@@ -100,10 +100,10 @@ class PrometheusSink(Sink):
         self.last_publish = perf_counter_ns()
         self.seen = 0
         try:
-            self.server = MetricsServer(*plan.prometheus)  # type: ignore[misc]
+            self.server = MetricsServer(*plan.outputs.prometheus)  # type: ignore[misc]
         except OSError as e:
             totals.warnings.append(
-                f"--prometheus-port: cannot listen on {plan.prometheus}: {e.strerror or e}"
+                f"--prometheus-port: cannot listen on {plan.outputs.prometheus}: {e.strerror or e}"
             )
 
     def on_tick(self, totals: Totals, final: bool) -> None:
@@ -143,7 +143,7 @@ class CheckpointSink(Sink):
         self.log_started = False
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
-        if self.plan.hdr_log and totals.second is not None:
+        if self.plan.outputs.hdr_log and totals.second is not None:
             merge_into(self.interval, totals.second.latency)
 
     def on_tick(self, totals: Totals, final: bool) -> None:
@@ -154,13 +154,13 @@ class CheckpointSink(Sink):
         if not final and now - self.last < soak.checkpoint_s * NS:
             return
         self.last = now
-        if self.plan.hdr_log and self.interval.get_total_count():
+        if self.plan.outputs.hdr_log and self.interval.get_total_count():
             try:
                 self._log_interval(totals)
             except (OSError, ValueError) as e:  # the log is a by-product: it must never end the run
                 if not any("--hdr-log" in w for w in totals.warnings):
                     totals.warnings.append(f"could not write the --hdr-log: {e}")
-        if final or not (self.plan.out_path or self.note is not None):
+        if final or not (self.plan.outputs.out_path or self.note is not None):
             return  # the final document is written by the -o sink
         doc = totals.document()
         verdict = doc.get("soak", {})
@@ -172,22 +172,24 @@ class CheckpointSink(Sink):
                 f"RSS {verdict['rss_slope_mb_per_h']:+,.1f} MB/h "
                 f"({lo:+,.1f} to {hi:+,.1f}), FD growth {verdict['fd_growth']}: {leak}"
             )
-        if self.plan.out_path:
+        if self.plan.outputs.out_path:
             from squall.report.json import write_json
 
             doc["checkpoint"] = {"at_s": round(totals.elapsed_s(), 3), "final": False}
             try:
-                write_json(doc, self.plan.out_path)
+                write_json(doc, self.plan.outputs.out_path)
             except OSError as e:
                 if not any("checkpoint" in w for w in totals.warnings):
-                    totals.warnings.append(f"could not write a checkpoint to {self.plan.out_path}: {e}")
+                    totals.warnings.append(
+                        f"could not write a checkpoint to {self.plan.outputs.out_path}: {e}"
+                    )
 
     def _log_interval(self, totals: Totals) -> None:
         from hdrh.log import HistogramLogWriter
 
         started_at = totals.started_at
         # A new run starts a new log (a rerun with the same -o must not append to the last one's).
-        with open(self.plan.hdr_log, "a" if self.log_started else "w") as f:  # type: ignore[arg-type]
+        with open(self.plan.outputs.hdr_log, "a" if self.log_started else "w") as f:  # type: ignore[arg-type]
             writer = HistogramLogWriter(f)
             if not self.log_started:
                 writer.output_comment("squall latency (µs), one interval per checkpoint")
@@ -200,7 +202,7 @@ class CheckpointSink(Sink):
                 writer.output_legend()
                 self.log_started = True
             start = self.interval_start
-            end = totals.elapsed_s() + self.plan.warmup_s
+            end = totals.elapsed_s() + self.plan.stop.warmup_s
             self.interval.set_start_time_stamp(int((started_at + start) * 1000))
             self.interval.set_end_time_stamp(int((started_at + end) * 1000))
             writer.output_interval_histogram(self.interval, max_value_unit_ratio=1000.0)
@@ -232,9 +234,11 @@ class AbortSink(Sink):
             return
         if self.failing_since is None:
             self.failing_since = elapsed
-        if elapsed - self.failing_since >= self.plan.abort_grace_s:
+        if elapsed - self.failing_since >= self.plan.stop.abort_grace_s:
             self.aborted = True
-            reason = f"threshold {', '.join(failed)} failed for {self.plan.abort_grace_s:g} s: run aborted"
+            reason = (
+                f"threshold {', '.join(failed)} failed for {self.plan.stop.abort_grace_s:g} s: run aborted"
+            )
             if totals.abort(reason):
                 totals.warnings.append(reason)
 
@@ -257,15 +261,15 @@ class OutFileSink(Sink):
 def default_sinks(plan: Plan, totals: Totals) -> list[Sink]:
     """The sinks a plan asks for, in the order they are fed (the -o file last: it sees every warning)."""
     sinks: list[Sink] = []
-    live = None if plan.quiet else LiveSink(plan)
+    live = None if plan.outputs.quiet else LiveSink(plan)
     if live is not None:
         sinks.append(live)
-    if plan.prometheus is not None:
+    if plan.outputs.prometheus is not None:
         sinks.append(PrometheusSink(plan, totals))
     if plan.soak is not None:
         sinks.append(CheckpointSink(plan, live.note if live is not None else None))
-    if plan.abort_on_fail and plan.thresholds:
+    if plan.stop.abort_on_fail and plan.thresholds:
         sinks.append(AbortSink(plan))
-    if plan.out_path:
-        sinks.append(OutFileSink(plan.out_path))
+    if plan.outputs.out_path:
+        sinks.append(OutFileSink(plan.outputs.out_path))
     return sinks

@@ -66,7 +66,7 @@ def build(
     Raises PlanError.
     """
     from squall.plan.load import parse_think
-    from squall.plan.plan import Plan
+    from squall.plan.plan import assemble
     from squall.plan.shard import split_fields, split_shape
     from squall.plan.thresholds import parse_threshold
     from squall.units import check_writable
@@ -107,8 +107,8 @@ def build(
     if flags.abort_grace is not None and not flags.abort_on_fail:
         raise PlanError("--abort-grace needs --abort-on-fail")
     fields.setdefault("workers", flags.workers if flags.workers is not None else (os.cpu_count() or 1))
-    plan = Plan(
-        request=request,
+    plan = assemble(
+        request,
         thresholds=tuple(parse_threshold(t, threshold_option) for t in flags.threshold),
         abort_grace_s=parse_duration(flags.abort_grace or "5s", "--abort-grace"),
         duration_s=parse_duration(duration, "--duration") if duration is not None else None,
@@ -125,7 +125,7 @@ def build(
         if not plan.thresholds:
             raise PlanError("--junit needs at least one --threshold")
         check_writable(flags.junit, "--junit")
-    if plan.abort_on_fail and not plan.thresholds:
+    if plan.stop.abort_on_fail and not plan.thresholds:
         raise PlanError("--abort-on-fail needs at least one --threshold")
     return plan
 

@@ -42,9 +42,16 @@ def test_command_line_hides_secrets(argv: list[str], want: str) -> None:
 def test_build_takes_the_flags_as_typed() -> None:
     flags = LoadFlags(workers=2, duration="3s", timeout="2s", warmup="1s", seed=7, threshold=("p99<1s",))
     plan = build(URL, flags, connections=8, argv=["run", "URL"])
-    got = (plan.workers, plan.connections, plan.duration_s, plan.timeout_s, plan.warmup_s, plan.seed)
+    got = (
+        plan.spread.workers,
+        plan.load.connections,
+        plan.stop.duration_s,
+        plan.client.timeout_s,
+        plan.stop.warmup_s,
+        plan.seed,
+    )
     assert got == (2, 8, 3.0, 2.0, 1.0, 7)
-    assert ([t.expr for t in plan.thresholds], plan.command, plan.tls_verify) == (
+    assert ([t.expr for t in plan.thresholds], plan.command, plan.client.tls_verify) == (
         ["p99<1s"],
         "squall run URL",
         True,
@@ -52,17 +59,17 @@ def test_build_takes_the_flags_as_typed() -> None:
 
 
 def test_build_defaults_connections_only_when_not_given() -> None:
-    assert build(URL, LoadFlags(workers=1), argv=[]).connections == 64
-    assert build(URL, LoadFlags(workers=1), default_connections=10, argv=[]).connections == 10
+    assert build(URL, LoadFlags(workers=1), argv=[]).load.connections == 64
+    assert build(URL, LoadFlags(workers=1), default_connections=10, argv=[]).load.connections == 10
     shaped = build(URL, LoadFlags(workers=1, stage=("2s:5",)), default_connections=10, argv=[])
-    assert (shaped.connections, shaped.duration_s) == (5, 2.0)
+    assert (shaped.load.connections, shaped.stop.duration_s) == (5, 2.0)
 
 
 def test_build_splits_a_shard_and_its_stages() -> None:
     flags = LoadFlags(workers=1, stage=("1s:10", "1s:3"), shard="1/4", seed=2)
     plan = build(URL, flags, argv=[])
-    assert plan.shape == Shape("users", (Stage(1.0, 3), Stage(1.0, 1)))  # of 10: 3 3 2 2; of 3: 1 1 1 0
-    assert (plan.shard, plan.seed) == ((1, 4), 2 * 1_000_003 + 1)
+    assert plan.load.shape == Shape("users", (Stage(1.0, 3), Stage(1.0, 1)))  # of 10: 3 3 2 2; of 3: 1 1 1 0
+    assert (plan.spread.shard, plan.seed) == ((1, 4), 2 * 1_000_003 + 1)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 
 from squall.collector.aggregate import Aggregate, Second
 from squall.collector.sinks import AbortSink, default_sinks
-from squall.plan.plan import Plan
+from squall.plan.plan import Plan, assemble
 from squall.plan.specs import RequestSpec
 from squall.plan.thresholds import parse_threshold
 
@@ -45,7 +45,7 @@ class FakeTotals:
 
 
 def _plan(**kw: Any) -> Plan:
-    return Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=60.0, **kw)
+    return assemble(RequestSpec("http://127.0.0.1:1/"), duration_s=60.0, **kw)
 
 
 def test_the_abort_watcher_stops_a_run_once_a_threshold_failed_for_its_grace() -> None:

@@ -54,7 +54,7 @@ def make_transport(plan: Plan, connections: int, worker: int = 0, rec: Any = Non
         from squall.engine.workload.py import PyWorkload
 
         return PyWorkload(plan, connections, worker, rec)
-    cls = TRANSPORTS[plan.transport if plan.transport in TRANSPORTS else "raw"]()
+    cls = TRANSPORTS[plan.client.transport if plan.client.transport in TRANSPORTS else "raw"]()
     if plan.scenario is not None:
         from squall.engine.workload.journey import JourneyWorkload
 
