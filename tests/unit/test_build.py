@@ -162,3 +162,65 @@ def test_target_of_hunt_and_soak() -> None:
         assert str(e.value).startswith(message)
     with pytest.raises(PlanError, match=r"^give the URL \(or --scenario FILE\)$"):
         target(None, TargetFlags())
+
+
+def _scenario(extra: dict) -> object:  # a Scenario parsed from a dict, as from its YAML file
+    from squall.plan.scenario.load import parse_scenario
+
+    doc = {
+        "base_url": "http://127.0.0.1:1",
+        "scenarios": [{"name": "a", "steps": [{"name": "p", "request": {"path": "/"}}]}],
+    }
+    return parse_scenario({**doc, **extra}, "s.yaml", Path("."))
+
+
+def test_scenario_flags_merge_the_file_and_let_the_command_line_win() -> None:
+    from squall.plan.build import scenario_flags
+
+    sc = _scenario({"duration": "5s", "think": "1s", "thresholds": ["p99<1s"]})
+    got = scenario_flags(sc, LoadFlags(threshold=("errors<1%",)), users=None)  # type: ignore[arg-type]
+    assert (got.duration, got.think, got.threshold, got.stage) == ("5.0s", "1s", ("p99<1s", "errors<1%"), ())
+    got = scenario_flags(sc, LoadFlags(duration="2s", think="3s"), users=None)  # type: ignore[arg-type]
+    assert (got.duration, got.think) == ("2s", "3s")
+    staged = _scenario({"stages": ["1s:4", "2s:8"]})
+    got = scenario_flags(staged, LoadFlags(), users=None)  # type: ignore[arg-type]
+    assert (got.stage, got.duration) == (("1s:4", "2s:8"), None)
+    assert scenario_flags(staged, LoadFlags(profile="ramp", duration="4s"), users=3).stage == ()  # type: ignore[arg-type]
+    assert scenario_flags(staged, LoadFlags(stage=("1s:9",)), users=None).stage == ("1s:9",)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("extra", "flags", "users", "message"),
+    [
+        (
+            {"stages": ["1s:4"]},
+            LoadFlags(duration="2s"),
+            3,
+            "set the users and the duration; drop -d/--duration and -u/--users",
+        ),
+        ({"think": "1s"}, LoadFlags(rate=5.0), None, "s.yaml sets think: 1s, which paces users"),
+        ({"think": "1s"}, LoadFlags(stage=("2s:5/s",)), None, "s.yaml sets think: 1s, which paces users"),
+    ],
+)
+def test_scenario_flags_refuse_a_clash(
+    extra: dict, flags: LoadFlags, users: int | None, message: str
+) -> None:
+    from squall.plan.build import scenario_flags
+
+    with pytest.raises(PlanError, match=message):
+        scenario_flags(_scenario(extra), flags, users)  # type: ignore[arg-type]
+    scenario_flags(_scenario(extra), LoadFlags(), None)  # type: ignore[arg-type]
+
+
+def test_study_plan_keeps_the_scenario_files_think(tmp_path: Path) -> None:
+    from squall.plan.build import study_plan
+    from squall.plan.load import Closed, Think
+
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "base_url: http://127.0.0.1:1\nthink: 2s\n"
+        "scenarios:\n  - name: a\n    steps: [{name: p, request: {path: /}}]\n"
+    )
+    plan = study_plan(None, TargetFlags(scenario=f), LoadFlags(workers=1), 4, argv=[])
+    assert plan.load == Closed(connections=4, think=Think("uniform", 2.0, 2.0, 2.0))
+    assert plan.scenario is not None and plan.request.url == "http://127.0.0.1:1/"
