@@ -223,31 +223,23 @@ def soak(
     from squall.plan import build
     from squall.plan.specs import SoakSpec
     from squall.result.document import STOPPED_BY_SIGNAL
-    from squall.studies.soak import start_target, stop_target
+    from squall.studies.soak import target_process
     from squall.units import check_writable, parse_duration
 
-    proc = None
+    with usage_errors():
+        if flags.target_pid is not None and target_cmd is not None:
+            raise PlanError("use either --target-pid or --target-cmd, not both")
+        spec = SoakSpec(leak_threshold, parse_duration(checkpoint, "--checkpoint"))
+        spec.validate()
+        log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
+        if log is not None:
+            check_writable(log, "--hdr-log")
+        plan = build.study_plan(url, what, flags, connections, soak=spec, hdr_log=log and str(log))
     try:
-        with usage_errors():
-            if flags.target_pid is not None and target_cmd is not None:
-                raise PlanError("use either --target-pid or --target-cmd, not both")
-            spec = SoakSpec(leak_threshold, parse_duration(checkpoint, "--checkpoint"))
-            spec.validate()
-            log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
-            if log is not None:
-                check_writable(log, "--hdr-log")
-            plan = build.study_plan(url, what, flags, connections, soak=spec, hdr_log=log and str(log))
-            if target_cmd is not None:  # started once the plan holds, then sampled as --target-pid is
-                proc = start_target(target_cmd)
-                plan = replace(plan, target_pid=proc.pid)
+        with usage_errors(), target_process(target_cmd) as pid:  # started once the plan holds
+            code = execute(
+                plan if pid is None else replace(plan, target_pid=pid), None, flags.html, flags.csv_path
+            )
     except KeyboardInterrupt:  # Ctrl-C while the --target-cmd started
-        stop_target(proc)
         raise typer.Exit(STOPPED_BY_SIGNAL["interrupted"]) from None
-    except typer.Exit:
-        stop_target(proc)
-        raise
-    try:
-        code = execute(plan, None, flags.html, flags.csv_path)
-    finally:
-        stop_target(proc)
     raise typer.Exit(code)
