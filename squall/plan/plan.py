@@ -8,29 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from squall.plan.load import MAX_CONNECTIONS, MAX_RATE, Closed, Open, check_arrival
-from squall.plan.shard import MAX_WORKERS, Spread
+from squall.plan.load import Closed, Open, check_arrival
+from squall.plan.shard import Spread
 from squall.plan.specs import LlmSpec, PySpec, RequestSpec
-from squall.plan.stop import MAX_COUNT, Stop
+from squall.plan.stop import Stop
 from squall.units import MAX_SECONDS, PlanError
 
 if TYPE_CHECKING:
     from squall.plan.scenario.model import Scenario
     from squall.plan.specs import SoakSpec
     from squall.plan.thresholds import Threshold
-
-__all__ = [
-    "FLAT",
-    "MAX_CONNECTIONS",
-    "MAX_COUNT",
-    "MAX_RATE",
-    "MAX_WORKERS",
-    "Client",
-    "Outputs",
-    "Plan",
-    "SelfCheck",
-    "assemble",
-]
 
 
 @dataclass(frozen=True, slots=True)
