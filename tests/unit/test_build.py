@@ -224,3 +224,15 @@ def test_study_plan_keeps_the_scenario_files_think(tmp_path: Path) -> None:
     plan = study_plan(None, TargetFlags(scenario=f), LoadFlags(workers=1), 4, argv=[])
     assert plan.load == Closed(connections=4, think=Think("uniform", 2.0, 2.0, 2.0))
     assert plan.scenario is not None and plan.request.url == "http://127.0.0.1:1/"
+
+
+def test_a_shard_gets_its_part_of_the_typed_load_and_stop() -> None:
+    from squall.plan.load import Open
+    from squall.plan.shard import Spread
+
+    plan = build(URL, LoadFlags(workers=1, shard="1/4", rate=100.0), connections=10, requests=10, argv=[])
+    assert (plan.load, plan.stop.requests, plan.spread) == (
+        Open(rate=25.0, connections=3),
+        3,
+        Spread(workers=1, shard=(1, 4)),
+    )
