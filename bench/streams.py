@@ -29,8 +29,11 @@ import uvloop
 
 from squall import __version__
 from squall.engine import run
-from squall.plan.plan import Plan
+from squall.plan.load import Closed
+from squall.plan.plan import Client, Outputs, Plan
+from squall.plan.shard import Spread
 from squall.plan.specs import LlmSpec, RequestSpec
+from squall.plan.stop import Stop
 from squall.targets.mock_llm import MockOptions, MockState, start_mock
 
 HERE = Path(__file__).resolve().parent
@@ -76,11 +79,11 @@ def measure(streams: int, duration: float, ttft: float, itl: float, tokens: int)
     t0 = time.monotonic()
     plan = Plan(
         RequestSpec(f"http://127.0.0.1:{port}/v1/chat/completions", "POST"),
-        workers=1,
-        connections=streams,
-        duration_s=duration,
-        timeout_s=60.0,
-        quiet=True,
+        load=Closed(connections=streams),
+        spread=Spread(workers=1),
+        stop=Stop(duration_s=duration),
+        client=Client(timeout_s=60.0),
+        outputs=Outputs(quiet=True),
         llm=LlmSpec(api="chat"),
     ).validate()
     res = run(plan)

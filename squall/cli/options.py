@@ -125,7 +125,11 @@ Tracemalloc = Annotated[
 
 Transport = Annotated[
     str,
-    typer.Option("--transport", help="HTTP client: auto (raw; aiohttp for scenarios), raw or aiohttp."),
+    typer.Option(
+        "--transport",
+        help="HTTP client by name: auto (raw; aiohttp for scenarios) or one of the engine's transports "
+        "(an unknown name lists them).",
+    ),
 ]
 
 # The declaration of each LoadFlags field (its default is the field's; a tuple field is a repeatable option).

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from squall.cli.options import TARGET_OPTIONS, bundled, fail, load_command
+from squall.cli.options import TARGET_OPTIONS, bundled, load_command, usage_errors
 from squall.plan.build import LoadFlags, TargetFlags
+from squall.units import PlanError
+
+if TYPE_CHECKING:
+    from squall.plan.plan import Plan
+    from squall.studies.hunt import HuntSpec
 
 HUNT_FLAGS = (
     "workers",
@@ -30,7 +36,10 @@ def register(app: typer.Typer) -> None:
     from squall.cli.options import LOAD_OPTIONS
 
     with_target = bundled("what", TargetFlags, TARGET_OPTIONS)
-    load_command(app, "hunt", omit=tuple(k for k in LOAD_OPTIONS if k not in HUNT_FLAGS))(with_target(hunt))
+    with_search = bundled("how", HuntFlags, HUNT_OPTIONS)
+    load_command(app, "hunt", omit=tuple(k for k in LOAD_OPTIONS if k not in HUNT_FLAGS))(
+        with_target(with_search(hunt))
+    )
     load_command(
         app,
         "soak",
@@ -45,31 +54,66 @@ def register(app: typer.Typer) -> None:
     )(with_target(soak))
 
 
-def hunt(
-    url: Annotated[str | None, typer.Argument(help="The endpoint (not with --scenario).")] = None,
-    slo: Annotated[
+@dataclass(frozen=True, slots=True)
+class HuntFlags:
+    """`squall hunt`'s own options as typed: the SLOs and how to search."""
+
+    slo: tuple[str, ...] = ()
+    mode: str = "concurrency"
+    start: float = 8
+    max_level: float = 10_000
+    step_duration: str = "10s"
+    warmup: str = "2s"
+    growth: float = 2.0
+    resolution: float = 0.05
+    connections: int = 256
+
+    def spec(self) -> HuntSpec:
+        """The search as the hunt takes it; raises PlanError."""
+        from squall.studies.hunt import HuntSpec
+        from squall.units import parse_duration
+
+        if not self.slo:
+            raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
+        spec = HuntSpec(
+            mode=self.mode,
+            start=self.start,
+            max=self.max_level,
+            growth=self.growth,
+            resolution=self.resolution,
+            step_s=parse_duration(self.step_duration, "--step-duration"),
+            warmup_s=parse_duration(self.warmup, "--warmup"),
+        )
+        spec.validate()
+        return spec
+
+
+HUNT_OPTIONS: dict[str, Any] = {
+    "slo": Annotated[
         list[str] | None,
         typer.Option("--slo", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."),
-    ] = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")
-    ] = "concurrency",
-    start: Annotated[float, typer.Option("--start", help="The first level.")] = 8,
-    max_level: Annotated[float, typer.Option("--max", help="The highest level to try.")] = 10_000,
-    step_duration: Annotated[
+    ],
+    "mode": Annotated[str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")],
+    "start": Annotated[float, typer.Option("--start", help="The first level.")],
+    "max_level": Annotated[float, typer.Option("--max", help="The highest level to try.")],
+    "step_duration": Annotated[
         str, typer.Option("--step-duration", help="Measured time per level (after --warmup).")
-    ] = "10s",
-    warmup: Annotated[
-        str, typer.Option("--warmup", help="Unmeasured time at the start of each level.")
-    ] = "2s",
-    growth: Annotated[float, typer.Option("--growth", help="Factor between levels while growing.")] = 2.0,
-    resolution: Annotated[
+    ],
+    "warmup": Annotated[str, typer.Option("--warmup", help="Unmeasured time at the start of each level.")],
+    "growth": Annotated[float, typer.Option("--growth", help="Factor between levels while growing.")],
+    "resolution": Annotated[
         float, typer.Option("--resolution", help="Bisect until good and bad differ by this share.")
-    ] = 0.05,
-    connections: Annotated[
+    ],
+    "connections": Annotated[
         int, typer.Option("-c", "--connections", help="Rate mode: connections to send over.")
-    ] = 256,
+    ],
+}
+
+
+def hunt(
+    url: Annotated[str | None, typer.Argument(help="The endpoint (not with --scenario).")] = None,
     *,
+    how: HuntFlags,
     what: TargetFlags,
     flags: LoadFlags,
 ) -> None:
@@ -77,41 +121,29 @@ def hunt(
     bisect. Every level is a real run; a level where squall was the limit stops the hunt."""
     from dataclasses import replace
 
-    from squall.engine import run as run_plan
-    from squall.engine.supervisor import RunError
     from squall.plan import build
-    from squall.report.outputs import signal_exit, signals_wait, write_extras
-    from squall.studies.hunt import Hunter, HuntSpec, exit_code, hunt_until_stopped
-    from squall.units import PlanError, check_writable, distinct, parse_duration
+    from squall.units import check_writable, distinct
 
-    try:
-        if not slo:
-            raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
-        spec = HuntSpec(
-            mode=mode,
-            start=start,
-            max=max_level,
-            growth=growth,
-            resolution=resolution,
-            step_s=parse_duration(step_duration, "--step-duration"),
-            warmup_s=parse_duration(warmup, "--warmup"),
-        )
-        spec.validate()
-        request, fields = build.target(url, what)
-        think = fields.pop("think", None)
+    with usage_errors():
+        spec = how.spec()
         # The hunt writes -o itself (the levels so far after each one); the levels run quiet.
-        level_flags = replace(
-            flags, out=None, quiet=True, threshold=tuple(slo), think=str(think) if think else None
-        )
-        base = build.build(request, level_flags, connections=connections, threshold_option="--slo", **fields)
-        if flags.out is not None:
-            check_writable(flags.out)
-        for path, option in ((flags.html, "--html"), (flags.csv_path, "--csv")):
+        levels = replace(flags, out=None, quiet=True, threshold=how.slo)
+        base = build.study_plan(url, what, levels, how.connections, threshold_option="--slo")
+        for path, option in ((flags.out, "--out"), (flags.html, "--html"), (flags.csv_path, "--csv")):
             if path is not None:
                 check_writable(path, option)
         distinct({"-o": flags.out, "--html": flags.html, "--csv": flags.csv_path})
-    except PlanError as e:
-        raise fail(str(e)) from None
+    raise typer.Exit(_hunt(base, spec, flags))
+
+
+def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
+    """Run the hunt (a line per level unless quiet, -o rewritten after each), print its table, write the
+    files asked for; return the exit code."""
+    from squall.engine import run as run_plan
+    from squall.engine.supervisor import RunError
+    from squall.report.outputs import signal_exit, signals_wait, write_extras
+    from squall.report.tables import print_hunt
+    from squall.studies.hunt import Hunter, exit_code, hunt_until_stopped
 
     def shown(step: dict[str, Any]) -> None:
         if not flags.quiet:
@@ -121,18 +153,15 @@ def hunt(
                 _write(hunter.document(hunter.partial()), flags.out)
 
     hunter = Hunter(base, spec, run_plan, shown)
-    try:
-        found = hunt_until_stopped(hunter)
-    except PlanError as e:
-        raise fail(str(e)) from None
-    except RunError as e:
-        typer.echo(f"squall: error: {e}", err=True)
-        raise typer.Exit(1) from None
+    with usage_errors():
+        try:
+            found = hunt_until_stopped(hunter)
+        except RunError as e:
+            typer.echo(f"squall: error: {e}", err=True)
+            return 1
     if not hunter.steps:
         typer.echo("hunt: stopped before the first level ended; nothing to write", err=True)
-        raise typer.Exit(exit_code(found))
-    from squall.report.tables import print_hunt
-
+        return exit_code(found)
     with signals_wait() as got:
         doc = hunter.document(found)
         print_hunt(found)
@@ -140,7 +169,7 @@ def hunt(
             _write(doc, flags.out)
             typer.echo(f"result written to {flags.out}", err=True)
         write_extras(doc, flags.html, flags.csv_path)
-    raise typer.Exit(signal_exit(got, exit_code(found)))
+    return signal_exit(got, exit_code(found))
 
 
 def _level_line(step: dict[str, Any]) -> str:
@@ -190,45 +219,27 @@ def soak(
     what it measured."""
     from dataclasses import replace
 
+    from squall.cli.execute import execute
     from squall.plan import build
     from squall.plan.specs import SoakSpec
-    from squall.report.outputs import execute
     from squall.result.document import STOPPED_BY_SIGNAL
-    from squall.studies.soak import start_target, stop_target
-    from squall.units import PlanError, check_writable, parse_duration
+    from squall.studies.soak import target_process
+    from squall.units import check_writable, parse_duration
 
-    proc = None
-    try:
+    with usage_errors():
         if flags.target_pid is not None and target_cmd is not None:
             raise PlanError("use either --target-pid or --target-cmd, not both")
         spec = SoakSpec(leak_threshold, parse_duration(checkpoint, "--checkpoint"))
         spec.validate()
-        request, fields = build.target(url, what)
-        file_think = fields.pop("think", None)
-        out = flags.out
-        log = hdr_log if hdr_log is not None else (out.with_suffix(".hlog") if out is not None else None)
+        log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
         if log is not None:
             check_writable(log, "--hdr-log")
-        if target_cmd is not None:
-            proc = start_target(target_cmd)
-            flags = replace(flags, target_pid=proc.pid)
-        flags = replace(flags, think=str(file_think) if file_think else None)
-        plan = build.build(
-            request,
-            flags,
-            connections=connections,
-            soak=spec,
-            hdr_log=str(log) if log is not None else None,
-            **fields,
-        )
-    except PlanError as e:
-        stop_target(proc)
-        raise fail(str(e)) from None
-    except KeyboardInterrupt:  # Ctrl-C while the --target-cmd started
-        stop_target(proc)
-        raise typer.Exit(STOPPED_BY_SIGNAL["interrupted"]) from None
+        plan = build.study_plan(url, what, flags, connections, soak=spec, hdr_log=log and str(log))
     try:
-        code = execute(plan, None, flags.html, flags.csv_path)
-    finally:
-        stop_target(proc)
+        with usage_errors(), target_process(target_cmd) as pid:  # started once the plan holds
+            code = execute(
+                plan if pid is None else replace(plan, target_pid=pid), None, flags.html, flags.csv_path
+            )
+    except KeyboardInterrupt:  # Ctrl-C while the --target-cmd started
+        raise typer.Exit(STOPPED_BY_SIGNAL["interrupted"]) from None
     raise typer.Exit(code)

@@ -132,7 +132,7 @@ def demo(
     csv_path: Csv = None,
 ) -> None:
     """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
-    from squall.report.outputs import execute
+    from squall.cli.execute import execute
     from squall.targets.demo import DEMO_MOCK, demo_plan, start_mock
     from squall.units import PlanError, check_writable
 

@@ -140,7 +140,7 @@ class Collector:
             self.t0 = msg.t0
             # t0 on the wall clock (later than now with --start-at): what merges align on.
             self.load_epoch = time.time() + (msg.t0 - perf_counter_ns()) / 1e9
-            self.measure_start = msg.t0 + int(self.plan.warmup_s * NS)
+            self.measure_start = msg.t0 + int(self.plan.stop.warmup_s * NS)
             self.sampler = Sampler(self.pids, self.plan.target_pid)
             self.last_sample = perf_counter_ns()
             if self.sampler.target_lost:
@@ -248,17 +248,17 @@ class Collector:
 
     def _targets(self, sec: Second) -> dict[str, float]:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""
-        plan, shape = self.plan, self.plan.shape
+        plan, shape = self.plan, self.plan.load.shape
         if plan.open_model:
             if shape is None:
-                return {"target_rps": plan.rate}  # type: ignore[dict-item]
+                return {"target_rps": plan.load.rate}  # type: ignore[dict-item]
             # The mean rate the shape asked for over the second: its area over the second's span.
-            end = plan.warmup_s + sec.seq * plan.window_s
+            end = plan.stop.warmup_s + sec.seq * plan.window_s
             asked = shape.area(end) - shape.area(end - plan.window_s)
             return {"target_rps": round(asked / plan.window_s, 3)}
-        users = plan.connections
+        users = plan.load.connections
         if shape is not None:
-            users = round(shape.value_at(plan.warmup_s + sec.seq * plan.window_s))
+            users = round(shape.value_at(plan.stop.warmup_s + sec.seq * plan.window_s))
         return {"target_users": users, "users": sec.users}
 
     def elapsed_s(self) -> float:
@@ -274,12 +274,12 @@ class Collector:
     def document(self) -> dict[str, Any]:
         """The JSON-ready result document on the data so far."""
         plan, agg = self.plan, self.agg
-        measured = max(0, agg.t_last - int(plan.warmup_s * NS)) / NS if agg.t_first is not None else 0.0
-        if plan.duration_s is not None and set(self.done.values()) == {"duration"}:
+        measured = max(0, agg.t_last - int(plan.stop.warmup_s * NS)) / NS if agg.t_first is not None else 0.0
+        if plan.stop.duration_s is not None and set(self.done.values()) == {"duration"}:
             # Requests completing in the drain were sent in time: the run lasted its duration, unless the
             # generator fell so far behind that completions ran on past the drain.
-            late = measured > plan.duration_s + plan.drain_s + plan.window_s
-            duration_s = measured if late else plan.duration_s
+            late = measured > plan.stop.duration_s + plan.stop.drain_s + plan.window_s
+            duration_s = measured if late else plan.stop.duration_s
         else:
             duration_s = measured
         stop_reasons = sorted(set(self.done.values()))
@@ -312,7 +312,7 @@ class Collector:
     def _verdict(self, stop_reasons: list[str]) -> tuple[Verdict, dict[str, Any]]:
         """Valid or not, the warnings that say why, and what the self-check found (for the console)."""
         plan, c = self.plan, self.agg.counters
-        limits = (plan.cpu_limit_pct, plan.loop_lag_limit_ms, plan.self_check_span)
+        limits = (plan.self_check.cpu_limit_pct, plan.self_check.loop_lag_limit_ms, plan.self_check.span)
         over = over_limits(self.cpu, self.lag, *limits)
         others = others_cpu_pct(self.series, os.cpu_count() or 1)
         # A py workload shares the worker's loop: its blocking calls are its own lag, busy box or not.
@@ -343,10 +343,10 @@ class Collector:
             warnings.append(f"{n} {were} still in flight at the end, and cancelled")
         if c["overflow"]:
             warnings.append(f"{c['overflow']} values exceeded the histogram range (1 h) and were clamped")
-        if plan.start_at is not None and self.load_epoch - plan.start_at > 1.0:
+        if plan.spread.start_at is not None and self.load_epoch - plan.spread.start_at > 1.0:
             warnings.append(
-                f"the load started {self.load_epoch - plan.start_at:.1f} s after --start-at: this shard "
-                "was late, so merged seconds near the start hold fewer shards"
+                f"the load started {self.load_epoch - plan.spread.start_at:.1f} s after --start-at: "
+                "this shard was late, so merged seconds near the start hold fewer shards"
             )
         valid = not self.lost and not generator_limited
         if "no worker started" in stop_reasons:
@@ -362,16 +362,17 @@ class Collector:
             workers = ", ".join(str(w) for w in delayed)
             warnings.append(
                 f"the box was busy: other processes used {others:.0f}% of its CPU and made squall's event "
-                f"loop wait (worker {workers}: timer lateness p99 over {plan.loop_lag_limit_ms:g} ms while "
-                f"its own CPU stayed under {OWN_CPU_PCT:g}%); squall had room to spare, but latencies "
+                f"loop wait (worker {workers}: timer lateness p99 over "
+                f"{plan.self_check.loop_lag_limit_ms:g} ms while its own CPU stayed under {OWN_CPU_PCT:g}%); "
+                "squall had room to spare, but latencies "
                 "include that scheduling delay: a quieter box gives cleaner numbers"
             )
         checked = {
             "cpu_workers": over["cpu"],
             "loop_lag_workers": over["loop_lag"],
-            "cpu_limit_pct": plan.cpu_limit_pct,
-            "loop_lag_limit_ms": plan.loop_lag_limit_ms,
-            "span_s": plan.self_check_span,
+            "cpu_limit_pct": plan.self_check.cpu_limit_pct,
+            "loop_lag_limit_ms": plan.self_check.loop_lag_limit_ms,
+            "span_s": plan.self_check.span,
             "unsent": c["unsent"],
             "box_delayed_workers": delayed,
             "others_cpu_pct": others,

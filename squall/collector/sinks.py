@@ -105,7 +105,7 @@ class LiveSink(Sink):
     @classmethod
     def for_plan(cls, plan: Plan, totals: Totals) -> LiveSink | None:
         """Unless --quiet."""
-        return None if plan.quiet else cls(plan)
+        return None if plan.outputs.quiet else cls(plan)
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         self.view.update(entry, totals.agg, totals.elapsed_s())
@@ -130,14 +130,14 @@ class PrometheusSink(Sink):
         self.last_publish = perf_counter_ns()
         self.seen = 0
         try:
-            self.server = MetricsServer(*plan.prometheus)  # type: ignore[misc]
+            self.server = MetricsServer(*plan.outputs.prometheus)  # type: ignore[misc]
         except OSError as e:
-            totals.warn(f"--prometheus-port: cannot listen on {plan.prometheus}: {e.strerror or e}")
+            totals.warn(f"--prometheus-port: cannot listen on {plan.outputs.prometheus}: {e.strerror or e}")
 
     @classmethod
     def for_plan(cls, plan: Plan, totals: Totals) -> PrometheusSink | None:
         """With --prometheus-port."""
-        return None if plan.prometheus is None else cls(plan, totals)
+        return None if plan.outputs.prometheus is None else cls(plan, totals)
 
     def on_tick(self, totals: Totals, final: bool) -> None:
         if self.server is None:
@@ -169,7 +169,9 @@ class CheckpointSink(Sink):
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.noting = not plan.quiet  # each checkpoint's leak verdict so far, as a note above the live line
+        self.noting = (
+            not plan.outputs.quiet
+        )  # each checkpoint's leak verdict so far, as a note above the live line
         self.last = perf_counter_ns()
         self.interval = new_histogram()  # latency since the last checkpoint, for the HDR interval log
         self.interval_start = 0.0
@@ -181,7 +183,7 @@ class CheckpointSink(Sink):
         return None if plan.soak is None else cls(plan)
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
-        if self.plan.hdr_log and totals.second is not None:
+        if self.plan.outputs.hdr_log and totals.second is not None:
             merge_into(self.interval, totals.second.latency)
 
     def on_tick(self, totals: Totals, final: bool) -> None:
@@ -192,12 +194,12 @@ class CheckpointSink(Sink):
         if not final and now - self.last < soak.checkpoint_s * NS:
             return
         self.last = now
-        if self.plan.hdr_log and self.interval.get_total_count():
+        if self.plan.outputs.hdr_log and self.interval.get_total_count():
             try:
                 self._log_interval(totals)
             except (OSError, ValueError) as e:  # the log is a by-product: it must never end the run
                 totals.warn(f"could not write the --hdr-log: {e}", Once.HDR_LOG)
-        if final or not (self.plan.out_path or self.noting):
+        if final or not (self.plan.outputs.out_path or self.noting):
             return  # the final document is written by the -o sink
         doc = totals.document()
         verdict = doc.get("soak", {})
@@ -209,21 +211,23 @@ class CheckpointSink(Sink):
                 f"RSS {verdict['rss_slope_mb_per_h']:+,.1f} MB/h "
                 f"({lo:+,.1f} to {hi:+,.1f}), FD growth {verdict['fd_growth']}: {leak}"
             )
-        if self.plan.out_path:
+        if self.plan.outputs.out_path:
             from squall.report.json import write_json
 
             doc["checkpoint"] = {"at_s": round(totals.elapsed_s(), 3), "final": False}
             try:
-                write_json(doc, self.plan.out_path)
+                write_json(doc, self.plan.outputs.out_path)
             except OSError as e:
-                totals.warn(f"could not write a checkpoint to {self.plan.out_path}: {e}", Once.CHECKPOINT)
+                totals.warn(
+                    f"could not write a checkpoint to {self.plan.outputs.out_path}: {e}", Once.CHECKPOINT
+                )
 
     def _log_interval(self, totals: Totals) -> None:
         from hdrh.log import HistogramLogWriter
 
         started_at = totals.started_at
         # A new run starts a new log (a rerun with the same -o must not append to the last one's).
-        with open(self.plan.hdr_log, "a" if self.log_started else "w") as f:  # type: ignore[arg-type]
+        with open(self.plan.outputs.hdr_log, "a" if self.log_started else "w") as f:  # type: ignore[arg-type]
             writer = HistogramLogWriter(f)
             if not self.log_started:
                 writer.output_comment("squall latency (µs), one interval per checkpoint")
@@ -236,7 +240,7 @@ class CheckpointSink(Sink):
                 writer.output_legend()
                 self.log_started = True
             start = self.interval_start
-            end = totals.elapsed_s() + self.plan.warmup_s
+            end = totals.elapsed_s() + self.plan.stop.warmup_s
             self.interval.set_start_time_stamp(int((started_at + start) * 1000))
             self.interval.set_end_time_stamp(int((started_at + end) * 1000))
             writer.output_interval_histogram(self.interval, max_value_unit_ratio=1000.0)
@@ -255,7 +259,7 @@ class AbortSink(Sink):
     @classmethod
     def for_plan(cls, plan: Plan, totals: Totals) -> AbortSink | None:
         """With --abort-on-fail and a threshold to watch."""
-        return cls(plan) if plan.abort_on_fail and plan.thresholds else None
+        return cls(plan) if plan.stop.abort_on_fail and plan.thresholds else None
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         from squall.plan.thresholds import judge
@@ -273,9 +277,11 @@ class AbortSink(Sink):
             return
         if self.failing_since is None:
             self.failing_since = elapsed
-        if elapsed - self.failing_since >= self.plan.abort_grace_s:
+        if elapsed - self.failing_since >= self.plan.stop.abort_grace_s:
             self.aborted = True
-            reason = f"threshold {', '.join(failed)} failed for {self.plan.abort_grace_s:g} s: run aborted"
+            reason = (
+                f"threshold {', '.join(failed)} failed for {self.plan.stop.abort_grace_s:g} s: run aborted"
+            )
             if totals.abort(reason):
                 totals.warn(reason)
 
@@ -289,7 +295,7 @@ class OutFileSink(Sink):
     @classmethod
     def for_plan(cls, plan: Plan, totals: Totals) -> OutFileSink | None:
         """With -o."""
-        return cls(plan.out_path) if plan.out_path else None
+        return cls(plan.outputs.out_path) if plan.outputs.out_path else None
 
     def on_final(self, doc: dict[str, Any]) -> None:
         from squall.report.json import write_json

@@ -122,11 +122,11 @@ def _abort(plan: Plan, index: int) -> StopRule:
 
 
 def _duration(plan: Plan, index: int) -> StopRule | None:
-    return None if plan.duration_s is None else Duration(int(plan.duration_s * NS))
+    return None if plan.stop.duration_s is None else Duration(int(plan.stop.duration_s * NS))
 
 
 def _count(plan: Plan, index: int) -> StopRule | None:
-    return Count(plan.share(plan.requests, index)) if plan.requests else None
+    return Count(plan.spread.share(plan.stop.requests, index)) if plan.stop.requests else None
 
 
 RuleMaker = Callable[[Plan, int], StopRule | None]

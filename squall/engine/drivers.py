@@ -159,7 +159,7 @@ class ClosedDriver(Driver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        think = self.plan.think
+        think = self.plan.load.think
         self.think: Callable[[], float] | None = None
         if think is not None:
             self.think = think.sampler(random.Random(f"{self.plan.seed}:think:{self.index}"))  # type: ignore[assignment]
@@ -244,8 +244,8 @@ class UsersDriver(ClosedDriver):
         once, surplus users leave as their request in flight ends (see _next)."""
         if self.stopping:
             return
-        total = round(self.plan.shape.value_at((perf_counter_ns() - self.t0) / NS))
-        self.target = self.plan.share(total, self.index)
+        total = round(self.plan.load.shape.value_at((perf_counter_ns() - self.t0) / NS))
+        self.target = self.plan.spread.share(total, self.index)
         while self.active < self.target and self.parked:
             self.active += 1
             self._next(self.parked.pop())
@@ -317,7 +317,7 @@ class OpenDriver(Driver):
     def _dispatch(self, due: int) -> None:
         if self.idle:
             self._send(self.idle.pop(), due)
-        elif len(self.backlog) < self.plan.max_backlog:
+        elif len(self.backlog) < self.plan.load.max_backlog:
             self.backlog.append(due)
         elif due >= self.measure_start:
             self.rec.dropped += 1
@@ -380,4 +380,4 @@ def driver_kind(plan: Plan) -> str:
     """Which load model the plan asks for: open (a rate), users (a users shape) or closed."""
     if plan.open_model:
         return "open"
-    return "users" if plan.shape is not None and plan.shape.kind == "users" else "closed"
+    return "users" if plan.load.shape is not None and plan.load.shape.kind == "users" else "closed"

@@ -67,14 +67,19 @@ class Schedule:
 
 def make_schedule(plan: Plan, index: int, t0: int, end: int | None) -> Schedule:
     """Worker `index`'s schedule of the plan's rate (or rate shape) from t0, ending at `end`."""
-    assert plan.rate is not None
-    shape = plan.shape if plan.shape is not None and plan.shape.kind == "rate" else None
+    assert plan.load.rate is not None
+    shape = plan.load.shape if plan.load.shape is not None and plan.load.shape.kind == "rate" else None
     pacer = make_pacer(
-        plan.arrival, 1.0 if shape is not None else plan.rate, index, plan.workers, plan.seed, plan.burstiness
+        plan.load.arrival,
+        1.0 if shape is not None else plan.load.rate,
+        index,
+        plan.spread.workers,
+        plan.seed,
+        plan.load.burstiness,
     )
     area_offset, phase_ns = 0.0, 0
-    if plan.shard is not None and plan.arrival == "constant":
-        i, n = plan.shard
+    if plan.spread.shard is not None and plan.load.arrival == "constant":
+        i, n = plan.spread.shard
         if shape is not None:
             # Shard i of n follows 1/n of the shape: starting its sends i/n of a send later in area makes
             # the shards' sends interleave into the whole shape's even sequence.
@@ -82,13 +87,13 @@ def make_schedule(plan: Plan, index: int, t0: int, end: int | None) -> Schedule:
         else:
             # Shard i of n runs its own schedule shifted by i sends of the whole run's rate, so the boxes'
             # sends interleave into one even schedule instead of landing together (with --start-at).
-            phase_ns = round(i * NS / (n * plan.rate))
+            phase_ns = round(i * NS / (n * plan.load.rate))
     return Schedule(
         pacer,
         t0,
         end,
-        rate=plan.rate / plan.workers,
-        workers=plan.workers,
+        rate=plan.load.rate / plan.spread.workers,
+        workers=plan.spread.workers,
         shape=shape,
         area_offset=area_offset,
         phase_ns=phase_ns,

@@ -82,8 +82,8 @@ class _Supervisor:
             return self._run(plan, ctx)
 
     def _run(self, plan: Plan, ctx: mp.context.BaseContext) -> Result:
-        data = [ctx.Pipe(duplex=False) for _ in range(plan.workers)]
-        ctls = [ctx.Pipe(duplex=True) for _ in range(plan.workers)]
+        data = [ctx.Pipe(duplex=False) for _ in range(plan.spread.workers)]
+        ctls = [ctx.Pipe(duplex=True) for _ in range(plan.spread.workers)]
         sup_end, coll_end = ctx.Pipe(duplex=True)
         every = [*(c for pair in data for c in pair), *(c for pair in ctls for c in pair), sup_end, coll_end]
         # Forked children inherit every pipe end; each closes the ones that are not its own, or a dead
@@ -103,7 +103,7 @@ class _Supervisor:
         )
         collector.start()
         workers = []
-        for i in range(plan.workers):
+        for i in range(plan.spread.workers):
             keep = [data[i][1], ctls[i][1]]
             workers.append(
                 ctx.Process(
@@ -125,16 +125,16 @@ class _Supervisor:
             if not pids:
                 self._broadcast(Stop(self.stop_reason or "no worker started", 0.0))
             t0 = perf_counter_ns() + START_DELAY_NS
-            if plan.start_at is not None:  # every shard starts its load at the same wall-clock instant
-                t0 = max(t0, perf_counter_ns() + int((plan.start_at - time.time()) * 1e9))
-            start = encode(Start(t0, [pids.get(i, 0) for i in range(plan.workers)]))
+            if plan.spread.start_at is not None:  # every shard starts its load at the same wall-clock instant
+                t0 = max(t0, perf_counter_ns() + int((plan.spread.start_at - time.time()) * 1e9))
+            start = encode(Start(t0, [pids.get(i, 0) for i in range(plan.spread.workers)]))
             self._send(sup_end, start)
             for conn in self.ctl:
                 self._send(conn, start)
             doc = self._await_final(sup_end, collector, workers)
         finally:
             for w in workers:
-                w.join(timeout=plan.drain_s + 5)
+                w.join(timeout=plan.stop.drain_s + 5)
                 if w.is_alive():
                     w.kill()
                     w.join()
@@ -166,11 +166,11 @@ class _Supervisor:
         kill_at: float | None = None
         while True:
             if self.stop_reason is not None and not self.stopped:
-                self._broadcast(Stop(self.stop_reason, self.plan.drain_s))
+                self._broadcast(Stop(self.stop_reason, self.plan.stop.drain_s))
             if self.stop_reason is not None and kill_at is None:
                 # A worker stuck outside its loop (a py factory that blocks, say) never answers Stop: after
                 # the drain and a grace it is killed, so the collector counts it lost and writes the rest.
-                kill_at = monotonic() + self.plan.drain_s + KILL_GRACE_S
+                kill_at = monotonic() + self.plan.stop.drain_s + KILL_GRACE_S
             if kill_at is not None and monotonic() > kill_at:
                 for w in workers:
                     if w.is_alive():

@@ -56,7 +56,7 @@ class Worker:
         self.index = index
         self.data = data
         self.ctl = ctl
-        self.connections = plan.share(plan.connections, index)
+        self.connections = plan.spread.share(plan.load.connections, index)
         self.budget = make_budget(plan, index)
         llm = plan.llm
         self.journeys = plan.scenario is not None or plan.py is not None  # the transport records
@@ -105,7 +105,7 @@ class Worker:
             return
         self.t0 = start.t0
         gc.freeze()  # what setup made lives all run long: keep it out of every later collection
-        self.measure_start = self.t0 + int(self.plan.warmup_s * NS)
+        self.measure_start = self.t0 + int(self.plan.stop.warmup_s * NS)
         self.transport.begin(self.measure_start)
         self.budget.begin(self.measure_start)
         self.window_ns = int(self.plan.window_s * NS)
@@ -140,9 +140,9 @@ class Worker:
         if self.kind != "users":
             # Connections are made before t0 (a ramp of users makes its own as its users start). A stop
             # (Ctrl-C, SIGTERM) ends the wait at once; a target that never answers costs a few seconds.
-            within = min(self.plan.timeout_s, PRECONNECT_S)
-            if self.plan.start_at is not None:
-                within = max(0.1, min(within, self.plan.start_at - time.time() - 0.5))
+            within = min(self.plan.client.timeout_s, PRECONNECT_S)
+            if self.plan.spread.start_at is not None:
+                within = max(0.1, min(within, self.plan.spread.start_at - time.time() - 0.5))
             opening = self.loop.create_task(self.transport.preconnect(self.channels, within))
             await asyncio.wait({opening, started}, return_when=asyncio.FIRST_COMPLETED)
             if not opening.done():
@@ -153,7 +153,7 @@ class Worker:
 
     def _listen(self, started: asyncio.Future[Start]) -> None:
         self.loop.add_reader(self.ctl.fileno(), self._on_control, started)
-        self.loop.add_signal_handler(signal.SIGTERM, self.stop, "terminated", self.plan.drain_s)
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop, "terminated", self.plan.stop.drain_s)
 
     def _on_control(self, started: asyncio.Future[Start]) -> None:
         try:
@@ -162,7 +162,7 @@ class Worker:
             self.loop.remove_reader(self.ctl.fileno())
             if not started.done():
                 started.cancel()
-            self.stop("supervisor lost", self.plan.drain_s)
+            self.stop("supervisor lost", self.plan.stop.drain_s)
             return
         if isinstance(msg, Start) and not started.done():
             started.set_result(msg)
@@ -182,7 +182,7 @@ class Worker:
         self.driver.stop()
 
     def _stop_now(self, reason: str) -> None:
-        self.stop(reason, self.plan.drain_s)
+        self.stop(reason, self.plan.stop.drain_s)
 
     def _classify(self, exc: BaseException) -> str:
         return self.transport.classify(exc)
@@ -219,7 +219,7 @@ class Worker:
             return
         self._close_window(now)
         if os.getppid() != self.ppid:
-            self.stop("supervisor lost", self.plan.drain_s)
+            self.stop("supervisor lost", self.plan.stop.drain_s)
         at(self.loop, self.measure_start + self.seq * self.window_ns, self._tick)
 
     def _close_window(self, now: int) -> None:

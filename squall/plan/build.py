@@ -15,6 +15,7 @@ from squall.units import PlanError, parse_duration
 if TYPE_CHECKING:
     from squall.plan.load import Shape
     from squall.plan.plan import Plan
+    from squall.plan.scenario.model import Scenario
     from squall.plan.specs import RequestSpec
 
 
@@ -66,7 +67,7 @@ def build(
     Raises PlanError.
     """
     from squall.plan.load import parse_think
-    from squall.plan.plan import Plan
+    from squall.plan.plan import assemble
     from squall.plan.shard import split_fields, split_shape
     from squall.plan.thresholds import parse_threshold
     from squall.units import check_writable
@@ -107,8 +108,8 @@ def build(
     if flags.abort_grace is not None and not flags.abort_on_fail:
         raise PlanError("--abort-grace needs --abort-on-fail")
     fields.setdefault("workers", flags.workers if flags.workers is not None else (os.cpu_count() or 1))
-    plan = Plan(
-        request=request,
+    plan = assemble(
+        request,
         thresholds=tuple(parse_threshold(t, threshold_option) for t in flags.threshold),
         abort_grace_s=parse_duration(flags.abort_grace or "5s", "--abort-grace"),
         duration_s=parse_duration(duration, "--duration") if duration is not None else None,
@@ -125,9 +126,52 @@ def build(
         if not plan.thresholds:
             raise PlanError("--junit needs at least one --threshold")
         check_writable(flags.junit, "--junit")
-    if plan.abort_on_fail and not plan.thresholds:
+    if plan.stop.abort_on_fail and not plan.thresholds:
         raise PlanError("--abort-on-fail needs at least one --threshold")
     return plan
+
+
+def scenario_flags(sc: Scenario, flags: LoadFlags, users: int | None) -> LoadFlags:
+    """The flags with the scenario file's duration, stages, think and thresholds merged in: what the command
+    line gives wins (a --stage or --profile replaces the file's stages); raises PlanError on a clash."""
+    from dataclasses import replace
+
+    from squall.plan.load import parse_stages
+
+    stages_of_flags = parse_stages(list(flags.stage))
+    rate_given = flags.rate is not None or (stages_of_flags is not None and stages_of_flags.kind == "rate")
+    if sc.think and flags.think is None and rate_given:
+        raise PlanError(
+            f"{sc.source} sets think: {sc.think}, which paces users; with a rate the schedule starts "
+            "iterations: remove think from the file, or drop -r"
+        )
+    stages = flags.stage or (tuple(sc.stages) if flags.profile is None else ())
+    if stages and not flags.stage:
+        given = [o for o, v in (("-d/--duration", flags.duration), ("-u/--users", users)) if v is not None]
+        if given:
+            raise PlanError(
+                f"the scenario file's stages set the users and the duration; drop {' and '.join(given)}, "
+                "or replace the stages with --stage or --profile"
+            )
+    duration = flags.duration
+    if duration is None and sc.duration_s is not None and not stages:
+        duration = f"{sc.duration_s}s"
+    return replace(
+        flags,
+        duration=duration,
+        stage=stages,
+        threshold=(*sc.thresholds, *flags.threshold),
+        think=flags.think if flags.think is not None else sc.think,
+    )
+
+
+def study_plan(url: str | None, what: TargetFlags, flags: LoadFlags, connections: int, **fields: Any) -> Plan:
+    """The validated plan of what hunt or soak load (see `target`), a scenario file's think time kept."""
+    from dataclasses import replace
+
+    request, found = target(url, what)
+    think = found.pop("think", None)
+    return build(request, replace(flags, think=think or None), connections=connections, **found, **fields)
 
 
 def _start_at(start_at: float) -> float:

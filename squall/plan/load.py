@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from squall.units import PlanError, named, parse_duration
 
+ARRIVALS = ("constant", "poisson", "gamma")
+MAX_RATE = 10_000_000.0
+MAX_CONNECTIONS = 1_000_000
 PROFILES = ("ramp", "step", "spike", "soak")
 PROFILE_HELP = (
     "ramp: 0 to the target over 20 % of -d, hold 70 %, down to 0 over 10 %; "
@@ -183,3 +187,75 @@ def parse_think(text: str, flag: str = "--think") -> Think:
     if not 0 <= lo <= hi:
         raise PlanError(f"{named(flag, text)}: the low end must not exceed the high end")
     return Think("uniform", lo, hi, (lo + hi) / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The closed model: `connections` users, each sending its next request once the last one is answered
+    (after `think`); a users `shape` moves how many are active over time, up to its peak."""
+
+    connections: int = 64
+    think: Think | None = None
+    shape: Shape | None = None
+    rate: ClassVar[None] = None  # no target rate: the users set the pace
+
+    def validate(self) -> Closed:
+        """Check the users; return the load with `connections` at the shape's peak. Raises PlanError."""
+        _check_connections(self.connections)
+        shape = self.shape
+        if shape is None:
+            return self
+        if shape.kind != "users":
+            raise PlanError("--stage with a rate (30s:200/s) is the open model: give it a rate")
+        if not 1 <= shape.peak <= MAX_CONNECTIONS:
+            raise PlanError(f"--stage: the most users must be from 1 to {MAX_CONNECTIONS:,}")
+        return replace(self, connections=int(shape.peak))
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """The open model: requests sent at `rate` per second on a schedule (`arrival` spacing, `burstiness` for
+    gamma) over `connections`, whatever the answers; a rate `shape` moves the rate over time, up to its peak.
+    At most `max_backlog` sends wait for a free connection."""
+
+    rate: float
+    arrival: str = "constant"
+    burstiness: float = 1.0
+    shape: Shape | None = None
+    connections: int = 64
+    max_backlog: int = 100_000
+    think: ClassVar[None] = None  # the schedule sets the pace, not the users
+
+    def validate(self) -> Open:
+        """Check the schedule; return the load with `rate` at the shape's peak. Raises PlanError."""
+        _check_connections(self.connections)
+        shape = self.shape
+        if shape is not None:
+            if shape.kind != "rate":
+                raise PlanError("--stage with users (30s:100) is the closed model; it cannot take --rate")
+            if not 0.001 <= shape.peak <= MAX_RATE:
+                raise PlanError(f"--stage: the highest rate must be from 0.001 to {MAX_RATE:,.0f}/s")
+        if not 0.001 <= self.rate <= MAX_RATE:
+            raise PlanError(f"--rate must be from 0.001 to {MAX_RATE:,.0f} requests/s (got {self.rate})")
+        check_arrival(self.arrival, self.burstiness)
+        if self.burstiness != 1.0 and self.arrival != "gamma":
+            raise PlanError("--burstiness shapes --arrival gamma; add --arrival gamma or drop it")
+        if self.max_backlog < 0:
+            raise PlanError("the backlog must not be negative")
+        return self if shape is None else replace(self, rate=shape.peak)
+
+
+def check_arrival(arrival: str, burstiness: float) -> None:
+    """Raise PlanError unless `arrival` is known and `burstiness` in range."""
+    if not 0.01 <= burstiness <= 100:
+        raise PlanError(f"--burstiness must be from 0.01 to 100 (got {burstiness})")
+    if arrival not in ARRIVALS:
+        raise PlanError(f"--arrival {arrival!r} is not one of {', '.join(ARRIVALS)}")
+
+
+def _check_connections(connections: int) -> None:
+    if not 1 <= connections <= MAX_CONNECTIONS:
+        raise PlanError(f"--connections must be from 1 to {MAX_CONNECTIONS:,} (got {connections})")
+
+
+Load = Closed | Open

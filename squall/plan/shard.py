@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from squall.plan.load import Shape, Stage
 from squall.units import PlanError
 
 MAX_SHARDS = 10_000
+MAX_WORKERS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Where the load runs: `workers` processes on this box, `shard` (index, count) of the boxes, all of
+    them starting at `start_at` (wall-clock epoch seconds) when given."""
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    shard: tuple[int, int] | None = None
+    start_at: float | None = None
+
+    def validate(self) -> None:
+        """Raise PlanError for a worker count or shard out of range."""
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise PlanError(f"--workers must be from 1 to {MAX_WORKERS} (got {self.workers})")
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1] <= MAX_SHARDS:
+            raise PlanError(f"--shard {self.shard[0]}/{self.shard[1]}: I must be from 0 to N-1")
+
+    def share(self, total: int, worker: int) -> int:
+        """Worker `worker`'s even share of `total` (connections or requests)."""
+        return share(total, worker, self.workers)
+
+    def share_offset(self, total: int, worker: int) -> int:
+        """How many of `total` the workers before `worker` take (where its share starts)."""
+        return sum(self.share(total, w) for w in range(worker))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -23,7 +51,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def share(total: int, i: int, n: int) -> int:
-    """Shard i of n's even share of `total` (the first `total % n` shards take one more)."""
+    """Part i of n's even share of `total` (the first `total % n` parts take one more)."""
     return total // n + (1 if i < total % n else 0)
 
 

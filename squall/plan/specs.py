@@ -32,12 +32,6 @@ class RequestSpec:
         parts = urlsplit(self.url)
         return parts.port or (443 if parts.scheme == "https" else 80)
 
-    @property
-    def target(self) -> str:
-        """The request-target: path plus query."""
-        parts = urlsplit(self.url)
-        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
     def validate(self) -> None:
         """Raise PlanError unless the URL, method and headers can be sent."""
         try:

@@ -30,10 +30,10 @@ class LiveView:
         if entry.get("partial"):
             return  # a sliver of a second (the drain at the end): its rate would read as a spike
         plan = self.plan
-        total = f"/{plan.duration_s:g}s" if plan.duration_s else ""
-        if plan.duration_s and elapsed_s > plan.duration_s + 0.5:
+        total = f"/{plan.stop.duration_s:g}s" if plan.stop.duration_s else ""
+        if plan.stop.duration_s and elapsed_s > plan.stop.duration_s + 0.5:
             total += " draining"  # past --duration: only requests sent in time are still completing
-        done = f" {agg.counters['requests']}/{plan.requests}" if plan.requests else ""
+        done = f" {agg.counters['requests']}/{plan.stop.requests}" if plan.stop.requests else ""
         cpu = entry.get("worker_cpu") or {}
         cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None) or "-"
         tokens = ""

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from squall.plan.plan import Plan
 from squall.result.document import EXIT_USAGE, STOPPED_BY_SIGNAL, Result
-from squall.units import PlanError, check_writable, distinct
 
 
 @contextlib.contextmanager
@@ -74,46 +70,6 @@ def write_all(doc: dict[str, Any], files: dict[str, Path | None]) -> None:
 def exit_code(result: Result) -> int:
     """The run's exit code: 2 when every worker refused the input, else what the result implies."""
     return EXIT_USAGE if result.usage_error is not None else result.exit_code()
-
-
-def execute(
-    plan: Plan, junit: Path | None = None, html: Path | None = None, csv_path: Path | None = None
-) -> int:
-    """Run the plan, print its summary, write the files asked for; return the exit code."""
-    from squall.engine import run as run_plan
-    from squall.engine.supervisor import RunError
-    from squall.report.console import print_summary
-
-    try:
-        for path, option in ((html, "--html"), (csv_path, "--csv")):
-            if path is not None:
-                check_writable(path, option)
-        out = Path(plan.out_path) if plan.out_path else None
-        log = Path(plan.hdr_log) if plan.hdr_log else None
-        distinct({"-o": out, "--html": html, "--csv": csv_path, "--junit": junit, "--hdr-log": log})
-    except PlanError as e:
-        typer.echo(f"squall: error: {e}", err=True)
-        return EXIT_USAGE
-    try:
-        result = run_plan(plan)
-    except RunError as e:
-        typer.echo(f"squall: error: {e}", err=True)
-        return 1
-    if result.usage_error is not None:  # e.g. a py factory that raises: bad input, not a fault in the target
-        typer.echo(f"squall: error: {result.usage_error}", err=True)
-        return exit_code(result)
-    with signals_wait() as got:
-        try:
-            print_summary(result.doc)
-        except (BrokenPipeError, SystemExit):
-            # stdout was closed (`| head`; rich then points stdout at /dev/null and raises SystemExit): the
-            # summary has nowhere to go, but the files still do, and the exit code is still the run's.
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if plan.out_path:
-            typer.echo(f"result written to {plan.out_path}", err=True)
-        write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
-    return signal_exit(got, exit_code(result))
 
 
 def write_extras(doc: dict[str, Any], html: Path | None, csv_path: Path | None) -> None:

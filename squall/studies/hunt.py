@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from squall.plan.plan import MAX_CONNECTIONS, Plan
+from squall.plan.load import MAX_CONNECTIONS, Closed, Open
+from squall.plan.plan import Plan
 from squall.result.document import EXIT_INVALID, STOPPED_BY_SIGNAL, Result
 from squall.units import PlanError
 
@@ -66,7 +67,7 @@ def step_summary(level: float, res: Result) -> dict[str, Any]:
         "generator_cpu_pct": round(max(cpu), 1) if cpu else None,
         "limited": bool(doc["generator_limited"]) and not doc["workers_lost"],
         "lost": bool(doc["workers_lost"]),
-        "limited_why": [w for w in doc.get("warnings", ()) if w.startswith("generator-limited")]
+        "limited_why": limited_why(doc)
         + [f"worker {w} lost: {why}" for w, why in doc.get("workers_lost", {}).items()],
         "interrupted": doc["meta"].get("stop_reason") in ("interrupted", "terminated"),
         "ok": not failed
@@ -78,6 +79,27 @@ def step_summary(level: float, res: Result) -> dict[str, Any]:
         out["ttft_p99_ms"] = s["llm"]["ttft_ms"]["p99"]
         out["tokens_per_s"] = s["llm"]["output_tokens_per_s"]
     return out
+
+
+def limited_why(doc: dict[str, Any]) -> list[str]:
+    """Why squall itself was the limit of a run, read from its typed self-check (empty when it was not)."""
+    if not doc.get("generator_limited"):
+        return []
+    check = doc.get("self_check") or {}
+    span, excused = check.get("span_s", 3), set(check.get("box_delayed_workers") or ())
+    why = [
+        f"worker {w} CPU stayed at or above {check['cpu_limit_pct']:g}% for {span} s"
+        for w in check.get("cpu_workers") or ()
+    ]
+    lag_ms = check.get("loop_lag_limit_ms", 0.0)
+    why += [
+        f"worker {w} event loop ran late (timer lateness p99 > {lag_ms:g} ms) for {span} s"
+        for w in check.get("loop_lag_workers") or ()
+        if w not in excused
+    ]
+    if check.get("unsent"):
+        why.append(f"squall fell behind its schedule and never sent {check['unsent']} due requests")
+    return why
 
 
 KNEE_MIN = 0.1  # how far above the chord (in normalised units) a point must be to be a knee
@@ -125,19 +147,18 @@ class Hunter:
         return round(x, 3)
 
     def _plan(self, level: float) -> Plan:
-        plan = replace(
-            self.base,
-            duration_s=self.spec.step_s,
-            warmup_s=self.spec.warmup_s,
-            requests=None,
-            out_path=None,
-            quiet=True,
-            abort_on_fail=False,
-            shape=None,
-        )
+        """The base plan at `level`: users (Closed) or a rate (Open) over the base's connections."""
+        base = self.base
+        stop = replace(base.stop, duration_s=self.spec.step_s, warmup_s=self.spec.warmup_s, requests=None)
+        load: Closed | Open
         if self.spec.mode == "concurrency":
-            return replace(plan, connections=int(level), rate=None).validate()
-        return replace(plan, rate=level).validate()
+            load = Closed(connections=int(level), think=base.load.think)
+        elif base.load.think is not None:
+            raise PlanError("--think paces users in the closed model; with a rate the schedule sets the pace")
+        else:
+            load = Open(rate=level, connections=base.load.connections)
+        outputs = replace(base.outputs, out_path=None, quiet=True)
+        return replace(base, load=load, stop=replace(stop, abort_on_fail=False), outputs=outputs).validate()
 
     def _step(self, level: float) -> tuple[dict[str, Any], str]:
         """Run one level: (its summary, why the hunt must stop before judging it, or "")."""

@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 from squall.units import PlanError
 
@@ -53,3 +54,14 @@ def stop_target(proc: subprocess.Popen[bytes] | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+@contextlib.contextmanager
+def target_process(command: str | None) -> Iterator[int | None]:
+    """Start `--target-cmd` (None: nothing to start) and yield its pid; stop it when the block ends."""
+    proc = None
+    try:
+        proc = start_target(command) if command is not None else None
+        yield None if proc is None else proc.pid
+    finally:
+        stop_target(proc)

@@ -357,7 +357,7 @@ def test_a_py_factory_that_fails_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def _plans_handed_to_execute(monkeypatch: pytest.MonkeyPatch) -> list:  # type: ignore[type-arg]
-    import squall.report.outputs
+    import squall.cli.execute
 
     plans: list = []  # type: ignore[type-arg]
 
@@ -365,7 +365,7 @@ def _plans_handed_to_execute(monkeypatch: pytest.MonkeyPatch) -> list:  # type: 
         plans.append(plan)
         return 0
 
-    monkeypatch.setattr(squall.report.outputs, "execute", execute)
+    monkeypatch.setattr(squall.cli.execute, "execute", execute)
     return plans
 
 
@@ -391,7 +391,7 @@ def test_every_load_command_takes_quiet(
     ):
         res = CliRunner().invoke(app, [*args, "-w", "1", *quiet])
         assert res.exit_code == 0, (args, res.output)
-    assert [p.quiet for p in plans] == [bool(quiet)] * 5
+    assert [p.outputs.quiet for p in plans] == [bool(quiet)] * 5
 
 
 @pytest.mark.parametrize("quiet", [False, True])

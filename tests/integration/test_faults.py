@@ -13,8 +13,11 @@ import psutil
 import pytest
 
 from squall.engine import run
-from squall.plan.plan import Plan
+from squall.plan.load import Closed, Open
+from squall.plan.plan import Outputs, Plan
+from squall.plan.shard import Spread
 from squall.plan.specs import RequestSpec
+from squall.plan.stop import Stop
 from squall.report.json import read_json
 from squall.targets.serve import ServerThread
 
@@ -64,11 +67,10 @@ def test_open_model_shows_a_stall_in_latency_not_service() -> None:
     with StallServer(stall_at=1.0, stall_s=1.0) as srv:
         plan = Plan(
             RequestSpec(f"http://127.0.0.1:{srv.port}/"),
-            workers=1,
-            connections=1,
-            rate=100.0,
-            duration_s=3.0,
-            quiet=True,
+            load=Open(rate=100.0, connections=1),
+            spread=Spread(workers=1),
+            stop=Stop(duration_s=3.0),
+            outputs=Outputs(quiet=True),
         ).validate()
         s = run(plan).summary
     assert s["requests"] == 300
@@ -146,7 +148,12 @@ def test_worker_exits_when_the_supervisor_dies_before_start(target_proc: ServerT
     ctx = mp.get_context("fork")
     data_r, data_w = ctx.Pipe(duplex=False)
     ctl_parent, ctl_child = ctx.Pipe()
-    plan = Plan(RequestSpec(target_proc.url + "/"), workers=1, connections=2, quiet=True).validate()
+    plan = Plan(
+        RequestSpec(target_proc.url + "/"),
+        load=Closed(connections=2),
+        spread=Spread(workers=1),
+        outputs=Outputs(quiet=True),
+    ).validate()
     # As the supervisor does: the child closes the pipe ends that are not its own.
     proc = ctx.Process(target=_child, args=(worker_main, [data_r, ctl_parent], plan, 0, data_w, ctl_child))
     proc.start()

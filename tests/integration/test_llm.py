@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from squall.engine import run
-from squall.plan.plan import Plan
+from squall.plan.plan import assemble
 from squall.plan.specs import LlmSpec, RequestSpec
 from squall.report.json import read_json
 from squall.result.document import Result
@@ -25,7 +25,7 @@ def go(mock: MockThread, api: str = "chat", **kw: object) -> Result:
     kw.setdefault("connections", 8)
     kw.setdefault("requests", 40)
     spec = LlmSpec(api=api, **spec_kw)  # type: ignore[arg-type]
-    plan = Plan(RequestSpec(mock.url + PATHS[api], "POST"), quiet=True, llm=spec, **kw)  # type: ignore[arg-type]
+    plan = assemble(RequestSpec(mock.url + PATHS[api], "POST"), quiet=True, llm=spec, **kw)  # type: ignore[arg-type]
     return run(plan.validate())
 
 

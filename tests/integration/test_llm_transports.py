@@ -6,7 +6,7 @@ import pytest
 from test_scenario import JOURNEYS, _file  # the same file test_scenario runs over aiohttp
 
 from squall.engine import run
-from squall.plan.plan import Plan
+from squall.plan.plan import assemble
 from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import LlmSpec, RequestSpec
 from squall.result.document import Result
@@ -34,14 +34,14 @@ def llm(mock: MockThread, transport: str, api: str = "chat", **kw: object) -> Re
     ]
     spec = LlmSpec(api=api, **kw.pop("spec", {}))  # type: ignore[arg-type]
     kw.setdefault("requests", 30)
-    plan = Plan(
+    plan = assemble(
         RequestSpec(mock.url + path, "POST"),
         workers=1,
         connections=6,
         quiet=True,
         llm=spec,
         transport=transport,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
     return run(plan.validate())
 
@@ -109,7 +109,7 @@ scenarios:
 
 def scenario(path: Path, transport: str, **kw: object) -> Result:
     sc = load_scenario(path)
-    plan = Plan(RequestSpec(sc.base_url + "/"), transport=transport, scenario=sc, quiet=True, **kw)  # type: ignore[arg-type]
+    plan = assemble(RequestSpec(sc.base_url + "/"), transport=transport, scenario=sc, quiet=True, **kw)  # type: ignore[arg-type]
     return run(plan.validate())
 
 

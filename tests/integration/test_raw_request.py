@@ -13,9 +13,12 @@ import uvloop
 from squall.engine import run
 from squall.engine.transport.raw import RawTransport
 from squall.engine.workload.http import build
-from squall.plan.plan import Plan
+from squall.plan.load import Closed
+from squall.plan.plan import Client, Outputs, Plan
 from squall.plan.scenario.load import load_scenario
+from squall.plan.shard import Spread
 from squall.plan.specs import RequestSpec
+from squall.plan.stop import Stop
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -47,7 +50,7 @@ def fetch_all(url: str, requests: list) -> tuple[list, RawTransport, int]:
     transport, and how many channels it made."""
 
     async def main() -> tuple[list, RawTransport, int]:
-        t = RawTransport(Plan(RequestSpec(url), timeout_s=5.0), 1)
+        t = RawTransport(Plan(RequestSpec(url), client=Client(timeout_s=5.0)), 1)
         await t.open()
         out: list = []
         try:
@@ -115,12 +118,12 @@ def test_rendered_header_values(byte_server, tmp_path: Path, transport: str) -> 
     sc = load_scenario(tmp_path / "s.yaml")
     plan = Plan(
         RequestSpec(url + "/"),
-        transport=transport,
+        load=Closed(connections=1),
+        client=Client(transport=transport),
+        outputs=Outputs(quiet=True),
+        stop=Stop(requests=6),
+        spread=Spread(workers=1),
         scenario=sc,
-        quiet=True,
-        requests=6,
-        workers=1,
-        connections=1,
     )
     s = run(plan.validate()).summary
     assert (s["requests"], s["ok"], s["errors"], s["error_kinds"]) == (6, 2, 4, {"bad_request": 4})

@@ -12,9 +12,12 @@ import pytest
 from squall import __version__
 from squall.engine import run
 from squall.engine.workload.http import build, build_request
-from squall.plan.plan import Plan
+from squall.plan.load import Closed
+from squall.plan.plan import Client, Outputs, Plan
 from squall.plan.scenario.load import load_scenario
+from squall.plan.shard import Spread
 from squall.plan.specs import LlmSpec, RequestSpec
+from squall.plan.stop import Stop
 
 TRANSPORTS = ("raw", "aiohttp")
 ANSWER = b'{"choices":[{"message":{"content":"hi"}}],"usage":{"completion_tokens":1,"prompt_tokens":1}}'
@@ -107,7 +110,16 @@ def go(plan: Plan) -> None:
 def test_run_sends_one_host(capture: Capture, transport: str) -> None:
     for hdrs in ((), (("host", "example.test"), ("user-agent", "me/1"))):
         spec = RequestSpec(capture.url + "/p?q=1", headers=hdrs)
-        go(Plan(spec, requests=1, workers=1, connections=1, quiet=True, transport=transport))
+        go(
+            Plan(
+                spec,
+                load=Closed(connections=1),
+                stop=Stop(requests=1),
+                spread=Spread(workers=1),
+                outputs=Outputs(quiet=True),
+                client=Client(transport=transport),
+            )
+        )
     default, mine = capture.requests
     assert headers(default, b"host") == [host_of(capture)]
     assert headers(default, b"user-agent") == [f"squall/{__version__}".encode()]
@@ -125,7 +137,17 @@ def test_llm_sends_one_host(capture: Capture, transport: str) -> None:
     for hdrs in ((), (("HOST", "llm.test"), ("content-type", "application/json; charset=utf-8"))):
         spec = RequestSpec(capture.url + "/v1/chat/completions", "POST", hdrs)
         llm = LlmSpec(api="chat", stream=False, api_keys=("k",))
-        go(Plan(spec, requests=1, workers=1, connections=1, quiet=True, llm=llm, transport=transport))
+        go(
+            Plan(
+                spec,
+                load=Closed(connections=1),
+                stop=Stop(requests=1),
+                spread=Spread(workers=1),
+                outputs=Outputs(quiet=True),
+                client=Client(transport=transport),
+                llm=llm,
+            )
+        )
     default, mine = capture.requests
     assert headers(default, b"host") == [host_of(capture)]
     assert headers(default, b"content-type") == [b"application/json"]
@@ -158,7 +180,15 @@ def test_scenario_steps_send_one_host(capture: Capture, transport: str, tmp_path
     path.write_text(SCENARIO.format(url=capture.url))
     sc = load_scenario(path)
     spec = RequestSpec(sc.base_url + "/")
-    plan = Plan(spec, transport=transport, scenario=sc, quiet=True, requests=1, workers=1, connections=1)
+    plan = Plan(
+        spec,
+        load=Closed(connections=1),
+        client=Client(transport=transport),
+        outputs=Outputs(quiet=True),
+        stop=Stop(requests=1),
+        spread=Spread(workers=1),
+        scenario=sc,
+    )
     res = run(plan.validate())
     assert res.summary["errors"] == 0
     plain, mine, ask = capture.requests

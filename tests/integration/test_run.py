@@ -5,7 +5,7 @@ import os
 import pytest
 
 from squall.engine import run
-from squall.plan.plan import Plan
+from squall.plan.plan import assemble
 from squall.plan.specs import RequestSpec
 from squall.result.document import Result
 from squall.targets.serve import ServerThread
@@ -15,7 +15,7 @@ def go(url: str, **kw: object) -> Result:
     kw.setdefault("quiet", True)
     kw.setdefault("workers", 2)
     kw.setdefault("connections", 8)
-    return run(Plan(RequestSpec(url), **kw).validate())  # type: ignore[arg-type]
+    return run(assemble(RequestSpec(url), **kw).validate())  # type: ignore[arg-type]
 
 
 def test_exact_request_count(target: ServerThread) -> None:

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from squall.cli import app
 from squall.engine import run
-from squall.plan.plan import Plan
+from squall.plan.plan import assemble
 from squall.plan.scenario.load import load_scenario
 from squall.plan.scenario.model import parse_json_path
 from squall.plan.specs import RequestSpec
@@ -56,7 +56,7 @@ def _go(path: Path, **kw: object) -> Result:
     kw.setdefault("quiet", True)
     kw.setdefault("workers", 2)
     kw.setdefault("connections", sc.users or 10)
-    plan = Plan(RequestSpec(sc.base_url + "/"), transport="aiohttp", scenario=sc, **kw)  # type: ignore[arg-type]
+    plan = assemble(RequestSpec(sc.base_url + "/"), transport="aiohttp", scenario=sc, **kw)  # type: ignore[arg-type]
     return run(plan.validate())
 
 

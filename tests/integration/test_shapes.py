@@ -2,7 +2,7 @@
 
 from squall.engine import run
 from squall.plan.load import parse_stages, parse_think
-from squall.plan.plan import Plan
+from squall.plan.plan import assemble
 from squall.plan.specs import RequestSpec
 from squall.result.document import Result
 from squall.targets.serve import ServerThread
@@ -12,7 +12,7 @@ def go(url: str, **kw: object) -> Result:
     kw.setdefault("quiet", True)
     kw.setdefault("workers", 2)
     kw.setdefault("connections", 16)
-    return run(Plan(RequestSpec(url), **kw).validate())  # type: ignore[arg-type]
+    return run(assemble(RequestSpec(url), **kw).validate())  # type: ignore[arg-type]
 
 
 def test_rate_stages_send_exactly_their_area(target: ServerThread, check_result) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +64,7 @@ def test_llm_runs_take_stages_and_think_time() -> None:
     from squall.targets.mock_llm import MockThread
 
     with MockThread(ttft_s=0.005, itl_s=0.001, tokens=4) as mock:
-        plan = Plan(
+        plan = assemble(
             RequestSpec(mock.url + "/v1/chat/completions", "POST"),
             llm=LlmSpec(),
             workers=1,

@@ -68,13 +68,20 @@ def test_squall_keeps_nothing_per_request(target: ServerThread) -> None:
     # each would be 1 MB, over at least 4 samples. A busy box sends fewer per second: the run then lasts as
     # long as that box needs for 125k (measured on the run before, at most 60 s), never fewer requests.
     from squall.engine import run
-    from squall.plan.plan import Plan
+    from squall.plan.load import Closed
+    from squall.plan.plan import Outputs, Plan
+    from squall.plan.shard import Spread
     from squall.plan.specs import RequestSpec
+    from squall.plan.stop import Stop
 
     duration_s, want = 8.0, 125_000
     for _ in range(3):
         plan = Plan(
-            RequestSpec(target.url + "/"), connections=32, workers=1, duration_s=duration_s, quiet=True
+            RequestSpec(target.url + "/"),
+            load=Closed(connections=32),
+            spread=Spread(workers=1),
+            stop=Stop(duration_s=duration_s),
+            outputs=Outputs(quiet=True),
         )
         res = run(plan.validate())
         series = res.doc["timeseries"]

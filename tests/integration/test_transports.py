@@ -7,8 +7,10 @@ import pytest
 
 from squall.engine import run
 from squall.engine.workload.http import build_request
-from squall.plan.plan import Plan
+from squall.plan.plan import Outputs, Plan, assemble
+from squall.plan.shard import Spread
 from squall.plan.specs import RequestSpec
+from squall.plan.stop import Stop
 from squall.result.document import Result
 from squall.targets.serve import ServerThread
 
@@ -18,7 +20,9 @@ TRANSPORTS = ("raw", "aiohttp")
 def go(url: str, transport: str, **kw: object) -> Result:
     kw.setdefault("workers", 1)
     kw.setdefault("connections", 4)
-    return run(Plan(RequestSpec(url, **kw.pop("spec", {})), quiet=True, transport=transport, **kw).validate())  # type: ignore[arg-type]
+    return run(
+        assemble(RequestSpec(url, **kw.pop("spec", {})), quiet=True, transport=transport, **kw).validate()
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -33,7 +37,14 @@ def test_transports_agree(target: ServerThread, path: str) -> None:
 
 
 def test_auto_picks_raw_and_says_so(target: ServerThread) -> None:
-    res = run(Plan(RequestSpec(target.url + "/"), requests=10, workers=1, quiet=True).validate())
+    res = run(
+        Plan(
+            RequestSpec(target.url + "/"),
+            stop=Stop(requests=10),
+            spread=Spread(workers=1),
+            outputs=Outputs(quiet=True),
+        ).validate()
+    )
     assert res.doc["meta"]["transport"] == "raw"
 
 

@@ -14,7 +14,7 @@ from squall.engine.budget import (
     StopRule,
     make_budget,
 )
-from squall.plan.plan import Plan
+from squall.plan.plan import Plan, assemble
 from squall.plan.specs import RequestSpec
 
 WARM = 1_000  # measure_start, in ns
@@ -150,7 +150,7 @@ def test_a_budget_always_has_an_abort() -> None:
 
 def plan(**kw: object) -> Plan:
     kw.setdefault("workers", 1)
-    return Plan(RequestSpec("http://127.0.0.1:1/"), **kw)  # type: ignore[arg-type]
+    return assemble(RequestSpec("http://127.0.0.1:1/"), **kw)  # type: ignore[arg-type]
 
 
 def test_the_registry_builds_the_rules_a_plan_asks_for() -> None:

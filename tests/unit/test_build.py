@@ -42,9 +42,16 @@ def test_command_line_hides_secrets(argv: list[str], want: str) -> None:
 def test_build_takes_the_flags_as_typed() -> None:
     flags = LoadFlags(workers=2, duration="3s", timeout="2s", warmup="1s", seed=7, threshold=("p99<1s",))
     plan = build(URL, flags, connections=8, argv=["run", "URL"])
-    got = (plan.workers, plan.connections, plan.duration_s, plan.timeout_s, plan.warmup_s, plan.seed)
+    got = (
+        plan.spread.workers,
+        plan.load.connections,
+        plan.stop.duration_s,
+        plan.client.timeout_s,
+        plan.stop.warmup_s,
+        plan.seed,
+    )
     assert got == (2, 8, 3.0, 2.0, 1.0, 7)
-    assert ([t.expr for t in plan.thresholds], plan.command, plan.tls_verify) == (
+    assert ([t.expr for t in plan.thresholds], plan.command, plan.client.tls_verify) == (
         ["p99<1s"],
         "squall run URL",
         True,
@@ -52,17 +59,17 @@ def test_build_takes_the_flags_as_typed() -> None:
 
 
 def test_build_defaults_connections_only_when_not_given() -> None:
-    assert build(URL, LoadFlags(workers=1), argv=[]).connections == 64
-    assert build(URL, LoadFlags(workers=1), default_connections=10, argv=[]).connections == 10
+    assert build(URL, LoadFlags(workers=1), argv=[]).load.connections == 64
+    assert build(URL, LoadFlags(workers=1), default_connections=10, argv=[]).load.connections == 10
     shaped = build(URL, LoadFlags(workers=1, stage=("2s:5",)), default_connections=10, argv=[])
-    assert (shaped.connections, shaped.duration_s) == (5, 2.0)
+    assert (shaped.load.connections, shaped.stop.duration_s) == (5, 2.0)
 
 
 def test_build_splits_a_shard_and_its_stages() -> None:
     flags = LoadFlags(workers=1, stage=("1s:10", "1s:3"), shard="1/4", seed=2)
     plan = build(URL, flags, argv=[])
-    assert plan.shape == Shape("users", (Stage(1.0, 3), Stage(1.0, 1)))  # of 10: 3 3 2 2; of 3: 1 1 1 0
-    assert (plan.shard, plan.seed) == ((1, 4), 2 * 1_000_003 + 1)
+    assert plan.load.shape == Shape("users", (Stage(1.0, 3), Stage(1.0, 1)))  # of 10: 3 3 2 2; of 3: 1 1 1 0
+    assert (plan.spread.shard, plan.seed) == ((1, 4), 2 * 1_000_003 + 1)
 
 
 @pytest.mark.parametrize(
@@ -155,3 +162,77 @@ def test_target_of_hunt_and_soak() -> None:
         assert str(e.value).startswith(message)
     with pytest.raises(PlanError, match=r"^give the URL \(or --scenario FILE\)$"):
         target(None, TargetFlags())
+
+
+def _scenario(extra: dict) -> object:  # a Scenario parsed from a dict, as from its YAML file
+    from squall.plan.scenario.load import parse_scenario
+
+    doc = {
+        "base_url": "http://127.0.0.1:1",
+        "scenarios": [{"name": "a", "steps": [{"name": "p", "request": {"path": "/"}}]}],
+    }
+    return parse_scenario({**doc, **extra}, "s.yaml", Path("."))
+
+
+def test_scenario_flags_merge_the_file_and_let_the_command_line_win() -> None:
+    from squall.plan.build import scenario_flags
+
+    sc = _scenario({"duration": "5s", "think": "1s", "thresholds": ["p99<1s"]})
+    got = scenario_flags(sc, LoadFlags(threshold=("errors<1%",)), users=None)  # type: ignore[arg-type]
+    assert (got.duration, got.think, got.threshold, got.stage) == ("5.0s", "1s", ("p99<1s", "errors<1%"), ())
+    got = scenario_flags(sc, LoadFlags(duration="2s", think="3s"), users=None)  # type: ignore[arg-type]
+    assert (got.duration, got.think) == ("2s", "3s")
+    staged = _scenario({"stages": ["1s:4", "2s:8"]})
+    got = scenario_flags(staged, LoadFlags(), users=None)  # type: ignore[arg-type]
+    assert (got.stage, got.duration) == (("1s:4", "2s:8"), None)
+    assert scenario_flags(staged, LoadFlags(profile="ramp", duration="4s"), users=3).stage == ()  # type: ignore[arg-type]
+    assert scenario_flags(staged, LoadFlags(stage=("1s:9",)), users=None).stage == ("1s:9",)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("extra", "flags", "users", "message"),
+    [
+        (
+            {"stages": ["1s:4"]},
+            LoadFlags(duration="2s"),
+            3,
+            "set the users and the duration; drop -d/--duration and -u/--users",
+        ),
+        ({"think": "1s"}, LoadFlags(rate=5.0), None, "s.yaml sets think: 1s, which paces users"),
+        ({"think": "1s"}, LoadFlags(stage=("2s:5/s",)), None, "s.yaml sets think: 1s, which paces users"),
+    ],
+)
+def test_scenario_flags_refuse_a_clash(
+    extra: dict, flags: LoadFlags, users: int | None, message: str
+) -> None:
+    from squall.plan.build import scenario_flags
+
+    with pytest.raises(PlanError, match=message):
+        scenario_flags(_scenario(extra), flags, users)  # type: ignore[arg-type]
+    scenario_flags(_scenario(extra), LoadFlags(), None)  # type: ignore[arg-type]
+
+
+def test_study_plan_keeps_the_scenario_files_think(tmp_path: Path) -> None:
+    from squall.plan.build import study_plan
+    from squall.plan.load import Closed, Think
+
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "base_url: http://127.0.0.1:1\nthink: 2s\n"
+        "scenarios:\n  - name: a\n    steps: [{name: p, request: {path: /}}]\n"
+    )
+    plan = study_plan(None, TargetFlags(scenario=f), LoadFlags(workers=1), 4, argv=[])
+    assert plan.load == Closed(connections=4, think=Think("uniform", 2.0, 2.0, 2.0))
+    assert plan.scenario is not None and plan.request.url == "http://127.0.0.1:1/"
+
+
+def test_a_shard_gets_its_part_of_the_typed_load_and_stop() -> None:
+    from squall.plan.load import Open
+    from squall.plan.shard import Spread
+
+    plan = build(URL, LoadFlags(workers=1, shard="1/4", rate=100.0), connections=10, requests=10, argv=[])
+    assert (plan.load, plan.stop.requests, plan.spread) == (
+        Open(rate=25.0, connections=3),
+        3,
+        Spread(workers=1, shard=(1, 4)),
+    )

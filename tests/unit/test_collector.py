@@ -14,7 +14,7 @@ from squall.collector.collector import Collector
 from squall.collector.result import Outline, build_summary
 from squall.collector.sinks import OutFileSink, Sink, Totals
 from squall.engine.recorder import Recorder
-from squall.plan.plan import Plan
+from squall.plan.plan import Plan, assemble
 from squall.plan.specs import RequestSpec
 from squall.report.json import read_json
 from squall.result.document import SCHEMA, Result
@@ -48,7 +48,7 @@ class Recording(Sink):
 
 
 def _plan(workers: int, **kw: Any) -> Plan:
-    return Plan(
+    return assemble(
         RequestSpec("http://127.0.0.1:1/"), workers=workers, connections=workers, duration_s=2.0, **kw
     )
 

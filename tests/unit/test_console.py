@@ -1,8 +1,11 @@
 import pytest
 
 from squall.collector.aggregate import Aggregate
+from squall.plan.load import Closed
 from squall.plan.plan import Plan
+from squall.plan.shard import Spread
 from squall.plan.specs import RequestSpec
+from squall.plan.stop import Stop
 from squall.report.live import LiveView
 
 
@@ -11,7 +14,7 @@ def _entry(**kw: object) -> dict[str, object]:
 
 
 def test_the_live_line_says_when_the_run_is_draining(capsys: pytest.CaptureFixture[str]) -> None:
-    view = LiveView(Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=15.0))
+    view = LiveView(Plan(RequestSpec("http://127.0.0.1:1/"), stop=Stop(duration_s=15.0)))
     view.update(_entry(), Aggregate(), 15.0)
     view.update(_entry(), Aggregate(), 16.0)
     view.update(_entry(partial=True), Aggregate(), 16.4)  # a sliver: no line
@@ -26,7 +29,12 @@ def _invalid(**kw: object) -> dict[str, object]:
     from squall.collector.aggregate import Aggregate
     from squall.collector.result import Outline, Verdict, build_result, plan_meta
 
-    plan = Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=15.0, workers=2, connections=8)
+    plan = Plan(
+        RequestSpec("http://127.0.0.1:1/"),
+        load=Closed(connections=8),
+        stop=Stop(duration_s=15.0),
+        spread=Spread(workers=2),
+    )
     meta = plan_meta(plan, 0.0, 0.0, {0: 10, 1: 11}, [str(kw.pop("stop", "duration"))])
     meta["model"], meta["rate"], meta["arrival"] = kw.pop("model", "closed"), 100.0, "constant"
     lost = kw.pop("lost", {})

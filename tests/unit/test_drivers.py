@@ -12,7 +12,7 @@ from squall.engine.drivers import ClosedDriver, Driver, OpenDriver, UsersDriver,
 from squall.engine.schedule import Schedule
 from squall.engine.transport import Channel, Interrupted
 from squall.plan.load import Shape, Stage, Think
-from squall.plan.plan import Plan
+from squall.plan.plan import Plan, assemble
 from squall.plan.specs import LlmSpec, RequestSpec
 
 MS = 1_000_000
@@ -87,7 +87,7 @@ class FakeChannel(Channel):
 
 def plan(**kw: Any) -> Plan:
     kw.setdefault("workers", 1)
-    return Plan(RequestSpec("http://127.0.0.1:1/"), **kw)
+    return assemble(RequestSpec("http://127.0.0.1:1/"), **kw)
 
 
 def drive(

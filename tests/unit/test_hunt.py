@@ -1,14 +1,16 @@
 """The hunt's search, against a model target: exact levels visited, verdicts, knee and exit codes."""
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from squall.plan.plan import Plan
+from squall.plan.shard import Spread
 from squall.plan.specs import RequestSpec
 from squall.plan.thresholds import parse_threshold
 from squall.result.document import Result
-from squall.studies.hunt import Hunter, HuntSpec, exit_code, knee
+from squall.studies.hunt import Hunter, HuntSpec, exit_code, knee, limited_why
 from squall.units import PlanError
 
 
@@ -18,7 +20,7 @@ def model(
     """A stand-in for the engine: a Result computed from the plan's level."""
 
     def run(plan: Plan) -> Result:
-        level = plan.rate if plan.rate is not None else plan.connections
+        level = plan.load.rate if plan.load.rate is not None else plan.load.connections
         p99, rps = p99_of(level), rps_of(level)
         summary = {
             "rps": rps,
@@ -46,7 +48,9 @@ def model(
 
 def hunter(run: Any, *slos: str, **spec: Any) -> Hunter:
     base = Plan(
-        RequestSpec("http://127.0.0.1:1/"), workers=1, thresholds=tuple(parse_threshold(s) for s in slos)
+        RequestSpec("http://127.0.0.1:1/"),
+        spread=Spread(workers=1),
+        thresholds=tuple(parse_threshold(s) for s in slos),
     )
     return Hunter(base.validate(), HuntSpec(**({"step_s": 1.0} | spec)), run)
 
@@ -122,3 +126,53 @@ def test_knee_of_a_saturating_curve() -> None:
         for x, y in ((2, 15.5), (4, 34), (8, 64), (16, 136))
     ]
     assert knee(straight) is None
+
+
+def test_limited_why_reads_the_self_check_not_the_warnings() -> None:
+    doc = {
+        "generator_limited": True,
+        "warnings": ["generator-limited: this text is not read"],
+        "self_check": {
+            "cpu_workers": [1],
+            "loop_lag_workers": [0, 2],
+            "box_delayed_workers": [2],
+            "cpu_limit_pct": 90.0,
+            "loop_lag_limit_ms": 5.0,
+            "span_s": 3,
+            "unsent": 7,
+        },
+    }
+    assert limited_why(doc) == [
+        "worker 1 CPU stayed at or above 90% for 3 s",
+        "worker 0 event loop ran late (timer lateness p99 > 5 ms) for 3 s",
+        "squall fell behind its schedule and never sent 7 due requests",
+    ]
+    assert limited_why({**doc, "generator_limited": False}) == []
+
+
+def test_levels_are_closed_users_or_an_open_rate_over_the_base_connections() -> None:
+    from squall.plan.load import Closed, Open, parse_think
+    from squall.plan.plan import assemble
+
+    base = assemble(
+        RequestSpec("http://127.0.0.1:1/"),
+        workers=1,
+        connections=256,
+        requests=5,
+        abort_on_fail=True,
+        out_path="x.json",
+        thresholds=(parse_threshold("p99<1s"),),
+    )
+    users = Hunter(base, HuntSpec(step_s=4.0, warmup_s=1.0), model(lambda n: n, lambda n: 1.0))._plan(16)
+    assert (users.load, users.stop.duration_s, users.stop.warmup_s, users.stop.requests) == (
+        Closed(connections=16),
+        4.0,
+        1.0,
+        None,
+    )
+    assert (users.stop.abort_on_fail, users.outputs.out_path, users.outputs.quiet) == (False, None, True)
+    rate = Hunter(base, HuntSpec(mode="rate"), model(lambda n: n, lambda n: 1.0))._plan(12.5)
+    assert rate.load == Open(rate=12.5, connections=256)
+    thinking = replace(base, load=Closed(connections=256, think=parse_think("1s")))
+    with pytest.raises(PlanError, match="--think paces users"):
+        Hunter(thinking, HuntSpec(mode="rate"), model(lambda n: n, lambda n: 1.0))._plan(10)

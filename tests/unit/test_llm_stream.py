@@ -7,6 +7,7 @@ from squall.engine.llm.apis import request_body
 from squall.engine.llm.tokens import estimate_tokens
 from squall.engine.workload.llm import LlmSource as LlmWorkload
 from squall.plan.plan import Plan
+from squall.plan.shard import Spread
 from squall.plan.specs import LlmSpec, Prompt, RequestSpec, api_from_path, parse_goodput
 from squall.units import PlanError
 
@@ -15,7 +16,9 @@ MS = 1_000_000
 
 def workload(**kw: object) -> LlmWorkload:
     spec = LlmSpec(**kw)  # type: ignore[arg-type]
-    plan = Plan(RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST"), llm=spec, workers=1)
+    plan = Plan(
+        RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST"), spread=Spread(workers=1), llm=spec
+    )
     return LlmWorkload(plan, 0)
 
 

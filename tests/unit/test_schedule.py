@@ -9,7 +9,7 @@ import pytest
 from squall.engine.pacer import NS, ConstantPacer, PoissonPacer
 from squall.engine.schedule import NEVER, Schedule, make_schedule
 from squall.plan.load import Shape, Stage
-from squall.plan.plan import Plan
+from squall.plan.plan import Plan, assemble
 from squall.plan.specs import RequestSpec
 
 T0 = 7_000_000_000  # a perf_counter t0: due times are absolute
@@ -20,7 +20,7 @@ RAMP = Shape("rate", (Stage(1.0, 100.0), Stage(1.0, 100.0)))
 
 def plan(**kw: object) -> Plan:
     kw.setdefault("workers", 1)
-    return Plan(RequestSpec("http://127.0.0.1:1/"), **kw)  # type: ignore[arg-type]
+    return assemble(RequestSpec("http://127.0.0.1:1/"), **kw)  # type: ignore[arg-type]
 
 
 def dues(schedule: Schedule, most: int = 1_000_000) -> list[int]:

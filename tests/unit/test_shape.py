@@ -3,8 +3,8 @@ import random
 import pytest
 
 from squall.engine.pacer import make_pacer
-from squall.plan.load import Shape, Stage, parse_stages, parse_think, profile
-from squall.plan.plan import Plan
+from squall.plan.load import Open, Shape, Stage, parse_stages, parse_think, profile
+from squall.plan.plan import Plan, assemble
 from squall.plan.specs import RequestSpec
 from squall.units import PlanError
 
@@ -87,16 +87,16 @@ def test_profiles_span_the_duration_and_reach_the_target(name: str) -> None:
 
 def test_plan_takes_its_duration_and_peak_from_the_shape() -> None:
     req = RequestSpec("http://127.0.0.1:1/")
-    plan = Plan(req, shape=parse_stages(["2s:300/s", "1s:0/s"]), warmup_s=0.5).validate()
-    assert (plan.rate, plan.duration_s, plan.open_model) == (300, 2.5, True)
-    plan = Plan(req, shape=parse_stages(["2s:40", "1s:10"])).validate()
-    assert (plan.connections, plan.duration_s, plan.open_model) == (40, 3, False)
+    plan = assemble(req, shape=parse_stages(["2s:300/s", "1s:0/s"]), warmup_s=0.5).validate()
+    assert (plan.load.rate, plan.stop.duration_s, plan.open_model) == (300, 2.5, True)
+    plan = assemble(req, shape=parse_stages(["2s:40", "1s:10"])).validate()
+    assert (plan.load.connections, plan.stop.duration_s, plan.open_model) == (40, 3, False)
     with pytest.raises(PlanError, match="closed model"):
-        Plan(req, shape=parse_stages(["2s:40"]), rate=10).validate()
+        Plan(req, load=Open(rate=10, shape=parse_stages(["2s:40"]))).validate()
     with pytest.raises(PlanError, match="warmup"):
-        Plan(req, shape=parse_stages(["2s:40"]), warmup_s=3).validate()
+        assemble(req, shape=parse_stages(["2s:40"]), warmup_s=3).validate()
     with pytest.raises(PlanError, match="think"):
-        Plan(req, rate=10, think=parse_think("1s")).validate()
+        assemble(req, rate=10, think=parse_think("1s")).validate()
 
 
 def test_think_times() -> None:

@@ -17,8 +17,9 @@ from squall.collector.sinks import (
     Totals,
     default_sinks,
 )
-from squall.plan.plan import Plan
+from squall.plan.plan import Outputs, Plan, assemble
 from squall.plan.specs import RequestSpec, SoakSpec
+from squall.plan.stop import Stop
 from squall.plan.thresholds import parse_threshold
 
 
@@ -68,7 +69,7 @@ class FakeTotals:
 
 
 def _plan(**kw: Any) -> Plan:
-    return Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=60.0, **kw)
+    return assemble(RequestSpec("http://127.0.0.1:1/"), duration_s=60.0, **kw)
 
 
 def test_the_abort_watcher_stops_a_run_once_a_threshold_failed_for_its_grace() -> None:
@@ -144,7 +145,7 @@ class Beeper(Sink):
 
     @classmethod
     def for_plan(cls, plan: Plan, totals: Totals) -> Beeper | None:
-        return cls() if plan.duration_s is not None and plan.duration_s > 30 else None
+        return cls() if plan.stop.duration_s is not None and plan.stop.duration_s > 30 else None
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         self.seconds += 1
@@ -155,7 +156,7 @@ def test_a_new_output_is_one_sink_and_one_registry_entry() -> None:
     plan = _plan(quiet=True, out_path="r.json")
     got = default_sinks(plan, FakeTotals(plan), makers)
     assert [type(s).__name__ for s in got] == ["OutFileSink", "Beeper"]
-    short = Plan(RequestSpec("http://127.0.0.1:1/"), duration_s=5.0, quiet=True)
+    short = Plan(RequestSpec("http://127.0.0.1:1/"), stop=Stop(duration_s=5.0), outputs=Outputs(quiet=True))
     assert default_sinks(short, FakeTotals(short), makers) == []
 
 

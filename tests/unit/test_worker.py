@@ -5,13 +5,20 @@ from __future__ import annotations
 import multiprocessing
 
 from squall.engine.worker import worker_main
+from squall.plan.load import Closed
 from squall.plan.plan import Plan
+from squall.plan.shard import Spread
 from squall.plan.specs import PySpec, RequestSpec
 from squall.wire import Failed, decode
 
 
 def test_a_plan_error_in_a_worker_is_sent_as_a_usage_failure() -> None:
-    plan = Plan(RequestSpec("http://127.0.0.1:1/"), workers=1, connections=1, py=PySpec("nope"))
+    plan = Plan(
+        RequestSpec("http://127.0.0.1:1/"),
+        load=Closed(connections=1),
+        spread=Spread(workers=1),
+        py=PySpec("nope"),
+    )
     ctx = multiprocessing.get_context("fork")
     data_r, data_w = ctx.Pipe(duplex=False)
     ctl_r, _ctl_w = ctx.Pipe(duplex=False)  # (kept open: the worker reads its end)

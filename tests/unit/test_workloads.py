@@ -15,7 +15,7 @@ from squall.engine.workload.http import BadRequest, HttpSource
 from squall.engine.workload.journey import JourneyWorkload
 from squall.engine.workload.llm import LlmSource
 from squall.engine.workload.py import PyWorkload
-from squall.plan.plan import Plan
+from squall.plan.plan import Client, Plan
 from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import LlmSpec, PySpec, RequestSpec
 from squall.units import PlanError
@@ -55,7 +55,7 @@ def test_the_registry_wires_each_workload_onto_the_named_transport(tmp_path: Pat
     got = {}
     for kind, plan in plans(tmp_path).items():
         rec = Recorder(0, table=[0] * 8)
-        got[kind] = make_sender(replace(plan, transport=transport), 2, 0, rec)
+        got[kind] = make_sender(replace(plan, client=replace(plan.client, transport=transport)), 2, 0, rec)
     assert (type(got["http"]), type(got["http"].source)) == (cls, HttpSource)
     assert (type(got["llm"]), type(got["llm"].source)) == (cls, LlmSource)
     assert (type(got["journey"]), type(got["journey"].http)) == (JourneyWorkload, cls)
@@ -66,7 +66,7 @@ def test_the_registry_wires_each_workload_onto_the_named_transport(tmp_path: Pat
 
 def test_an_unknown_transport_is_an_error_not_raw() -> None:
     with pytest.raises(PlanError, match=r"^--transport 'h3' is not one of raw, aiohttp$"):
-        make_sender(Plan(RequestSpec(URL), transport="h3"), 1)
+        make_sender(Plan(RequestSpec(URL), client=Client(transport="h3")), 1)
 
 
 def test_iteration_workloads_learn_the_measured_start_from_begin(tmp_path: Path) -> None:

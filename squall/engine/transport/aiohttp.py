@@ -70,11 +70,11 @@ class AiohttpTransport:
             limit=self.connections,
             limit_per_host=self.connections,
             ttl_dns_cache=None,
-            ssl=self.plan.tls_verify,  # False: do not verify the certificate
+            ssl=self.plan.client.tls_verify,  # False: do not verify the certificate
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.plan.timeout_s),
+            timeout=aiohttp.ClientTimeout(total=self.plan.client.timeout_s),
             auto_decompress=False,
             skip_auto_headers=("Content-Type",),
             cookie_jar=aiohttp.DummyCookieJar(),

@@ -219,11 +219,11 @@ class RawTransport:
         self.ssl: ssl.SSLContext | None = None
         if spec.scheme == "https":
             self.ssl = ssl.create_default_context()
-            if not plan.tls_verify:
+            if not plan.client.tls_verify:
                 self.ssl.check_hostname = False
                 self.ssl.verify_mode = ssl.CERT_NONE
-        self.timeout_ns = int(plan.timeout_s * 1e9)
-        self.sweep_s = min(0.1, plan.timeout_s / 10)
+        self.timeout_ns = int(plan.client.timeout_s * 1e9)
+        self.sweep_s = min(0.1, plan.client.timeout_s / 10)
         self.channels: list[_RawChannel] = []
         self.sweeper: asyncio.TimerHandle | None = None
         self.pool: list[_FetchChannel] = []  # idle channels of `request`, each with its keep-alive connection

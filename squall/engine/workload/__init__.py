@@ -33,19 +33,19 @@ def transport_class(name: str) -> type[Transport]:
 def _http(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
     from squall.engine.workload.http import HttpSource
 
-    return transport_class(plan.transport)(plan, connections, HttpSource(plan.request))  # type: ignore[call-arg,return-value]
+    return transport_class(plan.client.transport)(plan, connections, HttpSource(plan.request))  # type: ignore[call-arg,return-value]
 
 
 def _llm(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
     from squall.engine.workload.llm import LlmSource
 
-    return transport_class(plan.transport)(plan, connections, LlmSource(plan, worker))  # type: ignore[call-arg,return-value]
+    return transport_class(plan.client.transport)(plan, connections, LlmSource(plan, worker))  # type: ignore[call-arg,return-value]
 
 
 def _journey(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
     from squall.engine.workload.journey import JourneyWorkload
 
-    http = transport_class(plan.transport)(plan, connections, None)  # type: ignore[call-arg]
+    http = transport_class(plan.client.transport)(plan, connections, None)  # type: ignore[call-arg]
     return JourneyWorkload(plan, worker, rec, http)
 
 

@@ -94,9 +94,11 @@ class JourneyWorkload:
         self.rng = random.Random(f"{plan.seed}:journeys:{worker}")
         weights = list(itertools.accumulate(j.weight for j in scenario.journeys))
         self.cumulative, self.total_weight = weights, weights[-1]
-        self.think = plan.think.sampler(random.Random(f"{plan.seed}:steps:{worker}")) if plan.think else None
-        self.uids = itertools.count(plan.share_offset(plan.connections, worker))
-        self.iterations = itertools.count(worker, plan.workers)  # workers take turns: no row twice
+        self.think = (
+            plan.load.think.sampler(random.Random(f"{plan.seed}:steps:{worker}")) if plan.load.think else None
+        )
+        self.uids = itertools.count(plan.spread.share_offset(plan.load.connections, worker))
+        self.iterations = itertools.count(worker, plan.spread.workers)  # workers take turns: no row twice
         self.count_tokens = make_counter()
         llm_steps = {s.name for j in scenario.journeys for s in j.steps if s.llm is not None}
         self.readings = {  # one per LLM step: how its answers are read

@@ -167,8 +167,8 @@ class PyWorkload:
     def __init__(self, plan: Plan, connections: int, worker: int, rec: Recorder) -> None:
         self.plan, self.worker, self.rec = plan, worker, rec
         self.measure_start = 0  # set by begin() once the run's t0 is known
-        self.timeout_s = plan.timeout_s
-        self.uids = itertools.count(plan.share_offset(plan.connections, worker))
+        self.timeout_s = plan.client.timeout_s
+        self.uids = itertools.count(plan.spread.share_offset(plan.load.connections, worker))
         self.channels: list[_PyUser] = []
         self.ready: set[User] = set()
         self.samples: dict[str, str] = {}
@@ -199,7 +199,7 @@ class PyWorkload:
 
             tracemalloc.start(10)
             # The first snapshot once the first measured window is over, so start-up allocations are left out.
-            delay = self.plan.warmup_s + self.plan.window_s + 1.0
+            delay = self.plan.stop.warmup_s + self.plan.window_s + 1.0
             self.first: Any = None
             asyncio.get_running_loop().call_later(delay, self._first_snapshot)
 

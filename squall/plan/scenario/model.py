@@ -9,8 +9,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_\-]*)|\[(-?\d+)\]|\[['\"]([^'\"]+)['\"]\]")
 
@@ -175,7 +173,3 @@ class Scenario:
         if not self.data_rows:
             return {}
         return dict(zip(self.data_columns, self.data_rows[n % len(self.data_rows)], strict=True))
-
-
-def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value)
