@@ -71,9 +71,9 @@ def test_an_unknown_transport_is_an_error_not_raw() -> None:
 
 def test_iteration_workloads_learn_the_measured_start_from_begin(tmp_path: Path) -> None:
     for kind in ("journey", "py"):
-        sender = make_sender(
-            replace(plans(tmp_path)[kind], transport="raw"), 1, 0, Recorder(0, table=[0] * 8)
-        )
+        plan = plans(tmp_path)[kind]
+        raw = replace(plan, client=replace(plan.client, transport="raw"))
+        sender = make_sender(raw, 1, 0, Recorder(0, table=[0] * 8))
         sender.begin(12_345)
         assert sender.measure_start == 12_345, kind  # type: ignore[attr-defined]
 
