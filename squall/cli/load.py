@@ -134,7 +134,7 @@ class LlmOptions:
 LLM_OPTIONS: dict[str, Any] = {
     "api": Annotated[
         str | None,
-        typer.Option("--api", help="The API shape (default: guessed from the path; a wrong one lists them)."),
+        typer.Option("--api", help="chat, completions, dify or sse (default: guessed from the path)."),
     ],
     "no_stream": Annotated[bool, typer.Option("--no-stream", help="Ask for plain JSON answers.")],
     "model": Annotated[str, typer.Option("--model", help="The model field of each request.")],

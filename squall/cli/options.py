@@ -127,8 +127,7 @@ Transport = Annotated[
     str,
     typer.Option(
         "--transport",
-        help="HTTP client by name: auto (raw; aiohttp for scenarios) or one of the engine's transports "
-        "(an unknown name lists them).",
+        help="HTTP client: auto (raw; aiohttp for scenarios), raw or aiohttp.",
     ),
 ]
 

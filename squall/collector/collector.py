@@ -322,16 +322,14 @@ class Collector:
             reasons.append(f"squall fell behind its schedule and never sent {c['unsent']} due requests")
         generator_limited = bool(reasons)
         warnings = list(self.warnings)
-        for r in reasons:
-            if plan.py is not None:  # the workload shares the worker's loop: its own blocking counts here
-                warnings.append(
-                    f"generator-limited: {r}; the workload runs in squall's loop, so blocking calls in it "
-                    "(or --tracemalloc's cost) show here too: the numbers describe this process's ceiling"
-                )
-                continue
-            warnings.append(
-                f"generator-limited: {r}; the numbers describe squall's ceiling, not the target's"
-            )
+        limited = [
+            f"generator-limited: {r}; the workload runs in squall's loop, so blocking calls in it "
+            "(or --tracemalloc's cost) show here too: the numbers describe this process's ceiling"
+            if plan.py is not None  # the workload shares the worker's loop: its own blocking counts here
+            else f"generator-limited: {r}; the numbers describe squall's ceiling, not the target's"
+            for r in reasons
+        ]
+        warnings.extend(limited)
         if c["dropped"]:
             warnings.append(
                 f"{c['dropped']} requests due by the schedule were never sent: every connection was busy; "
@@ -368,6 +366,7 @@ class Collector:
                 "include that scheduling delay: a quieter box gives cleaner numbers"
             )
         checked = {
+            "reasons": limited,
             "cpu_workers": over["cpu"],
             "loop_lag_workers": over["loop_lag"],
             "cpu_limit_pct": plan.self_check.cpu_limit_pct,

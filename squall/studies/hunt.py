@@ -82,24 +82,10 @@ def step_summary(level: float, res: Result) -> dict[str, Any]:
 
 
 def limited_why(doc: dict[str, Any]) -> list[str]:
-    """Why squall itself was the limit of a run, read from its typed self-check (empty when it was not)."""
+    """Why squall itself was the limit of a run: the self-check's reasons (empty when it was not)."""
     if not doc.get("generator_limited"):
         return []
-    check = doc.get("self_check") or {}
-    span, excused = check.get("span_s", 3), set(check.get("box_delayed_workers") or ())
-    why = [
-        f"worker {w} CPU stayed at or above {check['cpu_limit_pct']:g}% for {span} s"
-        for w in check.get("cpu_workers") or ()
-    ]
-    lag_ms = check.get("loop_lag_limit_ms", 0.0)
-    why += [
-        f"worker {w} event loop ran late (timer lateness p99 > {lag_ms:g} ms) for {span} s"
-        for w in check.get("loop_lag_workers") or ()
-        if w not in excused
-    ]
-    if check.get("unsent"):
-        why.append(f"squall fell behind its schedule and never sent {check['unsent']} due requests")
-    return why
+    return list((doc.get("self_check") or {}).get("reasons") or ())
 
 
 KNEE_MIN = 0.1  # how far above the chord (in normalised units) a point must be to be a knee

@@ -36,12 +36,12 @@ def test_the_registry_names_every_api() -> None:
 def test_each_shape_reads_its_events() -> None:
     chat, comp, dify = APIS["chat"], APIS["completions"], APIS["dify"]
     event = {"choices": [{"delta": {"content": "a"}}], "usage": {"completion_tokens": 1}}
-    assert (chat.text(event, ()), chat.usage(event), chat.end(event)) == ("a", {"completion_tokens": 1}, None)
-    assert comp.text({"choices": [{"text": "b"}]}, ()) == "b"
+    assert chat.read(event, ()) == ("a", {"completion_tokens": 1}, None)
+    assert comp.read({"choices": [{"text": "b"}]}, ())[0] == "b"
     end = {"event": "message_end", "metadata": {"usage": {"completion_tokens": 2}}}
-    assert (dify.text(end, ()), dify.usage(end), dify.end(end)) == (None, {"completion_tokens": 2}, "")
-    assert dify.end({"event": "error"}) == "stream_error"
-    assert APIS["sse"].text({"o": [{"t": "c"}]}, ("o", 0, "t")) == "c"
+    assert dify.read(end, ()) == (None, {"completion_tokens": 2}, "")
+    assert dify.read({"event": "error"}, ())[2] == "stream_error"
+    assert APIS["sse"].read({"o": [{"t": "c"}]}, ("o", 0, "t"))[0] == "c"
     assert chat.final({"choices": [{"message": {"content": "d"}}]}, ()) == ("d", None)
     assert dify.final({"answer": "e", "metadata": {"usage": {"x": 1}}}, ()) == ("e", {"x": 1})
     assert request_body(LlmSpec(api="completions", stream=False, max_tokens=4), Prompt("p")) == {

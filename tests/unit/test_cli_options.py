@@ -53,3 +53,18 @@ def test_a_command_option_may_not_shadow_a_bundled_one() -> None:
 
     with pytest.raises(TypeError, match="body declares quiet, which LoadFlags holds"):
         bundled("flags", LoadFlags, LOAD_OPTIONS)(body)
+
+
+def test_the_help_names_every_transport_and_api_shape_there_is() -> None:
+    # The help lists the names (a user should not have to guess them); the registries are the truth.
+    from squall.cli.load import LLM_OPTIONS
+    from squall.cli.options import LOAD_OPTIONS
+    from squall.engine.llm.apis import APIS
+    from squall.engine.transport import TRANSPORTS
+
+    def help_of(annotated: object) -> str:
+        return annotated.__metadata__[0].help  # type: ignore[attr-defined]
+
+    transport_help, api_help = help_of(LOAD_OPTIONS["transport"]), help_of(LLM_OPTIONS["api"])
+    assert all(name in transport_help for name in TRANSPORTS), transport_help
+    assert all(name in api_help for name in APIS), api_help

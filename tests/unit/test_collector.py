@@ -182,6 +182,11 @@ def test_a_late_event_loop_is_judged_from_the_window_field() -> None:
     assert collector.lag == {0: [20.0, 20.0, 20.0]}
     assert doc["generator_limited"] is True and doc["valid"] is False
     assert doc["self_check"]["loop_lag_workers"] == [0]
+    reasons = doc["self_check"]["reasons"]  # what hunt's levels say as limited_why: the warnings, typed
+    assert reasons == [w for w in doc["warnings"] if w.startswith("generator-limited: ")]
+    assert [r.split(";")[0] for r in reasons] == [
+        "generator-limited: worker 0 event loop ran late (timer lateness p99 > 5 ms) for 3 s"
+    ]
     assert "loop_lag_p99_us" not in doc["counters"]
 
 

@@ -52,18 +52,6 @@ class ApiShape:
         text = dig(event, path)
         return (text if isinstance(text, str) else None), None, None
 
-    def text(self, event: dict[str, Any], path: Path) -> str | None:
-        """The content text an event carries, or None."""
-        return self.read(event, path)[0]
-
-    def usage(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """The token usage an event reports, or None."""
-        return self.read(event, ())[1]
-
-    def end(self, event: dict[str, Any]) -> str | None:
-        """None while the stream goes on; "" when this event ends it well, else the error kind it ends in."""
-        return self.read(event, ())[2]
-
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
         """(text, usage) of a whole non-streamed answer."""
         return dig(body, path), None

@@ -10,7 +10,7 @@ from squall.units import PlanError
 if TYPE_CHECKING:
     from squall.engine.recorder import Recorder
     from squall.engine.transport.base import Transport
-    from squall.engine.workload.base import Sender
+    from squall.engine.workload.base import IterationWorkload, Sender
     from squall.plan.plan import Plan
 
 __all__ = ["WORKLOADS", "make_sender", "transport_class", "workload_kind"]
@@ -42,14 +42,14 @@ def _llm(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
     return transport_class(plan.client.transport)(plan, connections, LlmSource(plan, worker))  # type: ignore[call-arg,return-value]
 
 
-def _journey(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
+def _journey(plan: Plan, connections: int, worker: int, rec: Recorder) -> IterationWorkload:
     from squall.engine.workload.journey import JourneyWorkload
 
     http = transport_class(plan.client.transport)(plan, connections, None)  # type: ignore[call-arg]
     return JourneyWorkload(plan, worker, rec, http)
 
 
-def _py(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
+def _py(plan: Plan, connections: int, worker: int, rec: Recorder) -> IterationWorkload:
     from squall.engine.workload.py import PyWorkload
 
     return PyWorkload(plan, connections, worker, rec)

@@ -47,8 +47,13 @@ class Request:
     def prefix(self) -> bytes:
         """The request line and headers, without Content-Length and the blank line that ends the head."""
         lines = [f"{self.method} {target(self.url)} HTTP/1.1", *(f"{n}: {v}" for n, v in self.headers)]
+        head = "\r\n".join(lines) + "\r\n"
         try:
-            return ("\r\n".join(lines) + "\r\n").encode()  # UTF-8, as aiohttp sends header values
+            return head.encode("latin-1")  # HTTP/1.1's own octets: what -H values are checked to fit
+        except UnicodeEncodeError:
+            pass
+        try:  # a value rendered from a data row that latin-1 cannot carry: UTF-8, as aiohttp sends it
+            return head.encode()
         except UnicodeEncodeError as e:
             raise BadRequest(f"a header cannot be encoded: {e}") from None
 
