@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,16 +20,16 @@ from squall.cli.options import (
     usage_errors,
 )
 from squall.plan.build import LoadFlags
+from squall.plan.llm import LlmFlags
 
 if TYPE_CHECKING:
-    from squall.plan.llm import LlmFlags
     from squall.plan.plan import Plan
 
 
 def register(app: typer.Typer) -> None:
     """Add run, llm, scenario and py to `app`."""
     load_command(app, "run")(run)
-    load_command(app, "llm", defaults={"timeout": "120s"})(bundled("opts", LlmOptions, LLM_OPTIONS)(llm))
+    load_command(app, "llm", defaults={"timeout": "120s"})(bundled("opts", LlmFlags, LLM_OPTIONS)(llm))
     load_command(
         app,
         "scenario",
@@ -95,42 +93,6 @@ def run(
     raise _execute(plan, flags)
 
 
-@dataclass(frozen=True, slots=True)
-class LlmOptions:
-    """`squall llm`'s own options as typed."""
-
-    api: str | None = None
-    no_stream: bool = False
-    model: str = "default"
-    max_tokens: int | None = None
-    temperature: float | None = None
-    body_json: str | None = None
-    prompts: Path | None = None
-    input_tokens: str | None = None
-    output_tokens: str | None = None
-    shuffle: bool = False
-    api_key: tuple[str, ...] = ()
-    api_key_file: Path | None = None
-    text_path: str = "choices.0.delta.content"
-    done_marker: str = "[DONE]"
-    goodput: tuple[str, ...] = ()
-
-    def flags(self, header: tuple[str, ...]) -> LlmFlags:
-        """The options as the LLM spec builder takes them; the keys read (files, environment) now."""
-        from squall.plan.build import api_keys
-        from squall.plan.llm import LlmFlags
-
-        own = ("no_stream", "api_key", "api_key_file")
-        given = {f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.name not in own}
-        return LlmFlags(
-            stream=not self.no_stream,
-            api_keys=api_keys(list(self.api_key), self.api_key_file),
-            keys_given=bool(self.api_key or self.api_key_file),
-            header=header,
-            **given,
-        )
-
-
 LLM_OPTIONS: dict[str, Any] = {
     "api": Annotated[
         str | None,
@@ -182,7 +144,7 @@ def llm(
     requests: Requests = None,
     header: Header = None,
     *,
-    opts: LlmOptions,
+    opts: LlmFlags,
     flags: LoadFlags,
 ) -> None:
     """Load-test an LLM API that streams tokens: TTFT, ITL, TPOT, tokens/s, goodput."""
@@ -192,7 +154,7 @@ def llm(
     from squall.units import parse_header
 
     with usage_errors():
-        spec = llm_spec(url, opts.flags(tuple(header or ())), flags.seed)
+        spec = llm_spec(url, opts, flags.seed, tuple(header or ()))
         request = RequestSpec(url=url, method="POST", headers=tuple(parse_header(h) for h in header or ()))
         plan = build.build(request, flags, connections=connections, requests=requests, llm=spec)
     raise _execute(plan, flags)

@@ -16,10 +16,10 @@ DEFAULT_TEXT_PATH = "choices.0.delta.content"
 
 @dataclass(frozen=True, slots=True)
 class LlmFlags:
-    """The LLM options of `squall llm` as typed (api None: guessed from the URL's path)."""
+    """`squall llm`'s own options as typed (api None: guessed from the URL's path)."""
 
     api: str | None = None
-    stream: bool = True
+    no_stream: bool = False
     model: str = "default"
     max_tokens: int | None = None
     temperature: float | None = None
@@ -28,19 +28,19 @@ class LlmFlags:
     input_tokens: str | None = None
     output_tokens: str | None = None
     shuffle: bool = False
-    api_keys: tuple[str, ...] = ()
-    keys_given: bool = False  # --api-key or --api-key-file (not only the environment)
+    api_key: tuple[str, ...] = ()
+    api_key_file: Path | None = None
     text_path: str = DEFAULT_TEXT_PATH
     done_marker: str = "[DONE]"
     goodput: tuple[str, ...] = ()
-    header: tuple[str, ...] = ()
 
 
-def llm_spec(url: str, flags: LlmFlags, seed: int) -> LlmSpec:
-    """The LlmSpec for `url`; raises PlanError when options contradict each other."""
+def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ()) -> LlmSpec:
+    """The LlmSpec for `url` (`header`: the -H values); PlanError when options contradict each other."""
     import orjson
 
     from squall.plan import prompts as prompt_source
+    from squall.plan.build import api_keys
     from squall.plan.specs import LlmSpec, api_from_path, parse_goodput
 
     api = flags.api or api_from_path(url)
@@ -72,19 +72,20 @@ def llm_spec(url: str, flags: LlmFlags, seed: int) -> LlmSpec:
             raise PlanError(f"--body-json is not JSON: {e}") from None
         if not isinstance(extra, dict):
             raise PlanError("--body-json must be a JSON object")
-    if flags.keys_given and any(h.partition(":")[0].strip().lower() == "authorization" for h in flags.header):
+    keys_given = bool(flags.api_key or flags.api_key_file)  # not only from the environment
+    if keys_given and any(h.partition(":")[0].strip().lower() == "authorization" for h in header):
         raise PlanError("--api-key/--api-key-file and -H 'Authorization: ...' both set the key; use one")
     if flags.max_tokens is not None and flags.output_tokens:
         raise PlanError("--max-tokens and --output-tokens both set the answer's length; use one")
     return LlmSpec(
         api=api,
-        stream=flags.stream,
+        stream=not flags.no_stream,
         model=flags.model,
         max_tokens=flags.max_tokens,
         temperature=flags.temperature,
         body_json=tuple(extra.items()),
         prompts=chosen,
-        api_keys=flags.api_keys,
+        api_keys=api_keys(list(flags.api_key), flags.api_key_file),
         text_path=flags.text_path,
         done_marker=flags.done_marker,
         goodput=tuple(parse_goodput(g) for g in flags.goodput),
