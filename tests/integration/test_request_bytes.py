@@ -201,6 +201,46 @@ def test_scenario_steps_send_one_host(capture: Capture, transport: str, tmp_path
         )
 
 
+LAYERED = """\
+base_url: {url}
+headers: {{Host: file.test, X-Team: a}}
+scenarios:
+  - name: s
+    steps:
+      - name: plain
+        request: {{path: /a}}
+      - name: mine
+        request: {{path: /b, headers: {{hOsT: step.test, x-team: b}}}}
+      - name: ask
+        llm: {{path: /v1/chat/completions, prompt: hi, stream: false, headers: {{X-TEAM: c}}}}
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_steps_header_replaces_the_files_of_that_name(
+    capture: Capture, transport: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(LAYERED.format(url=capture.url))
+    plan = Plan(
+        RequestSpec(capture.url + "/"),
+        load=Closed(connections=1),
+        client=Client(transport=transport),
+        outputs=Outputs(quiet=True),
+        stop=Stop(requests=1),
+        spread=Spread(workers=1),
+        scenario=load_scenario(path),
+    )
+    assert run(plan.validate()).summary["errors"] == 0
+    plain, mine, ask = capture.requests
+    got = [(headers(r, b"host"), headers(r, b"x-team")) for r in (plain, mine, ask)]
+    assert got == [
+        ([b"file.test"], [b"a"]),
+        ([b"step.test"], [b"b"]),
+        ([b"file.test"], [b"c"]),
+    ]
+
+
 def test_the_builder() -> None:
     assert build("GET", "http://[::1]/x").encode() == (
         b"GET /x HTTP/1.1\r\nHost: [::1]\r\nUser-Agent: squall/%s\r\n\r\n" % __version__.encode()

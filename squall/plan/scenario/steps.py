@@ -79,6 +79,12 @@ def parse_headers(w: Where, node: Any, key: str, where: str) -> tuple[tuple[str,
     return tuple((str(k), template(str(v))) for k, v in value.items())
 
 
+def merged(shared: tuple[tuple[str, Template], ...], own: tuple[tuple[str, Template], ...]) -> tuple:
+    """The file's headers, then the step's: a step's header replaces the file's of that name (any case)."""
+    names = {name.lower() for name, _ in own}
+    return tuple(h for h in shared if h[0].lower() not in names) + own
+
+
 def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> Step:
     if not isinstance(s, dict):
         raise PlanError(f"{w.source}: {where}: must be a mapping with name and request or llm")
@@ -116,7 +122,7 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
             if not isinstance(r["body"], str):
                 raise w.fail(r, "body", f"{where}.request.body", "must be text (use json: for objects)")
             body = template(r["body"])
-        headers = shared + parse_headers(w, r, "headers", f"{where}.request.headers")
+        headers = merged(shared, parse_headers(w, r, "headers", f"{where}.request.headers"))
         node = r
     else:
         c = s["llm"]
@@ -155,7 +161,7 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
             extra=template(extra),
         )
         method = "POST"
-        headers = shared + parse_headers(w, c, "headers", f"{where}.llm.headers")
+        headers = merged(shared, parse_headers(w, c, "headers", f"{where}.llm.headers"))
         node = c
     if not isinstance(path, str) or not path.startswith("/"):
         raise w.fail(node, "path", f"{where}.path", "must start with /")
