@@ -33,7 +33,7 @@ Burstiness = Annotated[float, typer.Option("--burstiness", help="Gamma shape: <1
 Method = Annotated[str, typer.Option("-m", "--method", help="HTTP method.")]
 Header = Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")]
 Body = Annotated[str | None, typer.Option("-b", "--body", help="Request body text.")]
-Timeout = Annotated[str, typer.Option("--timeout", help="How long one request (py: one iteration) may take.")]
+Timeout = Annotated[str, typer.Option("--timeout", help="How long one request (or iteration) may take.")]
 Insecure = Annotated[
     bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
 ]
@@ -41,7 +41,7 @@ Warmup = Annotated[
     str, typer.Option("--warmup", help="Run this long first; what is sent in it is not counted.")
 ]
 Out = Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON result here.")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No live display (hunt: no line per level).")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No live display.")]
 TargetPid = Annotated[
     int | None, typer.Option("--target-pid", help="Also sample this process: CPU %, RSS, FDs, threads.")
 ]

@@ -60,7 +60,7 @@ class HuntFlags:
 
     slo: tuple[str, ...] = ()
     mode: str = "concurrency"
-    start: float = 8
+    start: float | None = None  # 8, or --max when that is lower
     max_level: float = 10_000
     step_duration: str = "10s"
     warmup: str = "2s"
@@ -77,7 +77,7 @@ class HuntFlags:
             raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
         spec = HuntSpec(
             mode=self.mode,
-            start=self.start,
+            start=self.start if self.start is not None else min(8.0, self.max_level),
             max=self.max_level,
             growth=self.growth,
             resolution=self.resolution,
@@ -94,7 +94,9 @@ HUNT_OPTIONS: dict[str, Any] = {
         typer.Option("--slo", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."),
     ],
     "mode": Annotated[str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")],
-    "start": Annotated[float, typer.Option("--start", help="The first level.")],
+    "start": Annotated[
+        float | None, typer.Option("--start", help="The first level (default 8, or --max if lower).")
+    ],
     "max_level": Annotated[float, typer.Option("--max", help="The highest level to try.")],
     "step_duration": Annotated[
         str, typer.Option("--step-duration", help="Measured time per level (after --warmup).")

@@ -165,3 +165,11 @@ def test_levels_are_closed_users_or_an_open_rate_over_the_base_connections() -> 
     thinking = replace(base, load=Closed(connections=256, think=parse_think("1s")))
     with pytest.raises(PlanError, match="--think paces users"):
         Hunter(thinking, HuntSpec(mode="rate"), model(lambda n: n, lambda n: 1.0))._plan(10)
+
+
+def test_the_first_level_is_8_or_the_max_when_that_is_lower() -> None:
+    from squall.cli.studies import HuntFlags
+
+    assert HuntFlags(slo=("p99<1s",), max_level=4).spec().start == 4
+    assert HuntFlags(slo=("p99<1s",)).spec().start == 8
+    assert HuntFlags(slo=("p99<1s",), start=2, max_level=4).spec().start == 2
