@@ -202,7 +202,7 @@ def py(
 ) -> None:
     """Load-test a Python SDK or any async function in-process: same engine, models, shapes and stats.
     Phases timed with squall.sdk.timer() get their own histograms; exceptions count by type."""
-    from squall.plan.py import matrix_plans
+    from squall.plan.build import matrix_plans
     from squall.studies import matrix
 
     with usage_errors():

@@ -324,7 +324,7 @@ def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, A
     if what.py is not None:
         if url is not None or what.llm or what.scenario is not None:
             raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")
-        from squall.plan.py import check_params, params
+        from squall.plan.py import check_params, load_py_factory, params
 
         factory = load_py_factory(what.py)
         grid = params(list(what.param))
@@ -353,10 +353,49 @@ def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, A
     return RequestSpec(url=url, method=method, headers=headers, body=body(what.body, None)), {}
 
 
-def load_py_factory(target_text: str) -> Any:
-    """The MODULE:FACTORY of a py workload, MODULE looked up from where squall was started (as python -m)."""
-    from squall.plan.py import load_factory
+def matrix_plans(
+    target: str,
+    flags: LoadFlags,
+    users: int | None,
+    iterations: int | None,
+    param: tuple[str, ...],
+    tracemalloc: bool,
+) -> tuple[list[dict[str, Any]], list[Plan]]:
+    """`squall py`'s validated plans, one per cell of the --param matrix (one cell without a matrix): a
+    matrix's cells run quiet and write no file of their own (the matrix writes one document)."""
+    from dataclasses import replace
 
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    return load_factory(target_text)
+    from squall.plan.py import cells, check_params, load_py_factory, params
+    from squall.plan.specs import PySpec, RequestSpec
+    from squall.units import check_writable
+
+    factory = load_py_factory(target)
+    grid = params(list(param))
+    check_params(target, factory, grid)
+    grid_cells = cells(grid)
+    if len(grid_cells) > 1:
+        if flags.html is not None or flags.csv_path is not None or flags.junit is not None:
+            raise PlanError(
+                "--html, --csv and --junit take one run; a --param matrix writes its one table to -o"
+            )
+        if flags.shard is not None or flags.start_at is not None or flags.prometheus_port is not None:
+            raise PlanError("--shard, --start-at and --prometheus-port take one run, not a --param matrix")
+    cell_flags = flags if len(grid_cells) == 1 else replace(flags, quiet=True, out=None)
+    plans: list[Plan] = []
+    for cell in grid_cells:
+        if "concurrency" in cell and users is not None:
+            raise PlanError("--param concurrency= sets -c for each cell; drop -c")
+        given = tuple((k, v) for k, v in cell.items() if k != "concurrency")
+        plans.append(
+            build(
+                RequestSpec(url="http://127.0.0.1/"),
+                cell_flags,
+                connections=cell.get("concurrency", users),
+                default_connections=10,
+                requests=iterations,
+                py=PySpec(target, given, tracemalloc),
+            )
+        )
+    if len(grid_cells) > 1 and flags.out is not None:
+        check_writable(flags.out)
+    return grid_cells, plans

@@ -5,13 +5,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-from typing import TYPE_CHECKING, Any
+import os
+import sys
+from typing import Any
 
 from squall.units import PlanError
-
-if TYPE_CHECKING:
-    from squall.plan.build import LoadFlags
-    from squall.plan.plan import Plan
 
 
 def load_factory(target: str) -> Any:
@@ -77,49 +75,8 @@ def check_params(target: str, factory: Any, grid: dict[str, list[Any]]) -> None:
         raise PlanError(f"--param {', '.join(wrong) or names[0]}: {target} takes {takes}") from None
 
 
-def matrix_plans(
-    target: str,
-    flags: LoadFlags,
-    users: int | None,
-    iterations: int | None,
-    param: tuple[str, ...],
-    tracemalloc: bool,
-) -> tuple[list[dict[str, Any]], list[Plan]]:
-    """`squall py`'s validated plans, one per cell of the --param matrix (one cell without a matrix): a
-    matrix's cells run quiet and write no file of their own (the matrix writes one document)."""
-    from dataclasses import replace
-
-    from squall.plan import build
-    from squall.plan.specs import PySpec, RequestSpec
-    from squall.units import check_writable
-
-    factory = build.load_py_factory(target)
-    grid = params(list(param))
-    check_params(target, factory, grid)
-    grid_cells = cells(grid)
-    if len(grid_cells) > 1:
-        if flags.html is not None or flags.csv_path is not None or flags.junit is not None:
-            raise PlanError(
-                "--html, --csv and --junit take one run; a --param matrix writes its one table to -o"
-            )
-        if flags.shard is not None or flags.start_at is not None or flags.prometheus_port is not None:
-            raise PlanError("--shard, --start-at and --prometheus-port take one run, not a --param matrix")
-    cell_flags = flags if len(grid_cells) == 1 else replace(flags, quiet=True, out=None)
-    plans: list[Plan] = []
-    for cell in grid_cells:
-        if "concurrency" in cell and users is not None:
-            raise PlanError("--param concurrency= sets -c for each cell; drop -c")
-        given = tuple((k, v) for k, v in cell.items() if k != "concurrency")
-        plans.append(
-            build.build(
-                RequestSpec(url="http://127.0.0.1/"),
-                cell_flags,
-                connections=cell.get("concurrency", users),
-                default_connections=10,
-                requests=iterations,
-                py=PySpec(target, given, tracemalloc),
-            )
-        )
-    if len(grid_cells) > 1 and flags.out is not None:
-        check_writable(flags.out)
-    return grid_cells, plans
+def load_py_factory(target_text: str) -> Any:
+    """The MODULE:FACTORY of a py workload, MODULE looked up from where squall was started (as python -m)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return load_factory(target_text)
