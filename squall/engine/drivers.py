@@ -18,7 +18,7 @@ from typing import Any
 from squall.engine.budget import Budget
 from squall.engine.recorder import Recorder
 from squall.engine.schedule import Schedule, make_schedule
-from squall.engine.transport import Channel, Interrupted
+from squall.engine.transport.base import Channel, Interrupted
 from squall.plan.plan import Plan
 
 NS = 1_000_000_000

@@ -17,7 +17,7 @@ import uvloop
 from squall.engine.budget import make_budget
 from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
 from squall.engine.recorder import NullRecorder, Recorder
-from squall.engine.transport import Channel
+from squall.engine.transport.base import Channel
 from squall.engine.workload import make_sender
 from squall.engine.workload.base import Sender
 from squall.plan.plan import Plan

@@ -10,7 +10,7 @@ from typing import Any
 from squall.engine.budget import Abort, Budget, Count, Duration, StopRule
 from squall.engine.drivers import ClosedDriver, Driver, OpenDriver, UsersDriver, driver_kind
 from squall.engine.schedule import Schedule
-from squall.engine.transport import Channel, Interrupted
+from squall.engine.transport.base import Channel, Interrupted
 from squall.plan.load import Shape, Stage, Think
 from squall.plan.plan import Plan, assemble
 from squall.plan.specs import LlmSpec, RequestSpec

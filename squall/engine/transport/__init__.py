@@ -5,29 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from squall.engine.transport.base import (
-    Answer,
-    AnswerCut,
-    Channel,
-    Interrupted,
-    Owner,
-    RequestSource,
-    TaskChannel,
-    Transport,
-)
-
-__all__ = [
-    "TRANSPORTS",
-    "Answer",
-    "AnswerCut",
-    "Channel",
-    "Interrupted",
-    "Owner",
-    "RequestSource",
-    "TaskChannel",
-    "Transport",
-]
-
 
 def _raw() -> type:
     from squall.engine.transport.raw import RawTransport
