@@ -24,7 +24,7 @@ def dig(obj: Any, path: Path) -> Any:
     for part in path:
         if isinstance(obj, dict):
             obj = obj.get(part if isinstance(part, str) else str(part))
-        elif isinstance(obj, list) and isinstance(part, int) and part < len(obj):
+        elif isinstance(obj, list) and isinstance(part, int) and 0 <= part < len(obj):
             obj = obj[part]
         else:
             return None
