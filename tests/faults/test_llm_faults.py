@@ -99,6 +99,12 @@ FAULTS: dict[str, tuple[int, bytes, list[bytes], dict[str, Any]]] = {
         [b"{}"],
         {"error_kinds": {"http_429": N}, "retry_after": {"count": N, "max_s": 0.0}, "clamped": N},
     ),
+    "retry_after_not_text": (
+        429,
+        b"Retry-After: \xff\xfe1\r\n",
+        [b"{}"],
+        {"error_kinds": {"http_429": N}, "retry_after": {"count": N, "max_s": 0.0}, "clamped": N},
+    ),
     "retry_after_an_http_date": (
         429,
         b"Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n",
