@@ -328,7 +328,7 @@ def test_framing_is_linear_in_the_size_of_an_event() -> None:
 
 def test_utf8_and_line_ends_split_one_byte_at_a_time() -> None:
     data = (
-        b": hi\r\n\r\n"
+        b"\xef\xbb\xbf: hi\r\n\r\n"
         + b"data: "
         + orjson.dumps(event("chat", "héllo, 世界 🎉"))
         + b"\r\n\r\n"
@@ -344,3 +344,9 @@ def test_utf8_and_line_ends_split_one_byte_at_a_time() -> None:
     assert (r.finish(0), r.text(), r.bad) == (None, "héllo, 世界 🎉!?", 0)
     r = read_all(reading("chat"), [data[:-1]])  # the last line without its end still reads
     assert (r.finish(0), r.text()) == (None, "héllo, 世界 🎉!?")
+    r = read_all(reading("chat"), [b"\xef\xbb\xbf" + chat_event("a") + b"data: [DONE]\n\n"])
+    assert (r.finish(0), r.text()) == (None, "a")  # a byte order mark before the first event
+
+
+def chat_event(text: str) -> bytes:
+    return b"data: " + orjson.dumps(event("chat", text)) + b"\n\n"

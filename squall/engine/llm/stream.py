@@ -141,6 +141,8 @@ class AnswerReader:
                 if line:
                     if line.startswith(b"data:"):
                         self.data.append(line[5:])
+                    elif line.startswith(b"\xef\xbb\xbfdata:"):  # (a byte order mark opening the stream)
+                        self.data.append(line[8:])
                     # (a comment, `event:`, `id:` or `retry:` line: nothing to read)
                 elif self.data:
                     self._event(now)
