@@ -217,7 +217,11 @@ def check(doc: dict[str, Any], want: dict[str, Any]) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_llm_counts_each_odd_answer(
-    fault: str, transport: str, byte_server: Callable[..., int], tmp_path: Path
+    fault: str,
+    transport: str,
+    byte_server: Callable[..., int],
+    check_result: Callable[[dict], None],
+    tmp_path: Path,
 ) -> None:
     # `squall llm URL -n 20 -c 4 -w 1 --timeout 5s -o r.json` as the library runs it (the CLI's own path is
     # the next test's): the run ends, its file is written and its exit code is 0 (faults are data).
@@ -238,7 +242,9 @@ def test_llm_counts_each_odd_answer(
     result = run(plan.validate())
     assert time.monotonic() - t < 30
     assert exit_code(result) == 0
-    check(json.loads(out.read_text()), FAULTS[fault][3])
+    doc = json.loads(out.read_text())
+    check_result(doc)
+    check(doc, FAULTS[fault][3])
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
