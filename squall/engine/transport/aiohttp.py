@@ -103,7 +103,7 @@ class AiohttpTransport:
             body = b""
             try:
                 if reader is not None:
-                    reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
+                    reader.retry_after = resp.headers.get("Retry-After") or ""  # (str: may hold surrogates)
                     async for chunk in resp.content.iter_any():
                         reader.feed(chunk, perf_counter_ns())
                         nbytes += len(chunk)
