@@ -100,6 +100,34 @@ _TAGS: dict[type, int] = {Hello: 1, Window: 2, Done: 3, Failed: 4, Start: 5, Sto
 _TYPES: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
 
 
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what msgpack carries
+
+
+def _clamp(counts: dict[Any, Any]) -> dict[Any, Any]:
+    return {k: min(max(v, INT_MIN), INT_MAX) if isinstance(v, int) else v for k, v in counts.items()}
+
+
+def clamp_window(w: Window) -> Window:
+    """The window with every count inside msgpack's integer range (a bug or a hostile value upstream must
+    not keep a worker's numbers from being shipped)."""
+    return Window(
+        w.worker,
+        w.seq,
+        w.t_start,
+        w.t_end,
+        _clamp(w.counters),
+        _clamp(w.status_codes),
+        _clamp(w.error_kinds),
+        w.histograms,
+        min(max(w.inflight, INT_MIN), INT_MAX),
+        min(max(w.users, INT_MIN), INT_MAX),
+        {kind: {name: clamp_window(part) for name, part in named.items()} for kind, named in w.parts.items()},
+        w.notes,
+        w.loop_lag_p99_us,
+        _clamp(w.custom),
+    )
+
+
 def encode(msg: Message) -> bytes:
     """Pack a message as `[tag, *fields]`."""
     return msgpack.packb([_TAGS[type(msg)], *astuple(msg)], use_bin_type=True)

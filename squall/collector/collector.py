@@ -28,6 +28,7 @@ from squall.result.document import USAGE_ERROR
 from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
 
 NS = 1_000_000_000
+STALL_WINDOWS = 3  # a worker that sends no window for this many windows' time (3 s) is stalled
 
 
 def collector_main(
@@ -38,6 +39,23 @@ def collector_main(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     set_process_name("squall-collect")
     Collector(plan, conns, sup, make_sinks).run()
+
+
+def orphan_document(
+    plan: Plan, pids: dict[int, int], started_at: float, load_epoch: float, why: str
+) -> dict[str, Any]:
+    """The result the supervisor writes when the collector died: every worker's numbers went to it and are
+    lost, so the document holds the plan, the cause and no counts; never valid."""
+    c = Collector(plan, [], None, lambda _p, _t: [])
+    c.started_at, c.load_epoch, c.pids = started_at, load_epoch, dict(pids)
+    for worker in range(plan.spread.workers):
+        c.done[worker] = "collector lost"
+        c.lost[worker] = f"its windows went to the collector, which died ({why})"
+    c.warn(
+        f"the collector process died ({why}): the numbers the workers had sent it are lost; this result "
+        "holds only what the run was"
+    )
+    return c.document()
 
 
 class Collector:
@@ -77,6 +95,12 @@ class Collector:
         self.sampler: Sampler | None = None
         self.last_sample = 0
         self.closing = False
+        self.killed: dict[int, str] = {}  # workers the supervisor killed, and why (their pipe's EOF follows)
+        self.heard: dict[int, int] = {}  # when each worker's last window (or the start) arrived
+        self.stalling: dict[int, int] = {}  # stalled workers, since when (their last window's arrival)
+        self.stalls: list[dict[str, Any]] = []  # stalls that ended: {worker, pid, at_s, for_s}
+        self.last_turn = perf_counter_ns()
+        self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
         self.sinks: list[Sink] = make_sinks(plan, self)
 
     # -- main loop -----------------------------------------------------------------------------------
@@ -92,9 +116,12 @@ class Collector:
                     self._on_supervisor()
                 else:
                     self._on_worker(conn)  # type: ignore[arg-type]
+            self._watch_stalls(perf_counter_ns())
             self._flush_seconds()
             self._tick(final=False)
         self.closing = True
+        for worker in list(self.stalling):
+            self._unstall(worker, perf_counter_ns())
         self._flush_seconds(final=True)
         self._tick(final=True)
         doc = self.document()
@@ -107,6 +134,12 @@ class Collector:
     def _tick(self, final: bool) -> None:
         for sink in self.sinks:
             sink.on_tick(self, final)
+
+    def unwritten(self, output: str, why: str) -> None:
+        """An output could not be written (the run then ends in an error): say so, once per output."""
+        if output not in self.unwritten_files:
+            self.unwritten_files[output] = why
+            self.warn(f"could not write {output}: {why}")
 
     def warn(self, text: str, once: Once | None = None) -> None:
         """Add a warning to the result (only the first of those with the same `once` key)."""
@@ -136,8 +169,11 @@ class Collector:
         except (EOFError, OSError):
             self.sup = None  # orphaned: workers notice too and stop; the -o sink still writes the result
             return
-        if isinstance(msg, Start):
+        if isinstance(msg, Failed):  # the supervisor is killing a stuck worker: why, for its EOF
+            self.killed[msg.worker] = msg.error
+        elif isinstance(msg, Start):
             self.t0 = msg.t0
+            self.heard = dict.fromkeys(self.live, max(msg.t0, perf_counter_ns()))
             # t0 on the wall clock (later than now with --start-at): what merges align on.
             self.load_epoch = time.time() + (msg.t0 - perf_counter_ns()) / 1e9
             self.measure_start = msg.t0 + int(self.plan.stop.warmup_s * NS)
@@ -151,12 +187,17 @@ class Collector:
         try:
             msg = decode(conn.recv_bytes())
         except (EOFError, OSError):
-            self._lose(worker, "exited without finishing")
+            self._lose(worker, self.killed.get(worker, "exited without finishing"))
             return
         except WireError as e:
             self._lose(worker, str(e))
             return
         if isinstance(msg, Window):
+            now = perf_counter_ns()
+            if worker in self.stalling:
+                self._unstall(worker, now)
+            if worker in self.heard:
+                self.heard[worker] = now
             self._add(worker, msg)
         elif isinstance(msg, Hello):
             self.pids[worker] = msg.pid
@@ -194,7 +235,39 @@ class Collector:
             lag_us = msg.loop_lag_p99_us
             self.lag[worker].append(lag_us / 1000 if lag_us is not None else None)
 
+    def _watch_stalls(self, now: int) -> None:
+        """Name a live worker whose windows stopped arriving (suspended, or its loop blocked) once."""
+        limit = int(STALL_WINDOWS * self.plan.window_s * NS)
+        if now - self.last_turn > limit // 2:
+            # The collector itself was held up (a busy box, a slow write): it could not have heard anyone.
+            self.heard = dict.fromkeys(self.heard, now)
+        self.last_turn = now
+        if self.t0 is None or now < self.t0:
+            return
+        for worker, last in self.heard.items():
+            if worker in self.live and worker not in self.stalling and now - last >= limit:
+                self.stalling[worker] = last
+                text = (
+                    f"worker {worker} (pid {self.pids.get(worker, '?')}) stalled: no window for "
+                    f"{(now - last) / NS:.0f} s (suspended, or its event loop is blocked)"
+                )
+                for sink in self.sinks:
+                    sink.on_warning(text)
+
+    def _unstall(self, worker: int, now: int) -> None:
+        since = self.stalling.pop(worker)
+        self.stalls.append(
+            {
+                "worker": worker,
+                "pid": self.pids.get(worker),
+                "at_s": round((since - self.measure_start) / NS, 3),
+                "for_s": round((now - since) / NS, 3),
+            }
+        )
+
     def _lose(self, worker: int, why: str) -> None:
+        if worker in self.stalling:
+            self._unstall(worker, perf_counter_ns())
         if worker in self.live:
             self.live.discard(worker)
             self.lost[worker] = why
@@ -303,6 +376,10 @@ class Collector:
             from squall.collector.leaks import verdicts
 
             doc["soak"] = verdicts(self.series, plan.soak, in_process=plan.py is not None)
+        if self.unwritten_files:
+            doc["unwritten"] = dict(self.unwritten_files)
+        if self.stalls:
+            doc["stalled"] = sorted(self.stalls, key=lambda s: (s["at_s"], s["worker"]))
         if self.error_samples:
             doc["error_samples"] = dict(sorted(self.error_samples.items()))
         if "tracemalloc" in self.notes:
@@ -320,6 +397,11 @@ class Collector:
         reasons = self_check(self.cpu, self.lag, *limits, excused=delayed)
         if c["unsent"]:
             reasons.append(f"squall fell behind its schedule and never sent {c['unsent']} due requests")
+        for stall in sorted(self.stalls, key=lambda s: (s["at_s"], s["worker"])):
+            reasons.append(
+                f"worker {stall['worker']} stalled: it sent no window for {stall['for_s']:.1f} s from "
+                f"{stall['at_s']:.1f} s (the process was suspended, or its event loop blocked)"
+            )
         generator_limited = bool(reasons)
         warnings = list(self.warnings)
         limited = [
@@ -339,6 +421,12 @@ class Collector:
             n = c["interrupted"]
             were = "request was" if n == 1 else "requests were"
             warnings.append(f"{n} {were} still in flight at the end, and cancelled")
+        if "internal" in self.error_samples:
+            n = self.agg.error_kinds.get("internal", 0)
+            warnings.append(
+                f"squall hit an internal error ({n} requests counted as `internal`); the run went on. "
+                "The first traceback is in the result's error_samples.internal: please report it"
+            )
         if c["overflow"]:
             warnings.append(f"{c['overflow']} values exceeded the histogram range (1 h) and were clamped")
         if plan.spread.start_at is not None and self.load_epoch - plan.spread.start_at > 1.0:
@@ -375,6 +463,7 @@ class Collector:
             "unsent": c["unsent"],
             "box_delayed_workers": delayed,
             "others_cpu_pct": others,
+            "stalled": sorted({s["worker"] for s in self.stalls}),
         }
         lost = {str(w): why for w, why in sorted(self.lost.items())}
         return Verdict(valid, generator_limited, lost, warnings), checked

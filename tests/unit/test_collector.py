@@ -196,7 +196,8 @@ def test_the_out_file_is_the_final_document(tmp_path: Path) -> None:
     doc, _ = _drive(_plan(1), scripts, [OutFileSink(str(out))])
     assert read_json(str(out)) == doc
     doc, _ = _drive(_plan(1), scripts, [OutFileSink(str(tmp_path / "no" / "r.json"))])
-    assert doc["warnings"][-1].startswith(f"could not write {tmp_path / 'no' / 'r.json'}: ")
+    assert doc["warnings"][-1].startswith(f"could not write -o {tmp_path / 'no' / 'r.json'}: ")
+    assert doc["unwritten"] == {"-o": f"{tmp_path / 'no' / 'r.json'}: No such file or directory"}
 
 
 def test_merge_assembles_with_the_same_build_result() -> None:
