@@ -1,0 +1,141 @@
+"""squall's own processes misbehaving: a suspended or stuck worker, a dead collector, outputs that cannot be
+written. Each run ends on time, says what happened, and exits with the documented code; no traceback."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from squall.report.json import read_json
+from squall.targets.serve import ServerThread
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _squall(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "squall", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+
+
+def _child(pid: int, name: str, timeout: float = 30.0) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in psutil.Process(pid).children():
+            try:
+                if p.name() == name:
+                    return p
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} process appeared")
+
+
+def _finish(proc: subprocess.Popen[str], within: float) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"squall did not end within {within} s") from None
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+@pytest.fixture
+def target_proc() -> Iterator[ServerThread]:
+    with ServerThread() as server:
+        yield server
+
+
+def test_a_suspended_worker_is_named_stalled_and_the_run_is_invalid(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    proc = _squall("run", target_proc.url + "/", "-w", "2", "-r", "400", "-d", "6s", "-o", str(out))
+    worker = _child(proc.pid, "squall-worker1")
+    time.sleep(1.0)
+    worker.suspend()
+    time.sleep(4.0)
+    worker.resume()
+    code, err = _finish(proc, 30)
+    assert code == 3  # an open-model run whose generator failed it
+    doc = read_json(str(out))
+    assert doc["valid"] is False and not doc["workers_lost"]
+    (stall,) = doc["stalled"]
+    assert stall["worker"] == 1 and stall["pid"] == worker.pid
+    assert 3.0 <= stall["for_s"] <= 8.0 and -1.0 <= stall["at_s"] <= 4.0
+    assert any("worker 1 stalled" in r for r in doc["self_check"]["reasons"])
+    assert doc["self_check"]["stalled"] == [1]
+    assert "worker 1 (pid" in err and "stalled" in err  # said while the run went on
+
+
+def test_a_stuck_worker_is_killed_at_the_deadline_and_counted_lost(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    start = time.monotonic()
+    proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "2", "-d", "2s", "-q", "-o", str(out))
+    worker = _child(proc.pid, "squall-worker0")
+    time.sleep(1.0)  # (the run has started: a worker stuck before it did is waited for, as a slow start)
+    worker.suspend()  # never resumed: only the kill ends it
+    code, _ = _finish(proc, 30)
+    # The deadline (2 s), the drain (2 s) and the grace (3 s), plus start-up: not forever.
+    assert time.monotonic() - start < 20
+    assert code == 3
+    doc = read_json(str(out))
+    assert doc["valid"] is False
+    assert list(doc["workers_lost"]) == ["0"] and "killed" in doc["workers_lost"]["0"]
+    assert doc["summary"]["requests"] > 0  # what worker 1 sent
+    assert [s["worker"] for s in doc.get("stalled", [])] in ([0], [])
+
+
+def test_a_dead_collector_leaves_an_invalid_result_and_exit_3(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "r.json"
+    proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "2", "-d", "30s", "-q", "-o", str(out))
+    _child(proc.pid, "squall-worker1")
+    collector = _child(proc.pid, "squall-collect")
+    time.sleep(1.0)
+    start = time.monotonic()
+    collector.kill()
+    code, err = _finish(proc, 20)
+    assert time.monotonic() - start < 10
+    assert code == 3
+    doc = read_json(str(out))
+    assert doc["valid"] is False and doc["meta"]["stop_reason"] == "collector lost"
+    assert set(doc["workers_lost"]) == {"0", "1"}
+    assert any("collector process died" in w for w in doc["warnings"])
+    assert "result written to" in err
+
+
+def test_an_output_directory_removed_mid_run_is_an_error(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    where = tmp_path / "gone"
+    where.mkdir()
+    out, html = where / "r.json", where / "r.html"
+    proc = _squall("run", target_proc.url + "/", "-c", "2", "-d", "2s", "-q", "-o", str(out), "--html", str(html))
+    _child(proc.pid, "squall-worker0")
+    shutil.rmtree(where)
+    code, err = _finish(proc, 30)
+    assert code == 3
+    assert "result written" not in err and "report written" not in err
+    assert f"could not write -o {out}" in err and f"could not write --html {html}" in err
+
+
+@pytest.mark.parametrize(
+    "option, path",
+    [("-o", "/proc/version"), ("--html", "/proc/version"), ("--csv", "{tmp}/no/such/dir/s.csv"), ("-o", "{tmp}")],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path, option: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    proc = _squall("run", "http://127.0.0.1:1/", "-n", "1", "-q", option, path.format(tmp=tmp_path))
+    code, err = _finish(proc, 30)
+    assert code == 2
+    assert err.startswith("squall: error: ") and err.count("\n") == 1, err
