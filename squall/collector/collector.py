@@ -22,10 +22,23 @@ from squall.collector.result import (
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
+from squall.hist import decode as hist_decode
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
-from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
+from squall.wire import (
+    Abort,
+    Done,
+    Failed,
+    Final,
+    Hello,
+    Progress,
+    Start,
+    Window,
+    WireError,
+    decode,
+    encode,
+)
 
 NS = 1_000_000_000
 STALL_WINDOWS = 3  # a worker that sends no window for this many windows' time (3 s) is stalled
@@ -42,19 +55,33 @@ def collector_main(
 
 
 def orphan_document(
-    plan: Plan, pids: dict[int, int], started_at: float, load_epoch: float, why: str
+    plan: Plan,
+    pids: dict[int, int],
+    started_at: float,
+    load_epoch: float,
+    why: str,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The result the supervisor writes when the collector died: every worker's numbers went to it and are
-    lost, so the document holds the plan, the cause and no counts; never valid."""
+    """The result the supervisor writes when the collector died: the totals of the collector's last
+    Progress (no per-second series), the cause, never valid."""
     c = Collector(plan, [], None, lambda _p, _t: [])
     c.started_at, c.load_epoch, c.pids = started_at, load_epoch, dict(pids)
     for worker in range(plan.spread.workers):
         c.done[worker] = "collector lost"
-        c.lost[worker] = f"its windows went to the collector, which died ({why})"
-    c.warn(
-        f"the collector process died ({why}): the numbers the workers had sent it are lost; this result "
-        "holds only what the run was"
-    )
+        c.lost[worker] = f"its later numbers went to the collector, which died ({why})"
+    if progress is None:
+        kept = "the numbers the workers had sent it are lost; this result holds only what the run was"
+    else:
+        agg = c.agg
+        for k, v in progress.counters.items():
+            agg.counters[k] = v
+        agg.status_codes.update(progress.status_codes)
+        agg.error_kinds.update(progress.error_kinds)
+        for name, blob in progress.histograms.items():
+            agg.hists[name] = hist_decode(blob)
+        agg.t_first, agg.t_last = progress.t_first, progress.t_last
+        kept = "this result holds the totals up to its last second; the per-second series is lost"
+    c.warn(f"the collector process died ({why}): {kept}")
     return c.document()
 
 
@@ -130,6 +157,18 @@ class Collector:
         if self.sup is not None:
             with contextlib.suppress(OSError):
                 self.sup.send_bytes(encode(Final(doc)))
+
+    def _progress(self) -> None:
+        """The totals to the supervisor, after each second: what it writes should this process die."""
+        if self.sup is None:
+            return
+        agg = self.agg
+        hists = {name: h.encode() for name, h in agg.hists.items()}
+        progress = Progress(
+            dict(agg.counters), dict(agg.status_codes), dict(agg.error_kinds), hists, agg.t_first, agg.t_last
+        )
+        with contextlib.suppress(OSError):
+            self.sup.send_bytes(encode(progress))
 
     def _tick(self, final: bool) -> None:
         for sink in self.sinks:
@@ -298,7 +337,8 @@ class Collector:
         else:
             live_seqs = [self.last_seq.get(w, -(10**9)) for w in self.live]
             upto = min(live_seqs) if live_seqs else max(self.agg.pending, default=0)
-        for sec in self.agg.pop_seconds(upto):
+        seconds = self.agg.pop_seconds(upto)
+        for sec in seconds:
             sample = self._sample(sec.seq >= 1)
             if final and sample is not None and sample.get("target"):
                 # Sampled after the workers closed their connections: the target's FDs would read as a
@@ -318,6 +358,8 @@ class Collector:
             self.second = sec
             for sink in self.sinks:
                 sink.on_second(entry, self)
+        if seconds and not final:
+            self._progress()
 
     def _targets(self, sec: Second) -> dict[str, float]:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""

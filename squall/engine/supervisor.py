@@ -16,7 +16,7 @@ from squall.collector.sinks import OutFileSink, SinkFactory, default_sinks
 from squall.engine.worker import worker_main
 from squall.plan.plan import Plan
 from squall.result.document import Result
-from squall.wire import Abort, Failed, Final, Hello, Start, Stop, WireError, decode, encode
+from squall.wire import Abort, Failed, Final, Hello, Progress, Start, Stop, WireError, decode, encode
 
 START_DELAY_NS = 50_000_000
 HELLO_TIMEOUT_S = 30.0
@@ -78,6 +78,7 @@ class _Supervisor:
         self.started_at = time.time()
         self.load_epoch = self.started_at
         self.killed = False
+        self.progress: Progress | None = None  # the collector's latest totals
 
     def run(self) -> Result:
         plan, ctx = self.plan, self.ctx
@@ -203,6 +204,8 @@ class _Supervisor:
                     return self._collector_lost(collector, workers)
                 if isinstance(msg, Final):
                     return msg.result
+                if isinstance(msg, Progress):
+                    self.progress = msg
                 if isinstance(msg, Abort) and self.stop_reason is None:
                     self.stop_reason = "threshold"
             elif ready:
@@ -231,7 +234,7 @@ class _Supervisor:
             w.join(timeout=max(0.0, end - monotonic()))
             if w.is_alive():
                 w.kill()
-        doc = orphan_document(self.plan, self.pids, self.started_at, self.load_epoch, why)
+        doc = orphan_document(self.plan, self.pids, self.started_at, self.load_epoch, why, self.progress)
         if self.plan.outputs.out_path:
             OutFileSink(self.plan.outputs.out_path).on_final(doc)
         return doc

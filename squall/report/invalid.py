@@ -35,8 +35,8 @@ def why_not_valid(doc: dict[str, Any]) -> list[str]:
         out.append(
             f"worker {stall['worker']} stalled: it sent no numbers for {stall['for_s']:.1f} s from "
             f"{stall['at_s']:.1f} s (its process was suspended, or its event loop blocked), so the load it "
-            "was to send did not go out then. What to do: keep the box from suspending squall (no kill -STOP, "
-            "enough memory); in a py workload, do not block the loop (await instead of time.sleep)."
+            "was to send did not go out then. What to do: keep the box from suspending squall (no "
+            "kill -STOP, enough memory); in a py workload, do not block the loop (await, not time.sleep)."
         )
     lost = {} if "collector lost" in stop else doc.get("workers_lost") or {}  # (the collector said it all)
     for worker, why in sorted(lost.items()):

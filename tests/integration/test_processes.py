@@ -61,7 +61,9 @@ def target_proc() -> Iterator[ServerThread]:
         yield server
 
 
-def test_a_suspended_worker_is_named_stalled_and_the_run_is_invalid(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_suspended_worker_is_named_stalled_and_the_run_invalid(
+    target_proc: ServerThread, tmp_path: Path
+) -> None:
     out = tmp_path / "r.json"
     proc = _squall("run", target_proc.url + "/", "-w", "2", "-r", "400", "-d", "6s", "-o", str(out))
     worker = _child(proc.pid, "squall-worker1")
@@ -81,7 +83,9 @@ def test_a_suspended_worker_is_named_stalled_and_the_run_is_invalid(target_proc:
     assert "worker 1 (pid" in err and "stalled" in err  # said while the run went on
 
 
-def test_a_stuck_worker_is_killed_at_the_deadline_and_counted_lost(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_stuck_worker_is_killed_after_the_deadline_and_lost(
+    target_proc: ServerThread, tmp_path: Path
+) -> None:
     out = tmp_path / "r.json"
     start = time.monotonic()
     proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "2", "-d", "2s", "-q", "-o", str(out))
@@ -99,12 +103,14 @@ def test_a_stuck_worker_is_killed_at_the_deadline_and_counted_lost(target_proc: 
     assert [s["worker"] for s in doc.get("stalled", [])] in ([0], [])
 
 
-def test_a_dead_collector_leaves_an_invalid_result_and_exit_3(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_dead_collector_leaves_an_invalid_result_and_exit_3(
+    target_proc: ServerThread, tmp_path: Path
+) -> None:
     out = tmp_path / "r.json"
     proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "2", "-d", "30s", "-q", "-o", str(out))
     _child(proc.pid, "squall-worker1")
     collector = _child(proc.pid, "squall-collect")
-    time.sleep(1.0)
+    time.sleep(2.5)
     start = time.monotonic()
     collector.kill()
     code, err = _finish(proc, 20)
@@ -114,14 +120,17 @@ def test_a_dead_collector_leaves_an_invalid_result_and_exit_3(target_proc: Serve
     assert doc["valid"] is False and doc["meta"]["stop_reason"] == "collector lost"
     assert set(doc["workers_lost"]) == {"0", "1"}
     assert any("collector process died" in w for w in doc["warnings"])
+    # What the collector had sent the supervisor (its totals, once a second) is kept.
+    assert doc["summary"]["requests"] > 0 and doc["summary"]["latency_ms"]["max"] > 0
     assert "result written to" in err
 
 
-def test_an_output_directory_removed_mid_run_is_an_error(target_proc: ServerThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_output_directory_removed_mid_run_is_an_error(target_proc: ServerThread, tmp_path: Path) -> None:
     where = tmp_path / "gone"
     where.mkdir()
     out, html = where / "r.json", where / "r.html"
-    proc = _squall("run", target_proc.url + "/", "-c", "2", "-d", "2s", "-q", "-o", str(out), "--html", str(html))
+    args = ["-c", "2", "-d", "2s", "-q", "-o", str(out), "--html", str(html)]
+    proc = _squall("run", target_proc.url + "/", *args)
     _child(proc.pid, "squall-worker0")
     shutil.rmtree(where)
     code, err = _finish(proc, 30)
@@ -132,9 +141,16 @@ def test_an_output_directory_removed_mid_run_is_an_error(target_proc: ServerThre
 
 @pytest.mark.parametrize(
     "option, path",
-    [("-o", "/proc/version"), ("--html", "/proc/version"), ("--csv", "{tmp}/no/such/dir/s.csv"), ("-o", "{tmp}")],
+    [
+        ("-o", "/proc/version"),
+        ("--html", "/proc/version"),
+        ("--csv", "{tmp}/no/such/dir/s.csv"),
+        ("-o", "{tmp}"),
+    ],
 )
-def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path, option: str, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, option: str, path: str
+) -> None:
     proc = _squall("run", "http://127.0.0.1:1/", "-n", "1", "-q", option, path.format(tmp=tmp_path))
     code, err = _finish(proc, 30)
     assert code == 2

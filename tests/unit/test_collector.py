@@ -19,7 +19,7 @@ from squall.plan.specs import RequestSpec
 from squall.report.json import read_json
 from squall.result.document import SCHEMA, Result
 from squall.result.merge import combine, merge
-from squall.wire import Done, Failed, Final, Hello, Message, Window, decode, encode
+from squall.wire import Done, Failed, Final, Hello, Message, Progress, Window, decode, encode
 
 NS = 1_000_000_000
 STATUSES = (200, 200, 200, 201, 404, 429, 500, 503)
@@ -98,6 +98,8 @@ def _drive(plan: Plan, scripts: list[list[Message]], sinks: list[Sink]) -> tuple
     for t in feeders:
         t.join(5)
     final = decode(sup.recv_bytes())
+    while isinstance(final, Progress):  # (the totals after each second, for the supervisor)
+        final = decode(sup.recv_bytes())
     assert isinstance(final, Final)
     return final.result, collector
 
