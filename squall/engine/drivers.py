@@ -174,10 +174,14 @@ class Driver:
         try:
             ch.send()
         except Exception as e:
-            self.inflight -= 1
             ch.busy = False
             self.rec.internal(e)
-            self.loop.call_later(INTERNAL_PAUSE_S, self.again, ch)
+            # Still counted in flight while it rests, so the run cannot finish past a send it still owes.
+            self.loop.call_later(INTERNAL_PAUSE_S, self._rested, ch)
+
+    def _rested(self, ch: Channel) -> None:
+        self.inflight -= 1
+        self.again(ch)
 
 
 class ClosedDriver(Driver):
@@ -255,10 +259,9 @@ class ClosedDriver(Driver):
         try:
             ch.send()
         except Exception as e:  # (Driver.send, inlined)
-            self.inflight -= 1
             ch.busy = False
             self.rec.internal(e)
-            self.loop.call_later(INTERNAL_PAUSE_S, self.again, ch)
+            self.loop.call_later(INTERNAL_PAUSE_S, self._rested, ch)
 
 
 class UsersDriver(ClosedDriver):
