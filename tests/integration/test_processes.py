@@ -19,8 +19,8 @@ from squall.targets.serve import ServerThread
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _squall(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+def _squall(*args: str, path: Path = ROOT) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}", "COLUMNS": "200"}
     return subprocess.Popen(
         [sys.executable, "-m", "squall", *args],
         stdout=subprocess.PIPE,
@@ -155,3 +155,34 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(
     code, err = _finish(proc, 30)
     assert code == 2
     assert err.startswith("squall: error: ") and err.count("\n") == 1, err
+
+
+BLOCKING = """
+import asyncio
+import time
+
+
+def workload():
+    blocked = []
+
+    async def call(user):
+        if user.iteration == 20 and not blocked:  # once, a few iterations in
+            blocked.append(1)
+            time.sleep(4)  # blocks the worker's event loop: no window can go meanwhile
+        await asyncio.sleep(0.01)
+
+    return call
+"""
+
+
+def test_a_py_workload_that_blocks_the_loop_is_named_stalled(tmp_path: Path) -> None:
+    (tmp_path / "blocking.py").write_text(BLOCKING)
+    out = tmp_path / "r.json"
+    args = ["-w", "1", "-c", "1", "-d", "2s", "-q", "-o", str(out)]
+    proc = _squall("py", "blocking:workload", *args, path=tmp_path)
+    code, _ = _finish(proc, 30)
+    doc = read_json(str(out))
+    assert code == 0  # closed model: the generator's limit is a warning and valid: false, as a CPU limit is
+    assert doc["valid"] is False and not doc["workers_lost"]
+    (stall,) = doc["stalled"]
+    assert stall["worker"] == 0 and stall["for_s"] >= 3.0
