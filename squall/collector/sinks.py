@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from squall.collector.aggregate import Aggregate, Second
 
 NS = 1_000_000_000
-FIRST_CHECKPOINT_S = 5.0  # a soak's first checkpoint, this early: a kill soon after the start keeps it
+FIRST_CHECKPOINT_S = 5.0  # a soak's first checkpoint, measured s: a kill soon after the start keeps it
 
 
 class Once(Enum):
@@ -195,9 +195,11 @@ class CheckpointSink(Sink):
         if totals.t0 is None:
             return
         now = perf_counter_ns()
-        if self.due is None:  # the first one early, then one every checkpoint_s
-            self.due = totals.t0 + int(min(FIRST_CHECKPOINT_S, soak.checkpoint_s) * NS)
-        if not final and now < self.due:
+        if self.due is None and not final:
+            # The first one early in the measured time (after the warmup), then one every checkpoint_s.
+            if totals.elapsed_s() < min(FIRST_CHECKPOINT_S, soak.checkpoint_s):
+                return
+        elif not final and now < self.due:  # type: ignore[operator]
             return
         self.due = now + int(soak.checkpoint_s * NS)
         if self.plan.outputs.hdr_log and self.interval.get_total_count():

@@ -186,3 +186,19 @@ def test_a_py_workload_that_blocks_the_loop_is_named_stalled(tmp_path: Path) -> 
     assert doc["valid"] is False and not doc["workers_lost"]
     (stall,) = doc["stalled"]
     assert stall["worker"] == 0 and stall["for_s"] >= 3.0
+
+
+def test_a_soak_killed_before_its_first_interval_leaves_its_early_checkpoint(
+    target_proc: ServerThread, tmp_path: Path
+) -> None:
+    out = tmp_path / "soak.json"
+    args = ["-d", "60s", "--warmup", "1s", "--checkpoint", "60s", "-c", "2", "-w", "1", "-q", "-o", str(out)]
+    proc = _squall("soak", target_proc.url + "/", *args)
+    deadline = time.monotonic() + 20
+    while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # everything, at once: what is on disk is all there is
+    proc.communicate()
+    doc = read_json(str(out))
+    assert doc["checkpoint"]["final"] is False and doc["checkpoint"]["at_s"] <= 8.0
+    assert doc["summary"]["requests"] > 0
