@@ -44,6 +44,18 @@ def _child(pid: int, name: str, timeout: float = 30.0) -> psutil.Process:
     raise AssertionError(f"no {name} process appeared")
 
 
+def _sending(worker: psutil.Process, timeout: float = 30.0) -> psutil.Process:
+    """`worker` once it has sent for a while: it keeps connections open (made before its Hello), and the
+    run starts 50 ms after every Hello; 0.5 s more and its load is under way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.status == psutil.CONN_ESTABLISHED for c in worker.net_connections("tcp")):
+            time.sleep(0.5)
+            return worker
+        time.sleep(0.05)
+    raise AssertionError(f"worker {worker.pid} made no connection")
+
+
 def _finish(proc: subprocess.Popen[str], within: float) -> tuple[int, str]:
     try:
         _, err = proc.communicate(timeout=within)
@@ -66,8 +78,7 @@ def test_a_suspended_worker_is_named_stalled_and_the_run_invalid(
 ) -> None:
     out = tmp_path / "r.json"
     proc = _squall("run", target_proc.url + "/", "-w", "2", "-r", "400", "-d", "6s", "-o", str(out))
-    worker = _child(proc.pid, "squall-worker1")
-    time.sleep(1.0)
+    worker = _sending(_child(proc.pid, "squall-worker1"))
     worker.suspend()
     time.sleep(4.0)
     worker.resume()
@@ -89,8 +100,8 @@ def test_a_stuck_worker_is_killed_after_the_deadline_and_lost(
     out = tmp_path / "r.json"
     start = time.monotonic()
     proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "2", "-d", "2s", "-q", "-o", str(out))
-    worker = _child(proc.pid, "squall-worker0")
-    time.sleep(1.0)  # (the run has started: a worker stuck before it did is waited for, as a slow start)
+    # (once the run has started: a worker stuck before it is waited for, as a slow start)
+    worker = _sending(_child(proc.pid, "squall-worker0"))
     worker.suspend()  # never resumed: only the kill ends it
     code, _ = _finish(proc, 30)
     # The deadline (2 s), the drain (2 s) and the grace (3 s), plus start-up: not forever.
@@ -108,9 +119,9 @@ def test_a_dead_collector_leaves_an_invalid_result_and_exit_3(
 ) -> None:
     out = tmp_path / "r.json"
     proc = _squall("run", target_proc.url + "/", "-w", "2", "-c", "2", "-d", "30s", "-q", "-o", str(out))
-    _child(proc.pid, "squall-worker1")
+    _sending(_child(proc.pid, "squall-worker1"))
     collector = _child(proc.pid, "squall-collect")
-    time.sleep(2.5)
+    time.sleep(2.0)  # (its totals go to the supervisor after each second)
     start = time.monotonic()
     collector.kill()
     code, err = _finish(proc, 20)
