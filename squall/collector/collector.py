@@ -21,6 +21,7 @@ from squall.collector.result import (
 )
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
+from squall.collector.stalls import Stalls
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
 from squall.hist import decode as hist_decode
 from squall.plan.plan import Plan
@@ -123,10 +124,7 @@ class Collector:
         self.last_sample = 0
         self.closing = False
         self.killed: dict[int, str] = {}  # workers the supervisor killed, and why (their pipe's EOF follows)
-        self.heard: dict[int, int] = {}  # when each worker's last window (or the start) arrived
-        self.stalling: dict[int, int] = {}  # stalled workers, since when (their last window's arrival)
-        self.stalls: list[dict[str, Any]] = []  # stalls that ended: {worker, pid, at_s, for_s}
-        self.last_turn = perf_counter_ns()
+        self.stalls = Stalls(int(STALL_WINDOWS * plan.window_s * NS))
         self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
         self.sinks: list[Sink] = make_sinks(plan, self)
 
@@ -143,12 +141,12 @@ class Collector:
                     self._on_supervisor()
                 else:
                     self._on_worker(conn)  # type: ignore[arg-type]
-            self._watch_stalls(perf_counter_ns())
+            self._watch_stalls()
             self._flush_seconds()
             self._tick(final=False)
         self.closing = True
-        for worker in list(self.stalling):
-            self._unstall(worker, perf_counter_ns())
+        for worker in list(self.stalls.stalling):
+            self.stalls.end(worker, perf_counter_ns())
         self._flush_seconds(final=True)
         self._tick(final=True)
         doc = self.document()
@@ -212,7 +210,7 @@ class Collector:
             self.killed[msg.worker] = msg.error
         elif isinstance(msg, Start):
             self.t0 = msg.t0
-            self.heard = dict.fromkeys(self.live, max(msg.t0, perf_counter_ns()))
+            self.stalls.start(set(self.live), max(msg.t0, perf_counter_ns()))
             # t0 on the wall clock (later than now with --start-at): what merges align on.
             self.load_epoch = time.time() + (msg.t0 - perf_counter_ns()) / 1e9
             self.measure_start = msg.t0 + int(self.plan.stop.warmup_s * NS)
@@ -232,11 +230,7 @@ class Collector:
             self._lose(worker, str(e))
             return
         if isinstance(msg, Window):
-            now = perf_counter_ns()
-            if worker in self.stalling:
-                self._unstall(worker, now)
-            if worker in self.heard:
-                self.heard[worker] = now
+            self.stalls.heard_from(worker, perf_counter_ns())
             self._add(worker, msg)
         elif isinstance(msg, Hello):
             self.pids[worker] = msg.pid
@@ -274,39 +268,20 @@ class Collector:
             lag_us = msg.loop_lag_p99_us
             self.lag[worker].append(lag_us / 1000 if lag_us is not None else None)
 
-    def _watch_stalls(self, now: int) -> None:
-        """Name a live worker whose windows stopped arriving (suspended, or its loop blocked) once."""
-        limit = int(STALL_WINDOWS * self.plan.window_s * NS)
-        if now - self.last_turn > limit // 2:
-            # The collector itself was held up (a busy box, a slow write): it could not have heard anyone.
-            self.heard = dict.fromkeys(self.heard, now)
-        self.last_turn = now
-        if self.t0 is None or now < self.t0:
+    def _watch_stalls(self) -> None:
+        """Name a live worker whose windows stopped arriving (suspended, or its loop blocked), once."""
+        if self.t0 is None:
             return
-        for worker, last in self.heard.items():
-            if worker in self.live and worker not in self.stalling and now - last >= limit:
-                self.stalling[worker] = last
-                text = (
-                    f"worker {worker} (pid {self.pids.get(worker, '?')}) stalled: no window for "
-                    f"{(now - last) / NS:.0f} s (suspended, or its event loop is blocked)"
-                )
-                for sink in self.sinks:
-                    sink.on_warning(text)
-
-    def _unstall(self, worker: int, now: int) -> None:
-        since = self.stalling.pop(worker)
-        self.stalls.append(
-            {
-                "worker": worker,
-                "pid": self.pids.get(worker),
-                "at_s": round((since - self.measure_start) / NS, 3),
-                "for_s": round((now - since) / NS, 3),
-            }
-        )
+        for worker in self.stalls.watch(self.live, perf_counter_ns()):
+            text = (
+                f"worker {worker} (pid {self.pids.get(worker, '?')}) stalled: no window for "
+                f"{self.stalls.limit_ns / NS:.0f} s (suspended, or its event loop is blocked)"
+            )
+            for sink in self.sinks:
+                sink.on_warning(text)
 
     def _lose(self, worker: int, why: str) -> None:
-        if worker in self.stalling:
-            self._unstall(worker, perf_counter_ns())
+        self.stalls.end(worker, perf_counter_ns())
         if worker in self.live:
             self.live.discard(worker)
             self.lost[worker] = why
@@ -420,8 +395,9 @@ class Collector:
             doc["soak"] = verdicts(self.series, plan.soak, in_process=plan.py is not None)
         if self.unwritten_files:
             doc["unwritten"] = dict(self.unwritten_files)
-        if self.stalls:
-            doc["stalled"] = sorted(self.stalls, key=lambda s: (s["at_s"], s["worker"]))
+        stalled = self.stalls.doc(self.pids, self.measure_start)
+        if stalled:
+            doc["stalled"] = stalled
         if self.error_samples:
             doc["error_samples"] = dict(sorted(self.error_samples.items()))
         if "tracemalloc" in self.notes:
@@ -439,7 +415,8 @@ class Collector:
         reasons = self_check(self.cpu, self.lag, *limits, excused=delayed)
         if c["unsent"]:
             reasons.append(f"squall fell behind its schedule and never sent {c['unsent']} due requests")
-        for stall in sorted(self.stalls, key=lambda s: (s["at_s"], s["worker"])):
+        stalled = self.stalls.doc(self.pids, self.measure_start)
+        for stall in stalled:
             reasons.append(
                 f"worker {stall['worker']} stalled: it sent no window for {stall['for_s']:.1f} s from "
                 f"{stall['at_s']:.1f} s (the process was suspended, or its event loop blocked)"
@@ -505,7 +482,7 @@ class Collector:
             "unsent": c["unsent"],
             "box_delayed_workers": delayed,
             "others_cpu_pct": others,
-            "stalled": sorted({s["worker"] for s in self.stalls}),
+            "stalled": sorted({s["worker"] for s in stalled}),
         }
         lost = {str(w): why for w, why in sorted(self.lost.items())}
         return Verdict(valid, generator_limited, lost, warnings), checked

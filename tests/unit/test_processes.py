@@ -4,12 +4,12 @@ count would stop from shipping, stalls named, the result of a dead collector, un
 from __future__ import annotations
 
 from pathlib import Path
-from time import perf_counter_ns
 from typing import Any
 
 import pytest
 
 from squall.collector.collector import Collector, orphan_document
+from squall.collector.stalls import Stalls
 from squall.engine.recorder import Recorder
 from squall.plan.plan import Plan, assemble
 from squall.plan.specs import RequestSpec
@@ -74,52 +74,44 @@ def test_a_window_with_a_count_past_64_bits_still_ships_clamped() -> None:
     assert back.counters == {"output_tokens": 2**64 - 1, "ok": 3} and back.error_kinds == {"x": -(2**63)}
 
 
-def test_a_worker_whose_windows_stop_is_named_once_then_its_stall_is_kept() -> None:
-    plan = _plan()
-    warned: list[str] = []
-
-    class Warnings:
-        def on_warning(self, text: str) -> None:
-            warned.append(text)
-
-        def __getattr__(self, name: str) -> Any:
-            return lambda *a, **k: None
-
-    c = Collector(plan, [], None, lambda _p, _t: [Warnings()])  # type: ignore[list-item]
-    c.live = {0, 1}
-    c.pids = {0: 100, 1: 101}
-    t0 = perf_counter_ns() - 10 * NS
-    c.t0, c.measure_start = t0, t0
-    c.heard = {0: t0, 1: t0}
-    c.last_turn = t0 + 2 * NS
-    c.heard[0] = t0 + 2 * NS  # worker 0 sent a window at 2 s; worker 1 never did after the start
-    c._watch_stalls(t0 + int(2.4 * NS))  # (the collector's own loop turns every 0.5 s at most)
-    assert c.stalling == {} and warned == []
-    c.last_turn = t0 + int(2.9 * NS)
-    c._watch_stalls(t0 + 3 * NS)
-    assert c.stalling == {1: t0} and warned == [
-        "worker 1 (pid 101) stalled: no window for 3 s (suspended, or its event loop is blocked)"
+def test_a_worker_whose_windows_stop_is_stalled_once_until_its_next_window() -> None:
+    st = Stalls(3 * NS)
+    st.start({0, 1}, 0)
+    st.heard_from(0, 2 * NS)
+    for t in (0.5, 1.0, 1.5, 2.0, 2.5):  # (the collector turns at least every 0.5 s)
+        assert st.watch({0, 1}, int(t * NS)) == []
+    assert st.watch({0, 1}, 3 * NS) == [1]  # worker 1: nothing since the start
+    assert st.watch({0, 1}, int(3.5 * NS)) == []  # said once
+    assert st.watch({0}, 5 * NS) == [0]  # worker 0: nothing since 2 s
+    st.heard_from(1, int(7.5 * NS))
+    st.end(0, 8 * NS)  # (worker 0 finished)
+    assert st.doc({1: 101}, measure_start=0) == [
+        {"worker": 1, "pid": 101, "at_s": 0.0, "for_s": 7.5},
+        {"worker": 0, "pid": None, "at_s": 2.0, "for_s": 6.0},
     ]
-    c.last_turn = t0 + int(3.4 * NS)
-    c._watch_stalls(t0 + int(3.5 * NS))
-    assert len(warned) == 1  # said once
-    c._unstall(1, t0 + int(7.5 * NS))
-    assert c.stalls == [{"worker": 1, "pid": 101, "at_s": 0.0, "for_s": 7.5}]
+
+
+def test_a_watcher_held_up_itself_calls_no_worker_stalled() -> None:
+    st = Stalls(3 * NS)
+    st.start({0, 1}, 0)
+    assert st.watch({0, 1}, 0) == []
+    assert st.watch({0, 1}, 4 * NS) == []  # not asked for 4 s (a slow write, a busy box): clocks restart
+    assert st.watch({0, 1}, 5 * NS) == [] and st.watch({0, 1}, 6 * NS) == []
+    assert st.watch({0, 1}, 7 * NS) == [0, 1]  # 3 s since the restart
+
+
+def test_a_stall_makes_the_run_invalid_and_says_why() -> None:
+    c = Collector(_plan(), [], None, lambda _p, _t: [])
+    c.pids = {1: 101}
+    c.stalls.start({0, 1}, 0)
+    c.stalls.watch({0, 1}, 3 * NS)
+    c.stalls.heard_from(1, 5 * NS)
+    c.stalls.heard_from(0, 5 * NS)
     doc = c.document()
     assert doc["valid"] is False and doc["generator_limited"] is True
-    assert doc["stalled"] == c.stalls and doc["self_check"]["stalled"] == [1]
-    assert any("worker 1 stalled" in why for why in why_not_valid(doc))
-
-
-def test_a_collector_held_up_itself_does_not_call_its_workers_stalled() -> None:
-    c = Collector(_plan(), [], None, lambda _p, _t: [])
-    c.live = {0, 1}
-    t0 = perf_counter_ns() - 10 * NS
-    c.t0 = t0
-    c.heard = {0: t0, 1: t0}
-    c.last_turn = t0  # the collector did not turn for 4 s (a slow checkpoint write, a busy box)
-    c._watch_stalls(t0 + 4 * NS)
-    assert c.stalling == {}
+    assert [s["worker"] for s in doc["stalled"]] == [0, 1] and doc["self_check"]["stalled"] == [0, 1]
+    assert any("worker 1 stalled: it sent no window for 5.0 s" in r for r in doc["self_check"]["reasons"])
+    assert any(why.startswith("worker 1 stalled") for why in why_not_valid(doc))
 
 
 def test_a_dead_collectors_result_keeps_its_last_totals_and_is_invalid(check_result: Any) -> None:
