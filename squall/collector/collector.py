@@ -442,9 +442,10 @@ class Collector:
             warnings.append(f"{n} {were} still in flight at the end, and cancelled")
         if "internal" in self.error_samples:
             n = self.agg.error_kinds.get("internal", 0)
+            cost = f"{n:,} requests were counted as `internal`" if n else "no request was lost to it"
             warnings.append(
-                f"squall hit an internal error ({n} requests counted as `internal`); the run went on. "
-                "The first traceback is in the result's error_samples.internal: please report it"
+                f"squall hit an internal error and went on ({cost}); the first traceback is in the "
+                "result's error_samples.internal: please report it"
             )
         if c["overflow"]:
             warnings.append(f"{c['overflow']} values exceeded the histogram range (1 h) and were clamped")

@@ -215,8 +215,10 @@ class Worker:
         as a traceback in the middle of the live view; the run goes on (a stuck worker is killed and
         counted lost by the supervisor)."""
         exc = context.get("exception")
-        if not isinstance(exc, Exception):
-            exc = RuntimeError(str(context.get("message", "unknown error in the event loop")))
+        if not isinstance(exc, Exception) or isinstance(exc, OSError):
+            # A library's note (an unclosed session) or a socket's error outside a request: as before.
+            loop.default_exception_handler(context)
+            return
         self.rec.internal(exc, counted=False)
 
     def _classify(self, exc: BaseException) -> str:
