@@ -227,7 +227,6 @@ class _Supervisor:
         collector.join(timeout=1.0)
         code = collector.exitcode
         why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        self.stop_reason = self.stop_reason or "collector lost"
         self._broadcast(Stop("collector lost", 0.0))
         end = monotonic() + KILL_GRACE_S
         for w in workers:

@@ -194,8 +194,7 @@ class Worker:
             self.data.send_bytes(blob)
         except OSError:
             self.collector_lost = True
-            if hasattr(self, "driver"):
-                self.stop("collector lost", 0.0)
+            self.stop("collector lost", 0.0)
 
     def _ship(self, window: Window) -> None:
         """Encode and send a window; a value msgpack cannot carry (a count past 64 bits) is clamped, the
