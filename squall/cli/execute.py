@@ -23,7 +23,14 @@ def execute(
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
     from squall.report.console import print_summary
-    from squall.report.outputs import exit_code, signal_exit, signals_wait, write_all
+    from squall.report.outputs import (
+        EXIT_UNWRITTEN,
+        exit_code,
+        said_unwritten,
+        signal_exit,
+        signals_wait,
+        write_all,
+    )
     from squall.units import PlanError, check_writable, distinct
 
     try:
@@ -52,7 +59,9 @@ def execute(
             # summary has nowhere to go, but the files still do, and the exit code is still the run's.
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if plan.outputs.out_path:
-            typer.echo(f"result written to {plan.outputs.out_path}", err=True)
-        write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
-    return signal_exit(got, exit_code(result))
+        unwritten = said_unwritten(result.doc, plan.outputs.out_path)
+        failed = write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
+    code = exit_code(result)
+    if unwritten or failed:
+        code = max(code, EXIT_UNWRITTEN)
+    return signal_exit(got, code)
