@@ -22,6 +22,7 @@ from squall.collector.result import (
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
+from squall.engine.limits import limit_warnings
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
@@ -330,6 +331,7 @@ class Collector:
             for r in reasons
         ]
         warnings.extend(limited)
+        warnings.extend(limit_warnings(self.agg.error_kinds))  # connects that met this box's limits
         if c["dropped"]:
             warnings.append(
                 f"{c['dropped']} requests due by the schedule were never sent: every connection was busy; "
