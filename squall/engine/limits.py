@@ -134,7 +134,7 @@ def check(plan: Plan, box: BoxLimits) -> Plan:
         )
     sources = plan.client.source_ips
     if box.ports is not None:
-        usable = int(box.ports * (1 - PORT_SLACK))
+        usable = max(1, int(box.ports * (1 - PORT_SLACK)))
         spread = len(sources) or 1
         if math.ceil(conns / spread) > usable:
             if not sources and is_loopback_v4(plan.request.host):

@@ -36,10 +36,15 @@ def _peer_server(byte_server: Callable[..., int]) -> tuple[int, Counter[str]]:
     return byte_server(handler), peers
 
 
-def _squall(*args: str, nofile: int | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _squall(
+    *args: str, nofile: int | tuple[int, int] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """squall ARGS in a subprocess, its file limit set to `nofile` (soft and hard, or a (soft, hard) pair)."""
+
     def limit() -> None:
         if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            pair = nofile if isinstance(nofile, tuple) else (nofile, nofile)
+            resource.setrlimit(resource.RLIMIT_NOFILE, pair)
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -121,22 +126,10 @@ def test_a_tiny_file_limit_is_said_not_crashed_on(closed_port: int) -> None:
 
 def test_the_soft_file_limit_is_raised_to_the_hard_one(byte_server: Callable[..., int]) -> None:
     port, _ = _peer_server(byte_server)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 1200:
         pytest.skip("this box's hard file limit is too low to show the raise")
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "squall", "run", f"http://127.0.0.1:{port}/", "-c", "600", "-w", "1"]
-        + ["-n", "1200", "-q", "--connect-rate", "20000"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        preexec_fn=limit,
-    )
+    args = ["-c", "600", "-w", "1", "-n", "1200", "-q", "--connect-rate", "20000"]
+    done = _squall("run", f"http://127.0.0.1:{port}/", *args, nofile=(256, hard))
     assert done.returncode == 0, done.stderr
     assert "1,200 requests" in done.stdout
