@@ -72,11 +72,15 @@ def test_a_file_limit_below_the_slack_says_squall_cannot_run() -> None:
         check(plan(1), BoxLimits(nofile=20, ports=28232))
 
 
-def test_a_loopback_target_is_spread_over_127_0_0_x_when_one_address_has_too_few_ports() -> None:
+def test_a_loopback_target_is_spread_over_127_0_0_x_a_quarter_of_the_ports_each() -> None:
     got = check(plan(36000, workers=2), BoxLimits(nofile=20000, ports=28232))
-    assert got.client.source_ips == ("127.0.0.1", "127.0.0.2")
-    got = check(plan(300, url="http://localhost:1/"), BoxLimits(nofile=20000, ports=100))
-    assert got.client.source_ips == ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+    assert got.client.source_ips == tuple(f"127.0.0.{i}" for i in range(2, 8))  # 7058 ports each at most
+    got = check(plan(101, url="http://localhost:1/"), BoxLimits(nofile=20000, ports=100))
+    assert got.client.source_ips == tuple(f"127.0.0.{i}" for i in range(2, 7))
+    p = plan(25, url="http://localhost:1/")
+    assert check(p, BoxLimits(nofile=20000, ports=100)) is p
+    with pytest.raises(LimitError, match="--source-ip with"):  # more than 253 addresses can hold
+        check(plan(253 * 95 + 1, workers=64), BoxLimits(nofile=20000, ports=100))
 
 
 def test_a_remote_target_needing_more_ports_than_one_address_has_is_refused() -> None:
