@@ -22,7 +22,7 @@ from squall.collector.result import (
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
-from squall.engine.limits import limit_warnings
+from squall.engine.limits import first_limit_warnings, limit_warnings
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
@@ -71,6 +71,7 @@ class Collector:
         self.second: Second | None = None
         self.warnings: list[str] = []
         self.warned: set[Once] = set()  # the keys of the warnings said once
+        self.limits_said: set[str] = set()  # ports_exhausted, fd_exhausted: said live once each
         self.t0: int | None = None
         self.measure_start = 0
         self.started_at = time.time()
@@ -246,6 +247,9 @@ class Collector:
             self.second = sec
             for sink in self.sinks:
                 sink.on_second(entry, self)
+            for text in first_limit_warnings(sec.error_kinds, self.limits_said):
+                for sink in self.sinks:
+                    sink.on_warning(text)
 
     def _targets(self, sec: Second) -> dict[str, float]:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""

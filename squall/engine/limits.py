@@ -200,6 +200,14 @@ def limit_warnings(error_kinds: dict[str, int]) -> list[str]:
     ]
 
 
+def first_limit_warnings(error_kinds: dict[str, int], said: set[str]) -> list[str]:
+    """The warnings (as `limit_warnings`) of the limit kinds in `error_kinds` not yet in `said`, which
+    gains them: for the live view, once a kind."""
+    fresh = {kind: n for kind, n in error_kinds.items() if kind in ADVICE and n and kind not in said}
+    said.update(fresh)
+    return limit_warnings(fresh)
+
+
 def bind_socket(source: str, family: int) -> socket.socket:
     """A non-blocking TCP socket bound to `source`, its port chosen at connect (IP_BIND_ADDRESS_NO_PORT, so
     each source address's ports are shared by every destination); raises OSError."""

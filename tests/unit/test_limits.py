@@ -16,6 +16,7 @@ from squall.engine.limits import (
     LimitError,
     check,
     default_connect_rate,
+    first_limit_warnings,
     is_loopback_v4,
     limit_kind,
     limit_warnings,
@@ -213,3 +214,7 @@ def test_the_warnings_say_what_to_do() -> None:
     assert said[0].startswith("3 connects failed for want of a local port") and "--source-ip" in said[0]
     assert said[1].startswith("2 connects failed for want of file descriptors") and "ulimit -n" in said[1]
     assert limit_warnings({"connect": 1}) == []
+    said: set[str] = set()
+    assert len(first_limit_warnings({"fd_exhausted": 1, "connect": 4}, said)) == 1
+    assert first_limit_warnings({"fd_exhausted": 7}, said) == []
+    assert len(first_limit_warnings({"fd_exhausted": 7, "ports_exhausted": 1}, said)) == 1
