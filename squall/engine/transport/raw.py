@@ -257,24 +257,38 @@ class RawTransport:
     async def preconnect(self, channels: list[Channel], within_s: float) -> int:
         """Open the channels' connections before the run starts, as wrk does, so that no measured request
         waits for a TCP (or TLS) handshake; at most --connect-rate a second (this worker's share), so a SYN
-        burst of our own does not overflow the target's listen backlog. A connection that fails or is not
-        made within `within_s` after its turn is left to the channel's first send, which meets the error
-        again and counts it. Returns how many opened."""
+        burst of our own does not overflow the target's listen backlog. The opening goes on while it makes
+        progress (at most 25 s: the supervisor waits 30 s for every worker); once no connection has been
+        made or failed for `within_s`, what is left goes to each channel's first send, which meets the
+        error again and counts it. Returns how many opened."""
         gate = asyncio.Semaphore(256)  # and never more handshakes at once than a listen backlog takes
         gap, start = self.connect_gap_s, self.loop.time()
+        ended = 0
 
         async def one(k: int, ch: _RawChannel) -> None:
+            nonlocal ended
             await asyncio.sleep(max(0.0, start + k * gap - self.loop.time()))
-            async with gate:
-                with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                    ch.conn = conn = await ch.open()
-                    conn.idle_made = True
+            try:
+                async with gate:
+                    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                        ch.conn = conn = await ch.open()
+                        conn.idle_made = True
+            finally:
+                ended += 1
 
         todo = [ch for ch in channels if isinstance(ch, _RawChannel)]
         tasks = [self.loop.create_task(one(k, ch)) for k, ch in enumerate(todo)]
-        if tasks:
-            # (capped: the supervisor waits 30 s for every worker's set-up)
-            _, late = await asyncio.wait(tasks, timeout=min(25.0, within_s + len(tasks) * gap))
+        seen, moved, cap = 0, start, start + 25.0
+        try:
+            while ended < len(tasks):
+                await asyncio.sleep(0.05)
+                now = self.loop.time()
+                if ended != seen:
+                    seen, moved = ended, now
+                elif now - moved > within_s or now > cap:
+                    break
+        finally:
+            late = [task for task in tasks if not task.done()]
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
