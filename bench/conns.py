@@ -35,7 +35,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FD_SLACK = 64  # squall.engine.limits.FD_SLACK: a worker's own files
-PORT_SLACK = 0.05  # squall.engine.limits.PORT_SLACK
+AUTO_FILL = 0.25  # squall.engine.limits.AUTO_FILL: of one loopback source address's ports
+AUTO_SOURCES = 253  # squall.engine.limits.AUTO_SOURCES_MAX
 NGINX_WORKERS = 4
 
 NGINX_CONF = """worker_processes {workers};
@@ -97,14 +98,13 @@ def box() -> dict[str, Any]:
     }
 
 
-def capacity(
-    cores: int, nofile: int, ports: int, kb_per_conn: float, memory_mb: int, sources: int = 254
-) -> dict:
+def capacity(cores: int, nofile: int, ports: int, kb_per_conn: float, memory_mb: int) -> dict[str, Any]:
     """Connections one box holds toward one loopback target by squall's own arithmetic: one worker a core,
-    each at most `nofile - 64` connections; a source address at most 95 % of the ephemeral range (squall
-    spreads over up to 254 loopback addresses); the workers' memory at `kb_per_conn` within half the RAM."""
+    each at most `nofile - 64` connections; at most a quarter of each source address's ephemeral ports,
+    over at most 253 loopback addresses (127.0.0.2-254); the workers' memory at `kb_per_conn` within half
+    the RAM."""
     by_files = cores * (nofile - FD_SLACK)
-    by_ports = sources * int(ports * (1 - PORT_SLACK))
+    by_ports = AUTO_SOURCES * int(ports * AUTO_FILL)
     by_memory = int(memory_mb * 1024 * 0.5 / kb_per_conn) if kb_per_conn > 0 else None
     limits = {"files": by_files, "ports": by_ports} | ({"memory": by_memory} if by_memory else {})
     bound = min(limits, key=lambda k: limits[k])
