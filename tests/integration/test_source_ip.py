@@ -133,3 +133,17 @@ def test_the_soft_file_limit_is_raised_to_the_hard_one(byte_server: Callable[...
     done = _squall("run", f"http://127.0.0.1:{port}/", *args, nofile=(256, hard))
     assert done.returncode == 0, done.stderr
     assert "1,200 requests" in done.stdout
+
+
+def test_connections_open_at_the_connect_rate_before_the_measured_time(
+    byte_server: Callable[..., int], tmp_path: Path
+) -> None:
+    port, peers = _peer_server(byte_server)
+    out = tmp_path / "r.json"
+    args = ["-c", "60", "-w", "1", "-d", "1s", "-q", "--connect-rate", "50", "-o", str(out)]
+    done = _squall("run", f"http://127.0.0.1:{port}/", *args)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["setup_s"] >= 1.0  # 60 connections at 50/s, before t0
+    assert doc["summary"]["duration_s"] == 1.0
+    assert sum(peers.values()) == 60  # each opened once, none in the measured second
