@@ -263,6 +263,7 @@ class RawTransport:
         error again and counts it. Returns how many opened."""
         gate = asyncio.Semaphore(256)  # and never more handshakes at once than a listen backlog takes
         gap, start = self.connect_gap_s, self.loop.time()
+        finished = asyncio.Event()  # every connection made or failed
         ended = 0
 
         async def one(k: int, ch: _RawChannel) -> None:
@@ -275,17 +276,22 @@ class RawTransport:
                         conn.idle_made = True
             finally:
                 ended += 1
+                if ended == len(tasks):
+                    finished.set()
 
         todo = [ch for ch in channels if isinstance(ch, _RawChannel)]
         tasks = [self.loop.create_task(one(k, ch)) for k, ch in enumerate(todo)]
         seen, moved, cap = 0, start, start + 25.0
         try:
-            while ended < len(tasks):
-                await asyncio.sleep(0.05)
+            while tasks and not finished.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), 0.1)
                 now = self.loop.time()
                 if ended != seen:
                     seen, moved = ended, now
-                elif now - moved > within_s or now > cap:
+                # Stalled: nothing made or failed for `within_s` since the last one, or since the next
+                # connection's turn (waiting for a turn is not a stall).
+                if now - max(moved, start + ended * gap) > within_s or now > cap:
                     break
         finally:
             late = [task for task in tasks if not task.done()]
