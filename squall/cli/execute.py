@@ -48,6 +48,9 @@ def execute(
     except RunError as e:
         typer.echo(f"squall: error: {e}", err=True)
         return 1
+    except PlanError as e:  # the box's limits cannot hold the run (squall.engine.limits), found before it
+        typer.echo(f"squall: error: {e}", err=True)
+        return EXIT_USAGE
     if result.usage_error is not None:  # e.g. a py factory that raises: bad input, not a fault in the target
         typer.echo(f"squall: error: {result.usage_error}", err=True)
         return exit_code(result)

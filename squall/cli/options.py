@@ -130,6 +130,23 @@ Transport = Annotated[
         help="HTTP client: auto (raw; aiohttp for scenarios), raw or aiohttp.",
     ),
 ]
+SourceIp = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--source-ip",
+        help="Local addresses to connect from, round robin: 10.0.0.5,10.0.0.6 or 127.0.0.2-127.0.0.9 "
+        "(repeatable). Each address has its own ephemeral ports toward the target; a loopback target is "
+        "spread over 127.0.0.x by itself when one address has too few.",
+    ),
+]
+ConnectRate = Annotated[
+    float | None,
+    typer.Option(
+        "--connect-rate",
+        help="Connections opened per second before the load starts, over all workers "
+        "(default: 2000/s per worker). Set-up is not part of the measured time.",
+    ),
+]
 
 # The declaration of each LoadFlags field (its default is the field's; a tuple field is a repeatable option).
 LOAD_OPTIONS: dict[str, Any] = {
@@ -158,6 +175,8 @@ LOAD_OPTIONS: dict[str, Any] = {
     "start_at": StartAt,
     "prometheus_port": Prometheus,
     "transport": Transport,
+    "source_ip": SourceIp,
+    "connect_rate": ConnectRate,
 }
 
 

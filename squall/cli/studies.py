@@ -27,6 +27,8 @@ HUNT_FLAGS = (
     "csv_path",
     "prometheus_port",
     "transport",
+    "source_ip",
+    "connect_rate",
 )
 SOAK_OMIT = ("arrival", "burstiness", "abort_on_fail", "abort_grace", "junit", "stage", "profile", "think")
 

@@ -23,6 +23,7 @@ from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.stalls import Stalls
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
+from squall.engine.limits import first_limit_warnings, limit_warnings
 from squall.hist import decode as hist_decode
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
@@ -116,6 +117,7 @@ class Collector:
         self.second: Second | None = None
         self.warnings: list[str] = []
         self.warned: set[Once] = set()  # the keys of the warnings said once
+        self.limits_said: set[str] = set()  # ports_exhausted, fd_exhausted: said live once each
         self.t0: int | None = None
         self.measure_start = 0
         self.started_at = time.time()
@@ -333,6 +335,9 @@ class Collector:
             self.second = sec
             for sink in self.sinks:
                 sink.on_second(entry, self)
+            for text in first_limit_warnings(sec.error_kinds, self.limits_said):
+                for sink in self.sinks:
+                    sink.on_warning(text)
         if seconds and not final:
             self._progress()
 
@@ -431,6 +436,7 @@ class Collector:
             for r in reasons
         ]
         warnings.extend(limited)
+        warnings.extend(limit_warnings(self.agg.error_kinds))  # connects that met this box's limits
         if c["dropped"]:
             warnings.append(
                 f"{c['dropped']} requests due by the schedule were never sent: every connection was busy; "

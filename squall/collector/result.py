@@ -144,6 +144,9 @@ def plan_meta(
         "requests": plan.stop.requests,
         "warmup_s": plan.stop.warmup_s,
         "timeout_s": plan.client.timeout_s,
+        # Processes, imports and connections before the load started (not in the measured time).
+        "setup_s": round(max(0.0, load_epoch - started_at), 3) if plan.spread.start_at is None else None,
+        "source_ips": list(plan.client.source_ips) or None,
         "shape": None
         if plan.load.shape is None
         else {

@@ -62,9 +62,12 @@ def run(plan: Plan, sinks: SinkFactory = default_sinks) -> Result:
     """Run a validated plan to the end (or to Ctrl-C/SIGTERM) and return its Result.
 
     `sinks` makes, inside the collector process, the outputs fed while the run goes on and at its end (the
-    live view, /metrics, soak checkpoints, the abort watcher, the -o file).
+    live view, /metrics, soak checkpoints, the abort watcher, the -o file). Raises LimitError (a PlanError)
+    before any process starts when the box cannot hold the run's connections.
     """
-    return _Supervisor(plan, sinks).run()
+    from squall.engine.limits import prepare
+
+    return _Supervisor(prepare(plan), sinks).run()
 
 
 class _Supervisor:

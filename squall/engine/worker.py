@@ -16,6 +16,7 @@ import uvloop
 
 from squall.engine.budget import make_budget
 from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
+from squall.engine.limits import raise_nofile
 from squall.engine.recorder import NullRecorder, Recorder
 from squall.engine.transport.base import Channel
 from squall.engine.workload import make_sender
@@ -36,6 +37,7 @@ def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> No
     """Process entry point: run the worker, report a crash as Failed instead of a silent death."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C and sends Stop
     set_process_name(f"squall-worker{index}")
+    raise_nofile()  # (inherited from the supervisor already, unless this process was started otherwise)
     try:
         uvloop.run(Worker(plan, index, data, ctl).main())
     except PlanError as e:  # bad input found only here (a py factory that raises): usage error, no traceback

@@ -48,6 +48,8 @@ class LoadFlags:
     start_at: float | None = None
     prometheus_port: str | None = None
     transport: str = "auto"
+    source_ip: tuple[str, ...] = ()
+    connect_rate: float | None = None
 
 
 def build(
@@ -85,6 +87,11 @@ def build(
         abort_on_fail=flags.abort_on_fail,
     )
     fields.setdefault("transport", flags.transport)
+    if flags.source_ip:
+        from squall.plan.plan import parse_source_ips
+
+        fields["source_ips"] = parse_source_ips(flags.source_ip)
+    fields["connect_rate"] = flags.connect_rate
     if flags.prometheus_port is not None:
         fields["prometheus"] = listen_address(flags.prometheus_port)
     if flags.target_pid is not None:
