@@ -1,0 +1,223 @@
+"""Secrets kept out of what squall prints and writes: judged by a value's name and by its look.
+
+Only what is shown or stored is redacted; the traffic itself carries the real values. Every secret becomes
+`MARK`, the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+MARK = "***"
+
+# A name is secret when one of its words (split at punctuation and camelCase) is one of these or ends in one:
+# api_key, X-Goog-Api-Key, PRIVATE-TOKEN, accessToken, client_secret, Set-Cookie, PHPSESSID, sig.
+# Plurals stay ordinary (max_tokens, api_keys are counts, not keys).
+_SECRET_WORD = re.compile(
+    r"(?:.*(?:key|token|secret|passw(?:or)?d|cookie|sessid|sessionid|signature|credentials?)"
+    r"|auth|authori[sz]ation|authentication|sig|session|pwd|passphrase|jwt|bearer)"
+)
+_WORDS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+
+# Values that look like keys wherever they stand (the scheme before a bearer token is kept).
+_LOOKS = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:"
+    r"(?:sk|rk|pk)-[A-Za-z0-9_-]{8,}"  # OpenAI, Anthropic (sk-ant-...), and the like
+    r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"  # Stripe
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key ids
+    r"|AIza[A-Za-z0-9_-]{30,}"  # Google API keys
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{8,}|hf_[A-Za-z0-9]{20,}"
+    r"|eyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"  # JWT
+    r")(?![A-Za-z0-9_-])"
+)
+_SCHEME = re.compile(r"(?i)\b(bearer|basic|digest)(\s+)((?-i:[A-Za-z0-9._~+/=-]{6,}))(?![A-Za-z0-9._~+/=-])")
+_CODED = re.compile(r"[0-9._~+/=-]|.[A-Z].*[a-z]|.[a-z].*[A-Z]")  # not a word: "Basic Information"
+# NAME=value, NAME: value, "NAME": "value" (JSON), with an optional auth scheme before the value; a cookie's
+# value runs to the end of the line or quote.
+_NAME_SEP = re.compile(r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)")
+_VALUE = re.compile(r"(?P<scheme>(?i:bearer|basic|token|digest)\s+)?(?P<val>[^\s\"'&,;)}\]<>]+)")
+_COOKIE = re.compile(r"[^\n\"']+")
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
+# 'NAME: value' / 'NAME; value' / 'NAME=value' / 'NAME value' quoted whole (a header in an error message).
+_QUOTED = re.compile(
+    r"(?P<q>['\"])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?P<sep>\s*[:;=]\s*|\s+)(?P<val>[^'\"]*)(?P=q)"
+)
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/?#@\s'\"]+)@")
+_HEADER_SEP = re.compile(r"\s*[:;=]\s*|\s+")
+_HINT = re.compile(r"[:=]|[a-z][A-Z]|[0-9]|(?i:bearer|basic|token|digest|sk-|ak|aiza|gh|gl|xox|hf_|eyj)")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a header, field or parameter name suggests a key, token, secret, password, signature,
+    session or cookie."""
+    return any(_SECRET_WORD.fullmatch(w.lower()) for w in _WORDS.split(name) if w)
+
+
+def _pairs(text: str) -> str:
+    """Each NAME=value or NAME: value whose name is secret, with the value replaced (a name that is not secret
+    leaves its value to be scanned for pairs of its own)."""
+    out: list[str] = []
+    pos = 0
+    while (m := _NAME_SEP.search(text, pos)) is not None:
+        if not is_secret_name(m["name"]):
+            out.append(text[pos : m.end()])
+            pos = m.end()
+            continue
+        cookie = m["name"].lower().endswith("cookie")
+        v = (_COOKIE if cookie else _VALUE).match(text, m.end())
+        out.append(text[pos : m.end()])
+        pos = m.end()
+        if v is not None and v[0] != MARK:
+            out.append(f"{'' if cookie else v['scheme'] or ''}{MARK}")
+            pos = v.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _quoted(m: re.Match[str]) -> str:
+    if not is_secret_name(m["name"]) or not m["val"] or m["val"] == MARK:
+        return m[0]
+    return f"{m['q']}{m['name']}{m['sep']}{MARK}{m['q']}"
+
+
+def redact_text(text: str) -> str:
+    """Any text (an error message, a warning, a command line) with every secret it shows replaced."""
+    if len(text) < 4 or not _HINT.search(text):
+        return text
+    text = _URL.sub(lambda m: _url(m[0]), text)
+    text = _QUOTED.sub(_quoted, text)
+    text = _pairs(text)
+    text = _SCHEME.sub(lambda m: f"{m[1]}{m[2]}{MARK}" if _CODED.search(m[3]) else m[0], text)
+    return _LOOKS.sub(MARK, text)
+
+
+def _userinfo(m: re.Match[str]) -> str:
+    user, sep, _ = m[2].partition(":")
+    return f"{m[1]}{user}:{MARK}@" if sep else f"{m[1]}{MARK}@"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (or a lone user, often a token) and its secret query parameters replaced."""
+    return redact_text(url)
+
+
+def _url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO.sub(_userinfo, url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, sep, _ = user.partition(":")
+        netloc = f"{name}:{MARK}@{host}" if sep else f"{MARK}@{host}"
+    query = "&".join(_param(p) for p in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _param(p: str) -> str:
+    name, sep, _ = p.partition("=")
+    return f"{name}={MARK}" if sep and is_secret_name(name) else p
+
+
+def redact_header(text: str) -> str:
+    """`Name: value` (or a malformed `Name; value`, `Name=value`) with the value replaced when the name is
+    secret, else with what looks like a key in the value replaced."""
+    m = re.match(r"\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+", text)
+    if m is not None and is_secret_name(m[0]):
+        sep = _HEADER_SEP.match(text, m.end())
+        if sep is not None and text[sep.end() :]:
+            return f"{text[: sep.end()]}{MARK}"
+    return redact_text(text)
+
+
+def redact_json(value: Any, secret: bool = False) -> Any:
+    """A JSON value with the strings under secret names (at any depth) replaced; numbers and booleans stay."""
+    if isinstance(value, dict):
+        return {k: redact_json(v, secret or is_secret_name(str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, secret) for v in value]
+    if isinstance(value, str):
+        return MARK if secret and value else redact_text(value)
+    return value
+
+
+def redact_body(text: str) -> str:
+    """A request body as typed (-b, --body-json): JSON redacted by field names, anything else as text."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return redact_text(text)
+    if not isinstance(value, dict | list):
+        return redact_text(text)
+    redacted = redact_json(value)
+    return text if redacted == value else json.dumps(redacted, ensure_ascii=False)
+
+
+# Options whose next argument is shown as MARK, a header, a body or a URL.
+_VALUE_OPTIONS = {"--api-key": lambda _: MARK, "--header": redact_header, "-H": redact_header}
+_BODY_OPTIONS = ("--body", "-b", "--body-json")
+_SHORT_H = re.compile(r"(-[a-z]*H)(.*)", re.DOTALL)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The arguments as typed, with every secret replaced: --api-key values, secret headers, secret JSON or
+    form fields of a body, URL passwords and query keys, and whatever looks like a key."""
+    out: list[str] = []
+    expect: Any = None
+    for a in argv:
+        if expect is not None:
+            out.append(expect(a))
+            expect = None
+            continue
+        name, eq, value = a.partition("=")
+        if a in _VALUE_OPTIONS or a in _BODY_OPTIONS:
+            expect = _VALUE_OPTIONS.get(a, redact_body)
+            out.append(a)
+        elif eq and a.startswith("--") and (name in _VALUE_OPTIONS or name in _BODY_OPTIONS):
+            out.append(f"{name}={_VALUE_OPTIONS.get(name, redact_body)(value)}")
+        elif (short := _SHORT_H.fullmatch(a)) is not None:  # -H VALUE, -kH VALUE, -HVALUE, -kHVALUE
+            if short[2]:
+                out.append(short[1] + redact_header(short[2]))
+            else:
+                expect = redact_header
+                out.append(a)
+        elif a.startswith("-b") and len(a) > 2:  # -bVALUE
+            out.append("-b" + redact_body(a[2:]))
+        elif "://" in a:
+            out.append(redact_url(a))
+        else:
+            out.append(redact_text(a))
+    return out
+
+
+def redact_doc(doc: Any) -> Any:
+    """A result document with every secret in its text replaced (its histograms are left alone); in place."""
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    if isinstance(meta, dict):
+        if isinstance(meta.get("url"), str):
+            meta["url"] = redact_url(meta["url"])
+        py = meta.get("py")
+        if isinstance(py, dict) and isinstance(py.get("params"), dict):
+            py["params"] = redact_json(py["params"])
+    return _walk(doc)
+
+
+def _walk(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, str | dict | list) and k != "histograms":  # encoded, never text
+                value[k] = _walk(v)
+        return value
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, str | dict | list):
+                value[i] = _walk(v)
+    return value
