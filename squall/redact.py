@@ -38,8 +38,11 @@ _CODED = re.compile(r"[0-9._~+/=-]|.[A-Z].*[a-z]|.[a-z].*[A-Z]")  # not a word: 
 # NAME=value, NAME: value, "NAME": "value" (JSON), with an optional auth scheme before the value; a cookie's
 # value runs to the end of the line or quote.
 _NAME_SEP = re.compile(r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)")
-_VALUE = re.compile(r"(?P<scheme>(?i:bearer|basic|token|digest)\s+)?(?P<val>[^\s\"'&,;)}\]<>]+)")
+_VALUE = re.compile(
+    r"(?P<scheme>(?i:bearer|basic|token|digest)\s+)?(?P<val>\{\{[^{}]*\}\}|[^\s\"'&,;)}\]<>]+)"
+)
 _COOKIE = re.compile(r"[^\n\"']+")
+_PLACEHOLDER = re.compile(r"\*+|\.{2,}|…|<[^<>]*>|\{\{[^{}]*\}\}")  # '-H "Authorization: ..."' is advice
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
 # 'NAME: value' / 'NAME; value' / 'NAME=value' / 'NAME value' quoted whole (a header in an error message).
 _QUOTED = re.compile(
@@ -47,7 +50,6 @@ _QUOTED = re.compile(
 )
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/?#@\s'\"]+)@")
 _HEADER_SEP = re.compile(r"\s*[:;=]\s*|\s+")
-_HINT = re.compile(r"[:=]|[a-z][A-Z]|[0-9]|(?i:bearer|basic|token|digest|sk-|ak|aiza|gh|gl|xox|hf_|eyj)")
 
 
 def is_secret_name(name: str) -> bool:
@@ -70,7 +72,7 @@ def _pairs(text: str) -> str:
         v = (_COOKIE if cookie else _VALUE).match(text, m.end())
         out.append(text[pos : m.end()])
         pos = m.end()
-        if v is not None and v[0] != MARK:
+        if v is not None and not _PLACEHOLDER.fullmatch(v["val"] if not cookie else v[0]):
             out.append(f"{'' if cookie else v['scheme'] or ''}{MARK}")
             pos = v.end()
     out.append(text[pos:])
@@ -78,14 +80,14 @@ def _pairs(text: str) -> str:
 
 
 def _quoted(m: re.Match[str]) -> str:
-    if not is_secret_name(m["name"]) or not m["val"] or m["val"] == MARK:
+    if not is_secret_name(m["name"]) or not m["val"] or _PLACEHOLDER.fullmatch(m["val"].strip()):
         return m[0]
     return f"{m['q']}{m['name']}{m['sep']}{MARK}{m['q']}"
 
 
 def redact_text(text: str) -> str:
     """Any text (an error message, a warning, a command line) with every secret it shows replaced."""
-    if len(text) < 4 or not _HINT.search(text):
+    if len(text) < 4:
         return text
     text = _URL.sub(lambda m: _url(m[0]), text)
     text = _QUOTED.sub(_quoted, text)
@@ -197,14 +199,8 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 
 def redact_doc(doc: Any) -> Any:
-    """A result document with every secret in its text replaced (its histograms are left alone); in place."""
-    meta = doc.get("meta") if isinstance(doc, dict) else None
-    if isinstance(meta, dict):
-        if isinstance(meta.get("url"), str):
-            meta["url"] = redact_url(meta["url"])
-        py = meta.get("py")
-        if isinstance(py, dict) and isinstance(py.get("params"), dict):
-            py["params"] = redact_json(py["params"])
+    """A result document (or a hunt's, a matrix's) with every secret in its text replaced, and --param values
+    under secret names; its histograms are left alone. In place."""
     return _walk(doc)
 
 
@@ -213,7 +209,9 @@ def _walk(value: Any) -> Any:
         return redact_text(value)
     if isinstance(value, dict):
         for k, v in value.items():
-            if isinstance(v, str | dict | list) and k != "histograms":  # encoded, never text
+            if k == "params" and isinstance(v, dict):  # --param name=value: judged by the name too
+                value[k] = redact_json(v)
+            elif isinstance(v, str | dict | list) and k != "histograms":  # encoded, never text
                 value[k] = _walk(v)
         return value
     if isinstance(value, list):
