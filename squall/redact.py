@@ -7,6 +7,7 @@ Only what is shown or stored is redacted; the traffic itself carries the real va
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -161,57 +162,91 @@ def redact_body(text: str) -> str:
     return text if redacted == value else json.dumps(redacted, ensure_ascii=False)
 
 
-# Options whose next argument is shown as MARK, a header, a body or a URL.
-_VALUE_OPTIONS = {"--api-key": lambda _: MARK, "--header": redact_header, "-H": redact_header}
-_BODY_OPTIONS = ("--body", "-b", "--body-json")
 _SHORT_H = re.compile(r"(-[a-z]*H)(.*)", re.DOTALL)
 
 
 def redact_argv(argv: list[str]) -> list[str]:
-    """The arguments as typed, with every secret replaced: --api-key values, secret headers, secret JSON or
-    form fields of a body, URL passwords and query keys, and whatever looks like a key."""
+    """The arguments as typed, with every secret replaced: --api-key values (and those of any --secret-name
+    option, in a --target-cmd too), secret headers, secret JSON or form fields of a body, URL passwords and
+    query keys, and whatever looks like a key."""
     out: list[str] = []
-    expect: Any = None
+    expect: Callable[[str], str] | None = None
     for a in argv:
         if expect is not None:
             out.append(expect(a))
             expect = None
             continue
         name, eq, value = a.partition("=")
-        if a in _VALUE_OPTIONS or a in _BODY_OPTIONS:
-            expect = _VALUE_OPTIONS.get(a, redact_body)
-            out.append(a)
-        elif eq and a.startswith("--") and (name in _VALUE_OPTIONS or name in _BODY_OPTIONS):
-            out.append(f"{name}={_VALUE_OPTIONS.get(name, redact_body)(value)}")
+        if a.startswith("--") and (shown := _option_value(name)) is not None:
+            if eq:
+                out.append(f"{name}={shown(value)}")
+            else:
+                expect = shown
+                out.append(a)
         elif (short := _SHORT_H.fullmatch(a)) is not None:  # -H VALUE, -kH VALUE, -HVALUE, -kHVALUE
             if short[2]:
                 out.append(short[1] + redact_header(short[2]))
             else:
                 expect = redact_header
                 out.append(a)
-        elif a.startswith("-b") and len(a) > 2:  # -bVALUE
+        elif a == "-b":
+            expect = redact_body
+            out.append(a)
+        elif a.startswith("-b") and not a.startswith("--"):  # -bVALUE
             out.append("-b" + redact_body(a[2:]))
-        elif "://" in a:
-            out.append(redact_url(a))
         else:
             out.append(redact_text(a))
     return out
 
 
+def _option_value(option: str) -> Callable[[str], str] | None:
+    """How a long option's value is shown, or None for an option whose value is ordinary text."""
+    if option == "--header":
+        return redact_header
+    if option in ("--body", "--body-json"):
+        return redact_body
+    if option == "--target-cmd":
+        return _command
+    if not option.endswith("-file") and is_secret_name(
+        option[2:]
+    ):  # --api-key, --token (a file's name shows)
+        return _hidden
+    return None
+
+
+def _hidden(_: str) -> str:
+    return MARK
+
+
+def _command(text: str) -> str:
+    """A command line given as one argument (--target-cmd), redacted as argv."""
+    import shlex
+
+    try:
+        return shlex.join(redact_argv(shlex.split(text)))
+    except ValueError:
+        return redact_text(text)
+
+
+_ENCODED = "HISTF"  # an encoded HdrHistogram (base64): never text, and its "=" padding is no pair
+# Numbers and encoded histograms only (a long soak's series is large): not walked.
+_NUMBERS = frozenset(("histograms", "timeseries"))
+
+
 def redact_doc(doc: Any) -> Any:
     """A result document (or a hunt's, a matrix's) with every secret in its text replaced, and --param values
-    under secret names; its histograms are left alone. In place."""
+    under secret names; the histograms and the per-second series (numbers) are left alone. In place."""
     return _walk(doc)
 
 
 def _walk(value: Any) -> Any:
     if isinstance(value, str):
-        return redact_text(value)
+        return value if value.startswith(_ENCODED) else redact_text(value)
     if isinstance(value, dict):
         for k, v in value.items():
             if k == "params" and isinstance(v, dict):  # --param name=value: judged by the name too
                 value[k] = redact_json(v)
-            elif isinstance(v, str | dict | list) and k != "histograms":  # encoded, never text
+            elif isinstance(v, str | dict | list) and k not in _NUMBERS:
                 value[k] = _walk(v)
         return value
     if isinstance(value, list):

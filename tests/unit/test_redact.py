@@ -176,6 +176,14 @@ def test_argv() -> None:
     assert got[-4:] == ["-n", "5", "--threshold", "p99<1s"]
 
 
+def test_a_target_command_and_secret_options_in_it() -> None:
+    argv = ["soak", "URL", "--target-cmd", "srv --token k1 --port 8 --password=k2 -H 'X-Api-Key: k3'"]
+    argv += ["--target-cmd=env API_KEY=k4 srv", "--api-key-file", "keys.txt", "--max-tokens", "5"]
+    got = redact_argv(argv)
+    assert not [a for a in got if any(f"k{i}" in a for i in range(1, 5))]
+    assert "--port 8" in got[3] and got[-4:] == ["--api-key-file", "keys.txt", "--max-tokens", "5"]
+
+
 def test_documents_are_redacted_when_written_and_read(tmp_path: Path) -> None:
     """-o, checkpoints, hunt and matrix files all go through write_json; report/merge/compare through
     read_json."""
@@ -187,12 +195,15 @@ def test_documents_are_redacted_when_written_and_read(tmp_path: Path) -> None:
         },
         "warnings": ["worker 0 failed: Authorization: Bearer k4abcdef"],
         "histograms": {"latency": "HISTFAAAAtoken=k5"},  # encoded: never touched
+        "timeseries": [{"latency_hist": "HISTFAAAA+apiKey==", "rps": 1.0}],
+        "parts": {"step:a": {"ttft_hist": "HISTFAAAB+xKey=="}},
         "summary": {"requests": 5, "token_source": "usage"},
     }
     write_json(dict(doc), str(tmp_path / "r.json"))
     text = (tmp_path / "r.json").read_text()
     assert not [k for k in ("k1", "k2", "k3", "k4abcdef") if k in text]
-    assert "HISTFAAAAtoken=k5" in text and '"token_source": "usage"' in text
+    assert '"token_source": "usage"' in text
+    assert all(h in text for h in ("HISTFAAAAtoken=k5", "HISTFAAAA+apiKey==", "HISTFAAAB+xKey=="))
     (tmp_path / "old.json").write_text(json.dumps({"meta": {"url": "http://h/?sig=k6"}}))
     assert read_json(str(tmp_path / "old.json")) == {"meta": {"url": "http://h/?sig=***"}}
     assert redact_doc([1, "x"]) == [1, "x"]
