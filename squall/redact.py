@@ -35,7 +35,6 @@ _LOOKS = re.compile(
     r")(?![A-Za-z0-9_-])"
 )
 _SCHEME = re.compile(r"(?i)\b(bearer|basic|digest)(\s+)((?-i:[A-Za-z0-9._~+/=-]{6,}))(?![A-Za-z0-9._~+/=-])")
-_CODED = re.compile(r"[0-9._~+/=-]|.[A-Z].*[a-z]|.[a-z].*[A-Z]")  # not a word: "Basic Information"
 # NAME=value, NAME: value, "NAME": "value" (JSON), with an optional auth scheme before the value; a cookie's
 # value runs to the end of the line or quote.
 _NAME_SEP = re.compile(r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)")
@@ -47,7 +46,7 @@ _PLACEHOLDER = re.compile(r"\*+|\.{2,}|…|<[^<>]*>|\{\{[^{}]*\}\}")  # '-H "Aut
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
 # 'NAME: value' / 'NAME; value' / 'NAME=value' / 'NAME value' quoted whole (a header in an error message).
 _QUOTED = re.compile(
-    r"(?P<q>['\"])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?P<sep>\s*[:;=]\s*|\s+)(?P<val>[^'\"]*)(?P=q)"
+    r"(?P<q>['\"])(?P<name>[A-Za-z][A-Za-z0-9_.-]*+)(?P<sep>\s*+[:;=]\s*+|\s++)(?P<val>[^'\"]*+)(?P=q)"
 )
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/?#@\s'\"]+)@")
 _HEADER_SEP = re.compile(r"\s*[:;=]\s*|\s+")
@@ -93,8 +92,18 @@ def redact_text(text: str) -> str:
     text = _URL.sub(lambda m: _url(m[0]), text)
     text = _QUOTED.sub(_quoted, text)
     text = _pairs(text)
-    text = _SCHEME.sub(lambda m: f"{m[1]}{m[2]}{MARK}" if _CODED.search(m[3]) else m[0], text)
+    text = _SCHEME.sub(lambda m: f"{m[1]}{m[2]}{MARK}" if _coded(m[3]) else m[0], text)
     return _LOOKS.sub(MARK, text)
+
+
+def _coded(word: str) -> bool:
+    """A credential, not a word ("Basic Information"): a digit or symbol, or mixed case past the first."""
+    rest = word[1:]
+    return (
+        any(c.isdigit() or c in "._~+/=-" for c in word)
+        or (rest.lower() != rest and rest.upper() != rest)
+        or (word[0].islower() and rest.lower() != rest)
+    )
 
 
 def _userinfo(m: re.Match[str]) -> str:
@@ -154,12 +163,12 @@ def redact_body(text: str) -> str:
 
     try:
         value = json.loads(text)
-    except ValueError:
+        if not isinstance(value, dict | list):
+            return redact_text(text)
+        redacted = redact_json(value)
+        return text if redacted == value else json.dumps(redacted, ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to walk: judged as text
         return redact_text(text)
-    if not isinstance(value, dict | list):
-        return redact_text(text)
-    redacted = redact_json(value)
-    return text if redacted == value else json.dumps(redacted, ensure_ascii=False)
 
 
 _SHORT_H = re.compile(r"(-[a-z]*H)(.*)", re.DOTALL)
@@ -236,21 +245,23 @@ _NUMBERS = frozenset(("histograms", "timeseries"))
 def redact_doc(doc: Any) -> Any:
     """A result document (or a hunt's, a matrix's) with every secret in its text replaced, and --param values
     under secret names; the histograms and the per-second series (numbers) are left alone. In place."""
-    return _walk(doc)
+    if isinstance(doc, str):
+        return _shown(doc)
+    stack = [doc] if isinstance(doc, dict | list) else []
+    while stack:  # not recursive: a hostile file may nest a thousand deep
+        node = stack.pop()
+        for k, v in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(v, str):
+                node[k] = _shown(v)
+            elif k == "params" and isinstance(v, dict):  # --param name=value: judged by the name too
+                try:
+                    node[k] = redact_json(v)
+                except RecursionError:
+                    node[k] = MARK
+            elif isinstance(v, dict | list) and k not in _NUMBERS:
+                stack.append(v)
+    return doc
 
 
-def _walk(value: Any) -> Any:
-    if isinstance(value, str):
-        return value if value.startswith(_ENCODED) else redact_text(value)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == "params" and isinstance(v, dict):  # --param name=value: judged by the name too
-                value[k] = redact_json(v)
-            elif isinstance(v, str | dict | list) and k not in _NUMBERS:
-                value[k] = _walk(v)
-        return value
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            if isinstance(v, str | dict | list):
-                value[i] = _walk(v)
-    return value
+def _shown(text: str) -> str:
+    return text if text.startswith(_ENCODED) else redact_text(text)

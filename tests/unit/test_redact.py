@@ -1,6 +1,7 @@
 """squall/redact.py: secrets judged by name and by look; ordinary text, numbers and counts left alone."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,22 @@ def test_redaction_is_idempotent_and_never_raises(text: str) -> None:
 def test_a_key_under_a_secret_name_never_shows(name: str, key: str, shape: str, q: str) -> None:
     text = shape.format(n=name, k=key, q=q)
     assert key not in redact_text(text).replace(name, "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "'key" + " " * 200_000,
+        "Bearer " + "a" * 200_000 + "!",
+        "key=1&" * 40_000,
+        "a://" * 50_000,
+        "'token " * 30_000,
+    ],
+)
+def test_hostile_text_takes_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    redact_text(text)
+    assert time.perf_counter() - started < 3  # quadratic would take minutes
 
 
 def test_urls() -> None:
