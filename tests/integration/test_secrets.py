@@ -1,12 +1,16 @@
-"""No planted key reaches any output: the console, stderr, -o, --html, --csv, --junit, report/merge/compare
-and every error message; the target still gets the real key. (Checkpoints, hunt and matrix files are written
-by the same writer as -o: tests/unit/test_redact.py.)"""
+"""No planted key reaches any output: the console, stderr, -o, --html, --csv, --junit, report/merge/compare,
+a soak checkpoint and every error message; the target still gets the real key."""
 
 import asyncio
+import contextlib
 import json
+import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -181,6 +185,39 @@ def test_a_scenario_run_shows_no_key(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert leaks(proc, out) == []
     assert json.loads((out / "r.json").read_text())["summary"]["ok"] == 5
+
+
+def test_a_soak_checkpoint_and_its_target_command_show_no_key(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = shlex.join([sys.executable, "-c", "import time; time.sleep(60)", "--token", "PLANTtargetcmd1"])
+    checkpoint = ""
+    with ServerThread() as server:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "squall", "soak", f"{server.url}/echo{QUERY}", "-d", "3s",
+                "--warmup", "0s", "-w", "1", "-c", "1", "--checkpoint", "1s",
+                "-H", "X-Goog-Api-Key: PLANTsoak1", "--target-cmd", cmd,
+                "-o", str(out / "soak.json"), "--hdr-log", str(out / "soak.hlog"),
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            # Read the -o file while the run goes on: a checkpoint, not the final document.
+            while '"checkpoint"' not in checkpoint and time.monotonic() < deadline:
+                time.sleep(0.1)
+                with contextlib.suppress(OSError):
+                    checkpoint = (out / "soak.json").read_text()
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert '"checkpoint"' in checkpoint and PLANT.findall(checkpoint) == []
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert done.returncode == 0, stderr
+    assert leaks(done, out) == []
+    assert "--target-cmd" in json.loads((out / "soak.json").read_text())["meta"]["command"]
 
 
 # Bad input whose error message would quote the key.
