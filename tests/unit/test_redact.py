@@ -193,6 +193,30 @@ def test_argv() -> None:
     assert got[-4:] == ["-n", "5", "--threshold", "p99<1s"]
 
 
+@given(
+    key=st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", min_size=6, max_size=40),
+    where=st.sampled_from(
+        [
+            ["--api-key", "{k}"],
+            ["--api-key={k}"],
+            ["-H", "{n}: {k}"],
+            ["-kH", "{n}; {k}"],
+            ["-H{n}={k}"],
+            ["--header={n}: Bearer {k}"],
+            ["-b", '{{"x": {{"{n}": "{k}"}}}}'],
+            ["--body-json", '{{"{n}": ["{k}"]}}'],
+            ["http://127.0.0.1:1/v1?a=1&{n}={k}"],
+            ["--param", "{n}={k}"],
+            ["--target-cmd", "srv --{n} {k}"],
+        ]
+    ),
+    name=st.sampled_from(["api_key", "X-Goog-Api-Key", "PRIVATE-TOKEN", "Authorization", "password", "sig"]),
+)
+def test_a_key_typed_anywhere_on_the_command_line_never_shows(key: str, where: list[str], name: str) -> None:
+    argv = ["llm", "http://127.0.0.1:1/", "-n", "5", *(a.format(n=name, k=key) for a in where)]
+    assert key not in " ".join(redact_argv(argv)).replace(name, "")
+
+
 def test_a_target_command_and_secret_options_in_it() -> None:
     argv = ["soak", "URL", "--target-cmd", "srv --token k1 --port 8 --password=k2 -H 'X-Api-Key: k3'"]
     argv += ["--target-cmd=env API_KEY=k4 srv", "--api-key-file", "keys.txt", "--max-tokens", "5"]
