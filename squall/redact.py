@@ -216,9 +216,8 @@ def _option_value(option: str) -> Callable[[str], str] | None:
         return redact_body
     if option == "--target-cmd":
         return _command
-    if not option.endswith("-file") and is_secret_name(
-        option[2:]
-    ):  # --api-key, --token (a file's name shows)
+    # --api-key, --token, --password: hidden (the name of a file, --api-key-file, shows)
+    if not option.endswith("-file") and is_secret_name(option[2:]):
         return _hidden
     return None
 
