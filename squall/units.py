@@ -13,7 +13,12 @@ TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class PlanError(ValueError):
-    """Bad input: the message names the problem and the fix."""
+    """Bad input: the message names the problem and the fix, with any secret it quotes redacted."""
+
+    def __init__(self, message: object = "") -> None:
+        from squall.redact import redact_text
+
+        super().__init__(redact_text(str(message)))
 
 
 def named(what: str, text: object) -> str:

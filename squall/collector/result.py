@@ -13,6 +13,7 @@ from squall import __version__
 from squall.collector.aggregate import Aggregate, part_doc, parts_summary
 from squall.plan.plan import Plan
 from squall.plan.thresholds import judge
+from squall.redact import redact_doc
 from squall.result.document import SCHEMA
 
 CUSTOM = "custom:"  # how the document's raw `counters` keep squall.sdk.count() totals
@@ -105,7 +106,7 @@ def build_result(
     )
     if thresholds:
         doc["thresholds"] = judge(thresholds, summary)
-    return doc
+    return redact_doc(doc)
 
 
 def plan_outline(plan: Plan, agg: Aggregate) -> Outline:
