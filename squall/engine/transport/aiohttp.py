@@ -11,6 +11,7 @@ import aiohttp
 from yarl import URL
 
 from squall.engine.transport.base import (
+    KEEP_BODY,
     Answer,
     AnswerCut,
     Channel,
@@ -22,7 +23,8 @@ from squall.engine.transport.base import (
 from squall.engine.workload.http import BadRequest, Request
 from squall.plan.plan import Plan
 
-_CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError)
+# What reading a body raises when the connection ends before it does (aiohttp: "payload is not completed").
+_CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
 
 
 class _AiohttpChannel(TaskChannel):
@@ -39,7 +41,7 @@ class _AiohttpChannel(TaskChannel):
         req, index = self.source.next_request()
         self.reader = reader = self.source.reader(index)
         try:
-            answer = await self.transport.request(req, reader)
+            answer = await self.transport.request(req, reader, keep=0)
         except asyncio.CancelledError:
             self.busy = False
             self.owner.on_failure(self, Interrupted())
@@ -90,8 +92,9 @@ class AiohttpTransport:
         assert source is not None, "a channel needs a request source"
         return _AiohttpChannel(self, owner, source)
 
-    async def request(self, req: Request, reader: Any = None) -> Answer:
-        """One request; an answer cut after it began raises AnswerCut."""
+    async def request(self, req: Request, reader: Any = None, keep: int = KEEP_BODY) -> Answer:
+        """One request; its body is read as it arrives (aiohttp buffers at most a few reads of it) and only
+        its first `keep` bytes are kept; an answer cut after its head raises AnswerCut."""
         url = self.urls.get(req.url)
         if url is None:
             url = self.urls[req.url] = URL(req.url, encoded=True)
@@ -100,7 +103,7 @@ class AiohttpTransport:
         ) as resp:
             first = perf_counter_ns()
             nbytes = 0
-            body = b""
+            kept: list[bytes] = []
             try:
                 if reader is not None:
                     reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
@@ -108,24 +111,29 @@ class AiohttpTransport:
                         reader.feed(chunk, perf_counter_ns())
                         nbytes += len(chunk)
                 else:
-                    body = await resp.read()
-                    nbytes = len(body)
+                    async for chunk in resp.content.iter_any():
+                        if nbytes < keep:
+                            kept.append(chunk[: keep - nbytes])
+                        nbytes += len(chunk)
             except _CUT as e:
                 raise AnswerCut(f"the answer was cut: {e}") from e
+            body = kept[0] if len(kept) == 1 else b"".join(kept)
             return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
 
     def classify(self, exc: BaseException) -> str:
         if isinstance(exc, BadRequest | UnicodeEncodeError):  # (aiohttp encodes header values as UTF-8)
             return "bad_request"
         if isinstance(exc, AnswerCut):
-            return "stream_broken" if self.streams else "reset"
+            return "stream_broken" if self.streams else "truncated"
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
             return "tls"
         if isinstance(exc, aiohttp.ClientConnectorError):
             return "connect"
         if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
             return "timeout"
-        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return "truncated"
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
             return "reset"
         if isinstance(exc, aiohttp.ClientResponseError):
             return "protocol"
