@@ -114,6 +114,16 @@ async def _interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
     return True
 
 
+async def _malformed_chunk_later(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.02)  # the bad chunk in a later read, once the body has begun
+    writer.write(b"zz\r\nhi\r\n0\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+    return False
+
+
 async def _gib(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
     block = bytes(1 << 20)
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % GIB)
@@ -132,6 +142,7 @@ FAULTS: dict[str, Fault] = {
     "malformed_status": _then_close("HTTP/1.1 2x0 OK\nContent-Length: 2", b"ok"),
     "malformed_header": _then_close("HTTP/1.1 200 OK\nContent-Length: 2\nNo colon here", b"ok"),
     "malformed_chunk": _then_close("HTTP/1.1 200 OK\nTransfer-Encoding: chunked", b"zz\r\nhi\r\n0\r\n\r\n"),
+    "malformed_chunk_later": _malformed_chunk_later,
     "short_length_close": _then_close("HTTP/1.1 200 OK\nContent-Length: 1000\nConnection: close", b"x" * 10),
     "short_length_keepalive": _then_close("HTTP/1.1 200 OK\nContent-Length: 1000", b"x" * 10),
     "short_length_http10": _then_close("HTTP/1.0 200 OK\nContent-Length: 1000", b"x" * 10),
@@ -257,6 +268,7 @@ CASES: list[tuple[str, dict[str, int], dict[int, int]]] = [
     ("malformed_status", {"protocol": N}, {}),
     ("malformed_header", {"protocol": N}, {}),
     ("malformed_chunk", {"protocol": N}, {}),
+    ("malformed_chunk_later", {"protocol": N}, {}),
     ("short_length_close", {"truncated": N}, {}),
     ("short_length_keepalive", {"truncated": N}, {}),
     ("short_length_http10", {"truncated": N}, {}),

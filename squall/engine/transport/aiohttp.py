@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from squall.engine.transport.base import (
@@ -25,6 +27,33 @@ from squall.plan.plan import Plan
 
 # What reading a body raises when the connection ends before it does (aiohttp: "payload is not completed").
 _CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
+
+
+class BadBody(Exception):
+    """The body's bytes after its head are not valid HTTP/1.1 (a bad chunk size)."""
+
+
+def _fail_body_on_close(resp: aiohttp.ClientResponse) -> Callable[[], None] | None:
+    """When a later read of a body is not valid HTTP, aiohttp fails the connection but leaves the body's
+    reader waiting (until the timeout): fail the body when its connection ends before it. Returns the undo
+    (None when the body is already all read, as small bodies are)."""
+    content = resp.content
+    proto = getattr(resp.connection, "protocol", None)
+    closed = getattr(proto, "closed", None)
+    if content.is_eof() or not isinstance(closed, asyncio.Future):
+        return None
+
+    def lost(_: object) -> None:
+        if content.is_eof() or content.exception() is not None:
+            return  # ended, or aiohttp failed it itself (a body cut short)
+        exc = proto.exception()  # type: ignore[union-attr]
+        if isinstance(exc, HttpProcessingError):
+            content.set_exception(BadBody(f"bad HTTP response: {exc.message}"))
+        else:
+            content.set_exception(aiohttp.ClientPayloadError("the connection closed before the body ended"))
+
+    closed.add_done_callback(lost)
+    return lambda: closed.remove_done_callback(lost)
 
 
 class _AiohttpChannel(TaskChannel):
@@ -104,6 +133,7 @@ class AiohttpTransport:
             first = perf_counter_ns()
             nbytes = 0
             kept: list[bytes] = []
+            undo = _fail_body_on_close(resp)
             try:
                 if reader is not None:
                     reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
@@ -117,6 +147,9 @@ class AiohttpTransport:
                         nbytes += len(chunk)
             except _CUT as e:
                 raise AnswerCut(f"the answer was cut: {e}") from e
+            finally:
+                if undo is not None:
+                    undo()
             body = kept[0] if len(kept) == 1 else b"".join(kept)
             return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
 
@@ -135,7 +168,7 @@ class AiohttpTransport:
             return "truncated"
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return "reset"
-        if isinstance(exc, aiohttp.ClientResponseError):
+        if isinstance(exc, aiohttp.ClientResponseError | BadBody):
             return "protocol"
         if isinstance(exc, ConnectionError) or (
             isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)

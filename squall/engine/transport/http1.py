@@ -30,7 +30,7 @@ HEAD_OPEN = 0  # its head has not ended yet: a close now means no answer (`reset
 FRAMED = 1  # by Content-Length, chunked encoding, or no body: a close before the end cuts it (`truncated`)
 TO_CLOSE = 2  # its body ends where the connection does (no length, not chunked): a clean close ends it
 
-HEAD_CHUNKS = 64  # reads kept while one head is incomplete (a longer head is taken as FRAMED)
+HEAD_BYTES = 64 << 10  # kept of one head while it is incomplete (a longer head is taken as FRAMED)
 
 
 def interim(status: int) -> bool:
@@ -127,12 +127,17 @@ class Conn(asyncio.Protocol):
             self.first = now
             self.framing = HEAD_OPEN
             self.head = [data]
-        elif self.head is not None:
-            self.head.append(data)
-            if len(self.head) > HEAD_CHUNKS:
-                self.head = None
+        elif self.head is not None:  # a head in many reads (a trickle): joined now and then, bounded
+            head = self.head
+            head.append(data)
+            if len(head) > 16:
+                joined = b"".join(head)
+                self.head = [joined] if len(joined) <= HEAD_BYTES else None
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:  # one of ours raised: squall's fault, not the peer's
+            self.close()
+            self.ch.fail(self, e.__context__ or e)
         except httptools.HttpParserError as e:
             self.close()
             self.ch.fail(self, ProtocolError(f"bad HTTP response: {e}"))
