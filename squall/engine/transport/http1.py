@@ -25,12 +25,12 @@ class ProtocolError(Exception):
     """The peer's bytes are not valid HTTP/1.1."""
 
 
-# How the answer in flight ends (`Conn.framing`), known once its head is complete.
+# How an answer ends (`framing_of` its head), asked only when its connection closes before it did.
 HEAD_OPEN = 0  # its head has not ended yet: a close now means no answer (`reset`)
 FRAMED = 1  # by Content-Length, chunked encoding, or no body: a close before the end cuts it (`truncated`)
 TO_CLOSE = 2  # its body ends where the connection does (no length, not chunked): a clean close ends it
 
-HEAD_BYTES = 64 << 10  # kept of one head while it is incomplete (a longer head is taken as FRAMED)
+HEAD_BYTES = 64 << 10  # kept of a head that came in many reads (a longer one is taken as never ended)
 
 
 def interim(status: int) -> bool:
@@ -95,9 +95,9 @@ class Conn(asyncio.Protocol):
         "ch",
         "closed",
         "first",
-        "framing",
         "head",
         "idle_made",
+        "more",
         "nbytes",
         "now",
         "parser",
@@ -113,8 +113,10 @@ class Conn(asyncio.Protocol):
         self.nbytes = 0
         self.closed = False
         self.idle_made = False  # opened earlier, idle since (see connection_lost)
-        self.framing = HEAD_OPEN
-        self.head: list[bytes] | None = None  # the reads of an answer's head until it ends
+        # An answer's first read, and the reads after it until its body began: its head is in them (read
+        # again only if the connection closes before the answer ended).
+        self.head = b""
+        self.more: bytearray | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -125,14 +127,10 @@ class Conn(asyncio.Protocol):
         self.now = now = perf_counter_ns()
         if not self.first:
             self.first = now
-            self.framing = HEAD_OPEN
-            self.head = [data]
-        elif self.head is not None:  # a head in many reads (a trickle): joined now and then, bounded
-            head = self.head
-            head.append(data)
-            if len(head) > 16:
-                joined = b"".join(head)
-                self.head = [joined] if len(joined) <= HEAD_BYTES else None
+            self.head = data
+            self.more = None
+        elif not self.nbytes:
+            self.more_head(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:  # one of ours raised: squall's fault, not the peer's
@@ -142,9 +140,16 @@ class Conn(asyncio.Protocol):
             self.close()
             self.ch.fail(self, ProtocolError(f"bad HTTP response: {e}"))
 
+    def more_head(self, data: bytes) -> None:
+        """Keep a read that may hold more of the answer's head (a head in many reads: a trickle)."""
+        more = self.more
+        if more is None:
+            self.more = bytearray(data)
+        elif len(more) < HEAD_BYTES:
+            more += data
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        framing = self.framing
         if not self.first:
             # A connection made earlier (before the run, or kept alive after an answer) that the server
             # closed while it sat idle (its idle timeout, or a close after an answer without
@@ -152,30 +157,23 @@ class Conn(asyncio.Protocol):
             # new connection.
             if not (self.idle_made and self.ch.resend(self)):
                 self.ch.fail(self, ConnectionResetError("connection closed before a response"))
-        elif framing == TO_CLOSE and exc is None:  # the body ended where the connection did
+            return
+        framing = framing_of(self.head + self.more if self.more else self.head)
+        if framing == TO_CLOSE and exc is None:  # the body ended where the connection did
             self.ch.done(self, self.parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
         elif framing == HEAD_OPEN:
             self.ch.fail(self, ConnectionResetError("connection closed before the response's head ended"))
         else:
             self.ch.fail(self, AnswerCut("connection closed before the response's body ended"))
 
-    # httptools callbacks: the hot path, kept to three Python calls per response
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        if interim(parser.get_status_code()):
-            return
-        head, self.head = self.head, None
-        if parser.should_keep_alive() or head is None:
-            self.framing = FRAMED
-        else:  # Connection: close, HTTP/1.0, or a body to the close: only the head's fields tell which
-            self.framing = framing_of(b"".join(head))
-
+    # httptools callbacks: the hot path, kept to two Python calls per response
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
 
     def on_message_complete(self) -> None:
         parser = self.parser
-        if interim(parser.get_status_code()):
+        status = parser.get_status_code()
+        if status < 200 and interim(status):  # the final answer follows
             return
         keep = parser.should_keep_alive()
         if not keep:
@@ -185,7 +183,7 @@ class Conn(asyncio.Protocol):
         if ch.conn is self and ch.busy:
             ch.busy = False
             if self.first:
-                ch.owner.on_response(ch, parser.get_status_code(), self.first, self.now, self.nbytes)
+                ch.owner.on_response(ch, status, self.first, self.now, self.nbytes)
             else:  # more bytes in the chunk that held the last response: nothing was asked for them
                 self.close()
                 ch.owner.on_failure(ch, ProtocolError("a response arrived before its request was sent"))
@@ -201,8 +199,6 @@ class Conn(asyncio.Protocol):
         if interim(parser.get_status_code()):
             return
         self.parser = httptools.HttpResponseParser(self)
-        self.head = None
-        self.framing = FRAMED
         keep = parser.should_keep_alive()
         self.idle_made = keep
         if not keep:
@@ -263,8 +259,6 @@ class FetchConn(Conn):
             self.headers = []  # an interim answer's fields are not the final one's
         elif self.ch.head_only:
             self.end_at_head()
-        else:
-            super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         self.nbytes += len(body)
