@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import squall.engine.transport.aiohttp  # noqa: F401  (imported once here: each run's forked worker has it)
 from squall.cli import app
+from squall.engine.transport.http1 import FRAMED, HEAD_OPEN, TO_CLOSE, framing_of
 from squall.report.json import read_json
 
 TRANSPORTS = ("raw", "aiohttp")
@@ -154,6 +155,7 @@ FAULTS: dict[str, Fault] = {
     "interim_then_200": _interim,
     "close_after_429": _then_close("HTTP/1.1 429 Too Many Requests\nContent-Length: 4", b"slow"),
     "close_after_401": _then_close("HTTP/1.1 401 Unauthorized\nContent-Length: 0"),
+    "big": _answer("HTTP/1.1 200 OK\nContent-Length: 3000000", b"0123456789" * 300_000),
     "gib": _gib,
 }
 RETRY_AFTER = (
@@ -370,3 +372,76 @@ def test_a_gib_body_is_read_in_bounded_memory(faults: FaultServer, tmp_path: Pat
     s = accounted(doc, 1)
     assert (s["ok"], s["bytes_in"], code) == (1, GIB, 0)
     assert 0 < peak[0] < 300 << 20, f"worker RSS peaked at {peak[0] >> 20} MB"
+
+
+def fetch(transport: str, url: str, keep: int = 1 << 20) -> list[Any]:
+    """`Transport.request` (the scenario steps' path) for `url` three times in a row on one transport: each
+    outcome, as (status, nbytes, body) or the error kind."""
+    from squall.engine.transport import TRANSPORTS
+    from squall.engine.workload.http import build
+    from squall.plan.plan import Client, Plan
+    from squall.plan.specs import RequestSpec
+
+    async def main() -> list[Any]:
+        t = TRANSPORTS[transport]()(Plan(RequestSpec(url), client=Client(timeout_s=5.0)), 1)
+        await t.open()
+        out: list[Any] = []
+        try:
+            for _ in range(3):
+                try:
+                    a = await t.request(build("GET", url), keep=keep)
+                    out.append((a.status, a.nbytes, a.body))
+                except Exception as e:
+                    out.append(t.classify(e))
+        finally:
+            await t.close()
+        return out
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("fault", "want"),
+    [
+        ("interim_then_200", (200, 2, b"ok")),
+        ("close_after_429", (429, 4, b"slow")),
+        ("short_length_keepalive", "truncated"),
+        ("chunk_cut", "truncated"),
+        ("body_to_close", (200, 14, b"no length here")),
+        ("malformed_chunk_later", "protocol"),
+    ],
+)
+def test_request_path_sees_the_same(faults: FaultServer, transport: str, fault: str, want: Any) -> None:
+    assert fetch(transport, faults.url(fault)) == [want] * 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_request_keeps_only_the_first_bytes_of_a_body(faults: FaultServer, transport: str) -> None:
+    got = fetch(transport, faults.url("big"), keep=100_005)
+    assert [(status, n, len(body), body[:20]) for status, n, body in got] == [
+        (200, 3_000_000, 100_005, b"01234567890123456789")
+    ] * 3
+
+
+@pytest.mark.parametrize(
+    ("head", "want"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", FRAMED),
+        (b"HTTP/1.0 200 OK\r\n\r\nab", TO_CLOSE),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", TO_CLOSE),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", FRAMED),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", FRAMED),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", TO_CLOSE),
+        (b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", FRAMED),
+        (b"HTTP/1.1 304 Not Modified\r\n\r\n", FRAMED),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nx", TO_CLOSE),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", FRAMED),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", HEAD_OPEN),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", HEAD_OPEN),
+        (b"", HEAD_OPEN),
+        (b"garbage\r\n\r\n", HEAD_OPEN),
+    ],
+)
+def test_framing_of_a_head(head: bytes, want: int) -> None:
+    assert framing_of(head) == want
