@@ -94,12 +94,17 @@ async def _hang_after_headers(reader: asyncio.StreamReader, writer: asyncio.Stre
     return False
 
 
-async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    for b in b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello, world":
-        writer.write(bytes([b]))
-        await writer.drain()
-        await asyncio.sleep(0.001)
-    return True
+def _trickle(answer: bytes, keep: bool) -> Fault:
+    """`answer` one byte at a time, a millisecond apart; then a close unless `keep`."""
+
+    async def fault(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        for b in answer:
+            writer.write(bytes([b]))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        return keep
+
+    return fault
 
 
 async def _interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -139,7 +144,8 @@ FAULTS: dict[str, Fault] = {
     "reset_before_answer": _reset_before,
     "reset_mid_body": _reset_mid,
     "hang_after_headers": _hang_after_headers,
-    "trickle": _trickle,
+    "trickle": _trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello, world", keep=True),
+    "trickle_to_close": _trickle(b"HTTP/1.0 200 OK\r\nX-A: b\r\n\r\nhello, world", keep=False),
     "malformed_status": _then_close("HTTP/1.1 2x0 OK\nContent-Length: 2", b"ok"),
     "malformed_header": _then_close("HTTP/1.1 200 OK\nContent-Length: 2\nNo colon here", b"ok"),
     "malformed_chunk": _then_close("HTTP/1.1 200 OK\nTransfer-Encoding: chunked", b"zz\r\nhi\r\n0\r\n\r\n"),
@@ -267,6 +273,7 @@ CASES: list[tuple[str, dict[str, int], dict[int, int]]] = [
     ("reset_before_answer", {"reset": N}, {}),
     ("reset_mid_body", {"truncated": N}, {}),
     ("trickle", {}, {200: N}),
+    ("trickle_to_close", {}, {200: N}),
     ("malformed_status", {"protocol": N}, {}),
     ("malformed_header", {"protocol": N}, {}),
     ("malformed_chunk", {"protocol": N}, {}),
