@@ -144,7 +144,7 @@ class Conn(asyncio.Protocol):
         """Keep a read that may hold more of the answer's head (a head in many reads: a trickle)."""
         more = self.more
         if more is None:
-            self.more = bytearray(data)
+            self.more = bytearray(data[:HEAD_BYTES])
         elif len(more) < HEAD_BYTES:
             more += data
 
@@ -158,13 +158,16 @@ class Conn(asyncio.Protocol):
             if not (self.idle_made and self.ch.resend(self)):
                 self.ch.fail(self, ConnectionResetError("connection closed before a response"))
             return
+        ch = self.ch
+        if ch.conn is not self or not ch.busy:
+            return  # no answer is awaited on this connection (it closed after one, or was replaced)
         framing = framing_of(self.head + self.more if self.more else self.head)
         if framing == TO_CLOSE and exc is None:  # the body ended where the connection did
-            self.ch.done(self, self.parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
+            ch.done(self, self.parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
         elif framing == HEAD_OPEN:
-            self.ch.fail(self, ConnectionResetError("connection closed before the response's head ended"))
+            ch.fail(self, ConnectionResetError("connection closed before the response's head ended"))
         else:
-            self.ch.fail(self, AnswerCut("connection closed before the response's body ended"))
+            ch.fail(self, AnswerCut("connection closed before the response's body ended"))
 
     # httptools callbacks: the hot path, kept to two Python calls per response
     def on_body(self, body: bytes) -> None:
