@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from squall.engine.limits import limit_kind
 from squall.engine.transport.base import (
+    KEEP_BODY,
     Answer,
     AnswerCut,
     Channel,
@@ -23,7 +26,35 @@ from squall.engine.transport.base import (
 from squall.engine.workload.http import BadRequest, Request
 from squall.plan.plan import Plan
 
-_CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError)
+# What reading a body raises when the connection ends before it does (aiohttp: "payload is not completed").
+_CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
+
+
+class BadBody(Exception):
+    """The body's bytes after its head are not valid HTTP/1.1 (a bad chunk size)."""
+
+
+def _fail_body_on_close(resp: aiohttp.ClientResponse) -> Callable[[], None] | None:
+    """When a later read of a body is not valid HTTP, aiohttp fails the connection but leaves the body's
+    reader waiting (until the timeout): fail the body when its connection ends before it. Returns the undo
+    (None when the body is already all read, as small bodies are)."""
+    content = resp.content
+    proto = getattr(resp.connection, "protocol", None)
+    closed = getattr(proto, "closed", None)
+    if content.is_eof() or not isinstance(closed, asyncio.Future):
+        return None
+
+    def lost(_: object) -> None:
+        if content.is_eof() or content.exception() is not None:
+            return  # ended, or aiohttp failed it itself (a body cut short)
+        exc = proto.exception()  # type: ignore[union-attr]
+        if isinstance(exc, HttpProcessingError):
+            content.set_exception(BadBody(f"bad HTTP response: {exc.message}"))
+        else:
+            content.set_exception(aiohttp.ClientPayloadError("the connection closed before the body ended"))
+
+    closed.add_done_callback(lost)
+    return lambda: closed.remove_done_callback(lost)
 
 
 class _AiohttpChannel(TaskChannel):
@@ -40,7 +71,7 @@ class _AiohttpChannel(TaskChannel):
         req, index = self.source.next_request()
         self.reader = reader = self.source.reader(index)
         try:
-            answer = await self.transport.request(req, reader)
+            answer = await self.transport.request(req, reader, keep=0)
         except asyncio.CancelledError:
             self.busy = False
             self.owner.on_failure(self, Interrupted())
@@ -108,8 +139,9 @@ class AiohttpTransport:
         assert source is not None, "a channel needs a request source"
         return _AiohttpChannel(self, owner, source)
 
-    async def request(self, req: Request, reader: Any = None) -> Answer:
-        """One request; an answer cut after it began raises AnswerCut."""
+    async def request(self, req: Request, reader: Any = None, keep: int = KEEP_BODY) -> Answer:
+        """One request; its body is read as it arrives (aiohttp buffers at most a few reads of it) and only
+        its first `keep` bytes are kept; an answer cut after its head raises AnswerCut."""
         url = self.urls.get(req.url)
         if url is None:
             url = self.urls[req.url] = URL(req.url, encoded=True)
@@ -118,7 +150,8 @@ class AiohttpTransport:
         ) as resp:
             first = perf_counter_ns()
             nbytes = 0
-            body = b""
+            kept: list[bytes] = []
+            undo = _fail_body_on_close(resp)
             try:
                 if reader is not None:
                     reader.retry_after = resp.headers.get("Retry-After") or ""  # (str: may hold surrogates)
@@ -126,17 +159,23 @@ class AiohttpTransport:
                         reader.feed(chunk, perf_counter_ns())
                         nbytes += len(chunk)
                 else:
-                    body = await resp.read()
-                    nbytes = len(body)
+                    async for chunk in resp.content.iter_any():
+                        if nbytes < keep:
+                            kept.append(chunk[: keep - nbytes])
+                        nbytes += len(chunk)
             except _CUT as e:
                 raise AnswerCut(f"the answer was cut: {e}") from e
+            finally:
+                if undo is not None:
+                    undo()
+            body = kept[0] if len(kept) == 1 else b"".join(kept)
             return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
 
     def classify(self, exc: BaseException) -> str:
         if isinstance(exc, BadRequest | UnicodeEncodeError):  # (aiohttp encodes header values as UTF-8)
             return "bad_request"
         if isinstance(exc, AnswerCut):
-            return "stream_broken" if self.streams else "reset"
+            return "stream_broken" if self.streams else "truncated"
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
             return "tls"
         if isinstance(exc, aiohttp.ClientConnectorError):
@@ -145,9 +184,11 @@ class AiohttpTransport:
             return kind
         if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
             return "timeout"
-        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return "truncated"
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
             return "reset"
-        if isinstance(exc, aiohttp.ClientResponseError):
+        if isinstance(exc, aiohttp.ClientResponseError | BadBody):
             return "protocol"
         if isinstance(exc, ConnectionError) or (
             isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from squall.plan.plan import Plan
 
 __all__ = [
+    "KEEP_BODY",
     "Answer",
     "AnswerCut",
     "Channel",
@@ -28,12 +29,18 @@ __all__ = [
 ]
 
 
+KEEP_BODY = 16 << 20
+"""How much of a body `Transport.request` keeps for its caller (scenario checks and extracts): the first
+16 MiB. Every byte is still read and counted; a body never sits whole in memory."""
+
+
 class Interrupted(Exception):
     """The request was cancelled by the run's stop, not failed by the target."""
 
 
 class AnswerCut(ConnectionResetError):
-    """The connection closed after the answer had begun (for a stream: before its end)."""
+    """The connection closed or was reset after the answer's head, before its body's end (a body shorter
+    than its Content-Length, a chunked body cut, a stream without its end): `truncated` (`stream_broken`)."""
 
 
 class Owner(Protocol):
@@ -48,7 +55,7 @@ class Owner(Protocol):
 
 class Answer:
     """A whole answer to `Transport.request`: status, when its first and last bytes came, its head and body
-    (the body is empty when an AnswerReader read it)."""
+    (the body's first `keep` bytes; empty when an AnswerReader read it). Interim (1xx) answers are skipped."""
 
     __slots__ = ("body", "done", "first", "headers", "nbytes", "status")
 
@@ -125,12 +132,14 @@ class Transport(Protocol):
         """A channel sending `source`'s requests (by default the one the transport was made with)."""
         ...
 
-    async def request(self, req: Request, reader: Any = None) -> Answer:
-        """Send one request and return its whole answer; an AnswerReader, if given, reads the body."""
+    async def request(self, req: Request, reader: Any = None, keep: int = KEEP_BODY) -> Answer:
+        """Send one request and return its answer once its body has been read to the end; an AnswerReader,
+        if given, reads the body, else its first `keep` bytes are kept. A cut answer raises AnswerCut."""
         ...
 
     def classify(self, exc: BaseException) -> str:
-        """The error kind of a failed request (connect, tls, timeout, reset, stream_broken, protocol...)."""
+        """The error kind of a failed request (connect, tls, timeout, reset, truncated, stream_broken,
+        protocol...)."""
         ...
 
     def finish(self) -> None:

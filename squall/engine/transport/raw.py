@@ -12,7 +12,15 @@ from typing import Any
 from multidict import CIMultiDict
 
 from squall.engine.limits import bind_socket, limit_kind, worker_connect_rate
-from squall.engine.transport.base import Answer, AnswerCut, Channel, Interrupted, Owner, RequestSource
+from squall.engine.transport.base import (
+    KEEP_BODY,
+    Answer,
+    AnswerCut,
+    Channel,
+    Interrupted,
+    Owner,
+    RequestSource,
+)
 from squall.engine.transport.http1 import (
     Conn,
     ConnectError,
@@ -173,20 +181,24 @@ class _SourceChannel(_RawChannel):
 class _FetchChannel(_RawChannel):
     """A pooled channel for `RawTransport.request`, its own owner: the outcome settles the caller's future."""
 
-    __slots__ = ("head_only", "waiter")
+    __slots__ = ("head_only", "keep", "waiter")
 
     def __init__(self, t: RawTransport) -> None:
         super().__init__(t, self)
         self.conn_class = FetchConn
         self.head_only = False
+        self.keep = KEEP_BODY
         self.waiter: asyncio.Future[Answer] | None = None
 
-    def fetch(self, wire: bytes, head_only: bool, reader: Any, waiter: asyncio.Future[Answer]) -> None:
-        """Send `wire`; the answer (or the failure) settles `waiter`."""
+    def fetch(
+        self, wire: bytes, head_only: bool, reader: Any, waiter: asyncio.Future[Answer], keep: int = KEEP_BODY
+    ) -> None:
+        """Send `wire`; the answer (or the failure) settles `waiter`, with its body's first `keep` bytes."""
         self.pending, self.head_only, self.reader, self.waiter = wire, head_only, reader, waiter
+        self.keep = keep
         conn = self.conn
         if isinstance(conn, FetchConn) and not conn.closed:
-            conn.headers, conn.chunks = [], []
+            conn.headers, conn.chunks, conn.kept = [], [], 0
             # Kept alive since its last answer: when the peer closed it while it sat idle and that close
             # crosses this send, the request goes again on a new connection (as on a preconnected one).
             conn.idle_made = True
@@ -333,14 +345,14 @@ class RawTransport:
         self.channels.append(ch)
         return ch
 
-    async def request(self, req: Request, reader: Any = None) -> Answer:
+    async def request(self, req: Request, reader: Any = None, keep: int = KEEP_BODY) -> Answer:
         """One request on a pooled keep-alive connection to the plan's host; raises on no answer (BadRequest,
         before any channel is taken, when the request cannot be encoded)."""
         wire = req.encode()
         ch = self.pool.pop() if self.pool else self._fetch_channel()
         try:
             waiter: asyncio.Future[Answer] = self.loop.create_future()
-            ch.fetch(wire, req.method == "HEAD", reader, waiter)
+            ch.fetch(wire, req.method == "HEAD", reader, waiter, keep)
             return await waiter
         except asyncio.CancelledError:
             ch.abort()
@@ -363,8 +375,8 @@ class RawTransport:
             return limit_kind(exc) or "connect"
         if isinstance(exc, TimeoutError):
             return "timeout"
-        if isinstance(exc, AnswerCut) and self.streams:
-            return "stream_broken"
+        if isinstance(exc, AnswerCut):
+            return "stream_broken" if self.streams else "truncated"
         if isinstance(exc, ConnectionError):
             return "reset"
         if isinstance(exc, ProtocolError):
