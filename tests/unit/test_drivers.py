@@ -224,7 +224,7 @@ def drive_open(
 
 
 def test_open_sends_each_due_time_and_latency_counts_from_it() -> None:
-    d, rec, _chans, stops = drive_open([0, 10, 20, 30], 60, channels=2)
+    d, rec, _chans, stops = drive_open([0, 10, 20, 30], 400, channels=2)  # (slack for a busy box)
     starts = [start - d.t0 for _, start, _ in rec.responses]
     assert starts == [0, 10 * MS, 20 * MS, 30 * MS]
     assert all(sent >= start for _, start, sent in rec.responses)
