@@ -7,7 +7,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from squall.hist import Merger, decode, merge_into, new_histogram, percentiles_ms, summary_ms
+from squall.hist import Merger, merge_into, new_histogram, percentiles_ms, summary_ms
 from squall.wire import Window
 
 COUNTERS = (
@@ -75,7 +75,7 @@ class Aggregate:
             _add(self.custom, w.custom)
         if not self.seconds:
             for name, blob in w.histograms.items():
-                self.merger.add(blob, self.hists.setdefault(name, new_histogram()))
+                self.merger.add(blob, self._total(name))
             return
         sec = self.pending.get(w.seq)
         if sec is None:
@@ -85,7 +85,7 @@ class Aggregate:
         _add(sec.counters, w.counters)
         _add(sec.error_kinds, w.error_kinds)
         for name, blob in w.histograms.items():
-            totals = [self.hists.setdefault(name, new_histogram())]
+            totals = [self._total(name)]
             if name == "latency":
                 totals.append(sec.latency)
             elif name == "ttft":
@@ -99,6 +99,13 @@ class Aggregate:
             self.t_first = w.t_start if self.t_first is None else min(self.t_first, w.t_start)
             self.t_last = max(self.t_last, w.t_end)
 
+    def _total(self, name: str) -> HdrHistogram:
+        # (not setdefault: that would build a 188 KB histogram on every call only to drop it)
+        total = self.hists.get(name)
+        if total is None:
+            total = self.hists[name] = new_histogram()
+        return total
+
     def merge(self, other: Aggregate) -> None:
         """Add another aggregate's totals and pending seconds into this one."""
         _add(self.counters, other.counters)
@@ -106,7 +113,7 @@ class Aggregate:
         _add(self.error_kinds, other.error_kinds)
         _add(self.custom, other.custom)
         for name, h in other.hists.items():
-            merge_into(self.hists.setdefault(name, new_histogram()), h)
+            merge_into(self._total(name), h)
         if "retry_after_max_ms" in other.counters:  # a maximum, not a sum
             self.counters["retry_after_max_ms"] = max(
                 self.counters.get("retry_after_max_ms", 0) - other.counters["retry_after_max_ms"],
@@ -276,7 +283,7 @@ def add_part_doc(into: Aggregate, doc: dict[str, Any]) -> None:
     _add(into.status_codes, {int(k): v for k, v in doc.get("status_codes", {}).items()})
     _add(into.error_kinds, doc.get("error_kinds", {}))
     for name, blob in doc.get("histograms", {}).items():
-        merge_into(into.hists.setdefault(name, new_histogram()), decode(blob))
+        into.merger.add(blob, into._total(name))
 
 
 def part_key(key: str) -> tuple[str, str]:
