@@ -83,19 +83,24 @@ def _dense(counts: list[int] | dict[int, int], top: int | None = None) -> array:
     return array("q", raw + bytes(-len(raw) % 8))
 
 
-def encode_counts(counts: list[int] | dict[int, int], top: int | None = None) -> bytes:
+def encode_counts(
+    counts: list[int] | dict[int, int] | array, top: int | None = None, first: int = 0
+) -> bytes:
     """The standard base64 HdrHistogram V2 encoding of bucket counts of the one geometry.
 
     Byte for byte what `HdrHistogram.encode` gives for the same counts, without building a histogram (188 KB
-    of counts each): the work is proportional to the buckets in use.
+    of counts each): the work is proportional to the buckets in use. `first`: the counts start at this
+    bucket index (the ones below it are zeros).
     """
-    dense = _dense(counts, top)
+    dense = counts if isinstance(counts, array) else _dense(counts, top)
     n = len(dense)
-    buf = (ctypes.c_byte * (payload_header_size + n * 9))()
-    varint_len = (
-        pyhdrh.encode(dense.buffer_info()[0], n, 8, ctypes.addressof(buf) + payload_header_size, n * 9)
-        if n
-        else 0
+    lead = _zeros(first) if first and n else b""  # (the encoder's own token for a run of zeros)
+    room = n * 9  # the C encoder asks for room for the worst case: 9 bytes a count
+    buf = (ctypes.c_byte * (payload_header_size + len(lead) + room))()
+    start = ctypes.addressof(buf) + payload_header_size
+    ctypes.memmove(start, lead, len(lead))
+    varint_len = len(lead) + (
+        pyhdrh.encode(dense.buffer_info()[0], n, 8, start + len(lead), room) if n else 0
     )
     head = PayloadHeader()
     head.cookie = get_encoding_cookie()
@@ -111,6 +116,22 @@ def encode_counts(counts: list[int] | dict[int, int], top: int | None = None) ->
     outer.cookie = get_compression_cookie()
     outer.length = len(compressed)
     return base64.b64encode(ctypes.string_at(ctypes.addressof(outer), ext_header_size) + compressed)
+
+
+def _zeros(n: int) -> bytes:
+    """A run of `n` zero counts as the V2 encoding writes it: -n, ZigZag, then LEB128."""
+    z = 2 * n - 1
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def encode(h: HdrHistogram) -> str:
+    """`h.encode()` as text."""
+    return bytes(h.encode()).decode()
 
 
 def load(counts: list[int], top: int | None = None, into: HdrHistogram | None = None) -> HdrHistogram:
@@ -239,6 +260,17 @@ def _width_of(index: int) -> int:
     return 1 << max((index >> _HALF_MAGNITUDE) - 1, 0)
 
 
+# What a JSON value that should have been an encoded histogram is, in an error message.
+_KINDS = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+}
+
+
 class BadHistogram(PlanError):
     """An encoded histogram in an input that cannot be read (not HDR, empty, truncated, of the wrong type)."""
 
@@ -293,7 +325,7 @@ class Merger:
 def _payload(blob: object) -> Any:
     """The decompressed payload of an encoded histogram, or BadHistogram saying what is wrong with it."""
     if not isinstance(blob, (str, bytes)):
-        raise BadHistogram(f"not an encoded histogram but {type(blob).__name__}")
+        raise BadHistogram(f"not an encoded histogram but {_KINDS.get(type(blob), type(blob).__name__)}")
     if not blob:
         raise BadHistogram("empty: not an encoded histogram")
     try:
@@ -343,18 +375,18 @@ def clear(h: HdrHistogram) -> None:
     h.total_count, h.min_value, h.max_value = 0, sys.maxsize, 0
 
 
-def _used(h: HdrHistogram) -> list[int]:
-    """The bucket counts from index 0 to the last one used (a C slice, not the library's Python loops)."""
-    total = h.get_total_count()
-    if not total:
-        return []
-    top = h.counts_len
-    if h.max_value > 0:
-        top = min(h.get_counts_array_index(h.max_value) + 1, top)
-    used = h.counts[:top]
-    if sum(used) != total:  # max_value not kept (a histogram built by hand): read every bucket
-        used = h.counts[: h.counts_len]
-    return used
+def _used(h: HdrHistogram) -> tuple[int, list[int]]:
+    """(first, counts): the bucket counts from the lowest used to the highest used, and the index of the
+    first (a C copy, not the library's Python loops)."""
+    if not h.get_total_count():
+        return 0, []
+    first, top = _span(h)
+    used = array("q", ctypes.string_at(ctypes.addressof(h.counts) + 8 * first, 8 * (top - first))).tolist()
+    if sum(used) != h.get_total_count():  # min or max not kept (a histogram built by hand): read them all
+        first, used = 0, h.counts[: h.counts_len]
+    while used and not used[-1]:
+        used.pop()
+    return first, used
 
 
 def _ours(h: HdrHistogram) -> bool:
@@ -365,20 +397,46 @@ def _ours(h: HdrHistogram) -> bool:
     )
 
 
+def _span(h: HdrHistogram) -> tuple[int, int]:
+    """(first, top): the buckets from the lowest to the highest value kept, or the whole array."""
+    first, top = 0, h.counts_len
+    if 0 < h.max_value <= h.highest_trackable_value:
+        top = min(h.get_counts_array_index(h.max_value) + 1, top)
+        if 0 < h.min_value <= h.max_value:
+            first = h.get_counts_array_index(h.min_value)
+    return first, top
+
+
+_CHUNK = 256  # buckets summed at a time to find a percentile's neighbourhood
+
+
 def values_at(h: HdrHistogram, pcts: Iterable[float]) -> dict[float, int]:
-    """Percentile → value in µs, as `HdrHistogram.get_value_at_percentile` gives it, in one pass in C."""
+    """Percentile → value in µs, as `HdrHistogram.get_value_at_percentile` gives it, read in C-sized steps.
+
+    The buckets are copied out in one go, summed a chunk at a time, and only the chunk holding a percentile
+    is added up bucket by bucket: about one pass over the used buckets for any number of percentiles.
+    """
     pcts = list(pcts)
+    total = h.get_total_count()
+    if not total:
+        return dict.fromkeys(pcts, 0)
     if not _ours(h):
         return {p: h.get_value_at_percentile(p) for p in pcts}
-    used = _used(h)
-    if not used:
-        return dict.fromkeys(pcts, 0)
-    total = h.get_total_count()
-    cumulative = list(accumulate(used))
+    first, top = _span(h)
+    counts = array("q", ctypes.string_at(ctypes.addressof(h.counts) + 8 * first, 8 * (top - first)))
+    sums = [sum(counts[i : i + _CHUNK]) for i in range(0, len(counts), _CHUNK)]
+    if sum(sums) != total:  # min or max not kept (a histogram built by hand): read every bucket
+        first = 0
+        counts = array("q", ctypes.string_at(ctypes.addressof(h.counts), 8 * h.counts_len))
+        sums = [sum(counts[i : i + _CHUNK]) for i in range(0, len(counts), _CHUNK)]
+    chunks = list(accumulate(sums))
     out = {}
     for p in pcts:
         target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
-        index = min(bisect_left(cumulative, target), len(used) - 1)
+        c = min(bisect_left(chunks, target), len(chunks) - 1)
+        within = list(accumulate(counts[c * _CHUNK : (c + 1) * _CHUNK], initial=chunks[c - 1] if c else 0))
+        j = min(bisect_left(within, target, 1) - 1, len(within) - 2)
+        index = first + c * _CHUNK + j
         low = _low_of(index)
         out[p] = low + _width_of(index) - 1 if p else low
     return out
@@ -388,12 +446,13 @@ def mean_us(h: HdrHistogram) -> float:
     """The mean in µs, as `HdrHistogram.get_mean_value` gives it (each bucket at its middle)."""
     if not _ours(h):
         return float(h.get_mean_value())
-    used = _used(h)
+    first, used = _used(h)
     if not used:
         return 0.0
     total = 0
-    for index in compress(range(len(used)), used):
-        total += used[index] * (_low_of(index) + (_width_of(index) >> 1))
+    for i in compress(range(len(used)), used):
+        index = first + i
+        total += used[i] * (_low_of(index) + (_width_of(index) >> 1))
     return float(total) / h.get_total_count()
 
 
