@@ -13,7 +13,12 @@ TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class PlanError(ValueError):
-    """Bad input: the message names the problem and the fix."""
+    """Bad input: the message names the problem and the fix, with any secret it quotes redacted."""
+
+    def __init__(self, message: object = "") -> None:
+        from squall.redact import redact_text
+
+        super().__init__(redact_text(str(message)))
 
 
 def named(what: str, text: object) -> str:
@@ -75,6 +80,14 @@ def check_writable(path: Path, option: str = "--out") -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         where = f"directory {str(parent)!r}"
         raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
+    try:  # a file is written beside its path, then renamed: that must work (not in /proc, even as root)
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix=".squall-check-", dir=parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise PlanError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
 
 
 def distinct(paths: dict[str, Path | None]) -> None:

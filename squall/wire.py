@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 # The kinds of a Window's sub-windows: a scenario's steps and journeys, a py workload's timed phases.
 PART_KINDS = ("step", "journey", "phase")
 
@@ -58,7 +58,8 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Worker → collector or supervisor: the worker is exiting; `usage`: its input was refused (no bug)."""
+    """Worker → collector or supervisor: the worker is exiting; `usage`: its input was refused (no bug).
+    Supervisor → collector: the supervisor is killing that worker (stuck), `error` says why."""
 
     worker: int
     error: str
@@ -95,9 +96,60 @@ class Abort:
     reason: str
 
 
-Message = Hello | Window | Done | Failed | Start | Stop | Final | Abort
-_TAGS: dict[type, int] = {Hello: 1, Window: 2, Done: 3, Failed: 4, Start: 5, Stop: 6, Final: 7, Abort: 8}
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Collector → supervisor, once a second: the totals so far, what the supervisor writes should the
+    collector die (histograms encoded; t_first, t_last: the measured span, ns since t0)."""
+
+    counters: dict[str, int]
+    status_codes: dict[int, int]
+    error_kinds: dict[str, int]
+    histograms: dict[str, bytes]
+    t_first: int | None
+    t_last: int
+
+
+Message = Hello | Window | Done | Failed | Start | Stop | Final | Abort | Progress
+_TAGS: dict[type, int] = {
+    Hello: 1,
+    Window: 2,
+    Done: 3,
+    Failed: 4,
+    Start: 5,
+    Stop: 6,
+    Final: 7,
+    Abort: 8,
+    Progress: 9,
+}
 _TYPES: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
+
+
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what msgpack carries
+
+
+def _clamp(counts: dict[Any, Any]) -> dict[Any, Any]:
+    return {k: min(max(v, INT_MIN), INT_MAX) if isinstance(v, int) else v for k, v in counts.items()}
+
+
+def clamp_window(w: Window) -> Window:
+    """The window with every count inside msgpack's integer range (a bug or a hostile value upstream must
+    not keep a worker's numbers from being shipped)."""
+    return Window(
+        w.worker,
+        w.seq,
+        w.t_start,
+        w.t_end,
+        _clamp(w.counters),
+        _clamp(w.status_codes),
+        _clamp(w.error_kinds),
+        w.histograms,
+        min(max(w.inflight, INT_MIN), INT_MAX),
+        min(max(w.users, INT_MIN), INT_MAX),
+        {kind: {name: clamp_window(part) for name, part in named.items()} for kind, named in w.parts.items()},
+        w.notes,
+        w.loop_lag_p99_us,
+        _clamp(w.custom),
+    )
 
 
 def encode(msg: Message) -> bytes:

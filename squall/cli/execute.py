@@ -22,8 +22,16 @@ def execute(
     """Run the plan, print its summary, write the files asked for; return the exit code."""
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
+    from squall.redact import redact_text
     from squall.report.console import print_summary
-    from squall.report.outputs import exit_code, signal_exit, signals_wait, write_all
+    from squall.report.outputs import (
+        EXIT_UNWRITTEN,
+        exit_code,
+        said_unwritten,
+        signal_exit,
+        signals_wait,
+        write_all,
+    )
     from squall.units import PlanError, check_writable, distinct
 
     try:
@@ -34,15 +42,18 @@ def execute(
         log = Path(plan.outputs.hdr_log) if plan.outputs.hdr_log else None
         distinct({"-o": out, "--html": html, "--csv": csv_path, "--junit": junit, "--hdr-log": log})
     except PlanError as e:
-        typer.echo(f"squall: error: {e}", err=True)
+        typer.echo(f"squall: error: {redact_text(str(e))}", err=True)
         return EXIT_USAGE
     try:
         result = run_plan(plan)
     except RunError as e:
-        typer.echo(f"squall: error: {e}", err=True)
+        typer.echo(f"squall: error: {redact_text(str(e))}", err=True)
         return 1
+    except PlanError as e:  # the box's limits cannot hold the run (squall.engine.limits), found before it
+        typer.echo(f"squall: error: {e}", err=True)
+        return EXIT_USAGE
     if result.usage_error is not None:  # e.g. a py factory that raises: bad input, not a fault in the target
-        typer.echo(f"squall: error: {result.usage_error}", err=True)
+        typer.echo(f"squall: error: {redact_text(result.usage_error)}", err=True)
         return exit_code(result)
     with signals_wait() as got:
         try:
@@ -52,7 +63,9 @@ def execute(
             # summary has nowhere to go, but the files still do, and the exit code is still the run's.
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if plan.outputs.out_path:
-            typer.echo(f"result written to {plan.outputs.out_path}", err=True)
-        write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
-    return signal_exit(got, exit_code(result))
+        unwritten = said_unwritten(result.doc, plan.outputs.out_path)
+        failed = write_all(result.doc, {"--junit": junit, "--html": html, "--csv": csv_path})
+    code = exit_code(result)
+    if unwritten or failed:
+        code = max(code, EXIT_UNWRITTEN)
+    return signal_exit(got, code)

@@ -130,6 +130,23 @@ Transport = Annotated[
         help="HTTP client: auto (raw; aiohttp for scenarios), raw or aiohttp.",
     ),
 ]
+SourceIp = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--source-ip",
+        help="Local addresses to connect from, round robin: 10.0.0.5,10.0.0.6 or 127.0.0.2-127.0.0.9 "
+        "(repeatable). Each address has its own ephemeral ports toward the target; a loopback target is "
+        "spread over 127.0.0.x by itself when one address has too few.",
+    ),
+]
+ConnectRate = Annotated[
+    float | None,
+    typer.Option(
+        "--connect-rate",
+        help="Connections opened per second before the load starts, over all workers "
+        "(default: 2000/s per worker). Set-up is not part of the measured time.",
+    ),
+]
 
 # The declaration of each LoadFlags field (its default is the field's; a tuple field is a repeatable option).
 LOAD_OPTIONS: dict[str, Any] = {
@@ -158,6 +175,8 @@ LOAD_OPTIONS: dict[str, Any] = {
     "start_at": StartAt,
     "prometheus_port": Prometheus,
     "transport": Transport,
+    "source_ip": SourceIp,
+    "connect_rate": ConnectRate,
 }
 
 
@@ -248,8 +267,10 @@ def bundled(
 
 
 def fail(message: str) -> typer.Exit:
-    """Print `squall: error: MESSAGE` and return the exit (2) to raise."""
-    typer.echo(f"squall: error: {message}", err=True)
+    """Print `squall: error: MESSAGE` (its secrets redacted) and return the exit (2) to raise."""
+    from squall.redact import redact_text
+
+    typer.echo(f"squall: error: {redact_text(message)}", err=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -262,3 +283,28 @@ def usage_errors(prefix: str = "") -> Iterator[None]:
         yield
     except PlanError as e:
         raise fail(f"{prefix}{e}") from None
+
+
+class RedactingGroup(typer.core.TyperGroup):
+    """The app's command group: a usage error found while parsing shows no secret typed on the command line
+    (`Got unexpected extra argument (sk-...)`)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _redacted_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _redacted_usage():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _redacted_usage() -> Iterator[None]:
+    from squall.redact import redact_text
+
+    try:
+        yield
+    except typer.exceptions.TyperException as e:  # click's usage errors (typer vendors click)
+        if isinstance(getattr(e, "message", None), str):
+            e.message = redact_text(e.message)  # type: ignore[attr-defined]
+        raise

@@ -27,6 +27,8 @@ HUNT_FLAGS = (
     "csv_path",
     "prometheus_port",
     "transport",
+    "source_ip",
+    "connect_rate",
 )
 SOAK_OMIT = ("arrival", "burstiness", "abort_on_fail", "abort_grace", "junit", "stage", "profile", "think")
 
@@ -159,7 +161,9 @@ def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
         try:
             found = hunt_until_stopped(hunter)
         except RunError as e:
-            typer.echo(f"squall: error: {e}", err=True)
+            from squall.redact import redact_text
+
+            typer.echo(f"squall: error: {redact_text(str(e))}", err=True)
             return 1
     if not hunter.steps:
         typer.echo("hunt: stopped before the first level ended; nothing to write", err=True)

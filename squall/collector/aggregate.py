@@ -182,10 +182,12 @@ class Aggregate:
                 "goodput_requests": c.get("goodput", 0),
                 "goodput_rps": per_s(c.get("goodput", 0)),
                 "bad_chunks": c.get("bad_chunks", 0),
+                "bad_usage": c.get("bad_usage", 0),
                 "retry_after": {
                     "count": c.get("retry_after", 0),
                     "max_s": c.get("retry_after_max_ms", 0) / 1000,
                 },
+                "retry_after_clamped": c.get("retry_after_clamped", 0),
             }
         )
         return out

@@ -21,13 +21,29 @@ from squall.collector.result import (
 )
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
+from squall.collector.stalls import Stalls
 from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
+from squall.engine.limits import first_limit_warnings, limit_warnings
+from squall.hist import decode as hist_decode
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
-from squall.wire import Abort, Done, Failed, Final, Hello, Start, Window, WireError, decode, encode
+from squall.wire import (
+    Abort,
+    Done,
+    Failed,
+    Final,
+    Hello,
+    Progress,
+    Start,
+    Window,
+    WireError,
+    decode,
+    encode,
+)
 
 NS = 1_000_000_000
+STALL_WINDOWS = 3  # a worker that sends no window for this many windows' time (3 s) is stalled
 
 
 def collector_main(
@@ -38,6 +54,37 @@ def collector_main(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     set_process_name("squall-collect")
     Collector(plan, conns, sup, make_sinks).run()
+
+
+def orphan_document(
+    plan: Plan,
+    pids: dict[int, int],
+    started_at: float,
+    load_epoch: float,
+    why: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The result the supervisor writes when the collector died: the totals of the collector's last
+    Progress (no per-second series), the cause, never valid."""
+    c = Collector(plan, [], None, lambda _p, _t: [])
+    c.started_at, c.load_epoch, c.pids = started_at, load_epoch, dict(pids)
+    for worker in range(plan.spread.workers):
+        c.done[worker] = "collector lost"
+        c.lost[worker] = f"its later numbers went to the collector, which died ({why})"
+    if progress is None:
+        kept = "the numbers the workers had sent it are lost; this result holds only what the run was"
+    else:
+        agg = c.agg
+        for k, v in progress.counters.items():
+            agg.counters[k] = v
+        agg.status_codes.update(progress.status_codes)
+        agg.error_kinds.update(progress.error_kinds)
+        for name, blob in progress.histograms.items():
+            agg.hists[name] = hist_decode(blob)
+        agg.t_first, agg.t_last = progress.t_first, progress.t_last
+        kept = "this result holds the totals up to its last second; the per-second series is lost"
+    c.warn(f"the collector process died ({why}): {kept}")
+    return c.document()
 
 
 class Collector:
@@ -70,6 +117,7 @@ class Collector:
         self.second: Second | None = None
         self.warnings: list[str] = []
         self.warned: set[Once] = set()  # the keys of the warnings said once
+        self.limits_said: set[str] = set()  # ports_exhausted, fd_exhausted: said live once each
         self.t0: int | None = None
         self.measure_start = 0
         self.started_at = time.time()
@@ -77,6 +125,9 @@ class Collector:
         self.sampler: Sampler | None = None
         self.last_sample = 0
         self.closing = False
+        self.killed: dict[int, str] = {}  # workers the supervisor killed, and why (their pipe's EOF follows)
+        self.stalls = Stalls(int(STALL_WINDOWS * plan.window_s * NS))
+        self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
         self.sinks: list[Sink] = make_sinks(plan, self)
 
     # -- main loop -----------------------------------------------------------------------------------
@@ -92,9 +143,12 @@ class Collector:
                     self._on_supervisor()
                 else:
                     self._on_worker(conn)  # type: ignore[arg-type]
+            self._watch_stalls()
             self._flush_seconds()
             self._tick(final=False)
         self.closing = True
+        for worker in list(self.stalls.stalling):
+            self.stalls.end(worker, perf_counter_ns())
         self._flush_seconds(final=True)
         self._tick(final=True)
         doc = self.document()
@@ -104,9 +158,27 @@ class Collector:
             with contextlib.suppress(OSError):
                 self.sup.send_bytes(encode(Final(doc)))
 
+    def _progress(self) -> None:
+        """The totals to the supervisor, after each second: what it writes should this process die."""
+        if self.sup is None:
+            return
+        agg = self.agg
+        hists = {name: h.encode() for name, h in agg.hists.items()}
+        progress = Progress(
+            dict(agg.counters), dict(agg.status_codes), dict(agg.error_kinds), hists, agg.t_first, agg.t_last
+        )
+        with contextlib.suppress(OSError):
+            self.sup.send_bytes(encode(progress))
+
     def _tick(self, final: bool) -> None:
         for sink in self.sinks:
             sink.on_tick(self, final)
+
+    def unwritten(self, output: str, why: str) -> None:
+        """An output could not be written (the run then ends in an error): say so, once per output."""
+        if output not in self.unwritten_files:
+            self.unwritten_files[output] = why
+            self.warn(f"could not write {output}: {why}")
 
     def warn(self, text: str, once: Once | None = None) -> None:
         """Add a warning to the result (only the first of those with the same `once` key)."""
@@ -136,8 +208,11 @@ class Collector:
         except (EOFError, OSError):
             self.sup = None  # orphaned: workers notice too and stop; the -o sink still writes the result
             return
-        if isinstance(msg, Start):
+        if isinstance(msg, Failed):  # the supervisor is killing a stuck worker: why, for its EOF
+            self.killed[msg.worker] = msg.error
+        elif isinstance(msg, Start):
             self.t0 = msg.t0
+            self.stalls.start(set(self.live), max(msg.t0, perf_counter_ns()))
             # t0 on the wall clock (later than now with --start-at): what merges align on.
             self.load_epoch = time.time() + (msg.t0 - perf_counter_ns()) / 1e9
             self.measure_start = msg.t0 + int(self.plan.stop.warmup_s * NS)
@@ -151,12 +226,13 @@ class Collector:
         try:
             msg = decode(conn.recv_bytes())
         except (EOFError, OSError):
-            self._lose(worker, "exited without finishing")
+            self._lose(worker, self.killed.get(worker, "exited without finishing"))
             return
         except WireError as e:
             self._lose(worker, str(e))
             return
         if isinstance(msg, Window):
+            self.stalls.heard_from(worker, perf_counter_ns())
             self._add(worker, msg)
         elif isinstance(msg, Hello):
             self.pids[worker] = msg.pid
@@ -194,7 +270,20 @@ class Collector:
             lag_us = msg.loop_lag_p99_us
             self.lag[worker].append(lag_us / 1000 if lag_us is not None else None)
 
+    def _watch_stalls(self) -> None:
+        """Name a live worker whose windows stopped arriving (suspended, or its loop blocked), once."""
+        if self.t0 is None:
+            return
+        for worker in self.stalls.watch(self.live, perf_counter_ns()):
+            text = (
+                f"worker {worker} (pid {self.pids.get(worker, '?')}) stalled: no window for "
+                f"{self.stalls.limit_ns / NS:.0f} s (suspended, or its event loop is blocked)"
+            )
+            for sink in self.sinks:
+                sink.on_warning(text)
+
     def _lose(self, worker: int, why: str) -> None:
+        self.stalls.end(worker, perf_counter_ns())
         if worker in self.live:
             self.live.discard(worker)
             self.lost[worker] = why
@@ -225,7 +314,8 @@ class Collector:
         else:
             live_seqs = [self.last_seq.get(w, -(10**9)) for w in self.live]
             upto = min(live_seqs) if live_seqs else max(self.agg.pending, default=0)
-        for sec in self.agg.pop_seconds(upto):
+        seconds = self.agg.pop_seconds(upto)
+        for sec in seconds:
             sample = self._sample(sec.seq >= 1)
             if final and sample is not None and sample.get("target"):
                 # Sampled after the workers closed their connections: the target's FDs would read as a
@@ -245,6 +335,11 @@ class Collector:
             self.second = sec
             for sink in self.sinks:
                 sink.on_second(entry, self)
+            for text in first_limit_warnings(sec.error_kinds, self.limits_said):
+                for sink in self.sinks:
+                    sink.on_warning(text)
+        if seconds and not final:
+            self._progress()
 
     def _targets(self, sec: Second) -> dict[str, float]:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""
@@ -303,6 +398,11 @@ class Collector:
             from squall.collector.leaks import verdicts
 
             doc["soak"] = verdicts(self.series, plan.soak, in_process=plan.py is not None)
+        if self.unwritten_files:
+            doc["unwritten"] = dict(self.unwritten_files)
+        stalled = self.stalls.doc(self.pids, self.measure_start)
+        if stalled:
+            doc["stalled"] = stalled
         if self.error_samples:
             doc["error_samples"] = dict(sorted(self.error_samples.items()))
         if "tracemalloc" in self.notes:
@@ -320,6 +420,12 @@ class Collector:
         reasons = self_check(self.cpu, self.lag, *limits, excused=delayed)
         if c["unsent"]:
             reasons.append(f"squall fell behind its schedule and never sent {c['unsent']} due requests")
+        stalled = self.stalls.doc(self.pids, self.measure_start)
+        for stall in stalled:
+            reasons.append(
+                f"worker {stall['worker']} stalled: it sent no window for {stall['for_s']:.1f} s from "
+                f"{stall['at_s']:.1f} s (the process was suspended, or its event loop blocked)"
+            )
         generator_limited = bool(reasons)
         warnings = list(self.warnings)
         limited = [
@@ -330,6 +436,7 @@ class Collector:
             for r in reasons
         ]
         warnings.extend(limited)
+        warnings.extend(limit_warnings(self.agg.error_kinds))  # connects that met this box's limits
         if c["dropped"]:
             warnings.append(
                 f"{c['dropped']} requests due by the schedule were never sent: every connection was busy; "
@@ -339,6 +446,13 @@ class Collector:
             n = c["interrupted"]
             were = "request was" if n == 1 else "requests were"
             warnings.append(f"{n} {were} still in flight at the end, and cancelled")
+        if "internal" in self.error_samples:
+            n = self.agg.error_kinds.get("internal", 0)
+            cost = f"{n:,} requests were counted as `internal`" if n else "no request was lost to it"
+            warnings.append(
+                f"squall hit an internal error and went on ({cost}); the first traceback is in the "
+                "result's error_samples.internal: please report it"
+            )
         if c["overflow"]:
             warnings.append(f"{c['overflow']} values exceeded the histogram range (1 h) and were clamped")
         if plan.spread.start_at is not None and self.load_epoch - plan.spread.start_at > 1.0:
@@ -375,6 +489,7 @@ class Collector:
             "unsent": c["unsent"],
             "box_delayed_workers": delayed,
             "others_cpu_pct": others,
+            "stalled": sorted({s["worker"] for s in stalled}),
         }
         lost = {str(w): why for w, why in sorted(self.lost.items())}
         return Verdict(valid, generator_limited, lost, warnings), checked

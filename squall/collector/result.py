@@ -13,6 +13,7 @@ from squall import __version__
 from squall.collector.aggregate import Aggregate, part_doc, parts_summary
 from squall.plan.plan import Plan
 from squall.plan.thresholds import judge
+from squall.redact import redact_doc
 from squall.result.document import SCHEMA
 
 CUSTOM = "custom:"  # how the document's raw `counters` keep squall.sdk.count() totals
@@ -105,7 +106,7 @@ def build_result(
     )
     if thresholds:
         doc["thresholds"] = judge(thresholds, summary)
-    return doc
+    return redact_doc(doc)
 
 
 def plan_outline(plan: Plan, agg: Aggregate) -> Outline:
@@ -144,6 +145,9 @@ def plan_meta(
         "requests": plan.stop.requests,
         "warmup_s": plan.stop.warmup_s,
         "timeout_s": plan.client.timeout_s,
+        # Processes, imports and connections before the load started (not in the measured time).
+        "setup_s": round(max(0.0, load_epoch - started_at), 3) if plan.spread.start_at is None else None,
+        "source_ips": list(plan.client.source_ips) or None,
         "shape": None
         if plan.load.shape is None
         else {

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from squall.collector.aggregate import Aggregate, Second
 
 NS = 1_000_000_000
+FIRST_CHECKPOINT_S = 5.0  # a soak's first checkpoint, measured s: a kill soon after the start keeps it
 
 
 class Once(Enum):
@@ -26,7 +27,6 @@ class Once(Enum):
 
     TARGET = "target"  # the target process could not be sampled, or exited
     HDR_LOG = "hdr_log"  # the --hdr-log could not be written
-    CHECKPOINT = "checkpoint"  # a soak checkpoint could not be written to -o
 
 
 class Totals(Protocol):
@@ -59,6 +59,10 @@ class Totals(Protocol):
 
     def warn(self, text: str, once: Once | None = None) -> None:
         """Add a warning to the result (only the first of those with the same `once` key)."""
+        ...
+
+    def unwritten(self, output: str, why: str) -> None:
+        """An output could not be written: the result says so and the run ends in an error."""
         ...
 
     def note(self, text: str) -> None:
@@ -172,7 +176,7 @@ class CheckpointSink(Sink):
         self.noting = (
             not plan.outputs.quiet
         )  # each checkpoint's leak verdict so far, as a note above the live line
-        self.last = perf_counter_ns()
+        self.due: int | None = None  # the next checkpoint (perf_counter ns), once the run has started
         self.interval = new_histogram()  # latency since the last checkpoint, for the HDR interval log
         self.interval_start = 0.0
         self.log_started = False
@@ -191,9 +195,13 @@ class CheckpointSink(Sink):
         if totals.t0 is None:
             return
         now = perf_counter_ns()
-        if not final and now - self.last < soak.checkpoint_s * NS:
+        if self.due is None and not final:
+            # The first one early in the measured time (after the warmup), then one every checkpoint_s.
+            if totals.elapsed_s() < min(FIRST_CHECKPOINT_S, soak.checkpoint_s):
+                return
+        elif not final and now < self.due:  # type: ignore[operator]
             return
-        self.last = now
+        self.due = now + int(soak.checkpoint_s * NS)
         if self.plan.outputs.hdr_log and self.interval.get_total_count():
             try:
                 self._log_interval(totals)
@@ -218,9 +226,8 @@ class CheckpointSink(Sink):
             try:
                 write_json(doc, self.plan.outputs.out_path)
             except OSError as e:
-                totals.warn(
-                    f"could not write a checkpoint to {self.plan.outputs.out_path}: {e}", Once.CHECKPOINT
-                )
+                at = f"(at {totals.elapsed_s():.0f} s)"
+                totals.unwritten("checkpoint", f"{self.plan.outputs.out_path}: {e.strerror or e} {at}")
 
     def _log_interval(self, totals: Totals) -> None:
         from hdrh.log import HistogramLogWriter
@@ -303,7 +310,10 @@ class OutFileSink(Sink):
         try:
             write_json(doc, self.path)
         except OSError as e:
-            doc["warnings"].append(f"could not write {self.path}: {e.strerror or e}")
+            # The document goes on to the supervisor, which says it was not written and exits non-zero.
+            why = f"{self.path}: {e.strerror or e}"
+            doc.setdefault("unwritten", {})["-o"] = why
+            doc["warnings"].append(f"could not write -o {why}")
 
 
 # name -> what makes that output for a plan (None: the plan does not ask for it), in the order the sinks are

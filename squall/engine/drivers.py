@@ -25,6 +25,7 @@ NS = 1_000_000_000
 MIN_SLEEP_NS = 1_000_000
 YIELD_EVERY = 64
 STEER_NS = 100_000_000  # how often a users shape re-counts its users
+INTERNAL_PAUSE_S = 0.05  # a channel whose send raised waits this long to go again (never a busy loop)
 
 
 def at(loop: asyncio.AbstractEventLoop, t_ns: int, callback: Any, *args: Any) -> asyncio.TimerHandle:
@@ -116,9 +117,12 @@ class Driver:
         self.inflight -= 1
         start = ch.start
         if start >= self.measure_start:
-            self.response(status, start, ch.sent, first, done, nbytes)
-            if self.paced:
-                self.schedule_lag((ch.sent - start) // 1000)
+            try:
+                self.response(status, start, ch.sent, first, done, nbytes)
+                if self.paced:
+                    self.schedule_lag((ch.sent - start) // 1000)
+            except Exception as e:
+                self.rec.internal(e)
         else:
             self.rec.warmup += 1
         self.again(ch)
@@ -128,10 +132,17 @@ class Driver:
         self.inflight -= 1
         start = ch.start
         if start >= self.measure_start:
-            self.answer(status, start, ch.sent, first, done, nbytes, ch.reader, self.paced)
+            try:
+                self.answer(status, start, ch.sent, first, done, nbytes, ch.reader, self.paced)
+                if self.paced:
+                    self.schedule_lag((ch.sent - start) // 1000)
+            except Exception as e:
+                # The response is counted first (Recorder.answer): its stream's record is what was lost, so
+                # a 2xx answer turns into an error; an error status stays the error it was.
+                if status < 400:
+                    self.rec.reject("internal")
+                self.rec.internal(e, counted=False)
             ch.reader = None
-            if self.paced:
-                self.schedule_lag((ch.sent - start) // 1000)
         else:
             self.rec.warmup += 1
         self.again(ch)
@@ -148,7 +159,28 @@ class Driver:
             elif isinstance(exc, Interrupted):
                 self.rec.interrupted += 1
             else:
-                self.rec.failure(self.classify(exc))
+                try:
+                    kind = self.classify(exc)
+                except Exception as e:
+                    self.rec.internal(e)
+                else:
+                    self.rec.failure(kind)
+        self.again(ch)
+
+    def send(self, ch: Channel) -> None:
+        """`ch.send()`, counted in flight; a send that raises (a bug) is counted `internal` and the channel
+        goes again after a pause, so one bad request never ends the worker nor spins its loop."""
+        self.inflight += 1
+        try:
+            ch.send()
+        except Exception as e:
+            ch.busy = False
+            self.rec.internal(e)
+            # Still counted in flight while it rests, so the run cannot finish past a send it still owes.
+            self.loop.call_later(INTERNAL_PAUSE_S, self._rested, ch)
+
+    def _rested(self, ch: Channel) -> None:
+        self.inflight -= 1
         self.again(ch)
 
 
@@ -196,8 +228,7 @@ class ClosedDriver(Driver):
             self.check_finished()
             return
         ch.start = ch.sent = t
-        self.inflight += 1
-        ch.send()
+        self.send(ch)
 
     def _on_response_lean(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
         """on_response for closed-model HTTP runs (the busiest path): record, Budget.take and the next send
@@ -205,7 +236,10 @@ class ClosedDriver(Driver):
         self.inflight -= 1
         start = ch.start
         if start >= self.measure_start:
-            self.response(status, start, start, first, done, nbytes)
+            try:
+                self.response(status, start, start, first, done, nbytes)
+            except Exception as e:
+                self.rec.internal(e)
         else:
             self.rec.warmup += 1
         if self.stopping:
@@ -222,7 +256,12 @@ class ClosedDriver(Driver):
             count.left -= 1
         ch.start = ch.sent = t
         self.inflight += 1
-        ch.send()
+        try:
+            ch.send()
+        except Exception as e:  # (Driver.send, inlined)
+            ch.busy = False
+            self.rec.internal(e)
+            self.loop.call_later(INTERNAL_PAUSE_S, self._rested, ch)
 
 
 class UsersDriver(ClosedDriver):
@@ -311,8 +350,7 @@ class OpenDriver(Driver):
     def _send(self, ch: Channel, due: int) -> None:
         ch.start = due
         ch.sent = perf_counter_ns()
-        self.inflight += 1
-        ch.send()
+        self.send(ch)
 
     def _dispatch(self, due: int) -> None:
         if self.idle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections import deque
 from typing import Any
 
@@ -11,6 +12,7 @@ from squall.wire import Window
 
 HISTOGRAMS = ("latency", "service", "ttfb", "schedule_lag")
 STATUS_SLOTS = 1000  # status codes 0-999; anything else is counted as 0
+SAMPLE_CHARS = 4000  # an error sample's traceback, at most (its end, where the cause is)
 
 
 def classify_status(status: int) -> str | None:
@@ -67,6 +69,7 @@ class Recorder(AnswerRecording):
         self.notes: dict[str, Any] = {}  # sent once with the next window: error samples, tracemalloc
         self.lags: list[int] = []  # the loop probe's lateness (µs) this window: ~100 values, judged here
         self.loop_lag = self.lags.append
+        self.internal_seen = False  # the first internal error's traceback has been kept
         self._reset_counters()
 
     def _bind_counts(self) -> None:
@@ -96,8 +99,6 @@ class Recorder(AnswerRecording):
         Times must be ordered (start <= sent <= first <= done): then every value is non-negative, and when
         latency, the largest, is under the bucket table's limit so are the others.
         """
-        self.status[status if 0 <= status < STATUS_SLOTS else 0] += 1
-        self.bytes_in += nin
         latency = (done_ns - start_ns) // 1000
         if latency < self.table_len:
             if latency > self.hi:
@@ -109,18 +110,33 @@ class Recorder(AnswerRecording):
             # counted once and the latency histogram shipped under both names.
             if self.open_model:
                 self.c_service[table[(done_ns - sent_ns) // 1000]] += 1
-            return
-        hists = self.hists
-        hists["latency"].record(latency)
-        hists["ttfb"].record((first_ns - sent_ns) // 1000)
-        if self.open_model:
-            hists["service"].record((done_ns - sent_ns) // 1000)
+        else:
+            hists = self.hists
+            hists["latency"].record(latency)
+            hists["ttfb"].record((first_ns - sent_ns) // 1000)
+            if self.open_model:
+                hists["service"].record((done_ns - sent_ns) // 1000)
+        # Counted last: a response whose times could not be recorded is not counted here (the caller counts
+        # it as `internal` instead), so it is never counted twice.
+        self.status[status if 0 <= status < STATUS_SLOTS else 0] += 1
+        self.bytes_in += nin
 
     def failure(self, kind: str) -> None:
         """Count one request that got no HTTP response; it has no place in the latency histograms."""
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
+
+    def internal(self, exc: BaseException, counted: bool = True) -> None:
+        """A bug in squall caught where it would have ended the worker: count the request it cost as the
+        error kind `internal` (`counted`: False when the request is counted already), keep the first
+        traceback (shipped once, with the next window)."""
+        if counted:
+            self.failure("internal")
+        if not self.internal_seen:
+            self.internal_seen = True
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self.notes.setdefault("error_samples", {})["internal"] = text[-SAMPLE_CHARS:]
 
     def close_window(self, seq: int, t_start: int, t_end: int, inflight: int, users: int = 0) -> None:
         """End the window: take its counters and histograms (cheap), and queue it for `encode_step`."""

@@ -11,20 +11,21 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from time import monotonic, perf_counter_ns
 
-from squall.collector.collector import collector_main
-from squall.collector.sinks import SinkFactory, default_sinks
+from squall.collector.collector import collector_main, orphan_document
+from squall.collector.sinks import OutFileSink, SinkFactory, default_sinks
 from squall.engine.worker import worker_main
 from squall.plan.plan import Plan
 from squall.result.document import Result
-from squall.wire import Abort, Final, Hello, Start, Stop, WireError, decode, encode
+from squall.wire import Abort, Failed, Final, Hello, Progress, Start, Stop, WireError, decode, encode
 
 START_DELAY_NS = 50_000_000
 HELLO_TIMEOUT_S = 30.0
 KILL_GRACE_S = 3.0  # after Stop and the drain, how long a worker may take to finish before it is killed
+NS = 1_000_000_000
 
 
 class RunError(RuntimeError):
-    """The run could not start (no worker came up, or the collector died)."""
+    """The run could not start."""
 
 
 def _others(every: list[Connection], keep: list[Connection]) -> list[Connection]:
@@ -61,9 +62,12 @@ def run(plan: Plan, sinks: SinkFactory = default_sinks) -> Result:
     """Run a validated plan to the end (or to Ctrl-C/SIGTERM) and return its Result.
 
     `sinks` makes, inside the collector process, the outputs fed while the run goes on and at its end (the
-    live view, /metrics, soak checkpoints, the abort watcher, the -o file).
+    live view, /metrics, soak checkpoints, the abort watcher, the -o file). Raises LimitError (a PlanError)
+    before any process starts when the box cannot hold the run's connections.
     """
-    return _Supervisor(plan, sinks).run()
+    from squall.engine.limits import prepare
+
+    return _Supervisor(prepare(plan), sinks).run()
 
 
 class _Supervisor:
@@ -73,6 +77,11 @@ class _Supervisor:
         self.ctx = mp.get_context("fork")
         self.stop_reason: str | None = None
         self.stopped = False
+        self.pids: dict[int, int] = {}
+        self.started_at = time.time()
+        self.load_epoch = self.started_at
+        self.killed = False
+        self.progress: Progress | None = None  # the collector's latest totals
 
     def run(self) -> Result:
         plan, ctx = self.plan, self.ctx
@@ -121,17 +130,18 @@ class _Supervisor:
             child.close()
         self.ctl = [parent for parent, _ in ctls]
         try:
-            pids = self._await_hellos()
+            self.pids = pids = self._await_hellos()
             if not pids:
                 self._broadcast(Stop(self.stop_reason or "no worker started", 0.0))
             t0 = perf_counter_ns() + START_DELAY_NS
             if plan.spread.start_at is not None:  # every shard starts its load at the same wall-clock instant
                 t0 = max(t0, perf_counter_ns() + int((plan.spread.start_at - time.time()) * 1e9))
+            self.load_epoch = time.time() + (t0 - perf_counter_ns()) / NS
             start = encode(Start(t0, [pids.get(i, 0) for i in range(plan.spread.workers)]))
             self._send(sup_end, start)
             for conn in self.ctl:
                 self._send(conn, start)
-            doc = self._await_final(sup_end, collector, workers)
+            doc = self._await_final(sup_end, collector, workers, t0)
         finally:
             for w in workers:
                 w.join(timeout=plan.stop.drain_s + 5)
@@ -161,33 +171,75 @@ class _Supervisor:
         return pids
 
     def _await_final(
-        self, sup_end: Connection, collector: mp.process.BaseProcess, workers: list[mp.process.BaseProcess]
+        self,
+        sup_end: Connection,
+        collector: mp.process.BaseProcess,
+        workers: list[mp.process.BaseProcess],
+        t0: int,
     ) -> dict:
-        kill_at: float | None = None
+        stop = self.plan.stop
+        after = stop.drain_s + KILL_GRACE_S
+        # A -d run ends by the clock even when a worker does not (suspended, or stuck outside its loop):
+        # past the deadline, the drain and a grace, whatever still runs is killed and counted lost.
+        deadline_kill: int | None = None
+        if stop.duration_s is not None:
+            deadline_kill = t0 + int((stop.warmup_s + stop.duration_s + after) * NS)
+        stop_kill: int | None = None
         while True:
             if self.stop_reason is not None and not self.stopped:
-                self._broadcast(Stop(self.stop_reason, self.plan.stop.drain_s))
-            if self.stop_reason is not None and kill_at is None:
-                # A worker stuck outside its loop (a py factory that blocks, say) never answers Stop: after
-                # the drain and a grace it is killed, so the collector counts it lost and writes the rest.
-                kill_at = monotonic() + self.plan.stop.drain_s + KILL_GRACE_S
-            if kill_at is not None and monotonic() > kill_at:
-                for w in workers:
-                    if w.is_alive():
-                        w.kill()
-                kill_at = float("inf")
+                self._broadcast(Stop(self.stop_reason, stop.drain_s))
+            if self.stop_reason is not None and stop_kill is None:
+                # A worker stuck outside its loop (a py factory that blocks, say) never answers Stop.
+                stop_kill = perf_counter_ns() + int(after * NS)
+            if not self.killed:
+                now = perf_counter_ns()
+                if stop_kill is not None and now > stop_kill:
+                    why = f"did not stop within {after:g} s of the stop; killed"
+                    self._kill_stuck(sup_end, workers, why)
+                elif deadline_kill is not None and now > deadline_kill:
+                    why = f"still running {after:g} s after the run's end (stuck); killed"
+                    self._kill_stuck(sup_end, workers, why)
             ready = wait([sup_end, collector.sentinel], timeout=0.05)
             if sup_end in ready:
                 try:
                     msg = decode(sup_end.recv_bytes())
-                except (EOFError, OSError):
-                    raise RunError("the collector process died before finishing the result") from None
+                except (EOFError, OSError, WireError):
+                    return self._collector_lost(collector, workers)
                 if isinstance(msg, Final):
                     return msg.result
+                if isinstance(msg, Progress):
+                    self.progress = msg
                 if isinstance(msg, Abort) and self.stop_reason is None:
                     self.stop_reason = "threshold"
             elif ready:
-                raise RunError(f"the collector process died (exit code {collector.exitcode})")
+                return self._collector_lost(collector, workers)
+
+    def _kill_stuck(self, sup_end: Connection, workers: list[mp.process.BaseProcess], why: str) -> None:
+        """Kill every worker still running, telling the collector why first (it sees their pipes close)."""
+        self.killed = True
+        for i, w in enumerate(workers):
+            if w.is_alive():
+                self._send(sup_end, encode(Failed(i, why)))
+                w.kill()
+
+    def _collector_lost(
+        self, collector: mp.process.BaseProcess, workers: list[mp.process.BaseProcess]
+    ) -> dict:
+        """The collector died with the run's numbers: stop the workers (their windows have nowhere to go),
+        and make the result that says so; write -o, which was the collector's to write."""
+        collector.join(timeout=1.0)
+        code = collector.exitcode
+        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self._broadcast(Stop("collector lost", 0.0))
+        end = monotonic() + KILL_GRACE_S
+        for w in workers:
+            w.join(timeout=max(0.0, end - monotonic()))
+            if w.is_alive():
+                w.kill()
+        doc = orphan_document(self.plan, self.pids, self.started_at, self.load_epoch, why, self.progress)
+        if self.plan.outputs.out_path:
+            OutFileSink(self.plan.outputs.out_path).on_final(doc)
+        return doc
 
     def _broadcast(self, stop: Stop) -> None:
         self.stopped = True

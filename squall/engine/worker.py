@@ -16,6 +16,7 @@ import uvloop
 
 from squall.engine.budget import make_budget
 from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
+from squall.engine.limits import raise_nofile
 from squall.engine.recorder import NullRecorder, Recorder
 from squall.engine.transport.base import Channel
 from squall.engine.workload import make_sender
@@ -23,7 +24,7 @@ from squall.engine.workload.base import Sender
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.units import PlanError
-from squall.wire import Done, Failed, Hello, Start, Stop, decode, encode
+from squall.wire import Done, Failed, Hello, Start, Stop, Window, clamp_window, decode, encode
 
 NS = 1_000_000_000
 LOOP_PROBE_NS = 10_000_000
@@ -36,6 +37,7 @@ def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> No
     """Process entry point: run the worker, report a crash as Failed instead of a silent death."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C and sends Stop
     set_process_name(f"squall-worker{index}")
+    raise_nofile()  # (inherited from the supervisor already, unless this process was started otherwise)
     try:
         uvloop.run(Worker(plan, index, data, ctl).main())
     except PlanError as e:  # bad input found only here (a py factory that raises): usage error, no traceback
@@ -72,10 +74,12 @@ class Worker:
         self.seq = 0
         self.last_ship = 0
         self.ppid = os.getppid()
+        self.collector_lost = False  # the data pipe broke: nothing more is shipped, the worker stops
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        loop.set_exception_handler(self._loop_error)
         started: asyncio.Future[Start] = loop.create_future()
         self.started = started
         self.driver = driver = DRIVERS[self.kind](
@@ -92,14 +96,14 @@ class Worker:
         self.on_response, self.on_failure = driver.on_response, driver.on_failure
         await self._open_load(started)
         hello = encode(Hello(self.index, os.getpid()))
-        self.data.send_bytes(hello)
+        self._put(hello)
         self.ctl.send_bytes(hello)
         try:
             start = await asyncio.wait_for(started, START_TIMEOUT_S)
         except (asyncio.CancelledError, TimeoutError):
             # Stopped, or the supervisor died, before the run began: nothing to record.
             reason = self.budget.abort.reason or "supervisor lost"
-            self.data.send_bytes(encode(Done(self.index, -1, reason)))
+            self._put(encode(Done(self.index, -1, reason)))
             loop.remove_reader(self.ctl.fileno())
             await asyncio.wait_for(self.transport.close(), 1.0)
             return
@@ -126,9 +130,9 @@ class Worker:
             self.transport.finish()  # (py runs: tracemalloc's last word)
             self._close_window(perf_counter_ns())
             for window in self.rec.flush():
-                self.data.send_bytes(encode(window))
+                self._ship(window)
             loop.remove_reader(self.ctl.fileno())
-        self.data.send_bytes(encode(Done(self.index, self.seq - 1, self.budget.reason)))
+        self._put(encode(Done(self.index, self.seq - 1, self.budget.reason)))
         await asyncio.wait_for(self.transport.close(), 1.0)
 
     async def _open_load(self, started: asyncio.Future[Start]) -> None:
@@ -184,6 +188,40 @@ class Worker:
     def _stop_now(self, reason: str) -> None:
         self.stop(reason, self.plan.stop.drain_s)
 
+    def _put(self, blob: bytes) -> None:
+        """Send to the collector; once its pipe is broken (it died), drop everything and stop the run."""
+        if self.collector_lost:
+            return
+        try:
+            self.data.send_bytes(blob)
+        except OSError:
+            self.collector_lost = True
+            self.stop("collector lost", 0.0)
+
+    def _ship(self, window: Window) -> None:
+        """Encode and send a window; a value msgpack cannot carry (a count past 64 bits) is clamped, the
+        first such failure kept as an `internal` sample, so the window still goes."""
+        try:
+            blob = encode(window)
+        except (OverflowError, ValueError, TypeError) as e:
+            self.rec.internal(e, counted=False)
+            try:
+                blob = encode(clamp_window(window))
+            except (OverflowError, ValueError, TypeError):
+                return  # (not even its clamped numbers would go: the sample says why)
+        self._put(blob)
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """An exception no callback caught (a bug in squall): kept as the `internal` sample, never printed
+        as a traceback in the middle of the live view; the run goes on (a stuck worker is killed and
+        counted lost by the supervisor)."""
+        exc = context.get("exception")
+        if not isinstance(exc, Exception) or isinstance(exc, OSError):
+            # A library's note (an unclosed session) or a socket's error outside a request: as before.
+            loop.default_exception_handler(context)
+            return
+        self.rec.internal(exc, counted=False)
+
     def _classify(self, exc: BaseException) -> str:
         return self.transport.classify(exc)
 
@@ -203,7 +241,7 @@ class Worker:
         while True:
             window = self.rec.encode_step()
             if window is not None:
-                self.data.send_bytes(encode(window))
+                self._ship(window)
             if not self.rec.closed or perf_counter_ns() >= deadline:
                 break
         nxt = due + LOOP_PROBE_NS
@@ -217,7 +255,11 @@ class Worker:
         if now < boundary:  # uvloop timers have ms resolution and can fire early: a window must not end early
             self.loop.call_later(MIN_SLEEP_NS / NS, self._tick)
             return
-        self._close_window(now)
+        try:
+            self._close_window(now)
+        except Exception as e:  # a bug: counted, and the windows keep their rhythm
+            self.rec.internal(e, counted=False)
+            self.seq += 1
         if os.getppid() != self.ppid:
             self.stop("supervisor lost", self.plan.stop.drain_s)
         at(self.loop, self.measure_start + self.seq * self.window_ns, self._tick)

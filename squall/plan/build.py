@@ -48,6 +48,8 @@ class LoadFlags:
     start_at: float | None = None
     prometheus_port: str | None = None
     transport: str = "auto"
+    source_ip: tuple[str, ...] = ()
+    connect_rate: float | None = None
 
 
 def build(
@@ -85,6 +87,11 @@ def build(
         abort_on_fail=flags.abort_on_fail,
     )
     fields.setdefault("transport", flags.transport)
+    if flags.source_ip:
+        from squall.plan.plan import parse_source_ips
+
+        fields["source_ips"] = parse_source_ips(flags.source_ip)
+    fields["connect_rate"] = flags.connect_rate
     if flags.prometheus_port is not None:
         fields["prometheus"] = listen_address(flags.prometheus_port)
     if flags.target_pid is not None:
@@ -212,33 +219,13 @@ def _shape(
     return None
 
 
-SECRET_OPTIONS = ("--api-key",)
-SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "x-auth-token")
-
-
 def command_line(argv: list[str]) -> str:
-    """The command as typed, for the result's meta, with secrets replaced by ***."""
+    """The command as typed, for the result's meta, with secrets replaced (squall.redact)."""
+    from squall.redact import redact_argv
+
     # Arguments that are not valid UTF-8 arrive as surrogates; keep them printable and encodable.
     args = [a.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for a in argv]
-    for i, a in enumerate(args):
-        if a in SECRET_OPTIONS and i + 1 < len(args):
-            args[i + 1] = "***"
-        elif a.startswith(tuple(f"{o}=" for o in SECRET_OPTIONS)):
-            args[i] = a.split("=", 1)[0] + "=***"
-        elif a == "--header" or (a.startswith("-") and not a.startswith("--") and a.endswith("H")):
-            if i + 1 < len(args):  # -H VALUE, or a cluster of short options ending in H (-kH VALUE)
-                args[i + 1] = hide_secret_header(args[i + 1])
-        elif a.startswith("--header="):
-            args[i] = "--header=" + hide_secret_header(a[9:])
-        elif a.startswith("-H"):  # -HVALUE
-            args[i] = "-H" + hide_secret_header(a[2:])
-    return shlex.join(["squall", *args])
-
-
-def hide_secret_header(text: str) -> str:
-    """'Authorization: Bearer sk-...' -> 'Authorization: ***' (credentials never reach the result)."""
-    name, sep, _ = text.partition(":")
-    return f"{name}: ***" if sep and name.strip().lower() in SECRET_HEADERS else text
+    return shlex.join(["squall", *redact_argv(args)])
 
 
 def listen_address(text: str) -> tuple[str, int]:

@@ -23,11 +23,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Client:
     """How requests go out: the transport by name ("auto": raw, aiohttp for scenarios), each request's
-    timeout, and whether the server's TLS certificate is checked."""
+    timeout, whether the server's TLS certificate is checked, the local addresses connections come from
+    (round robin; none: the system's choice) and how many connections the run opens per second before it
+    starts (None: 2,000/s per worker; see squall.engine.limits)."""
 
     transport: str = "auto"
     timeout_s: float = 30.0
     tls_verify: bool = True
+    source_ips: tuple[str, ...] = ()
+    connect_rate: float | None = None
 
     def validate(self, in_process: bool = False) -> None:
         """Raise PlanError for a transport the engine does not have or a timeout out of range; "py" is the
@@ -44,6 +48,43 @@ class Client:
             )
         if not 0 < self.timeout_s <= MAX_SECONDS:
             raise PlanError("--timeout must be greater than 0 and at most 30 days")
+        if self.connect_rate is not None and not 0 < self.connect_rate < float("inf"):
+            raise PlanError(f"--connect-rate {self.connect_rate:g}: give connections per second, above 0")
+        parse_source_ips(self.source_ips)  # (already parsed: this checks a Plan made in code)
+
+
+MAX_SOURCE_IPS = 65536
+
+
+def parse_source_ips(specs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The local addresses of --source-ip values, each a comma list of addresses or A-B ranges
+    (127.0.0.2-127.0.0.9), in order, each once; raises PlanError naming the bad one."""
+    import ipaddress
+
+    out: dict[str, None] = {}
+    for spec in specs:
+        for item in str(spec).split(","):
+            item = item.strip()
+            if not item:
+                raise PlanError(f"--source-ip {spec!r}: an empty address")
+            low_text, dash, high_text = item.partition("-")
+            try:
+                low = ipaddress.ip_address(low_text.strip())
+                high = ipaddress.ip_address(high_text.strip()) if dash else low
+            except ValueError:
+                raise PlanError(
+                    f"--source-ip {item!r} is not an IP address or a range A-B (127.0.0.2-127.0.0.9)"
+                ) from None
+            if low.version != high.version or int(high) < int(low):
+                raise PlanError(f"--source-ip {item!r}: the range must go up, within one address family")
+            if int(high) - int(low) + len(out) >= MAX_SOURCE_IPS:
+                raise PlanError(f"--source-ip {item!r}: more than {MAX_SOURCE_IPS} addresses")
+            for n in range(int(low), int(high) + 1):
+                out[str(type(low)(n))] = None
+    families = {":" in a for a in out}
+    if len(families) > 1:
+        raise PlanError("--source-ip mixes IPv4 and IPv6 addresses: a connection needs one family")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +220,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "transport": ("client", "transport"),
     "timeout_s": ("client", "timeout_s"),
     "tls_verify": ("client", "tls_verify"),
+    "source_ips": ("client", "source_ips"),
+    "connect_rate": ("client", "connect_rate"),
     "quiet": ("outputs", "quiet"),
     "out_path": ("outputs", "out_path"),
     "hdr_log": ("outputs", "hdr_log"),

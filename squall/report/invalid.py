@@ -26,7 +26,20 @@ def why_not_valid(doc: dict[str, Any]) -> list[str]:
             "the main squall process died during the run, so the load stopped early. What to do: run again "
             "and keep the main process alive (a killed terminal or an out-of-memory kill end it)."
         )
-    for worker, why in sorted((doc.get("workers_lost") or {}).items()):
+    if "collector lost" in stop:
+        out.append(
+            "the collector process died during the run, and the numbers the workers had sent it with it. "
+            "What to do: run again; if it was killed for memory, use a shorter run or fewer workers."
+        )
+    for stall in doc.get("stalled") or ():
+        out.append(
+            f"worker {stall['worker']} stalled: it sent no numbers for {stall['for_s']:.1f} s from "
+            f"{stall['at_s']:.1f} s (its process was suspended, or its event loop blocked), so the load it "
+            "was to send did not go out then. What to do: keep the box from suspending squall (no "
+            "kill -STOP, enough memory); in a py workload, do not block the loop (await, not time.sleep)."
+        )
+    lost = {} if "collector lost" in stop else doc.get("workers_lost") or {}  # (the collector said it all)
+    for worker, why in sorted(lost.items()):
         out.append(
             f"worker {worker} was lost ({why}), so its share of the load was never measured. What to do: "
             "fix what the warning names; if it ran out of memory, use fewer connections/streams or more "

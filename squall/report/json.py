@@ -9,9 +9,13 @@ from typing import Any
 
 import orjson
 
+from squall.redact import redact_doc
+
 
 def write_json(doc: dict[str, Any], path: str) -> None:
-    """Write `doc` to `path` via a temporary file and rename, so a reader never sees half a file."""
+    """Write `doc` (its secrets redacted) to `path` via a temporary file and rename, so a reader never sees
+    half a file."""
+    redact_doc(doc)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".squall-", suffix=".json", dir=directory)
     try:
@@ -26,6 +30,6 @@ def write_json(doc: dict[str, Any], path: str) -> None:
 
 
 def read_json(path: str) -> dict[str, Any]:
-    """Read a result document."""
+    """Read a result document (what an older squall left unredacted is redacted now)."""
     with open(path, "rb") as f:
-        return orjson.loads(f.read())
+        return redact_doc(orjson.loads(f.read()))

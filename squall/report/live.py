@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from squall.redact import redact_text
+
 if TYPE_CHECKING:
     from squall.collector.aggregate import Aggregate
     from squall.plan.plan import Plan
@@ -51,11 +53,11 @@ class LiveView:
 
     def warn(self, text: str) -> None:
         """Print a warning above the live line."""
-        self.console.print(f"warning: {text}", style="yellow", soft_wrap=True)
+        self.console.print(f"warning: {redact_text(text)}", style="yellow", soft_wrap=True)
 
     def note(self, text: str) -> None:
         """Print a line above the live line."""
-        self.console.print(text, soft_wrap=True)
+        self.console.print(redact_text(text), soft_wrap=True)
 
     def close(self) -> None:
         """Take the live line away (the run has ended)."""

@@ -9,7 +9,11 @@ from typing import Any
 
 import typer
 
-from squall.result.document import EXIT_USAGE, STOPPED_BY_SIGNAL, Result
+from squall.result.document import EXIT_INVALID, EXIT_USAGE, STOPPED_BY_SIGNAL, Result
+
+# An output that could not be written (-o, a checkpoint, --html, --csv, --junit) ends the command with this
+# code, whatever the run was: what was asked for is not there. (Paths are checked before the run, exit 2.)
+EXIT_UNWRITTEN = EXIT_INVALID
 
 
 @contextlib.contextmanager
@@ -57,14 +61,34 @@ OUTPUTS: dict[str, Callable[[dict[str, Any], Path], str]] = {
 }
 
 
-def write_all(doc: dict[str, Any], files: dict[str, Path | None]) -> None:
-    """Write every file asked for ({option: path}, None when not asked), each saying so on stderr."""
+def write_all(doc: dict[str, Any], files: dict[str, Path | None]) -> list[str]:
+    """Write every file asked for ({option: path}, None when not asked), each saying so on stderr; return
+    the options whose file could not be written (each said as an error line)."""
+    failed = []
     for option, write in OUTPUTS.items():
         path = files.get(option)
-        if path is not None:
+        if path is None:
+            continue
+        try:
             said = write(doc, path)
-            if said:
-                typer.echo(said, err=True)
+        except OSError as e:
+            typer.echo(f"squall: error: could not write {option} {path}: {e.strerror or e}", err=True)
+            failed.append(option)
+            continue
+        if said:
+            typer.echo(said, err=True)
+    return failed
+
+
+def said_unwritten(doc: dict[str, Any], out_path: str | None) -> bool:
+    """Say where the run's -o went, or that an output the collector wrote (-o, a soak checkpoint) could not
+    be written; True when one could not."""
+    unwritten = doc.get("unwritten") or {}
+    for output, why in unwritten.items():
+        typer.echo(f"squall: error: could not write {output} {why}", err=True)
+    if out_path and "-o" not in unwritten:
+        typer.echo(f"result written to {out_path}", err=True)
+    return bool(unwritten)
 
 
 def exit_code(result: Result) -> int:
@@ -72,6 +96,7 @@ def exit_code(result: Result) -> int:
     return EXIT_USAGE if result.usage_error is not None else result.exit_code()
 
 
-def write_extras(doc: dict[str, Any], html: Path | None, csv_path: Path | None) -> None:
-    """Write --html and --csv for a document that is already at hand (hunt, soak, merge)."""
-    write_all(doc, {"--html": html, "--csv": csv_path})
+def write_extras(doc: dict[str, Any], html: Path | None, csv_path: Path | None) -> list[str]:
+    """Write --html and --csv for a document that is already at hand (hunt, soak, merge); return the
+    options whose file could not be written."""
+    return write_all(doc, {"--html": html, "--csv": csv_path})

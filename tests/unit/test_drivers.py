@@ -28,6 +28,7 @@ class FakeRec:
         self.lags: list[int] = []
         self.readers: list[tuple[Any, bool]] = []  # (the answer's reader, paced) of each LLM answer
         self.warmup = self.interrupted = self.dropped = self.unsent = 0
+        self.samples: list[BaseException] = []  # the exceptions handed to internal()
 
     def response(self, status: int, start: int, sent: int, first: int, done: int, nbytes: int) -> None:
         self.responses.append((status, start, sent))
@@ -37,6 +38,11 @@ class FakeRec:
 
     def schedule_lag(self, us: int) -> None:
         self.lags.append(us)
+
+    def internal(self, exc: BaseException, counted: bool = True) -> None:
+        if counted:
+            self.failures.append("internal")
+        self.samples.append(exc)
 
     def answer(
         self, status: int, start: int, sent: int, first: int, done: int, nin: int, reader: Any, paced: bool
@@ -330,3 +336,77 @@ def test_an_llm_run_records_each_answer_with_its_reader_once() -> None:
     assert all(c.reader is None for c in chans)  # let go once recorded
     d, rec, _, _ = drive_open([0, 10], 40, p=plan(rate=100.0, llm=LlmSpec()), channels=1)
     assert rec.readers == [("reader1", True), ("reader2", True)] and len(rec.lags) == 2
+
+
+class BrokenRec(FakeRec):
+    """Every third response raises while it is recorded (a bug), before anything is counted."""
+
+    def response(self, status: int, start: int, sent: int, first: int, done: int, nbytes: int) -> None:
+        if (len(self.responses) + len(self.failures)) % 3 == 2:
+            raise OverflowError("Integer value out of range")
+        super().response(status, start, sent, first, done, nbytes)
+
+
+class FlakyChannel(FakeChannel):
+    """Its first send raises (a bug building the request); later ones go."""
+
+    __slots__ = ()
+
+    def send(self) -> None:
+        if self.sends == 0:
+            self.sends = -1
+            raise ValueError("bad request bytes")
+        self.sends = max(self.sends, 0)
+        super().send()
+
+
+def _drive_broken(p: Plan, rec: FakeRec, chans: Callable[[Owner], list[FakeChannel]], n: int) -> Driver:
+    async def main() -> Driver:
+        t0 = perf_counter_ns()
+        budget = Budget([Abort(), Count(n)])
+        budget.begin(t0)
+        owner = Owner()
+        cls = {"closed": ClosedDriver, "open": OpenDriver}[driver_kind(p)]
+        d = cls(p, 0, rec, budget, lambda e: type(e).__name__, lambda _r: None)  # type: ignore[arg-type]
+        owner.on_response, owner.on_failure = d.on_response, d.on_failure
+        d.start(chans(owner), t0)  # type: ignore[arg-type]
+        await asyncio.wait_for(d.finished, 10)
+        return d
+
+    return asyncio.run(main())
+
+
+def test_a_recording_that_raises_is_counted_internal_and_the_run_goes_on() -> None:
+    for p in (plan(), plan(rate=2000.0)):  # the lean closed path, and the open model's
+        rec = BrokenRec()
+        d = _drive_broken(p, rec, lambda o: [FakeChannel(o) for _ in range(2)], 12)
+        assert len(rec.responses) == 8 and rec.failures == ["internal"] * 4  # each request counted once
+        assert d.inflight == 0 and all(isinstance(e, OverflowError) for e in rec.samples)
+
+
+def test_a_send_that_raises_is_counted_internal_and_never_hangs() -> None:
+    for p in (plan(), plan(rate=2000.0)):
+        rec = FakeRec()
+        d = _drive_broken(p, rec, lambda o: [FlakyChannel(o) for _ in range(3)], 9)
+        assert rec.failures == ["internal"] * 3 and len(rec.responses) == 6
+        assert d.inflight == 0 and [type(e) for e in rec.samples] == [ValueError] * 3
+
+
+def test_a_classification_that_raises_is_counted_internal() -> None:
+    rec = FakeRec()
+
+    def classify(exc: BaseException) -> str:
+        raise KeyError(exc)
+
+    async def main() -> None:
+        t0 = perf_counter_ns()
+        budget = Budget([Abort(), Count(4)])
+        budget.begin(t0)
+        owner = Owner()
+        d = ClosedDriver(plan(), 0, rec, budget, classify, lambda _r: None)  # type: ignore[arg-type]
+        owner.on_response, owner.on_failure = d.on_response, d.on_failure
+        d.start([FakeChannel(owner, fail=ConnectionResetError()) for _ in range(2)], t0)  # type: ignore[list-item]
+        await asyncio.wait_for(d.finished, 10)
+
+    asyncio.run(main())
+    assert rec.failures == ["internal"] * 4

@@ -43,6 +43,7 @@ class FakeTotals:
     supervisor: bool = True
     doc: dict[str, Any] = field(default_factory=dict)
     warned: set[Once] = field(default_factory=set)
+    unwritten_files: dict[str, str] = field(default_factory=dict)
 
     def elapsed_s(self) -> float:
         return self.elapsed
@@ -66,6 +67,11 @@ class FakeTotals:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def unwritten(self, output: str, why: str) -> None:
+        if output not in self.unwritten_files:
+            self.unwritten_files[output] = why
+            self.warn(f"could not write {output}: {why}")
 
 
 def _plan(**kw: Any) -> Plan:
@@ -165,21 +171,19 @@ def test_warnings_said_once_go_by_their_key_not_their_text() -> None:
     c = Collector(plan, [], None, lambda _p, _t: [])
     c.warn("could not write the --hdr-log: disk full", Once.HDR_LOG)
     c.warn("could not write the --hdr-log: disk full again", Once.HDR_LOG)
-    c.warn("could not write a checkpoint to r.json: --hdr-log", Once.CHECKPOINT)  # names the other: said
     c.warn("target process 7 could not be sampled", Once.TARGET)
     c.warn("target process 7 exited during the run", Once.TARGET)
     c.warn("threshold p99<1s failed")
     c.warn("threshold p99<1s failed")  # without a key, every time
     assert c.warnings == [
         "could not write the --hdr-log: disk full",
-        "could not write a checkpoint to r.json: --hdr-log",
         "target process 7 could not be sampled",
         "threshold p99<1s failed",
         "threshold p99<1s failed",
     ]
 
 
-def test_a_checkpoint_that_cannot_be_written_warns_once_and_notes_the_verdict(tmp_path: Any) -> None:
+def test_a_checkpoint_that_cannot_be_written_is_an_unwritten_output_said_once(tmp_path: Any) -> None:
     out = str(tmp_path / "no" / "r.json")
     plan = _plan(out_path=out, soak=SoakSpec(checkpoint_s=1.0))
     verdict = {
@@ -192,13 +196,13 @@ def test_a_checkpoint_that_cannot_be_written_warns_once_and_notes_the_verdict(tm
     totals = FakeTotals(plan, elapsed=60.0, doc={"soak": verdict})
     sink = CheckpointSink.for_plan(plan, totals)
     assert sink is not None
-    sink.last = 0  # the first checkpoint is due
+    sink.on_tick(totals, final=False)  # (60 s measured: the first checkpoint is due)
+    sink.due = 0
     sink.on_tick(totals, final=False)
-    sink.last = 0
-    sink.on_tick(totals, final=False)
-    # Said once, though both checkpoints failed (the error names the temporary file written first).
+    # Said once, though both checkpoints failed; the run will end in an error for it.
     assert len(totals.warnings) == 1
-    assert totals.warnings[0].startswith(f"could not write a checkpoint to {out}: [Errno 2] No such file")
+    assert totals.warnings[0].startswith(f"could not write checkpoint: {out}: No such file")
+    assert list(totals.unwritten_files) == ["checkpoint"]
     note = "soak 60 s: target RSS +1.5 MB/h (+0.5 to +2.5), FD growth 0: no leak so far"
     assert totals.notes == [note, note]
     # Quiet: no note (and with no -o, no document is made at all).
@@ -206,6 +210,21 @@ def test_a_checkpoint_that_cannot_be_written_warns_once_and_notes_the_verdict(tm
     totals = FakeTotals(quiet, doc={"soak": verdict})
     sink = CheckpointSink.for_plan(quiet, totals)
     assert sink is not None
-    sink.last = 0
     sink.on_tick(totals, final=False)
     assert totals.notes == [] and totals.warnings == []
+
+
+def test_the_first_checkpoint_comes_early_then_one_every_interval(tmp_path: Any) -> None:
+    from time import perf_counter_ns
+
+    out = tmp_path / "r.json"
+    plan = _plan(quiet=True, out_path=str(out), soak=SoakSpec(checkpoint_s=60.0))
+    totals = FakeTotals(plan, elapsed=4.9, doc={"soak": {}})  # measured seconds (after the warmup)
+    sink = CheckpointSink.for_plan(plan, totals)
+    assert sink is not None
+    sink.on_tick(totals, final=False)
+    assert sink.due is None and not out.exists()
+    totals.elapsed = 5.0  # 5 s in, not 60
+    sink.on_tick(totals, final=False)
+    assert out.exists()
+    assert sink.due is not None and sink.due - perf_counter_ns() > 50 * 10**9  # then the interval

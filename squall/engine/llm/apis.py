@@ -12,17 +12,35 @@ if TYPE_CHECKING:
     from squall.plan.specs import LlmSpec, Prompt
 
 Path = tuple[str | int, ...]
-Said = tuple[str | None, dict[str, Any] | None, str | None]  # an event's (text, usage, end): ApiShape.read
+Said = tuple[Any, Any, str | None]  # an event's (text, usage, end) as it says them: ApiShape.read
+
+
+class BadEvent(ValueError):
+    """An event (or a whole answer) whose structure squall can't use: a JSON value of the wrong type."""
 
 
 def dig(obj: Any, path: Path) -> Any:
-    """`obj[p0][p1]...`, or None where a step is missing."""
+    """`obj[p0][p1]...` through JSON objects and arrays, or None where a step is missing or not one."""
     for part in path:
-        try:
+        if isinstance(obj, dict):
+            obj = obj.get(part if isinstance(part, str) else str(part))
+        elif isinstance(obj, list) and isinstance(part, int) and 0 <= part < len(obj):
             obj = obj[part]
-        except (KeyError, IndexError, TypeError):
+        else:
             return None
     return obj
+
+
+def first_choice(event: Any) -> dict[str, Any] | None:
+    """An OpenAI event's `choices[0]`, or None when it has none; BadEvent when either is of the wrong type."""
+    if not isinstance(event, dict):
+        raise BadEvent("the event is not a JSON object")
+    choices = event.get("choices")
+    if not choices:
+        return None
+    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise BadEvent("choices is not a list of objects")
+    return choices[0]
 
 
 def parse_path(dotted: str) -> Path:
@@ -45,15 +63,15 @@ class ApiShape:
         """The JSON body for one prompt (before --body-json is merged in)."""
         return {"prompt": prompt_text(p)}
 
-    def read(self, event: dict[str, Any], path: Path) -> Said:
-        """What one event says, in one call (the stream reader's per-event path): its content text or None
-        (`path`: where --text-path points), its token usage or None, and None while the stream goes on, ""
-        when this event ends it well, else the error kind it ends in."""
-        text = dig(event, path)
-        return (text if isinstance(text, str) else None), None, None
+    def read(self, event: Any, path: Path) -> Said:
+        """What one event (any JSON value) says, in one call (the stream reader's per-event path): its content
+        text or None (`path`: where --text-path points), its token usage or None, and None while the stream
+        goes on, "" when this event ends it well, else the error kind it ends in. Text and usage are returned
+        as found (the reader checks their types); an event shaped wrong raises BadEvent."""
+        return dig(event, path), None, None
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
-        """(text, usage) of a whole non-streamed answer."""
+        """(text, usage) of a whole non-streamed answer, as found; BadEvent when it is shaped wrong."""
         return dig(body, path), None
 
     def guess(self, path: str) -> bool:
@@ -70,19 +88,28 @@ class Chat(ApiShape):
         body["messages"] = [{"role": role, "content": content} for role, content in msgs]
         return _openai_tail(body, spec, p)
 
-    def read(self, event: dict[str, Any], path: Path) -> Said:
-        usage = event.get("usage") or None
+    def read(self, event: Any, path: Path) -> Said:
+        # (first_choice inlined: this runs once per token)
+        if type(event) is not dict:
+            raise BadEvent("the event is not a JSON object")
         choices = event.get("choices")
-        if not choices:
-            return None, usage, None
-        c = choices[0]
-        delta = c.get("delta") or c.get("message") or {}
-        return delta.get("content"), usage, None
+        if not choices:  # a usage-only event, or an error the API sends in the stream
+            return None, event.get("usage"), "stream_error" if event.get("error") else None
+        if type(choices) is not list or type(c := choices[0]) is not dict:
+            raise BadEvent("choices is not a list of objects")
+        delta = c.get("delta") or c.get("message")
+        if not delta:
+            return None, event.get("usage"), None
+        if not isinstance(delta, dict):
+            raise BadEvent("delta is not an object")
+        return delta.get("content"), event.get("usage"), None
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
-        usage = body.get("usage") or None if isinstance(body, dict) else None
-        message = dig(body, ("choices", 0, "message"))
-        return (message.get("content") if isinstance(message, dict) else message), usage
+        c = first_choice(body)
+        message = c.get("message") if c is not None else None
+        if message is not None and not isinstance(message, dict):
+            raise BadEvent("message is not an object")
+        return (message.get("content") if message else None), body.get("usage")
 
     def guess(self, path: str) -> bool:
         return path.endswith("/chat/completions")
@@ -95,13 +122,15 @@ class Completions(Chat):
         body: dict[str, Any] = {"model": spec.model, "stream": spec.stream, "prompt": prompt_text(p)}
         return _openai_tail(body, spec, p)
 
-    def read(self, event: dict[str, Any], path: Path) -> Said:
-        choices = event.get("choices")
-        return (choices[0].get("text") if choices else None), event.get("usage") or None, None
+    def read(self, event: Any, path: Path) -> Said:
+        c = first_choice(event)
+        if c is None:
+            return None, event.get("usage"), "stream_error" if event.get("error") else None
+        return c.get("text"), event.get("usage"), None
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
-        usage = body.get("usage") or None if isinstance(body, dict) else None
-        return dig(body, ("choices", 0, "text")), usage
+        c = first_choice(body)
+        return (c.get("text") if c is not None else None), body.get("usage")
 
     def guess(self, path: str) -> bool:
         return path.endswith("/completions")
@@ -116,7 +145,9 @@ class Dify(ApiShape):
         mode = "streaming" if spec.stream else "blocking"
         return {"query": prompt_text(p), "inputs": {}, "user": "squall", "response_mode": mode}
 
-    def read(self, event: dict[str, Any], path: Path) -> Said:
+    def read(self, event: Any, path: Path) -> Said:
+        if not isinstance(event, dict):
+            raise BadEvent("the event is not a JSON object")
         kind = event.get("event")
         if kind == "message" or kind == "agent_message":
             return event.get("answer"), None, None
@@ -126,7 +157,7 @@ class Dify(ApiShape):
 
     def final(self, body: Any, path: Path) -> tuple[Any, Any]:
         if not isinstance(body, dict):
-            return None, None
+            raise BadEvent("the answer is not a JSON object")
         return body.get("answer"), dig(body, ("metadata", "usage"))
 
     def guess(self, path: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parsedate_tz
 from typing import Any
 
 LLM_HISTOGRAMS = ("ttft", "ttft_intended", "itl", "tpot", "e2e")
@@ -14,9 +15,30 @@ LLM_COUNTERS = (
     "token_discrepancy",
     "goodput",
     "bad_chunks",
+    "bad_usage",
     "retry_after",
     "retry_after_max_ms",
+    "retry_after_clamped",
 )
+RETRY_AFTER_MAX_S = 3600
+
+
+def retry_after_ms(value: bytes | str) -> tuple[int | None, bool]:
+    """A Retry-After header's wait in ms (None for an HTTP date, which is not measured, or for a value
+    that can't be read), and whether it was clamped into 0..3600 s or unreadable."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return None, parsedate_tz(text.strip()) is None
+        except Exception:  # (old email.utils raised on some odd dates)
+            return None, True
+    if not seconds >= 0:  # negative or NaN
+        return 0, True
+    if seconds > RETRY_AFTER_MAX_S:  # (inf too)
+        return RETRY_AFTER_MAX_S * 1000, True
+    return int(seconds * 1000), False
 
 
 class AnswerRecording:
@@ -53,14 +75,15 @@ class AnswerRecording:
         if status >= 400:
             if reader is not None and reader.retry_after:
                 c["retry_after"] += 1
-                try:
-                    ms = int(float(reader.retry_after) * 1000)
+                ms, clamped = retry_after_ms(reader.retry_after)
+                if ms is not None:
                     c["retry_after_max_ms"] = max(c["retry_after_max_ms"], ms)
-                except ValueError:
-                    pass  # an HTTP date: counted, not measured
+                if clamped:
+                    c["retry_after_clamped"] += 1
             return
         kind = reader.finish(done)
         c["bad_chunks"] += reader.bad
+        c["bad_usage"] += reader.bad_usage
         if kind is not None:
             self.reject(kind)
             return

@@ -32,22 +32,42 @@ class Reading:
         self.done_marker = (shape.done_marker if done_marker is None else done_marker).encode()
 
 
+TOKENS_MAX = 2**31  # a token count above this is not a count (it would overflow the counters downstream)
+
+
+def token_count(value: Any) -> tuple[int | None, bool]:
+    """A usage field as a token count: (count or None when there is none to use, whether it was unusable).
+
+    A whole number outside 0..2^31 is clamped into it; a value of another type (text, float, bool) is not.
+    """
+    if value is None:
+        return None, False
+    if type(value) is not int:
+        return None, True
+    if 0 <= value <= TOKENS_MAX:
+        return value, False
+    return (0 if value < 0 else TOKENS_MAX), True
+
+
 class AnswerReader:
     """One answer, fed as it arrives: SSE events (or one JSON body) -> content times, text, usage.
 
     A transport calls feed(data, now_ns) with body bytes as they arrive and sets `retry_after` from the
-    header of that name; the recorder calls finish(done_ns) and tokens().
+    header of that name (bytes or str); the recorder calls finish(done_ns) and tokens(). Nothing a server
+    sends makes either raise: what squall can't use is counted (`bad` events, `bad_usage` fields).
     """
 
     __slots__ = (
         "bad",
-        "buf",
-        "crlf",
+        "bad_usage",
+        "cr",
+        "data",
         "done",
         "done_marker",
         "error",
         "finished",
         "gaps",
+        "held",
         "how",
         "input_tokens",
         "path",
@@ -57,6 +77,7 @@ class AnswerReader:
         "stream",
         "t_first",
         "t_last",
+        "token_counts",
         "usage",
     )
 
@@ -67,67 +88,108 @@ class AnswerReader:
         self.stream = how.stream
         self.done_marker = how.done_marker
         self.input_tokens = input_tokens
-        self.buf = b""
-        self.crlf: bool | None = None  # whether this server ends lines with CR LF (seen in its first bytes)
+        self.held: list[bytes] = []  # a line not yet ended (streamed), or the body so far (not streamed)
+        self.data: list[bytes] = []  # the `data:` values of the event not yet ended
+        self.cr = False  # the last bytes fed ended in CR: a LF opening the next ones ends no other line
         self.done = False
         self.error: str | None = None
         self.bad = 0
+        self.bad_usage = 0
         self.t_first = 0
         self.t_last = 0
         self.gaps = array("q")
         self.pieces: list[str] = []
         self.usage: dict[str, Any] | None = None
-        self.retry_after = b""
+        self.token_counts: tuple[int | None, int | None] = (None, None)  # (output, input) from usage
+        self.retry_after: bytes | str = b""
         self.finished: tuple[str | None] | None = None
 
     def feed(self, data: bytes, now: int) -> None:
         """Body bytes that arrived at `now` (perf_counter_ns)."""
-        # The busiest path of a stream (once per token event): as few calls as it can be.
+        # The busiest path of a stream (once per token event): as few calls as it can be. Each byte is
+        # looked at a bounded number of times (a line or an event split over many reads is joined once, when
+        # it ends), so a 50 MB event costs what 50 MB of small ones do.
         if not self.stream:
-            self.buf += data
+            self.held.append(data)
             return
-        buf = self.buf + data if self.buf else data
-        if self.crlf is None:  # a server keeps its line endings: look once, not at every event
-            self.crlf = b"\r" in buf
-        if self.crlf:
-            buf = buf.replace(b"\r\n", b"\n")
-        events = buf.split(b"\n\n")
-        self.buf = events.pop()  # what follows the last complete event (b"" when the data ended one)
-        for block in events:
-            self._event(block, now)
-
-    def _event(self, block: bytes, now: int) -> None:
-        if block.startswith(b"data:") and block.find(b"\n") < 0:
-            payload = block[5:].strip()
+        if self.cr or self.held or self.data or b"\r" in data:
+            self._lines(data, now)
+        elif data.startswith(b"data:") and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n\n"):
+            self._payload(data[5:].strip(), now)  # one whole one-line event, nothing held: the usual read
         else:
-            lines = [ln[5:].strip() for ln in block.split(b"\n") if ln.startswith(b"data:")]
-            if not lines:
-                return  # a comment, an `event:` or `id:` line alone: nothing to read
-            payload = b"\n".join(lines)
+            self._lines(data, now)
+
+    def _lines(self, data: bytes, now: int) -> None:
+        if self.cr:
+            if not data:
+                return
+            self.cr = False
+            if data[0] == 10:  # the LF of a CR LF split between two reads
+                data = data[1:]
+        if b"\r" in data:  # CR LF, LF and CR all end a line, mixed as they come
+            self.cr = data[-1] == 13
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            held = self.held
+            if held:
+                held.append(lines[0])
+                lines[0] = b"".join(held)
+                self.held = []
+            for line in lines:
+                if line:
+                    if line.startswith(b"data:"):
+                        self.data.append(line[5:])
+                    elif line.startswith(b"\xef\xbb\xbfdata:"):  # (a byte order mark opening the stream)
+                        self.data.append(line[8:])
+                    # (a comment, `event:`, `id:` or `retry:` line: nothing to read)
+                elif self.data:
+                    self._event(now)
+        if rest:
+            self.held.append(rest)
+
+    def _event(self, now: int) -> None:
+        data = self.data
+        self.data = []
+        self._payload((data[0] if len(data) == 1 else b"\n".join(data)).strip(), now)
+
+    def _payload(self, payload: bytes, now: int) -> None:
+        if not payload:
+            return  # an empty `data:` (a heartbeat): no event
         if payload == self.done_marker:
             self.done = True
             return
         try:
             obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            text, usage, end = self.read(obj, self.path)
+        except Exception:  # not JSON, or shaped wrong (BadEvent): this event is lost, the stream goes on
             self.bad += 1
             return
-        if not isinstance(obj, dict):
-            return
-        text, usage, end = self.read(obj, self.path)
         if usage is not None:
-            self.usage = usage
+            self._usage(usage)
         if end is not None:
             self.done = True
             if end:
                 self.error = end
-        if text:  # a content event: its time, and the gap since the last one
+        if text is None:
+            return
+        if type(text) is not str:
+            self.bad += 1
+        elif text:  # a content event: its time, and the gap since the last one
             if self.t_first:
                 self.gaps.append((now - self.t_last) // 1000)
             else:
                 self.t_first = now
             self.t_last = now
             self.pieces.append(text)
+
+    def _usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            if usage:
+                self.usage = usage
+        elif usage:  # (an empty value is no usage; anything else not an object is unusable)
+            self.bad_usage += 1
 
     def finish(self, now: int) -> str | None:
         """Close the answer; returns an error kind (stream_broken, empty_response, ...) or None.
@@ -140,38 +202,56 @@ class AnswerReader:
 
     def _finish(self, now: int) -> str | None:
         if not self.stream:
+            body = b"".join(self.held)
+            self.held = []
             try:
-                obj = orjson.loads(self.buf)
-            except orjson.JSONDecodeError:
+                text, usage = self.how.shape.final(orjson.loads(body), self.path)
+            except Exception:  # not JSON, or shaped wrong (BadEvent)
                 self.bad += 1
                 return "bad_response"
-            text, usage = self.how.shape.final(obj, self.path)
-            if usage:
-                self.usage = usage
-            if isinstance(text, str) and text:  # the whole answer is one piece: its time is the answer's end
+            if usage is not None:
+                self._usage(usage)
+            if type(text) is str and text:  # the whole answer is one piece: its time is the answer's end
                 self.t_first = self.t_last = now
                 self.pieces.append(text)
+            elif text is not None and type(text) is not str:
+                self.bad += 1
             self.done = True
-        elif self.buf.strip():
-            self._event(self.buf.strip(), now)  # a last event without its blank line
+        else:
+            if self.held:  # a last line without its line end
+                line = b"".join(self.held)
+                self.held = []
+                if line.startswith(b"data:"):
+                    self.data.append(line[5:])
+            if self.data:  # a last event without its blank line
+                self._event(now)
+        self._settle_usage()
         if self.error:
             return self.error
         if not self.done and self.done_marker:
             return "stream_broken"
         if not self.pieces:
-            return "empty_response"
+            return "bad_response" if self.bad else "empty_response"
         return None
+
+    def _settle_usage(self) -> None:
+        usage = self.usage
+        if usage is None:
+            return
+        out, bad_out = token_count(usage.get("completion_tokens"))
+        inp, bad_in = token_count(usage.get("prompt_tokens"))
+        self.bad_usage += bad_out + bad_in
+        self.token_counts = (out, inp)
 
     def text(self) -> str:
         """The answer's text so far."""
         return "".join(self.pieces)
 
     def tokens(self) -> tuple[int, int, bool, int]:
-        """(output tokens, input tokens, whether output came from usage, estimate - usage)."""
-        usage = self.usage if isinstance(self.usage, dict) else {}
-        out_u, in_u = usage.get("completion_tokens"), usage.get("prompt_tokens")
+        """(output tokens, input tokens, whether output came from usage, estimate - usage), once finished."""
+        out, inp = self.token_counts
         estimate = self.how.count_tokens("".join(self.pieces))
-        inputs = in_u if isinstance(in_u, int) else self.input_tokens
-        if isinstance(out_u, int):
-            return out_u, inputs, True, estimate - out_u
+        inputs = self.input_tokens if inp is None else inp
+        if out is not None:
+            return out, inputs, True, estimate - out
         return estimate, inputs, False, 0

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from squall.engine.limits import limit_kind
 from squall.engine.transport.base import (
     Answer,
     AnswerCut,
@@ -66,20 +67,37 @@ class AiohttpTransport:
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
+        # One connector (and session) per --source-ip address, each request to the next in turn; each
+        # pool may hold every connection (the channels, not the pools, bound what is in flight).
+        sources: tuple[str | None, ...] = self.plan.client.source_ips or (None,)
+        self.sessions = [self._session(source) for source in sources]
+        self.session = self.sessions[0]
+        if len(self.sessions) == 1:
+            self.send = self.session.request
+        else:
+            self.turn = 0
+            self.send = self._send_next
+
+    def _session(self, source: str | None) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self.connections,
             limit_per_host=self.connections,
             ttl_dns_cache=None,
             ssl=self.plan.client.tls_verify,  # False: do not verify the certificate
+            local_addr=None if source is None else (source, 0),
         )
-        self.session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.plan.client.timeout_s),
             auto_decompress=False,
             skip_auto_headers=("Content-Type",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self.send = self.session.request
+
+    def _send_next(self, *args: Any, **kwargs: Any) -> Any:
+        session = self.sessions[self.turn]
+        self.turn = (self.turn + 1) % len(self.sessions)
+        return session.request(*args, **kwargs)
 
     async def preconnect(self, channels: list[Channel], within_s: float) -> int:
         """Nothing: aiohttp opens its pool's connections as the first requests go out."""
@@ -103,7 +121,7 @@ class AiohttpTransport:
             body = b""
             try:
                 if reader is not None:
-                    reader.retry_after = (resp.headers.get("Retry-After") or "").encode()
+                    reader.retry_after = resp.headers.get("Retry-After") or ""  # (str: may hold surrogates)
                     async for chunk in resp.content.iter_any():
                         reader.feed(chunk, perf_counter_ns())
                         nbytes += len(chunk)
@@ -122,7 +140,9 @@ class AiohttpTransport:
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
             return "tls"
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return "connect"
+            return limit_kind(exc) or "connect"
+        if isinstance(exc, OSError) and (kind := limit_kind(exc)):  # (a socket aiohttp could not make)
+            return kind
         if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
             return "timeout"
         if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
@@ -142,5 +162,5 @@ class AiohttpTransport:
         """Nothing to add to the last window."""
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+        for session in getattr(self, "sessions", ()):
+            await session.close()

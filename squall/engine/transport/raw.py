@@ -11,6 +11,7 @@ from typing import Any
 
 from multidict import CIMultiDict
 
+from squall.engine.limits import bind_socket, limit_kind, worker_connect_rate
 from squall.engine.transport.base import Answer, AnswerCut, Channel, Interrupted, Owner, RequestSource
 from squall.engine.transport.http1 import (
     Conn,
@@ -62,22 +63,39 @@ class _RawChannel(Channel):
         conn.transport.write(self.pending)  # type: ignore[union-attr]
 
     async def open(self) -> Conn:
-        """A new connection for this channel; raises OSError, ssl.SSLError or TimeoutError."""
+        """A new connection for this channel (from its source address, when the plan gives some); raises
+        OSError, ssl.SSLError or TimeoutError."""
         t = self.t
-        _, conn = await asyncio.wait_for(
-            t.loop.create_connection(
-                lambda: self.conn_class(self),
-                t.host,
-                t.port,
-                ssl=t.ssl,
-                server_hostname=t.host if t.ssl else None,
-            ),
-            t.timeout_ns / 1e9,
-        )
+        if t.sources:
+            _, conn = await asyncio.wait_for(self._open_from(t.next_source()), t.timeout_ns / 1e9)
+        else:
+            _, conn = await asyncio.wait_for(
+                t.loop.create_connection(
+                    lambda: self.conn_class(self),
+                    t.host,
+                    t.port,
+                    ssl=t.ssl,
+                    server_hostname=t.host if t.ssl else None,
+                ),
+                t.timeout_ns / 1e9,
+            )
         sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn  # type: ignore[return-value]
+
+    async def _open_from(self, source: str) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        t = self.t
+        family, address = await t.resolve(source)
+        sock = bind_socket(source, family)
+        try:
+            await t.loop.sock_connect(sock, address)
+            return await t.loop.create_connection(
+                lambda: self.conn_class(self), sock=sock, ssl=t.ssl, server_hostname=t.host if t.ssl else None
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     async def _connect_and_send(self) -> None:
         try:
@@ -227,6 +245,10 @@ class RawTransport:
         self.channels: list[_RawChannel] = []
         self.sweeper: asyncio.TimerHandle | None = None
         self.pool: list[_FetchChannel] = []  # idle channels of `request`, each with its keep-alive connection
+        self.sources = plan.client.source_ips  # local addresses, round robin over new connections
+        self.turn = 0
+        self.addresses: dict[int, tuple[int, Any]] = {}  # address family -> the target's (family, sockaddr)
+        self.connect_gap_s = 1 / worker_connect_rate(plan)
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -234,23 +256,66 @@ class RawTransport:
 
     async def preconnect(self, channels: list[Channel], within_s: float) -> int:
         """Open the channels' connections before the run starts, as wrk does, so that no measured request
-        waits for a TCP (or TLS) handshake. A connection that fails or is not made within `within_s` is left
-        to the channel's first send, which meets the error again and counts it. Returns how many opened."""
-        gate = asyncio.Semaphore(256)  # a burst of thousands of SYNs overflows a listen backlog
+        waits for a TCP (or TLS) handshake; at most --connect-rate a second (this worker's share), so a SYN
+        burst of our own does not overflow the target's listen backlog. The opening goes on while it makes
+        progress (at most 25 s: the supervisor waits 30 s for every worker); once no connection has been
+        made or failed for `within_s`, what is left goes to each channel's first send, which meets the
+        error again and counts it. Returns how many opened."""
+        gate = asyncio.Semaphore(256)  # and never more handshakes at once than a listen backlog takes
+        gap, start = self.connect_gap_s, self.loop.time()
+        finished = asyncio.Event()  # every connection made or failed
+        ended = 0
 
-        async def one(ch: _RawChannel) -> None:
-            async with gate:
-                with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                    ch.conn = conn = await ch.open()
-                    conn.idle_made = True
+        async def one(k: int, ch: _RawChannel) -> None:
+            nonlocal ended
+            await asyncio.sleep(max(0.0, start + k * gap - self.loop.time()))
+            try:
+                async with gate:
+                    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                        ch.conn = conn = await ch.open()
+                        conn.idle_made = True
+            finally:
+                ended += 1
+                if ended == len(tasks):
+                    finished.set()
 
-        tasks = [self.loop.create_task(one(ch)) for ch in channels if isinstance(ch, _RawChannel)]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=within_s)
+        todo = [ch for ch in channels if isinstance(ch, _RawChannel)]
+        tasks = [self.loop.create_task(one(k, ch)) for k, ch in enumerate(todo)]
+        seen, moved, cap = 0, start, start + 25.0
+        try:
+            while tasks and not finished.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), 0.1)
+                now = self.loop.time()
+                if ended != seen:
+                    seen, moved = ended, now
+                # Stalled: nothing made or failed for `within_s` since the last one, or since the next
+                # connection's turn (waiting for a turn is not a stall).
+                if now - max(moved, start + ended * gap) > within_s or now > cap:
+                    break
+        finally:
+            late = [task for task in tasks if not task.done()]
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        return sum(1 for ch in channels if isinstance(ch, _RawChannel) and ch.conn is not None)
+        return sum(1 for ch in todo if ch.conn is not None)
+
+    def next_source(self) -> str:
+        """The local address of the next new connection (round robin)."""
+        source = self.sources[self.turn]
+        self.turn = (self.turn + 1) % len(self.sources)
+        return source
+
+    async def resolve(self, source: str) -> tuple[int, Any]:
+        """The target's (family, socket address) in `source`'s address family, looked up once."""
+        family = socket.AF_INET6 if ":" in source else socket.AF_INET
+        found = self.addresses.get(family)
+        if found is None:
+            infos = await self.loop.getaddrinfo(self.host, self.port, family=family, type=socket.SOCK_STREAM)
+            if not infos:
+                raise OSError(f"{self.host} has no address of the family of --source-ip {source}")
+            found = self.addresses[family] = (family, infos[0][4])
+        return found
 
     def _sweep(self) -> None:
         cutoff = perf_counter_ns() - self.timeout_ns
@@ -295,7 +360,7 @@ class RawTransport:
         if isinstance(exc, TlsError):
             return "tls"
         if isinstance(exc, ConnectError):
-            return "connect"
+            return limit_kind(exc) or "connect"
         if isinstance(exc, TimeoutError):
             return "timeout"
         if isinstance(exc, AnswerCut) and self.streams:
