@@ -83,25 +83,20 @@ def _dense(counts: list[int] | dict[int, int], top: int | None = None) -> array:
     return array("q", raw + bytes(-len(raw) % 8))
 
 
-def encode_counts(
-    counts: list[int] | dict[int, int] | array, top: int | None = None, first: int = 0
-) -> bytes:
+def encode_counts(counts: list[int] | dict[int, int], top: int | None = None) -> bytes:
     """The standard base64 HdrHistogram V2 encoding of bucket counts of the one geometry.
 
     Byte for byte what `HdrHistogram.encode` gives for the same counts, without building a histogram (188 KB
-    of counts each): the work is proportional to the buckets in use. `first`: the counts start at this
-    bucket index (the ones below it are zeros).
+    of counts each): the work is proportional to the buckets in use.
     """
-    dense = counts if isinstance(counts, array) else _dense(counts, top)
+    dense = _dense(counts, top)
     n = len(dense)
-    lead = _zeros(first) if first and n else b""  # (the encoder's own token for a run of zeros)
     room = n * 9  # the C encoder asks for room for the worst case: 9 bytes a count
-    buf = (ctypes.c_byte * (payload_header_size + len(lead) + room))()
-    start = ctypes.addressof(buf) + payload_header_size
-    ctypes.memmove(start, lead, len(lead))
-    varint_len = len(lead) + (
-        pyhdrh.encode(dense.buffer_info()[0], n, 8, start + len(lead), room) if n else 0
-    )
+    buf = (ctypes.c_byte * (payload_header_size + room))()
+    varint_len = 0
+    if n:
+        start = ctypes.addressof(buf) + payload_header_size
+        varint_len = pyhdrh.encode(dense.buffer_info()[0], n, 8, start, room)
     head = PayloadHeader()
     head.cookie = get_encoding_cookie()
     head.payload_len = varint_len
@@ -116,17 +111,6 @@ def encode_counts(
     outer.cookie = get_compression_cookie()
     outer.length = len(compressed)
     return base64.b64encode(ctypes.string_at(ctypes.addressof(outer), ext_header_size) + compressed)
-
-
-def _zeros(n: int) -> bytes:
-    """A run of `n` zero counts as the V2 encoding writes it: -n, ZigZag, then LEB128."""
-    z = 2 * n - 1
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
 
 
 def encode(h: HdrHistogram) -> str:
