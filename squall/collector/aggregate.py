@@ -51,7 +51,8 @@ class Aggregate:
     Adding windows is associative and commutative: totals equal one recorder that saw every sample.
     """
 
-    def __init__(self, seconds: bool = True) -> None:
+    def __init__(self, seconds: bool = True, merger: Merger | None = None) -> None:
+        """`merger`: one to share (its 188 KB scratch), e.g. among the many parts of a scenario's steps."""
         self.seconds = seconds  # False: totals only (a scenario step's), no per-second entries
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.status_codes: dict[int, int] = {}
@@ -59,7 +60,7 @@ class Aggregate:
         self.custom: dict[str, int] = {}  # squall.sdk.count() totals
         self.hists: dict[str, HdrHistogram] = {}
         self.pending: dict[int, Second] = {}
-        self.merger = Merger()
+        self.merger = merger if merger is not None else Merger()
         self.t_first: int | None = None
         self.t_last = 0
 

@@ -149,11 +149,12 @@ def _parts(
         why = f"step and phase summaries not merged: {', '.join(lacking)} keeps no part histograms"
         return None, [why] if had else []
     parts: dict[tuple[str, str], Aggregate] = {}
+    merger = Merger()  # one scratch for every part
     for doc, name in zip(docs, names, strict=True):
         for key, part in doc["parts"].items():
             into = parts.get(part_key(key))
             if into is None:
-                into = parts[part_key(key)] = Aggregate(seconds=False)
+                into = parts[part_key(key)] = Aggregate(seconds=False, merger=merger)
             try:
                 add_part_doc(into, part)
             except BadHistogram as e:
