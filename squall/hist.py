@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import sys
+import zlib
 from array import array
+from bisect import bisect_left
 from collections import Counter
-from itertools import chain, repeat
+from collections.abc import Iterable
+from itertools import accumulate, chain, compress, repeat
+from typing import Any
 
 import pyhdrh  # type: ignore[import-not-found]
-from hdrh.codec import HdrHistogramEncoder, payload_header_size
+from hdrh.codec import (
+    ExternalHeader,
+    HdrHistogramEncoder,
+    PayloadHeader,
+    ext_header_size,
+    get_compression_cookie,
+    get_encoding_cookie,
+    payload_header_size,
+)
 from hdrh.histogram import HdrHistogram
+
+from squall.units import PlanError
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 SUMMARY_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+# The geometry's bucket layout, as HdrHistogram derives it from the three numbers above (unit magnitude 0).
+_HALF_MAGNITUDE = (2 * 10**SIGNIFICANT_FIGURES - 1).bit_length() - 1  # 10: 1,024 sub-buckets a half
+_HALF = 1 << _HALF_MAGNITUDE
+_SUB_MASK = 2 * _HALF - 1
+COUNTS_LEN = ((HIGHEST_US >> _HALF_MAGNITUDE).bit_length() + 1) * _HALF  # 23,552 buckets
 
 
 def new_histogram() -> HdrHistogram:
@@ -41,23 +61,68 @@ def index_table(limit_us: int = 1 << 20) -> array:
 class Taken:
     """A histogram's bucket counts handed over by `Hist.take`, encoded when the worker has a moment."""
 
-    __slots__ = ("counts", "scratch", "top")
+    __slots__ = ("counts", "top")
 
-    def __init__(self, counts: list[int], top: int, scratch: HdrHistogram | None = None) -> None:
+    def __init__(self, counts: list[int] | dict[int, int], top: int) -> None:
         self.counts = counts
         self.top = top
-        self.scratch = scratch
 
     def encode(self) -> bytes:
-        return bytes(load(self.counts, self.top, self.scratch).encode())
+        return encode_counts(self.counts, self.top)
+
+
+def _dense(counts: list[int] | dict[int, int], top: int | None = None) -> array:
+    """The counts as array('q'), from index 0 to the last bucket used (a dict: sparse counts)."""
+    if isinstance(counts, dict):
+        used = [i for i, n in counts.items() if n]
+        out = array("q", bytes(8 * (max(used) + 1))) if used else array("q")
+        for i in used:
+            out[i] = counts[i]
+        return out
+    raw = array("q", counts if top is None else counts[:top]).tobytes().rstrip(b"\0")
+    return array("q", raw + bytes(-len(raw) % 8))
+
+
+def encode_counts(counts: list[int] | dict[int, int], top: int | None = None) -> bytes:
+    """The standard base64 HdrHistogram V2 encoding of bucket counts of the one geometry.
+
+    Byte for byte what `HdrHistogram.encode` gives for the same counts, without building a histogram (188 KB
+    of counts each): the work is proportional to the buckets in use.
+    """
+    dense = _dense(counts, top)
+    n = len(dense)
+    room = n * 9  # the C encoder asks for room for the worst case: 9 bytes a count
+    buf = (ctypes.c_byte * (payload_header_size + room))()
+    varint_len = 0
+    if n:
+        start = ctypes.addressof(buf) + payload_header_size
+        varint_len = pyhdrh.encode(dense.buffer_info()[0], n, 8, start, room)
+    head = PayloadHeader()
+    head.cookie = get_encoding_cookie()
+    head.payload_len = varint_len
+    head.normalizing_index_offset = 0
+    head.conversion_ratio_bits = 1
+    head.significant_figures = SIGNIFICANT_FIGURES
+    head.lowest_trackable_value = LOWEST_US
+    head.highest_trackable_value = HIGHEST_US
+    ctypes.memmove(ctypes.addressof(buf), ctypes.addressof(head), payload_header_size)
+    compressed = zlib.compress(ctypes.string_at(buf, payload_header_size + varint_len))
+    outer = ExternalHeader()
+    outer.cookie = get_compression_cookie()
+    outer.length = len(compressed)
+    return base64.b64encode(ctypes.string_at(ctypes.addressof(outer), ext_header_size) + compressed)
+
+
+def encode(h: HdrHistogram) -> str:
+    """`h.encode()` as text."""
+    return bytes(h.encode()).decode()
 
 
 def load(counts: list[int], top: int | None = None, into: HdrHistogram | None = None) -> HdrHistogram:
     """An HdrHistogram of the one geometry holding these bucket counts (min/max from the buckets used).
 
     `top`: no bucket at or above this index is used (the list is scanned when it is not known). `into`: a
-    histogram to reuse (emptied first). An HdrHistogram and its encoder reference each other, so one made
-    per window lives until the cycle collector finds it (188 KB of counts each): a worker reuses one.
+    histogram to reuse (emptied first).
     """
     if into is None:
         h = new_histogram()
@@ -86,20 +151,19 @@ class Hist:
     clamped to its top and counted in `overflow`; negatives count as 0. `hi` (at least the largest value
     recorded) bounds the buckets in use, so handing over and encoding touch only those. Hot paths may inline
     the lookup: `counts[table[v]] += 1` for 0 <= v < len(table), and must then raise `hi` to v.
+
+    `sparse`: count into a dict (a Counter: the same `counts[i] += 1` works) instead of a 188 KB list, for
+    the many small recorders of a scenario's steps, which see a few values each a second.
     """
 
-    __slots__ = ("_half", "_mask", "_scratch", "_shift", "counts", "hi", "overflow", "table")
+    __slots__ = ("counts", "hi", "overflow", "sparse", "table")
 
-    def __init__(self, table: array | None = None) -> None:
+    def __init__(self, table: array | None = None, sparse: bool = False) -> None:
         self.table = table if table is not None else index_table(1 << 12)
-        h = new_histogram()
-        self.counts = [0] * h.counts_len
-        self._mask = h.sub_bucket_mask
-        self._shift = h.sub_bucket_half_count_magnitude
-        self._half = h.sub_bucket_half_count
+        self.sparse = sparse
+        self.counts: list[int] | Counter[int] = Counter() if sparse else [0] * COUNTS_LEN
         self.overflow = 0
         self.hi = 0
-        self._scratch = h  # reused to encode every window this Hist hands over
 
     def record(self, value: int) -> None:
         """Count one value."""
@@ -117,14 +181,9 @@ class Hist:
             self.overflow += n
         elif value < 0:
             value = 0
-        self.counts[self._index(value)] += n
+        self.counts[index_of(value)] += n
         if value > self.hi:
             self.hi = value
-
-    def _index(self, value: int) -> int:
-        # unit_magnitude is 0 for LOWEST_US == 1, so the bucket math needs no unit shift.
-        bucket = (value | self._mask).bit_length() - self._shift - 1
-        return ((bucket + 1) << self._shift) + (value >> bucket) - self._half
 
     def record_many(self, values: array) -> None:
         """Record every value of an array('q') of µs (equal values counted once, in C)."""
@@ -140,27 +199,64 @@ class Hist:
     @property
     def top(self) -> int:
         """No bucket at or above this index has been used."""
-        return self._index(min(self.hi, HIGHEST_US)) + 1
+        return index_of(min(self.hi, HIGHEST_US)) + 1
 
     @property
     def count(self) -> int:
+        if isinstance(self.counts, dict):
+            return sum(self.counts.values())
         return sum(self.counts[: self.top])
 
     def sync(self) -> HdrHistogram:
         """An HdrHistogram holding what was recorded so far."""
-        return load(self.counts, self.top)
+        return load(list(_dense(self.counts, self.top)))
 
     def encode(self) -> bytes:
         """The standard base64 HdrHistogram V2 encoding."""
-        return bytes(self.sync().encode())
+        return encode_counts(self.counts, self.top)
 
     def take(self) -> Taken:
         """Hand over what was recorded (to encode later) and start empty."""
-        taken = Taken(self.counts, self.top, self._scratch)
-        self.counts = [0] * len(self.counts)
+        taken = Taken(self.counts, self.top)
+        self.counts = Counter() if self.sparse else [0] * COUNTS_LEN
         self.overflow = 0
         self.hi = 0
         return taken
+
+
+def index_of(value: int) -> int:
+    """The counts-array index of a value (0 <= value <= HIGHEST_US) in the one geometry."""
+    # unit_magnitude is 0 for LOWEST_US == 1, so the bucket math needs no unit shift.
+    bucket = (value | _SUB_MASK).bit_length() - _HALF_MAGNITUDE - 1
+    return ((bucket + 1) << _HALF_MAGNITUDE) + (value >> bucket) - _HALF
+
+
+def _low_of(index: int) -> int:
+    """The lowest value of the bucket at `index`."""
+    bucket = (index >> _HALF_MAGNITUDE) - 1
+    if bucket < 0:
+        return index
+    return ((index & (_HALF - 1)) + _HALF) << bucket
+
+
+def _width_of(index: int) -> int:
+    """How many values share the bucket at `index`."""
+    return 1 << max((index >> _HALF_MAGNITUDE) - 1, 0)
+
+
+# What a JSON value that should have been an encoded histogram is, in an error message.
+_KINDS = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+}
+
+
+class BadHistogram(PlanError):
+    """An encoded histogram in an input that cannot be read (not HDR, empty, truncated, of the wrong type)."""
 
 
 class Merger:
@@ -172,14 +268,13 @@ class Merger:
     """
 
     def __init__(self) -> None:
-        h = new_histogram()
-        self.counts_len = h.counts_len
-        self.scratch = (ctypes.c_ulonglong * h.counts_len)()
-        self.geometry = (h.lowest_trackable_value, h.highest_trackable_value, h.significant_figures)
+        self.counts_len = COUNTS_LEN
+        self.scratch: Any = None  # made at the first add: an unused merger costs nothing
+        self.geometry = (LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
 
     def add(self, blob: bytes | str, *totals: HdrHistogram) -> None:
-        """Add one encoded histogram of the one geometry into each of `totals`."""
-        payload = HdrHistogramEncoder.decode(blob)
+        """Add one encoded histogram into each of `totals` (BadHistogram when it cannot be read)."""
+        payload = _payload(blob)
         head = payload.payload
         geometry = (head.lowest_trackable_value, head.highest_trackable_value, head.significant_figures)
         if geometry != self.geometry:  # not ours: take the library's general path
@@ -187,9 +282,15 @@ class Merger:
             for total in totals:
                 merge_into(total, other)
             return
-        got = pyhdrh.decode(
-            payload._data, payload_header_size, ctypes.addressof(self.scratch), self.counts_len, 8
-        )
+        if self.scratch is None:
+            self.scratch = (ctypes.c_ulonglong * COUNTS_LEN)()
+        try:
+            got = pyhdrh.decode(
+                payload._data, payload_header_size, ctypes.addressof(self.scratch), self.counts_len, 8
+            )
+        except (ValueError, IndexError, TypeError) as e:  # (a bad varint stream: nothing to add)
+            ctypes.memset(ctypes.addressof(self.scratch), 0, ctypes.sizeof(self.scratch))
+            raise BadHistogram(f"not an HDR histogram ({e})") from None
         if not got["total"]:
             return
         top = got["max_nonzero_index"] + 1
@@ -205,9 +306,41 @@ class Merger:
         ctypes.memset(ctypes.addressof(self.scratch), 0, top * 8)
 
 
+def _payload(blob: object) -> Any:
+    """The decompressed payload of an encoded histogram, or BadHistogram saying what is wrong with it."""
+    if not isinstance(blob, (str, bytes)):
+        raise BadHistogram(f"not an encoded histogram but {_KINDS.get(type(blob), type(blob).__name__)}")
+    if not blob:
+        raise BadHistogram("empty: not an encoded histogram")
+    try:
+        payload = HdrHistogramEncoder.decode(blob)
+    except Exception as e:  # binascii, zlib, hdrh's cookie and length errors: all one verdict
+        why = str(e) or type(e).__name__
+        raise BadHistogram(f"not an HDR histogram, or cut short ({why})") from None
+    head = payload.payload
+    if not (
+        1 <= head.significant_figures <= 5
+        and head.lowest_trackable_value >= 1
+        and 2 * head.lowest_trackable_value <= head.highest_trackable_value <= 1 << 62
+    ):
+        raise BadHistogram("an HDR histogram with an impossible range or precision")
+    return payload
+
+
 def decode(blob: bytes | str) -> HdrHistogram:
-    """Decode a base64 HdrHistogram V2 blob."""
-    return HdrHistogram.decode(blob)
+    """Decode a base64 HdrHistogram V2 blob; BadHistogram (a PlanError) when it is not one."""
+    payload = _payload(blob)
+    head = payload.payload
+    try:
+        h = HdrHistogram(
+            head.lowest_trackable_value,
+            head.highest_trackable_value,
+            head.significant_figures,
+            hdr_payload=payload,
+        )
+    except (ValueError, IndexError, TypeError, OverflowError, MemoryError) as e:
+        raise BadHistogram(f"not an HDR histogram ({str(e) or type(e).__name__})") from None
+    return h
 
 
 def merge_into(total: HdrHistogram, other: HdrHistogram) -> None:
@@ -216,11 +349,102 @@ def merge_into(total: HdrHistogram, other: HdrHistogram) -> None:
         total.add(other)
 
 
+def clear(h: HdrHistogram) -> None:
+    """Empty a histogram for reuse, zeroing only the buckets it used."""
+    if h.total_count:
+        top = h.counts_len
+        if 0 < h.max_value <= h.highest_trackable_value:
+            top = min(h.get_counts_array_index(h.max_value) + 1, top)
+        ctypes.memset(ctypes.addressof(h.counts), 0, top * 8)
+    h.total_count, h.min_value, h.max_value = 0, sys.maxsize, 0
+
+
+def _used(h: HdrHistogram) -> tuple[int, list[int]]:
+    """(first, counts): the bucket counts from the lowest used to the highest used, and the index of the
+    first (a C copy, not the library's Python loops)."""
+    if not h.get_total_count():
+        return 0, []
+    first, top = _span(h)
+    used = array("q", ctypes.string_at(ctypes.addressof(h.counts) + 8 * first, 8 * (top - first))).tolist()
+    if sum(used) != h.get_total_count():  # min or max not kept (a histogram built by hand): read them all
+        first, used = 0, h.counts[: h.counts_len]
+    while used and not used[-1]:
+        used.pop()
+    return first, used
+
+
+def _ours(h: HdrHistogram) -> bool:
+    return (h.lowest_trackable_value, h.highest_trackable_value, h.significant_figures) == (
+        LOWEST_US,
+        HIGHEST_US,
+        SIGNIFICANT_FIGURES,
+    )
+
+
+def _span(h: HdrHistogram) -> tuple[int, int]:
+    """(first, top): the buckets from the lowest to the highest value kept, or the whole array."""
+    first, top = 0, h.counts_len
+    if 0 < h.max_value <= h.highest_trackable_value:
+        top = min(h.get_counts_array_index(h.max_value) + 1, top)
+        if 0 < h.min_value <= h.max_value:
+            first = h.get_counts_array_index(h.min_value)
+    return first, top
+
+
+_CHUNK = 256  # buckets summed at a time to find a percentile's neighbourhood
+
+
+def values_at(h: HdrHistogram, pcts: Iterable[float]) -> dict[float, int]:
+    """Percentile → value in µs, as `HdrHistogram.get_value_at_percentile` gives it, read in C-sized steps.
+
+    The buckets are copied out in one go, summed a chunk at a time, and only the chunk holding a percentile
+    is added up bucket by bucket: about one pass over the used buckets for any number of percentiles.
+    """
+    pcts = list(pcts)
+    total = h.get_total_count()
+    if not total:
+        return dict.fromkeys(pcts, 0)
+    if not _ours(h):
+        return {p: h.get_value_at_percentile(p) for p in pcts}
+    first, top = _span(h)
+    counts = array("q", ctypes.string_at(ctypes.addressof(h.counts) + 8 * first, 8 * (top - first)))
+    sums = [sum(counts[i : i + _CHUNK]) for i in range(0, len(counts), _CHUNK)]
+    if sum(sums) != total:  # min or max not kept (a histogram built by hand): read every bucket
+        first = 0
+        counts = array("q", ctypes.string_at(ctypes.addressof(h.counts), 8 * h.counts_len))
+        sums = [sum(counts[i : i + _CHUNK]) for i in range(0, len(counts), _CHUNK)]
+    chunks = list(accumulate(sums))
+    out = {}
+    for p in pcts:
+        target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
+        c = min(bisect_left(chunks, target), len(chunks) - 1)
+        within = list(accumulate(counts[c * _CHUNK : (c + 1) * _CHUNK], initial=chunks[c - 1] if c else 0))
+        j = min(bisect_left(within, target, 1) - 1, len(within) - 2)
+        index = first + c * _CHUNK + j
+        low = _low_of(index)
+        out[p] = low + _width_of(index) - 1 if p else low
+    return out
+
+
+def mean_us(h: HdrHistogram) -> float:
+    """The mean in µs, as `HdrHistogram.get_mean_value` gives it (each bucket at its middle)."""
+    if not _ours(h):
+        return float(h.get_mean_value())
+    first, used = _used(h)
+    if not used:
+        return 0.0
+    total = 0
+    for i in compress(range(len(used)), used):
+        index = first + i
+        total += used[i] * (_low_of(index) + (_width_of(index) >> 1))
+    return float(total) / h.get_total_count()
+
+
 def percentiles_ms(h: HdrHistogram, pcts: tuple[float, ...] = (50.0, 99.0)) -> dict[float, float]:
     """Percentile → value in ms; zeros when empty."""
     if not h.get_total_count():
         return dict.fromkeys(pcts, 0.0)
-    values = h.get_percentile_to_value_dict(list(pcts))
+    values = values_at(h, pcts)
     return {p: values[p] / 1000.0 for p in pcts}
 
 
@@ -231,7 +455,7 @@ def summary_ms(h: HdrHistogram) -> dict[str, float]:
     pv = percentiles_ms(h, PERCENTILES)
     return {
         "min": h.get_min_value() / 1000.0,
-        "mean": round(h.get_mean_value() / 1000.0, 3),
+        "mean": round(mean_us(h) / 1000.0, 3),
         "p50": pv[50.0],
         "p90": pv[90.0],
         "p95": pv[95.0],

@@ -7,7 +7,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from squall.hist import Merger, decode, merge_into, new_histogram, percentiles_ms, summary_ms
+from squall.hist import Merger, merge_into, new_histogram, percentiles_ms, summary_ms
 from squall.wire import Window
 
 COUNTERS = (
@@ -51,7 +51,8 @@ class Aggregate:
     Adding windows is associative and commutative: totals equal one recorder that saw every sample.
     """
 
-    def __init__(self, seconds: bool = True) -> None:
+    def __init__(self, seconds: bool = True, merger: Merger | None = None) -> None:
+        """`merger`: one to share (its 188 KB scratch), e.g. among the many parts of a scenario's steps."""
         self.seconds = seconds  # False: totals only (a scenario step's), no per-second entries
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.status_codes: dict[int, int] = {}
@@ -59,7 +60,7 @@ class Aggregate:
         self.custom: dict[str, int] = {}  # squall.sdk.count() totals
         self.hists: dict[str, HdrHistogram] = {}
         self.pending: dict[int, Second] = {}
-        self.merger = Merger()
+        self.merger = merger if merger is not None else Merger()
         self.t_first: int | None = None
         self.t_last = 0
 
@@ -75,7 +76,7 @@ class Aggregate:
             _add(self.custom, w.custom)
         if not self.seconds:
             for name, blob in w.histograms.items():
-                self.merger.add(blob, self.hists.setdefault(name, new_histogram()))
+                self.merger.add(blob, self._total(name))
             return
         sec = self.pending.get(w.seq)
         if sec is None:
@@ -85,7 +86,7 @@ class Aggregate:
         _add(sec.counters, w.counters)
         _add(sec.error_kinds, w.error_kinds)
         for name, blob in w.histograms.items():
-            totals = [self.hists.setdefault(name, new_histogram())]
+            totals = [self._total(name)]
             if name == "latency":
                 totals.append(sec.latency)
             elif name == "ttft":
@@ -99,6 +100,13 @@ class Aggregate:
             self.t_first = w.t_start if self.t_first is None else min(self.t_first, w.t_start)
             self.t_last = max(self.t_last, w.t_end)
 
+    def _total(self, name: str) -> HdrHistogram:
+        # (not setdefault: that would build a 188 KB histogram on every call only to drop it)
+        total = self.hists.get(name)
+        if total is None:
+            total = self.hists[name] = new_histogram()
+        return total
+
     def merge(self, other: Aggregate) -> None:
         """Add another aggregate's totals and pending seconds into this one."""
         _add(self.counters, other.counters)
@@ -106,7 +114,7 @@ class Aggregate:
         _add(self.error_kinds, other.error_kinds)
         _add(self.custom, other.custom)
         for name, h in other.hists.items():
-            merge_into(self.hists.setdefault(name, new_histogram()), h)
+            merge_into(self._total(name), h)
         if "retry_after_max_ms" in other.counters:  # a maximum, not a sum
             self.counters["retry_after_max_ms"] = max(
                 self.counters.get("retry_after_max_ms", 0) - other.counters["retry_after_max_ms"],
@@ -278,7 +286,7 @@ def add_part_doc(into: Aggregate, doc: dict[str, Any]) -> None:
     _add(into.status_codes, {int(k): v for k, v in doc.get("status_codes", {}).items()})
     _add(into.error_kinds, doc.get("error_kinds", {}))
     for name, blob in doc.get("histograms", {}).items():
-        merge_into(into.hists.setdefault(name, new_histogram()), decode(blob))
+        into.merger.add(blob, into._total(name))
 
 
 def part_key(key: str) -> tuple[str, str]:

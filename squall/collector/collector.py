@@ -261,7 +261,7 @@ class Collector:
             for name, part in named.items():
                 agg = self.parts.get((kind, name))
                 if agg is None:
-                    agg = self.parts[kind, name] = Aggregate(seconds=False)
+                    agg = self.parts[kind, name] = Aggregate(seconds=False, merger=self.agg.merger)
                 agg.add(part)
         self.last_seq[worker] = msg.seq
         # The self-check judges measured, whole seconds: a warmup's start-up and the last sliver of a

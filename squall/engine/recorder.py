@@ -45,8 +45,10 @@ class Recorder(AnswerRecording):
         goodput: tuple[tuple[str, float], ...] = (),
         open_model: bool = True,
         table: Any = None,
+        sparse: bool = False,
     ) -> None:
-        """`table`: a bucket index table to share (squall.hist.index_table; 4 MB each)."""
+        """`table`: a bucket index table to share (squall.hist.index_table; 4 MB each). `sparse`: count
+        into dicts, not 188 KB lists (for the many sub-recorders of a scenario's steps)."""
         self.worker = worker
         self.open_model = open_model
         self.request_bytes = request_bytes
@@ -55,7 +57,7 @@ class Recorder(AnswerRecording):
         table = table if table is not None else index_table()
         self.table = table
         self.table_len = len(table)
-        self.hists = {name: Hist(table) for name in HISTOGRAMS + (LLM_HISTOGRAMS if llm else ())}
+        self.hists = {name: Hist(table, sparse) for name in HISTOGRAMS + (LLM_HISTOGRAMS if llm else ())}
         self.schedule_lag = self.hists["schedule_lag"].record
         self.hi = 0  # the largest latency counted by the inlined path this window (>= its service and ttfb)
         self._bind_counts()

@@ -14,7 +14,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from squall.hist import decode
+from squall.hist import BadHistogram, decode, values_at
+from squall.units import PlanError
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
 LLM_HISTS = (
@@ -31,11 +32,16 @@ def percentile_interval(h: HdrHistogram, pct: float, z: float = 1.96) -> tuple[f
     half = z * math.sqrt(n * p * (1 - p))
     lo = max(0.0, (n * p - half) / n * 100.0)
     hi = min(100.0, (n * p + half) / n * 100.0)
-    return (
-        h.get_value_at_percentile(pct) / 1000.0,
-        h.get_value_at_percentile(lo) / 1000.0,
-        h.get_value_at_percentile(hi) / 1000.0,
-    )
+    values = values_at(h, (pct, lo, hi))
+    return values[pct] / 1000.0, values[lo] / 1000.0, values[hi] / 1000.0
+
+
+def _decode(blob: Any, which: str, name: str) -> HdrHistogram:
+    """A result's histogram; PlanError naming it when it cannot be read."""
+    try:
+        return decode(blob)
+    except BadHistogram as e:
+        raise PlanError(f"the {which} result's histograms.{name}: {e}") from None
 
 
 def _change(base: float, cur: float) -> float | None:
@@ -68,10 +74,11 @@ def compare(
     """Rows for every metric both results have, and whether any is a regression."""
     rows = []
     for hist_name, label, pcts in (("latency", "latency", PERCENTILES), *((n, n, p) for n, p in LLM_HISTS)):
-        b_blob, c_blob = base.get("histograms", {}).get(hist_name), cur.get("histograms", {}).get(hist_name)
-        if not b_blob or not c_blob:
+        b_hists, c_hists = base.get("histograms", {}), cur.get("histograms", {})
+        if hist_name not in b_hists or hist_name not in c_hists:  # (present but empty: an error below)
             continue
-        hb, hc = decode(b_blob), decode(c_blob)
+        b_blob, c_blob = b_hists[hist_name], c_hists[hist_name]
+        hb, hc = _decode(b_blob, "baseline", hist_name), _decode(c_blob, "current", hist_name)
         if not hb.get_total_count() or not hc.get_total_count():
             continue
         for key, pct in pcts:

@@ -10,9 +10,11 @@ import math
 from datetime import datetime
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from squall.collector.aggregate import Aggregate, add_part_doc, part_key
 from squall.collector.result import Outline, Verdict, build_result, split_counters
-from squall.hist import decode, merge_into, new_histogram, percentiles_ms
+from squall.hist import BadHistogram, Merger, clear, encode, new_histogram, percentiles_ms
 from squall.plan.thresholds import parse_threshold
 from squall.result.compare import mismatches
 from squall.result.document import SCHEMA
@@ -64,7 +66,7 @@ def merge(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
 def combine(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """The documents (one or more, already checked) as one, assembled by the collector's build_result."""
     agg = Aggregate(seconds=False)
-    for doc in docs:
+    for doc, doc_name in zip(docs, names, strict=True):
         counters = doc.get("counters") or {k: doc["summary"].get(v, 0) for k, v in _FROM_SUMMARY.items()}
         split_counters(counters, agg)
         for code, n in doc["summary"].get("status_codes", {}).items():
@@ -72,7 +74,10 @@ def combine(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
         for kind, n in doc["summary"].get("error_kinds", {}).items():
             agg.error_kinds[kind] = agg.error_kinds.get(kind, 0) + n
         for name, blob in doc["histograms"].items():
-            merge_into(agg.hists.setdefault(name, new_histogram()), decode(blob))
+            total = agg.hists.get(name)
+            if total is None:
+                total = agg.hists[name] = new_histogram()
+            _add(agg.merger, blob, total, f"{doc_name}: histograms.{name}")
     starts = [_start(d) for d in docs]
     ends = [s + float(d["summary"]["duration_s"]) for s, d in zip(starts, docs, strict=True)]
     t0 = min(starts)
@@ -109,7 +114,7 @@ def combine(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
         ],
         shard=None,
     )
-    series, approximate = _series(docs, starts, t0)
+    series, approximate = _series(docs, names, starts, t0)
     if approximate:
         notes.append(
             f"{approximate} merged seconds have p50/p99 taken as the highest input's: an input kept no "
@@ -144,9 +149,16 @@ def _parts(
         why = f"step and phase summaries not merged: {', '.join(lacking)} keeps no part histograms"
         return None, [why] if had else []
     parts: dict[tuple[str, str], Aggregate] = {}
-    for doc in docs:
+    merger = Merger()  # one scratch for every part
+    for doc, name in zip(docs, names, strict=True):
         for key, part in doc["parts"].items():
-            add_part_doc(parts.setdefault(part_key(key), Aggregate(seconds=False)), part)
+            into = parts.get(part_key(key))
+            if into is None:
+                into = parts[part_key(key)] = Aggregate(seconds=False, merger=merger)
+            try:
+                add_part_doc(into, part)
+            except BadHistogram as e:
+                raise PlanError(f"{name}: parts.{key}: {e}") from None
     return parts, []
 
 
@@ -154,17 +166,22 @@ def _start_of(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
 
 
-def _series(docs: list[dict[str, Any]], starts: list[float], t0: float) -> tuple[list[dict[str, Any]], int]:
+def _series(
+    docs: list[dict[str, Any]], names: list[str], starts: list[float], t0: float
+) -> tuple[list[dict[str, Any]], int]:
     """Per-second entries keyed by the wall-clock second they ended in, relative to the earliest start.
 
     Counts add and the seconds' histograms merge, so a merged second's p50/p99 are those of the union.
     Where an input entry kept no histogram, the p50/p99 are the highest of the entries merged; the second
-    return value counts those seconds.
+    return value counts those seconds. Linear in the entries, with two histograms in memory whatever the
+    length: the seconds' blobs are gathered first, then each second is added up, read and encoded in turn.
     """
     by_second: dict[int, dict[str, Any]] = {}
-    hists: dict[int, dict[str, Any]] = {}
-    for doc, start in zip(docs, starts, strict=True):
-        for e in doc["timeseries"]:
+    # A second's latency histograms, (input, blob) each; None: an input kept none for it.
+    blobs: dict[int, list[tuple[str, Any]] | None] = {}
+    ttft_blobs: dict[int, list[tuple[str, Any]]] = {}
+    for doc, name, start in zip(docs, names, starts, strict=True):
+        for i, e in enumerate(doc["timeseries"]):
             sec = math.ceil(round(start + e["t"] - t0, 3))
             m = by_second.get(sec)
             if m is None:
@@ -176,7 +193,7 @@ def _series(docs: list[dict[str, Any]], starts: list[float], t0: float) -> tuple
                 }
                 m.update({k: 0 for k in _SUMMED_SERIES if k in e})
                 m["error_kinds"], m["p50"], m["p99"], m["sources"] = {}, 0.0, 0.0, 0
-                hists[sec] = {"latency": new_histogram(), "exact": True}
+                blobs[sec] = []
             m["sources"] += 1
             m["partial"] = m["partial"] or bool(e.get("partial"))
             for k in _SUMMED_SERIES:
@@ -192,22 +209,40 @@ def _series(docs: list[dict[str, Any]], starts: list[float], t0: float) -> tuple
             if "ttft_p50" in e:
                 m["ttft_p50"] = max(m.get("ttft_p50", 0.0), e["ttft_p50"])
                 m["ttft_p99"] = max(m.get("ttft_p99", 0.0), e["ttft_p99"])
-            h = hists[sec]
-            if "latency_hist" not in e:
-                h["exact"] = False
+            kept = blobs[sec]
+            if kept is None:
                 continue
-            merge_into(h["latency"], decode(e["latency_hist"]))
+            if "latency_hist" not in e:
+                blobs[sec] = None
+                continue
+            kept.append((f"{name}: timeseries[{i}].latency_hist", e["latency_hist"]))
             if "ttft_hist" in e:
-                merge_into(h.setdefault("ttft", new_histogram()), decode(e["ttft_hist"]))
+                ttft_blobs.setdefault(sec, []).append((f"{name}: timeseries[{i}].ttft_hist", e["ttft_hist"]))
     approximate = 0
+    merger, latency, ttft = Merger(), new_histogram(), new_histogram()
     for sec, m in by_second.items():
-        h = hists[sec]
-        if not h["exact"]:
+        kept = blobs[sec]
+        if kept is None:
             approximate += 1
             continue
-        pct = percentiles_ms(h["latency"])
-        m["p50"], m["p99"], m["latency_hist"] = pct[50.0], pct[99.0], h["latency"].encode().decode()
-        if "ttft" in h:
-            pct = percentiles_ms(h["ttft"])
-            m["ttft_p50"], m["ttft_p99"], m["ttft_hist"] = pct[50.0], pct[99.0], h["ttft"].encode().decode()
+        m["p50"], m["p99"], m["latency_hist"] = _second(merger, latency, kept)
+        if sec in ttft_blobs:
+            m["ttft_p50"], m["ttft_p99"], m["ttft_hist"] = _second(merger, ttft, ttft_blobs[sec])
     return [by_second[k] for k in sorted(by_second)], approximate
+
+
+def _second(merger: Merger, into: HdrHistogram, blobs: list[tuple[str, Any]]) -> tuple[float, float, str]:
+    """p50, p99 and the encoding of one second's histograms added up (`into` is emptied and reused)."""
+    clear(into)
+    for where, blob in blobs:
+        _add(merger, blob, into, where)
+    pct = percentiles_ms(into)
+    return pct[50.0], pct[99.0], encode(into)
+
+
+def _add(merger: Merger, blob: Any, into: HdrHistogram, where: str) -> None:
+    """Add an input's encoded histogram; PlanError naming where it sits when it cannot be read."""
+    try:
+        merger.add(blob, into)
+    except BadHistogram as e:
+        raise PlanError(f"{where}: {e}") from None

@@ -1,7 +1,28 @@
 import random
 from array import array
 
-from squall.hist import HIGHEST_US, Hist, decode, merge_into, new_histogram, percentiles_ms, summary_ms
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from squall.hist import (
+    HIGHEST_US,
+    BadHistogram,
+    Hist,
+    Merger,
+    clear,
+    decode,
+    encode,
+    encode_counts,
+    load,
+    mean_us,
+    merge_into,
+    new_histogram,
+    percentiles_ms,
+    summary_ms,
+    values_at,
+)
+from squall.units import PlanError
 
 
 def test_fast_recording_equals_the_library() -> None:
@@ -113,3 +134,88 @@ def test_windows_encoded_through_one_reused_histogram_equal_fresh_ones() -> None
         fresh = bytes(load(list(h.counts)).encode())
         assert bytes(h.take().encode()) == fresh
         assert decode(fresh).get_total_count() == n
+
+
+# -- reading buckets in C, encoding without a histogram, and inputs that are not histograms ---------------
+
+
+VALUES = st.lists(
+    st.one_of(
+        st.integers(0, 3000), st.integers(0, HIGHEST_US), st.sampled_from([0, 1, 2047, 2048, HIGHEST_US])
+    ),
+    max_size=300,
+)
+# (the library walks every bucket up to the largest value in Python: below 10 s keeps it quick)
+SMALL = st.lists(
+    st.one_of(st.integers(0, 3000), st.integers(0, 10_000_000), st.sampled_from([0, 2047, 2048]))
+)
+PCTS = st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=8)
+
+
+@settings(max_examples=40, deadline=None)  # (the library's own answers take ms each: few examples)
+@given(SMALL, PCTS)
+def test_percentiles_and_mean_read_in_c_equal_the_library(values: list[int], pcts: list[float]) -> None:
+    h = new_histogram()
+    for v in values:
+        h.record_value(v)
+    if not values:
+        assert values_at(h, pcts) == dict.fromkeys(pcts, 0) and mean_us(h) == 0.0
+        return
+    total = new_histogram()
+    Merger().add(h.encode(), total)
+    for got in (h, decode(h.encode()), total):  # recorded, decoded, merged: min and max kept three ways
+        assert values_at(got, pcts) == got.get_percentile_to_value_dict(pcts)
+        assert mean_us(got) == got.get_mean_value()
+
+
+@settings(max_examples=80, deadline=None)
+@given(VALUES)
+def test_counts_encode_byte_for_byte_as_the_library_does(values: list[int]) -> None:
+    dense, sparse = Hist(), Hist(sparse=True)
+    for v in values:
+        dense.record(v)
+        sparse.record(v)
+    want = bytes(load(list(dense.counts)).encode())
+    assert dense.encode() == sparse.encode() == want
+    assert dense.count == sparse.count == len(values)
+    assert bytes(dense.take().encode()) == bytes(sparse.take().encode()) == want
+    assert isinstance(sparse.counts, dict) and not sparse.counts  # started empty
+    h = decode(want)
+    assert encode(h) == want.decode()
+    clear(h)
+    assert (h.get_total_count(), sum(h.counts)) == (0, 0)
+    assert encode_counts([]) == bytes(new_histogram().encode())
+
+
+@pytest.mark.parametrize(
+    "blob, why",
+    [
+        ("", "empty"),
+        ("not a histogram", "not an HDR histogram"),
+        ("SElTVEZBQUFBS", "not an HDR histogram, or cut short"),  # a real one cut short
+        ("eHh4eHh4eHh4eHh4eHh4eA==", "not an HDR histogram"),  # base64, but not HDR
+        (5, "but a number"),
+        (None, "but null"),
+        ([1, 2], "but a list"),
+        ({"a": 1}, "but an object"),
+    ],
+)
+def test_what_is_not_a_histogram_is_a_plan_error_naming_why(blob: object, why: str) -> None:
+    for read in (decode, lambda b: Merger().add(b, new_histogram())):
+        with pytest.raises(BadHistogram, match=why) as e:
+            read(blob)  # type: ignore[arg-type]
+        assert isinstance(e.value, PlanError)
+
+
+def test_a_truncated_real_histogram_is_refused_and_the_merger_stays_clean() -> None:
+    h = Hist()
+    for v in range(1, 5000, 7):
+        h.record(v)
+    blob = h.encode()
+    merger, total = Merger(), new_histogram()
+    for cut in (len(blob) // 2, len(blob) - 4, 12):
+        with pytest.raises(BadHistogram):
+            merger.add(blob[:cut], total)
+    merger.add(blob, total)
+    assert total.get_total_count() == h.count
+    assert all(c == 0 for c in merger.scratch)

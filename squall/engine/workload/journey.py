@@ -109,10 +109,10 @@ class JourneyWorkload:
         }
         self.parts: dict[tuple[str, str], Recorder] = {}
         for name in scenario.step_names:
-            step = Recorder(worker, 0, llm=name in llm_steps, open_model=False, table=rec.table)
+            step = Recorder(worker, 0, llm=name in llm_steps, open_model=False, table=rec.table, sparse=True)
             self.parts[STEP, name] = step
         for j in scenario.journeys:
-            self.parts[JOURNEY, j.name] = Recorder(worker, 0, open_model=False, table=rec.table)
+            self.parts[JOURNEY, j.name] = Recorder(worker, 0, open_model=False, table=rec.table, sparse=True)
         rec.parts = self.parts
 
     async def open(self) -> None:
