@@ -77,7 +77,8 @@ class Worker:
         self.ppid = os.getppid()
         self.collector_lost = False  # the data pipe broke: nothing more is shipped, the worker stops
         self.next_tick = NEVER  # when the current window ends (perf_counter ns), once the run has begun
-        self.timers: list[asyncio.TimerHandle] = []  # the window tick's and the probe's pending timers
+        self.tick_timer: asyncio.TimerHandle | None = None  # the window tick's pending timer
+        self.probe_timer: asyncio.TimerHandle | None = None  # the loop probe's
         self.over = False  # the run has ended (Done is next): late timers and catch-ups do nothing
 
     async def main(self) -> None:
@@ -111,20 +112,13 @@ class Worker:
             loop.remove_reader(self.ctl.fileno())
             await asyncio.wait_for(self.transport.close(), 1.0)
             return
-        self.t0 = start.t0
         gc.freeze()  # what setup made lives all run long: keep it out of every later collection
-        self.measure_start = self.t0 + int(self.plan.stop.warmup_s * NS)
+        self.place(start.t0)
         self.transport.begin(self.measure_start)
-        self.budget.begin(self.measure_start)
-        self.window_ns = int(self.plan.window_s * NS)
-        # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
-        # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.
-        self.seq = (self.t0 - self.measure_start) // self.window_ns + 1
-        self.next_tick = self.measure_start + self.seq * self.window_ns
-        self.last_ship = 0
         await sleep_until(self.t0)
         probe = self.t0 + LOOP_PROBE_NS
-        self.timers = [at(loop, self.next_tick, self._tick), at(loop, probe, self._probe, probe)]
+        self.tick_timer = at(loop, self.next_tick, self._tick)
+        self.probe_timer = at(loop, probe, self._probe, probe)
         # Under a steady stream of answers the loop runs its timers late (see drivers.py): the driver also
         # asks catch_up from the answer path, so windows close and ship on time all the same.
         driver.on_due = self.catch_up
@@ -136,8 +130,9 @@ class Worker:
             # sends Failed, and the collector reports the worker as lost). No timer runs after this: a
             # late tick would close a window after the last one (and ship it past Done).
             self.over = True
-            for timer in self.timers:
-                timer.cancel()
+            for timer in (self.tick_timer, self.probe_timer):
+                if timer is not None:
+                    timer.cancel()
             driver.close()
             self.transport.finish()  # (py runs: tracemalloc's last word)
             self._close_window(perf_counter_ns())
@@ -244,6 +239,18 @@ class Worker:
 
     # -- timing --------------------------------------------------------------------------------------
 
+    def place(self, t0: int) -> None:
+        """Place the run in time (no clock read): t0, the warmup's end, the budget, the first window."""
+        self.t0 = t0
+        self.measure_start = t0 + int(self.plan.stop.warmup_s * NS)
+        self.budget.begin(self.measure_start)
+        self.window_ns = int(self.plan.window_s * NS)
+        # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
+        # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.
+        self.seq = (t0 - self.measure_start) // self.window_ns + 1
+        self.next_tick = self.measure_start + self.seq * self.window_ns
+        self.last_ship = 0
+
     def catch_up(self, now: int) -> int:
         """What the window tick and the probe's shipping would have done by `now`, run from the answer
         path; returns when something is next due (the window's end, or soon while windows wait to ship)."""
@@ -266,7 +273,7 @@ class Worker:
         nxt = due + LOOP_PROBE_NS
         if nxt <= now:
             nxt = now + LOOP_PROBE_NS
-        self.timers[1] = at(self.loop, nxt, self._probe, nxt)
+        self.probe_timer = at(self.loop, nxt, self._probe, nxt)
 
     def _ship_closed(self, until: int) -> None:
         """Encode and ship closed windows, a histogram at a time, until `until` (perf_counter ns): a window
@@ -287,7 +294,7 @@ class Worker:
         # answer path closed it already, the timer just moves on to the next window's end)
         if now >= self.next_tick:
             self._window_ends(now)
-        self.timers[0] = at(self.loop, max(self.next_tick, now + MIN_SLEEP_NS), self._tick)
+        self.tick_timer = at(self.loop, max(self.next_tick, now + MIN_SLEEP_NS), self._tick)
 
     def _window_ends(self, now: int) -> None:
         """The window ends at `now` (at or past its boundary): close it (shipped by _ship_closed), watch
