@@ -316,22 +316,39 @@ class UsersDriver(ClosedDriver):
         super().__init__(*args, **kwargs)
         self.target = 0
         self.parked: list[Channel] = []
+        self.next_steer = NEVER  # when the users are next counted again (perf_counter ns), once started
 
     def _enter(self, channels: list[Channel]) -> None:
         self.parked.extend(reversed(channels))
-        self._steer()
+        self.next_steer = self.t0
+        self._steer_timer()
 
-    def _steer(self) -> None:
-        """Bring this worker's active users to its share of the shape's count now: new users start at
-        once, surplus users leave as their request in flight ends (see _next)."""
+    def catch_up(self, t: int) -> None:
+        """As Driver.catch_up; the users are counted again too when that fell due (a ramp keeps its shape
+        while the loop's timers run late)."""
+        super().catch_up(t)
+        if t >= self.next_steer and not self.stopping:
+            self._steer(t)
+        if self.next_steer < self.due:
+            self.due = self.next_steer
+
+    def _steer_timer(self) -> None:
         if self.stopping:
             return
-        total = round(self.plan.load.shape.value_at((perf_counter_ns() - self.t0) / NS))
+        now = perf_counter_ns()
+        if now >= self.next_steer:  # (else the answer path steered since: wait for the next turn)
+            self._steer(now)
+        self.loop.call_later(max(self.next_steer - now, MIN_SLEEP_NS) / NS, self._steer_timer)
+
+    def _steer(self, now: int) -> None:
+        """Bring this worker's active users to its share of the shape's count at `now`: new users start at
+        once, surplus users leave as their request in flight ends (see _next)."""
+        self.next_steer = now + STEER_NS  # (first: a new user's send may catch up, and must not steer again)
+        total = round(self.plan.load.shape.value_at((now - self.t0) / NS))
         self.target = self.plan.spread.share(total, self.index)
         while self.active < self.target and self.parked:
             self.active += 1
             self._next(self.parked.pop())
-        self.loop.call_later(STEER_NS / NS, self._steer)
 
     def _next(self, ch: Channel) -> None:
         if self.active > self.target and not self.stopping:  # the shape is ramping down: this user leaves

@@ -525,3 +525,31 @@ def test_the_open_backlog_catches_up_and_sends_nothing_past_the_deadline() -> No
     assert len(chans[0].starts) == 1 and len(calls) == 1  # past the deadline the backlog waits
     assert isinstance(d, OpenDriver) and d.idle == chans and stops == []
     assert d.rec.dropped == 20  # type: ignore[attr-defined]  # the backlog never sent: counted at close
+
+
+def test_a_users_ramp_keeps_its_shape_from_the_answer_path_when_no_timer_runs() -> None:
+    shape = Shape("users", (Stage(0.0, 1.0), Stage(0.3, 4.0)))  # 1 user at once, 4 after 0.3 s
+    p = plan(shape=shape, connections=4, duration_s=60.0)
+
+    async def main() -> tuple[UsersDriver, list[HeldChannel], int]:
+        t0 = perf_counter_ns()
+        budget = Budget([Abort(), Duration(60 * NS)])
+        budget.begin(t0)
+        d = UsersDriver(p, 0, FakeRec(), budget, str, lambda reason: None)  # type: ignore[arg-type]
+        chans = [HeldChannel() for _ in range(4)]
+        d.start(chans, t0)  # type: ignore[arg-type]
+        assert d.active == 1
+        cap, answers = t0 + 10 * NS, 0
+        while d.active < 4 and perf_counter_ns() < cap:  # (no await: the steering timer never runs)
+            for ch in chans:
+                if ch.busy:
+                    ch.busy = False
+                    now = perf_counter_ns()
+                    d.on_response(ch, 200, now, now, 10)
+                    answers += 1
+        d.stop()
+        return d, chans, answers
+
+    d, chans, answers = asyncio.run(main())
+    assert d.active == 4 and all(ch.starts for ch in chans)
+    assert answers > 0
