@@ -79,6 +79,7 @@ class Worker:
         self.next_tick = NEVER  # when the current window ends (perf_counter ns), once the run has begun
         self.tick_timer: asyncio.TimerHandle | None = None  # the window tick's pending timer
         self.probe_timer: asyncio.TimerHandle | None = None  # the loop probe's
+        self.probe_due = NEVER  # when the pending probe is due (perf_counter ns)
         self.over = False  # the run has ended (Done is next): late timers and catch-ups do nothing
 
     async def main(self) -> None:
@@ -119,6 +120,7 @@ class Worker:
         probe = self.t0 + LOOP_PROBE_NS
         self.tick_timer = at(loop, self.next_tick, self._tick)
         self.probe_timer = at(loop, probe, self._probe, probe)
+        self.probe_due = probe
         # Under a steady stream of answers the loop runs its timers late (see drivers.py): the driver also
         # asks catch_up from the answer path, so windows close and ship on time all the same.
         driver.on_due = self.catch_up
@@ -274,6 +276,7 @@ class Worker:
         if nxt <= now:
             nxt = now + LOOP_PROBE_NS
         self.probe_timer = at(self.loop, nxt, self._probe, nxt)
+        self.probe_due = nxt
 
     def _ship_closed(self, until: int) -> None:
         """Encode and ship closed windows, a histogram at a time, until `until` (perf_counter ns): a window
@@ -299,6 +302,11 @@ class Worker:
     def _window_ends(self, now: int) -> None:
         """The window ends at `now` (at or past its boundary): close it (shipped by _ship_closed), watch
         the supervisor."""
+        overdue = now - self.probe_due
+        if overdue > LOOP_PROBE_NS:
+            # The probe has missed a whole turn: the loop's timers are that late already. It says so itself
+            # only when it runs, maybe seconds later; the window closing now (from the answer path) says it.
+            self.rec.loop_lag(overdue // 1000)
         try:
             self._close_window(now)
         except Exception as e:  # a bug: counted, and the windows keep their rhythm

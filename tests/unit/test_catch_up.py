@@ -224,3 +224,14 @@ def test_starved_timers_the_answer_path_closes_every_window_and_stops_at_the_dea
     # The deadline met the answer that ended window 4: the other requests in flight end in the drain.
     assert windows[4].counters["requests"] == connections - 1
     assert sum(win.counters["requests"] for win in windows) == len(handed)
+
+
+def test_a_window_closed_while_the_probe_is_a_turn_late_carries_that_lateness() -> None:
+    pipe = Pipe()
+    w = worker(plan(duration_s=3.0), pipe)
+    w.probe_due = T0 + 10 * MS  # the probe's timer has not run since
+    ship(w, T0 + NS + 2 * MS)
+    w.probe_due = T0 + 2 * NS - 4 * MS  # late by less than a turn: the probe will say it when it runs
+    ship(w, T0 + 2 * NS + 2 * MS)
+    one, two = pipe.windows()
+    assert (one.loop_lag_p99_us, two.loop_lag_p99_us) == ((NS - 8 * MS) // 1000, None)
