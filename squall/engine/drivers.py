@@ -4,6 +4,12 @@ Every channel runs the same cycle through plain callbacks: the driver picks its 
 away, or after the user's think time; open: from the backlog, or it goes idle until the schedule hands it
 one), on_response or on_failure records it and asks the driver again. The run ends (`finished`) when no
 channel is busy and none may send.
+
+Timers run late under a steady stream of answers: libuv reads up to 1,024 events per epoll_wait and calls it
+again, up to 48 times, while each call comes back full, before it runs any timer; from about 3,000 busy
+connections a worker that always has answers waiting runs its timers only after 49,152 of them. So the paths
+that take the clock for a send also compare it with `due`, and past it call `catch_up`, which does what the
+timers would have done by then (the worker's window and the deadline); the timers stay for an idle loop.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ MIN_SLEEP_NS = 1_000_000
 YIELD_EVERY = 64
 STEER_NS = 100_000_000  # how often a users shape re-counts its users
 INTERNAL_PAUSE_S = 0.05  # a channel whose send raised waits this long to go again (never a busy loop)
+NEVER = 1 << 62  # a perf_counter time no run reaches
+
+
+def nothing_due(t_ns: int) -> int:
+    """The worker's catch-up hook until one is given: nothing is ever due."""
+    return NEVER
 
 
 def at(loop: asyncio.AbstractEventLoop, t_ns: int, callback: Any, *args: Any) -> asyncio.TimerHandle:
@@ -75,6 +87,12 @@ class Driver:
         self.active = 0  # users taking part (a users shape parks the rest)
         self.stopping = False
         self.channels: list[Channel] = []
+        # The worker's own timed work (closing and shipping windows), run from the answer path once the
+        # clock passes `due`; it returns when it is next due. `due` stays NEVER until start().
+        self.on_due: Callable[[int], int] = nothing_due
+        self.due = NEVER
+        # The deadline the answer path enforces (the closed models; the open model's pacer keeps its own).
+        self.ends_at = NEVER
         # What a measured answer records: an HTTP response (on_response), an LLM answer, or nothing here
         # (journeys and py runs record in the transport). Each is one method, so a response costs one call.
         self.records = records
@@ -89,6 +107,20 @@ class Driver:
         self.channels = channels
         self.t0 = t0
         self.measure_start = self.budget.measure_start
+        self.due = t0  # (the first send's check asks the worker when it is next due)
+
+    def catch_up(self, t: int) -> None:
+        """Run what fell due by `t` (the clock read for a send): the worker's timed work first (a window
+        that ended closes with what was answered so far), then the deadline, which stops the run; every
+        answer after it is recorded as during the drain, and no send goes."""
+        nxt = self.on_due(t)
+        ends_at = self.ends_at
+        if ends_at != NEVER and not self.stopping:
+            if t >= ends_at:
+                self.on_stop(self.budget.over(ends_at))
+            elif ends_at < nxt:
+                nxt = ends_at
+        self.due = nxt
 
     def again(self, ch: Channel) -> None:
         """After a response or failure: the channel's next send, a pause first, or rest."""
@@ -203,6 +235,7 @@ class ClosedDriver(Driver):
         super().start(channels, t0)
         deadline = self.budget.deadline
         if deadline is not None:
+            self.ends_at = deadline  # (checked by every send; the timer is for a quiet loop)
             at(self.loop, deadline, self.on_stop, self.budget.over(deadline))
         self._enter(channels)
         self.check_finished()
@@ -224,6 +257,11 @@ class ClosedDriver(Driver):
             self.check_finished()
             return
         t = perf_counter_ns()
+        if t >= self.due:
+            self.catch_up(t)
+            if self.stopping:
+                self.check_finished()
+                return
         if not self.budget.take(t):
             self.check_finished()
             return
@@ -246,6 +284,11 @@ class ClosedDriver(Driver):
             self.check_finished()
             return
         t = perf_counter_ns()
+        if t >= self.due:  # (one compare per answer: see the module's docstring)
+            self.catch_up(t)
+            if self.stopping:
+                self.check_finished()
+                return
         count = self.count
         # Count.take, inlined: this path is taken only when the budget's per-send rules are the abort (which
         # sets self.stopping, checked above) and the count; any other rule goes through Budget.take.
@@ -273,22 +316,39 @@ class UsersDriver(ClosedDriver):
         super().__init__(*args, **kwargs)
         self.target = 0
         self.parked: list[Channel] = []
+        self.next_steer = NEVER  # when the users are next counted again (perf_counter ns), once started
 
     def _enter(self, channels: list[Channel]) -> None:
         self.parked.extend(reversed(channels))
-        self._steer()
+        self.next_steer = self.t0
+        self._steer_timer()
 
-    def _steer(self) -> None:
-        """Bring this worker's active users to its share of the shape's count now: new users start at
-        once, surplus users leave as their request in flight ends (see _next)."""
+    def catch_up(self, t: int) -> None:
+        """As Driver.catch_up; the users are counted again too when that fell due (a ramp keeps its shape
+        while the loop's timers run late)."""
+        super().catch_up(t)
+        if t >= self.next_steer and not self.stopping:
+            self._steer(t)
+        if self.next_steer < self.due:
+            self.due = self.next_steer
+
+    def _steer_timer(self) -> None:
         if self.stopping:
             return
-        total = round(self.plan.load.shape.value_at((perf_counter_ns() - self.t0) / NS))
+        now = perf_counter_ns()
+        if now >= self.next_steer:  # (else the answer path steered since: wait for the next turn)
+            self._steer(now)
+        self.loop.call_later(max(self.next_steer - now, MIN_SLEEP_NS) / NS, self._steer_timer)
+
+    def _steer(self, now: int) -> None:
+        """Bring this worker's active users to its share of the shape's count at `now`: new users start at
+        once, surplus users leave as their request in flight ends (see _next)."""
+        self.next_steer = now + STEER_NS  # (first: a new user's send may catch up, and must not steer again)
+        total = round(self.plan.load.shape.value_at((now - self.t0) / NS))
         self.target = self.plan.spread.share(total, self.index)
         while self.active < self.target and self.parked:
             self.active += 1
             self._next(self.parked.pop())
-        self.loop.call_later(STEER_NS / NS, self._steer)
 
     def _next(self, ch: Channel) -> None:
         if self.active > self.target and not self.stopping:  # the shape is ramping down: this user leaves
@@ -312,9 +372,12 @@ class OpenDriver(Driver):
         self.idle: list[Channel] = []
         self.pacing_done = False
         self.pacer: asyncio.Future[None] | None = None
+        self.backlog_ends = NEVER  # the deadline, once placed: no send from the backlog past it
 
     def start(self, channels: list[Channel], t0: int) -> None:
         super().start(channels, t0)
+        if self.budget.deadline is not None:
+            self.backlog_ends = self.budget.deadline
         if self.schedule is None:
             self.schedule = make_schedule(self.plan, self.index, t0, self.budget.deadline)
         self.idle.extend(channels)
@@ -342,7 +405,20 @@ class OpenDriver(Driver):
             while backlog and backlog[0] < self.measure_start:
                 backlog.popleft()
         if backlog:
-            self._send(ch, backlog.popleft())
+            # Sending from the backlog is the closed model's cycle: answers keep coming, timers run late.
+            t = perf_counter_ns()
+            if t >= self.due:
+                self.catch_up(t)
+                if self.stopping:
+                    self.check_finished()
+                    return
+            if t >= self.backlog_ends:
+                # Past the deadline nothing more goes; the pacer stops the run and counts what was due.
+                self.idle.append(ch)
+                return
+            ch.start = backlog.popleft()
+            ch.sent = t
+            self.send(ch)
         else:
             self.idle.append(ch)
             self.check_finished()

@@ -15,7 +15,7 @@ from time import perf_counter_ns
 import uvloop
 
 from squall.engine.budget import make_budget
-from squall.engine.drivers import DRIVERS, at, driver_kind, sleep_until
+from squall.engine.drivers import DRIVERS, NEVER, at, driver_kind, sleep_until
 from squall.engine.limits import raise_nofile
 from squall.engine.recorder import NullRecorder, Recorder
 from squall.engine.transport.base import Channel
@@ -31,6 +31,7 @@ LOOP_PROBE_NS = 10_000_000
 START_TIMEOUT_S = 120.0
 PRECONNECT_S = 3.0  # at most, before Hello: a target that drops SYNs is met again by the first sends
 MIN_SLEEP_NS = 1_000_000
+ENCODE_SLICE_NS = 1_000_000  # at most this much encoding per probe or catch-up, then the loop goes on
 
 
 def worker_main(plan: Plan, index: int, data: Connection, ctl: Connection) -> None:
@@ -75,6 +76,11 @@ class Worker:
         self.last_ship = 0
         self.ppid = os.getppid()
         self.collector_lost = False  # the data pipe broke: nothing more is shipped, the worker stops
+        self.next_tick = NEVER  # when the current window ends (perf_counter ns), once the run has begun
+        self.tick_timer: asyncio.TimerHandle | None = None  # the window tick's pending timer
+        self.probe_timer: asyncio.TimerHandle | None = None  # the loop probe's
+        self.probe_due = NEVER  # when the pending probe is due (perf_counter ns)
+        self.over = False  # the run has ended (Done is next): late timers and catch-ups do nothing
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,25 +113,28 @@ class Worker:
             loop.remove_reader(self.ctl.fileno())
             await asyncio.wait_for(self.transport.close(), 1.0)
             return
-        self.t0 = start.t0
         gc.freeze()  # what setup made lives all run long: keep it out of every later collection
-        self.measure_start = self.t0 + int(self.plan.stop.warmup_s * NS)
+        self.place(start.t0)
         self.transport.begin(self.measure_start)
-        self.budget.begin(self.measure_start)
-        self.window_ns = int(self.plan.window_s * NS)
-        # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
-        # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.
-        self.seq = (self.t0 - self.measure_start) // self.window_ns + 1
-        self.last_ship = 0
         await sleep_until(self.t0)
-        at(loop, self.measure_start + self.seq * self.window_ns, self._tick)
-        at(loop, self.t0 + LOOP_PROBE_NS, self._probe, self.t0 + LOOP_PROBE_NS)
+        probe = self.t0 + LOOP_PROBE_NS
+        self.tick_timer = at(loop, self.next_tick, self._tick)
+        self.probe_timer = at(loop, probe, self._probe, probe)
+        self.probe_due = probe
+        # Under a steady stream of answers the loop runs its timers late (see drivers.py): the driver also
+        # asks catch_up from the answer path, so windows close and ship on time all the same.
+        driver.on_due = self.catch_up
         try:
             driver.start(self.channels, self.t0)
             await driver.finished
         finally:
             # Whatever happened, what was recorded is shipped; Done only on success (else worker_main
-            # sends Failed, and the collector reports the worker as lost).
+            # sends Failed, and the collector reports the worker as lost). No timer runs after this: a
+            # late tick would close a window after the last one (and ship it past Done).
+            self.over = True
+            for timer in (self.tick_timer, self.probe_timer):
+                if timer is not None:
+                    timer.cancel()
             driver.close()
             self.transport.finish()  # (py runs: tracemalloc's last word)
             self._close_window(perf_counter_ns())
@@ -232,37 +241,80 @@ class Worker:
 
     # -- timing --------------------------------------------------------------------------------------
 
+    def place(self, t0: int) -> None:
+        """Place the run in time (no clock read): t0, the warmup's end, the budget, the first window."""
+        self.t0 = t0
+        self.measure_start = t0 + int(self.plan.stop.warmup_s * NS)
+        self.budget.begin(self.measure_start)
+        self.window_ns = int(self.plan.window_s * NS)
+        # Windows end on measure_start + seq * window_s in every worker, so a seq is one second everywhere;
+        # seq <= 0 is warmup, and the first window ends at the first such boundary after t0.
+        self.seq = (t0 - self.measure_start) // self.window_ns + 1
+        self.next_tick = self.measure_start + self.seq * self.window_ns
+        self.last_ship = 0
+
+    def catch_up(self, now: int) -> int:
+        """What the window tick and the probe's shipping would have done by `now`, run from the answer
+        path; returns when something is next due (the window's end, or soon while windows wait to ship)."""
+        if self.over:
+            return NEVER
+        if now >= self.next_tick:
+            self._window_ends(now)
+        if self.rec.closed:
+            self._ship_closed(now + ENCODE_SLICE_NS)
+            if self.rec.closed:
+                return min(self.next_tick, now + LOOP_PROBE_NS)
+        return self.next_tick
+
     def _probe(self, due: int) -> None:
+        if self.over:
+            return
         now = perf_counter_ns()
         self.rec.loop_lag((now - due) // 1000)
-        # Likewise a closed window is encoded a histogram at a time; a window with many (a scenario's steps)
-        # gets up to 1 ms of encoding per probe, so the queue never grows from one second to the next.
-        deadline = now + 1_000_000
+        self._ship_closed(now + ENCODE_SLICE_NS)
+        nxt = due + LOOP_PROBE_NS
+        if nxt <= now:
+            nxt = now + LOOP_PROBE_NS
+        self.probe_timer = at(self.loop, nxt, self._probe, nxt)
+        self.probe_due = nxt
+
+    def _ship_closed(self, until: int) -> None:
+        """Encode and ship closed windows, a histogram at a time, until `until` (perf_counter ns): a window
+        with many histograms (a scenario's steps) is spread over several calls, so the queue never grows
+        from one second to the next and no call pauses the loop for long."""
         while True:
             window = self.rec.encode_step()
             if window is not None:
                 self._ship(window)
-            if not self.rec.closed or perf_counter_ns() >= deadline:
+            if not self.rec.closed or perf_counter_ns() >= until:
                 break
-        nxt = due + LOOP_PROBE_NS
-        if nxt <= now:
-            nxt = now + LOOP_PROBE_NS
-        at(self.loop, nxt, self._probe, nxt)
 
     def _tick(self) -> None:
-        now = perf_counter_ns()
-        boundary = self.measure_start + self.seq * self.window_ns
-        if now < boundary:  # uvloop timers have ms resolution and can fire early: a window must not end early
-            self.loop.call_later(MIN_SLEEP_NS / NS, self._tick)
+        if self.over:
             return
+        now = perf_counter_ns()
+        # (uvloop timers have ms resolution and can fire early: a window must not end early; and when the
+        # answer path closed it already, the timer just moves on to the next window's end)
+        if now >= self.next_tick:
+            self._window_ends(now)
+        self.tick_timer = at(self.loop, max(self.next_tick, now + MIN_SLEEP_NS), self._tick)
+
+    def _window_ends(self, now: int) -> None:
+        """The window ends at `now` (at or past its boundary): close it (shipped by _ship_closed), watch
+        the supervisor."""
+        overdue = now - self.probe_due
+        if overdue > LOOP_PROBE_NS:
+            # The probe has missed a whole turn: the loop's timers are that late already. It says so itself
+            # only when it runs, maybe seconds later; the window closing now (from the answer path) says it.
+            self.rec.loop_lag(overdue // 1000)
         try:
             self._close_window(now)
         except Exception as e:  # a bug: counted, and the windows keep their rhythm
             self.rec.internal(e, counted=False)
             self.seq += 1
+        self.next_tick = self.measure_start + self.seq * self.window_ns
         if os.getppid() != self.ppid:
             self.stop("supervisor lost", self.plan.stop.drain_s)
-        at(self.loop, self.measure_start + self.seq * self.window_ns, self._tick)
 
     def _close_window(self, now: int) -> None:
         t_end = now - self.t0

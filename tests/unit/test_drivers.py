@@ -410,3 +410,146 @@ def test_a_classification_that_raises_is_counted_internal() -> None:
 
     asyncio.run(main())
     assert rec.failures == ["internal"] * 4
+
+
+# -- catching up from the answer path (the loop's timers starved: the test never yields) ----------------
+
+
+class HeldChannel(Channel):
+    """A channel the test answers itself: a send only marks it busy and notes when it was sent."""
+
+    __slots__ = ("starts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts: list[int] = []
+
+    def send(self) -> None:
+        self.busy = True
+        self.starts.append(self.start)
+
+    def abort(self) -> None:
+        self.busy = False
+
+
+def starved(
+    p: Plan, hook: Callable[[int], int], kind: type[Driver], answers: int, past_ns: int = 0
+) -> tuple[Driver, list[HeldChannel], list[str]]:
+    """A driver whose run began `past_ns` ago, its one channel answered `answers` times in a row (while it
+    has a request in flight) without the loop ever running a timer."""
+    stops: list[str] = []
+
+    async def main() -> tuple[Driver, list[HeldChannel]]:
+        t0 = perf_counter_ns() - past_ns
+        budget = Budget([Abort(), Duration(int(p.stop.duration_s * NS))])  # type: ignore[operator]
+        budget.begin(t0)
+
+        def on_stop(reason: str) -> None:  # (the worker's stop: the first reason stands)
+            if budget.stop(reason):
+                stops.append(reason)
+                d.stop()
+
+        d = kind(p, 0, FakeRec(), budget, str, on_stop)  # type: ignore[arg-type]
+        d.on_due = hook
+        ch = HeldChannel()
+        d.start([ch], t0)
+        if isinstance(d, OpenDriver):
+            assert d.pacer is not None
+            d.pacer.cancel()  # (never ran: the test feeds the backlog itself)
+            d.backlog.extend(t0 + k for k in range(answers))
+            d.idle.clear()
+            d._send(ch, t0)
+        for _ in range(answers):
+            if not ch.busy:
+                break
+            ch.busy = False
+            now = perf_counter_ns()
+            d.on_response(ch, 200, now, now, 10)
+        d.close()
+        return d, [ch]
+
+    d, chans = asyncio.run(main())
+    return d, chans, stops
+
+
+def test_the_answer_path_asks_the_worker_when_due_and_not_before() -> None:
+    calls: list[int] = []
+
+    def always(t: int) -> int:  # due again at once: asked at every send
+        calls.append(t)
+        return t
+
+    d, chans, _ = starved(plan(duration_s=60.0), always, ClosedDriver, 50)
+    assert d.on_response.__name__ == "_on_response_lean"
+    assert len(calls) == 51 == chans[0].starts.__len__()  # the first send (due from t0 on) and 50 more
+    assert calls == sorted(calls)
+
+    calls.clear()
+
+    def once(t: int) -> int:  # nothing more due: never asked again
+        calls.append(t)
+        return 1 << 62
+
+    d, chans, _ = starved(plan(duration_s=60.0, think=None), once, ClosedDriver, 50)
+    assert len(calls) == 1 and len(chans[0].starts) == 51
+
+
+def test_the_closed_deadline_stops_from_the_answer_path_when_no_timer_runs() -> None:
+    seen: list[int] = []
+    hook = lambda t: seen.append(t) or t + 1  # noqa: E731
+    d, chans, stops = starved(plan(duration_s=1.0), hook, ClosedDriver, 50, past_ns=2 * NS)
+    # The deadline passed before the first send: the worker's window is asked first, then the run stops,
+    # and not one request goes.
+    assert stops == ["duration"] and d.stopping and chans[0].starts == [] and len(seen) == 1
+    for kind in (ClosedDriver, UsersDriver):
+        shape = Shape("users", (Stage(0.0, 1.0),)) if kind is UsersDriver else None
+        p = plan(duration_s=1.0, shape=shape)
+        d, chans, stops = starved(p, hook, kind, 50, past_ns=2 * NS)
+        assert stops == ["duration"] and chans[0].starts == []
+
+
+def test_the_open_backlog_catches_up_and_sends_nothing_past_the_deadline() -> None:
+    calls: list[int] = []
+
+    def always(t: int) -> int:
+        calls.append(t)
+        return t
+
+    p = plan(rate=1000.0, duration_s=60.0)
+    d, chans, stops = starved(p, always, OpenDriver, 20)
+    assert len(chans[0].starts) == 21 and len(calls) == 20  # (the first send came from the test itself)
+    assert stops == []  # (the open model's pacer keeps the deadline)
+
+    calls.clear()
+    d, chans, stops = starved(p, always, OpenDriver, 20, past_ns=61 * NS)
+    assert len(chans[0].starts) == 1 and len(calls) == 1  # past the deadline the backlog waits
+    assert isinstance(d, OpenDriver) and d.idle == chans and stops == []
+    assert d.rec.dropped == 20  # type: ignore[attr-defined]  # the backlog never sent: counted at close
+
+
+def test_a_users_ramp_keeps_its_shape_from_the_answer_path_when_no_timer_runs() -> None:
+    shape = Shape("users", (Stage(0.0, 1.0), Stage(0.3, 4.0)))  # 1 user at once, 4 after 0.3 s
+    p = plan(shape=shape, connections=4, duration_s=60.0)
+
+    async def main() -> tuple[UsersDriver, list[HeldChannel], int]:
+        t0 = perf_counter_ns()
+        budget = Budget([Abort(), Duration(60 * NS)])
+        budget.begin(t0)
+        d = UsersDriver(p, 0, FakeRec(), budget, str, lambda reason: None)  # type: ignore[arg-type]
+        chans = [HeldChannel() for _ in range(4)]
+        d.start(chans, t0)  # type: ignore[arg-type]
+        assert d.active == 1
+        cap, answers = t0 + 10 * NS, 0
+        while d.active < 4 and perf_counter_ns() < cap:  # (no await: the steering timer never runs)
+            for ch in chans:
+                if ch.busy:
+                    ch.busy = False
+                    now = perf_counter_ns()
+                    d.on_response(ch, 200, now, now, 10)
+                    answers += 1
+        d.stop()
+        return d, chans, answers
+
+    d, chans, answers = asyncio.run(main())
+    assert d.active == 4 and all(ch.starts for ch in chans)
+    assert answers > 0
