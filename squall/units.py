@@ -75,6 +75,12 @@ def check_writable(path: Path, option: str = "--out") -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         where = f"directory {str(parent)!r}"
         raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
+    if path.exists():  # an existing file may still refuse writes (/proc, read-only mounts, root's access())
+        try:
+            with path.open("ab"):
+                pass
+        except OSError as e:
+            raise PlanError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
 
 
 def distinct(paths: dict[str, Path | None]) -> None:

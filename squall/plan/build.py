@@ -189,7 +189,7 @@ def _shape(
     """--stage or --profile as a Shape (None for neither); a rate shape takes the place of -r."""
     from squall.plan.load import parse_stages, profile
 
-    if stage and name:
+    if stage and name is not None:
         raise PlanError("use either --stage or --profile, not both")
     rate = fields.get("rate")
     if stage:
@@ -201,7 +201,7 @@ def _shape(
         if shape is not None and shape.kind == "users" and users_given:
             raise PlanError(f"--stage {stage[0]} sets the users; drop -c (or -u)")
         return shape
-    if name:
+    if name is not None:
         if duration is None:
             raise PlanError("--profile needs -d/--duration: the time the whole shape takes")
         total = parse_duration(duration, "--duration")

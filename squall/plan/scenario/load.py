@@ -41,7 +41,12 @@ def load_scenario(path: str | Path) -> Scenario:
         mark = getattr(e, "problem_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "?"
         raise PlanError(f"{p}:{line}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    return parse_scenario(doc, str(p), p.parent)
+    except RecursionError:  # e.g. a json: body of lists nested 500 deep
+        raise PlanError(f"{p}: nested too deeply (lists or mappings inside each other)") from None
+    try:
+        return parse_scenario(doc, str(p), p.parent)
+    except RecursionError:
+        raise PlanError(f"{p}: nested too deeply (lists or mappings inside each other)") from None
 
 
 def parse_scenario(doc: Any, source: str, base_dir: Path) -> Scenario:
