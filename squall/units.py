@@ -75,6 +75,8 @@ def check_writable(path: Path, option: str = "--out") -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         where = f"directory {str(parent)!r}"
         raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
+    if path.exists() and not path.is_file():  # written by a rename, which would replace /dev/null itself
+        raise PlanError(f"{option} {str(path)!r} is not a regular file; give a file name, or drop {option}")
     if path.exists():  # an existing file may still refuse writes (/proc, read-only mounts, root's access())
         try:
             with path.open("ab"):

@@ -235,6 +235,8 @@ def soak(
             parse_target_cmd(target_cmd)  # checked before the plan; started once it holds
         spec = SoakSpec(leak_threshold, parse_duration(checkpoint, "--checkpoint"))
         spec.validate()
+        if flags.out is not None:
+            check_writable(flags.out, "--out")  # before OUT.hlog is made from it ('' is the directory .)
         log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
         if log is not None:
             check_writable(log, "--hdr-log")

@@ -90,7 +90,7 @@ def build(
     if flags.target_pid is not None:
         import psutil
 
-        if not psutil.pid_exists(flags.target_pid):
+        if not 1 <= flags.target_pid < 2**31 or not psutil.pid_exists(flags.target_pid):
             raise PlanError(f"--target-pid {flags.target_pid}: no such process")
     if flags.shard is not None:
         split_fields(flags.shard, fields, users_from_stages=bool(flags.stage))

@@ -7,6 +7,7 @@ option parser included); none of them gets as far as starting a run.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -186,6 +187,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
             path.write_bytes(content)
         else:
             path.write_text(content)
+    os.mkfifo(d / "fifo")
     with ServerThread() as server:
         good = d / "good.json"
         code, err, _ = _invoke(
@@ -333,6 +335,10 @@ CASES: list[tuple[str, str]] = [
     (f"run {U} --transport curl", "--transport"),
     (f"run {U} -o {{d}}/dir", "is a directory"),
     (f"run {U} -o /proc/version", "--out"),
+    (f"run {U} -o ''", "--out"),
+    (f"run {U} -o {{d}}/fifo", "not a regular file"),  # a rename would replace the node itself
+    (f"run {U} --target-pid 99999999999999999999", "--target-pid"),
+    (f"run {U} --stage 1s:{'9' * 400}", "--stage"),
     (f"run {U} --html /nonexistent/x.html", "--html"),
     (f"run {U} --csv {{d}}/dir", "--csv"),
     (f"run {U} --threshold p99<1s --junit {{d}}/dir", "--junit"),
@@ -472,6 +478,8 @@ CASES: list[tuple[str, str]] = [
     (f"soak {U} -d x", "--duration"),
     (f"soak {U} -c 0", "--connections"),
     (f"soak {U} --hdr-log {{d}}/dir", "--hdr-log"),
+    (f"soak {U} --hdr-log {{d}}/fifo", "not a regular file"),
+    (f"soak {U} -o ''", "--out"),
     ("soak", "url"),
     # ---- serve, mock, demo, plan ----
     ("serve --port -1", "--port"),
@@ -545,6 +553,8 @@ CASES: list[tuple[str, str]] = [
     ("report {d}/good.json", "--html"),
     ("report {d}/good.json --html {d}/dir", "--html"),
     ("report {d}/good.json --html {d}/good.json", "same file"),
+    ("report {d}/good.json --csv {d}/fifo", "not a regular file"),
+    ("merge {d}/good.json {d}/r-cut.json -o {d}/fifo", "not a regular file"),
     ("merge {d}/good.json {d}/good.json -o {d}/m.json", "given twice"),
     ("merge {d}/good.json {d}/r-hist-str.json -o {d}/m.json", "histogram"),
     ("merge {d}/good.json {d}/r-hist-b64.json -o {d}/m.json", "histogram"),
