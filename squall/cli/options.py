@@ -248,8 +248,8 @@ def bundled(
 
 
 def fail(message: str) -> typer.Exit:
-    """Print `squall: error: MESSAGE` and return the exit (2) to raise."""
-    typer.echo(f"squall: error: {message}", err=True)
+    """Print `squall: error: MESSAGE` (on one line, whatever the message holds) and return the exit (2)."""
+    typer.echo(f"squall: error: {' '.join(message.split())}", err=True)
     return typer.Exit(EXIT_USAGE)
 
 
