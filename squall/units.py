@@ -80,12 +80,17 @@ def check_writable(path: Path, option: str = "--out") -> None:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         where = f"directory {str(parent)!r}"
         raise PlanError(f"{option} {str(path)!r}: {where} does not exist or is not writable")
+    if path.exists() and not path.is_file():  # written by a rename, which would replace /dev/null itself
+        raise PlanError(f"{option} {str(path)!r} is not a regular file; give a file name, or drop {option}")
     try:  # a file is written beside its path, then renamed: that must work (not in /proc, even as root)
         import tempfile
 
         fd, tmp = tempfile.mkstemp(prefix=".squall-check-", dir=parent)
         os.close(fd)
         os.unlink(tmp)
+        if path.exists():  # an existing file may still refuse writes (read-only mounts, root's access())
+            with path.open("ab"):
+                pass
     except OSError as e:
         raise PlanError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
 

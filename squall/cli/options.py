@@ -267,10 +267,10 @@ def bundled(
 
 
 def fail(message: str) -> typer.Exit:
-    """Print `squall: error: MESSAGE` (its secrets redacted) and return the exit (2) to raise."""
+    """Print `squall: error: MESSAGE` (on one line, its secrets redacted) and return the exit (2) to raise."""
     from squall.redact import redact_text
 
-    typer.echo(f"squall: error: {redact_text(message)}", err=True)
+    typer.echo(f"squall: error: {redact_text(' '.join(message.split()))}", err=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -283,28 +283,3 @@ def usage_errors(prefix: str = "") -> Iterator[None]:
         yield
     except PlanError as e:
         raise fail(f"{prefix}{e}") from None
-
-
-class RedactingGroup(typer.core.TyperGroup):
-    """The app's command group: a usage error found while parsing shows no secret typed on the command line
-    (`Got unexpected extra argument (sk-...)`)."""
-
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        with _redacted_usage():
-            return super().make_context(*args, **kwargs)
-
-    def invoke(self, ctx: Any) -> Any:
-        with _redacted_usage():
-            return super().invoke(ctx)
-
-
-@contextlib.contextmanager
-def _redacted_usage() -> Iterator[None]:
-    from squall.redact import redact_text
-
-    try:
-        yield
-    except typer.exceptions.TyperException as e:  # click's usage errors (typer vendors click)
-        if isinstance(getattr(e, "message", None), str):
-            e.message = redact_text(e.message)  # type: ignore[attr-defined]
-        raise

@@ -38,7 +38,7 @@ def report(
         _check_writable(html, csv_path)
         distinct({"RESULT": result, "--html": html, "--csv": csv_path})
         doc = read_result(result)
-    with _malformed_is_usage_error(f"{str(result)!r} cannot be reported"):
+    with _malformed_is_usage_error(f"{str(result)!r} cannot be reported"), _write_failed():
         write_extras(doc, html, csv_path)
 
 
@@ -48,6 +48,16 @@ def _check_writable(html: Path | None, csv_path: Path | None) -> None:
     for path, option in ((html, "--html"), (csv_path, "--csv")):
         if path is not None:
             check_writable(path, option)
+
+
+@contextlib.contextmanager
+def _write_failed() -> Iterator[None]:
+    """An output that cannot be written after all (a full disk, /dev/full): one line and exit 2."""
+    try:
+        yield
+    except OSError as e:
+        where = f" {str(e.filename)!r}" if e.filename else ""
+        raise fail(f"cannot write{where}: {e.strerror or e}") from None
 
 
 @contextlib.contextmanager
@@ -89,10 +99,12 @@ def merge(
         docs = [read_result(p) for p in results]
         with _malformed_is_usage_error("the results cannot be merged"):
             merged = merge_docs(docs, [str(p) for p in results])
-    write_json(merged, str(out))
+    with _write_failed():
+        write_json(merged, str(out))
     print_summary(merged)
     typer.echo(f"merged {len(docs)} results into {out}", err=True)
-    write_extras(merged, html, csv_path)
+    with _write_failed():
+        write_extras(merged, html, csv_path)
     raise typer.Exit(1 if any(not t["ok"] for t in merged.get("thresholds", ())) else 0)
 
 

@@ -229,14 +229,18 @@ def soak(
     from squall.plan import build
     from squall.plan.specs import SoakSpec
     from squall.result.document import STOPPED_BY_SIGNAL
-    from squall.studies.soak import target_process
+    from squall.studies.soak import parse_target_cmd, target_process
     from squall.units import check_writable, parse_duration
 
     with usage_errors():
         if flags.target_pid is not None and target_cmd is not None:
             raise PlanError("use either --target-pid or --target-cmd, not both")
+        if target_cmd is not None:
+            parse_target_cmd(target_cmd)  # checked before the plan; started once it holds
         spec = SoakSpec(leak_threshold, parse_duration(checkpoint, "--checkpoint"))
         spec.validate()
+        if flags.out is not None:
+            check_writable(flags.out, "--out")  # before OUT.hlog is made from it ('' is the directory .)
         log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
         if log is not None:
             check_writable(log, "--hdr-log")

@@ -97,7 +97,7 @@ def build(
     if flags.target_pid is not None:
         import psutil
 
-        if not psutil.pid_exists(flags.target_pid):
+        if not 1 <= flags.target_pid < 2**31 or not psutil.pid_exists(flags.target_pid):
             raise PlanError(f"--target-pid {flags.target_pid}: no such process")
     if flags.shard is not None:
         split_fields(flags.shard, fields, users_from_stages=bool(flags.stage))
@@ -196,7 +196,7 @@ def _shape(
     """--stage or --profile as a Shape (None for neither); a rate shape takes the place of -r."""
     from squall.plan.load import parse_stages, profile
 
-    if stage and name:
+    if stage and name is not None:
         raise PlanError("use either --stage or --profile, not both")
     rate = fields.get("rate")
     if stage:
@@ -208,7 +208,7 @@ def _shape(
         if shape is not None and shape.kind == "users" and users_given:
             raise PlanError(f"--stage {stage[0]} sets the users; drop -c (or -u)")
         return shape
-    if name:
+    if name is not None:
         if duration is None:
             raise PlanError("--profile needs -d/--duration: the time the whole shape takes")
         total = parse_duration(duration, "--duration")

@@ -49,8 +49,12 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
     if flags.text_path != DEFAULT_TEXT_PATH:
         _check_text_path(api)
     out_spec = (
-        prompt_source.parse_size(flags.output_tokens, "--output-tokens") if flags.output_tokens else None
+        prompt_source.parse_size(flags.output_tokens, "--output-tokens")
+        if flags.output_tokens is not None
+        else None
     )
+    if flags.temperature is not None and not 0 <= flags.temperature <= 100:  # (nan fails too)
+        raise PlanError(f"--temperature must be a finite number of 0 or more (got {flags.temperature})")
     if flags.prompts is not None:
         chosen = prompt_source.load(flags.prompts)
         if out_spec is not None:
@@ -60,7 +64,8 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
                 for p, m in zip(chosen, drawn, strict=True)
             )
     else:
-        size = prompt_source.parse_size(flags.input_tokens or "32", "--input-tokens")
+        given = flags.input_tokens if flags.input_tokens is not None else "32"
+        size = prompt_source.parse_size(given, "--input-tokens")
         chosen = prompt_source.synthetic(1000, size, out_spec, seed)
     if flags.shuffle:
         chosen = prompt_source.shuffled(chosen, seed)
@@ -75,7 +80,7 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
     keys_given = bool(flags.api_key or flags.api_key_file)  # not only from the environment
     if keys_given and any(h.partition(":")[0].strip().lower() == "authorization" for h in header):
         raise PlanError("--api-key/--api-key-file and -H 'Authorization: ...' both set the key; use one")
-    if flags.max_tokens is not None and flags.output_tokens:
+    if flags.max_tokens is not None and flags.output_tokens is not None:
         raise PlanError("--max-tokens and --output-tokens both set the answer's length; use one")
     return LlmSpec(
         api=api,

@@ -103,6 +103,8 @@ def parse_stage(text: str, flag: str = "--stage") -> tuple[Stage, str]:
         raise PlanError(f"{named(flag, text)}: expected DURATION:TARGET, e.g. 30s:100 (users) or 30s:200/s")
     duration = parse_duration(m.group(1), f"{flag} duration".strip())
     target = float(m.group(2))
+    if not math.isfinite(target):  # 400 digits make an infinite float
+        raise PlanError(f"{named(flag, text)}: the target {m.group(2)[:20]!r}... is too large")
     return Stage(duration, target), "rate" if m.group(3) else "users"
 
 

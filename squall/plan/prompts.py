@@ -135,9 +135,17 @@ def load(path: Path) -> tuple[Prompt, ...]:
         raw = path.read_bytes()
     except OSError as e:
         raise PlanError(f"--prompts {str(path)!r} cannot be read: {e.strerror or e}") from None
-    lines = raw.decode("utf-8", "replace").splitlines()
+    if path.suffix.lower() in (".json", ".csv", ".yaml", ".yml"):
+        raise PlanError(f"--prompts {str(path)!r}: use a .txt file (one prompt per line) or .jsonl")
+    try:
+        lines = raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise PlanError(f"--prompts {str(path)!r} is not UTF-8 text") from None
     if path.suffix != ".jsonl":
-        return tuple(Prompt(text=line) for line in lines if line.strip())
+        found = tuple(Prompt(text=line) for line in lines if line.strip())
+        if not found:
+            raise PlanError(f"--prompts {str(path)!r} holds no prompt (one per line)")
+        return found
     prompts = []
     for no, line in enumerate(lines, 1):
         if not line.strip():
@@ -149,7 +157,9 @@ def load(path: Path) -> tuple[Prompt, ...]:
         if not isinstance(obj, dict):
             raise PlanError(f"--prompts {path}:{no}: expected an object with 'prompt' or 'messages'")
         max_tokens = obj.get("max_tokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
             raise PlanError(f"--prompts {path}:{no}: max_tokens must be a positive integer")
         if isinstance(obj.get("messages"), list):
             try:
@@ -161,6 +171,8 @@ def load(path: Path) -> tuple[Prompt, ...]:
             prompts.append(Prompt(text=obj["prompt"], max_tokens=max_tokens))
         else:
             raise PlanError(f"--prompts {path}:{no}: expected 'prompt' (a string) or 'messages' (a list)")
+    if not prompts:
+        raise PlanError(f"--prompts {str(path)!r} holds no prompt (one JSON object per line)")
     return tuple(prompts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,8 @@ def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
             limit = float(raw)
         except ValueError:
             raise PlanError(f"{named(flag, text)}: {raw!r} is not a number") from None
+        if not math.isfinite(limit):
+            raise PlanError(f"{named(flag, text)}: {raw!r} is not a finite number")
         return Threshold(text.strip(), _RATES.get(metric, (metric,)), op, limit)
     hist, _, pct = metric.rpartition("_")
     if not hist:

@@ -32,4 +32,35 @@ def read_result(path: Path) -> dict:
     for key, kind in RESULT_SHAPE:
         if not isinstance(doc.get(key), kind):
             raise PlanError(f"{str(path)!r} is not a whole squall result: {key!r} is missing or malformed")
+    for name, value in doc["counters"].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise PlanError(f"{str(path)!r}: counter {name!r} is not a number; it is {_kind(value)}")
+    _check_histograms(doc["histograms"], f"{str(path)!r}: histogram")
+    parts = doc.get("parts", {})
+    if not isinstance(parts, dict) or not all(isinstance(p, dict) for p in parts.values()):
+        raise PlanError(f"{str(path)!r} is not a whole squall result: 'parts' is malformed")
+    for key, part in parts.items():
+        hists = part.get("histograms", {})
+        if not isinstance(hists, dict):
+            raise PlanError(f"{str(path)!r}: part {key!r}: 'histograms' is malformed")
+        _check_histograms(hists, f"{str(path)!r}: part {key!r}: histogram")
     return doc
+
+
+def _check_histograms(hists: dict, where: str) -> None:
+    """PlanError unless every value is a whole HdrHistogram (base64 V2, compressed), as squall writes."""
+    from squall.hist import decode
+
+    for name, blob in hists.items():
+        if not isinstance(blob, str) or not blob:
+            raise PlanError(
+                f"{where} {name!r} is not an HDR histogram (a base64 string); it is {_kind(blob)}"
+            )
+        try:
+            decode(blob)
+        except Exception:
+            raise PlanError(f"{where} {name!r} is not a whole HDR histogram (corrupt or truncated)") from None
+
+
+def _kind(value: object) -> str:
+    return "empty" if value in ("", None) else f"a JSON {type(value).__name__}"

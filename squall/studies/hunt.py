@@ -7,6 +7,7 @@ verdict on the target: the hunt stops there and says so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +36,8 @@ class HuntSpec:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise PlanError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if not math.isfinite(self.max) or not math.isfinite(self.start):
+            raise PlanError(f"--start and --max must be finite numbers (got {self.start:g}, {self.max:g})")
         if not 0 < self.start <= self.max:
             raise PlanError(f"--start must be greater than 0 and at most --max (got {self.start:g})")
         if self.mode == "concurrency" and (self.start != int(self.start) or self.max != int(self.max)):

@@ -13,11 +13,20 @@ from collections.abc import Iterator
 from squall.units import PlanError
 
 
-def start_target(command: str) -> subprocess.Popen[bytes]:
-    """Start `--target-cmd` in its own session, dying with squall; raises PlanError if it cannot run."""
-    argv = shlex.split(command)
+def parse_target_cmd(command: str) -> list[str]:
+    """`--target-cmd` split as a shell would (no shell runs it); PlanError when it is empty or misquoted."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise PlanError(f"--target-cmd {command!r} cannot be split into words: {e}") from None
     if not argv:
         raise PlanError("--target-cmd is empty")
+    return argv
+
+
+def start_target(command: str) -> subprocess.Popen[bytes]:
+    """Start `--target-cmd` in its own session, dying with squall; raises PlanError if it cannot run."""
+    argv = parse_target_cmd(command)
     try:
         proc = subprocess.Popen(
             argv,

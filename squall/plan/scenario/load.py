@@ -40,8 +40,18 @@ def load_scenario(path: str | Path) -> Scenario:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "?"
-        raise PlanError(f"{p}:{line}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    return parse_scenario(doc, str(p), p.parent)
+        if mark is None and isinstance(getattr(e, "position", None), int):  # a character YAML never allows
+            line = str(text[: e.position].count("\n") + 1)
+        why = " ".join(
+            str(getattr(e, "problem", None) or e).splitlines()[0].split()
+        )  # (no "in <string>" lines)
+        raise PlanError(f"{p}:{line}: not valid YAML: {why}") from None
+    except RecursionError:  # e.g. a json: body of lists nested 500 deep
+        raise PlanError(f"{p}: nested too deeply (lists or mappings inside each other)") from None
+    try:
+        return parse_scenario(doc, str(p), p.parent)
+    except RecursionError:
+        raise PlanError(f"{p}: nested too deeply (lists or mappings inside each other)") from None
 
 
 def parse_scenario(doc: Any, source: str, base_dir: Path) -> Scenario:
