@@ -145,7 +145,7 @@ def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
     files asked for; return the exit code."""
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
-    from squall.report.outputs import signal_exit, signals_wait, write_extras
+    from squall.report.outputs import EXIT_UNWRITTEN, signal_exit, signals_wait, write_extras
     from squall.report.tables import print_hunt
     from squall.studies.hunt import Hunter, exit_code, hunt_until_stopped
 
@@ -154,8 +154,10 @@ def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
             typer.echo(_level_line(step), err=True)
         if flags.out is not None:  # the levels so far, so a hunt killed at level 7 keeps the first 6
             with signals_wait():
-                _write(hunter.document(hunter.partial()), flags.out)
+                if not _write(hunter.document(hunter.partial()), flags.out):
+                    unwritten.append("-o")
 
+    unwritten: list[str] = []
     hunter = Hunter(base, spec, run_plan, shown)
     with usage_errors():
         try:
@@ -172,10 +174,12 @@ def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
         doc = hunter.document(found)
         print_hunt(found)
         if flags.out is not None:
-            _write(doc, flags.out)
-            typer.echo(f"result written to {flags.out}", err=True)
-        write_extras(doc, flags.html, flags.csv_path)
-    return signal_exit(got, exit_code(found))
+            if _write(doc, flags.out):
+                typer.echo(f"result written to {flags.out}", err=True)
+            else:
+                unwritten.append("-o")
+        unwritten += write_extras(doc, flags.html, flags.csv_path)
+    return signal_exit(got, EXIT_UNWRITTEN if unwritten else exit_code(found))
 
 
 def _level_line(step: dict[str, Any]) -> str:
@@ -192,10 +196,16 @@ def _level_line(step: dict[str, Any]) -> str:
     )
 
 
-def _write(doc: dict[str, Any], path: Path) -> None:
+def _write(doc: dict[str, Any], path: Path) -> bool:
+    """Write a hunt document; False (and an error line) when the file could not be written."""
     from squall.report.json import write_json
 
-    write_json(doc, str(path))
+    try:
+        write_json(doc, str(path))
+    except OSError as e:
+        typer.echo(f"squall: error: could not write -o {path}: {e.strerror or e}", err=True)
+        return False
+    return True
 
 
 def soak(

@@ -96,3 +96,37 @@ def test_an_interrupted_hunt_keeps_the_levels_it_ran(target: ServerThread, tmp_p
     assert hunt["steps"][0]["level"] == 1 and hunt["steps"][0]["ok"]
     assert hunt["best"] is not None and hunt["best"] < 64
     assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_a_hunt_whose_output_directory_goes_away_says_so(target: ServerThread, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    where = tmp_path / "gone"
+    where.mkdir()
+    out = where / "h.json"
+    argv = [sys.executable, "-m", "squall", "hunt", target.url + "/delay/5", "--slo", "p99<1s"]
+    argv += [
+        "--start",
+        "1",
+        "--max",
+        "4",
+        "--step-duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "-w",
+        "1",
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not out.exists():  # written once the first level has run
+        time.sleep(0.05)
+    shutil.rmtree(where)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 3, err
+    assert b"could not write -o" in err and b"result written" not in err and b"Traceback" not in err

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from squall.engine.llm.apis import APIS, BadEvent, dig, parse_path
 from squall.engine.llm.record import retry_after_ms
-from squall.engine.llm.stream import TOKENS_MAX, AnswerReader, Reading, token_count
+from squall.engine.llm.stream import EVENT_MAX, TOKENS_MAX, AnswerReader, Reading, token_count
 from squall.engine.llm.tokens import estimate_tokens
 from squall.engine.recorder import Recorder
 from squall.hist import index_table
@@ -350,3 +350,28 @@ def test_utf8_and_line_ends_split_one_byte_at_a_time() -> None:
 
 def chat_event(text: str) -> bytes:
     return b"data: " + orjson.dumps(event("chat", text)) + b"\n\n"
+
+
+def test_a_line_or_event_larger_than_any_answer_is_dropped_not_held() -> None:
+    # A server that sends one endless line, or an event of endless `data:` lines: squall holds at most
+    # EVENT_MAX (plus one read) of it, counts it bad, and reads the events after it.
+    piece = b"x" * 65536
+    for start, filler in ((b"data: ", piece), (b"", b"data: " + piece[:-7] + b"\n")):
+        r = AnswerReader(reading("chat"), input_tokens=4)
+        r.feed(start, MS)
+        most = 0
+        for _ in range(EVENT_MAX // len(filler) + 40):
+            r.feed(filler, MS)
+            most = max(most, r.held_n, r.data_n)
+        assert most <= EVENT_MAX + len(filler)
+        r.feed(b"\n\ndata: " + orjson.dumps(event("chat", "after")) + b"\n\ndata: [DONE]\n\n", 2 * MS)
+        assert r.finish(3 * MS) is None and r.text() == "after" and r.bad >= 1
+
+
+def test_a_non_streamed_body_larger_than_any_answer_is_not_held() -> None:
+    r = AnswerReader(reading("chat", stream=False), input_tokens=4)
+    piece = b" " * 1_048_576
+    for _ in range(EVENT_MAX // len(piece) + 8):
+        r.feed(piece, MS)
+    assert r.held_n <= EVENT_MAX + len(piece)
+    assert r.finish(2 * MS) == "bad_response"

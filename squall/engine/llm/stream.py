@@ -32,6 +32,7 @@ class Reading:
         self.done_marker = (shape.done_marker if done_marker is None else done_marker).encode()
 
 
+EVENT_MAX = 64 * 1024 * 1024  # bytes of one SSE line or event, or of a whole non-streamed body
 TOKENS_MAX = 2**31  # a token count above this is not a count (it would overflow the counters downstream)
 
 
@@ -62,18 +63,21 @@ class AnswerReader:
         "bad_usage",
         "cr",
         "data",
+        "data_n",
         "done",
         "done_marker",
         "error",
         "finished",
         "gaps",
         "held",
+        "held_n",
         "how",
         "input_tokens",
         "path",
         "pieces",
         "read",
         "retry_after",
+        "skip",
         "stream",
         "t_first",
         "t_last",
@@ -89,7 +93,10 @@ class AnswerReader:
         self.done_marker = how.done_marker
         self.input_tokens = input_tokens
         self.held: list[bytes] = []  # a line not yet ended (streamed), or the body so far (not streamed)
+        self.held_n = 0  # bytes in `held`; beyond EVENT_MAX they are dropped (memory stays bounded)
+        self.skip = False  # the rest of a line too long to read is dropped, up to its line end
         self.data: list[bytes] = []  # the `data:` values of the event not yet ended
+        self.data_n = 0  # bytes in `data`; an event beyond EVENT_MAX is dropped and counted
         self.cr = False  # the last bytes fed ended in CR: a LF opening the next ones ends no other line
         self.done = False
         self.error: str | None = None
@@ -110,7 +117,9 @@ class AnswerReader:
         # looked at a bounded number of times (a line or an event split over many reads is joined once, when
         # it ends), so a 50 MB event costs what 50 MB of small ones do.
         if not self.stream:
-            self.held.append(data)
+            if self.held_n <= EVENT_MAX:
+                self.held.append(data)
+                self.held_n += len(data)
             return
         if self.cr or self.held or self.data or b"\r" in data:
             self._lines(data, now)
@@ -133,25 +142,41 @@ class AnswerReader:
         rest = lines.pop()
         if lines:
             held = self.held
-            if held:
+            if self.skip:  # the end of a line too long to read
+                self.skip = False
+                del lines[0]
+            elif held:
                 held.append(lines[0])
                 lines[0] = b"".join(held)
                 self.held = []
+                self.held_n = 0
             for line in lines:
                 if line:
                     if line.startswith(b"data:"):
                         self.data.append(line[5:])
+                        self.data_n += len(line)
                     elif line.startswith(b"\xef\xbb\xbfdata:"):  # (a byte order mark opening the stream)
                         self.data.append(line[8:])
+                    if self.data_n > EVENT_MAX:  # an event of endless `data:` lines: dropped, counted
+                        self.data = []
+                        self.data_n = 0
+                        self.bad += 1
                     # (a comment, `event:`, `id:` or `retry:` line: nothing to read)
                 elif self.data:
                     self._event(now)
-        if rest:
+        if rest and not self.skip:
             self.held.append(rest)
+            self.held_n += len(rest)
+            if self.held_n > EVENT_MAX:  # one line larger than any event: dropped, counted, not held
+                self.held = []
+                self.held_n = 0
+                self.skip = True
+                self.bad += 1
 
     def _event(self, now: int) -> None:
         data = self.data
         self.data = []
+        self.data_n = 0
         self._payload((data[0] if len(data) == 1 else b"\n".join(data)).strip(), now)
 
     def _payload(self, payload: bytes, now: int) -> None:
@@ -202,6 +227,10 @@ class AnswerReader:
 
     def _finish(self, now: int) -> str | None:
         if not self.stream:
+            if self.held_n > EVENT_MAX:  # too large to be an answer squall reads
+                self.held = []
+                self.bad += 1
+                return "bad_response"
             body = b"".join(self.held)
             self.held = []
             try:
@@ -218,7 +247,7 @@ class AnswerReader:
                 self.bad += 1
             self.done = True
         else:
-            if self.held:  # a last line without its line end
+            if self.held and not self.skip:  # a last line without its line end
                 line = b"".join(self.held)
                 self.held = []
                 if line.startswith(b"data:"):
