@@ -124,9 +124,11 @@ def drive(
         owner = Owner()
         chans = [FakeChannel(owner, delay_s, fail) for _ in range(channels)]
 
-        def on_stop(reason: str) -> None:
-            stops.append(reason)
+        def on_stop(
+            reason: str,
+        ) -> None:  # as the worker's: the first reason stops the run, later ones are moot
             if budget.stop(reason):
+                stops.append(reason)
                 d.stop()
 
         cls = kind or {"closed": ClosedDriver, "users": UsersDriver, "open": OpenDriver}[driver_kind(p)]
