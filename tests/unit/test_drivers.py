@@ -124,10 +124,8 @@ def drive(
         owner = Owner()
         chans = [FakeChannel(owner, delay_s, fail) for _ in range(channels)]
 
-        def on_stop(
-            reason: str,
-        ) -> None:  # as the worker's: the first reason stops the run, later ones are moot
-            if budget.stop(reason):
+        def on_stop(reason: str) -> None:
+            if budget.stop(reason):  # as the worker's: the first reason stops the run, later ones are moot
                 stops.append(reason)
                 d.stop()
 
