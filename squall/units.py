@@ -88,11 +88,17 @@ def check_writable(path: Path, option: str = "--out") -> None:
         fd, tmp = tempfile.mkstemp(prefix=".squall-check-", dir=parent)
         os.close(fd)
         os.unlink(tmp)
-        if path.exists():  # an existing file may still refuse writes (read-only mounts, root's access())
+    except OSError as e:
+        raise PlanError(
+            f"{option} {str(path)!r} cannot be written: a file cannot be made in {str(parent)!r} "
+            f"({e.strerror or e})"
+        ) from None
+    if path.exists():  # an existing file may still refuse writes (read-only mounts, root's access())
+        try:
             with path.open("ab"):
                 pass
-    except OSError as e:
-        raise PlanError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
+        except OSError as e:
+            raise PlanError(f"{option} {str(path)!r} cannot be written: {e.strerror or e}") from None
 
 
 def distinct(paths: dict[str, Path | None]) -> None:

@@ -36,6 +36,18 @@ def read_result(path: Path) -> dict:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise PlanError(f"{str(path)!r}: counter {name!r} is not a number; it is {_kind(value)}")
     _check_histograms(doc["histograms"], f"{str(path)!r}: histogram")
+    for i, entry in enumerate(doc["timeseries"]):  # (too many to decode here: each is decoded where used)
+        if not isinstance(entry, dict):
+            raise PlanError(f"{str(path)!r}: timeseries[{i}] is not an object; it is {_kind(entry)}")
+        for key, blob in entry.items():
+            if (
+                key.endswith("_hist")
+                and blob is not None
+                and not (isinstance(blob, str) and blob[:5] == "HISTF")
+            ):
+                raise PlanError(
+                    f"{str(path)!r}: timeseries[{i}].{key} is not an HDR histogram; it is {_kind(blob)}"
+                )
     parts = doc.get("parts", {})
     if not isinstance(parts, dict) or not all(isinstance(p, dict) for p in parts.values()):
         raise PlanError(f"{str(path)!r} is not a whole squall result: 'parts' is malformed")

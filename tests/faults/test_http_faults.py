@@ -65,6 +65,27 @@ def _then_close(head: str, body: bytes = b"", *, ended: bool = True) -> Fault:
     return fault
 
 
+def _then_close_late(head: str) -> Fault:
+    """As `_then_close`, but the close comes a little after the answer: the client has put the connection
+    back in its pool, and its next request may go out on it as the close arrives."""
+    answer = _answer(head)
+
+    async def fault(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await answer(reader, writer)
+        await asyncio.sleep(0.001)
+        return False
+
+    return fault
+
+
+async def _body_to_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """A body with no length (it ends at the close), cut by a reset instead of a clean close."""
+    writer.write(b"HTTP/1.0 200 OK\r\n\r\n0123456789")
+    await writer.drain()
+    _rst(writer)
+    return False
+
+
 def _raw(data: bytes) -> Fault:
     async def fault(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         writer.write(data)
@@ -161,6 +182,8 @@ FAULTS: dict[str, Fault] = {
     "interim_then_200": _interim,
     "close_after_429": _then_close("HTTP/1.1 429 Too Many Requests\nContent-Length: 4", b"slow"),
     "close_after_401": _then_close("HTTP/1.1 401 Unauthorized\nContent-Length: 0"),
+    "close_late_after_429": _then_close_late("HTTP/1.1 429 Too Many Requests\nContent-Length: 0"),
+    "body_to_reset": _body_to_reset,
     "big": _answer("HTTP/1.1 200 OK\nContent-Length: 3000000", b"0123456789" * 300_000),
     "gib": _gib,
 }
@@ -284,6 +307,7 @@ CASES: list[tuple[str, dict[str, int], dict[int, int]]] = [
     ("chunk_cut", {"truncated": N}, {}),
     ("head_cut", {"reset": N}, {}),
     ("body_to_close", {}, {200: N}),
+    ("body_to_reset", {"truncated": N}, {}),
     ("interim_then_200", {}, {200: N}),
     ("close_after_429", {"http_429": N}, {429: N}),
     ("close_after_401", {"http_401": N}, {401: N}),
@@ -306,6 +330,20 @@ def test_fault_is_counted_under_its_kind(
     assert (s["error_kinds"], {int(k): v for k, v in s["status_codes"].items()}) == (kinds, codes)
     assert code == 0
     assert took < 20
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_close_just_after_an_answer_is_one_error(
+    faults: FaultServer, tmp_path: Path, transport: str, method: str
+) -> None:
+    # The request that crosses the close goes again on a new connection: each 429 is counted once, no reset.
+    n = 200
+    extra = ("-m", method, "-b", "x", "-c", "8")
+    code, doc, _ = squall_run(faults.url("close_late_after_429"), transport, tmp_path / "r.json", *extra, n=n)
+    s = accounted(doc, n)
+    assert (s["error_kinds"], s["status_codes"], code) == ({"http_429": n}, {"429": n}, 0)
+    assert "internal" not in (doc.get("error_samples") or {})
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -565,7 +565,7 @@ CASES: list[tuple[str, str]] = [
     ("merge {d}/good.json {d}/r-hist-list.json -o {d}/m.json", "histogram"),
     ("merge {d}/good.json {d}/r-hist-trunc.json -o {d}/m.json", "histogram"),
     ("merge {d}/good.json {d}/r-counters-str.json -o {d}/m.json", "counter 'requests'"),
-    ("merge {d}/good.json {d}/r-timeseries-junk.json -o {d}/m.json", "merged"),
+    ("merge {d}/good.json {d}/r-timeseries-junk.json -o {d}/m.json", "timeseries[0]"),
     ("merge {d}/good.json {d}/r-meta-junk.json -o {d}/m.json", "merged"),
     ("merge {d}/good.json {d}/notjson.json -o {d}/m.json", "cannot be read"),
     ("merge {d}/good.json {d}/r-cut.json -o {d}/m.json", "cannot be read"),

@@ -182,3 +182,23 @@ def test_a_cut_histogram_in_a_second_or_a_part_names_where_it_sits(tmp_path: Pat
     assert res.exit_code == 2, res.output
     assert "timeseries[1].latency_hist: not an HDR histogram, or cut short" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_result_whose_series_histogram_is_not_hdr_is_one_line_and_exit_2(
+    tmp_path: Path, command: str
+) -> None:
+    good = long_doc(3, 1_700_000_000.0, 5)
+    bad = json.loads(json.dumps(good))
+    key = next(k for k in bad["timeseries"][1] if k.endswith("_hist"))
+    bad["timeseries"][1][key] = "abc"
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    args = {
+        "report": ["report", str(tmp_path / "bad.json"), "--html", str(tmp_path / "r.html")],
+        "compare": ["compare", str(tmp_path / "good.json"), str(tmp_path / "bad.json")],
+    }[command]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and f"timeseries[1].{key}" in lines[0], res.output

@@ -376,3 +376,14 @@ def test_a_non_streamed_body_larger_than_any_answer_is_not_held() -> None:
         r.feed(piece, MS)
     assert r.held_n <= EVENT_MAX + len(piece)
     assert r.finish(2 * MS) == "bad_response"
+
+
+def test_numbers_beyond_a_double_cost_only_the_field_they_are_in() -> None:
+    # orjson refuses 1e400; JSON allows it. The answer's text stays, the usage is counted bad (estimate used).
+    content = b'{"choices":[{"delta":{"content":"hi"},"logprobs":{"content":[{"logprob":-1e400}]}}]}'
+    usage = b'{"choices":[],"usage":{"completion_tokens":1e400,"prompt_tokens":-5}}'
+    r = read_all(reading("chat"), [b"data: " + content + b"\n\ndata: " + usage + b"\n\ndata: [DONE]\n\n"])
+    assert (r.finish(0), r.text(), r.bad) == (None, "hi", 0) and r.bad_usage >= 1
+    body = b'{"choices":[{"message":{"content":"hi"}}],"usage":{"completion_tokens":1e400,"prompt_tokens":3}}'
+    r = read_all(reading("chat", stream=False), [body])
+    assert (r.finish(0), r.text()) == (None, "hi") and r.bad_usage >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from array import array
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,15 @@ from typing import Any
 import orjson
 
 from squall.engine.llm.apis import ApiShape, Path
+
+
+def loads(data: bytes) -> Any:
+    """JSON as a server sends it: orjson, and the standard library for what orjson refuses but JSON allows
+    (a number beyond a double's range, such as 1e400, read as infinity); ValueError when it is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 class Reading:
@@ -186,7 +196,7 @@ class AnswerReader:
             self.done = True
             return
         try:
-            obj = orjson.loads(payload)
+            obj = loads(payload)
             text, usage, end = self.read(obj, self.path)
         except Exception:  # not JSON, or shaped wrong (BadEvent): this event is lost, the stream goes on
             self.bad += 1
@@ -234,7 +244,7 @@ class AnswerReader:
             body = b"".join(self.held)
             self.held = []
             try:
-                text, usage = self.how.shape.final(orjson.loads(body), self.path)
+                text, usage = self.how.shape.final(loads(body), self.path)
             except Exception:  # not JSON, or shaped wrong (BadEvent)
                 self.bad += 1
                 return "bad_response"

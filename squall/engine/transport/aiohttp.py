@@ -27,22 +27,43 @@ from squall.engine.workload.http import BadRequest, Request
 from squall.plan.plan import Plan
 
 # What reading a body raises when the connection ends before it does (aiohttp: "payload is not completed").
-_CUT = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
+_CUT = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)
+# What sending on a connection the server has just closed raises, before any byte of an answer.
+_CLOSED_UNDER = aiohttp.ClientConnectionError
+
+
+def _retrieved_error(closed: asyncio.Future[None]) -> bool:
+    """Whether the connection ended with an error (a reset) rather than a clean close."""
+    return not closed.cancelled() and closed.exception() is not None
 
 
 class BadBody(Exception):
     """The body's bytes after its head are not valid HTTP/1.1 (a bad chunk size)."""
 
 
-def _fail_body_on_close(resp: aiohttp.ClientResponse) -> Callable[[], None] | None:
+def _retrieved(closed: asyncio.Future[None]) -> None:
+    if not closed.cancelled():
+        closed.exception()  # (read: else the loop reports a reset connection as an unretrieved exception)
+
+
+def _ends_at_close(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the body has neither a length nor chunks: it ends where the connection does."""
+    headers = resp.headers
+    return "Content-Length" not in headers and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+
+
+def _fail_body_on_close(
+    resp: aiohttp.ClientResponse,
+) -> tuple[Callable[[], None], asyncio.Future[None]] | None:
     """When a later read of a body is not valid HTTP, aiohttp fails the connection but leaves the body's
     reader waiting (until the timeout): fail the body when its connection ends before it. Returns the undo
-    (None when the body is already all read, as small bodies are)."""
+    and the connection's `closed` future (None when the body is already all read, as small bodies are)."""
     content = resp.content
     proto = getattr(resp.connection, "protocol", None)
     closed = getattr(proto, "closed", None)
     if content.is_eof() or not isinstance(closed, asyncio.Future):
         return None
+    closed.add_done_callback(_retrieved)
 
     def lost(_: object) -> None:
         if content.is_eof() or content.exception() is not None:
@@ -54,7 +75,7 @@ def _fail_body_on_close(resp: aiohttp.ClientResponse) -> Callable[[], None] | No
             content.set_exception(aiohttp.ClientPayloadError("the connection closed before the body ended"))
 
     closed.add_done_callback(lost)
-    return lambda: closed.remove_done_callback(lost)
+    return (lambda: closed.remove_done_callback(lost)), closed
 
 
 class _AiohttpChannel(TaskChannel):
@@ -102,6 +123,7 @@ class AiohttpTransport:
         # pool may hold every connection (the channels, not the pools, bound what is in flight).
         sources: tuple[str | None, ...] = self.plan.client.source_ips or (None,)
         self.sessions = [self._session(source) for source in sources]
+        self.fresh: aiohttp.ClientSession | None = None  # a new connection per request, for a resend
         self.session = self.sessions[0]
         if len(self.sessions) == 1:
             self.send = self.session.request
@@ -109,8 +131,9 @@ class AiohttpTransport:
             self.turn = 0
             self.send = self._send_next
 
-    def _session(self, source: str | None) -> aiohttp.ClientSession:
+    def _session(self, source: str | None, fresh: bool = False) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
+            force_close=fresh,
             limit=self.connections,
             limit_per_host=self.connections,
             ttl_dns_cache=None,
@@ -145,13 +168,30 @@ class AiohttpTransport:
         url = self.urls.get(req.url)
         if url is None:
             url = self.urls[req.url] = URL(req.url, encoded=True)
-        async with self.send(
-            req.method, url, headers=req.headers, data=req.body or None, allow_redirects=False
-        ) as resp:
+        send = self.send
+        for again in (True, False):
+            try:
+                resp = await send(
+                    req.method, url, headers=req.headers, data=req.body or None, allow_redirects=False
+                )
+                break
+            except _CLOSED_UNDER as e:
+                # A kept-alive connection the server closed after its last answer (without saying so), as
+                # this request went out: no byte of an answer came, so it goes once more, on a new
+                # connection (the pool's others may be as stale), as raw does; one failure (the 429 before
+                # the close) stays one error.
+                if not again or isinstance(e, aiohttp.ClientConnectorError | TimeoutError):
+                    raise
+                if self.fresh is None:
+                    self.fresh = self._session(
+                        self.plan.client.source_ips[0] if self.plan.client.source_ips else None, fresh=True
+                    )
+                send = self.fresh.request
+        async with resp:
             first = perf_counter_ns()
             nbytes = 0
             kept: list[bytes] = []
-            undo = _fail_body_on_close(resp)
+            watch = _fail_body_on_close(resp)
             try:
                 if reader is not None:
                     reader.retry_after = resp.headers.get("Retry-After") or ""  # (str: may hold surrogates)
@@ -163,11 +203,15 @@ class AiohttpTransport:
                         if nbytes < keep:
                             kept.append(chunk[: keep - nbytes])
                         nbytes += len(chunk)
+            except TimeoutError:
+                raise
             except _CUT as e:
                 raise AnswerCut(f"the answer was cut: {e}") from e
             finally:
-                if undo is not None:
-                    undo()
+                if watch is not None:
+                    watch[0]()
+            if watch is not None and _ends_at_close(resp) and watch[1].done() and _retrieved_error(watch[1]):
+                raise AnswerCut("the connection was reset before the body ended")
             body = kept[0] if len(kept) == 1 else b"".join(kept)
             return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
 
@@ -190,7 +234,7 @@ class AiohttpTransport:
             return "reset"
         if isinstance(exc, aiohttp.ClientResponseError | BadBody):
             return "protocol"
-        if isinstance(exc, ConnectionError) or (
+        if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError) or (
             isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
         ):
             return "reset"
@@ -205,3 +249,5 @@ class AiohttpTransport:
     async def close(self) -> None:
         for session in getattr(self, "sessions", ()):
             await session.close()
+        if getattr(self, "fresh", None) is not None:
+            await self.fresh.close()  # type: ignore[union-attr]
