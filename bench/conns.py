@@ -20,8 +20,6 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,37 +30,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nginx import BenchError, serve
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FD_SLACK = 64  # squall.engine.limits.FD_SLACK: a worker's own files
 AUTO_FILL = 0.25  # squall.engine.limits.AUTO_FILL: of one loopback source address's ports
 AUTO_SOURCES = 253  # squall.engine.limits.AUTO_SOURCES_MAX
 NGINX_WORKERS = 4
-
-NGINX_CONF = """worker_processes {workers};
-worker_rlimit_nofile {nofile};
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections {connections}; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  default_type text/plain;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  server {{
-    listen 127.0.0.1:{port} reuseport backlog=4096;
-    location / {{ return 200 "ok"; }}
-    location = /nginx_status {{ stub_status; }}
-  }}
-}}
-"""
-
-
-class BenchError(Exception):
-    """A problem to print as a sentence."""
 
 
 def read(path: str) -> str | None:
@@ -111,47 +86,15 @@ def capacity(cores: int, nofile: int, ports: int, kb_per_conn: float, memory_mb:
     return {"connections": limits[bound], "bound_by": bound, "limits": limits}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def nginx(connections: int) -> Iterator[dict[str, Any]]:
     """A 4-worker nginx with reuseport on 127.0.0.1; always stopped and cleaned up."""
-    if shutil.which("nginx") is None:
-        raise BenchError("nginx is not installed (apt-get install -y nginx-light)")
-    tmp = Path(tempfile.mkdtemp(prefix="squall-conns-nginx-"))
-    port = free_port()
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     per_worker = min(nofile - 100, math.ceil(connections / NGINX_WORKERS) * 2 + 1000)
-    conf = NGINX_CONF.format(tmp=tmp, port=port, nofile=nofile, connections=per_worker, workers=NGINX_WORKERS)
-    (tmp / "nginx.conf").write_text(conf)
-    argv = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(50):
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.read() == b"ok":
-                    break
-            time.sleep(0.1)
-        else:
-            raise BenchError(
-                f"nginx did not answer on {url} within 5 s: {(read(str(tmp / 'error.log')) or '')[-500:]}"
-            )
-        yield {"url": url, "config": conf, "tmp": tmp}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with serve(
+        workers=NGINX_WORKERS, connections=per_worker, nofile=nofile, body="ok", reuseport=True
+    ) as target:
+        yield target
 
 
 def active(url: str) -> int:

@@ -17,7 +17,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 import extra
 import psutil
 from extra import MEM_CONNS, RECORD_N, fmt
+from nginx import BenchError, serve
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-locust"
@@ -47,36 +47,12 @@ CLIENTS = ("wrk", "hey", "locust", "squall-aiohttp", "squall-raw", "squall-colle
 NGINX_CONNECTIONS = 20_000
 SQUALL = [shutil.which("squall") or sys.executable, *([] if shutil.which("squall") else ["-m", "squall"])]
 
-NGINX_CONF = """worker_processes 1;
-worker_rlimit_nofile {nofile};
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections {connections}; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  default_type text/plain;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ return 200 "Hello, world"; }}
-    location = /nginx_status {{ stub_status; }}
-  }}
-}}
-"""
 
 LOCUSTFILE = """from locust import FastHttpUser, constant, task
 class Hello(FastHttpUser):
     wait_time = constant(0)
     get = task(lambda self: self.client.get("/"))
 """
-
-
-class BenchError(Exception):
-    """A problem the user can fix; printed as a sentence, not a traceback."""
 
 
 @dataclass
@@ -320,50 +296,20 @@ def ensure_tools(clients: set[str]) -> dict[str, str]:
     return skipped
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def nginx() -> Iterator[dict[str, Any]]:
     """A one-worker nginx on CPU 1 answering 'Hello, world'; always stopped and cleaned up on exit."""
-    tmp = Path(tempfile.mkdtemp(prefix="squall-bench-nginx-"))
-    port = free_port()
     nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)  # nginx may not exceed our hard limit
-    conf = NGINX_CONF.format(tmp=tmp, port=port, nofile=nofile, connections=NGINX_CONNECTIONS)
-    (tmp / "nginx.conf").write_text(conf)
-    argv = ["taskset", "-c", TARGET_CPU, "nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")]
-    argv += ["-e", str(tmp / "error.log")]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(50):
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.read() == b"Hello, world":
-                    break
-            time.sleep(0.1)
-        else:
-            log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
-            raise BenchError(f"nginx did not answer on {url} within 5 s: {log.strip()[-500:]}")
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    with serve(
+        workers=1, connections=NGINX_CONNECTIONS, nofile=nofile, body="Hello, world", cpu=TARGET_CPU
+    ) as target:
+        tree = [psutil.Process(target["pid"]), *psutil.Process(target["pid"]).children(recursive=True)]
         yield {
-            "url": url,
-            "config": conf,
+            "url": target["url"],
+            "config": target["config"],
             "cpu_affinity": {p.pid: p.cpu_affinity() for p in tree},
             "pids": [p.pid for p in tree],
         }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def raw_available() -> bool:
