@@ -300,7 +300,7 @@ class Collector:
             return
         for worker, silent, alone in self.stalls.stuck(self.live, perf_counter_ns()):
             after = ", the last worker running" if alone else ""
-            why = f"stuck: no window for {silent / NS:.0f} s{after}; killed"
+            why = f"stuck: no window for {silent // NS} s{after}; killed"
             self.killed.setdefault(worker, why)
             if self.sup is not None:
                 with contextlib.suppress(OSError):
