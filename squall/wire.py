@@ -59,7 +59,8 @@ class Done:
 @dataclass(frozen=True, slots=True)
 class Failed:
     """Worker → collector or supervisor: the worker is exiting; `usage`: its input was refused (no bug).
-    Supervisor → collector: the supervisor is killing that worker (stuck), `error` says why."""
+    Supervisor → collector: the supervisor is killing that worker (stuck), `error` says why.
+    Collector → supervisor: that worker is stuck (no window for long): kill it; `error` says why."""
 
     worker: int
     error: str
@@ -76,7 +77,8 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Supervisor → workers: stop sending, let in-flight requests finish for up to drain_s."""
+    """Supervisor → workers: stop sending, let in-flight requests finish for up to drain_s.
+    Supervisor → collector: the run is stopping early for `reason` (its stop_reason)."""
 
     reason: str
     drain_s: float

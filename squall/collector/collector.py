@@ -36,6 +36,7 @@ from squall.wire import (
     Hello,
     Progress,
     Start,
+    Stop,
     Window,
     WireError,
     decode,
@@ -126,7 +127,13 @@ class Collector:
         self.last_sample = 0
         self.closing = False
         self.killed: dict[int, str] = {}  # workers the supervisor killed, and why (their pipe's EOF follows)
-        self.stalls = Stalls(int(STALL_WINDOWS * plan.window_s * NS))
+        check = plan.self_check
+        self.stalls = Stalls(
+            int(STALL_WINDOWS * plan.window_s * NS), int(check.stuck_s * NS), int(check.stuck_alone_s * NS)
+        )
+        self.stop_asked: str | None = None  # the supervisor's stop (Ctrl-C, SIGTERM, a threshold)
+        self.at_stop: set[int] = set()  # the workers live when it came
+        self.cut: dict[int, str] = {}  # those of them lost after it, ended by it: the stop's reason
         self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
         self.sinks: list[Sink] = make_sinks(plan, self)
 
@@ -144,6 +151,7 @@ class Collector:
                 else:
                     self._on_worker(conn)  # type: ignore[arg-type]
             self._watch_stalls()
+            self._kill_stuck()
             self._flush_seconds()
             self._tick(final=False)
         self.closing = True
@@ -209,7 +217,10 @@ class Collector:
             self.sup = None  # orphaned: workers notice too and stop; the -o sink still writes the result
             return
         if isinstance(msg, Failed):  # the supervisor is killing a stuck worker: why, for its EOF
-            self.killed[msg.worker] = msg.error
+            self.killed.setdefault(msg.worker, msg.error)
+        elif isinstance(msg, Stop):  # the run is stopping early; whoever is still live ends by it
+            if self.stop_asked is None:
+                self.stop_asked, self.at_stop = msg.reason, set(self.live)
         elif isinstance(msg, Start):
             self.t0 = msg.t0
             self.stalls.start(set(self.live), max(msg.t0, perf_counter_ns()))
@@ -282,8 +293,28 @@ class Collector:
             for sink in self.sinks:
                 sink.on_warning(text)
 
+    def _kill_stuck(self) -> None:
+        """Have a stuck worker killed (its windows stopped for good: see Stalls); its pipe's EOF makes it
+        lost, with the reason kept here. The supervisor kills it; without one, this process does."""
+        if self.t0 is None:
+            return
+        for worker, silent, alone in self.stalls.stuck(self.live, perf_counter_ns()):
+            after = ", the last worker running" if alone else ""
+            why = f"stuck: no window for {silent // NS} s{after}; killed"
+            self.killed.setdefault(worker, why)
+            if self.sup is not None:
+                with contextlib.suppress(OSError):
+                    self.sup.send_bytes(encode(Failed(worker, why)))
+                    continue  # (the supervisor kills it; if it is gone, this process does)
+            pid = self.pids.get(worker)
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
     def _lose(self, worker: int, why: str) -> None:
         self.stalls.end(worker, perf_counter_ns())
+        if worker in self.live and worker in self.at_stop and self.stop_asked is not None:
+            self.cut[worker] = self.stop_asked
         if worker in self.live:
             self.live.discard(worker)
             self.lost[worker] = why
@@ -377,7 +408,11 @@ class Collector:
             duration_s = measured if late else plan.stop.duration_s
         else:
             duration_s = measured
-        stop_reasons = sorted(set(self.done.values()))
+        stop_reasons = sorted(set(self.done.values()) | set(self.cut.values()))
+        if self.stop_asked in stop_reasons:
+            # Ctrl-C, SIGTERM or a threshold ended some worker: it ended the run; the workers that had
+            # finished before it (their count done, say) did not.
+            stop_reasons = [self.stop_asked]
         verdict, checked = self._verdict(stop_reasons)
         doc = build_result(
             plan_meta(plan, self.started_at, self.load_epoch, self.pids, stop_reasons),

@@ -188,6 +188,7 @@ class _Supervisor:
         while True:
             if self.stop_reason is not None and not self.stopped:
                 self._broadcast(Stop(self.stop_reason, stop.drain_s))
+                self._send(sup_end, encode(Stop(self.stop_reason, stop.drain_s)))  # for its stop_reason
             if self.stop_reason is not None and stop_kill is None:
                 # A worker stuck outside its loop (a py factory that blocks, say) never answers Stop.
                 stop_kill = perf_counter_ns() + int(after * NS)
@@ -211,6 +212,8 @@ class _Supervisor:
                     self.progress = msg
                 if isinstance(msg, Abort) and self.stop_reason is None:
                     self.stop_reason = "threshold"
+                if isinstance(msg, Failed) and 0 <= msg.worker < len(workers):
+                    self._kill_one(workers[msg.worker])  # the collector found it stuck (Stalls.stuck)
             elif ready:
                 return self._collector_lost(collector, workers)
 
@@ -221,6 +224,11 @@ class _Supervisor:
             if w.is_alive():
                 self._send(sup_end, encode(Failed(i, why)))
                 w.kill()
+
+    @staticmethod
+    def _kill_one(worker: mp.process.BaseProcess) -> None:
+        if worker.is_alive():
+            worker.kill()
 
     def _collector_lost(
         self, collector: mp.process.BaseProcess, workers: list[mp.process.BaseProcess]

@@ -101,11 +101,14 @@ class Outputs:
 @dataclass(frozen=True, slots=True)
 class SelfCheck:
     """A worker is the bottleneck if its CPU stays at or above `cpu_limit_pct`, or its loop's timer
-    lateness p99 above `loop_lag_limit_ms`, for `span` consecutive windows."""
+    lateness p99 above `loop_lag_limit_ms`, for `span` consecutive windows. A worker that sends no window
+    for `stuck_s` (for `stuck_alone_s` once every other worker has ended) is stuck: killed and lost."""
 
     cpu_limit_pct: float = 90.0
     loop_lag_limit_ms: float = 5.0
     span: int = 3
+    stuck_s: float = 60.0
+    stuck_alone_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "cpu_limit_pct": ("self_check", "cpu_limit_pct"),
     "loop_lag_limit_ms": ("self_check", "loop_lag_limit_ms"),
     "self_check_span": ("self_check", "span"),
+    "stuck_s": ("self_check", "stuck_s"),
+    "stuck_alone_s": ("self_check", "stuck_alone_s"),
 }
 
 

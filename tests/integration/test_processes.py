@@ -2,6 +2,7 @@
 written. Each run ends on time, says what happened, and exits with the documented code; no traceback."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -213,3 +214,128 @@ def test_a_soak_killed_before_its_first_interval_leaves_its_early_checkpoint(
     doc = read_json(str(out))
     assert doc["checkpoint"]["final"] is False and doc["checkpoint"]["at_s"] <= 8.0
     assert doc["summary"]["requests"] > 0
+
+
+def _silent(why: str, tail: str) -> int:
+    """N of a stuck worker's "stuck: no window for N s...; killed" (the seconds it was silent)."""
+    match = re.fullmatch(r"stuck: no window for (\d+) s" + re.escape(tail), why)
+    assert match is not None, why
+    return int(match[1])
+
+
+STUCK = """
+import asyncio
+import time
+
+
+def workload():
+    async def call(user):
+        if user.id < 2:  # worker 0's users with -c 4 -w 2: its event loop blocks for good
+            time.sleep(3600)
+        await asyncio.sleep(0.01)
+
+    return call
+"""
+
+
+def _stuck_py(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    (tmp_path / "stuck.py").write_text(STUCK)
+    return _squall("py", "stuck:workload", "-c", "4", "-w", "2", *args, path=tmp_path)
+
+
+def test_a_stuck_worker_in_a_run_without_a_deadline_is_killed_once_the_others_have_finished(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "r.json"
+    start = time.monotonic()
+    proc = _stuck_py(tmp_path, "-n", "200", "-q", "-o", str(out))
+    code, _ = _finish(proc, 60)
+    # 10 s of silence while it alone runs (worker 1's share takes ~0.5 s), plus start-up: not forever.
+    assert time.monotonic() - start < 40
+    assert code == 3
+    doc = read_json(str(out))
+    assert doc["valid"] is False and doc["meta"]["stop_reason"] == "requests"
+    (why,) = doc["workers_lost"].values()
+    assert list(doc["workers_lost"]) == ["0"] and _silent(why, ", the last worker running; killed") >= 10
+    assert doc["summary"]["requests"] == 100 and doc["summary"]["ok"] == 100  # worker 1's share, whole
+    assert [s["worker"] for s in doc["stalled"]] == [0]
+
+
+def test_a_run_sigterm_stopped_says_terminated_though_a_stuck_worker_had_to_be_killed(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "r.json"
+    proc = _stuck_py(tmp_path, "-n", "200", "-q", "-o", str(out))
+    _child(proc.pid, "squall-worker1")
+    time.sleep(3.0)  # worker 1 has finished its share (~0.5 s); worker 0 is blocked
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, _ = _finish(proc, 40)
+    assert time.monotonic() - start < 25  # drain 2 s + grace 3 s, at most the 10 s rule: not forever
+    assert code == 3  # a lost worker outranks the signal's 143
+    doc = read_json(str(out))
+    assert doc["meta"]["stop_reason"] == "terminated"
+    assert list(doc["workers_lost"]) == ["0"] and doc["workers_lost"]["0"].endswith("; killed")
+    assert doc["summary"]["requests"] == 100
+
+
+RUN_WITH_STUCK_LIMIT = """
+import sys
+from dataclasses import replace
+
+from squall.engine import run
+from squall.plan.plan import SelfCheck, assemble
+from squall.plan.specs import PySpec, RequestSpec
+
+plan = assemble(
+    RequestSpec("http://127.0.0.1/"),
+    py=PySpec("stuck:workload"),
+    workers=2,
+    connections=4,
+    duration_s=8.0,
+    quiet=True,
+    out_path=sys.argv[1],
+)
+plan = replace(plan, self_check=SelfCheck(stuck_s=4.0))  # (60 s by default: too long for a test)
+plan.validate()
+sys.exit(run(plan).exit_code())
+"""
+
+
+def test_a_worker_silent_for_the_stuck_limit_is_killed_while_the_others_run(tmp_path: Path) -> None:
+    (tmp_path / "stuck.py").write_text(STUCK)
+    (tmp_path / "limited.py").write_text(RUN_WITH_STUCK_LIMIT)
+    out = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "limited.py"), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+    code, _ = _finish(proc, 60)
+    assert code == 3
+    doc = read_json(str(out))
+    assert list(doc["workers_lost"]) == ["0"]
+    assert 4 <= _silent(doc["workers_lost"]["0"], "; killed") < 8  # not the deadline's kill
+    assert doc["meta"]["stop_reason"] == "duration"
+    assert doc["summary"]["requests"] > 0 and doc["summary"]["errors"] == 0  # worker 1 ran its 8 s
+
+
+def test_a_suspended_worker_in_a_counted_run_is_killed_once_the_others_have_finished(
+    target_proc: ServerThread, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    url = target_proc.url + "/delay/40"  # one connection each: worker 1's 100 take ~4 s
+    proc = _squall("run", url, "-w", "2", "-c", "2", "-n", "200", "-q", "-o", str(out))
+    worker = _sending(_child(proc.pid, "squall-worker0"))
+    worker.suspend()  # never resumed: only the kill ends it
+    code, _ = _finish(proc, 60)
+    assert code == 3
+    doc = read_json(str(out))
+    assert list(doc["workers_lost"]) == ["0"]
+    assert _silent(doc["workers_lost"]["0"], ", the last worker running; killed") >= 10
+    assert doc["meta"]["stop_reason"] == "requests"
+    assert 100 <= doc["summary"]["requests"] < 200  # worker 1's share, and what worker 0 had sent

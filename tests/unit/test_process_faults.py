@@ -3,7 +3,10 @@ count would stop from shipping, stalls named, the result of a dead collector, un
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from dataclasses import replace
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any
 
 import pytest
@@ -11,12 +14,12 @@ import pytest
 from squall.collector.collector import Collector, orphan_document
 from squall.collector.stalls import Stalls
 from squall.engine.recorder import Recorder
-from squall.plan.plan import Plan, assemble
+from squall.plan.plan import Plan, SelfCheck, assemble
 from squall.plan.specs import RequestSpec
 from squall.report.invalid import why_not_valid
 from squall.report.outputs import OUTPUTS, said_unwritten, write_all
 from squall.result.document import Result
-from squall.wire import Progress, Window, clamp_window, decode, encode
+from squall.wire import Failed, Progress, Stop, Window, clamp_window, decode, encode
 
 NS = 1_000_000_000
 
@@ -157,3 +160,87 @@ def test_a_file_that_cannot_be_written_is_an_error_line_not_a_written_line(
         f"result written to {tmp_path / 'r.json'}",
         f"squall: error: could not write --junit {tmp_path / 'no' / 'j.xml'}: No such file or directory",
     ]
+
+
+def test_a_worker_silent_for_the_stuck_limit_is_stuck_once_and_sooner_when_the_others_have_ended() -> None:
+    st = Stalls(3 * NS, stuck_ns=60 * NS, alone_ns=10 * NS)
+    st.start({0, 1, 2}, 0)
+    st.heard_from(1, 5 * NS)
+    assert st.stuck({0, 1, 2}, 59 * NS) == []  # others still run: only the 60 s rule
+    assert st.stuck({0, 1, 2}, 60 * NS) == [(0, 60 * NS, False), (2, 60 * NS, False)]
+    assert st.stuck({0, 1, 2}, 64 * NS) == []  # each is found once
+    assert st.stuck({0, 1, 2}, 65 * NS) == [(1, 60 * NS, False)]
+    st = Stalls(3 * NS, stuck_ns=60 * NS, alone_ns=10 * NS)
+    st.start({0, 1}, 0)
+    st.heard_from(0, 4 * NS)
+    assert st.stuck({0, 1}, 13 * NS) == []  # worker 1 still runs: worker 0 may yet send
+    assert st.stuck({0}, int(13.9 * NS)) == []  # worker 1 ended; worker 0 silent 9.9 s
+    assert st.stuck({0}, 14 * NS) == [(0, 10 * NS, True)]
+
+
+def test_a_lone_worker_or_a_heard_one_is_not_stuck_by_the_alone_rule() -> None:
+    st = Stalls(3 * NS, stuck_ns=60 * NS, alone_ns=10 * NS)
+    st.start({0}, 0)  # -w 1: no other worker finished, so only the 60 s rule
+    assert st.stuck({0}, 30 * NS) == [] and st.stuck({0}, 60 * NS) == [(0, 60 * NS, False)]
+    st = Stalls(3 * NS, stuck_ns=60 * NS, alone_ns=10 * NS)
+    st.start({0, 1}, 0)
+    for t in range(1, 30):  # windows every second: never stuck, whoever ended
+        st.heard_from(0, t * NS)
+        assert st.watch({0}, t * NS) == [] and st.stuck({0}, t * NS) == []
+    assert Stalls(3 * NS).stuck({0}, 10**6 * NS) == []  # no limits given: nobody
+
+
+def test_a_watcher_held_up_itself_kills_nobody() -> None:
+    st = Stalls(3 * NS, stuck_ns=60 * NS, alone_ns=10 * NS)
+    st.start({0, 1}, 0)
+    st.watch({0}, 0)
+    st.watch({0}, 20 * NS)  # the collector was not scheduled for 20 s: nobody could have been heard
+    assert st.stuck({0}, 20 * NS) == []
+    assert st.stuck({0}, 30 * NS) == [(0, 10 * NS, True)]
+
+
+def test_a_stuck_worker_is_handed_to_the_supervisor_to_kill_with_its_reason() -> None:
+    mine, sup = mp.Pipe(duplex=True)
+    plan = replace(_plan(), self_check=SelfCheck(stuck_s=60.0, stuck_alone_s=10.0))
+    c = Collector(plan, [], sup, lambda _p, _t: [])
+    c.live = {0, 1}
+    c.t0 = 0
+    c.stalls.start({0, 1}, perf_counter_ns() - 11 * NS)
+    c.done[1] = "requests"
+    c.live.discard(1)
+    c._kill_stuck()
+    msg = decode(mine.recv_bytes())
+    assert msg == Failed(0, "stuck: no window for 11 s, the last worker running; killed")
+    c._lose(0, c.killed[0])  # (its pipe's EOF, once killed)
+    doc = c.document()
+    assert doc["workers_lost"] == {"0": "stuck: no window for 11 s, the last worker running; killed"}
+    assert doc["meta"]["stop_reason"] == "requests" and Result(doc).exit_code() == 3
+    c._kill_stuck()
+    assert not mine.poll()  # asked once
+
+
+def test_a_run_a_signal_stopped_says_so_though_a_worker_had_finished_its_count_before() -> None:
+    mine, sup = mp.Pipe(duplex=True)
+    c = Collector(_plan(), [], sup, lambda _p, _t: [])
+    c.live = {0, 1}
+    c.done[1] = "requests"  # worker 1 finished its share
+    c.live.discard(1)
+    mine.send_bytes(encode(Stop("terminated", 2.0)))
+    c._on_supervisor()
+    mine.send_bytes(encode(Failed(0, "did not stop within 5 s of the stop; killed")))
+    c._on_supervisor()
+    c._lose(0, c.killed[0])  # worker 0 never answered the stop: killed
+    doc = c.document()
+    assert doc["meta"]["stop_reason"] == "terminated"
+    assert doc["workers_lost"] == {"0": "did not stop within 5 s of the stop; killed"}
+
+
+def test_a_stop_after_every_worker_had_its_own_reason_leaves_their_reason() -> None:
+    mine, sup = mp.Pipe(duplex=True)
+    c = Collector(_plan(), [], sup, lambda _p, _t: [])
+    c.live = {0}
+    mine.send_bytes(encode(Stop("interrupted", 2.0)))
+    c._on_supervisor()
+    c.done[0] = "duration"  # it was in its drain: it ended on its deadline, not on the Ctrl-C
+    c.live.discard(0)
+    assert c.document()["meta"]["stop_reason"] == "duration"
