@@ -13,11 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 MARK = "***"
 
-# A name is secret when one of its words (split at punctuation and camelCase) is one of these or ends in one:
-# api_key, X-Goog-Api-Key, PRIVATE-TOKEN, accessToken, client_secret, Set-Cookie, PHPSESSID, sig.
-# Plurals stay ordinary (max_tokens, api_keys are counts, not keys).
+# A name is secret when its last word (split at punctuation and camelCase) is one of these or ends in one:
+# api_key, X-Goog-Api-Key, PRIVATE-TOKEN, accessToken, client_secret, Set-Cookie, PHPSESSID, sig; or when it
+# ends in "session id" (X-Session-Id). Plurals stay ordinary (max_tokens, api_keys are counts, not keys), and
+# so do names where such a word only qualifies the last (session_count, auth_mode, token_discrepancy).
 _SECRET_WORD = re.compile(
-    r"(?:.*(?:key|token|secret|passw(?:or)?d|cookie|sessid|sessionid|signature|credentials?)"
+    r"(?:(?:api|access|secret|private|client|auth|subscription|master|app|license|signing|encryption)?key"
+    r"|.*(?:token|secret|passw(?:or)?d|cookie|sessid|sessionid|signature|credentials?)"
     r"|auth|authori[sz]ation|authentication|sig|session|pwd|passphrase|jwt|bearer)"
 )
 _WORDS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
@@ -55,7 +57,24 @@ _HEADER_SEP = re.compile(r"\s*[:;=]\s*|\s+")
 def is_secret_name(name: str) -> bool:
     """True when a header, field or parameter name suggests a key, token, secret, password, signature,
     session or cookie."""
-    return any(_SECRET_WORD.fullmatch(w.lower()) for w in _WORDS.split(name) if w)
+    words = [w.lower() for w in _WORDS.split(name) if w]
+    if not words:
+        return False
+    return _SECRET_WORD.fullmatch(words[-1]) is not None or words[-2:] in (["session", "id"], ["sess", "id"])
+
+
+_PROSE = re.compile(r"[a-z]{1,12}")
+_PROSE_GOES_ON = re.compile(r"\s+[a-z]")
+
+
+def _prose(name: re.Match[str], value: re.Match[str]) -> bool:
+    """Whether 'NAME: word ...' is a sentence about NAME ('token: must be a string'), not NAME's value."""
+    return (
+        ":" in name["sep"]
+        and value["scheme"] is None
+        and _PROSE.fullmatch(value["val"]) is not None
+        and _PROSE_GOES_ON.match(value.string, value.end()) is not None
+    )
 
 
 def _pairs(text: str) -> str:
@@ -72,7 +91,11 @@ def _pairs(text: str) -> str:
         v = (_COOKIE if cookie else _VALUE).match(text, m.end())
         out.append(text[pos : m.end()])
         pos = m.end()
-        if v is not None and not _PLACEHOLDER.fullmatch(v["val"] if not cookie else v[0]):
+        if (
+            v is not None
+            and not _PLACEHOLDER.fullmatch(v["val"] if not cookie else v[0])
+            and (cookie or not _prose(m, v))
+        ):
             out.append(f"{'' if cookie else v['scheme'] or ''}{MARK}")
             pos = v.end()
     out.append(text[pos:])

@@ -143,8 +143,8 @@ ConnectRate = Annotated[
     float | None,
     typer.Option(
         "--connect-rate",
-        help="Connections opened per second before the load starts, over all workers "
-        "(default: 2000/s per worker). Set-up is not part of the measured time.",
+        help="Connections the raw transport opens per second before the load starts (for at most 25 s), over "
+        "all workers (default: 2000/s per worker). Set-up is not part of the measured time.",
     ),
 ]
 

@@ -145,7 +145,8 @@ class Collector:
             waitables: list[Any] = [c for c, i in self.conns.items() if i in self.live]
             if self.sup is not None:
                 waitables.append(self.sup)
-            for conn in wait(waitables, 0.5):
+            # The supervisor's messages first: a worker it killed says why before its pipe's end does.
+            for conn in sorted(wait(waitables, 0.5), key=lambda c: c is not self.sup):
                 if conn is self.sup:
                     self._on_supervisor()
                 else:

@@ -151,10 +151,10 @@ class Driver:
         if start >= self.measure_start:
             try:
                 self.response(status, start, ch.sent, first, done, nbytes)
-                if self.paced:
-                    self.schedule_lag((ch.sent - start) // 1000)
             except Exception as e:
                 self.rec.internal(e)
+            if self.paced:
+                self._lag(ch.sent - start)
         else:
             self.rec.warmup += 1
         self.again(ch)
@@ -166,18 +166,20 @@ class Driver:
         if start >= self.measure_start:
             try:
                 self.answer(status, start, ch.sent, first, done, nbytes, ch.reader, self.paced)
-                if self.paced:
-                    self.schedule_lag((ch.sent - start) // 1000)
-            except Exception as e:
-                # The response is counted first (Recorder.answer): its stream's record is what was lost, so
-                # a 2xx answer turns into an error; an error status stays the error it was.
-                if status < 400:
-                    self.rec.reject("internal")
-                self.rec.internal(e, counted=False)
+            except Exception as e:  # (the response was not counted: LlmRecorder.answer says why)
+                self.rec.internal(e)
+            if self.paced:
+                self._lag(ch.sent - start)
             ch.reader = None
         else:
             self.rec.warmup += 1
         self.again(ch)
+
+    def _lag(self, lag_ns: int) -> None:
+        try:
+            self.schedule_lag(lag_ns // 1000)
+        except Exception as e:  # (the request is counted already)
+            self.rec.internal(e, counted=False)
 
     def _on_response_unrecorded(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
         self.inflight -= 1

@@ -28,6 +28,7 @@ FD_SLACK = 64  # a worker's own files besides its connections: pipes, epoll, std
 PORT_SLACK = 0.05  # of the ephemeral range, left to the box's other connections and TIME_WAIT
 CONNECT_RATE_PER_WORKER = 2000.0  # the default --connect-rate, per worker (see default_connect_rate)
 SETUP_TARGET_S = 20.0  # the default rate never plans a longer set-up (the supervisor waits 30 s for it)
+SETUP_MAX_S = 25.0  # the longest the raw transport opens connections before the load starts
 AUTO_SOURCES_MAX = 253  # 127.0.0.2 .. 127.0.0.254 (127.0.0.1 keeps the box's other loopback traffic)
 AUTO_FILL = 0.25  # of one loopback source address's ports, at most, when squall spreads by itself
 PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
@@ -121,6 +122,13 @@ def check(plan: Plan, box: BoxLimits) -> Plan:
         return plan
     conns, workers = plan.load.connections, max(1, plan.spread.workers)
     per_worker = math.ceil(conns / workers)
+    rate = plan.client.connect_rate
+    if rate is not None and conns / rate > SETUP_MAX_S:
+        raise LimitError(
+            f"--connect-rate {rate:g} would take {conns / rate:.0f} s to open -c {conns}, and squall opens "
+            f"connections for at most {SETUP_MAX_S:g} s before the load starts: give --connect-rate "
+            f"{math.ceil(conns / SETUP_MAX_S)} or more"
+        )
     room = box.nofile - FD_SLACK
     if per_worker > room:
         if room <= 0:

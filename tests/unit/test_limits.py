@@ -218,3 +218,9 @@ def test_the_warnings_say_what_to_do() -> None:
     assert len(first_limit_warnings({"fd_exhausted": 1, "connect": 4}, said)) == 1
     assert first_limit_warnings({"fd_exhausted": 7}, said) == []
     assert len(first_limit_warnings({"fd_exhausted": 7, "ports_exhausted": 1}, said)) == 1
+
+
+def test_a_connect_rate_too_slow_to_open_every_connection_before_the_load_is_refused() -> None:
+    with pytest.raises(LimitError, match=r"--connect-rate 100 would take 50 s .* give --connect-rate 200"):
+        check(plan(5000, connect_rate=100.0), BIG)
+    assert check(p := plan(5000, connect_rate=200.0), BIG) is p

@@ -244,3 +244,24 @@ def test_a_stop_after_every_worker_had_its_own_reason_leaves_their_reason() -> N
     c.done[0] = "duration"  # it was in its drain: it ended on its deadline, not on the Ctrl-C
     c.live.discard(0)
     assert c.document()["meta"]["stop_reason"] == "duration"
+
+
+class _Broken:
+    """An answer reader whose end raises (a bug in squall's reading of a stream)."""
+
+    retry_after = b""
+
+    def finish(self, now: int) -> str | None:
+        raise KeyError("a bug")
+
+
+def test_an_llm_answer_whose_stream_record_raises_is_one_internal_error() -> None:
+    rec = Recorder(0, 10, open_model=False, llm=True)
+    rec.answer(200, 0, 0, 1_000, 2_000, 5, _Broken(), False)  # counted ok, then turned into an error
+    with pytest.raises(IndexError):  # the response itself cannot be recorded: nothing is counted
+        rec.answer(200, 0, 0, 0, -(2**62), 5, _Broken(), False)
+    rec.internal(_raise(IndexError("bad time")))  # as the driver counts it
+    rec.close_window(1, 0, NS, 0)
+    (window,) = rec.flush()
+    c = window.counters
+    assert (c["requests"], c["ok"], c["errors"]) == (2, 0, 2) and window.error_kinds == {"internal": 2}

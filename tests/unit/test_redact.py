@@ -248,3 +248,32 @@ def test_documents_are_redacted_when_written_and_read(tmp_path: Path) -> None:
     (tmp_path / "old.json").write_text(json.dumps({"meta": {"url": "http://h/?sig=k6"}}))
     assert read_json(str(tmp_path / "old.json")) == {"meta": {"url": "http://h/?sig=***"}}
     assert redact_doc([1, "x"]) == [1, "x"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "monkey=banana",
+        "hockey=1",
+        "session_count=10",
+        "token_discrepancy: 4",
+        "auth_mode: none",
+        "s.yaml:3: token: must be a string",
+        "--param session_id: give name=value",
+    ],
+)
+def test_ordinary_words_and_sentences_about_a_secret_name_stay(text: str) -> None:
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("X-Session-Id: abc123", "X-Session-Id: ***"),
+        ("X-Api-Key: secretvalue", "X-Api-Key: ***"),
+        ("token: s3cr3t", "token: ***"),
+        ("PHPSESSID=abc", "PHPSESSID=***"),
+    ],
+)
+def test_secret_values_after_such_names_still_go(text: str, shown: str) -> None:
+    assert redact_text(text) == shown

@@ -58,6 +58,10 @@ class AnswerRecording:
         """Count the answer just recorded as an error of `kind` (the Recorder's)."""
         raise NotImplementedError
 
+    def internal(self, exc: BaseException, counted: bool = True) -> None:
+        """Count a bug in squall as the error kind `internal` and keep its traceback (the Recorder's)."""
+        raise NotImplementedError
+
     def answer(
         self,
         status: int,
@@ -69,8 +73,20 @@ class AnswerRecording:
         reader: Any,
         open_model: bool,
     ) -> None:
-        """Record one LLM answer: the HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput)."""
+        """Record one LLM answer: the HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput).
+
+        An exception out of this is one from recording the response: nothing was counted. One from reading
+        the stream after it is caught here: the answer (counted already) turns into an `internal` error.
+        """
         self.response(status, start, sent, first, done, nin)
+        try:
+            self._stream(status, start, sent, done, reader, open_model)
+        except Exception as e:
+            if status < 400:
+                self.reject("internal")
+            self.internal(e, counted=False)
+
+    def _stream(self, status: int, start: int, sent: int, done: int, reader: Any, open_model: bool) -> None:
         c = self.llm_counts
         if status >= 400:
             if reader is not None and reader.retry_after:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import weakref
 from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
@@ -28,8 +29,15 @@ from squall.plan.plan import Plan
 
 # What reading a body raises when the connection ends before it does (aiohttp: "payload is not completed").
 _CUT = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)
-# What sending on a connection the server has just closed raises, before any byte of an answer.
-_CLOSED_UNDER = aiohttp.ClientConnectionError
+
+
+def _closed_under(exc: aiohttp.ClientConnectionError) -> bool:
+    """Whether a send failed because the server closed the connection under it (not a failed connect)."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return exc.errno in (errno.ECONNRESET, errno.EPIPE) or isinstance(exc.__cause__, ConnectionResetError)
 
 
 def _retrieved_error(closed: asyncio.Future[None]) -> bool:
@@ -53,7 +61,7 @@ def _ends_at_close(resp: aiohttp.ClientResponse) -> bool:
 
 
 def _fail_body_on_close(
-    resp: aiohttp.ClientResponse,
+    resp: aiohttp.ClientResponse, watched: weakref.WeakSet[asyncio.Future[None]]
 ) -> tuple[Callable[[], None], asyncio.Future[None]] | None:
     """When a later read of a body is not valid HTTP, aiohttp fails the connection but leaves the body's
     reader waiting (until the timeout): fail the body when its connection ends before it. Returns the undo
@@ -63,7 +71,9 @@ def _fail_body_on_close(
     closed = getattr(proto, "closed", None)
     if content.is_eof() or not isinstance(closed, asyncio.Future):
         return None
-    closed.add_done_callback(_retrieved)
+    if closed not in watched:  # (once per connection: it serves many answers)
+        watched.add(closed)
+        closed.add_done_callback(_retrieved)
 
     def lost(_: object) -> None:
         if content.is_eof() or content.exception() is not None:
@@ -124,6 +134,7 @@ class AiohttpTransport:
         sources: tuple[str | None, ...] = self.plan.client.source_ips or (None,)
         self.sessions = [self._session(source) for source in sources]
         self.fresh: aiohttp.ClientSession | None = None  # a new connection per request, for a resend
+        self.watched: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
         self.session = self.sessions[0]
         if len(self.sessions) == 1:
             self.send = self.session.request
@@ -140,13 +151,17 @@ class AiohttpTransport:
             ssl=self.plan.client.tls_verify,  # False: do not verify the certificate
             local_addr=None if source is None else (source, 0),
         )
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.plan.client.timeout_s),
             auto_decompress=False,
             skip_auto_headers=("Content-Type",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # aiohttp would send an idempotent request again on its pool (where the next connection may be as
+        # stale); squall sends once more itself, on a new connection, for any method (see `request`).
+        session._retry_connection = False  # type: ignore[attr-defined]
+        return session
 
     def _send_next(self, *args: Any, **kwargs: Any) -> Any:
         session = self.sessions[self.turn]
@@ -175,12 +190,13 @@ class AiohttpTransport:
                     req.method, url, headers=req.headers, data=req.body or None, allow_redirects=False
                 )
                 break
-            except _CLOSED_UNDER as e:
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
                 # A kept-alive connection the server closed after its last answer (without saying so), as
                 # this request went out: no byte of an answer came, so it goes once more, on a new
                 # connection (the pool's others may be as stale), as raw does; one failure (the 429 before
-                # the close) stays one error.
-                if not again or isinstance(e, aiohttp.ClientConnectorError | TimeoutError):
+                # the close) stays one error. (aiohttp cannot say whether the connection was a kept-alive
+                # one: a server that closes new connections unanswered gets each request twice.)
+                if not again or not _closed_under(e):
                     raise
                 if self.fresh is None:
                     self.fresh = self._session(
@@ -191,7 +207,7 @@ class AiohttpTransport:
             first = perf_counter_ns()
             nbytes = 0
             kept: list[bytes] = []
-            watch = _fail_body_on_close(resp)
+            watch = _fail_body_on_close(resp, self.watched)
             try:
                 if reader is not None:
                     reader.retry_after = resp.headers.get("Retry-After") or ""  # (str: may hold surrogates)

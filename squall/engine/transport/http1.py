@@ -98,6 +98,7 @@ class Conn(asyncio.Protocol):
         "head",
         "idle_made",
         "more",
+        "more_n",
         "nbytes",
         "now",
         "parser",
@@ -116,7 +117,8 @@ class Conn(asyncio.Protocol):
         # An answer's first read, and the reads after it until its body began: its head is in them (read
         # again only if the connection closes before the answer ended).
         self.head = b""
-        self.more: bytearray | None = None
+        self.more: list[bytes] | None = None
+        self.more_n = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -144,9 +146,11 @@ class Conn(asyncio.Protocol):
         """Keep a read that may hold more of the answer's head (a head in many reads: a trickle)."""
         more = self.more
         if more is None:
-            self.more = bytearray(data[:HEAD_BYTES])
-        elif len(more) < HEAD_BYTES:
-            more += data
+            self.more = [data]  # (kept, not copied: read again only if the connection closes early)
+            self.more_n = len(data)
+        elif self.more_n < HEAD_BYTES:
+            more.append(data)
+            self.more_n += len(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -161,7 +165,7 @@ class Conn(asyncio.Protocol):
         ch = self.ch
         if ch.conn is not self or not ch.busy:
             return  # no answer is awaited on this connection (it closed after one, or was replaced)
-        framing = framing_of(self.head + self.more if self.more else self.head)
+        framing = framing_of(self.head + b"".join(self.more)[:HEAD_BYTES] if self.more else self.head)
         if framing == TO_CLOSE and exc is None:  # the body ended where the connection did
             ch.done(self, self.parser.get_status_code(), self.first, perf_counter_ns(), self.nbytes)
         elif framing == HEAD_OPEN:

@@ -11,7 +11,7 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from squall.engine.limits import bind_socket, limit_kind, worker_connect_rate
+from squall.engine.limits import SETUP_MAX_S, bind_socket, limit_kind, worker_connect_rate
 from squall.engine.transport.base import (
     KEEP_BODY,
     Answer,
@@ -293,7 +293,7 @@ class RawTransport:
 
         todo = [ch for ch in channels if isinstance(ch, _RawChannel)]
         tasks = [self.loop.create_task(one(k, ch)) for k, ch in enumerate(todo)]
-        seen, moved, cap = 0, start, start + 25.0
+        seen, moved, cap = 0, start, start + SETUP_MAX_S
         try:
             while tasks and not finished.is_set():
                 with contextlib.suppress(TimeoutError):
