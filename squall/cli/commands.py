@@ -32,9 +32,26 @@ def make_app() -> typer.Typer:
     app = SquallTyper(
         name="squall", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False
     )
+    app.callback()(_app_options)
     for group in (load, studies, tools, results):
         group.register(app)
     return app
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from squall import __version__
+
+        typer.echo(f"squall {__version__}")
+        raise typer.Exit()
+
+
+def _app_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print squall's version and exit."
+    ),
+) -> None:
+    """A load engine for HTTP and LLM APIs: exact HDR stats, one uvloop worker per core."""
 
 
 app = make_app()

@@ -60,6 +60,9 @@ class Threshold:
         }[self.op]
 
 
+_BARE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
 def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
     """Parse one threshold expression; raise PlanError naming what is wrong (and `flag`, the option it came
     from: --threshold, --slo, or '' where the caller names the place)."""
@@ -103,6 +106,11 @@ def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
         raise PlanError(
             f"{named(flag, text)}: unknown metric {metric!r}; use p50..p999, min, max or mean, or after "
             f"{', '.join(h + '_' for h in _HISTS)}; or errors, rps, goodput_rps, tokens_per_s, requests"
+        )
+    if _BARE.fullmatch(raw.strip()):  # k6 reads a bare number as ms, a duration as s: say which
+        raise PlanError(
+            f"{named(flag, text)}: {raw.strip()!r} has no unit; a time bound needs one: "
+            f"{metric}{op}{raw.strip()}ms or {metric}{op}{raw.strip()}s"
         )
     limit_ms = parse_duration(raw, flag) * 1000.0
     path = ("llm", f"{hist}_ms", pct) if hist in _LLM else (f"{hist}_ms", pct)

@@ -402,3 +402,10 @@ def test_hunt_quiet_prints_no_line_per_level(quiet: bool, target: ServerThread) 
     assert res.exit_code == 0, res.output
     assert ("hunt: level 1:" in res.output) is not quiet
     assert "best: 1 users" in res.output
+
+
+def test_version_is_printed_and_exits_0() -> None:
+    import squall
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"squall {squall.__version__}"

@@ -77,3 +77,9 @@ def test_junit() -> None:
     assert 'tests="2" failures="1"' in xml
     assert '<testcase classname="squall" name="rps&gt;1"/>' in xml
     assert "<failure" in xml and "p99&lt;1ms failed: value 5.0" in xml
+
+
+@pytest.mark.parametrize("expr", ["p99<300", "ttfb_p95<=2", "step.login.p50<1.5", "ttft_p99<1e3"])
+def test_a_time_bound_without_a_unit_is_refused_with_the_fix(expr: str) -> None:
+    with pytest.raises(PlanError, match=r"has no unit; a time bound needs one: .*ms or .*s$"):
+        parse_threshold(expr)
