@@ -59,7 +59,7 @@ def _execute(plan: Plan, flags: LoadFlags) -> typer.Exit:
 
 
 def run(
-    url: Annotated[str, typer.Argument(help="The endpoint, e.g. http://127.0.0.1:8080/")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="The endpoint, e.g. http://127.0.0.1:8080/")],
     connections: Annotated[
         int | None, typer.Option("-c", "--connections", help="Connections, split over workers (default 64).")
     ] = None,
@@ -136,7 +136,10 @@ LLM_OPTIONS: dict[str, Any] = {
 
 
 def llm(
-    url: Annotated[str, typer.Argument(help="The endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions")],
+    url: Annotated[
+        str,
+        typer.Argument(metavar="URL", help="The endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions"),
+    ],
     connections: Annotated[
         int | None,
         typer.Option("-c", "--concurrency", "--connections", help="Concurrent streams (default 64)."),
@@ -161,7 +164,9 @@ def llm(
 
 
 def scenario(
-    file: Annotated[Path, typer.Argument(help="A scenario YAML file (see docs/scenarios.md).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A scenario YAML file (see docs/scenarios.md).")
+    ],
     users: Annotated[
         int | None, typer.Option("-u", "--users", help="Virtual users (default: the file's users, else 10).")
     ] = None,
@@ -189,7 +194,9 @@ def scenario(
 
 
 def py(
-    target: Annotated[str, typer.Argument(help="MODULE:FACTORY, e.g. examples.agent_sdk:workload")],
+    target: Annotated[
+        str, typer.Argument(metavar="MODULE:FACTORY", help="MODULE:FACTORY, e.g. examples.agent_sdk:workload")
+    ],
     users: Annotated[
         int | None,
         typer.Option("-c", "--concurrency", "-u", help="Virtual users, concurrent iterations (default 10)."),

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def report(
-    result: Annotated[Path, typer.Argument(help="A JSON result written by -o.")],
+    result: Annotated[Path, typer.Argument(metavar="RESULT", help="A JSON result written by -o.")],
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write the per-second series (and FILE.summary.csv) here.")
@@ -73,7 +73,10 @@ def _malformed_is_usage_error(what: str) -> Iterator[None]:
 
 
 def merge(
-    results: Annotated[list[Path], typer.Argument(help="Two or more JSON results (shards, boxes, runs).")],
+    results: Annotated[
+        list[Path],
+        typer.Argument(metavar="RESULT", help="Two or more JSON results (shards, boxes, runs)."),
+    ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Write the merged JSON result here.")] = Path(
         "merged.json"
     ),
@@ -109,8 +112,8 @@ def merge(
 
 
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="The baseline JSON result.")],
-    current: Annotated[Path, typer.Argument(help="The JSON result to judge against it.")],
+    baseline: Annotated[Path, typer.Argument(metavar="BASELINE", help="The baseline JSON result.")],
+    current: Annotated[Path, typer.Argument(metavar="CURRENT", help="The JSON result to judge against it.")],
     max_regression: Annotated[
         str, typer.Option("--max-regression", help="A worse change beyond this fails (exit 1): 10%.")
     ] = "10%",

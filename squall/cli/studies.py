@@ -115,7 +115,9 @@ HUNT_OPTIONS: dict[str, Any] = {
 
 
 def hunt(
-    url: Annotated[str | None, typer.Argument(help="The endpoint (not with --scenario).")] = None,
+    url: Annotated[
+        str | None, typer.Argument(metavar="URL", help="The endpoint (not with --scenario).")
+    ] = None,
     *,
     how: HuntFlags,
     what: TargetFlags,
@@ -209,7 +211,9 @@ def _write(doc: dict[str, Any], path: Path) -> bool:
 
 
 def soak(
-    url: Annotated[str | None, typer.Argument(help="The endpoint (not with --scenario).")] = None,
+    url: Annotated[
+        str | None, typer.Argument(metavar="URL", help="The endpoint (not with --scenario).")
+    ] = None,
     connections: Annotated[
         int, typer.Option("-c", "--connections", help="Connections (users) to hold the load with.")
     ] = 64,
