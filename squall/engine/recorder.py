@@ -54,6 +54,7 @@ class Recorder(AnswerRecording):
         self.request_bytes = request_bytes
         self.llm = llm
         self.goodput_us = tuple((metric, int(limit * 1e6)) for metric, limit in goodput)
+        self.last_good = False
         table = table if table is not None else index_table()
         self.table = table
         self.table_len = len(table)
@@ -213,6 +214,9 @@ class Recorder(AnswerRecording):
     def reject(self, kind: str) -> None:
         """The request just recorded as answered failed a check (a stream error, an expect): an error."""
         self.llm_counts["bad_answers"] += 1
+        if self.last_good:  # an answer that failed a check is not good, however fast it came
+            self.last_good = False
+            self.llm_counts["goodput"] -= 1
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
 

@@ -47,6 +47,7 @@ class AnswerRecording:
     hists: dict[str, Any]
     llm_counts: dict[str, int]
     goodput_us: tuple[tuple[str, int], ...]
+    last_good: bool  # the answer just recorded counted as goodput
 
     def response(
         self, status: int, start_ns: int, sent_ns: int, first_ns: int, done_ns: int, nin: int
@@ -79,6 +80,7 @@ class AnswerRecording:
         the stream after it is caught here: the answer (counted already) turns into an `internal` error.
         """
         self.response(status, start, sent, first, done, nin)
+        self.last_good = False
         try:
             self._stream(status, start, sent, done, reader, open_model)
         except Exception as e:
@@ -134,3 +136,4 @@ class AnswerRecording:
             if value >= limit:
                 return
         c["goodput"] += 1
+        self.last_good = True  # (until a check on this answer fails: see reject)
