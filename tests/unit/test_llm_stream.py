@@ -141,3 +141,26 @@ def test_api_inference_and_goodput_bounds() -> None:
     assert parse_goodput(" tpot < 50ms ") == ("tpot", 0.05)
     with pytest.raises(PlanError, match="not a bound"):
         parse_goodput("ttft>1s")
+
+
+def test_prompts_go_once_each_across_workers_before_any_repeats_and_keys_pair_with_every_prompt() -> None:
+    prompts = tuple(Prompt(f"p{i}") for i in range(10))
+    keys = tuple(f"k{i}" for i in range(10))
+    spec = LlmSpec(api="chat", prompts=prompts, api_keys=keys)
+    plan = Plan(
+        RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST"), spread=Spread(workers=2), llm=spec
+    )
+    # -n 10 on 2 workers: 5 requests each, 10 distinct prompts.
+    firsts = []
+    for w in (0, 1):
+        src = LlmWorkload(plan, w)
+        firsts += [src.next()[1] for _ in range(5)]
+    assert sorted(firsts) == list(range(10))
+    # Over 100 requests (keys and prompts both 10) every pair is sent once.
+    src = LlmWorkload(Plan(plan.request, spread=Spread(workers=1), llm=spec), 0)
+    pairs = set()
+    for _ in range(100):
+        wire, p = src.next()
+        key = wire.split(b"Authorization: Bearer ")[1].split(b"\r\n")[0]
+        pairs.add((key, p))
+    assert len(pairs) == 100

@@ -39,21 +39,27 @@ class LlmSource:
         self.bodies = [orjson.dumps(request_body(spec, p)) for p in spec.prompts]
         self.framed = [frame(body) for body in self.bodies]
         self.input_estimates = [count(prompt_text(p)) for p in spec.prompts]
-        self.n = worker  # workers start at different prompts and keys
+        # Worker w sends request numbers w, w + W, w + 2W, ...: over all workers every prompt goes once
+        # before any goes twice. Keys step on by one more each time the prompts come round, so over K x P
+        # requests every (key, prompt) pair is sent, not just K or P of them.
+        self.n = worker
+        self.stride = max(1, plan.spread.workers)
 
     def next(self) -> tuple[bytes, int]:
         """The next request's wire bytes and its prompt's index (for `reader`)."""
         n = self.n
-        self.n = n + 1
-        p = n % len(self.bodies)
-        return self.heads[n % len(self.heads)] + self.framed[p], p
+        self.n = n + self.stride
+        prompts = len(self.bodies)
+        p = n % prompts
+        return self.heads[(n + n // prompts) % len(self.heads)] + self.framed[p], p
 
     def next_request(self) -> tuple[Request, int]:
         """The next request, for a transport that frames requests itself, and its prompt's index."""
         n = self.n
-        self.n = n + 1
-        p = n % len(self.bodies)
-        r = self.requests[n % len(self.requests)]
+        self.n = n + self.stride
+        prompts = len(self.bodies)
+        p = n % prompts
+        r = self.requests[(n + n // prompts) % len(self.requests)]
         return Request(r.method, r.url, r.headers, self.bodies[p]), p
 
     def reader(self, prompt: int) -> AnswerReader:
