@@ -93,7 +93,9 @@ class HuntFlags:
 HUNT_OPTIONS: dict[str, Any] = {
     "slo": Annotated[
         list[str] | None,
-        typer.Option("--slo", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."),
+        typer.Option(
+            "--slo", "--threshold", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."
+        ),
     ],
     "mode": Annotated[str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")],
     "start": Annotated[

@@ -130,3 +130,13 @@ def test_a_hunt_whose_output_directory_goes_away_says_so(target: ServerThread, t
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 3, err
     assert b"could not write -o" in err and b"result written" not in err and b"Traceback" not in err
+
+
+def test_hunt_takes_threshold_as_the_other_commands_spell_slo(target: ServerThread, tmp_path: Path) -> None:
+    out = tmp_path / "h.json"
+    args = ["hunt", target.url + "/", "--threshold", "p99<1s", "--start", "1", "--max", "1"]
+    res = CliRunner().invoke(
+        app, [*args, "--step-duration", "1s", "--warmup", "0s", "-w", "1", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert read_json(str(out))["hunt"]["best"] == 1
