@@ -118,19 +118,10 @@ def encode(h: HdrHistogram) -> str:
     return bytes(h.encode()).decode()
 
 
-def load(counts: list[int], top: int | None = None, into: HdrHistogram | None = None) -> HdrHistogram:
-    """An HdrHistogram of the one geometry holding these bucket counts (min/max from the buckets used).
-
-    `top`: no bucket at or above this index is used (the list is scanned when it is not known). `into`: a
-    histogram to reuse (emptied first).
-    """
-    if into is None:
-        h = new_histogram()
-    else:
-        h = into
-        ctypes.memset(h.counts, 0, ctypes.sizeof(h.counts))
-        h.total_count, h.min_value, h.max_value = 0, sys.maxsize, 0
-    raw = array("q", counts if top is None else counts[:top]).tobytes()
+def load(counts: list[int]) -> HdrHistogram:
+    """An HdrHistogram of the one geometry holding these bucket counts (min/max from the buckets used)."""
+    h = new_histogram()
+    raw = array("q", counts).tobytes()
     used = raw.rstrip(b"\0")
     if not used:
         return h

@@ -122,6 +122,14 @@ class Driver:
                 nxt = ends_at
         self.due = nxt
 
+    def stopped_by_due(self, t: int) -> bool:
+        """catch_up(t) for a send about to go; True (and the run checked for its end) when that stopped it."""
+        self.catch_up(t)
+        if self.stopping:
+            self.check_finished()
+            return True
+        return False
+
     def again(self, ch: Channel) -> None:
         """After a response or failure: the channel's next send, a pause first, or rest."""
         raise NotImplementedError
@@ -259,11 +267,8 @@ class ClosedDriver(Driver):
             self.check_finished()
             return
         t = perf_counter_ns()
-        if t >= self.due:
-            self.catch_up(t)
-            if self.stopping:
-                self.check_finished()
-                return
+        if t >= self.due and self.stopped_by_due(t):
+            return
         if not self.budget.take(t):
             self.check_finished()
             return
@@ -286,11 +291,8 @@ class ClosedDriver(Driver):
             self.check_finished()
             return
         t = perf_counter_ns()
-        if t >= self.due:  # (one compare per answer: see the module's docstring)
-            self.catch_up(t)
-            if self.stopping:
-                self.check_finished()
-                return
+        if t >= self.due and self.stopped_by_due(t):  # (one compare per answer: see the module's docstring)
+            return
         count = self.count
         # Count.take, inlined: this path is taken only when the budget's per-send rules are the abort (which
         # sets self.stopping, checked above) and the count; any other rule goes through Budget.take.
@@ -409,11 +411,8 @@ class OpenDriver(Driver):
         if backlog:
             # Sending from the backlog is the closed model's cycle: answers keep coming, timers run late.
             t = perf_counter_ns()
-            if t >= self.due:
-                self.catch_up(t)
-                if self.stopping:
-                    self.check_finished()
-                    return
+            if t >= self.due and self.stopped_by_due(t):
+                return
             if t >= self.backlog_ends:
                 # Past the deadline nothing more goes; the pacer stops the run and counts what was due.
                 self.idle.append(ch)

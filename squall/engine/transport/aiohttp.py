@@ -40,18 +40,14 @@ def _closed_under(exc: aiohttp.ClientConnectionError) -> bool:
     return exc.errno in (errno.ECONNRESET, errno.EPIPE) or isinstance(exc.__cause__, ConnectionResetError)
 
 
-def _retrieved_error(closed: asyncio.Future[None]) -> bool:
-    """Whether the connection ended with an error (a reset) rather than a clean close."""
+def _ended_in_error(closed: asyncio.Future[None]) -> bool:
+    """Whether the connection ended with an error (a reset) rather than a clean close. Reading it marks the
+    error as read: as a done-callback it keeps the loop from reporting a reset as an unretrieved exception."""
     return not closed.cancelled() and closed.exception() is not None
 
 
 class BadBody(Exception):
     """The body's bytes after its head are not valid HTTP/1.1 (a bad chunk size)."""
-
-
-def _retrieved(closed: asyncio.Future[None]) -> None:
-    if not closed.cancelled():
-        closed.exception()  # (read: else the loop reports a reset connection as an unretrieved exception)
 
 
 def _ends_at_close(resp: aiohttp.ClientResponse) -> bool:
@@ -73,7 +69,7 @@ def _fail_body_on_close(
         return None
     if closed not in watched:  # (once per connection: it serves many answers)
         watched.add(closed)
-        closed.add_done_callback(_retrieved)
+        closed.add_done_callback(_ended_in_error)
 
     def lost(_: object) -> None:
         if content.is_eof() or content.exception() is not None:
@@ -226,7 +222,7 @@ class AiohttpTransport:
             finally:
                 if watch is not None:
                     watch[0]()
-            if watch is not None and _ends_at_close(resp) and watch[1].done() and _retrieved_error(watch[1]):
+            if watch is not None and _ends_at_close(resp) and watch[1].done() and _ended_in_error(watch[1]):
                 raise AnswerCut("the connection was reset before the body ended")
             body = kept[0] if len(kept) == 1 else b"".join(kept)
             return Answer(resp.status, first, perf_counter_ns(), nbytes, resp.headers, body)
