@@ -431,19 +431,20 @@ def mean_us(h: HdrHistogram) -> float:
     return float(total) / h.get_total_count()
 
 
-def percentiles_ms(h: HdrHistogram, pcts: tuple[float, ...] = (50.0, 99.0)) -> dict[float, float]:
-    """Percentile → value in ms; zeros when empty."""
+def percentiles_ms(h: HdrHistogram, pcts: tuple[float, ...] = (50.0, 99.0)) -> dict[float, float | None]:
+    """Percentile → value in ms; None for each when empty (a percentile of nothing is not 0 ms)."""
     if not h.get_total_count():
-        return dict.fromkeys(pcts, 0.0)
+        return dict.fromkeys(pcts)
     values = values_at(h, pcts)
     return {p: values[p] / 1000.0 for p in pcts}
 
 
-def summary_ms(h: HdrHistogram) -> dict[str, float]:
-    """`min, mean, p50, p90, p95, p99, p999, max` in ms (zeros for an empty histogram)."""
+def summary_ms(h: HdrHistogram) -> dict[str, float | None]:
+    """`min, mean, p50, p90, p95, p99, p999, max` in ms; each None for an empty histogram (no data)."""
     if not h.get_total_count():
-        return dict.fromkeys(SUMMARY_KEYS, 0.0)
-    pv = percentiles_ms(h, PERCENTILES)
+        return dict.fromkeys(SUMMARY_KEYS)
+    values = values_at(h, PERCENTILES)
+    pv = {p: values[p] / 1000.0 for p in PERCENTILES}
     return {
         "min": h.get_min_value() / 1000.0,
         "mean": round(mean_us(h) / 1000.0, 3),

@@ -204,6 +204,7 @@ class Aggregate:
             "status_codes": {str(k): v for k, v in sorted(self.status_codes.items())},
             "duration_s": round(duration_s, 6),
             "rps": round(c["requests"] / duration_s, 3) if duration_s > 0 else 0.0,
+            "ok_rps": round(c["ok"] / duration_s, 3) if duration_s > 0 else 0.0,
             "bytes_in": c["bytes_in"],
             "bytes_out": c["bytes_out"],
             "warmup_requests": c["warmup"],
@@ -227,7 +228,8 @@ def _merge_ttft(into: Second, sec: Second) -> None:
 
 
 def second_entry(sec: Second, window_s: float, hists: bool = False) -> dict[str, Any]:
-    """One per-second series entry (without samples) from a merged Second.
+    """One per-second series entry (without samples) from a merged Second; its p50/p99 are None (null) when
+    nothing was answered in it.
 
     `hists`: keep the second's latency (and TTFT) histogram in the entry, so results merged across shards
     get exact per-second percentiles.
@@ -260,7 +262,7 @@ def second_entry(sec: Second, window_s: float, hists: bool = False) -> dict[str,
 
 
 def _llm_entry(sec: Second, span: float) -> dict[str, Any]:
-    ttft = percentiles_ms(sec.ttft) if sec.ttft is not None else {50.0: 0.0, 99.0: 0.0}
+    ttft = percentiles_ms(sec.ttft) if sec.ttft is not None else {50.0: None, 99.0: None}
     out = sec.counters["output_tokens"]
     return {
         "output_tokens": out,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -16,8 +17,10 @@ from squall.collector.result import (
     build_result,
     build_summary,
     host_info,
+    nothing_answered,
     plan_meta,
     plan_outline,
+    target_summary,
 )
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
@@ -396,7 +399,8 @@ class Collector:
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         """The result's summary on the data so far."""
-        return build_summary(self.agg, self.parts, duration_s, plan_outline(self.plan, self.agg))
+        outline = plan_outline(self.plan, self.agg)
+        return build_summary(self.agg, self.parts, duration_s, outline, target_summary(self.series))
 
     def document(self) -> dict[str, Any]:
         """The JSON-ready result document on the data so far."""
@@ -415,6 +419,10 @@ class Collector:
             # finished before it (their count done, say) did not.
             stop_reasons = [self.stop_asked]
         verdict, checked = self._verdict(stop_reasons)
+        target = target_summary(self.series)
+        verdict = dataclasses.replace(
+            verdict, warnings=verdict.warnings + self._data_warnings(duration_s, target)
+        )
         doc = build_result(
             plan_meta(plan, self.started_at, self.load_epoch, self.pids, stop_reasons),
             agg,
@@ -425,6 +433,7 @@ class Collector:
             host_info(),
             verdict,
             plan.thresholds,
+            target,
         )
         if not verdict.valid:
             doc["self_check"] = checked
@@ -444,6 +453,25 @@ class Collector:
         if "tracemalloc" in self.notes:
             doc["tracemalloc"] = self.notes["tracemalloc"]
         return doc
+
+    def _data_warnings(self, duration_s: float, target: dict[str, Any] | None) -> list[str]:
+        """What the numbers lack: no answer at all (refused, timed out), no target samples for a bound."""
+        plan, agg = self.plan, self.agg
+        out = []
+        summary = agg.summary(duration_s, open_model=False)  # (its counts and rates)
+        timeout = f"--timeout {plan.client.timeout_s:g}s"
+        said = nothing_answered(summary, in_process=plan.py is not None, timeout=timeout)
+        if said is not None:
+            out.append(said)
+        on_target = [t.expr for t in plan.thresholds if t.on_target]
+        if on_target and target is None:
+            why = (
+                "no target process was sampled: give --target-pid PID (or, with soak, --target-cmd CMD)"
+                if plan.target_pid is None
+                else f"target process {plan.target_pid} gave no sample in the measured seconds"
+            )
+            out.append(f"{', '.join(on_target)} cannot be judged (no data, so it fails): {why}")
+        return out
 
     def _verdict(self, stop_reasons: list[str]) -> tuple[Verdict, dict[str, Any]]:
         """Valid or not, the warnings that say why, and what the self-check found (for the console)."""

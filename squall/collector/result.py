@@ -40,9 +40,14 @@ class Verdict:
 
 
 def build_summary(
-    agg: Aggregate, parts: dict[tuple[str, str], Aggregate] | None, duration_s: float, outline: Outline
+    agg: Aggregate,
+    parts: dict[tuple[str, str], Aggregate] | None,
+    duration_s: float,
+    outline: Outline,
+    target: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The result's `summary` from the totals (and the parts' totals, when they are known)."""
+    """The result's `summary` from the totals (and the parts' totals, when they are known; the target
+    process's figures, when it was sampled)."""
     summary = agg.summary(duration_s, outline.open_model)
     if outline.llm:
         summary["llm"] = agg.llm_summary(duration_s, outline.open_model)
@@ -50,7 +55,72 @@ def build_summary(
         summary["counters"] = dict(sorted(agg.custom.items()))
     if parts is not None:
         summary.update(parts_summary(parts, duration_s, list(outline.steps), list(outline.journeys)))
+    if target is not None:
+        summary["target"] = target
     return summary
+
+
+def target_summary(series: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """`summary.target` from the measured seconds' samples of the target process (--target-pid, soak's
+    --target-cmd): mean and highest CPU % (100 is one core), highest and last RSS; None when none came."""
+    samples = [e["target"] for e in series if e.get("target")]
+    cpu = [t["cpu"] for t in samples if t.get("cpu") is not None]
+    rss = [t["rss_mb"] for t in samples if t.get("rss_mb") is not None]
+    if not cpu and not rss:
+        return None
+    return {
+        "samples": len(samples),
+        "cpu_mean_pct": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        "cpu_max_pct": max(cpu) if cpu else None,
+        "rss_max_mb": max(rss) if rss else None,
+        "rss_last_mb": rss[-1] if rss else None,
+    }
+
+
+# What a request that got no HTTP answer ran into, in words any count can precede ("5 could not connect").
+_NO_ANSWER = {
+    "connect": "could not connect (connect: refused, unreachable or no such host)",
+    "timeout": "timed out (timeout: no complete answer within {timeout})",
+    "tls": "failed the TLS handshake (tls)",
+    "reset": "saw the connection reset or closed before an answer (reset)",
+    "truncated": "had the answer cut off after its head (truncated)",
+    "protocol": "got bytes that are not HTTP/1.1 (protocol)",
+    "ports_exhausted": "found no free local port on this box (ports_exhausted)",
+    "fd_exhausted": "found no free file descriptor on this box (fd_exhausted)",
+    "bad_request": "could not be built (bad_request)",
+    "internal": "hit a bug in squall (internal)",
+}
+_NAMED = 3  # the most frequent kinds named; the rest summed
+
+
+def nothing_answered(
+    summary: dict[str, Any], in_process: bool = False, timeout: str = "--timeout"
+) -> str | None:
+    """A warning in plain words when requests ended but none got an HTTP answer (a py run: no iteration
+    completed), naming what they ran into, most frequent first; None when something answered or nothing
+    ended at all."""
+    answered = sum(summary.get("status_codes", {}).values())  # (a py run: its completed iterations)
+    failed = sorted(summary.get("error_kinds", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    interrupted = summary.get("interrupted", 0)
+    if answered or not (failed or interrupted):
+        return None
+    words = []
+    for kind, n in failed[:_NAMED]:
+        if in_process and kind != "timeout":
+            words.append(f"{n:,} raised {kind}")
+        else:
+            words.append(f"{n:,} " + _NO_ANSWER.get(kind, f"failed ({kind})").format(timeout=timeout))
+    rest = failed[_NAMED:]
+    if rest:
+        words.append(f"{sum(n for _, n in rest):,} failed in {len(rest)} other ways")
+    if interrupted:
+        words.append(f"{interrupted:,} were still waiting when the run ended, and were cancelled")
+    what = "no iteration completed" if in_process else "no request got an answer"
+    rate = f"{summary.get('rps', 0.0):,.1f}/s" if in_process else f"{summary.get('rps', 0.0):,.1f} req/s"
+    return (
+        f"{what}: {', '.join(words)}; so there is no latency to report (every percentile is null), "
+        f"and the {rate} counts these failures (ok_rps {summary.get('ok_rps', 0.0):g})"
+    )
 
 
 def raw_counters(agg: Aggregate) -> dict[str, int]:
@@ -82,9 +152,11 @@ def build_result(
     host: dict[str, Any],
     verdict: Verdict,
     thresholds: tuple[Any, ...] = (),
+    target: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole result document; `parts` None leaves the step and phase sections out (an input had none)."""
-    summary = build_summary(agg, parts, duration_s, outline)
+    """The whole result document; `parts` None leaves the step and phase sections out (an input had none);
+    `target`: the target process's figures (`target_summary`)."""
+    summary = build_summary(agg, parts, duration_s, outline, target)
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "meta": meta,

@@ -8,7 +8,12 @@ from rich.console import Console
 from rich.table import Table
 
 from squall.report.invalid import why_not_valid
-from squall.report.tables import fmt_ms
+from squall.report.tables import fmt_ms as _fmt_ms
+
+
+def fmt_ms(v: float | None) -> str:
+    """A duration in ms as the tables show it, or "—" for a percentile of nothing (null)."""
+    return "—" if v is None else _fmt_ms(v)
 
 
 def _print_soak(console: Console, soak: dict[str, Any]) -> None:
@@ -79,14 +84,18 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         f"{_n(m['connections'], slots)}, {model})"
     )
     ok_pct = 100.0 * s["ok"] / s["requests"] if s["requests"] else 0.0
+    # Failures count in req/s too (a refused connect is quick): what was ok, per second, stands beside it.
+    ok_rps = s.get("ok_rps")
     if m.get("py"):
+        ok = f" ({ok_rps:,.1f} ok/s)" if ok_rps is not None and s["errors"] else ""
         console.print(
-            f"  {s['requests']:,} iterations in {s['duration_s']:.2f}s, {s['rps']:,.1f}/s, "
+            f"  {s['requests']:,} iterations in {s['duration_s']:.2f}s, {s['rps']:,.1f}/s{ok}, "
             f"{ok_pct:.2f}% ok, {s['errors']:,} errors"
         )
     else:
+        ok = f" ({ok_rps:,.1f} ok/s)" if ok_rps is not None and s["errors"] else ""
         console.print(
-            f"  {s['requests']:,} requests in {s['duration_s']:.2f}s, {s['rps']:,.1f} req/s, "
+            f"  {s['requests']:,} requests in {s['duration_s']:.2f}s, {s['rps']:,.1f} req/s{ok}, "
             f"{ok_pct:.2f}% ok, {s['errors']:,} errors, {s['bytes_in']:,} bytes in"
         )
     stopped = {"interrupted": "Ctrl-C", "terminated": "SIGTERM", "supervisor lost": "the main process died"}
@@ -130,6 +139,7 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
                 else f"squall's estimate differs from the server's usage by {d:+,.2f} tokens per answer"
             )
             console.print(f"  token count check: {check} ({llm['answers_with_usage']:,} answers with usage)")
+    _print_target(console, s.get("target"))
     if s.get("counters"):
         console.print("  counters: " + ", ".join(f"{k}: {v:,}" for k, v in s["counters"].items()))
     if s["status_codes"] and not m.get("py"):
@@ -143,14 +153,26 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         _print_soak(console, doc["soak"])
     for t in doc.get("thresholds", ()):
         mark = "[green]pass[/green]" if t["ok"] else "[red]FAIL[/red]"
-        value = "missing" if t["value"] is None else f"{t['value']:,.3f}"
-        console.print(f"  threshold {mark}  {t['expr']}  (value {value})", soft_wrap=True)
+        value = "no data" if t["value"] is None else f"value {t['value']:,.3f}"
+        console.print(f"  threshold {mark}  {t['expr']}  ({value})", soft_wrap=True)
     for w in doc["warnings"]:
         console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
     if not doc["valid"]:
         console.print("  [red]result not valid[/red] (see warnings)")
         for line in why_not_valid(doc):
             console.print(f"  [red]why:[/red] {line}", soft_wrap=True)
+
+
+def _print_target(console: Console, t: dict[str, Any] | None) -> None:
+    """The sampled target process (--target-pid, soak's --target-cmd): the figures its thresholds judge."""
+    if not t:
+        return
+    cpu = rss = "—"
+    if t.get("cpu_mean_pct") is not None:
+        cpu = f"{t['cpu_mean_pct']:,.1f}% mean, {t['cpu_max_pct']:,.1f}% max"
+    if t.get("rss_max_mb") is not None:
+        rss = f"{t['rss_max_mb']:,.1f} MB max, {t['rss_last_mb']:,.1f} MB last"
+    console.print(f"  target process: CPU {cpu}; RSS {rss} ({t['samples']:,} samples)")
 
 
 def _print_tracemalloc(console: Console, notes: dict[str, Any] | None) -> None:

@@ -15,7 +15,8 @@ def junit_xml(verdicts: list[dict[str, Any]], name: str = "squall") -> str:
         if v["ok"]:
             cases.append(case + "/>")
         else:
-            msg = quoteattr(f"{v['expr']} failed: value {v['value']}")
+            value = "no data" if v["value"] is None else f"value {v['value']}"
+            msg = quoteattr(f"{v['expr']} failed: {value}")
             cases.append(case + f">\n    <failure message={msg}/>\n  </testcase>")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'

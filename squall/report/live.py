@@ -40,10 +40,10 @@ class LiveView:
         cpus = " ".join(f"{v:.0f}%" for v in cpu.values() if v is not None) or "-"
         tokens = ""
         if "output_tokens_per_s" in entry:
-            tokens = f"  {entry['output_tokens_per_s']:,.0f} tok/s  ttft p50 {entry['ttft_p50']:.1f} ms"
+            tokens = f"  {entry['output_tokens_per_s']:,.0f} tok/s  ttft p50 {_ms(entry.get('ttft_p50'), 1)}"
         line = (
             f"[{elapsed_s:6.1f}s{total}]{done} {entry['rps']:>10,.0f} req/s{tokens}  "
-            f"p50 {entry['p50']:.2f} ms  p99 {entry['p99']:.2f} ms  errors {entry['errors']}  "
+            f"p50 {_ms(entry.get('p50'))}  p99 {_ms(entry.get('p99'))}  errors {entry['errors']}  "
             f"in-flight {entry['inflight']}  cpu {cpus}"
         )
         if self.live is not None:
@@ -63,3 +63,8 @@ class LiveView:
         """Take the live line away (the run has ended)."""
         if self.live is not None:
             self.live.stop()
+
+
+def _ms(value: float | None, places: int = 2) -> str:
+    """`12.34 ms`, or "—" for a second in which nothing was answered."""
+    return "—" if value is None else f"{value:.{places}f} ms"

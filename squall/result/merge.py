@@ -134,9 +134,30 @@ def combine(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
         exprs = [e for e in exprs if not e.startswith(("step.", "phase."))]
     thresholds = tuple(parse_threshold(e) for e in exprs)
     # `parts` None: left out when an input had none, so a merge of this merge is not misled.
+    target = _targets([(end, d["summary"].get("target")) for end, d in zip(ends, docs, strict=True)])
     return build_result(
-        meta, agg, parts, duration, outline, series, first.get("host", {}), verdict, thresholds
+        meta, agg, parts, duration, outline, series, first.get("host", {}), verdict, thresholds, target
     )
+
+
+def _targets(inputs: list[tuple[float, dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """The inputs' `summary.target` as one: the mean CPU over all their samples, the highest CPU and RSS,
+    the last RSS of the input that ended last; None when no input sampled a target."""
+    had = sorted(((end, t) for end, t in inputs if t), key=lambda et: et[0])
+    if not had:
+        return None
+    cpu = [(t["samples"], t["cpu_mean_pct"]) for _, t in had if t.get("cpu_mean_pct") is not None]
+    weight = sum(n for n, _ in cpu)
+    out: dict[str, Any] = {
+        "samples": sum(t.get("samples", 0) for _, t in had),
+        "cpu_mean_pct": round(sum(n * v for n, v in cpu) / weight, 1) if weight else None,
+    }
+    for key in ("cpu_max_pct", "rss_max_mb"):
+        values = [t[key] for _, t in had if t.get(key) is not None]
+        out[key] = max(values) if values else None
+    last = [t["rss_last_mb"] for _, t in had if t.get("rss_last_mb") is not None]
+    out["rss_last_mb"] = last[-1] if last else None
+    return {k: out[k] for k in ("samples", "cpu_mean_pct", "cpu_max_pct", "rss_max_mb", "rss_last_mb")}
 
 
 def _parts(
@@ -192,7 +213,7 @@ def _series(
                     "rps": 0.0,
                 }
                 m.update({k: 0 for k in _SUMMED_SERIES if k in e})
-                m["error_kinds"], m["p50"], m["p99"], m["sources"] = {}, 0.0, 0.0, 0
+                m["error_kinds"], m["p50"], m["p99"], m["sources"] = {}, None, None, 0
                 blobs[sec] = []
             m["sources"] += 1
             m["partial"] = m["partial"] or bool(e.get("partial"))
@@ -204,11 +225,9 @@ def _series(
                     m[k] = round(m.get(k, 0.0) + e[k], 3)
             for kind, n in (e.get("error_kinds") or {}).items():
                 m["error_kinds"][kind] = m["error_kinds"].get(kind, 0) + n
-            m["p50"] = max(m["p50"], e.get("p50", 0.0))
-            m["p99"] = max(m["p99"], e.get("p99", 0.0))
-            if "ttft_p50" in e:
-                m["ttft_p50"] = max(m.get("ttft_p50", 0.0), e["ttft_p50"])
-                m["ttft_p99"] = max(m.get("ttft_p99", 0.0), e["ttft_p99"])
+            for k in ("p50", "p99", "ttft_p50", "ttft_p99"):  # null: nothing answered in that second
+                if k in e or k in m:
+                    m[k] = _highest(m.get(k), e.get(k))
             kept = blobs[sec]
             if kept is None:
                 continue
@@ -231,7 +250,14 @@ def _series(
     return [by_second[k] for k in sorted(by_second)], approximate
 
 
-def _second(merger: Merger, into: HdrHistogram, blobs: list[tuple[str, Any]]) -> tuple[float, float, str]:
+def _highest(a: float | None, b: float | None) -> float | None:
+    """The larger of two per-second percentiles, either of which may be None (no answer in the second)."""
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _second(
+    merger: Merger, into: HdrHistogram, blobs: list[tuple[str, Any]]
+) -> tuple[float | None, float | None, str]:
     """p50, p99 and the encoding of one second's histograms added up (`into` is emptied and reused)."""
     clear(into)
     for where, blob in blobs:

@@ -74,8 +74,14 @@ def test_repeated_syncs_accumulate() -> None:
     assert h.count == 3 * 70_000
 
 
-def test_empty_summary_is_zeros() -> None:
-    assert set(summary_ms(new_histogram()).values()) == {0.0}
+def test_a_percentile_of_nothing_is_none_not_zero() -> None:
+    assert summary_ms(new_histogram()) == dict.fromkeys(
+        ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+    )
+    assert percentiles_ms(new_histogram(), (50.0, 99.9)) == {50.0: None, 99.9: None}
+    one = new_histogram()
+    one.record_value(1500)
+    assert summary_ms(one)["p50"] == 1.5 and percentiles_ms(one)[99.0] == 1.5
     total = new_histogram()
     merge_into(total, new_histogram())
     assert total.get_total_count() == 0
