@@ -120,7 +120,11 @@ def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
                     f"{named(flag, text)}: the target process is sampled for the whole run, not per "
                     f"{prefix[:-1]}; write {inner}{op}{raw}"
                 )
-            t = parse_threshold(f"{inner}{op}{raw}", flag)
+            alone = f"{inner}{op}{raw}"
+            try:
+                t = parse_threshold(alone, flag)
+            except PlanError as e:  # (named as written: the whole expression)
+                raise PlanError(str(e).replace(named(flag, alone), named(flag, text), 1)) from None
             return Threshold(text.strip(), t.path, t.op, t.limit, (section, name))
     if metric in ("errors", "error_rate"):
         try:
