@@ -145,3 +145,21 @@ def test_the_console_shows_dashes_and_ok_per_second(closed_port: int, tmp_path: 
     doc = read_result(out)  # a result with null percentiles reads back whole
     assert doc["summary"]["latency_ms"]["p99"] is None and doc["thresholds"][0]["value"] is None
     assert doc["timeseries"][0]["p50"] is None
+
+
+def test_a_scenario_step_that_got_no_answer_has_no_latency(closed_port: int, tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    steps = "[{name: home, request: {path: /}}, {name: item, request: {path: /item}}]"
+    scenario.write_text(
+        f"base_url: http://127.0.0.1:{closed_port}\nscenarios:\n  - name: a\n    steps: {steps}\n"
+    )
+    out = tmp_path / "s.json"
+    res = CliRunner().invoke(
+        app, ["scenario", str(scenario), "-n", "4", "-u", "1", "-w", "1", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    s = read_result(out)["summary"]
+    assert s["latency_ms"] == EMPTY
+    assert s["steps"]["home"]["error_kinds"] == {"connect": 4} and s["steps"]["home"]["latency_ms"] == EMPTY
+    assert s["steps"]["item"]["requests"] == 0 and s["steps"]["item"]["latency_ms"] == EMPTY
+    assert s["scenarios"]["a"]["failed_at"] == {"home": 4}
