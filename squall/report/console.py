@@ -86,14 +86,13 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     ok_pct = 100.0 * s["ok"] / s["requests"] if s["requests"] else 0.0
     # Failures count in req/s too (a refused connect is quick): what was ok, per second, stands beside it.
     ok_rps = s.get("ok_rps")
+    ok = f" ({ok_rps:,.1f} ok/s)" if ok_rps is not None and s["errors"] else ""
     if m.get("py"):
-        ok = f" ({ok_rps:,.1f} ok/s)" if ok_rps is not None and s["errors"] else ""
         console.print(
             f"  {s['requests']:,} iterations in {s['duration_s']:.2f}s, {s['rps']:,.1f}/s{ok}, "
             f"{ok_pct:.2f}% ok, {s['errors']:,} errors"
         )
     else:
-        ok = f" ({ok_rps:,.1f} ok/s)" if ok_rps is not None and s["errors"] else ""
         console.print(
             f"  {s['requests']:,} requests in {s['duration_s']:.2f}s, {s['rps']:,.1f} req/s{ok}, "
             f"{ok_pct:.2f}% ok, {s['errors']:,} errors, {s['bytes_in']:,} bytes in"
