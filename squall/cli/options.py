@@ -22,18 +22,37 @@ Duration = Annotated[
     str | None, typer.Option("-d", "--duration", help="How long to measure: 10s, 2m, 1h (default: 10s).")
 ]
 Rate = Annotated[float | None, typer.Option("-r", "--rate", help="Open model: target requests/s.")]
-Requests = Annotated[
-    int | None, typer.Option("-n", "--requests", help="Stop after exactly N completed requests.")
-]
-Iterations = Annotated[
-    int | None, typer.Option("-n", "--iterations", help="Stop after exactly N completed iterations.")
-]
+
+
+def concurrency(help: str, *aliases: str) -> Any:
+    """The -c/--concurrency option, its help in the command's own words; `aliases` are the older spellings
+    the command's users type (--connections, -u/--users)."""
+    return Annotated[int | None, typer.Option("-c", "--concurrency", *aliases, help=help)]
+
+
+def count(unit: str) -> Any:
+    """The -n option: stop after N completed UNITs (requests or iterations); --requests and --iterations are
+    both accepted everywhere, as hey/oha and k6 users type them."""
+    return Annotated[
+        int | None,
+        typer.Option("-n", "--requests", "--iterations", help=f"Stop after exactly N completed {unit}."),
+    ]
+
+
+def timeout(unit: str) -> Any:
+    """The --timeout option, its help naming what one UNIT is for this command."""
+    return Annotated[str, typer.Option("--timeout", help=f"How long {unit} may take.")]
+
+
+Requests = count("requests")
+Iterations = count("iterations")
 Arrival = Annotated[str, typer.Option("--arrival", help="Open-model arrivals: constant, poisson or gamma.")]
 Burstiness = Annotated[float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")]
 Method = Annotated[str, typer.Option("-m", "--method", help="HTTP method.")]
 Header = Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")]
 Body = Annotated[str | None, typer.Option("-b", "--body", help="Request body text.")]
-Timeout = Annotated[str, typer.Option("--timeout", help="How long one request (or iteration) may take.")]
+BodyFile = Annotated[Path | None, typer.Option("--body-file", help="Read the request body from a file.")]
+Timeout = timeout("one request")
 Insecure = Annotated[
     bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
 ]
@@ -104,8 +123,6 @@ Prometheus = Annotated[
 LlmMode = Annotated[
     bool, typer.Option("--llm", help="URL is an LLM endpoint: stream answers as `squall llm` does.")
 ]
-LlmModel = Annotated[str, typer.Option("--model", help="--llm: the model field.")]
-LlmMaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="--llm: max_tokens.")]
 Port = Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")]
 Host = Annotated[str, typer.Option("--host", help="Address to bind.")]
 Param = Annotated[
@@ -184,15 +201,52 @@ TARGET_OPTIONS: dict[str, Any] = {
     "method": Method,
     "header": Header,
     "body": Body,
+    "body_file": BodyFile,
     "llm": LlmMode,
-    "model": LlmModel,
-    "max_tokens": LlmMaxTokens,
     "scenario": Annotated[
         Path | None, typer.Option("--scenario", help="Load a scenario file's journeys instead.")
     ],
     "py": Annotated[str | None, typer.Option("--py", help="Load a Python workload instead: MODULE:FACTORY.")],
     "param": Param,
     "tracemalloc": Tracemalloc,
+}
+
+_LLM = "LLM requests (hunt, soak: with --llm)"
+
+
+def _llm(kind: Any, *names: str, help: str) -> Any:
+    return Annotated[kind, typer.Option(*names, help=help, rich_help_panel=_LLM)]
+
+
+# The declaration of each LlmFlags field: `squall llm`'s options, and hunt's and soak's with --llm.
+LLM_OPTIONS: dict[str, Any] = {
+    "api": _llm(str | None, "--api", help="chat, completions, dify or sse (default: guessed from the path)."),
+    "no_stream": _llm(bool, "--no-stream", help="Ask for plain JSON answers."),
+    "model": _llm(str, "--model", help="The model field of each request."),
+    "max_tokens": _llm(int | None, "--max-tokens", help="max_tokens of each request."),
+    "temperature": _llm(float | None, "--temperature", help="Sampling temperature."),
+    "body_json": _llm(str | None, "--body-json", help="Extra JSON object merged into every request body."),
+    "prompts": _llm(Path | None, "--prompts", help=".txt (one per line) or .jsonl (prompt or messages)."),
+    "input_tokens": _llm(str | None, "--input-tokens", help="Synthetic prompts of N[:stddev] tokens."),
+    "output_tokens": _llm(str | None, "--output-tokens", help="max_tokens drawn from N[:stddev] per prompt."),
+    "shuffle": _llm(bool, "--shuffle", help="Prompts in a seeded random order."),
+    "api_key": _llm(
+        list[str] | None,
+        "--api-key",
+        help="API key (repeatable; default: SQUALL_API_KEY, else OPENAI_API_KEY).",
+    ),
+    "api_key_file": _llm(Path | None, "--api-key-file", help="API keys, one per line."),
+    "key_per": _llm(
+        str,
+        "--key-per",
+        help="With several keys: 'request' (each request the next key; every key meets every prompt) or "
+        "'user' (each user keeps one key all run, users spread evenly over the keys).",
+    ),
+    "text_path": _llm(str, "--text-path", help="--api sse: dotted JSON path of the text."),
+    "done_marker": _llm(
+        str, "--done-marker", help="The data event that ends a stream (chat, completions, sse; '' for none)."
+    ),
+    "goodput": _llm(list[str] | None, "--goodput", help="A bound every good request meets: 'ttft<500ms'."),
 }
 
 
