@@ -19,6 +19,7 @@ from squall.cli.options import (
     Tracemalloc,
     bundled,
     concurrency,
+    examples,
     load_command,
     timeout,
     usage_errors,
@@ -30,14 +31,39 @@ if TYPE_CHECKING:
     from squall.plan.plan import Plan
 
 
+RUN_EXAMPLES = examples(
+    "squall run http://127.0.0.1:8080/ -c 64 -d 30s",
+    "squall run http://127.0.0.1:8080/api -r 500 -d 1m --threshold 'p99<300ms' -o run.json",
+    "squall run http://127.0.0.1:8080/items -m POST -H 'Content-Type: application/json' "
+    "--body-file item.json -n 1000",
+)
+LLM_EXAMPLES = examples(
+    "squall llm http://127.0.0.1:8000/v1/chat/completions --model llama3 -c 16 -d 1m",
+    "squall llm http://127.0.0.1:8000/v1/chat/completions --prompts prompts.jsonl --api-key-file keys.txt "
+    "--key-per user -n 500",
+    "squall llm http://127.0.0.1:8000/v1/completions --input-tokens 512 --output-tokens 128 "
+    "--goodput 'ttft<500ms' -r 5 -d 2m",
+)
+SCENARIO_EXAMPLES = examples(
+    "squall scenario journeys.yaml -c 50 -d 5m",
+    "squall scenario journeys.yaml --stage 1m:100 --stage 5m:100 --threshold 'step.checkout.p99<1s'",
+    "squall scenario journeys.yaml -r 20 -n 1000 -o journeys.json --html journeys.html",
+)
+PY_EXAMPLES = examples(
+    "squall py examples.agent_sdk:workload -c 20 -n 1000",
+    "squall py examples.agent_sdk:workload -c 8 -d 30s --threshold 'p99<2s' -o agent.json",
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add run, llm, scenario and py to `app`."""
-    load_command(app, "run")(run)
+    load_command(app, "run", epilog=RUN_EXAMPLES)(run)
     load_command(
         app,
         "llm",
         defaults={"timeout": "120s"},
         declared={"timeout": timeout("one stream (its whole answer)")},
+        epilog=LLM_EXAMPLES,
     )(bundled("opts", LlmFlags, LLM_OPTIONS)(llm))
     load_command(
         app,
@@ -56,6 +82,7 @@ def register(app: typer.Typer) -> None:
             ],
             "timeout": timeout("one request of a step"),
         },
+        epilog=SCENARIO_EXAMPLES,
     )(scenario)
     load_command(
         app,
@@ -63,6 +90,7 @@ def register(app: typer.Typer) -> None:
         omit=("burstiness", "insecure", "target_pid", "transport"),
         defaults={"timeout": "60s"},
         declared={"timeout": timeout("one iteration")},
+        epilog=PY_EXAMPLES,
     )(py)
 
 

@@ -67,9 +67,14 @@ TargetPid = Annotated[
 Seed = Annotated[
     int, typer.Option("--seed", help="Seed for every random choice: arrivals, prompts, journeys, think time.")
 ]
-Threshold = Annotated[
-    list[str] | None, typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'.")
-]
+
+
+def threshold(help: str, *aliases: str) -> Any:
+    """The repeatable --threshold option (hunt and soak also take it as --slo)."""
+    return Annotated[list[str] | None, typer.Option("--threshold", *aliases, help=help)]
+
+
+Threshold = threshold("A bound the run must meet: 'p99<300ms', 'errors<1%'.")
 AbortOnFail = Annotated[
     bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
 ]
@@ -250,6 +255,12 @@ LLM_OPTIONS: dict[str, Any] = {
 }
 
 
+def examples(*lines: str) -> str:
+    """The Examples block a command's --help ends with: the command lines, a blank line between them (a
+    long one wraps)."""
+    return "Examples:\n\n" + "\n\n".join(lines)
+
+
 def load_command(
     app: typer.Typer,
     name: str,
@@ -257,15 +268,17 @@ def load_command(
     omit: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None,
     declared: dict[str, Any] | None = None,
+    epilog: str | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register `body(..., flags: LoadFlags)` as command `name`, taking the LoadFlags options after its own.
 
     `omit` leaves options out (they keep LoadFlags' default), `defaults` changes a default, `declared`
-    replaces a declaration (a help text that says more for this command).
+    replaces a declaration (a help text that says more for this command); `epilog` ends its --help.
     """
 
     def register(body: Callable[..., None]) -> Callable[..., None]:
-        app.command(name)(bundled("flags", LoadFlags, LOAD_OPTIONS, omit, defaults, declared)(body))
+        command = bundled("flags", LoadFlags, LOAD_OPTIONS, omit, defaults, declared)(body)
+        app.command(name, epilog=epilog)(command)
         return body
 
     return register

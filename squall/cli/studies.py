@@ -13,7 +13,9 @@ from squall.cli.options import (
     TARGET_OPTIONS,
     bundled,
     concurrency,
+    examples,
     load_command,
+    threshold,
     timeout,
     usage_errors,
 )
@@ -40,6 +42,17 @@ HUNT_FLAGS = (
     "connect_rate",
 )
 STUDY_TIMEOUT = timeout("one request (with --llm one stream, with --py one iteration)")
+HUNT_EXAMPLES = examples(
+    "squall hunt http://127.0.0.1:8080/ --threshold 'p99<300ms' --threshold 'errors<1%'",
+    "squall hunt http://127.0.0.1:8000/v1/chat/completions --llm --prompts prompts.txt "
+    "--api-key-file keys.txt --threshold 'ttft_p99<2s' --max 256",
+    "squall hunt http://127.0.0.1:8080/api --mode rate --threshold 'p99<500ms' -c 512",
+)
+SOAK_EXAMPLES = examples(
+    "squall soak http://127.0.0.1:8080/ -c 32 -d 2h --target-pid 4242 -o soak.json",
+    "squall soak http://127.0.0.1:8000/v1/chat/completions --llm --prompts prompts.txt -c 8 -d 1h "
+    "--target-cmd 'python -m myserver'",
+)
 SOAK_OMIT = ("arrival", "burstiness", "abort_on_fail", "abort_grace", "junit", "stage", "profile", "think")
 
 
@@ -56,6 +69,7 @@ def register(app: typer.Typer) -> None:
         "hunt",
         omit=tuple(k for k in LOAD_OPTIONS if k not in HUNT_FLAGS),
         declared={"timeout": STUDY_TIMEOUT},
+        epilog=HUNT_EXAMPLES,
     )(with_target(with_search(hunt)))
     load_command(
         app,
@@ -68,7 +82,9 @@ def register(app: typer.Typer) -> None:
                 Path | None, typer.Option("-o", "--out", help="Write the JSON result (and checkpoints) here.")
             ],
             "timeout": STUDY_TIMEOUT,
+            "threshold": threshold("A bound the soak must meet: 'p99<300ms', 'errors<1%'.", "--slo"),
         },
+        epilog=SOAK_EXAMPLES,
     )(with_target(soak))
 
 
@@ -92,7 +108,7 @@ class HuntFlags:
         from squall.units import parse_duration
 
         if not self.slo:
-            raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
+            raise PlanError("a hunt needs at least one --threshold (or --slo), e.g. --threshold 'p99<300ms'")
         spec = HuntSpec(
             mode=self.mode,
             start=self.start if self.start is not None else min(8.0, self.max_level),
@@ -107,12 +123,7 @@ class HuntFlags:
 
 
 HUNT_OPTIONS: dict[str, Any] = {
-    "slo": Annotated[
-        list[str] | None,
-        typer.Option(
-            "--slo", "--threshold", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."
-        ),
-    ],
+    "slo": threshold("A bound every passing level meets: 'p99<300ms', 'errors<1%'.", "--slo"),
     "mode": Annotated[str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")],
     "start": Annotated[
         float | None, typer.Option("--start", help="The first level (default 8, or --max if lower).")
