@@ -87,15 +87,13 @@ Stage = Annotated[
     typer.Option(
         "--stage",
         help="DURATION:TARGET, repeatable: linear from the previous target (0 first). 30s:100 = users "
-        "(closed model, instead of -c/-u), 30s:200/s = requests (scenario: iterations)/s (open model). "
+        "(closed model, instead of -c), 30s:200/s = requests (scenario: iterations)/s (open model). "
         "The stages set the duration.",
     ),
 ]
 Profile = Annotated[
     str | None,
-    typer.Option(
-        "--profile", help=f"A preset shape up to -c (-u) users or -r per s over -d. {PROFILE_HELP}."
-    ),
+    typer.Option("--profile", help=f"A preset shape up to -c users or -r per s over -d. {PROFILE_HELP}."),
 ]
 Think = Annotated[
     str | None,

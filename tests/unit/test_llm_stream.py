@@ -202,3 +202,25 @@ def test_key_per_user_gives_each_user_one_key_spread_evenly_across_workers() -> 
     )
     assert not source.per_user
     assert len({(key(w), p) for w, p in (source.next() for _ in range(12))}) == 12
+
+
+@pytest.mark.parametrize(("keys", "prompts"), [(2, 1), (4, 3), (3, 2), (10, 10), (6, 4), (1, 5)])
+def test_keys_per_request_send_every_key_prompt_pair_once_per_round(keys: int, prompts: int) -> None:
+    spec = LlmSpec(
+        api="chat",
+        prompts=tuple(Prompt(f"p{i}") for i in range(prompts)),
+        api_keys=tuple(f"k{i}" for i in range(keys)),
+    )
+    plan = Plan(
+        RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST"), spread=Spread(workers=1), llm=spec
+    )
+    src = LlmWorkload(plan, 0)
+    sent = []
+    for _ in range(2 * keys * prompts):
+        wire, p = src.next()
+        sent.append((wire.split(b"Authorization: Bearer ")[1].split(b"\r\n")[0], p))
+    # Each round of K x P requests sends every pair once; the first K requests use every key.
+    assert len(set(sent[: keys * prompts])) == keys * prompts == len(set(sent[keys * prompts :]))
+    assert len({k for k, _ in sent[:keys]}) == keys
+    req = [src.next_request() for _ in range(keys * prompts)]
+    assert len({(dict(r.headers)["Authorization"], p) for r, p in req}) == keys * prompts

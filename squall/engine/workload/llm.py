@@ -3,6 +3,7 @@ keys taken per request, or held by each user (`--key-per user`)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -58,8 +59,10 @@ class LlmSource:
         self.framed = [frame(body) for body in self.bodies]
         self.input_estimates = [count(prompt_text(p)) for p in spec.prompts]
         # Worker w sends request numbers w, w + W, w + 2W, ...: over all workers every prompt goes once
-        # before any goes twice. Keys step on by one more each time the prompts come round, so over K x P
-        # requests every (key, prompt) pair is sent, not just K or P of them.
+        # before any goes twice. Request n takes key n mod K, stepped on by one more after each lcm(K, P)
+        # requests (the span after which (n mod P, n mod K) pairs would repeat), so over K x P requests every
+        # (key, prompt) pair is sent once, whatever K and P are (one prompt and two keys included).
+        self.cycle = math.lcm(len(self.bodies), len(self.requests))
         self.n = worker
         self.stride = max(1, plan.spread.workers)
         # --key-per user: the worker's users are numbered on from those of the workers before it, and user u
@@ -71,17 +74,15 @@ class LlmSource:
         """The next request's wire bytes and its prompt's index (for `reader`)."""
         n = self.n
         self.n = n + self.stride
-        prompts = len(self.bodies)
-        p = n % prompts
-        return self.heads[(n + n // prompts) % len(self.heads)] + self.framed[p], p
+        p = n % len(self.bodies)
+        return self.heads[(n + n // self.cycle) % len(self.heads)] + self.framed[p], p
 
     def next_request(self) -> tuple[Request, int]:
         """The next request, for a transport that frames requests itself, and its prompt's index."""
         n = self.n
         self.n = n + self.stride
-        prompts = len(self.bodies)
-        p = n % prompts
-        r = self.requests[(n + n // prompts) % len(self.requests)]
+        p = n % len(self.bodies)
+        r = self.requests[(n + n // self.cycle) % len(self.requests)]
         return Request(r.method, r.url, r.headers, self.bodies[p]), p
 
     def reader(self, prompt: int) -> AnswerReader:
