@@ -39,9 +39,10 @@ def count(unit: str) -> Any:
     ]
 
 
-def timeout(unit: str) -> Any:
-    """The --timeout option, its help naming what one UNIT is for this command."""
-    return Annotated[str, typer.Option("--timeout", help=f"How long {unit} may take.")]
+def timeout(unit: str, kind: Any = str, note: str = "") -> Any:
+    """The --timeout option, its help naming what one UNIT is for this command (`kind` str | None where the
+    default depends on what is loaded, which `note` says)."""
+    return Annotated[kind, typer.Option("--timeout", help=f"How long {unit} may take{note}.")]
 
 
 Requests = count("requests")

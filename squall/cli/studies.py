@@ -41,7 +41,9 @@ HUNT_FLAGS = (
     "source_ip",
     "connect_rate",
 )
-STUDY_TIMEOUT = timeout("one request (with --llm one stream, with --py one iteration)")
+STUDY_TIMEOUT = timeout(
+    "one request", str | None, " (default 30s); with --llm one stream (120s), with --py one iteration (60s)"
+)
 HUNT_EXAMPLES = examples(
     "squall hunt http://127.0.0.1:8080/ --threshold 'p99<300ms' --threshold 'errors<1%'",
     "squall hunt http://127.0.0.1:8000/v1/chat/completions --llm --prompts prompts.txt "
@@ -68,6 +70,7 @@ def register(app: typer.Typer) -> None:
         app,
         "hunt",
         omit=tuple(k for k in LOAD_OPTIONS if k not in HUNT_FLAGS),
+        defaults={"timeout": None},
         declared={"timeout": STUDY_TIMEOUT},
         epilog=HUNT_EXAMPLES,
     )(with_target(with_search(hunt)))
@@ -75,7 +78,7 @@ def register(app: typer.Typer) -> None:
         app,
         "soak",
         omit=SOAK_OMIT,
-        defaults={"duration": "1h", "warmup": "1m"},
+        defaults={"duration": "1h", "warmup": "1m", "timeout": None},
         declared={
             "duration": Annotated[str, typer.Option("-d", "--duration", help="How long: hours, usually.")],
             "out": Annotated[

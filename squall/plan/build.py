@@ -29,7 +29,7 @@ class LoadFlags:
     rate: float | None = None
     arrival: str = "constant"
     burstiness: float = 1.0
-    timeout: str = "30s"
+    timeout: str | None = "30s"  # (None: hunt and soak, the default of what they load)
     insecure: bool = False
     warmup: str = "0s"
     out: Path | None = None
@@ -121,7 +121,7 @@ def build(
         thresholds=tuple(parse_threshold(t, threshold_option) for t in flags.threshold),
         abort_grace_s=parse_duration(flags.abort_grace or "5s", "--abort-grace"),
         duration_s=parse_duration(duration, "--duration") if duration is not None else None,
-        timeout_s=parse_duration(flags.timeout, "--timeout"),
+        timeout_s=parse_duration(flags.timeout or "30s", "--timeout"),
         tls_verify=not flags.insecure,
         warmup_s=parse_duration(flags.warmup, "--warmup"),
         out_path=str(flags.out) if flags.out else None,
@@ -182,12 +182,16 @@ def study_plan(
     opts: LlmFlags | None = None,
     **fields: Any,
 ) -> Plan:
-    """The validated plan of what hunt or soak load (see `target`), a scenario file's think time kept."""
+    """The validated plan of what hunt or soak load (see `target`), a scenario file's think time kept; a
+    --timeout not given (None) is that of the command that loads the same."""
     from dataclasses import replace
 
     request, found = target(url, what, opts, flags.seed)
     think = found.pop("think", None)
-    return build(request, replace(flags, think=think or None), connections=connections, **found, **fields)
+    # --timeout not given: the default of the command that loads the same (llm 120s, py 60s, else 30s).
+    timeout = flags.timeout or ("120s" if "llm" in found else "60s" if "py" in found else "30s")
+    flags = replace(flags, think=think or None, timeout=timeout)
+    return build(request, flags, connections=connections, **found, **fields)
 
 
 def _start_at(start_at: float) -> float:

@@ -1,5 +1,6 @@
 """plan/build.py and plan/shard.py: the one builder, the secret hiding, the shard split."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,25 @@ def test_a_shard_gets_its_part_of_the_typed_load_and_stop() -> None:
         3,
         Spread(workers=1, shard=(1, 4)),
     )
+
+
+def test_study_plan_timeout_defaults_to_that_of_the_command_it_drives(tmp_path: Path) -> None:
+    from squall.plan.build import study_plan
+
+    url = "http://127.0.0.1:1/v1/chat/completions"
+    mod = tmp_path / "study_timeout_mod.py"
+    mod.write_text("async def it(user):\n    pass\n\ndef factory():\n    return it\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        got = [
+            study_plan(u, what, LoadFlags(workers=1, timeout=t), 4, argv=[]).client.timeout_s
+            for u, what, t in [
+                (url, TargetFlags(), None),
+                (url, TargetFlags(llm=True), None),
+                (None, TargetFlags(py="study_timeout_mod:factory"), None),
+                (url, TargetFlags(llm=True), "5s"),
+            ]
+        ]
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert got == [30.0, 120.0, 60.0, 5.0]
