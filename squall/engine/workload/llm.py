@@ -26,7 +26,7 @@ def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
     source = LlmSource(plan, worker)
     transport = transport_class(plan.client.transport)(plan, connections, source)  # type: ignore[call-arg]
     if source.per_user:
-        return UserKeys(transport, source)  # type: ignore[arg-type]
+        return UserKeys(transport, source)  # type: ignore[return-value]
     return transport  # type: ignore[return-value]
 
 
