@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from squall.cli.options import (
+    LLM_OPTIONS,
     Body,
+    BodyFile,
     Header,
     Iterations,
     Method,
@@ -16,7 +18,10 @@ from squall.cli.options import (
     Requests,
     Tracemalloc,
     bundled,
+    concurrency,
+    examples,
     load_command,
+    timeout,
     usage_errors,
 )
 from squall.plan.build import LoadFlags
@@ -26,10 +31,40 @@ if TYPE_CHECKING:
     from squall.plan.plan import Plan
 
 
+RUN_EXAMPLES = examples(
+    "squall run http://127.0.0.1:8080/ -c 64 -d 30s",
+    "squall run http://127.0.0.1:8080/api -r 500 -d 1m --threshold 'p99<300ms' -o run.json",
+    "squall run http://127.0.0.1:8080/items -m POST -H 'Content-Type: application/json' "
+    "--body-file item.json -n 1000",
+)
+LLM_EXAMPLES = examples(
+    "squall llm http://127.0.0.1:8000/v1/chat/completions --model llama3 -c 16 -d 1m",
+    "squall llm http://127.0.0.1:8000/v1/chat/completions --prompts prompts.jsonl --api-key-file keys.txt "
+    "--key-per user -n 500",
+    "squall llm http://127.0.0.1:8000/v1/completions --input-tokens 512 --output-tokens 128 "
+    "--goodput 'ttft<500ms' -r 5 -d 2m",
+)
+SCENARIO_EXAMPLES = examples(
+    "squall scenario journeys.yaml -c 50 -d 5m",
+    "squall scenario journeys.yaml --stage 1m:100 --stage 5m:100 --threshold 'step.checkout.p99<1s'",
+    "squall scenario journeys.yaml -r 20 -n 1000 -o journeys.json --html journeys.html",
+)
+PY_EXAMPLES = examples(
+    "squall py examples.agent_sdk:workload -c 20 -n 1000",
+    "squall py examples.agent_sdk:workload -c 8 -d 30s --threshold 'p99<2s' -o agent.json",
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add run, llm, scenario and py to `app`."""
-    load_command(app, "run")(run)
-    load_command(app, "llm", defaults={"timeout": "120s"})(bundled("opts", LlmFlags, LLM_OPTIONS)(llm))
+    load_command(app, "run", epilog=RUN_EXAMPLES)(run)
+    load_command(
+        app,
+        "llm",
+        defaults={"timeout": "120s"},
+        declared={"timeout": timeout("one stream (its whole answer)")},
+        epilog=LLM_EXAMPLES,
+    )(bundled("opts", LlmFlags, LLM_OPTIONS)(llm))
     load_command(
         app,
         "scenario",
@@ -45,10 +80,17 @@ def register(app: typer.Typer) -> None:
                     "--threshold", help="Added to the file's thresholds: 'p99<300ms', 'step.NAME.p99<1s'."
                 ),
             ],
+            "timeout": timeout("one request of a step"),
         },
+        epilog=SCENARIO_EXAMPLES,
     )(scenario)
     load_command(
-        app, "py", omit=("burstiness", "insecure", "target_pid", "transport"), defaults={"timeout": "60s"}
+        app,
+        "py",
+        omit=("burstiness", "insecure", "target_pid", "transport"),
+        defaults={"timeout": "60s"},
+        declared={"timeout": timeout("one iteration")},
+        epilog=PY_EXAMPLES,
     )(py)
 
 
@@ -60,16 +102,14 @@ def _execute(plan: Plan, flags: LoadFlags) -> typer.Exit:
 
 def run(
     url: Annotated[str, typer.Argument(metavar="URL", help="The endpoint, e.g. http://127.0.0.1:8080/")],
-    connections: Annotated[
-        int | None, typer.Option("-c", "--connections", help="Connections, split over workers (default 64).")
-    ] = None,
+    connections: concurrency(
+        "Concurrent requests: connections, split over workers (default 64).", "--connections"
+    ) = None,
     requests: Requests = None,
     method: Method = "GET",
     header: Header = None,
     body: Body = None,
-    body_file: Annotated[
-        Path | None, typer.Option("--body-file", help="Read the request body from a file.")
-    ] = None,
+    body_file: BodyFile = None,
     record: Annotated[
         bool,
         typer.Option("--record/--no-record", hidden=True, help="Record stats (off only to measure cost)."),
@@ -93,57 +133,14 @@ def run(
     raise _execute(plan, flags)
 
 
-LLM_OPTIONS: dict[str, Any] = {
-    "api": Annotated[
-        str | None,
-        typer.Option("--api", help="chat, completions, dify or sse (default: guessed from the path)."),
-    ],
-    "no_stream": Annotated[bool, typer.Option("--no-stream", help="Ask for plain JSON answers.")],
-    "model": Annotated[str, typer.Option("--model", help="The model field of each request.")],
-    "max_tokens": Annotated[int | None, typer.Option("--max-tokens", help="max_tokens of each request.")],
-    "temperature": Annotated[float | None, typer.Option("--temperature", help="Sampling temperature.")],
-    "body_json": Annotated[
-        str | None, typer.Option("--body-json", help="Extra JSON object merged into every request body.")
-    ],
-    "prompts": Annotated[
-        Path | None, typer.Option("--prompts", help=".txt (one per line) or .jsonl (prompt or messages).")
-    ],
-    "input_tokens": Annotated[
-        str | None, typer.Option("--input-tokens", help="Synthetic prompts of N[:stddev] tokens.")
-    ],
-    "output_tokens": Annotated[
-        str | None, typer.Option("--output-tokens", help="max_tokens drawn from N[:stddev] per prompt.")
-    ],
-    "shuffle": Annotated[bool, typer.Option("--shuffle", help="Prompts in a seeded random order.")],
-    "api_key": Annotated[
-        list[str] | None,
-        typer.Option("--api-key", help="API key (repeatable; or SQUALL_API_KEY/OPENAI_API_KEY)."),
-    ],
-    "api_key_file": Annotated[
-        Path | None, typer.Option("--api-key-file", help="Keys, one per line, rotated per request.")
-    ],
-    "text_path": Annotated[str, typer.Option("--text-path", help="--api sse: dotted JSON path of the text.")],
-    "done_marker": Annotated[
-        str,
-        typer.Option(
-            "--done-marker", help="The data event that ends a stream (chat, completions, sse; '' for none)."
-        ),
-    ],
-    "goodput": Annotated[
-        list[str] | None, typer.Option("--goodput", help="A bound every good request meets: 'ttft<500ms'.")
-    ],
-}
-
-
 def llm(
     url: Annotated[
         str,
         typer.Argument(metavar="URL", help="The endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions"),
     ],
-    connections: Annotated[
-        int | None,
-        typer.Option("-c", "--concurrency", "--connections", help="Concurrent streams (default 64)."),
-    ] = None,
+    connections: concurrency(
+        "Concurrent streams: connections, split over workers (default 64).", "--connections"
+    ) = None,
     requests: Requests = None,
     header: Header = None,
     *,
@@ -167,9 +164,7 @@ def scenario(
     file: Annotated[
         Path, typer.Argument(metavar="FILE", help="A scenario YAML file (see docs/scenarios.md).")
     ],
-    users: Annotated[
-        int | None, typer.Option("-u", "--users", help="Virtual users (default: the file's users, else 10).")
-    ] = None,
+    users: concurrency("Virtual users (default: the file's users, else 10).", "-u", "--users") = None,
     iterations: Iterations = None,
     *,
     flags: LoadFlags,
@@ -197,10 +192,7 @@ def py(
     target: Annotated[
         str, typer.Argument(metavar="MODULE:FACTORY", help="MODULE:FACTORY, e.g. examples.agent_sdk:workload")
     ],
-    users: Annotated[
-        int | None,
-        typer.Option("-c", "--concurrency", "-u", help="Virtual users, concurrent iterations (default 10)."),
-    ] = None,
+    users: concurrency("Virtual users: concurrent iterations (default 10).", "-u", "--users") = None,
     iterations: Iterations = None,
     param: Param = None,
     tracemalloc_on: Tracemalloc = False,

@@ -22,18 +22,38 @@ Duration = Annotated[
     str | None, typer.Option("-d", "--duration", help="How long to measure: 10s, 2m, 1h (default: 10s).")
 ]
 Rate = Annotated[float | None, typer.Option("-r", "--rate", help="Open model: target requests/s.")]
-Requests = Annotated[
-    int | None, typer.Option("-n", "--requests", help="Stop after exactly N completed requests.")
-]
-Iterations = Annotated[
-    int | None, typer.Option("-n", "--iterations", help="Stop after exactly N completed iterations.")
-]
+
+
+def concurrency(help: str, *aliases: str) -> Any:
+    """The -c/--concurrency option, its help in the command's own words; `aliases` are the older spellings
+    the command's users type (--connections, -u/--users)."""
+    return Annotated[int | None, typer.Option("-c", "--concurrency", *aliases, help=help)]
+
+
+def count(unit: str) -> Any:
+    """The -n option: stop after N completed UNITs (requests or iterations); --requests and --iterations are
+    both accepted everywhere, as hey/oha and k6 users type them."""
+    return Annotated[
+        int | None,
+        typer.Option("-n", "--requests", "--iterations", help=f"Stop after exactly N completed {unit}."),
+    ]
+
+
+def timeout(unit: str, kind: Any = str, note: str = "") -> Any:
+    """The --timeout option, its help naming what one UNIT is for this command (`kind` str | None where the
+    default depends on what is loaded, which `note` says)."""
+    return Annotated[kind, typer.Option("--timeout", help=f"How long {unit} may take{note}.")]
+
+
+Requests = count("requests")
+Iterations = count("iterations")
 Arrival = Annotated[str, typer.Option("--arrival", help="Open-model arrivals: constant, poisson or gamma.")]
 Burstiness = Annotated[float, typer.Option("--burstiness", help="Gamma shape: <1 bursty, >1 regular.")]
 Method = Annotated[str, typer.Option("-m", "--method", help="HTTP method.")]
 Header = Annotated[list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")]
 Body = Annotated[str | None, typer.Option("-b", "--body", help="Request body text.")]
-Timeout = Annotated[str, typer.Option("--timeout", help="How long one request (or iteration) may take.")]
+BodyFile = Annotated[Path | None, typer.Option("--body-file", help="Read the request body from a file.")]
+Timeout = timeout("one request")
 Insecure = Annotated[
     bool, typer.Option("-k", "--insecure", help="Do not verify the server's TLS certificate.")
 ]
@@ -48,9 +68,14 @@ TargetPid = Annotated[
 Seed = Annotated[
     int, typer.Option("--seed", help="Seed for every random choice: arrivals, prompts, journeys, think time.")
 ]
-Threshold = Annotated[
-    list[str] | None, typer.Option("--threshold", help="A bound the run must meet: 'p99<300ms', 'errors<1%'.")
-]
+
+
+def threshold(help: str, *aliases: str) -> Any:
+    """The repeatable --threshold option (hunt and soak also take it as --slo)."""
+    return Annotated[list[str] | None, typer.Option("--threshold", *aliases, help=help)]
+
+
+Threshold = threshold("A bound the run must meet: 'p99<300ms', 'errors<1%'.")
 AbortOnFail = Annotated[
     bool, typer.Option("--abort-on-fail", help="Stop early once a threshold fails for --abort-grace.")
 ]
@@ -63,15 +88,13 @@ Stage = Annotated[
     typer.Option(
         "--stage",
         help="DURATION:TARGET, repeatable: linear from the previous target (0 first). 30s:100 = users "
-        "(closed model, instead of -c/-u), 30s:200/s = requests (scenario: iterations)/s (open model). "
+        "(closed model, instead of -c), 30s:200/s = requests (scenario: iterations)/s (open model). "
         "The stages set the duration.",
     ),
 ]
 Profile = Annotated[
     str | None,
-    typer.Option(
-        "--profile", help=f"A preset shape up to -c (-u) users or -r per s over -d. {PROFILE_HELP}."
-    ),
+    typer.Option("--profile", help=f"A preset shape up to -c users or -r per s over -d. {PROFILE_HELP}."),
 ]
 Think = Annotated[
     str | None,
@@ -104,8 +127,6 @@ Prometheus = Annotated[
 LlmMode = Annotated[
     bool, typer.Option("--llm", help="URL is an LLM endpoint: stream answers as `squall llm` does.")
 ]
-LlmModel = Annotated[str, typer.Option("--model", help="--llm: the model field.")]
-LlmMaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="--llm: max_tokens.")]
 Port = Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).")]
 Host = Annotated[str, typer.Option("--host", help="Address to bind.")]
 Param = Annotated[
@@ -184,9 +205,8 @@ TARGET_OPTIONS: dict[str, Any] = {
     "method": Method,
     "header": Header,
     "body": Body,
+    "body_file": BodyFile,
     "llm": LlmMode,
-    "model": LlmModel,
-    "max_tokens": LlmMaxTokens,
     "scenario": Annotated[
         Path | None, typer.Option("--scenario", help="Load a scenario file's journeys instead.")
     ],
@@ -194,6 +214,50 @@ TARGET_OPTIONS: dict[str, Any] = {
     "param": Param,
     "tracemalloc": Tracemalloc,
 }
+
+_LLM = "LLM requests (hunt, soak: with --llm)"
+
+
+def _llm(kind: Any, *names: str, help: str) -> Any:
+    return Annotated[kind, typer.Option(*names, help=help, rich_help_panel=_LLM)]
+
+
+# The declaration of each LlmFlags field: `squall llm`'s options, and hunt's and soak's with --llm.
+LLM_OPTIONS: dict[str, Any] = {
+    "api": _llm(str | None, "--api", help="chat, completions, dify or sse (default: guessed from the path)."),
+    "no_stream": _llm(bool, "--no-stream", help="Ask for plain JSON answers."),
+    "model": _llm(str, "--model", help="The model field of each request."),
+    "max_tokens": _llm(int | None, "--max-tokens", help="max_tokens of each request."),
+    "temperature": _llm(float | None, "--temperature", help="Sampling temperature."),
+    "body_json": _llm(str | None, "--body-json", help="Extra JSON object merged into every request body."),
+    "prompts": _llm(Path | None, "--prompts", help=".txt (one per line) or .jsonl (prompt or messages)."),
+    "input_tokens": _llm(str | None, "--input-tokens", help="Synthetic prompts of N[:stddev] tokens."),
+    "output_tokens": _llm(str | None, "--output-tokens", help="max_tokens drawn from N[:stddev] per prompt."),
+    "shuffle": _llm(bool, "--shuffle", help="Prompts in a seeded random order."),
+    "api_key": _llm(
+        list[str] | None,
+        "--api-key",
+        help="API key (repeatable; default: SQUALL_API_KEY, else OPENAI_API_KEY).",
+    ),
+    "api_key_file": _llm(Path | None, "--api-key-file", help="API keys, one per line."),
+    "key_per": _llm(
+        str,
+        "--key-per",
+        help="With several keys: 'request' (each request the next key; every key meets every prompt) or "
+        "'user' (each user keeps one key all run, users spread evenly over the keys).",
+    ),
+    "text_path": _llm(str, "--text-path", help="--api sse: dotted JSON path of the text."),
+    "done_marker": _llm(
+        str, "--done-marker", help="The data event that ends a stream (chat, completions, sse; '' for none)."
+    ),
+    "goodput": _llm(list[str] | None, "--goodput", help="A bound every good request meets: 'ttft<500ms'."),
+}
+
+
+def examples(*lines: str) -> str:
+    """The Examples block a command's --help ends with: the command lines, a blank line between them (a
+    long one wraps)."""
+    return "Examples:\n\n" + "\n\n".join(lines)
 
 
 def load_command(
@@ -203,15 +267,17 @@ def load_command(
     omit: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None,
     declared: dict[str, Any] | None = None,
+    epilog: str | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register `body(..., flags: LoadFlags)` as command `name`, taking the LoadFlags options after its own.
 
     `omit` leaves options out (they keep LoadFlags' default), `defaults` changes a default, `declared`
-    replaces a declaration (a help text that says more for this command).
+    replaces a declaration (a help text that says more for this command); `epilog` ends its --help.
     """
 
     def register(body: Callable[..., None]) -> Callable[..., None]:
-        app.command(name)(bundled("flags", LoadFlags, LOAD_OPTIONS, omit, defaults, declared)(body))
+        command = bundled("flags", LoadFlags, LOAD_OPTIONS, omit, defaults, declared)(body)
+        app.command(name, epilog=epilog)(command)
         return body
 
     return register

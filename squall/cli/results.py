@@ -9,14 +9,26 @@ from typing import Annotated
 
 import typer
 
-from squall.cli.options import Csv, Html, fail, usage_errors
+from squall.cli.options import Csv, Html, examples, fail, usage_errors
 
 
 def register(app: typer.Typer) -> None:
     """Add report, merge and compare to `app`."""
-    app.command()(report)
-    app.command()(merge)
-    app.command()(compare)
+    app.command(
+        epilog=examples("squall report run.json --html run.html", "squall report run.json --csv run.csv")
+    )(report)
+    app.command(
+        epilog=examples(
+            "squall merge box0.json box1.json -o all.json",
+            "squall merge shard-*.json -o all.json --html all.html",
+        )
+    )(merge)
+    app.command(
+        epilog=examples(
+            "squall compare baseline.json current.json",
+            "squall compare baseline.json current.json --max-regression 5% --json",
+        )
+    )(compare)
 
 
 def report(

@@ -8,8 +8,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from squall.cli.options import TARGET_OPTIONS, bundled, load_command, usage_errors
+from squall.cli.options import (
+    LLM_OPTIONS,
+    TARGET_OPTIONS,
+    bundled,
+    concurrency,
+    examples,
+    load_command,
+    threshold,
+    timeout,
+    usage_errors,
+)
 from squall.plan.build import LoadFlags, TargetFlags
+from squall.plan.llm import LlmFlags
 from squall.units import PlanError
 
 if TYPE_CHECKING:
@@ -30,6 +41,20 @@ HUNT_FLAGS = (
     "source_ip",
     "connect_rate",
 )
+STUDY_TIMEOUT = timeout(
+    "one request", str | None, " (default 30s); with --llm one stream (120s), with --py one iteration (60s)"
+)
+HUNT_EXAMPLES = examples(
+    "squall hunt http://127.0.0.1:8080/ --threshold 'p99<300ms' --threshold 'errors<1%'",
+    "squall hunt http://127.0.0.1:8000/v1/chat/completions --llm --prompts prompts.txt "
+    "--api-key-file keys.txt --threshold 'ttft_p99<2s' --max 256",
+    "squall hunt http://127.0.0.1:8080/api --mode rate --threshold 'p99<500ms' -c 512",
+)
+SOAK_EXAMPLES = examples(
+    "squall soak http://127.0.0.1:8080/ -c 32 -d 2h --target-pid 4242 -o soak.json",
+    "squall soak http://127.0.0.1:8000/v1/chat/completions --llm --prompts prompts.txt -c 8 -d 1h "
+    "--target-cmd 'python -m myserver'",
+)
 SOAK_OMIT = ("arrival", "burstiness", "abort_on_fail", "abort_grace", "junit", "stage", "profile", "think")
 
 
@@ -37,22 +62,32 @@ def register(app: typer.Typer) -> None:
     """Add hunt and soak to `app`."""
     from squall.cli.options import LOAD_OPTIONS
 
-    with_target = bundled("what", TargetFlags, TARGET_OPTIONS)
+    def with_target(body: Any) -> Any:
+        return bundled("what", TargetFlags, TARGET_OPTIONS)(bundled("opts", LlmFlags, LLM_OPTIONS)(body))
+
     with_search = bundled("how", HuntFlags, HUNT_OPTIONS)
-    load_command(app, "hunt", omit=tuple(k for k in LOAD_OPTIONS if k not in HUNT_FLAGS))(
-        with_target(with_search(hunt))
-    )
+    load_command(
+        app,
+        "hunt",
+        omit=tuple(k for k in LOAD_OPTIONS if k not in HUNT_FLAGS),
+        defaults={"timeout": None},
+        declared={"timeout": STUDY_TIMEOUT},
+        epilog=HUNT_EXAMPLES,
+    )(with_target(with_search(hunt)))
     load_command(
         app,
         "soak",
         omit=SOAK_OMIT,
-        defaults={"duration": "1h", "warmup": "1m"},
+        defaults={"duration": "1h", "warmup": "1m", "timeout": None},
         declared={
             "duration": Annotated[str, typer.Option("-d", "--duration", help="How long: hours, usually.")],
             "out": Annotated[
                 Path | None, typer.Option("-o", "--out", help="Write the JSON result (and checkpoints) here.")
             ],
+            "timeout": STUDY_TIMEOUT,
+            "threshold": threshold("A bound the soak must meet: 'p99<300ms', 'errors<1%'.", "--slo"),
         },
+        epilog=SOAK_EXAMPLES,
     )(with_target(soak))
 
 
@@ -76,7 +111,7 @@ class HuntFlags:
         from squall.units import parse_duration
 
         if not self.slo:
-            raise PlanError("a hunt needs at least one --slo, e.g. --slo 'p99<300ms'")
+            raise PlanError("a hunt needs at least one --threshold (or --slo), e.g. --threshold 'p99<300ms'")
         spec = HuntSpec(
             mode=self.mode,
             start=self.start if self.start is not None else min(8.0, self.max_level),
@@ -91,12 +126,7 @@ class HuntFlags:
 
 
 HUNT_OPTIONS: dict[str, Any] = {
-    "slo": Annotated[
-        list[str] | None,
-        typer.Option(
-            "--slo", "--threshold", help="A bound every passing level meets: 'p99<300ms', 'errors<1%'."
-        ),
-    ],
+    "slo": threshold("A bound every passing level meets: 'p99<300ms', 'errors<1%'.", "--slo"),
     "mode": Annotated[str, typer.Option("--mode", help="concurrency (users) or rate (requests/s).")],
     "start": Annotated[
         float | None, typer.Option("--start", help="The first level (default 8, or --max if lower).")
@@ -110,9 +140,9 @@ HUNT_OPTIONS: dict[str, Any] = {
     "resolution": Annotated[
         float, typer.Option("--resolution", help="Bisect until good and bad differ by this share.")
     ],
-    "connections": Annotated[
-        int, typer.Option("-c", "--connections", help="Rate mode: connections to send over.")
-    ],
+    "connections": concurrency(
+        "Rate mode: connections to send over (concurrency mode: each level sets them).", "--connections"
+    ),
 }
 
 
@@ -123,6 +153,7 @@ def hunt(
     *,
     how: HuntFlags,
     what: TargetFlags,
+    opts: LlmFlags,
     flags: LoadFlags,
 ) -> None:
     """Find the highest load that meets the SLOs: grow until one breaks or throughput stops rising, then
@@ -136,7 +167,7 @@ def hunt(
         spec = how.spec()
         # The hunt writes -o itself (the levels so far after each one); the levels run quiet.
         levels = replace(flags, out=None, quiet=True, threshold=how.slo)
-        base = build.study_plan(url, what, levels, how.connections, threshold_option="--slo")
+        base = build.study_plan(url, what, levels, how.connections, opts=opts, threshold_option="--slo")
         for path, option in ((flags.out, "--out"), (flags.html, "--html"), (flags.csv_path, "--csv")):
             if path is not None:
                 check_writable(path, option)
@@ -216,9 +247,7 @@ def soak(
     url: Annotated[
         str | None, typer.Argument(metavar="URL", help="The endpoint (not with --scenario).")
     ] = None,
-    connections: Annotated[
-        int, typer.Option("-c", "--connections", help="Connections (users) to hold the load with.")
-    ] = 64,
+    connections: concurrency("Concurrent requests (connections, users) to hold.", "--connections") = 64,
     target_cmd: Annotated[
         str | None, typer.Option("--target-cmd", help="Start this command, sample it, stop it at the end.")
     ] = None,
@@ -234,6 +263,7 @@ def soak(
     ] = None,
     *,
     what: TargetFlags,
+    opts: LlmFlags,
     flags: LoadFlags,
 ) -> None:
     """A long steady run that answers "does it leak or degrade?": the target's RSS slope (MB/h, with a
@@ -260,7 +290,7 @@ def soak(
         log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
         if log is not None:
             check_writable(log, "--hdr-log")
-        plan = build.study_plan(url, what, flags, connections, soak=spec, hdr_log=log and str(log))
+        plan = build.study_plan(url, what, flags, connections, opts=opts, soak=spec, hdr_log=log and str(log))
     try:
         with usage_errors(), target_process(target_cmd) as pid:  # started once the plan holds
             code = execute(

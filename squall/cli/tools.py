@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from squall.cli.options import Csv, Host, Port, Quiet, fail, usage_errors
+from squall.cli.options import Csv, Host, Port, Quiet, examples, fail, usage_errors
 
 # Measured on a loaded 2-core box: the worker uses 3-5 % CPU at 32 streams, and its loop ran late by the same
 # 5-20 ms at 8, 16, 32 or 64 streams (scheduling delay, as for an idle asyncio loop there): the stream count
@@ -18,10 +18,21 @@ DEMO_DURATION = "15s"
 
 def register(app: typer.Typer) -> None:
     """Add serve, mock, demo and plan to `app`."""
-    app.command()(serve)
-    app.command()(mock)
-    app.command()(demo)
-    app.command("plan")(plan_capacity)
+    app.command(epilog=examples("squall serve --port 8080", "squall serve --port 8080 --delay 20ms"))(serve)
+    app.command(
+        epilog=examples(
+            "squall mock --port 8000 --ttft 200ms --itl 30ms --tokens 128:32",
+            "squall mock --port 8000 --fail-429 0.05 --drop-mid-stream 0.01",
+        )
+    )(mock)
+    app.command(epilog=examples("squall demo", "squall demo -d 30s -c 32 --html demo.html"))(demo)
+    app.command(
+        "plan",
+        epilog=examples(
+            "squall plan --rpm 10000 --tpm 2000000 --tokens-per-call 1500 --calls-per-action 3",
+            "squall plan --tpm 400000 --input-tokens 1200 --output-tokens 300 --think 1m --json",
+        ),
+    )(plan_capacity)
 
 
 def serve(

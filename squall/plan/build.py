@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from squall.units import PlanError, parse_duration
 
 if TYPE_CHECKING:
+    from squall.plan.llm import LlmFlags
     from squall.plan.load import Shape
     from squall.plan.plan import Plan
     from squall.plan.scenario.model import Scenario
@@ -28,7 +29,7 @@ class LoadFlags:
     rate: float | None = None
     arrival: str = "constant"
     burstiness: float = 1.0
-    timeout: str = "30s"
+    timeout: str | None = "30s"  # (None: hunt and soak, the default of what they load)
     insecure: bool = False
     warmup: str = "0s"
     out: Path | None = None
@@ -120,7 +121,7 @@ def build(
         thresholds=tuple(parse_threshold(t, threshold_option) for t in flags.threshold),
         abort_grace_s=parse_duration(flags.abort_grace or "5s", "--abort-grace"),
         duration_s=parse_duration(duration, "--duration") if duration is not None else None,
-        timeout_s=parse_duration(flags.timeout, "--timeout"),
+        timeout_s=parse_duration(flags.timeout or "30s", "--timeout"),
         tls_verify=not flags.insecure,
         warmup_s=parse_duration(flags.warmup, "--warmup"),
         out_path=str(flags.out) if flags.out else None,
@@ -172,13 +173,25 @@ def scenario_flags(sc: Scenario, flags: LoadFlags, users: int | None) -> LoadFla
     )
 
 
-def study_plan(url: str | None, what: TargetFlags, flags: LoadFlags, connections: int, **fields: Any) -> Plan:
-    """The validated plan of what hunt or soak load (see `target`), a scenario file's think time kept."""
+def study_plan(
+    url: str | None,
+    what: TargetFlags,
+    flags: LoadFlags,
+    connections: int,
+    *,
+    opts: LlmFlags | None = None,
+    **fields: Any,
+) -> Plan:
+    """The validated plan of what hunt or soak load (see `target`), a scenario file's think time kept; a
+    --timeout not given (None) is that of the command that loads the same."""
     from dataclasses import replace
 
-    request, found = target(url, what)
+    request, found = target(url, what, opts, flags.seed)
     think = found.pop("think", None)
-    return build(request, replace(flags, think=think or None), connections=connections, **found, **fields)
+    # --timeout not given: the default of the command that loads the same (llm 120s, py 60s, else 30s).
+    timeout = flags.timeout or ("120s" if "llm" in found else "60s" if "py" in found else "30s")
+    flags = replace(flags, think=think or None, timeout=timeout)
+    return build(request, flags, connections=connections, **found, **fields)
 
 
 def _start_at(start_at: float) -> float:
@@ -286,28 +299,33 @@ class TargetFlags:
     method: str = "GET"
     header: tuple[str, ...] = ()
     body: str | None = None
+    body_file: Path | None = None
     llm: bool = False
-    model: str = "default"
-    max_tokens: int | None = None
     scenario: Path | None = None
     py: str | None = None
     param: tuple[str, ...] = ()
     tracemalloc: bool = False
 
 
-def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, Any]]:
-    """The request and the Plan fields (llm, scenario, py, transport, think) of what hunt or soak load."""
-    from squall.plan.specs import LlmSpec, PySpec, RequestSpec, api_from_path
+def target(
+    url: str | None, what: TargetFlags, opts: LlmFlags | None = None, seed: int = 0
+) -> tuple[RequestSpec, dict[str, Any]]:
+    """The request and the Plan fields (llm, scenario, py, transport, think) of what hunt or soak load; `opts`
+    are the LLM options, for --llm only."""
+    from squall.plan.llm import LlmFlags, llm_spec
+    from squall.plan.specs import PySpec, RequestSpec
     from squall.units import parse_header
 
+    opts = opts or LlmFlags()
     method = what.method.upper()
-    if (what.py is not None or what.scenario is not None) and (method != "GET" or what.header or what.body):
+    shaped = method != "GET" or what.header or what.body is not None or what.body_file is not None
+    if (what.py is not None or what.scenario is not None) and shaped:
         kind = "--py workload" if what.py is not None else "--scenario file"
-        raise PlanError(f"-m, -H and -b shape one HTTP request; a {kind} makes its own")
-    if not what.llm and (what.model != "default" or what.max_tokens is not None):
-        raise PlanError("--model and --max-tokens are for --llm")
-    if what.llm and (method != "GET" or what.body):
-        raise PlanError("--llm POSTs the LLM request itself: drop -m and -b")
+        raise PlanError(f"-m, -H, -b and --body-file shape one HTTP request; a {kind} makes its own")
+    if not what.llm and (given := _llm_options_given(opts)):
+        raise PlanError(f"LLM options ({', '.join(given)}) are for --llm: add --llm or drop them")
+    if what.llm and (method != "GET" or what.body is not None or what.body_file is not None):
+        raise PlanError("--llm POSTs the LLM request itself: drop -m, -b and --body-file")
     if what.py is not None:
         if url is not None or what.llm or what.scenario is not None:
             raise PlanError("--py runs a Python workload: drop the URL, --llm and --scenario")
@@ -335,9 +353,23 @@ def target(url: str | None, what: TargetFlags) -> tuple[RequestSpec, dict[str, A
     if url is None:
         raise PlanError("give the URL (or --scenario FILE)")
     if what.llm:
-        spec = LlmSpec(api=api_from_path(url), model=what.model, max_tokens=what.max_tokens)
+        spec = llm_spec(url, opts, seed, what.header)
         return RequestSpec(url=url, method="POST", headers=headers), {"llm": spec}
-    return RequestSpec(url=url, method=method, headers=headers, body=body(what.body, None)), {}
+    return RequestSpec(url=url, method=method, headers=headers, body=body(what.body, what.body_file)), {}
+
+
+def _llm_options_given(opts: LlmFlags) -> list[str]:
+    """The LLM options given on the command line (those that differ from their default), as typed."""
+    from dataclasses import fields
+
+    from squall.plan.llm import LlmFlags
+
+    default = LlmFlags()
+    return [
+        "--" + f.name.replace("_", "-")
+        for f in fields(LlmFlags)
+        if getattr(opts, f.name) != getattr(default, f.name)
+    ]
 
 
 def matrix_plans(

@@ -30,6 +30,7 @@ class LlmFlags:
     shuffle: bool = False
     api_key: tuple[str, ...] = ()
     api_key_file: Path | None = None
+    key_per: str = "request"
     text_path: str = DEFAULT_TEXT_PATH
     done_marker: str = "[DONE]"
     goodput: tuple[str, ...] = ()
@@ -91,6 +92,7 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
         body_json=tuple(extra.items()),
         prompts=chosen,
         api_keys=api_keys(list(flags.api_key), flags.api_key_file),
+        key_per=flags.key_per,
         text_path=flags.text_path,
         done_marker=flags.done_marker,
         goodput=tuple(parse_goodput(g) for g in flags.goodput),

@@ -57,6 +57,7 @@ class RequestSpec:
             raise PlanError(f"method {self.method!r} is not a valid HTTP method")
 
 
+KEY_PER = ("request", "user")
 GOODPUT_METRICS = ("ttft", "tpot", "e2e", "itl")
 _BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
 
@@ -82,6 +83,7 @@ class LlmSpec:
     body_json: tuple[tuple[str, object], ...] = ()
     prompts: tuple[Prompt, ...] = (Prompt("Hello"),)
     api_keys: tuple[str, ...] = ()
+    key_per: str = "request"  # "request": each request the next key; "user": each user keeps one
     text_path: str = "choices.0.delta.content"
     done_marker: str = "[DONE]"
     goodput: tuple[tuple[str, float], ...] = ()
@@ -95,6 +97,8 @@ class LlmSpec:
             raise PlanError("no prompts: the prompts file is empty")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise PlanError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        if self.key_per not in KEY_PER:
+            raise PlanError(f"--key-per {self.key_per!r} is not one of {', '.join(KEY_PER)}")
         for key in self.api_keys:
             if not key or any(c in key for c in "\r\n") or not key.isascii():
                 raise PlanError("an API key is empty or has characters a header cannot carry")

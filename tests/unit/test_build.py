@@ -1,5 +1,6 @@
 """plan/build.py and plan/shard.py: the one builder, the secret hiding, the shard split."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,19 +147,58 @@ def test_body_and_api_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         api_keys(None, keys)
 
 
-def test_target_of_hunt_and_soak() -> None:
+def test_target_of_hunt_and_soak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from squall.plan.llm import LlmFlags
+
+    monkeypatch.delenv("SQUALL_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
     request, fields = target("http://127.0.0.1:1/x", TargetFlags(method="post", header=("A: b",), body="z"))
     assert (request.method, request.headers, request.body, fields) == ("POST", (("A", "b"),), b"z", {})
-    request, fields = target("http://127.0.0.1:1/v1/chat/completions", TargetFlags(llm=True, max_tokens=5))
-    assert (request.method, fields["llm"].api, fields["llm"].max_tokens) == ("POST", "chat", 5)
-    for what, message in [
-        (TargetFlags(model="m"), "--model and --max-tokens are for --llm"),
-        (TargetFlags(llm=True, body="x"), "--llm POSTs the LLM request itself: drop -m and -b"),
-        (TargetFlags(param=("a=1",)), "--param and --tracemalloc are for a Python workload"),
-        (TargetFlags(scenario=Path("s.yaml"), header=("A: b",)), "-m, -H and -b shape one HTTP request"),
+    body = tmp_path / "body"
+    body.write_bytes(b"from a file")
+    request, fields = target("http://127.0.0.1:1/x", TargetFlags(method="put", body_file=body))
+    assert (request.method, request.body) == ("PUT", b"from a file")
+    # --llm takes every option `squall llm` takes: prompts, keys (the environment's too), --api, streaming.
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\ntwo\n")
+    opts = LlmFlags(max_tokens=5, prompts=prompts, api="completions", no_stream=True, key_per="user")
+    request, fields = target("http://127.0.0.1:1/v1/chat/completions", TargetFlags(llm=True), opts, seed=1)
+    spec = fields["llm"]
+    assert (request.method, spec.api, spec.max_tokens, spec.stream) == ("POST", "completions", 5, False)
+    assert ([p.text for p in spec.prompts], spec.api_keys, spec.key_per) == (
+        ["one", "two"],
+        ("from-env",),
+        "user",
+    )
+    opts = LlmFlags(api_key=("k1", "k2"))
+    assert target("http://127.0.0.1:1/v1/chat/completions", TargetFlags(llm=True), opts)[1][
+        "llm"
+    ].api_keys == (
+        "k1",
+        "k2",
+    )
+    for what, llm, message in [
+        (TargetFlags(), LlmFlags(model="m"), "LLM options (--model) are for --llm: add --llm or drop them"),
+        (
+            TargetFlags(),
+            LlmFlags(prompts=prompts, api_key=("k",)),
+            "LLM options (--prompts, --api-key) are for --llm",
+        ),
+        (
+            TargetFlags(llm=True, body="x"),
+            None,
+            "--llm POSTs the LLM request itself: drop -m, -b and --body-file",
+        ),
+        (TargetFlags(param=("a=1",)), None, "--param and --tracemalloc are for a Python workload"),
+        (
+            TargetFlags(scenario=Path("s.yaml"), header=("A: b",)),
+            None,
+            "-m, -H, -b and --body-file shape one",
+        ),
+        (TargetFlags(body="x", body_file=body), None, "use either --body or --body-file, not both"),
     ]:
         with pytest.raises(PlanError) as e:
-            target("http://127.0.0.1:1/", what)
+            target("http://127.0.0.1:1/", what, llm)
         assert str(e.value).startswith(message)
     with pytest.raises(PlanError, match=r"^give the URL \(or --scenario FILE\)$"):
         target(None, TargetFlags())
@@ -236,3 +276,25 @@ def test_a_shard_gets_its_part_of_the_typed_load_and_stop() -> None:
         3,
         Spread(workers=1, shard=(1, 4)),
     )
+
+
+def test_study_plan_timeout_defaults_to_that_of_the_command_it_drives(tmp_path: Path) -> None:
+    from squall.plan.build import study_plan
+
+    url = "http://127.0.0.1:1/v1/chat/completions"
+    mod = tmp_path / "study_timeout_mod.py"
+    mod.write_text("async def it(user):\n    pass\n\ndef factory():\n    return it\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        got = [
+            study_plan(u, what, LoadFlags(workers=1, timeout=t), 4, argv=[]).client.timeout_s
+            for u, what, t in [
+                (url, TargetFlags(), None),
+                (url, TargetFlags(llm=True), None),
+                (None, TargetFlags(py="study_timeout_mod:factory"), None),
+                (url, TargetFlags(llm=True), "5s"),
+            ]
+        ]
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert got == [30.0, 120.0, 60.0, 5.0]

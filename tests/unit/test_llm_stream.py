@@ -1,5 +1,7 @@
 """The LLM stream reader, request bodies and token estimate: pure, fed by hand."""
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -164,3 +166,61 @@ def test_prompts_go_once_each_across_workers_before_any_repeats_and_keys_pair_wi
         key = wire.split(b"Authorization: Bearer ")[1].split(b"\r\n")[0]
         pairs.add((key, p))
     assert len(pairs) == 100
+
+
+def test_key_per_user_gives_each_user_one_key_spread_evenly_across_workers() -> None:
+    from squall.engine.workload.llm import UserKeys
+    from squall.plan.load import Closed
+
+    class Channels:  # a transport that hands back the source each channel would send from
+        def channel(self, owner: object, source: object) -> object:
+            return source
+
+    def key(wire: bytes) -> bytes:
+        return wire.split(b"Authorization: Bearer ")[1].split(b"\r\n")[0]
+
+    prompts = tuple(Prompt(f"p{i}") for i in range(4))
+    spec = LlmSpec(api="chat", prompts=prompts, api_keys=("k0", "k1", "k2"), key_per="user")
+    request = RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST")
+    plan = Plan(request, load=Closed(connections=5), spread=Spread(workers=2), llm=spec)
+    users: list[list[bytes]] = []
+    prompts_sent: list[int] = []
+    for worker, share in ((0, 3), (1, 2)):  # 5 users over 2 workers: 3 and 2
+        sender = UserKeys(Channels(), LlmWorkload(plan, worker))
+        for source in [sender.channel(None) for _ in range(share)]:
+            sent = [source.next() for _ in range(4)]  # type: ignore[attr-defined]
+            users.append([key(wire) for wire, _ in sent])
+            prompts_sent += [p for _, p in sent]
+    # Users 0-4 keep keys 0, 1, 2, 0, 1 all run; each worker's users still take its prompts in turn.
+    assert [set(u) for u in users] == [{b"k0"}, {b"k1"}, {b"k2"}, {b"k0"}, {b"k1"}]
+    # (worker 0 sent request numbers 0, 2, ..., 22; worker 1 numbers 1, 3, ..., 15)
+    assert prompts_sent == [n % 4 for n in range(0, 24, 2)] + [n % 4 for n in range(1, 16, 2)]
+    # --key-per request (the default) keeps pairing every key with every prompt.
+    one = Spread(workers=1)
+    source = LlmWorkload(
+        Plan(request, load=Closed(connections=5), spread=one, llm=replace(spec, key_per="request")), 0
+    )
+    assert not source.per_user
+    assert len({(key(w), p) for w, p in (source.next() for _ in range(12))}) == 12
+
+
+@pytest.mark.parametrize(("keys", "prompts"), [(2, 1), (4, 3), (3, 2), (10, 10), (6, 4), (1, 5)])
+def test_keys_per_request_send_every_key_prompt_pair_once_per_round(keys: int, prompts: int) -> None:
+    spec = LlmSpec(
+        api="chat",
+        prompts=tuple(Prompt(f"p{i}") for i in range(prompts)),
+        api_keys=tuple(f"k{i}" for i in range(keys)),
+    )
+    plan = Plan(
+        RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST"), spread=Spread(workers=1), llm=spec
+    )
+    src = LlmWorkload(plan, 0)
+    sent = []
+    for _ in range(2 * keys * prompts):
+        wire, p = src.next()
+        sent.append((wire.split(b"Authorization: Bearer ")[1].split(b"\r\n")[0], p))
+    # Each round of K x P requests sends every pair once; the first K requests use every key.
+    assert len(set(sent[: keys * prompts])) == keys * prompts == len(set(sent[keys * prompts :]))
+    assert len({k for k, _ in sent[:keys]}) == keys
+    req = [src.next_request() for _ in range(keys * prompts)]
+    assert len({(dict(r.headers)["Authorization"], p) for r, p in req}) == keys * prompts

@@ -1,6 +1,10 @@
-"""`squall llm`'s requests: every (key, prompt) request built once from parts, cycled from a worker offset."""
+"""`squall llm`'s requests: every (key, prompt) request built once from parts, cycled from a worker offset;
+keys taken per request, or held by each user (`--key-per user`)."""
 
 from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -9,6 +13,21 @@ from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.workload.http import Request, build, frame
 from squall.plan.plan import Plan
+
+if TYPE_CHECKING:
+    from squall.engine.transport.base import Channel, Owner
+    from squall.engine.workload.base import Sender
+
+
+def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
+    """Worker `worker`'s transport over its LLM requests: keys per request, or one key per user."""
+    from squall.engine.workload import transport_class
+
+    source = LlmSource(plan, worker)
+    transport = transport_class(plan.client.transport)(plan, connections, source)  # type: ignore[call-arg]
+    if source.per_user:
+        return UserKeys(transport, source)  # type: ignore[return-value]
+    return transport  # type: ignore[return-value]
 
 
 class LlmSource:
@@ -40,28 +59,86 @@ class LlmSource:
         self.framed = [frame(body) for body in self.bodies]
         self.input_estimates = [count(prompt_text(p)) for p in spec.prompts]
         # Worker w sends request numbers w, w + W, w + 2W, ...: over all workers every prompt goes once
-        # before any goes twice. Keys step on by one more each time the prompts come round, so over K x P
-        # requests every (key, prompt) pair is sent, not just K or P of them.
+        # before any goes twice. Request n takes key n mod K, stepped on by one more after each lcm(K, P)
+        # requests (the span after which (n mod P, n mod K) pairs would repeat), so over K x P requests every
+        # (key, prompt) pair is sent once, whatever K and P are (one prompt and two keys included).
+        self.cycle = math.lcm(len(self.bodies), len(self.requests))
         self.n = worker
         self.stride = max(1, plan.spread.workers)
+        # --key-per user: the worker's users are numbered on from those of the workers before it, and user u
+        # keeps key u % K all run, so the users spread evenly over the keys across workers.
+        self.per_user = spec.key_per == "user" and len(self.requests) > 1
+        self.first_user = plan.spread.share_offset(plan.load.connections, worker)
 
     def next(self) -> tuple[bytes, int]:
         """The next request's wire bytes and its prompt's index (for `reader`)."""
         n = self.n
         self.n = n + self.stride
-        prompts = len(self.bodies)
-        p = n % prompts
-        return self.heads[(n + n // prompts) % len(self.heads)] + self.framed[p], p
+        p = n % len(self.bodies)
+        return self.heads[(n + n // self.cycle) % len(self.heads)] + self.framed[p], p
 
     def next_request(self) -> tuple[Request, int]:
         """The next request, for a transport that frames requests itself, and its prompt's index."""
         n = self.n
         self.n = n + self.stride
-        prompts = len(self.bodies)
-        p = n % prompts
-        r = self.requests[(n + n // prompts) % len(self.requests)]
+        p = n % len(self.bodies)
+        r = self.requests[(n + n // self.cycle) % len(self.requests)]
         return Request(r.method, r.url, r.headers, self.bodies[p]), p
 
     def reader(self, prompt: int) -> AnswerReader:
         """A reader for the answer to prompt number `prompt`."""
         return AnswerReader(self.reading, self.input_estimates[prompt])
+
+    def take(self) -> int:
+        """The index of the next prompt in the worker's turn."""
+        n = self.n
+        self.n = n + self.stride
+        return n % len(self.bodies)
+
+    def for_user(self, user: int) -> UserSource:
+        """The requests of the worker's user number `user` (from 0): the worker's prompts, one key."""
+        return UserSource(self, (self.first_user + user) % len(self.requests))
+
+
+class UserSource:
+    """One user's requests: its worker's prompts in turn, always with the user's one key."""
+
+    streams = True
+    __slots__ = ("head", "request", "source")
+
+    def __init__(self, source: LlmSource, key: int) -> None:
+        self.source = source
+        self.head, self.request = source.heads[key], source.requests[key]
+
+    def next(self) -> tuple[bytes, int]:
+        """The next request's wire bytes and its prompt's index."""
+        p = self.source.take()
+        return self.head + self.source.framed[p], p
+
+    def next_request(self) -> tuple[Request, int]:
+        """The next request as parts and its prompt's index."""
+        p = self.source.take()
+        r = self.request
+        return Request(r.method, r.url, r.headers, self.source.bodies[p]), p
+
+    def reader(self, prompt: int) -> AnswerReader:
+        """A reader for the answer to prompt number `prompt`."""
+        return self.source.reader(prompt)
+
+
+class UserKeys:
+    """A transport whose every channel is one user with its own key (`--key-per user`); the rest is the
+    transport's own."""
+
+    def __init__(self, transport: Any, source: LlmSource) -> None:
+        self.transport, self.source = transport, source
+        self.users = 0
+
+    def channel(self, owner: Owner) -> Channel:
+        """The next user's channel."""
+        ch: Channel = self.transport.channel(owner, self.source.for_user(self.users))
+        self.users += 1
+        return ch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
