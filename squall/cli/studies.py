@@ -290,7 +290,16 @@ def soak(
         log = hdr_log if hdr_log is not None else flags.out.with_suffix(".hlog") if flags.out else None
         if log is not None:
             check_writable(log, "--hdr-log")
-        plan = build.study_plan(url, what, flags, connections, opts=opts, soak=spec, hdr_log=log and str(log))
+        plan = build.study_plan(
+            url,
+            what,
+            flags,
+            connections,
+            opts=opts,
+            soak=spec,
+            hdr_log=log and str(log),
+            target_given=target_cmd is not None,
+        )
     try:
         with usage_errors(), target_process(target_cmd) as pid:  # started once the plan holds
             code = execute(

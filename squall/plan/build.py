@@ -62,9 +62,11 @@ def build(
     requests: int | None = None,
     threshold_option: str = "--threshold",
     argv: list[str] | None = None,
+    target_given: bool = False,
     **fields: Any,
 ) -> Plan:
-    """The validated plan for `request` under `flags`; `fields` are Plan fields the command sets itself.
+    """The validated plan for `request` under `flags`; `fields` are Plan fields the command sets itself;
+    `target_given`: a target process will be sampled though the flags name none (soak's --target-cmd).
 
     `connections` None: not given on the command line, so `default_connections` (a users shape sets them).
     Raises PlanError.
@@ -72,7 +74,7 @@ def build(
     from squall.plan.load import parse_think
     from squall.plan.plan import assemble
     from squall.plan.shard import split_fields, split_shape
-    from squall.plan.thresholds import parse_threshold
+    from squall.plan.thresholds import check_target, parse_threshold
     from squall.units import check_writable
 
     users_given = connections is not None
@@ -128,6 +130,7 @@ def build(
         command=command_line(sys.argv[1:] if argv is None else argv),
         **fields,
     ).validate()
+    check_target(plan.thresholds, sampled=flags.target_pid is not None or target_given)
     if flags.out is not None:
         check_writable(flags.out)
     if flags.junit is not None:

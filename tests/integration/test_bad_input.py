@@ -310,6 +310,8 @@ CASES: list[tuple[str, str]] = [
     (f"run {U} --threshold 'errors.http_429<nan%'", "--threshold"),
     (f"run {U} --threshold 'target_rss<600'", "--threshold"),
     (f"run {U} --threshold 'target_cpu<inf%'", "--threshold"),
+    (f"run {U} --threshold 'target_rss<600MB'", "--target-pid"),
+    (f"llm {U} --threshold 'target_cpu<80%'", "--target-pid"),
     (f"run {U} --threshold 'p99<1s' --abort-on-fail --abort-grace x", "--abort-grace"),
     (f"run {U} --stage ''", "--stage"),
     (f"run {U} --stage 1s:x", "--stage"),

@@ -102,10 +102,6 @@ def test_n_over_a_prompt_list_sends_each_prompt_once_and_every_key_in_turn(
     assert len(set(recorder.seen)) == 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="make_sender (squall/engine/workload/__init__.py, _llm) must build LLM senders with llm_sender",
-)
 def test_key_per_user_keeps_one_key_per_user(recorder: Recorder, prompts: Path) -> None:
     # 2 users on 2 workers (one each), 4 keys: user 0 keeps k0 and user 1 keeps k1, 20 requests each.
     args = ["llm", recorder.url, "-c", "2", "-n", "40", "-w", "2", "-q", "--prompts", str(prompts)]

@@ -37,9 +37,9 @@ def _http(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
 
 
 def _llm(plan: Plan, connections: int, worker: int, rec: Recorder) -> Sender:
-    from squall.engine.workload.llm import LlmSource
+    from squall.engine.workload.llm import llm_sender
 
-    return transport_class(plan.client.transport)(plan, connections, LlmSource(plan, worker))  # type: ignore[call-arg,return-value]
+    return llm_sender(plan, connections, worker)
 
 
 def _journey(plan: Plan, connections: int, worker: int, rec: Recorder) -> IterationWorkload:
