@@ -37,9 +37,11 @@ def test_the_example_sdk_under_load(tmp_path: Path, check_result) -> None:  # ty
     assert phases["formulation"]["latency_ms"]["p50"] >= 2  # the mock model's latency
     assert phases["formulation"]["requests"] >= phases["agreement"]["requests"]
     assert s["counters"]["llm_calls"] >= 120 and s["counters"]["agreements"] == s["ok"]
-    # A phase whose block raised counts its time and the error (the example's formulation step can raise).
+    # A phase whose block raised counts the error, not its time (the example's formulation step can raise).
     raised = sum(ph["errors"] for ph in phases.values())
     assert raised == s["errors"], (phases, s["error_kinds"])
+    timed = {name: ph["ok"] for name, ph in phases.items()}
+    assert timed == {name: ph["requests"] - ph["errors"] for name, ph in phases.items()}
     assert (doc["meta"]["url"], doc["meta"]["method"]) == ("py:examples.agent_sdk:workload", "CALL")
     assert doc["meta"]["py"] == {
         "target": "examples.agent_sdk:workload",
@@ -215,7 +217,7 @@ def workload():
 """
 
 
-def test_the_workloads_own_cancellations_are_timed_and_counted(tmp_path: Path) -> None:
+def test_the_workloads_own_cancellations_are_counted(tmp_path: Path) -> None:
     (tmp_path / "own_sdk.py").write_text(OWN)
     os.chdir(tmp_path)
     out = tmp_path / "own.json"
@@ -226,5 +228,5 @@ def test_the_workloads_own_cancellations_are_timed_and_counted(tmp_path: Path) -
     assert (s["requests"], s["ok"]) == (5, 5)
     llm, word = s["phases"]["llm"], s["phases"]["word"]
     assert (llm["requests"], llm["error_kinds"]) == (5, {"CancelledError": 5})  # cut by its own timeout
-    assert llm["latency_ms"]["p50"] >= 4
+    assert llm["latency_ms"]["p50"] is None  # a block that raised: an error with no time, as a failed request
     assert (word["requests"], word["errors"]) == (10, 0)  # "a" done, "b" left early: both timed, no error
