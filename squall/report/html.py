@@ -171,13 +171,13 @@ def columns(points: list[dict[str, Any]]) -> dict[str, Any]:
             out[name] = col
     for key, missing in _KEYED.items():
         names = sorted(dict.fromkeys(k for e in points for k in (e.get(key) or {})), key=_natural)
-        if names:
-            out[key] = {n: [(e.get(key) or {}).get(n, missing) for e in points] for n in names}
+        if names:  # (a document still in memory names its workers by number; read back, by text)
+            out[key] = {str(n): [(e.get(key) or {}).get(n, missing) for e in points] for n in names}
     return out
 
 
-def _natural(name: str) -> tuple[int, str]:
-    return (int(name), "") if name.isdigit() else (1 << 30, name)
+def _natural(name: Any) -> tuple[int, str]:
+    return (int(name), "") if str(name).isdigit() else (1 << 30, str(name))
 
 
 def page_data(doc: dict[str, Any]) -> dict[str, Any]:
@@ -223,8 +223,9 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _title(meta: dict[str, Any]) -> str:
     words = str(meta.get("command") or "squall").split()
+    command = words[1] if len(words) > 1 and not words[1].startswith("-") else ""
     what = meta.get("scenario") or meta.get("url") or ""
-    return f"squall {words[1] if len(words) > 1 else ''} — {what}".replace("  ", " ").strip(" —")
+    return " — ".join(p for p in (f"squall {command}".strip(), what) if p)
 
 
 def _subtitle(meta: dict[str, Any], valid: bool) -> str:

@@ -82,10 +82,9 @@ def matrix_data(doc: dict[str, Any]) -> dict[str, Any]:
     tables.append(
         {"id": "config", "title": "Configuration", "head": ["setting", "value"], "rows": config, "note": ""}
     )
-    target = str(doc.get("command") or "").split()
     return {
         "kind": "matrix",
-        "title": "squall py matrix" + (f" — {target[2]}" if len(target) > 2 else ""),
+        "title": "squall py matrix" + (f" — {doc['target']}" if doc.get("target") else ""),
         "subtitle": f"{len(cells)} cells · "
         + ("all valid" if all(c.get("valid", True) for c in cells) else "NOT all valid"),
         "valid": all(c.get("valid", True) for c in cells),

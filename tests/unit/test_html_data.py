@@ -383,6 +383,7 @@ def test_the_matrix_page_has_every_cell_and_a_chart_per_figure() -> None:
     doc = {
         "schema": "squall/matrix@1",
         "command": "squall py examples.agent_sdk:workload --param a=1,2 --param b=x,y",
+        "target": "examples.agent_sdk:workload",
         "cells": [
             _cell(1, "x", 10.0, 4.0),
             _cell(1, "y", 20.0, None),
@@ -409,3 +410,14 @@ def test_the_matrix_page_has_every_cell_and_a_chart_per_figure() -> None:
     config = {r[0]: r[1] for r in data["tables"][1]["rows"]}
     assert config["--param a"] == "1, 2" and config["--param b"] == "x, y" and config["cells run"] == "3 of 4"
     assert "squall py matrix" in render(doc)
+
+
+def test_a_document_still_in_memory_names_workers_and_codes_by_number() -> None:
+    doc = _doc()
+    doc["summary"]["status_codes"] = {200: 1200, 503: 30}
+    for e in doc["timeseries"]:
+        e["worker_cpu"] = {1: 1.0, 0: 2.0}
+    data = page_data(doc)
+    assert data["series"]["worker_cpu"] == {"0": [2.0, 2.0, 2.0], "1": [1.0, 1.0, 1.0]}
+    assert [r[0] for r in _table(data, "status_codes")["rows"]] == ["200", "503"]
+    assert "squall-data" in render(doc)
