@@ -11,6 +11,13 @@ def _label(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "(no parameters)"
 
 
+def _target(doc: dict[str, Any]) -> str:
+    """The workload (MODULE:FACTORY) from the matrix's command line, or ''."""
+    words = str(doc.get("command") or "").split()
+    after = words[words.index("py") + 1 :] if "py" in words else []
+    return next((w for w in after if ":" in w and not w.startswith("-")), "")
+
+
 def cell_verdict(cell: dict[str, Any]) -> list[str]:
     """A cell's verdict as the console's matrix table says it, and its class."""
     failed = [str(t.get("expr")) for t in cell.get("thresholds") or [] if not t.get("ok")]
@@ -84,7 +91,7 @@ def matrix_data(doc: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "kind": "matrix",
-        "title": "squall py matrix" + (f" — {doc['target']}" if doc.get("target") else ""),
+        "title": "squall py matrix" + (f" — {_target(doc)}" if _target(doc) else ""),
         "subtitle": f"{len(cells)} cells · "
         + ("all valid" if all(c.get("valid", True) for c in cells) else "NOT all valid"),
         "valid": all(c.get("valid", True) for c in cells),

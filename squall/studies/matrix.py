@@ -45,12 +45,11 @@ def run_matrix(
     if run is None:
         from squall.engine import run
 
-    target = plans[0].py.target if plans and plans[0].py is not None else None
     rows: list[dict[str, Any]] = []
     stopped: list[str] = []
 
     def document() -> dict[str, Any]:
-        doc: dict[str, Any] = {"schema": SCHEMA, "command": command, "target": target, "cells": rows}
+        doc: dict[str, Any] = {"schema": SCHEMA, "command": command, "cells": rows}
         if len(rows) < len(grid_cells):
             doc["skipped"] = [redact_json(c) for c in grid_cells[len(rows) :]]
         return redact_doc(doc)

@@ -382,8 +382,7 @@ def _cell(a: int, b: str, rps: float, p99: float | None, **over: Any) -> dict[st
 def test_the_matrix_page_has_every_cell_and_a_chart_per_figure() -> None:
     doc = {
         "schema": "squall/matrix@1",
-        "command": "squall py examples.agent_sdk:workload --param a=1,2 --param b=x,y",
-        "target": "examples.agent_sdk:workload",
+        "command": "squall py -w 1 examples.agent_sdk:workload --param a=1,2 --param b=x,y",
         "cells": [
             _cell(1, "x", 10.0, 4.0),
             _cell(1, "y", 20.0, None),
