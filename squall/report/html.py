@@ -147,6 +147,7 @@ _COLUMNS = {
     "users": lambda e: e.get("users"),
     "target_users": lambda e: e.get("target_users"),
     "collector_cpu": lambda e: e.get("collector_cpu"),
+    "collector_rss_mb": lambda e: e.get("collector_rss_mb") or None,
     "host_cpu": lambda e: e.get("host_cpu"),
     "target_cpu": lambda e: (e.get("target") or {}).get("cpu"),
     "target_rss_mb": lambda e: (e.get("target") or {}).get("rss_mb"),

@@ -139,7 +139,11 @@ def test_report_draws_in_headless_chromium(target: ServerThread, tmp_path: Path)
     doc = read_json(str(out))
     s = doc["summary"]
     dom = _draw(page, "report.png")
-    assert _drawn(dom) >= 6  # time charts and the HDR plot
+    charts = re.findall(r'<div class="chart[^"]*" data-title="([^"]*)"', dom)
+    assert _drawn(dom) >= 6, (
+        charts,
+        [(e["t"], e["requests"]) for e in doc["timeseries"]],
+    )  # and the HDR plot
     assert dom.count('class="legend"') == _drawn(dom)  # every chart has its legend
     totals = dict(_cells(dom, "totals")[1:])
     assert totals["requests"] == f"{s['requests']:,}" and totals["ok"] == f"{s['ok']:,} (100.00 %)"
@@ -152,6 +156,15 @@ def test_report_draws_in_headless_chromium(target: ServerThread, tmp_path: Path)
     assert data["series"]["p50"][0] is None  # ... and the page is given a gap there, not 0 ms
     gaps = re.search(r'data-title="Latency percentiles[^"]*" data-gaps="(\d+)"', dom)
     assert gaps and int(gaps.group(1)) >= 2, dom[-3000:]  # p50 and p99 are both drawn with the gap
+
+    failing = tmp_path / "e.html"  # every answer a 503: the errors chart, with its legend, and the tables
+    args = ["run", target.url + "/status/503", "-d", "2s", "-c", "2", "-w", "1", "-q", "--html", str(failing)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    dom = _draw(failing, "errors.png")
+    assert 'data-title="Errors by kind"' in dom and dom.count('class="legend"') == _drawn(dom)
+    requests = dict(_cells(dom, "totals")[1:])["requests"]
+    assert _cells(dom, "error_kinds")[1:] == [["http_5xx", requests, "100.00 %", "100.00 %"]]
+    assert _cells(dom, "status_codes")[1:] == [["503", requests, "100.00 %"]]
 
 
 @pytest.mark.slow
