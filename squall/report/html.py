@@ -208,6 +208,7 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "valid": valid,
         # A result that is not valid says why first, then its warnings.
         "warnings": [f"not valid: {why}" for why in (why_not_valid(doc) if not valid else [])]
+        + _stopped(doc)
         + list(doc.get("warnings") or [])
         + grouped,
         "cards": cards,
@@ -220,6 +221,22 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "hunt": _hunt_chart(doc["hunt"]) if doc.get("hunt") and doc["hunt"].get("steps") else None,
         "soak": _soak_chart(doc["soak"]) if doc.get("soak") and doc["soak"].get("series") else None,
     }
+
+
+_STOPPED = {"interrupted": "Ctrl-C", "terminated": "SIGTERM", "supervisor lost": "the main process died"}
+
+
+def _stopped(doc: dict[str, Any]) -> list[str]:
+    """A run cut short says so first, as the console does."""
+    meta, s = doc.get("meta") or {}, doc.get("summary") or {}
+    why = _STOPPED.get(str(meta.get("stop_reason") or ""))
+    if why is None:
+        return []
+    series = doc.get("timeseries") or [{}]
+    ran = max(s.get("duration_s") or 0.0, series[-1].get("t") or 0.0)
+    asked = f" of the {meta['duration_s']:g} s asked for" if _number(meta.get("duration_s")) else ""
+    cut = f"; {s['interrupted']:,} in flight were not counted" if s.get("interrupted") else ""
+    return [f"stopped early by {why}, after {ran:.1f} s{asked}{cut}"]
 
 
 def _title(meta: dict[str, Any]) -> str:

@@ -420,3 +420,14 @@ def test_a_document_still_in_memory_names_workers_and_codes_by_number() -> None:
     assert data["series"]["worker_cpu"] == {"0": [2.0, 2.0, 2.0], "1": [1.0, 1.0, 1.0]}
     assert [r[0] for r in _table(data, "status_codes")["rows"]] == ["200", "503"]
     assert "squall-data" in render(doc)
+
+
+def test_a_run_cut_short_says_so_first() -> None:
+    doc = _doc()
+    doc["meta"]["stop_reason"] = "interrupted"
+    doc["summary"]["interrupted"] = 3
+    assert page_data(doc)["warnings"][:2] == [
+        "stopped early by Ctrl-C, after 3.2 s of the 3 s asked for; 3 in flight were not counted",
+        "a warning",
+    ]
+    assert page_data(_doc())["warnings"] == ["a warning"]
