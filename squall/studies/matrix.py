@@ -20,18 +20,28 @@ def run_matrix(
     out: Path | None,
     command: str,
     run: Callable[[Plan], Result] | None = None,
+    html: Path | None = None,
 ) -> int:
-    """Run every cell of a --param matrix, one after another; one table and one document for all.
+    """Run every cell of a --param matrix, one after another; one table and one document for all, and one
+    HTML report (`html`) of every cell.
 
     The document is written after every cell, so a matrix killed in cell 7 keeps the first 6. Ctrl-C or
     SIGTERM ends the cell that runs (kept, marked) and skips the rest (listed in `skipped`)."""
     from squall.engine.supervisor import trap_stops
     from squall.redact import redact_doc, redact_json
     from squall.report.json import write_json
-    from squall.report.outputs import signal_exit, signals_wait
+    from squall.report.outputs import EXIT_UNWRITTEN, signal_exit, signals_wait, write_all
     from squall.report.tables import print_matrix
-    from squall.result.document import EXIT_INVALID, STOPPED_BY_SIGNAL
+    from squall.result.document import EXIT_INVALID, EXIT_USAGE, STOPPED_BY_SIGNAL
+    from squall.units import PlanError, check_writable, distinct
 
+    if html is not None:  # checked before the first cell, as a single run checks its outputs
+        try:
+            check_writable(html, "--html")
+            distinct({"-o": out, "--html": html})
+        except PlanError as e:
+            print(f"squall: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
     if run is None:
         from squall.engine import run
 
@@ -74,8 +84,11 @@ def run_matrix(
         if out is not None:
             write_json(doc, str(out))
             print(f"matrix written to {out}", file=sys.stderr)
+        unwritten = write_all(doc, {"--html": html}) if rows else []
     if any(not r["valid"] for r in rows):
         return EXIT_INVALID
+    if unwritten:
+        return EXIT_UNWRITTEN
     if stopped:
         return STOPPED_BY_SIGNAL[stopped[0]]
     return signal_exit(got, 1 if any(not t["ok"] for r in rows for t in r["thresholds"]) else 0)

@@ -98,7 +98,7 @@ def test_tracemalloc_reports_growth(tmp_path: Path) -> None:
             "--param agentz: examples.agent_sdk",
         ),
         (
-            ["py", "examples.agent_sdk:workload", "--param", "agents=1,2", "--html", "x.html"],
+            ["py", "examples.agent_sdk:workload", "--param", "agents=1,2", "--csv", "x.csv"],
             "a --param matrix",
         ),
         (["py", "examples.agent_sdk:workload", "--threshold", "phase.offer"], "METRIC<VALUE"),
