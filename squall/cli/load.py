@@ -201,16 +201,12 @@ def py(
 ) -> None:
     """Load-test a Python SDK or any async function in-process: same engine, models, shapes and stats.
     Phases timed with squall.sdk.timer() get their own histograms; exceptions count by type."""
-    from dataclasses import replace
 
     from squall.plan.build import matrix_plans
     from squall.studies import matrix
 
-    # --html is the matrix's one report, not each cell's: the plans are built without it.
     with usage_errors():
-        cells, plans = matrix_plans(
-            target, replace(flags, html=None), users, iterations, tuple(param or ()), tracemalloc_on
-        )
+        cells, plans = matrix_plans(target, flags, users, iterations, tuple(param or ()), tracemalloc_on)
     if len(cells) == 1:
         raise _execute(plans[0], flags)
     raise typer.Exit(matrix.run_matrix(cells, plans, flags.out, plans[0].command, html=flags.html))

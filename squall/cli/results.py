@@ -49,9 +49,32 @@ def report(
             raise PlanError("say what to write: --html FILE and/or --csv FILE")
         _check_writable(html, csv_path)
         distinct({"RESULT": result, "--html": html, "--csv": csv_path})
+        matrix = _matrix(result)
+        if matrix is not None:
+            if csv_path is not None:
+                raise PlanError(f"{str(result)!r} is a --param matrix: it has no per-second series for --csv")
+            from squall.report.html import write_html
+
+            with _malformed_is_usage_error(f"{str(result)!r} cannot be reported"), _write_failed():
+                write_html(matrix, html)  # type: ignore[arg-type]
+            return
         doc = read_result(result)
     with _malformed_is_usage_error(f"{str(result)!r} cannot be reported"), _write_failed():
         write_extras(doc, html, csv_path)
+
+
+def _matrix(path: Path) -> dict | None:
+    """The --param matrix document at `path`, or None when it is not one (read_result then judges it)."""
+    from squall.report.html import MATRIX_SCHEMA
+    from squall.report.json import read_json
+
+    try:
+        doc = read_json(str(path))
+    except (OSError, ValueError):
+        return None
+    if isinstance(doc, dict) and doc.get("schema") == MATRIX_SCHEMA and isinstance(doc.get("cells"), list):
+        return doc
+    return None
 
 
 def _check_writable(html: Path | None, csv_path: Path | None) -> None:

@@ -396,13 +396,13 @@ def matrix_plans(
     check_params(target, factory, grid)
     grid_cells = cells(grid)
     if len(grid_cells) > 1:
-        if flags.html is not None or flags.csv_path is not None or flags.junit is not None:
+        if flags.csv_path is not None or flags.junit is not None:
             raise PlanError(
-                "--html, --csv and --junit take one run; a --param matrix writes its one table to -o"
+                "--csv and --junit take one run; a --param matrix writes its one table to -o (and --html)"
             )
         if flags.shard is not None or flags.start_at is not None or flags.prometheus_port is not None:
             raise PlanError("--shard, --start-at and --prometheus-port take one run, not a --param matrix")
-    cell_flags = flags if len(grid_cells) == 1 else replace(flags, quiet=True, out=None)
+    cell_flags = flags if len(grid_cells) == 1 else replace(flags, quiet=True, out=None, html=None)
     plans: list[Plan] = []
     for cell in grid_cells:
         if "concurrency" in cell and users is not None:

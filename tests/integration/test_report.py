@@ -209,6 +209,10 @@ def test_hunt_soak_and_matrix_reports_draw(target: ServerThread, tmp_path: Path)
     assert [r[:3] for r in rows[1:]] == [["1", "1", "20"], ["2", "1", "20"]]
     assert [r[3] for r in rows[1:]] == [f"{c['summary']['rps']:,.1f}" for c in cells]
     assert _drawn(dom) >= 4 and dom.count('class="legend"') == _drawn(dom)  # a chart per figure
+    again = tmp_path / "again.html"  # `squall report` draws a matrix document as the run did
+    res = CliRunner().invoke(app, ["report", str(matrix_out), "--html", str(again)])
+    assert res.exit_code == 0, res.output
+    assert again.read_text() == matrix.read_text()
 
 
 def test_a_matrix_report_path_is_checked_before_the_first_cell(tmp_path: Path) -> None:
@@ -216,3 +220,11 @@ def test_a_matrix_report_path_is_checked_before_the_first_cell(tmp_path: Path) -
     res = CliRunner().invoke(app, [*args, "--html", str(tmp_path / "no" / "such" / "m.html")])
     assert res.exit_code == 2, res.output
     assert "--html" in res.output and "matrix:" not in res.output  # no cell ran
+
+
+def test_a_matrix_document_has_no_series_for_csv(tmp_path: Path) -> None:
+    doc = tmp_path / "m.json"
+    doc.write_text('{"schema": "squall/matrix@1", "command": "py m:f", "cells": []}')
+    res = CliRunner().invoke(app, ["report", str(doc), "--csv", str(tmp_path / "m.csv")])
+    assert res.exit_code == 2, res.output
+    assert "is a --param matrix" in res.output and not (tmp_path / "m.csv").exists()
