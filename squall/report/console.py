@@ -122,6 +122,11 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             f"{llm['token_source']}), {llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
             + (f"; {llm['bad_chunks']:,} unparseable events" if llm["bad_chunks"] else "")
         )
+        if llm.get("unstreamed"):  # (TTFT, ITL and TPOT come from streamed answers only)
+            console.print(
+                f"  answers: {llm['streamed']:,} streamed, {llm['unstreamed']:,} read whole "
+                "(these add e2e and tokens, no TTFT, ITL or TPOT)"
+            )
         d = llm.get("token_discrepancy_per_answer")
         if d is not None:
             check = (

@@ -4,11 +4,14 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.console import Console
+
 from squall.engine import run
 from squall.hist import decode
 from squall.plan.plan import assemble
 from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import RequestSpec
+from squall.report.console import print_summary
 from squall.result.document import Result
 from squall.targets.mock_llm import MockThread
 
@@ -56,6 +59,11 @@ scenarios:
     assert llm["ttft_ms"] == s["steps"]["streamed"]["llm"]["ttft_ms"]
     assert llm["tpot_ms"]["min"] > 0  # no answer read whole pulls it to 0
     assert llm["ttft_ms"]["p50"] < llm["e2e_ms"]["p50"]
+    console = Console(record=True, width=120)
+    print_summary(res.doc, console)
+    assert "answers: 20 streamed, 20 read whole (these add e2e and tokens, no TTFT, ITL or TPOT)" in (
+        console.export_text()
+    )
 
 
 def _llm_server(byte_server: Callable[..., int]) -> int:
