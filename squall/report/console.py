@@ -33,7 +33,19 @@ def _print_soak(console: Console, soak: dict[str, Any]) -> None:
             f"errors {e['first_pct']:.2f}% -> {e['last_pct']:.2f}%"
         )
     if soak.get("generator_rss_slope_mb_per_h") is not None:
-        console.print(f"  squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h")
+        lo, hi = soak["generator_rss_slope_ci_mb_per_h"]
+        console.print(
+            f"  squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h (95 % CI {lo:+,.2f} to "
+            f"{hi:+,.2f}) from {soak['generator_rss_from_s']:g} s on, once settled"
+        )
+    elif soak.get("generator_rss_growth_mb") is not None:
+        span = f"from {soak['generator_rss_from_s']:g} s to {soak['generator_rss_to_s']:g} s"
+        console.print(
+            f"  squall's own RSS: {soak['generator_rss_growth_mb']:+,.2f} MB {span}, once settled "
+            "(too short a stretch for a per-hour slope)"
+        )
+    elif soak.get("generator_rss_note"):
+        console.print(f"  squall's own RSS: {soak['generator_rss_note']}")
 
 
 def _print_steps(console: Console, s: dict[str, Any]) -> None:
