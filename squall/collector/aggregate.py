@@ -155,7 +155,8 @@ class Aggregate:
         return self.hists.get(name) or new_histogram()
 
     def llm_summary(self, duration_s: float, open_model: bool) -> dict[str, Any]:
-        """The result's `summary.llm` object."""
+        """The result's `summary.llm` object: TTFT, ITL and TPOT from streamed answers only; e2e and tokens
+        from every answer (`streamed` and `unstreamed` count them)."""
         c = self.counters
         per_s = (lambda n: round(n / duration_s, 3)) if duration_s > 0 else (lambda n: 0.0)
         usage, estimate = c.get("usage_answers", 0), c.get("estimate_answers", 0)
@@ -170,6 +171,8 @@ class Aggregate:
             out["ttft_from_intended_ms"] = summary_ms(self.hist("ttft_intended"))
         out.update(
             {
+                "streamed": c.get("streamed_answers", 0),
+                "unstreamed": c.get("unstreamed_answers", 0),
                 "output_tokens": c.get("output_tokens", 0),
                 "input_tokens": c.get("input_tokens", 0),
                 "output_tokens_per_s": per_s(c.get("output_tokens", 0)),

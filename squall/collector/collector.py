@@ -25,7 +25,15 @@ from squall.collector.result import (
 from squall.collector.sampler import Sampler
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.stalls import Stalls
-from squall.collector.verdicts import OWN_CPU_PCT, box_delayed, others_cpu_pct, over_limits, self_check
+from squall.collector.verdicts import (
+    box_delayed,
+    busy_box_warning,
+    host_busy,
+    limit_warning,
+    others_cpu_pct,
+    over_limits,
+    self_check,
+)
 from squall.engine.limits import first_limit_warnings, limit_warnings
 from squall.hist import decode as hist_decode
 from squall.plan.plan import Plan
@@ -492,13 +500,7 @@ class Collector:
             )
         generator_limited = bool(reasons)
         warnings = list(self.warnings)
-        limited = [
-            f"generator-limited: {r}; the workload runs in squall's loop, so blocking calls in it "
-            "(or --tracemalloc's cost) show here too: the numbers describe this process's ceiling"
-            if plan.py is not None  # the workload shares the worker's loop: its own blocking counts here
-            else f"generator-limited: {r}; the numbers describe squall's ceiling, not the target's"
-            for r in reasons
-        ]
+        limited = [limit_warning(r, in_process=plan.py is not None) for r in reasons]
         warnings.extend(limited)
         warnings.extend(limit_warnings(self.agg.error_kinds))  # connects that met this box's limits
         if c["dropped"]:
@@ -534,14 +536,13 @@ class Collector:
                 "the main squall process died (killed?) and the run stopped there; the collector wrote what "
                 "the workers had recorded"
             )
-        if delayed:
-            workers = ", ".join(str(w) for w in delayed)
+        busy = host_busy(others)
+        top = self.sampler.top_others() if busy and self.sampler is not None else []
+        if delayed and others is not None:  # (delayed only when the box was busy)
             warnings.append(
-                f"the box was busy: other processes used {others:.0f}% of its CPU and made squall's event "
-                f"loop wait (worker {workers}: timer lateness p99 over "
-                f"{plan.self_check.loop_lag_limit_ms:g} ms while its own CPU stayed under {OWN_CPU_PCT:g}%); "
-                "squall had room to spare, but latencies "
-                "include that scheduling delay: a quieter box gives cleaner numbers"
+                busy_box_warning(
+                    others, top, delayed, plan.self_check.loop_lag_limit_ms, plan.self_check.span
+                )
             )
         checked = {
             "reasons": limited,
@@ -554,6 +555,11 @@ class Collector:
             "box_delayed_workers": delayed,
             "others_cpu_pct": others,
             "stalled": sorted({s["worker"] for s in stalled}),
+            # squall was the limit (generator_limited), or the box was busy and delayed it: either way the
+            # timings carry a delay that is not the target's.
+            "host_busy": busy,
+            "top_others": top,
+            "timings_unreliable": generator_limited or bool(delayed),
         }
         lost = {str(w): why for w, why in sorted(self.lost.items())}
         return Verdict(valid, generator_limited, lost, warnings), checked

@@ -1,8 +1,8 @@
 """Leak and drift verdicts of a soak, from the result's per-second series (which leaves out --warmup).
 
 The target's RSS slope (least squares, MB/hour, with a 95 % confidence interval), latency and error-rate drift
-between the first and the last stretch of the run, the target's file-descriptor growth, and squall's own
-RSS slope.
+between the first and the last stretch of the run, the target's file-descriptor growth while squall's
+connections were open, and squall's own RSS once it has settled.
 """
 
 from __future__ import annotations
@@ -41,7 +41,66 @@ def _stretch(series: list[dict[str, Any]]) -> int:
     return max(10, len(series) // 10)
 
 
+# squall's own memory grows while it starts (allocator arenas, the collector's first minute of series and
+# histograms) and then holds: its slope is judged from the first GENERATOR_SETTLE_S s (or the first tenth of
+# the run, if longer) on, and given per hour only over GENERATOR_MIN_S s or more of what is left; a shorter
+# stretch gives its growth in MB, not a rate that would extrapolate one step of the allocator to an hour.
+GENERATOR_SETTLE_S = 60
+GENERATOR_MIN_S = 300
 GENERATOR_MIN_SAMPLES = 10
+
+
+def _alive(e: dict[str, Any]) -> bool:
+    """Every worker was running when this second was sampled (an RSS of 0 or None: a worker gone)."""
+    rss = e.get("worker_rss_mb")
+    return bool(rss) and all(v is not None and v > 0 for v in rss.values())
+
+
+def open_seconds(full: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The seconds in which squall's connections were surely open: up to the first second in which a
+    worker was gone, and never the run's last second (its sample follows the workers closing their
+    connections, which the target sees as FDs dropping)."""
+    out = []
+    for e in full[:-1]:
+        if e.get("worker_rss_mb") and not _alive(e):
+            break
+        out.append(e)
+    return out
+
+
+def generator_rss(full: list[dict[str, Any]]) -> dict[str, Any]:
+    """squall's own RSS (workers and collector) after it settled: its growth in MB over the judged
+    seconds, and a slope in MB/h (with its 95 % interval) when they span GENERATOR_MIN_S or more."""
+    points = [
+        (e["t"], sum(e["worker_rss_mb"].values()) + (e.get("collector_rss_mb") or 0.0))
+        for e in full
+        if _alive(e)
+    ]
+    out: dict[str, Any] = {
+        "generator_rss_slope_mb_per_h": None,
+        "generator_rss_slope_ci_mb_per_h": None,
+        "generator_rss_growth_mb": None,
+        "generator_rss_from_s": None,
+        "generator_rss_to_s": None,
+    }
+    if not points:
+        return out
+    settle = max(GENERATOR_SETTLE_S, (points[-1][0] - points[0][0]) / 10)
+    judged = [(t, v) for t, v in points if t - points[0][0] >= settle]
+    if len(judged) < GENERATOR_MIN_SAMPLES:
+        need = settle + GENERATOR_MIN_SAMPLES
+        out["generator_rss_note"] = (
+            f"too short to judge squall's own memory: it settles in its first {settle:g} s, and needs "
+            f"{GENERATOR_MIN_SAMPLES} s after that (a soak of {need:g} s or more)"
+        )
+        return out
+    (t0, v0), (t1, v1) = judged[0], judged[-1]
+    out.update(generator_rss_growth_mb=round(v1 - v0, 2), generator_rss_from_s=t0, generator_rss_to_s=t1)
+    fit = slope(judged) if t1 - t0 >= GENERATOR_MIN_S else None
+    if fit is not None:
+        b, lo, hi = (round(v * 3600, 3) for v in fit)
+        out.update(generator_rss_slope_mb_per_h=b, generator_rss_slope_ci_mb_per_h=[lo, hi])
+    return out
 
 
 def verdicts(series: list[dict[str, Any]], spec: SoakSpec, in_process: bool = False) -> dict[str, Any]:
@@ -55,11 +114,7 @@ def verdicts(series: list[dict[str, Any]], spec: SoakSpec, in_process: bool = Fa
     target = [(e["t"], e["target"]) for e in full if e.get("target") and e["target"].get("rss_mb")]
     out["subject"] = "target"
     if not target and in_process:
-        target = [
-            (e["t"], {"rss_mb": sum(e["worker_rss_mb"].values())})
-            for e in full
-            if e.get("worker_rss_mb") and all(v > 0 for v in e["worker_rss_mb"].values())  # 0: a worker gone
-        ]
+        target = [(e["t"], {"rss_mb": sum(e["worker_rss_mb"].values())}) for e in full if _alive(e)]
         out["subject"] = "workers"  # the Python workload's own process memory
     fit = slope([(t, s["rss_mb"]) for t, s in target])
     if fit is None:
@@ -70,16 +125,15 @@ def verdicts(series: list[dict[str, Any]], spec: SoakSpec, in_process: bool = Fa
         out["rss_slope_mb_per_h"] = b
         out["rss_slope_ci_mb_per_h"] = [lo, hi]
         out["leak_suspected"] = lo > 0 and b > spec.leak_threshold_mb_h
-    fds = [s.get("fds") for _, s in target if s.get("fds") is not None]
-    out["fd_growth"] = fds[-1] - fds[0] if len(fds) >= 2 else None
-    # squall's own memory: its workers and its collector. A bare slope, so only from enough samples.
-    gen = [
-        (e["t"], sum(e["worker_rss_mb"].values()) + (e.get("collector_rss_mb") or 0.0))
-        for e in full
-        if e.get("worker_rss_mb") and all(v > 0 for v in e["worker_rss_mb"].values())  # 0: a worker gone
+    # The target's FDs count squall's connections too: judged only while they were all open.
+    fds = [
+        (e["t"], e["target"]["fds"])
+        for e in open_seconds(full)
+        if e.get("target") and e["target"].get("fds") is not None
     ]
-    gfit = slope(gen) if len(gen) >= GENERATOR_MIN_SAMPLES else None
-    out["generator_rss_slope_mb_per_h"] = round(gfit[0] * 3600, 3) if gfit else None
+    out["fd_growth"] = fds[-1][1] - fds[0][1] if len(fds) >= 2 else None
+    out["fd_seconds"] = [fds[0][0], fds[-1][0]] if len(fds) >= 2 else None
+    out.update(generator_rss(full))
     k = _stretch(full)
     if len(full) >= 2 * k:
         first, last = full[:k], full[-k:]

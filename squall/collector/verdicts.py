@@ -1,4 +1,10 @@
-"""Judgements over aggregates: pure functions, no I/O."""
+"""Judgements over aggregates: pure functions, no I/O.
+
+The self-check tells two things apart. *squall was the limit*: a worker's own CPU stayed at its limit, or
+its event loop ran late while its own CPU was high (or the box was quiet, so the delay was its own); the run
+is not valid. *The box was busy*: other processes held the CPU and squall's loop waited for a core while its
+own CPU stayed low; squall was not the limit, so the run stays valid, with its timings marked unreliable.
+"""
 
 from __future__ import annotations
 
@@ -85,3 +91,41 @@ def others_cpu_pct(series: Sequence[dict[str, Any]], cpus: int) -> float | None:
         mine += (e.get("target") or {}).get("cpu") or 0.0  # a sampled target (--target-pid) is not "other"
         shares.append(max(0.0, host - mine / max(cpus, 1)))
     return round(sum(shares) / len(shares), 1) if shares else None
+
+
+def host_busy(others_pct: float | None) -> bool:
+    """Other processes used at least BUSY_PCT of the host's CPU over the run."""
+    return others_pct is not None and others_pct >= BUSY_PCT
+
+
+def name_processes(top: Sequence[dict[str, Any]]) -> str:
+    """`python3 (pid 123) 95 %, node (pid 9) 40 %`: the other processes a busy box's warning names."""
+    return ", ".join(f"{p['name']} (pid {p['pid']}) {p['cpu_pct']:.0f} %" for p in top)
+
+
+def busy_box_warning(
+    others_pct: float, top: Sequence[dict[str, Any]], delayed: Sequence[int], lag_limit_ms: float, span: int
+) -> str:
+    """The warning of a run whose loop lag the busy box caused: timings unreliable, squall not the limit."""
+    most = f" (most: {name_processes(top)})" if top else ""
+    workers = ("worker " if len(delayed) == 1 else "workers ") + ", ".join(str(w) for w in delayed)
+    return (
+        f"timings unreliable: the box was busy, not squall: other processes used {others_pct:.0f}% of its "
+        f"CPU{most}, and squall's event loop waited for a core ({workers}: timer lateness p99 over "
+        f"{lag_limit_ms:g} ms for {span} s or more while its own CPU stayed under {OWN_CPU_PCT:g}%). squall "
+        "was not the limit, so the run stays valid, but its latencies include that wait: run on a quieter "
+        "box for clean numbers"
+    )
+
+
+def limit_warning(reason: str, in_process: bool) -> str:
+    """The warning of one reason squall was the limit (a `self_check.reasons` entry)."""
+    if in_process:  # the workload shares the worker's loop: its own blocking counts here
+        return (
+            f"generator-limited: {reason}; the workload runs in squall's loop, so blocking calls in it "
+            "(or --tracemalloc's cost) show here too: the numbers describe this process's ceiling"
+        )
+    return (
+        f"generator-limited: {reason}; squall was the limit, so the numbers describe squall's ceiling, not "
+        "the target's, and its timings are unreliable (they include squall's own delay)"
+    )

@@ -38,7 +38,19 @@ def _print_soak(console: Console, soak: dict[str, Any]) -> None:
             f"errors {e['first_pct']:.2f}% -> {e['last_pct']:.2f}%"
         )
     if soak.get("generator_rss_slope_mb_per_h") is not None:
-        console.print(f"  squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h")
+        lo, hi = soak["generator_rss_slope_ci_mb_per_h"]
+        console.print(
+            f"  squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h (95 % CI {lo:+,.2f} to "
+            f"{hi:+,.2f}) from {soak['generator_rss_from_s']:g} s on, once settled"
+        )
+    elif soak.get("generator_rss_growth_mb") is not None:
+        span = f"from {soak['generator_rss_from_s']:g} s to {soak['generator_rss_to_s']:g} s"
+        console.print(
+            f"  squall's own RSS: {soak['generator_rss_growth_mb']:+,.2f} MB {span}, once settled "
+            "(too short a stretch for a per-hour slope)"
+        )
+    elif soak.get("generator_rss_note"):
+        console.print(f"  squall's own RSS: {soak['generator_rss_note']}")
 
 
 def _print_steps(console: Console, s: dict[str, Any]) -> None:
@@ -130,6 +142,11 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             f"{llm['token_source']}), {llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
             + (f"; {llm['bad_chunks']:,} unparseable events" if llm["bad_chunks"] else "")
         )
+        if llm.get("unstreamed"):  # (TTFT, ITL and TPOT come from streamed answers only)
+            console.print(
+                f"  answers: {llm['streamed']:,} streamed, {llm['unstreamed']:,} read whole "
+                "(these add e2e and tokens, no TTFT, ITL or TPOT)"
+            )
         d = llm.get("token_discrepancy_per_answer")
         if d is not None:
             check = (

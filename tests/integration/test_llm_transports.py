@@ -17,6 +17,8 @@ TRANSPORTS = ("raw", "aiohttp")
 FAST = {"ttft_s": 0.02, "itl_s": 0.004, "tokens": 10}
 COUNTS = ("requests", "ok", "errors", "status_codes", "error_kinds")
 LLM_COUNTS = (
+    "streamed",
+    "unstreamed",
     "output_tokens",
     "input_tokens",
     "token_source",
@@ -66,9 +68,13 @@ def test_llm_runs_alike_on_both_transports(api: str, stream: bool) -> None:
         s = r.summary
         assert r.doc["meta"]["transport"] == t
         assert (s["requests"], s["ok"], s["llm"]["output_tokens"]) == (30, 30, 300), t
-        assert s["llm"]["ttft_ms"]["p50"] >= 20, t
+        assert s["llm"]["e2e_ms"]["p50"] >= 20, t
+        assert (s["llm"]["streamed"], s["llm"]["unstreamed"]) == ((30, 0) if stream else (0, 30)), t
         if stream:
+            assert s["llm"]["ttft_ms"]["p50"] >= 20, t
             assert 3 <= s["llm"]["itl_ms"]["p50"] < 20, (t, s["llm"]["itl_ms"])
+        else:  # an answer read whole: no TTFT, ITL or TPOT on either transport
+            assert not {"ttft", "itl", "tpot"} & set(r.doc["histograms"]), t
 
 
 @pytest.mark.parametrize(

@@ -61,3 +61,68 @@ def test_a_busy_box_excuses_the_loop_lag_of_an_idle_worker() -> None:
         "worker 1 CPU stayed at or above 90% for 3 s",
         "worker 1 event loop ran late (timer lateness p99 > 5 ms) for 3 s",
     ]
+
+
+def test_busy_box_and_generator_limit_warnings_say_which_in_plain_words() -> None:
+    from squall.collector.verdicts import busy_box_warning, host_busy, limit_warning, name_processes
+
+    assert (host_busy(None), host_busy(19.9), host_busy(20.0)) == (False, False, True)
+    top = [{"name": "python3", "pid": 123, "cpu_pct": 95.4}, {"name": "node", "pid": 9, "cpu_pct": 40.0}]
+    assert name_processes(top) == "python3 (pid 123) 95 %, node (pid 9) 40 %"
+    assert busy_box_warning(93.2, top, [0], 5.0, 3) == (
+        "timings unreliable: the box was busy, not squall: other processes used 93% of its CPU (most: "
+        "python3 (pid 123) 95 %, node (pid 9) 40 %), and squall's event loop waited for a core (worker 0: "
+        "timer lateness p99 over 5 ms for 3 s or more while its own CPU stayed under 50%). squall was not "
+        "the limit, so the run stays valid, but its latencies include that wait: run on a quieter box for "
+        "clean numbers"
+    )
+    assert busy_box_warning(40.0, [], [0, 1], 5.0, 3).startswith(
+        "timings unreliable: the box was busy, not squall: other processes used 40% of its CPU, and squall's "
+        "event loop waited for a core (workers 0, 1: "
+    )
+    assert limit_warning("worker 1 CPU stayed at or above 90% for 3 s", in_process=False) == (
+        "generator-limited: worker 1 CPU stayed at or above 90% for 3 s; squall was the limit, so the "
+        "numbers describe squall's ceiling, not the target's, and its timings are unreliable (they include "
+        "squall's own delay)"
+    )
+    assert "this process's ceiling" in limit_warning("worker 0 event loop ran late", in_process=True)
+
+
+def test_the_sampler_takes_in_a_worker_heard_from_after_the_start() -> None:
+    import os
+
+    from squall.collector.sampler import Sampler
+
+    pids: dict[int, int] = {}
+    sampler = Sampler(pids, None)  # the run started before any worker's hello was read (a busy box)
+    assert sampler.sample()["worker_cpu"] == {}
+    pids[0] = os.getpid()
+    first = sampler.sample()
+    assert first["worker_cpu"] == {0: None} and first["worker_rss_mb"][0] > 0  # CPU from the next sample on
+    second = sampler.sample()
+    assert isinstance(second["worker_cpu"][0], float)
+
+
+def test_the_sampler_names_the_other_processes_that_used_the_cpu() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from squall.collector.sampler import Sampler
+
+    spin = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 5: pass"
+    burner, worker = (subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2))
+    try:
+        sampler = Sampler({0: worker.pid}, None)
+        time.sleep(0.5)
+        top = sampler.top_others(n=10_000)
+    finally:
+        for p in (burner, worker):
+            p.kill()
+            p.wait()
+    mine = [p for p in top if p["pid"] == burner.pid]
+    assert len(mine) == 1 and mine[0]["cpu_pct"] >= 1.0, top
+    assert mine[0]["name"].startswith("python"), mine
+    assert all(p["pid"] not in (worker.pid, os.getpid()) for p in top)  # squall's own are never "others"
+    assert top == sorted(top, key=lambda p: -p["cpu_pct"])

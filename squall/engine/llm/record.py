@@ -1,4 +1,8 @@
-"""How an LLM answer is recorded: its HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput)."""
+"""How an LLM answer is recorded: its HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput).
+
+A streamed answer adds TTFT, ITL, TPOT, e2e and tokens; an answer read whole (not streamed) adds e2e and
+tokens only: it has no first token apart from its end, so it never enters the stream's histograms.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ LLM_COUNTERS = (
     "retry_after",
     "retry_after_max_ms",
     "retry_after_clamped",
+    "streamed_answers",
+    "unstreamed_answers",
 )
 RETRY_AFTER_MAX_S = 3600
 
@@ -106,17 +112,23 @@ class AnswerRecording:
             self.reject(kind)
             return
         hists = self.hists
-        ttft = (reader.t_first - sent) // 1000
         e2e = (done - sent) // 1000
-        hists["ttft"].record(ttft)
-        if open_model:
-            hists["ttft_intended"].record((reader.t_first - start) // 1000)
         hists["e2e"].record(e2e)
-        hists["itl"].record_many(reader.gaps)
         out, inp, from_usage, discrepancy = reader.tokens()
-        tpot = (e2e - ttft) // (out - 1) if out > 1 else None
-        if tpot is not None:
-            hists["tpot"].record(tpot)
+        tpot: int | None = None
+        if reader.stream:
+            c["streamed_answers"] += 1
+            ttft = (reader.t_first - sent) // 1000
+            hists["ttft"].record(ttft)
+            if open_model:
+                hists["ttft_intended"].record((reader.t_first - start) // 1000)
+            hists["itl"].record_many(reader.gaps)
+            if out > 1:
+                tpot = (e2e - ttft) // (out - 1)
+                hists["tpot"].record(tpot)
+        else:
+            c["unstreamed_answers"] += 1
+            ttft = e2e  # (for goodput only: the user sees the first token when the whole answer comes)
         c["output_tokens"] += out
         c["input_tokens"] += inp
         if from_usage:
@@ -130,7 +142,7 @@ class AnswerRecording:
             elif metric == "e2e":
                 value = e2e
             elif metric == "tpot":
-                value = tpot if tpot is not None else 0
+                value = tpot if tpot is not None else 0  # (one token, or not streamed: no time per token)
             else:
                 value = max(reader.gaps, default=0)
             if value >= limit:

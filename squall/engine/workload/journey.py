@@ -193,14 +193,16 @@ class JourneyWorkload:
         else:
             rec.response(status, start, start, first, done, nbytes)
             step_rec.response(status, start, start, first, done, nbytes)
+        # One rule for the step and its journey: a status the step allows is ok in both; whatever the step
+        # counts as an error (with its kind) is what ends the iteration, and nothing else does.
         if status >= 400:
             if status not in step.expect.status:
                 return False
             if measured:  # a negative test: the error status is the step's success
                 rec.expect(status)
                 step_rec.expect(status)
-        if reader is not None and reader.finish(done) is not None:
-            return False
+        elif reader is not None and reader.finish(done) is not None:
+            return False  # (an error body is no answer to read: only a 1xx-3xx answer's stream is judged)
         try:
             t._check(step, status, answer.body, reader, answer.headers, env)
         except StepFailed as e:
