@@ -317,7 +317,7 @@ def parts_summary(
     for name in steps:
         part = parts.get(("step", name)) or Aggregate(seconds=False)
         out["steps"][name] = part.summary(duration_s, False)
-        if "ttft" in part.hists:
+        if "e2e" in part.hists:
             out["steps"][name]["llm"] = part.llm_summary(duration_s, False)
     out["scenarios"] = {}
     for journey, weight in journeys:

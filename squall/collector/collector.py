@@ -443,7 +443,7 @@ class Collector:
             plan.thresholds,
             target,
         )
-        if not verdict.valid:
+        if not verdict.valid or checked.get("timings_unreliable") or checked.get("host_busy"):
             doc["self_check"] = checked
         if self.refused and set(self.refused) == set(self.lost) and not agg.counters["requests"]:
             doc[USAGE_ERROR] = self.refused[min(self.refused)]

@@ -145,8 +145,9 @@ def verdicts(series: list[dict[str, Any]], spec: SoakSpec, in_process: bool = Fa
             "p99_last_ms": _median(last, "p99"),
         }
         d = out["latency_drift"]
-        d["p50_ratio"] = round(d["p50_last_ms"] / d["p50_first_ms"], 3) if d["p50_first_ms"] else None
-        d["p99_ratio"] = round(d["p99_last_ms"] / d["p99_first_ms"], 3) if d["p99_first_ms"] else None
+        for p in ("p50", "p99"):
+            first_ms, last_ms = d[f"{p}_first_ms"], d[f"{p}_last_ms"]
+            d[f"{p}_ratio"] = round(last_ms / first_ms, 3) if first_ms and last_ms is not None else None
         e0, e1 = _error_pct(first), _error_pct(last)
         out["error_drift"] = {"first_pct": e0, "last_pct": e1, "change_pct": round(e1 - e0, 4)}
     else:
@@ -158,8 +159,9 @@ def verdicts(series: list[dict[str, Any]], spec: SoakSpec, in_process: bool = Fa
     return out
 
 
-def _median(entries: list[dict[str, Any]], key: str) -> float:
-    return round(statistics.median(e[key] for e in entries), 3)
+def _median(entries: list[dict[str, Any]], key: str) -> float | None:
+    values = [e[key] for e in entries if e.get(key) is not None]  # null: a second with no answer
+    return round(statistics.median(values), 3) if values else None
 
 
 def _error_pct(entries: list[dict[str, Any]]) -> float:

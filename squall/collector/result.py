@@ -186,7 +186,7 @@ def plan_outline(plan: Plan, agg: Aggregate) -> Outline:
     sc = plan.scenario
     return Outline(
         open_model=plan.open_model and sc is None and plan.py is None,
-        llm=plan.llm is not None or "ttft" in agg.hists,
+        llm=plan.llm is not None or "e2e" in agg.hists,
         steps=tuple(sc.step_names) if sc is not None else (),
         journeys=tuple((j.name, j.weight) for j in sc.journeys) if sc is not None else (),
     )

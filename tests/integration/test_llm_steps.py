@@ -143,3 +143,5 @@ def test_a_status_the_step_does_not_allow_fails_the_journey_with_its_kind(
     assert (answer["ok"], answer["errors"], answer["error_kinds"]) == (40, 10, {"http_5xx": 10})
     assert (journey["completed"], journey["failed"], journey["failed_at"]) == (40, 10, {"answer": 10})
     assert s["error_kinds"] == {"http_5xx": 10}
+    assert s["llm"]["unstreamed"] == 30  # steps all read whole still have their LLM section (e2e, tokens)
+    assert answer["llm"]["unstreamed"] == 30

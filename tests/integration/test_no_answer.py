@@ -163,3 +163,4 @@ def test_a_scenario_step_that_got_no_answer_has_no_latency(closed_port: int, tmp
     assert s["steps"]["home"]["error_kinds"] == {"connect": 4} and s["steps"]["home"]["latency_ms"] == EMPTY
     assert s["steps"]["item"]["requests"] == 0 and s["steps"]["item"]["latency_ms"] == EMPTY
     assert s["scenarios"]["a"]["failed_at"] == {"home": 4}
+    assert s["scenarios"]["a"]["duration_ms"] == EMPTY  # a failed iteration has no duration

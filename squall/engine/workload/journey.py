@@ -74,9 +74,10 @@ class _UserChannel(TaskChannel):
         done = perf_counter_ns()
         if self.start >= t.measure_start:
             rec = t.parts[JOURNEY, journey.name]
-            rec.response(200, self.start, started, done, done, 0)
-            if failed_at is not None:
-                rec.reject(f"failed_at:{failed_at}")
+            if failed_at is None:
+                rec.response(200, self.start, started, done, done, 0)
+            else:  # a journey that failed has no duration, as a request with no answer has no latency
+                rec.failure(f"failed_at:{failed_at}")
         self.busy = False
         self.owner.on_response(self, 0, done, done, 0)
 
