@@ -69,6 +69,9 @@ def _matrix(path: Path) -> dict | None:
     from squall.report.json import read_json
 
     try:
+        with open(path, "rb") as f:  # (a result can be large: read it whole only when it names the schema)
+            if MATRIX_SCHEMA.encode() not in f.read(4096):
+                return None
         doc = read_json(str(path))
     except (OSError, ValueError):
         return None

@@ -406,9 +406,13 @@ class Collector:
     # -- the result ----------------------------------------------------------------------------------
 
     def summary(self, duration_s: float) -> dict[str, Any]:
-        """The result's summary on the data so far."""
+        """The result's summary on the data so far (judged each second by --abort-on-fail: the target's
+        figures, a walk over the whole series, only when a threshold asks for them)."""
         outline = plan_outline(self.plan, self.agg)
-        return build_summary(self.agg, self.parts, duration_s, outline, target_summary(self.series))
+        wanted = any(t.on_target for t in self.plan.thresholds)
+        return build_summary(
+            self.agg, self.parts, duration_s, outline, target_summary(self.series) if wanted else None
+        )
 
     def document(self) -> dict[str, Any]:
         """The JSON-ready result document on the data so far."""

@@ -157,6 +157,14 @@ class Plan:
         for t in plan.thresholds:
             if t.path[:1] == ("schedule_lag_ms",) and not plan.open_model:
                 raise PlanError(f"threshold {t.expr!r}: schedule lag is measured in the open model (give -r)")
+            if len(t.path) == 2 and t.path[0] in ("errors%", "error_kinds") and plan.py is None:
+                from squall.plan.thresholds import ERROR_KINDS
+
+                if t.path[1] not in ERROR_KINDS:  # an exception's name: only a py workload raises one
+                    raise PlanError(
+                        f"threshold {t.expr!r}: no error kind {t.path[1]!r} outside squall py; the kinds are "
+                        f"{', '.join(ERROR_KINDS)}"
+                    )
         if plan.py is not None:
             plan = replace(plan, client=replace(plan.client, transport="py"))  # in-process: no HTTP client
         elif plan.client.transport == "auto":

@@ -80,8 +80,6 @@ class Threshold:
         for key in self.path:
             if not isinstance(node, dict) or key not in node:
                 return None
-            if key in _PCT_KEYS and not any(node.values()):
-                return None  # an empty histogram (nothing answered, no token came): no data, not 0 ms
             node = node[key]
         return None if node is None else float(node)
 

@@ -27,7 +27,7 @@ def _print_soak(console: Console, soak: dict[str, Any]) -> None:
         console.print(
             f"  soak: {verdict}: {subject} RSS {soak['rss_slope_mb_per_h']:+,.2f} MB/h "
             f"(95 % CI {lo:+,.2f} to {hi:+,.2f}; threshold {soak['leak_threshold_mb_per_h']:g} MB/h), "
-            f"FD growth {soak['fd_growth']}"
+            f"FD growth {'—' if soak.get('fd_growth') is None else soak['fd_growth']}"
         )
     d = soak.get("latency_drift")
     if d:
@@ -37,20 +37,28 @@ def _print_soak(console: Console, soak: dict[str, Any]) -> None:
             f"{fmt_ms(d['p50_last_ms'])}, p99 {fmt_ms(d['p99_first_ms'])} -> {fmt_ms(d['p99_last_ms'])}, "
             f"errors {e['first_pct']:.2f}% -> {e['last_pct']:.2f}%"
         )
+    own = own_rss_text(soak)
+    if own:
+        console.print(f"  {own}")
+
+
+def own_rss_text(soak: dict[str, Any]) -> str | None:
+    """A soak's line on squall's own RSS once settled (console and HTML alike); None when it has none."""
     if soak.get("generator_rss_slope_mb_per_h") is not None:
         lo, hi = soak["generator_rss_slope_ci_mb_per_h"]
-        console.print(
-            f"  squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h (95 % CI {lo:+,.2f} to "
+        return (
+            f"squall's own RSS: {soak['generator_rss_slope_mb_per_h']:+,.2f} MB/h (95 % CI {lo:+,.2f} to "
             f"{hi:+,.2f}) from {soak['generator_rss_from_s']:g} s on, once settled"
         )
-    elif soak.get("generator_rss_growth_mb") is not None:
+    if soak.get("generator_rss_growth_mb") is not None:
         span = f"from {soak['generator_rss_from_s']:g} s to {soak['generator_rss_to_s']:g} s"
-        console.print(
-            f"  squall's own RSS: {soak['generator_rss_growth_mb']:+,.2f} MB {span}, once settled "
+        return (
+            f"squall's own RSS: {soak['generator_rss_growth_mb']:+,.2f} MB {span}, once settled "
             "(too short a stretch for a per-hour slope)"
         )
-    elif soak.get("generator_rss_note"):
-        console.print(f"  squall's own RSS: {soak['generator_rss_note']}")
+    if soak.get("generator_rss_note"):
+        return f"squall's own RSS: {soak['generator_rss_note']}"
+    return None
 
 
 def _print_steps(console: Console, s: dict[str, Any]) -> None:
@@ -133,8 +141,7 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
     if llm:
         for name in ("ttft_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms"):
             if name in llm:
-                empty = not any(llm[name].values())  # no answer gave this number (all failed; no stream)
-                table.add_row(name[:-3], *("—" if empty else fmt_ms(llm[name][k]) for k in keys))
+                table.add_row(name[:-3], *(fmt_ms(llm[name][k]) for k in keys))
     console.print(table)
     if llm:
         console.print(

@@ -103,7 +103,6 @@ def chart_series(series: list[dict[str, Any]], limit: int = CHART_POINTS) -> tup
 def _group(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """One chart point for consecutive seconds."""
     out: dict[str, Any] = {}
-    n = len(entries)
     for key in dict.fromkeys(k for e in entries for k in e):
         if key in _HIST_FIELDS:
             continue
@@ -113,7 +112,7 @@ def _group(entries: list[dict[str, Any]]) -> dict[str, Any]:
         elif key in _WORST:
             out[key] = max(values)
         elif all(_number(v) for v in values):
-            out[key] = round(sum(values) / n, 3)
+            out[key] = round(sum(values) / len(values), 3)  # (a second with no sample is not a 0)
         elif all(isinstance(v, dict) for v in values):  # per worker, per error kind: each key's mean
             names = dict.fromkeys(k for v in values for k in v)
             out[key] = {k: _mean(v.get(k) for v in values) for k in names}

@@ -67,15 +67,15 @@ def why_not_valid(doc: dict[str, Any]) -> list[str]:
             f"{check['loop_lag_limit_ms']:g} ms late (p99) for {span} s, so latencies include squall's own "
             "delay. What to do: use fewer connections/streams or more workers (-w), or a quieter box."
         )
-    others = check.get("others_cpu_pct")
-    if others is not None and others >= BUSY_PCT:
-        out.append(
-            f"the box was busy: other processes used {others:.0f}% of its CPU during the run, taking time "
-            "from squall. What to do: run on a quieter box (or stop what else runs here)."
-        )
     if not out and doc.get("generator_limited"):
         out.append(
             "the generator, not the target, was the limit (see the warnings). What to do: use fewer "
             "connections/streams or more workers (-w), or a quieter box."
+        )
+    others = check.get("others_cpu_pct")
+    if out and others is not None and others >= BUSY_PCT:  # context for the reasons, never a reason alone
+        out.append(
+            f"the box was also busy: other processes used {others:.0f}% of its CPU during the run, taking "
+            "time from squall. What to do: run on a quieter box (or stop what else runs here)."
         )
     return out

@@ -413,7 +413,9 @@ def soak_card(soak: dict[str, Any]) -> dict[str, Any]:
         )
     if isinstance(e, dict):
         lines.append(f"errors {e.get('first_pct', 0):.2f} % → {e.get('last_pct', 0):.2f} %")
-    own = soak.get("generator_rss_slope_mb_per_h")
-    if _number(own):
-        lines.append(f"squall's own RSS: {own:+,.2f} MB/h")
+    from squall.report.console import own_rss_text
+
+    own = own_rss_text(soak)
+    if own:
+        lines.append(own)
     return {"id": "soak", "title": "Soak", "verdict": verdict, "class": cls, "lines": lines}

@@ -311,6 +311,7 @@ CASES: list[tuple[str, str]] = [
     (f"run {U} --threshold 'target_rss<600'", "--threshold"),
     (f"run {U} --threshold 'target_cpu<inf%'", "--threshold"),
     (f"run {U} --threshold 'target_rss<600MB'", "--target-pid"),
+    (f"run {U} --threshold 'errors.Timeout<1%'", "outside squall py"),
     (f"llm {U} --threshold 'target_cpu<80%'", "--target-pid"),
     (f"run {U} --threshold 'p99<1s' --abort-on-fail --abort-grace x", "--abort-grace"),
     (f"run {U} --stage ''", "--stage"),

@@ -67,7 +67,7 @@ CAUSES = {
     ),
     "busy box": (
         {"limited": True, "loop_lag_workers": [0], "others_cpu_pct": 63.4},
-        ["the box was busy: other processes used 63% of its CPU", "a quieter box"],
+        ["the box was also busy: other processes used 63% of its CPU", "a quieter box"],
     ),
     "no worker": ({"stop": "no worker started"}, ["no worker process started"]),
     "main died": ({"stop": "supervisor lost"}, ["the main squall process died"]),

@@ -333,6 +333,8 @@ def _soak(**over: Any) -> dict[str, Any]:
         "leak_suspected": True,
         "fd_growth": 3,
         "generator_rss_slope_mb_per_h": -0.5,
+        "generator_rss_slope_ci_mb_per_h": [-1.0, 0.0],
+        "generator_rss_from_s": 60.0,
         "latency_drift": {"stretch_s": 10, "p50_first_ms": 2.0, "p50_last_ms": 3.0, "p99_first_ms": 8.0,
                           "p99_last_ms": 1200.0},
         "error_drift": {"first_pct": 0.0, "last_pct": 1.5, "change_pct": 1.5},
@@ -350,8 +352,13 @@ def test_the_soak_card_gives_the_leak_verdict_with_its_interval() -> None:
         "file descriptors: +3 over the run",
         "drift (first vs last 10 s): p50 2.00 ms → 3.00 ms, p99 8.00 ms → 1.20 s",
         "errors 0.00 % → 1.50 %",
-        "squall's own RSS: -0.50 MB/h",
+        "squall's own RSS: -0.50 MB/h (95 % CI -1.00 to +0.00) from 60 s on, once settled",
     ]
+    short = _soak(generator_rss_slope_mb_per_h=None, generator_rss_growth_mb=4.0, generator_rss_to_s=90.0)
+    assert soak_card(short)["lines"][-1] == (
+        "squall's own RSS: +4.00 MB from 60 s to 90 s, once settled "
+        "(too short a stretch for a per-hour slope)"
+    )
     assert soak_card(_soak(leak_suspected=False))["verdict"] == "no leak"
     unjudged = soak_card(_soak(rss_slope_mb_per_h=None, note="the target was not sampled", fd_growth=None))
     assert unjudged["verdict"] == "leak not judged"

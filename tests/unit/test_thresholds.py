@@ -225,3 +225,12 @@ def test_a_percentile_of_nothing_is_no_data() -> None:
 def test_junit_says_no_data() -> None:
     xml = junit_xml([{"expr": "p99<1s", "ok": False, "value": None}])
     assert "p99&lt;1s failed: no data" in xml
+
+
+def test_a_histogram_of_zeros_is_data_and_null_is_none() -> None:
+    # ITL gaps are all 0 µs when a server sends its tokens in one read: that is 0 ms, not "no data".
+    zeros = dict.fromkeys(("min", "mean", "p50", "p90", "p95", "p99", "p999", "max"), 0.0)
+    t = parse_threshold("itl_p99<50ms")
+    assert t.value({"llm": {"itl_ms": zeros}}) == 0.0
+    assert t.value({"llm": {"itl_ms": dict.fromkeys(zeros)}}) is None
+    assert judge((t,), {"llm": {"itl_ms": zeros}})[0]["ok"] is True
