@@ -31,7 +31,12 @@ def serve(
         str, typer.Option("--delay", help="Answer every request after this long, e.g. 20ms.")
     ] = "0s",
 ) -> None:
-    """A fast built-in HTTP target: 'Hello, world', /status/N, /delay/MS, /bytes/N, /close, /reset, /echo.
+    """A fast built-in HTTP target: 'Hello, world', /status/N, /delay/MS, /bytes/N, /slots/N/MS, /close,
+    /reset, /echo.
+
+    /slots/N/MS has a capacity: at most N requests in service at once, each taking MS ms; the others wait in
+    arrival order, so latency rises once more than N are in flight and throughput tops out at N*1000/MS
+    req/s (a target with a knee for `squall hunt`; --delay does not apply to it).
 
     /echo answers JSON describing the request (id, method, path, headers, body, json) and X-Request-Id, for
     scenario journeys to extract from.
