@@ -46,11 +46,12 @@ class ServeOptions:
 class ServeState:
     """Per-server bookkeeping: responses written so far, the open connections, the /slots/ pools."""
 
-    __slots__ = ("connections", "echoed", "requests_served", "slots")
+    __slots__ = ("connections", "echoed", "requests_served", "slots", "slowed")
 
     def __init__(self) -> None:
         self.requests_served: int = 0
         self.echoed: int = 0
+        self.slowed: int = 0  # requests that carried ?slow_every= so far
         self.connections: set[_HttpProtocol] = set()
         self.slots: dict[tuple[int, int], _Slots] = {}
 
@@ -122,7 +123,9 @@ def _digits(raw: bytes, name: str, limit: int) -> int:
     return int(raw)
 
 
-def _route(url: bytes, head: bool, mode: int, delay_s: float) -> tuple[bytes, float, bool, bool]:
+def _route(
+    url: bytes, head: bool, mode: int, delay_s: float, state: ServeState
+) -> tuple[bytes, float, bool, bool]:
     """Answer one request: (response bytes, delay in seconds, close after, reset instead)."""
     try:
         parsed = httptools.parse_url(url)
@@ -132,9 +135,18 @@ def _route(url: bytes, head: bool, mode: int, delay_s: float) -> tuple[bytes, fl
     query: bytes | None = parsed.query
     try:
         if query:
+            every, slow_s = 0, 0.0
             for part in query.split(b"&"):
                 if part.startswith(b"delay_ms="):
                     delay_s += _digits(part[9:], "delay_ms", MAX_DELAY_MS) / 1000
+                elif part.startswith(b"slow_every="):
+                    every = _digits(part[11:], "slow_every", 1_000_000)
+                elif part.startswith(b"slow_ms="):
+                    slow_s = _digits(part[8:], "slow_ms", MAX_DELAY_MS) / 1000
+            if every:  # a tail: every Nth such request on this server waits slow_ms more
+                state.slowed += 1
+                if state.slowed % every == 0:
+                    delay_s += slow_s
         if path.startswith(b"/status/"):
             code = _digits(path[8:], "/status/{code}", 599)
             if code < 200:
@@ -249,7 +261,7 @@ class _HttpProtocol(asyncio.Protocol):
             self._slotted(url, head, mode)
             return
         else:
-            payload, delay_s, close, reset = _route(url, head, mode, self._delay_s)
+            payload, delay_s, close, reset = _route(url, head, mode, self._delay_s, self._state)
         self._enqueue(payload, delay_s, close, reset)
 
     def _echoed(

@@ -316,3 +316,18 @@ def test_a_client_that_leaves_the_queue_frees_its_place(server: ServerThread) ->
     holder.close()
     waiter.close()
     assert 0.2 <= took < 0.27, took
+
+
+def test_slow_every_nth_request_makes_a_tail() -> None:
+    # Every 4th request that carries slow_every=4 waits 60 ms more; the others only their delay.
+    with ServerThread() as srv:
+        took = []
+        for _ in range(8):
+            t0 = time.perf_counter()
+            resp, _ = get(srv, "/delay/5?slow_every=4&slow_ms=60")
+            took.append(time.perf_counter() - t0)
+            assert resp.status == 200
+        resp, body = get(srv, "/delay/1?slow_every=x")
+    assert [i for i, t in enumerate(took) if t >= 0.065] == [3, 7], took
+    assert all(0.005 <= t < 0.05 for i, t in enumerate(took) if i not in (3, 7)), took
+    assert resp.status == 400 and b"slow_every" in body
