@@ -24,7 +24,7 @@ def model(
         p99, rps = p99_of(level), rps_of(level)
         summary = {
             "rps": rps,
-            "requests": int(rps * 10),
+            "requests": int(rps * plan.stop.duration_s * 100),
             "errors": 0,
             "latency_ms": {"p50": p99 / 2, "p99": p99},
         }
@@ -39,7 +39,10 @@ def model(
             "timeseries": [{"worker_cpu": {"0": 50.0}}],
             "generator_limited": limited_at is not None and level >= limited_at,
             "workers_lost": {},
-            "meta": {"stop_reason": "interrupted" if interrupt_at == level else "duration"},
+            "meta": {
+                "stop_reason": "interrupted" if interrupt_at == level else "duration",
+                "duration_s": plan.stop.duration_s,
+            },
         }
         return Result(doc)
 
