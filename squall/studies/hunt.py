@@ -237,6 +237,19 @@ def knee(steps: list[dict[str, Any]]) -> float | None:
     return best if best_d >= KNEE_MIN else None
 
 
+def _decisive(check: dict[str, Any], limit: float, most: float) -> float:
+    """How many times its answers an undecided error-rate check needs for the 95 % interval at the same rate
+    to miss `limit` (in %), up to `most`."""
+    n, p = max(int(check["n"]), 1), (check["value"] or 0.0) / 100
+    share = 1.0
+    while share < most:
+        share *= 1.1
+        lo, hi = wilson(round(p * n * share), round(n * share))
+        if hi < limit or lo > limit:
+            break
+    return min(share, most)
+
+
 class Hunter:
     """Runs the search; `run` executes one plan (the engine's, or a stand-in in tests)."""
 
@@ -293,10 +306,7 @@ class Hunter:
             if c["verdict"] == "too_few":
                 share = max(share, c["need"] / c["n"] if c["n"] else math.inf)
             elif c["verdict"] == "undecided":  # the count whose 95 % interval at this rate misses the limit
-                p, limit = (c["value"] or 0.0) / 100, self._limit(c["expr"]) / 100
-                gap = abs(p - limit)
-                want = Z95 * Z95 * max(p * (1 - p), 1e-6) / (gap * gap) if gap else math.inf
-                share = max(share, want / max(c["n"], 1))
+                share = max(share, _decisive(c, self._limit(c["expr"]), spec.max_extend * 1.25))
         return min(spec.max_extend * spec.step_s, max(ran * 1.5, ran * share * 1.2))
 
     def _limit(self, expr: str) -> float:
