@@ -211,7 +211,7 @@ def _level_line(step: dict[str, Any]) -> str:
     errors = f"{100 * step['error_rate']:.2f}% errors"
     if bound is not None:
         errors += f" (95% CI {bound[0]:.2f}-{bound[1]:.2f}%)"
-    ran = f" in {step['duration_s']:g}s (extended)" if step.get("extended") else ""
+    ran = f" in {step['duration_s']:.1f}s (run again for longer)" if step.get("extended") else ""
     return (
         f"hunt: level {step['level']:g}: n={step['requests']:,}{ran}, {step['rps']:,.1f} req/s, "
         f"p99 {fmt_ms(step['p99_ms'])}, {errors}: {mark}"
