@@ -116,6 +116,10 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         )
 
 
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.3f}"
+
+
 def print_compare(out: dict[str, Any], baseline: str, current: str, console: Console | None = None) -> None:
     """The comparison as a table, regressions marked."""
     console = console or Console(highlight=False, soft_wrap=True)
@@ -129,7 +133,9 @@ def print_compare(out: dict[str, Any], baseline: str, current: str, console: Con
             verdict = "[red]REGRESSION[/red]"
         elif verdict == "better":
             verdict = "[green]better[/green]"
-        table.add_row(r["metric"], f"{r['baseline']:,.3f}", f"{r['current']:,.3f}", change, verdict)
+        elif verdict == "too few samples":
+            verdict = f"[yellow]too few samples[/yellow]: {r.get('noise', '')}"
+        table.add_row(r["metric"], _num(r["baseline"]), _num(r["current"]), change, verdict)
     console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
     console.print(table)
     for w in out.get("warnings", ()):
