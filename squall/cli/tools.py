@@ -39,7 +39,7 @@ def serve(
     req/s (a target with a knee for `squall hunt`; --delay does not apply to it).
 
     Query parameters: ?delay_ms=MS adds to the delay; ?slow_every=N&slow_ms=MS makes every Nth request that
-    carries them wait MS ms more (a slower tail, the rest unchanged: /delay/20?slow_every=50&slow_ms=6).
+    carries them wait MS ms more (a slower tail, the rest unchanged: /delay/20?slow_every=50&slow_ms=7).
 
     /echo answers JSON describing the request (id, method, path, headers, body, json) and X-Request-Id, for
     scenario journeys to extract from.

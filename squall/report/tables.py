@@ -35,7 +35,7 @@ def step_verdict(st: dict[str, Any], short: bool = False) -> str:
     if verdict == "too_few":
         return f"too few samples (n={st['samples']:,}, need {st['samples_needed']:,}): not judged"
     if verdict == "undecided":
-        open_ = [c for c in st.get("checks", ()) if c["verdict"] == "undecided"]
+        open_ = [c for c in (st.get("checks") or {}).values() if c["verdict"] == "undecided"]
         said = ", ".join(
             f"{c['expr']} (95% CI {c['bound'][0]:.2f}-{c['bound'][1]:.2f}%)" if "bound" in c else c["expr"]
             for c in open_
@@ -87,6 +87,8 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
     elif cut:
         console.print("  no level passed before the hunt was cut short")
+    elif hunt["first_failing"] is None and hunt.get("unjudged"):
+        console.print("  [yellow]no level could be judged: none had enough answers for the SLOs[/yellow]")
     else:
         console.print("  [red]no level met the SLOs[/red]")
     if hunt["first_failing"] is not None:

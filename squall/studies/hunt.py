@@ -201,7 +201,7 @@ def step_summary(
         "samples_needed": short["need"] if short else 0,
         "errors_bound_pct": errors_bound,
         "duration_s": doc["meta"].get("duration_s"),
-        "checks": checks,
+        "checks": {c["expr"]: c for c in checks},  # (a dict: the CSV of the steps leaves it out)
     }
     if "llm" in s:
         out["ttft_p99_ms"] = s["llm"]["ttft_ms"]["p99"]
@@ -302,7 +302,7 @@ class Hunter:
             return None
         ran = step["duration_s"] or spec.step_s
         share = 1.0
-        for c in step["checks"]:
+        for c in step["checks"].values():
             if c["verdict"] == "too_few":
                 share = max(share, c["need"] / c["n"] if c["n"] else math.inf)
             elif c["verdict"] == "undecided":  # the count whose 95 % interval at this rate misses the limit

@@ -274,3 +274,18 @@ def test_a_level_with_too_few_answers_runs_longer_then_is_not_judged() -> None:
         False,
     )
     assert (out["best"], out["first_failing"], out["unjudged"]) == (None, None, [2])
+
+
+def test_the_table_says_which_levels_were_not_judged() -> None:
+    from rich.console import Console
+
+    from squall.report.tables import print_hunt
+
+    out = hunter(errors_model(lambda n: 0.018), "errors<2%", start=2, max=4).hunt()
+    console = Console(record=True, width=200)
+    print_hunt(out, console)
+    text = console.export_text()
+    assert "undecided: errors<2% (95% CI 1.43-2.26%): not judged" in text
+    assert "4,000+" in text and "not judged (too few samples, or the error rate's 95% interval" in text
+    assert "2, 4 users; counted neither as passing nor as failing" in text
+    assert "no level could be judged: none had enough answers for the SLOs" in text
