@@ -39,7 +39,7 @@ SERIES_HISTS = {"latency": "latency_hist", "ttft": "ttft_hist"}  # per-second hi
 TAIL_SAMPLES = 10  # answers beyond a percentile, in each run, before it is judged
 BLOCK_TAIL = 2  # answers beyond a percentile in each block of seconds
 MIN_BLOCKS = 3  # blocks (seconds for rates) each run needs for the test across time
-MAX_BLOCKS = 600  # a long run's seconds are grouped so that it has at most about this many blocks
+MAX_BLOCKS = 300  # a longer run gives one block from each of this many equal stretches
 # Student's t, one-sided 95 %, for 1..30 degrees of freedom (a fractional df rounds down: conservative).
 _T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761)
 _T95 += (1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701)
@@ -85,28 +85,42 @@ def block_percentiles(
 ) -> dict[float, list[float]]:
     """Per percentile, its value (ms) in each block of whole seconds of `doc`'s series (histograms under
     `key`): consecutive full seconds added up until the block has two answers beyond that percentile.
-    Empty when the series keeps no per-second histograms."""
-    seconds = [e for e in doc.get("timeseries", ()) if not e.get("partial") and e.get(key)]
+    Empty when the series keeps no per-second histograms.
+
+    A run of more than MAX_BLOCKS seconds is cut into MAX_BLOCKS equal stretches and gives one block per
+    stretch, from its start: the test needs no more, and decoding every second of a day-long run would cost
+    many times what the rest of the comparison does."""
+    seconds = [(i, e) for i, e in enumerate(doc.get("timeseries", ())) if not e.get("partial") and e.get(key)]
     if not seconds:
         return {}
-    group = max(1, math.ceil(len(seconds) / MAX_BLOCKS))  # seconds a block takes at least
-    merger = Merger()
+    n, long_run = len(seconds), len(seconds) > MAX_BLOCKS
+    stretches = (
+        [seconds[k * n // MAX_BLOCKS : (k + 1) * n // MAX_BLOCKS] for k in range(MAX_BLOCKS)]
+        if long_run
+        else [seconds]
+    )
     need = {p: math.ceil(round(BLOCK_TAIL / (1 - p / 100), 6)) for p in pcts}
     sizes = sorted(set(need.values()))
     totals = {size: new_histogram() for size in sizes}
-    taken = dict.fromkeys(sizes, 0)
     out: dict[int, list[dict[float, int]]] = {size: [] for size in sizes}
-    for i, e in enumerate(seconds):
-        try:
-            merger.add(e[key], *totals.values())
-        except BadHistogram as err:
-            raise PlanError(f"the {which} result's timeseries[{i}].{key}: {err}") from None
-        for size, h in totals.items():
-            taken[size] += 1
-            if h.get_total_count() >= size and taken[size] >= group:
-                out[size].append(values_at(h, pcts))
-                clear(h)
-                taken[size] = 0
+    merger = Merger()
+    for stretch in stretches:
+        filling = list(sizes)
+        for i, e in stretch:
+            if not filling:
+                break
+            try:
+                merger.add(e[key], *(totals[size] for size in filling))
+            except BadHistogram as err:
+                raise PlanError(f"the {which} result's timeseries[{i}].{key}: {err}") from None
+            for size in list(filling):
+                if totals[size].get_total_count() >= size:
+                    out[size].append(values_at(totals[size], pcts))
+                    clear(totals[size])
+                    if long_run:  # one block per stretch
+                        filling.remove(size)
+        for h in totals.values():  # a block left short at the end of a stretch is not a sample
+            clear(h)
     return {p: [v[p] / 1000.0 for v in out[need[p]]] for p in pcts}
 
 

@@ -92,7 +92,7 @@ def samples_needed(t: Threshold, floor: int) -> int:
             return floor  # errors<0% or <100%: the count alone decides
         return max(floor, math.ceil(Z95 * Z95 * (1 - half) / half))
     q = _QUANTILE.get(t.path[-1])
-    return floor if q is None else max(floor, math.ceil(TAIL_SAMPLES / (1 - q) - 1e-9))
+    return floor if q is None else max(floor, math.ceil(round(TAIL_SAMPLES / (1 - q), 6)))
 
 
 def _scoped(summary: dict[str, Any], t: Threshold) -> dict[str, Any] | None:

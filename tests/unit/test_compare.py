@@ -110,3 +110,17 @@ def test_welch_and_t() -> None:
     assert welch_shift([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]) > 1
     assert -1 < welch_shift([1.0, 1.5, 0.9], [1.1, 1.0, 1.4]) < 1
     assert welch_shift([1.0], [2.0, 3.0]) != welch_shift([1.0], [2.0, 3.0])  # NaN: too few
+
+
+def test_a_long_run_gives_one_block_per_stretch() -> None:
+    # 620 seconds of 210 answers: cut into 300 stretches, one block each (a p99 block needs 200 answers,
+    # a p999 block 2,000: ten seconds, which a stretch of two or three seconds never holds).
+    from squall.result.compare import MAX_BLOCKS, block_percentiles
+
+    long = doc(run(1, per_s=210, n_s=620))
+    got = block_percentiles(long, "latency_hist", (50.0, 99.0, 99.9), "baseline")
+    assert (len(got[50.0]), len(got[99.0]), len(got[99.9])) == (MAX_BLOCKS, MAX_BLOCKS, 0)
+    short = block_percentiles(doc(run(1, per_s=250, n_s=40)), "latency_hist", (99.0, 99.9), "baseline")
+    assert (len(short[99.0]), len(short[99.9])) == (40, 5)  # 40 seconds: every second, 8 to a p999 block
+    p99 = rows(compare(long, doc(run(2, per_s=210, n_s=620))))["latency p99 ms"]
+    assert p99["noise"] == "across time: 300 and 300 blocks of seconds" and not p99["regression"]
