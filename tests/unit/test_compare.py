@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from squall.hist import Hist
 from squall.result.compare import compare, t95, welch_shift
 
@@ -112,6 +114,7 @@ def test_welch_and_t() -> None:
     assert welch_shift([1.0], [2.0, 3.0]) != welch_shift([1.0], [2.0, 3.0])  # NaN: too few
 
 
+@pytest.mark.slow
 def test_a_long_run_gives_one_block_per_stretch() -> None:
     # 620 seconds of 210 answers: cut into 300 stretches, one block each (a p99 block needs 200 answers,
     # a p999 block 2,000: ten seconds, which a stretch of two or three seconds never holds).
