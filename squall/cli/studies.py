@@ -155,6 +155,19 @@ def hunt(
     what: TargetFlags,
     opts: LlmFlags,
     flags: LoadFlags,
+    min_samples: Annotated[
+        int,
+        typer.Option(
+            "--min-samples",
+            help="Answers every level needs before a verdict (percentile and error-rate SLOs need more).",
+        ),
+    ] = 20,
+    max_extend: Annotated[
+        float,
+        typer.Option(
+            "--max-extend", help="A level short of answers runs again, for at most this many step durations."
+        ),
+    ] = 4.0,
 ) -> None:
     """Find the highest load that meets the SLOs: grow until one breaks or throughput stops rising, then
     bisect. Every level is a real run; a level where squall was the limit stops the hunt."""
@@ -172,12 +185,16 @@ def hunt(
             if path is not None:
                 check_writable(path, option)
         distinct({"-o": flags.out, "--html": flags.html, "--csv": flags.csv_path})
-    raise typer.Exit(_hunt(base, spec, flags))
+    raise typer.Exit(_hunt(base, spec, flags, min_samples, max_extend))
 
 
-def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
+def _hunt(
+    base: Plan, spec: HuntSpec, flags: LoadFlags, min_samples: int = 20, max_extend: float = 4.0
+) -> int:
     """Run the hunt (a line per level unless quiet, -o rewritten after each), print its table, write the
     files asked for; return the exit code."""
+    from dataclasses import replace
+
     from squall.engine import run as run_plan
     from squall.engine.supervisor import RunError
     from squall.report.outputs import EXIT_UNWRITTEN, signal_exit, signals_wait, write_extras
@@ -193,8 +210,8 @@ def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
                     unwritten.append("-o")
 
     unwritten: list[str] = []
-    hunter = Hunter(base, spec, run_plan, shown)
     with usage_errors():
+        hunter = Hunter(base, replace(spec, min_samples=min_samples, max_extend=max_extend), run_plan, shown)
         try:
             found = hunt_until_stopped(hunter)
         except RunError as e:
@@ -218,16 +235,17 @@ def _hunt(base: Plan, spec: HuntSpec, flags: LoadFlags) -> int:
 
 
 def _level_line(step: dict[str, Any]) -> str:
-    mark = "ok" if step["ok"] else "FAIL " + ", ".join(step["failed_slo"])
-    if step["interrupted"]:
-        mark = "interrupted (not judged)"
-    elif step["lost"]:
-        mark = "a worker was lost (not judged)"
-    elif step["limited"]:
-        mark = "generator limit"
+    from squall.report.tables import fmt_ms, step_verdict
+
+    mark = step_verdict(step, short=True)
+    bound = step.get("errors_bound_pct")
+    errors = f"{100 * step['error_rate']:.2f}% errors"
+    if bound is not None:
+        errors += f" (95% CI {bound[0]:.2f}-{bound[1]:.2f}%)"
+    ran = f" in {step['duration_s']:.1f}s (run again for longer)" if step.get("extended") else ""
     return (
-        f"hunt: level {step['level']:g}: {step['rps']:,.1f} req/s, p99 {step['p99_ms']:.2f} ms, "
-        f"{100 * step['error_rate']:.2f}% errors: {mark}"
+        f"hunt: level {step['level']:g}: n={step['requests']:,}{ran}, {step['rps']:,.1f} req/s, "
+        f"p99 {fmt_ms(step['p99_ms'])}, {errors}: {mark}"
     )
 
 

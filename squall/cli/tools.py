@@ -42,7 +42,15 @@ def serve(
         str, typer.Option("--delay", help="Answer every request after this long, e.g. 20ms.")
     ] = "0s",
 ) -> None:
-    """A fast built-in HTTP target: 'Hello, world', /status/N, /delay/MS, /bytes/N, /close, /reset, /echo.
+    """A fast built-in HTTP target: 'Hello, world', /status/N, /delay/MS, /bytes/N, /slots/N/MS, /close,
+    /reset, /echo.
+
+    /slots/N/MS has a capacity: at most N requests in service at once, each taking MS ms; the others wait in
+    arrival order, so latency rises once more than N are in flight and throughput tops out at N*1000/MS
+    req/s (a target with a knee for `squall hunt`; --delay does not apply to it).
+
+    Query parameters: ?delay_ms=MS adds to the delay; ?slow_every=N&slow_ms=MS makes every Nth request that
+    carries them wait MS ms more (a slower tail, the rest unchanged: /delay/20?slow_every=50&slow_ms=7).
 
     /echo answers JSON describing the request (id, method, path, headers, body, json) and X-Request-Id, for
     scenario journeys to extract from.

@@ -8,11 +8,40 @@ from rich.console import Console
 from rich.table import Table
 
 
-def fmt_ms(v: float) -> str:
-    """A duration in ms as the tables show it: 1.23ms, or 1.23s from a second up."""
+def fmt_ms(v: float | None) -> str:
+    """A duration in ms as the tables show it: 1.23ms, or 1.23s from a second up; "—" for no data."""
+    if v is None:
+        return "—"
     if v >= 1000:
         return f"{v / 1000:.2f}s"
     return f"{v:.2f}ms"
+
+
+def step_verdict(st: dict[str, Any], short: bool = False) -> str:
+    """A hunt level's verdict in words: ok, FAIL and the SLOs, too few samples or undecided (not judged),
+    or why it was not judged at all."""
+    if st.get("interrupted"):
+        return "interrupted (not judged)"
+    if st.get("lost"):
+        return "a worker was lost (not judged)"
+    if st["limited"]:
+        if short:
+            return "generator limit"
+        why = "; ".join(st.get("limited_why", ()))
+        return "generator was the limit" + (f": {why.removeprefix('generator-limited: ')}" if why else "")
+    verdict = st.get("verdict", "ok" if st["ok"] else "fail")
+    if verdict == "fail":
+        return "FAIL " + ", ".join(st["failed_slo"])
+    if verdict == "too_few":
+        return f"too few samples (n={st['samples']:,}, need {st['samples_needed']:,}): not judged"
+    if verdict == "undecided":
+        open_ = [c for c in (st.get("checks") or {}).values() if c["verdict"] == "undecided"]
+        said = ", ".join(
+            f"{c['expr']} (95% CI {c['bound'][0]:.2f}-{c['bound'][1]:.2f}%)" if "bound" in c else c["expr"]
+            for c in open_
+        )
+        return f"undecided: {said}: not judged"
+    return "ok"
 
 
 def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
@@ -22,6 +51,7 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
     llm = any("ttft_p99_ms" in st for st in hunt["steps"])
     cols = (
         "level",
+        "samples",
         "req/s",
         "p50",
         "p99",
@@ -33,26 +63,21 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
     for col in cols:
         table.add_column(col, justify="left" if col == "verdict" else "right")
     for st in sorted(hunt["steps"], key=lambda s: s["level"]):
-        verdict = "ok" if st["ok"] else "FAIL " + ", ".join(st["failed_slo"])
-        if st.get("interrupted"):
-            verdict = "interrupted (not judged)"
-        if st.get("lost"):
-            verdict = "a worker was lost (not judged)"
-        if st["limited"]:
-            why = "; ".join(st.get("limited_why", ()))
-            verdict = "generator was the limit" + (
-                f": {why.removeprefix('generator-limited: ')}" if why else ""
-            )
         cpu = "" if st["generator_cpu_pct"] is None else f"{st['generator_cpu_pct']:.0f}%"
+        bound = st.get("errors_bound_pct")
+        errors = f"{100 * st['error_rate']:.2f}%" + (
+            f" (≤{bound[1]:.2f}%)" if bound is not None and st["errors"] else ""
+        )
         table.add_row(
             f"{st['level']:g}",
+            f"{st['requests']:,}" + ("+" if st.get("extended") else ""),
             f"{st['rps']:,.1f}",
             fmt_ms(st["p50_ms"]),
             fmt_ms(st["p99_ms"]),
             *((fmt_ms(st.get("ttft_p99_ms", 0.0)), f"{st.get('tokens_per_s', 0.0):,.0f}") if llm else ()),
-            f"{100 * st['error_rate']:.2f}%",
+            errors,
             cpu,
-            verdict,
+            step_verdict(st),
         )
     unit = "users" if hunt["mode"] == "concurrency" else "req/s"
     console.print(f"[bold]squall hunt[/bold] ({hunt['mode']}; SLOs: {', '.join(hunt['slos'])})")
@@ -62,6 +87,8 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
     elif cut:
         console.print("  no level passed before the hunt was cut short")
+    elif hunt["first_failing"] is None and hunt.get("unjudged"):
+        console.print("  [yellow]no level could be judged: none had enough answers for the SLOs[/yellow]")
     else:
         console.print("  [red]no level met the SLOs[/red]")
     if hunt["first_failing"] is not None:
@@ -69,6 +96,14 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         console.print(f"  first failing: {hunt['first_failing']:g} {unit} ({why})")
     if hunt["knee"] is not None:
         console.print(f"  knee of the throughput curve: {hunt['knee']:g} {unit}")
+    if hunt.get("unjudged"):
+        levels = ", ".join(f"{x:g}" for x in hunt["unjudged"])
+        console.print(
+            f"  [yellow]not judged (too few samples, or the error rate's 95% interval straddles the limit): "
+            f"{levels} {unit}; counted neither as passing nor as failing[/yellow]"
+        )
+    if any(st.get("extended") for st in hunt["steps"]):
+        console.print("  samples marked + come from a level run again for longer to have enough to judge")
     if hunt["box_limited"]:
         console.print(
             "  [yellow]stopped: squall itself was the limit at the last level; the box ran out, not the "
@@ -81,6 +116,10 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         console.print(
             "  [yellow]stopped: a worker process was lost at the last level; the run is not valid[/yellow]"
         )
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.3f}"
 
 
 def print_compare(out: dict[str, Any], baseline: str, current: str, console: Console | None = None) -> None:
@@ -96,7 +135,9 @@ def print_compare(out: dict[str, Any], baseline: str, current: str, console: Con
             verdict = "[red]REGRESSION[/red]"
         elif verdict == "better":
             verdict = "[green]better[/green]"
-        table.add_row(r["metric"], f"{r['baseline']:,.3f}", f"{r['current']:,.3f}", change, verdict)
+        elif verdict == "too few samples":
+            verdict = f"[yellow]too few samples[/yellow]: {r.get('noise', '')}"
+        table.add_row(r["metric"], _num(r["baseline"]), _num(r["current"]), change, verdict)
     console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
     console.print(table)
     for w in out.get("warnings", ()):

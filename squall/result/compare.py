@@ -1,20 +1,32 @@
 """`squall compare`: per-metric deltas between two results, with a verdict that knows about noise.
 
-Percentiles use the histograms: with n samples, the value at percentile p is uncertain by the values at ranks
-n*p +- 1.96*sqrt(n*p*(1 - p)) (the order-statistic interval). Two runs differ on that percentile only when
-their intervals do not overlap. Error rates use a two-proportion z-test. Rates without a noise model (req/s,
-tokens/s) count as changed beyond `noise_pct`. A regression is a change for the worse beyond
-`max_regression_pct`.
+Two runs of the same command differ by more than the sampling noise inside one run: a busy second (the box,
+the collector, a GC pause) moves every request in flight at once, so a run's requests are not independent
+and the order-statistic interval of a percentile is too narrow. So a percentile is judged across time:
+
+- it needs enough answers: at least 10 beyond it in each run (p99 needs 1,000, p999 10,000), else its row
+  says "too few samples" and is never a regression;
+- each run's seconds are grouped into blocks of whole seconds, each with enough answers for the
+  percentile (two beyond it), and the percentile of each block is one sample; the two runs' block values
+  are compared with Welch's t-test, one-sided at 5 %, in the direction of the change. With fewer than 3
+  blocks in a run (or results without per-second histograms), the order-statistic intervals of the two
+  whole runs are used instead, and the row says so;
+- a difference is a regression only when it is also worse by more than `max_regression_pct` (the floor
+  that back-to-back runs of one command stay within).
+
+Rates (req/s, tokens/s) are judged the same way on their per-second values, with `noise_pct` as their
+floor for "differs". Error rates use a two-proportion z-test.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from squall.hist import BadHistogram, decode, values_at
+from squall.hist import BadHistogram, Merger, clear, decode, new_histogram, values_at
 from squall.units import PlanError
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
@@ -23,6 +35,38 @@ LLM_HISTS = (
     ("itl", (("p50", 50.0), ("p99", 99.0))),
     ("tpot", (("p50", 50.0),)),
 )
+SERIES_HISTS = {"latency": "latency_hist", "ttft": "ttft_hist"}  # per-second histograms a result keeps
+TAIL_SAMPLES = 10  # answers beyond a percentile, in each run, before it is judged
+BLOCK_TAIL = 2  # answers beyond a percentile in each block of seconds
+MIN_BLOCKS = 3  # blocks (seconds for rates) each run needs for the test across time
+MAX_BLOCKS = 300  # a longer run gives one block from each of this many equal stretches
+# Student's t, one-sided 95 %, for 1..30 degrees of freedom (a fractional df rounds down: conservative).
+_T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761)
+_T95 += (1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701)
+_T95 += (1.699, 1.697)
+
+
+def t95(df: float) -> float:
+    """Student's t one-sided 95 % quantile for `df` degrees of freedom."""
+    if df < 1:
+        return math.inf
+    if df < len(_T95) + 1:
+        return _T95[int(df) - 1]
+    z = 1.644854  # above 30: the Cornish-Fisher expansion, within 0.001 of the exact value
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
+
+
+def welch_shift(base: list[float], cur: list[float]) -> float:
+    """Welch's t statistic of `cur`'s mean over `base`'s, divided by the one-sided 95 % critical value:
+    above 1, `cur` is significantly higher; below -1, significantly lower; NaN with fewer than 2 each."""
+    if len(base) < 2 or len(cur) < 2:
+        return math.nan
+    vb, vc = statistics.variance(base) / len(base), statistics.variance(cur) / len(cur)
+    diff = statistics.fmean(cur) - statistics.fmean(base)
+    if vb + vc == 0:
+        return math.inf if diff > 0 else -math.inf if diff < 0 else 0.0
+    df = (vb + vc) ** 2 / (vb * vb / (len(base) - 1) + vc * vc / (len(cur) - 1))
+    return diff / math.sqrt(vb + vc) / t95(df)
 
 
 def percentile_interval(h: HdrHistogram, pct: float, z: float = 1.96) -> tuple[float, float, float]:
@@ -34,6 +78,50 @@ def percentile_interval(h: HdrHistogram, pct: float, z: float = 1.96) -> tuple[f
     hi = min(100.0, (n * p + half) / n * 100.0)
     values = values_at(h, (pct, lo, hi))
     return values[pct] / 1000.0, values[lo] / 1000.0, values[hi] / 1000.0
+
+
+def block_percentiles(
+    doc: dict[str, Any], key: str, pcts: tuple[float, ...], which: str
+) -> dict[float, list[float]]:
+    """Per percentile, its value (ms) in each block of whole seconds of `doc`'s series (histograms under
+    `key`): consecutive full seconds added up until the block has two answers beyond that percentile.
+    Empty when the series keeps no per-second histograms.
+
+    A run of more than MAX_BLOCKS seconds is cut into MAX_BLOCKS equal stretches and gives one block per
+    stretch, from its start: the test needs no more, and decoding every second of a day-long run would cost
+    many times what the rest of the comparison does."""
+    seconds = [(i, e) for i, e in enumerate(doc.get("timeseries", ())) if not e.get("partial") and e.get(key)]
+    if not seconds:
+        return {}
+    n, long_run = len(seconds), len(seconds) > MAX_BLOCKS
+    stretches = (
+        [seconds[k * n // MAX_BLOCKS : (k + 1) * n // MAX_BLOCKS] for k in range(MAX_BLOCKS)]
+        if long_run
+        else [seconds]
+    )
+    need = {p: math.ceil(round(BLOCK_TAIL / (1 - p / 100), 6)) for p in pcts}
+    sizes = sorted(set(need.values()))
+    totals = {size: new_histogram() for size in sizes}
+    out: dict[int, list[dict[float, int]]] = {size: [] for size in sizes}
+    merger = Merger()
+    for stretch in stretches:
+        filling = list(sizes)
+        for i, e in stretch:
+            if not filling:
+                break
+            try:
+                merger.add(e[key], *(totals[size] for size in filling))
+            except BadHistogram as err:
+                raise PlanError(f"the {which} result's timeseries[{i}].{key}: {err}") from None
+            for size in list(filling):
+                if totals[size].get_total_count() >= size:
+                    out[size].append(values_at(totals[size], pcts))
+                    clear(totals[size])
+                    if long_run:  # one block per stretch
+                        filling.remove(size)
+        for h in totals.values():  # a block left short at the end of a stretch is not a sample
+            clear(h)
+    return {p: [v[p] / 1000.0 for v in out[need[p]]] for p in pcts}
 
 
 def _decode(blob: Any, which: str, name: str) -> HdrHistogram:
@@ -49,7 +137,7 @@ def _change(base: float, cur: float) -> float | None:
 
 
 def _row(
-    metric: str, base: float, cur: float, lower_is_better: bool, differs: bool, limit: float
+    metric: str, base: float, cur: float, lower_is_better: bool, differs: bool, limit: float, how: str
 ) -> dict[str, Any]:
     change = _change(base, cur)
     if not differs or cur == base:
@@ -65,7 +153,82 @@ def _row(
         "change_pct": change,
         "verdict": verdict,
         "regression": regression,
+        "noise": how,
     }
+
+
+def _unjudged(metric: str, base: float | None, cur: float | None, verdict: str, how: str) -> dict[str, Any]:
+    """A row with no verdict on the change: too few samples, or no data in one of the results."""
+    change = _change(base, cur) if base is not None and cur is not None else None
+    return {
+        "metric": metric,
+        "baseline": None if base is None else round(base, 4),
+        "current": None if cur is None else round(cur, 4),
+        "change_pct": change,
+        "verdict": verdict,
+        "regression": False,
+        "noise": how,
+    }
+
+
+def _percentile_rows(
+    base: dict[str, Any], cur: dict[str, Any], name: str, label: str, pcts: Any, limit: float
+) -> list[dict[str, Any]]:
+    hb = _decode(base["histograms"][name], "baseline", name)
+    hc = _decode(cur["histograms"][name], "current", name)
+    nb, nc = hb.get_total_count(), hc.get_total_count()
+    if not nb or not nc:  # nothing answered in one of them: no data, never a regression
+        return [_unjudged(f"{label} {key} ms", None, None, "no data", "") for key, _ in pcts]
+    key_of = SERIES_HISTS.get(name)
+    wanted = tuple(p for _, p in pcts)
+    bb = block_percentiles(base, key_of, wanted, "baseline") if key_of else {}
+    bc = block_percentiles(cur, key_of, wanted, "current") if key_of else {}
+    rows = []
+    for key, pct in pcts:
+        metric = f"{label} {key} ms"
+        vb, lb, ub = percentile_interval(hb, pct)
+        vc, lc, uc = percentile_interval(hc, pct)
+        need = math.ceil(round(TAIL_SAMPLES / (1 - pct / 100), 6))
+        if min(nb, nc) < need:
+            how = f"needs {need:,} answers in each run (has {nb:,} and {nc:,})"
+            rows.append(_unjudged(metric, vb, vc, "too few samples", how))
+            continue
+        xb, xc = bb.get(pct, []), bc.get(pct, [])
+        if len(xb) >= MIN_BLOCKS and len(xc) >= MIN_BLOCKS:
+            shift = welch_shift(xb, xc)
+            differs = (shift > 1 and vc > vb) or (shift < -1 and vc < vb)
+            how = f"across time: {len(xb)} and {len(xc)} blocks of seconds"
+        else:
+            differs = ub < lc or uc < lb
+            how = "within each run only (too few seconds to judge across time)"
+        rows.append(_row(metric, vb, vc, True, differs, limit, how))
+    return rows
+
+
+def _per_second(doc: dict[str, Any], path: tuple[str, ...]) -> list[float]:
+    out = []
+    for e in doc.get("timeseries", ()):
+        if e.get("partial"):
+            continue
+        value: Any = e
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            out.append(float(value))
+    return out
+
+
+def _rate_row(
+    metric: str, b: float, c: float, xb: list[float], xc: list[float], noise_pct: float, limit: float
+) -> dict[str, Any]:
+    change = _change(b, c)
+    differs = change is None or abs(change) > noise_pct
+    how = f"beyond {noise_pct:g}%"
+    if differs and change is not None and len(xb) >= MIN_BLOCKS and len(xc) >= MIN_BLOCKS:
+        shift = welch_shift(xb, xc)
+        differs = (shift > 1 and c > b) or (shift < -1 and c < b)
+        how += f", across time: {len(xb)} and {len(xc)} seconds"
+    return _row(metric, b, c, False, differs, limit, how)
 
 
 def compare(
@@ -77,36 +240,41 @@ def compare(
         b_hists, c_hists = base.get("histograms", {}), cur.get("histograms", {})
         if hist_name not in b_hists or hist_name not in c_hists:  # (present but empty: an error below)
             continue
-        b_blob, c_blob = b_hists[hist_name], c_hists[hist_name]
-        hb, hc = _decode(b_blob, "baseline", hist_name), _decode(c_blob, "current", hist_name)
-        if not hb.get_total_count() or not hc.get_total_count():
-            continue
-        for key, pct in pcts:
-            vb, lb, ub = percentile_interval(hb, pct)
-            vc, lc, uc = percentile_interval(hc, pct)
-            differs = ub < lc or uc < lb
-            rows.append(_row(f"{label} {key} ms", vb, vc, True, differs, max_regression_pct))
+        rows += _percentile_rows(base, cur, hist_name, label, pcts, max_regression_pct)
     sb, sc = base["summary"], cur["summary"]
-    for metric, b, c in (
-        ("req/s", sb.get("rps", 0.0), sc.get("rps", 0.0)),
-        *(
-            (("output tokens/s", sb["llm"]["output_tokens_per_s"], sc["llm"]["output_tokens_per_s"]),)
-            if "llm" in sb and "llm" in sc
-            else ()
-        ),
-    ):
-        change = _change(b, c)
-        differs = change is None or abs(change) > noise_pct
-        rows.append(_row(metric, b, c, False, differs, max_regression_pct))
+    rows.append(
+        _rate_row(
+            "req/s",
+            sb.get("rps", 0.0),
+            sc.get("rps", 0.0),
+            _per_second(base, ("rps",)),
+            _per_second(cur, ("rps",)),
+            noise_pct,
+            max_regression_pct,
+        )
+    )
+    if "llm" in sb and "llm" in sc:
+        rows.append(
+            _rate_row(
+                "output tokens/s",
+                sb["llm"]["output_tokens_per_s"],
+                sc["llm"]["output_tokens_per_s"],
+                _per_second(base, ("output_tokens_per_s",)),
+                _per_second(cur, ("output_tokens_per_s",)),
+                noise_pct,
+                max_regression_pct,
+            )
+        )
     nb, nc = sb.get("requests", 0), sc.get("requests", 0)
     if nb and nc:
         eb, ec = sb.get("errors", 0) / nb, sc.get("errors", 0) / nc
         pooled = (sb.get("errors", 0) + sc.get("errors", 0)) / (nb + nc)
         se = math.sqrt(pooled * (1 - pooled) * (1 / nb + 1 / nc))
         differs = se > 0 and abs(ec - eb) / se > 1.96
-        row = _row("error rate %", 100 * eb, 100 * ec, True, differs, max_regression_pct)
         # A rate that starts at 0 has no relative change: any significant rise is a regression.
-        rows.append(row)
+        rows.append(
+            _row("error rate %", 100 * eb, 100 * ec, True, differs, max_regression_pct, "two-proportion z")
+        )
     return {
         "max_regression_pct": max_regression_pct,
         "noise_pct": noise_pct,

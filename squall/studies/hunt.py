@@ -3,6 +3,12 @@
 Grow the load geometrically until an SLO breaks or throughput stops rising, then bisect between the last
 good and the first bad level to the asked resolution. A step where squall itself was the limit is not a
 verdict on the target: the hunt stops there and says so.
+
+A level is judged only on enough answers: a percentile SLO needs about ten answers beyond its percentile,
+an error-rate SLO is judged on the 95 % Wilson interval of the rate (pass when its upper end is under the
+limit, fail when its lower end is over it). A level short of answers, or whose interval straddles the
+limit, runs again for longer (at most `max_extend` x the step); still short, it is reported as not judged,
+never as a pass or a fail.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from squall.plan.load import MAX_CONNECTIONS, Closed, Open
 from squall.plan.plan import Plan
+from squall.plan.thresholds import Threshold
 from squall.result.document import EXIT_INVALID, STOPPED_BY_SIGNAL, Result
 from squall.units import PlanError
 
@@ -32,6 +39,8 @@ class HuntSpec:
     step_s: float = 10.0
     warmup_s: float = 2.0
     plateau: float = 0.05  # growing the load must raise throughput by at least this share
+    min_samples: int = 20  # answers every level needs before any verdict
+    max_extend: float = 4.0  # a level short of answers runs again for at most this many step durations
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -52,13 +61,125 @@ class HuntSpec:
             raise PlanError(f"--max in concurrency mode must be at most {MAX_CONNECTIONS:,} users")
         if self.step_s <= 0 or self.warmup_s < 0:
             raise PlanError("--step-duration must be greater than 0 and --warmup not negative")
+        if not 0 <= self.min_samples <= 10_000_000:
+            raise PlanError(f"--min-samples must be from 0 to 10,000,000 (got {self.min_samples})")
+        if not 1 <= self.max_extend <= 100:
+            raise PlanError(f"--max-extend must be from 1 to 100 step durations (got {self.max_extend:g})")
 
 
-def step_summary(level: float, res: Result) -> dict[str, Any]:
-    """One step of the hunt, as the console table and the result's `hunt.steps` show it."""
+Z95 = 1.959964  # the two-sided 95 % normal quantile
+TAIL_SAMPLES = 10  # answers a percentile SLO needs beyond its percentile
+_QUANTILE = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
+
+
+def wilson(errors: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a rate `errors / n`, in % ((0, 100) when n is 0)."""
+    if n <= 0:
+        return 0.0, 100.0
+    p = errors / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def samples_needed(t: Threshold, floor: int) -> int:
+    """Answers a level needs before `t` is judged: ~10 beyond a percentile's rank (n >= 10 / (1 - q)); for an
+    error rate limit X, enough that a true X/2 or 2X lies outside the 95 % interval (n >= z^2 (1 - X/2) /
+    (X/2)); `floor` for anything else."""
+    if t.path == ("errors%",):
+        half = t.limit / 200  # X/2 as a fraction
+        if not 0 < half < 0.5:
+            return floor  # errors<0% or <100%: the count alone decides
+        return max(floor, math.ceil(Z95 * Z95 * (1 - half) / half))
+    q = _QUANTILE.get(t.path[-1])
+    return floor if q is None else max(floor, math.ceil(round(TAIL_SAMPLES / (1 - q), 6)))
+
+
+def _scoped(summary: dict[str, Any], t: Threshold) -> dict[str, Any] | None:
+    node: Any = summary
+    for key in t.scope:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def _answers(doc: dict[str, Any], t: Threshold) -> int:
+    """How many samples `t`'s value rests on: its histogram's count when the document has it, else the
+    requests of its scope."""
+    summary = _scoped(doc["summary"], t)
+    if summary is None:
+        return 0
+    if t.path != ("errors%",) and not t.scope and t.path[-1] in _QUANTILE:
+        blob = (doc.get("histograms") or {}).get(t.path[-2].removesuffix("_ms"))
+        if blob:
+            from squall.hist import BadHistogram, decode
+
+            try:
+                return int(decode(blob).get_total_count())
+            except BadHistogram:
+                pass
+    return int(summary.get("requests", 0))
+
+
+def check_slo(doc: dict[str, Any], t: Threshold, floor: int) -> dict[str, Any]:
+    """One SLO on one level: {expr, verdict (ok | fail | too_few | undecided), value, n, need, and for an
+    error rate its 95 % interval `bound` [lo, hi] in %}."""
+    summary = _scoped(doc["summary"], t)
+    value = t.value(doc["summary"])
+    need = samples_needed(t, floor)
+    n = _answers(doc, t)
+    out: dict[str, Any] = {"expr": t.expr, "value": value, "n": n, "need": need}
+    if t.path == ("errors%",) and summary is not None:
+        errors = int(summary.get("errors", 0))
+        lo, hi = wilson(errors, n)
+        out["bound"] = [round(lo, 4), round(hi, 4)]
+        if n < need:
+            out["verdict"] = "too_few"
+        elif 0 < t.limit < 100:
+            below, above = hi < t.limit, lo > t.limit  # the whole interval on one side of the limit
+            if t.op in (">", ">="):
+                below, above = above, below
+            out["verdict"] = "ok" if below else "fail" if above else "undecided"
+        else:
+            out["verdict"] = "ok" if value is not None and t.holds(value) else "fail"
+        return out
+    if n < need:
+        out["verdict"] = "too_few"
+    else:
+        out["verdict"] = "ok" if value is not None and t.holds(value) else "fail"
+    return out
+
+
+def level_verdict(checks: list[dict[str, Any]]) -> str:
+    """A level fails on any SLO judged failing; else it is not judged while any lacks answers or its
+    interval straddles the limit; else it passes."""
+    verdicts = {c["verdict"] for c in checks}
+    for v in ("fail", "too_few", "undecided"):
+        if v in verdicts:
+            return v
+    return "ok"
+
+
+def step_summary(
+    level: float, res: Result, slos: tuple[Threshold, ...] = (), floor: int = 0
+) -> dict[str, Any]:
+    """One step of the hunt, as the console table and the result's `hunt.steps` show it: each SLO judged
+    with its sample count (`checks`), the level's `verdict` (ok, fail, too_few, undecided), and `ok` only
+    when it passed."""
     doc, s = res.doc, res.summary
     cpu = [v for e in doc.get("timeseries", ()) for v in (e.get("worker_cpu") or {}).values() if v]
-    failed = [t["expr"] for t in doc.get("thresholds", ()) if not t["ok"]]
+    if slos:
+        checks = [check_slo(doc, t, floor) for t in slos]
+    else:  # no SLOs given here: the run's own threshold verdicts
+        checks = [
+            {"expr": t["expr"], "value": t["value"], "verdict": "ok" if t["ok"] else "fail"}
+            for t in doc.get("thresholds", ())
+        ]
+    verdict = level_verdict(checks)
+    failed = [c["expr"] for c in checks if c["verdict"] == "fail"]
+    counted = [c for c in checks if "n" in c]
+    short = min(counted, key=lambda c: c["n"] - c["need"]) if counted else None
+    errors_bound = next((c["bound"] for c in checks if "bound" in c), None)
+    cut = doc["meta"].get("stop_reason") in ("interrupted", "terminated")
     out: dict[str, Any] = {
         "level": level,
         "rps": s["rps"],
@@ -72,11 +193,15 @@ def step_summary(level: float, res: Result) -> dict[str, Any]:
         "lost": bool(doc["workers_lost"]),
         "limited_why": limited_why(doc)
         + [f"worker {w} lost: {why}" for w, why in doc.get("workers_lost", {}).items()],
-        "interrupted": doc["meta"].get("stop_reason") in ("interrupted", "terminated"),
-        "ok": not failed
-        and not doc["workers_lost"]
-        and doc["meta"].get("stop_reason") not in ("interrupted", "terminated"),
+        "interrupted": cut,
+        "ok": verdict == "ok" and not doc["workers_lost"] and not cut,
+        "verdict": verdict,
         "failed_slo": failed,
+        "samples": short["n"] if short else s["requests"],
+        "samples_needed": short["need"] if short else 0,
+        "errors_bound_pct": errors_bound,
+        "duration_s": doc["meta"].get("duration_s"),
+        "checks": {c["expr"]: c for c in checks},  # (a dict: the CSV of the steps leaves it out)
     }
     if "llm" in s:
         out["ttft_p99_ms"] = s["llm"]["ttft_ms"]["p99"]
@@ -112,6 +237,19 @@ def knee(steps: list[dict[str, Any]]) -> float | None:
     return best if best_d >= KNEE_MIN else None
 
 
+def _decisive(check: dict[str, Any], limit: float, most: float) -> float:
+    """How many times its answers an undecided error-rate check needs for the 95 % interval at the same rate
+    to miss `limit` (in %), up to `most`."""
+    n, p = max(int(check["n"]), 1), (check["value"] or 0.0) / 100
+    share = 1.0
+    while share < most:
+        share *= 1.1
+        lo, hi = wilson(round(p * n * share), round(n * share))
+        if hi < limit or lo > limit:
+            break
+    return min(share, most)
+
+
 class Hunter:
     """Runs the search; `run` executes one plan (the engine's, or a stand-in in tests)."""
 
@@ -135,10 +273,12 @@ class Hunter:
             return float(max(1, round(x)))
         return round(x, 3)
 
-    def _plan(self, level: float) -> Plan:
-        """The base plan at `level`: users (Closed) or a rate (Open) over the base's connections."""
+    def _plan(self, level: float, duration_s: float | None = None) -> Plan:
+        """The base plan at `level` (for `duration_s`, else a step): users (Closed) or a rate (Open) over the
+        base's connections."""
         base = self.base
-        stop = replace(base.stop, duration_s=self.spec.step_s, warmup_s=self.spec.warmup_s, requests=None)
+        duration = duration_s if duration_s is not None else self.spec.step_s
+        stop = replace(base.stop, duration_s=duration, warmup_s=self.spec.warmup_s, requests=None)
         load: Closed | Open
         if self.spec.mode == "concurrency":
             load = Closed(connections=int(level), think=base.load.think)
@@ -149,12 +289,39 @@ class Hunter:
         outputs = replace(base.outputs, out_path=None, quiet=True)
         return replace(base, load=load, stop=replace(stop, abort_on_fail=False), outputs=outputs).validate()
 
+    def _judged(self, level: float, duration_s: float | None = None) -> tuple[dict[str, Any], Result]:
+        res = self.run_plan(self._plan(level, duration_s))
+        return step_summary(level, res, self.base.thresholds, self.spec.min_samples), res
+
+    def _longer(self, step: dict[str, Any]) -> float | None:
+        """How long to run a level again to judge it (at most `max_extend` steps), or None: no use."""
+        spec = self.spec
+        if step["verdict"] not in ("too_few", "undecided") or step["limited"] or step["interrupted"]:
+            return None
+        if step["lost"] or spec.max_extend <= 1:
+            return None
+        ran = step["duration_s"] or spec.step_s
+        share = 1.0
+        for c in step["checks"].values():
+            if c["verdict"] == "too_few":
+                share = max(share, c["need"] / c["n"] if c["n"] else math.inf)
+            elif c["verdict"] == "undecided":  # the count whose 95 % interval at this rate misses the limit
+                share = max(share, _decisive(c, self._limit(c["expr"]), spec.max_extend * 1.25))
+        return min(spec.max_extend * spec.step_s, max(ran * 1.5, ran * share * 1.2))
+
+    def _limit(self, expr: str) -> float:
+        return next(t.limit for t in self.base.thresholds if t.expr == expr)
+
     def _step(self, level: float) -> tuple[dict[str, Any], str]:
-        """Run one level: (its summary, why the hunt must stop before judging it, or "")."""
+        """Run one level, again for longer when it had too few answers to judge: (its summary, why the hunt
+        must stop before judging it, or "")."""
         if self.interrupt:  # a signal between two levels
             return {}, self.interrupt
-        res = self.run_plan(self._plan(level))
-        step = step_summary(level, res)
+        step, res = self._judged(level)
+        longer = self._longer(step)
+        if longer is not None and longer > (step["duration_s"] or 0) and not self.interrupt:
+            step, res = self._judged(level, longer)
+            step["extended"] = True
         self.steps.append(step)
         self.results[level] = res
         if self.on_step is not None:
@@ -178,13 +345,16 @@ class Hunter:
             if step["limited"]:
                 box_limited, reason = True, "generator"
                 break
-            if not step["ok"]:
+            if step["verdict"] == "fail":
                 bad, reason = step, "slo"
                 break
-            if good is not None and step["rps"] < good["rps"] * (1 + spec.plateau):
+            if step["verdict"] != "ok":  # not judged (too few answers, or undecided): neither good nor bad
+                pass
+            elif good is not None and step["rps"] < good["rps"] * (1 + spec.plateau):
                 bad, reason = step, "plateau"
                 break
-            good = step
+            else:
+                good = step
             if level >= spec.max:
                 reason = "max"
                 break
@@ -206,6 +376,8 @@ class Hunter:
             if step["limited"]:
                 box_limited = True
                 break
+            if step["verdict"] not in ("ok", "fail"):  # not judged: no side to bisect towards
+                break
             # While bisecting, a level passes on its SLOs; throughput within the plateau share of the best
             # good level's counts as not rising.
             if step["ok"] and (reason != "plateau" or step["rps"] >= good["rps"] * (1 + spec.plateau / 2)):
@@ -221,7 +393,8 @@ class Hunter:
         judged = [
             s
             for s in self.steps
-            if not (s["ok"] or s["limited"] or s["lost"] or s["interrupted"])
+            if s["verdict"] == "fail"
+            and not (s["limited"] or s["lost"] or s["interrupted"])
             and (good is None or s["level"] > good["level"])
         ]
         bad = min(judged, key=lambda s: s["level"]) if judged else None
@@ -242,6 +415,14 @@ class Hunter:
             "box_limited": box_limited,
             "knee": knee(self.steps),
             "resolution": spec.resolution,
+            "min_samples": spec.min_samples,
+            "max_extend": spec.max_extend,
+            "unjudged": sorted(
+                s["level"]
+                for s in self.steps
+                if s["verdict"] in ("too_few", "undecided")
+                and not (s["limited"] or s["lost"] or s["interrupted"])
+            ),
             "steps": self.steps,
         }
 

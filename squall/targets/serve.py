@@ -24,7 +24,8 @@ MAX_DELAY_MS = 600_000
 # Connection header per mode: 0 = close, 1 = HTTP/1.1 keep-alive (implicit), 2 = HTTP/1.0 keep-alive.
 _CONNECTION = (b"Connection: close\r\n", b"", b"Connection: keep-alive\r\n")
 _LINGER_RESET = struct.pack("ii", 1, 0)
-_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset", b"/echo")
+_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset", b"/echo", b"/slots/")
+MAX_SLOTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,51 @@ class ServeOptions:
 
 
 class ServeState:
-    """Per-server bookkeeping: responses written so far and the open connections."""
+    """Per-server bookkeeping: responses written so far, the open connections, the /slots/ pools."""
 
-    __slots__ = ("connections", "echoed", "requests_served")
+    __slots__ = ("connections", "echoed", "requests_served", "slots", "slowed")
 
     def __init__(self) -> None:
         self.requests_served: int = 0
         self.echoed: int = 0
+        self.slowed: int = 0  # requests that carried ?slow_every= so far
         self.connections: set[_HttpProtocol] = set()
+        self.slots: dict[tuple[int, int], _Slots] = {}
+
+
+class _Slots:
+    """One /slots/N/MS pool: at most `n` answers in service at once, each `service_s` long; the others
+    wait in arrival order (FIFO), across every connection. Throughput tops out at n / service_s."""
+
+    __slots__ = ("busy", "n", "service_s", "waiting")
+
+    def __init__(self, n: int, service_s: float) -> None:
+        self.n, self.service_s, self.busy = n, service_s, 0
+        self.waiting: deque[tuple[_HttpProtocol, _Pending]] = deque()
+
+    def admit(self, proto: _HttpProtocol, pending: _Pending) -> None:
+        if self.busy < self.n:
+            self._serve(proto, pending)
+        else:
+            self.waiting.append((proto, pending))
+
+    def _serve(self, proto: _HttpProtocol, pending: _Pending) -> None:
+        self.busy += 1
+        pending.due = time.monotonic() + self.service_s
+        pending.timer = asyncio.get_running_loop().call_later(self.service_s, self._served, proto, pending)
+
+    def _served(self, proto: _HttpProtocol, pending: _Pending) -> None:
+        left = pending.due - time.monotonic()
+        if left > 0.0:  # an early timer (see _HttpProtocol._ready): the service is not over yet
+            pending.timer = asyncio.get_running_loop().call_later(left, self._served, proto, pending)
+            return
+        self.busy -= 1
+        while self.waiting:  # the next waiting request whose connection is still open
+            nxt, waiting = self.waiting.popleft()
+            if nxt.transport is not None:
+                self._serve(nxt, waiting)
+                break
+        proto._ready(pending)
 
 
 def _phrase(code: int) -> str:
@@ -85,7 +123,9 @@ def _digits(raw: bytes, name: str, limit: int) -> int:
     return int(raw)
 
 
-def _route(url: bytes, head: bool, mode: int, delay_s: float) -> tuple[bytes, float, bool, bool]:
+def _route(
+    url: bytes, head: bool, mode: int, delay_s: float, state: ServeState
+) -> tuple[bytes, float, bool, bool]:
     """Answer one request: (response bytes, delay in seconds, close after, reset instead)."""
     try:
         parsed = httptools.parse_url(url)
@@ -95,9 +135,18 @@ def _route(url: bytes, head: bool, mode: int, delay_s: float) -> tuple[bytes, fl
     query: bytes | None = parsed.query
     try:
         if query:
+            every, slow_s = 0, 0.0
             for part in query.split(b"&"):
                 if part.startswith(b"delay_ms="):
                     delay_s += _digits(part[9:], "delay_ms", MAX_DELAY_MS) / 1000
+                elif part.startswith(b"slow_every="):
+                    every = _digits(part[11:], "slow_every", 1_000_000)
+                elif part.startswith(b"slow_ms="):
+                    slow_s = _digits(part[8:], "slow_ms", MAX_DELAY_MS) / 1000
+            if every:  # a tail: every Nth such request on this server waits slow_ms more
+                state.slowed += 1
+                if state.slowed % every == 0:
+                    delay_s += slow_s
         if path.startswith(b"/status/"):
             code = _digits(path[8:], "/status/{code}", 599)
             if code < 200:
@@ -127,6 +176,7 @@ class _Pending:
     ready: bool
     timer: asyncio.TimerHandle | None = None
     due: float = 0.0  # time.monotonic() when the delay is over
+    slot: bool = False  # in a /slots/ pool: its timer must run even if the connection goes, to free the slot
 
 
 class _HttpProtocol(asyncio.Protocol):
@@ -153,7 +203,7 @@ class _HttpProtocol(asyncio.Protocol):
         self._closing = True
         self.transport = None
         for pending in self._queue:
-            if pending.timer is not None:
+            if pending.timer is not None and not pending.slot:
                 pending.timer.cancel()
         self._queue.clear()
 
@@ -207,8 +257,11 @@ class _HttpProtocol(asyncio.Protocol):
         elif url.startswith(b"/echo"):
             echo, self._echo = self._echo or {"headers": {}, "body": b""}, None
             payload, delay_s, close, reset = self._echoed(url, parser, echo, head, mode)
+        elif url.startswith(b"/slots/"):
+            self._slotted(url, head, mode)
+            return
         else:
-            payload, delay_s, close, reset = _route(url, head, mode, self._delay_s)
+            payload, delay_s, close, reset = _route(url, head, mode, self._delay_s, self._state)
         self._enqueue(payload, delay_s, close, reset)
 
     def _echoed(
@@ -234,6 +287,29 @@ class _HttpProtocol(asyncio.Protocol):
         lines = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: %d\r\n" % n
         lines += b"Content-Length: %d\r\n" % len(body) + _CONNECTION[mode] + b"\r\n"
         return lines + (b"" if head else body), self._delay_s, mode == 0, False
+
+    def _slotted(self, url: bytes, head: bool, mode: int) -> None:
+        """/slots/N/MS: wait for one of N slots (FIFO, shared by every connection), hold it MS ms, answer."""
+        parts = url.split(b"?", 1)[0][7:].split(b"/")
+        try:
+            if len(parts) != 2:
+                raise ValueError("write /slots/N/MS: N requests in service at once, each taking MS ms")
+            n = _digits(parts[0], "/slots/{n}/{ms}: n", MAX_SLOTS)
+            ms = _digits(parts[1], "/slots/{n}/{ms}: ms", MAX_DELAY_MS)
+            if n < 1:
+                raise ValueError("/slots/{n}/{ms}: n must be at least 1")
+        except ValueError as exc:
+            self._enqueue(*_bad(str(exc), head, mode))
+            return
+        close = mode == 0
+        if close:
+            self._closing = True
+        pending = _Pending(_DEFAULT[head][mode], close, False, False, slot=True)
+        self._queue.append(pending)
+        pool = self._state.slots.get((n, ms))
+        if pool is None:
+            pool = self._state.slots[(n, ms)] = _Slots(n, ms / 1000)
+        pool.admit(self, pending)
 
     # responses
 

@@ -236,3 +236,98 @@ def test_garbage_after_closing_request_is_ignored(server: ServerThread) -> None:
 def test_options_reject_bad_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ServeOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_slots_serve_n_at_a_time_and_queue_the_rest_in_order(server: ServerThread) -> None:
+    # /slots/2/50: two requests in service at once, 50 ms each. Four sent together: the first two answer
+    # after 50 ms, the other two wait for a slot and answer after 100 ms.
+    import threading
+
+    done: dict[int, float] = {}
+    socks = [connect(server) for _ in range(4)]
+    t0 = time.perf_counter()
+    for i, sock in enumerate(socks):
+        sock.sendall(b"GET /slots/2/50 HTTP/1.1\r\nHost: x\r\n\r\n")
+        if i < 3:
+            time.sleep(0.005)  # arrive in order, so the queue's order is known
+
+    def wait(i: int) -> None:
+        assert read_exactly(socks[i], len(OK)) == OK
+        done[i] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    for sock in socks:
+        sock.close()
+    assert sorted(done) == [0, 1, 2, 3]
+    assert 0.050 <= done[0] < 0.085 and 0.050 <= done[1] < 0.085, done
+    assert 0.100 <= done[2] < 0.140 and 0.100 <= done[3] < 0.140, done
+
+
+def test_slots_throughput_tops_out_at_n_per_service_time(server: ServerThread) -> None:
+    # 8 clients on /slots/4/20 for 0.5 s: 4 slots x 50 per s = 200 answers/s, so about 100, never more than
+    # 4 x ceil(0.5 / 0.02) = 100 plus the 4 in service at the end.
+    import threading
+
+    stop_at = time.perf_counter() + 0.5
+    counts = [0] * 8
+
+    def client(i: int) -> None:
+        with connect(server) as sock:
+            while time.perf_counter() < stop_at:
+                sock.sendall(b"GET /slots/4/20 HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_exactly(sock, len(OK)) == OK
+                counts[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert 70 <= sum(counts) <= 108, counts
+
+
+def test_slots_with_a_bad_shape_is_a_400(server: ServerThread) -> None:
+    for path in ("/slots/0/10", "/slots/2", "/slots/x/10", "/slots/2/10/3"):
+        resp, body = get(server, path)
+        assert resp.status == 400, path
+    resp, body = get(server, "/slots/1/1")
+    assert (resp.status, body) == (200, b"Hello, world")
+
+
+def test_a_client_that_leaves_the_queue_frees_its_place(server: ServerThread) -> None:
+    # One slot of 100 ms: a holder, then a client that closes while waiting, then one that waits. The
+    # leaver is skipped, so the third is answered after 200 ms (the holder's 100 ms and its own), not 300.
+    holder, leaver, waiter = connect(server), connect(server), connect(server)
+    t0 = time.perf_counter()
+    holder.sendall(b"GET /slots/1/100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.005)
+    leaver.sendall(b"GET /slots/1/100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.005)
+    waiter.sendall(b"GET /slots/1/100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.01)
+    leaver.close()
+    assert read_exactly(holder, len(OK)) == OK
+    assert read_exactly(waiter, len(OK)) == OK
+    took = time.perf_counter() - t0
+    holder.close()
+    waiter.close()
+    assert 0.2 <= took < 0.27, took
+
+
+def test_slow_every_nth_request_makes_a_tail() -> None:
+    # Every 4th request that carries slow_every=4 waits 60 ms more; the others only their delay.
+    with ServerThread() as srv:
+        took = []
+        for _ in range(8):
+            t0 = time.perf_counter()
+            resp, _ = get(srv, "/delay/5?slow_every=4&slow_ms=60")
+            took.append(time.perf_counter() - t0)
+            assert resp.status == 200
+        resp, body = get(srv, "/delay/1?slow_every=x")
+    assert [i for i, t in enumerate(took) if t >= 0.065] == [3, 7], took
+    assert all(0.005 <= t < 0.05 for i, t in enumerate(took) if i not in (3, 7)), took
+    assert resp.status == 400 and b"slow_every" in body

@@ -24,7 +24,7 @@ def model(
         p99, rps = p99_of(level), rps_of(level)
         summary = {
             "rps": rps,
-            "requests": int(rps * 10),
+            "requests": int(rps * plan.stop.duration_s * 100),
             "errors": 0,
             "latency_ms": {"p50": p99 / 2, "p99": p99},
         }
@@ -39,7 +39,10 @@ def model(
             "timeseries": [{"worker_cpu": {"0": 50.0}}],
             "generator_limited": limited_at is not None and level >= limited_at,
             "workers_lost": {},
-            "meta": {"stop_reason": "interrupted" if interrupt_at == level else "duration"},
+            "meta": {
+                "stop_reason": "interrupted" if interrupt_at == level else "duration",
+                "duration_s": plan.stop.duration_s,
+            },
         }
         return Result(doc)
 
@@ -173,3 +176,116 @@ def test_the_first_level_is_8_or_the_max_when_that_is_lower() -> None:
     assert HuntFlags(slo=("p99<1s",), max_level=4).spec().start == 4
     assert HuntFlags(slo=("p99<1s",)).spec().start == 8
     assert HuntFlags(slo=("p99<1s",), start=2, max_level=4).spec().start == 2
+
+
+def test_wilson_interval_and_the_samples_each_slo_needs() -> None:
+    from squall.studies.hunt import samples_needed, wilson
+
+    lo, hi = wilson(10, 1000)
+    assert (round(lo, 3), round(hi, 3)) == (
+        0.544,
+        1.831,
+    )  # as statsmodels' proportion_confint(method='wilson')
+    assert wilson(0, 0) == (0.0, 100.0) and wilson(0, 100)[0] == 0.0
+    need = {e: samples_needed(parse_threshold(e), 20) for e in ("errors<2%", "errors<1%", "p99<1s", "p50<1s")}
+    assert need == {"errors<2%": 381, "errors<1%": 765, "p99<1s": 1000, "p50<1s": 20}
+    assert samples_needed(parse_threshold("p999<1s"), 20) == 10_000
+    assert samples_needed(parse_threshold("rps>5"), 20) == 20
+
+
+def errors_model(rate_of: Any, per_s: int = 1000) -> Any:
+    """A stand-in run: `per_s` answers a second, a share `rate_of(level)` of them errors."""
+
+    def run(plan: Plan) -> Result:
+        level = plan.load.connections
+        n = int(per_s * plan.stop.duration_s)
+        errors = round(n * rate_of(level))
+        summary = {
+            "rps": float(level),
+            "requests": n,
+            "errors": errors,
+            "latency_ms": {"p50": 1.0, "p99": 2.0},
+        }
+        return Result(
+            {
+                "summary": summary,
+                "thresholds": [],
+                "timeseries": [],
+                "generator_limited": False,
+                "workers_lost": {},
+                "meta": {"stop_reason": "duration", "duration_s": plan.stop.duration_s},
+            }
+        )
+
+    return run
+
+
+def test_error_rates_near_the_limit_run_longer_then_say_undecided() -> None:
+    # 1.8 % against errors<2%: 1,000 answers leave the interval across 2 %; the level runs again for at
+    # most 4 steps (4,000 answers), still straddles, and is reported undecided, neither good nor bad.
+    seen: list[float] = []
+
+    def run(plan: Plan) -> Result:
+        seen.append(plan.stop.duration_s)
+        return errors_model(lambda n: 0.018)(plan)
+
+    out = hunter(run, "errors<2%", start=2, max=4).hunt()
+    assert seen == [1.0, 4.0, 1.0, 4.0]
+    assert [s["verdict"] for s in out["steps"]] == ["undecided", "undecided"]
+    assert [s["extended"] for s in out["steps"]] == [True, True]
+    assert (out["best"], out["first_failing"], out["unjudged"]) == (None, None, [2, 4])
+    assert exit_code(out) == 1
+
+
+def test_a_rate_judged_on_more_answers_gets_its_verdict() -> None:
+    # 1.3 % and 2.8 % against errors<2%: undecided on 1,000 answers, decided once the level ran longer.
+    for rate, verdict in ((0.013, "ok"), (0.028, "fail")):
+        seen: list[float] = []
+
+        def run(plan: Plan, rate: float = rate, seen: list[float] = seen) -> Result:
+            seen.append(plan.stop.duration_s)
+            return errors_model(lambda n: rate)(plan)
+
+        out = hunter(run, "errors<2%", start=2, max=2).hunt()
+        (step,) = out["steps"]
+        assert (step["verdict"], step["extended"]) == (verdict, True)
+        assert seen[0] == 1.0 and 1.0 < seen[1] <= 4.0
+        assert step["requests"] == int(1000 * seen[1]) and step["samples_needed"] == 381
+        lo, hi = step["errors_bound_pct"]
+        assert (hi < 2.0) if verdict == "ok" else (lo > 2.0)
+        assert out["unjudged"] == []
+
+
+def test_a_level_with_too_few_answers_runs_longer_then_is_not_judged() -> None:
+    # 100 answers a second; p99 needs 1,000: 1 s gives 100, then at most 4 s gives 400: too few.
+    seen: list[float] = []
+
+    def run(plan: Plan) -> Result:
+        seen.append(plan.stop.duration_s)
+        return errors_model(lambda n: 0.0, per_s=100)(plan)
+
+    out = hunter(run, "p99<1s", start=2, max=2).hunt()
+    (step,) = out["steps"]
+    assert seen == [1.0, 4.0]
+    assert (step["verdict"], step["samples"], step["samples_needed"], step["ok"]) == (
+        "too_few",
+        400,
+        1000,
+        False,
+    )
+    assert (out["best"], out["first_failing"], out["unjudged"]) == (None, None, [2])
+
+
+def test_the_table_says_which_levels_were_not_judged() -> None:
+    from rich.console import Console
+
+    from squall.report.tables import print_hunt
+
+    out = hunter(errors_model(lambda n: 0.018), "errors<2%", start=2, max=4).hunt()
+    console = Console(record=True, width=200)
+    print_hunt(out, console)
+    text = console.export_text()
+    assert "undecided: errors<2% (95% CI 1.43-2.26%): not judged" in text
+    assert "4,000+" in text and "not judged (too few samples, or the error rate's 95% interval" in text
+    assert "2, 4 users; counted neither as passing nor as failing" in text
+    assert "no level could be judged: none had enough answers for the SLOs" in text
