@@ -8,12 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from squall.report.invalid import why_not_valid
-from squall.report.tables import fmt_ms as _fmt_ms
-
-
-def fmt_ms(v: float | None) -> str:
-    """A duration in ms as the tables show it, or "—" for a percentile of nothing (null)."""
-    return "—" if v is None else _fmt_ms(v)
+from squall.report.tables import fmt_ms
 
 
 def _print_soak(console: Console, soak: dict[str, Any]) -> None:

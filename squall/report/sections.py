@@ -346,16 +346,13 @@ def hunt_card(hunt: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_verdict(st: dict[str, Any]) -> Any:
-    if st.get("limited"):
-        why = "; ".join(st.get("limited_why") or ()).removeprefix("generator-limited: ")
-        return "generator was the limit" + (f": {why}" if why else "")
-    if st.get("lost"):
-        return "a worker was lost (not judged)"
-    if st.get("interrupted"):
-        return "interrupted (not judged)"
-    if isinstance(st.get("verdict"), str) and st.get("verdict") not in ("ok", "fail"):
-        return st["verdict"]  # e.g. too few samples to judge
-    return ["ok", "ok"] if st.get("ok") else ["FAIL " + ", ".join(st.get("failed_slo") or []), "bad"]
+    """The level's verdict as the console words it: a pass or a fail is coloured."""
+    from squall.report.tables import step_verdict
+
+    said = step_verdict(st)
+    if said == "ok":
+        return ["ok", "ok"]
+    return [said, "bad"] if said.startswith("FAIL") else said
 
 
 def hunt_table(hunt: dict[str, Any]) -> Table:

@@ -140,3 +140,15 @@ def test_hunt_takes_threshold_as_the_other_commands_spell_slo(target: ServerThre
     )
     assert res.exit_code == 0, res.output
     assert read_json(str(out))["hunt"]["best"] == 1
+
+
+def test_a_hunt_whose_levels_get_no_answer_says_so(closed_port: int, tmp_path: Path) -> None:
+    out = tmp_path / "h.json"
+    args = ["hunt", f"http://127.0.0.1:{closed_port}/", "--threshold", "p99<300ms", "--start", "1"]
+    args += ["--max", "2", "--step-duration", "1s", "--warmup", "0s", "-w", "1", "-o", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output
+    assert res.exit_code == 1, res.output
+    steps = read_json(str(out))["hunt"]["steps"]
+    assert steps and all(st["p99_ms"] is None and st["errors"] == st["requests"] for st in steps)
+    assert "p99 —" in res.output

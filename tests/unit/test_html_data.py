@@ -270,7 +270,9 @@ def _hunt() -> dict[str, Any]:
             ok=True,
             limited=False,
             failed_slo=[],
-            verdict="too few samples (n=50)",
+            verdict="too_few",
+            samples=50,
+            samples_needed=200,
         ),
     ]
     return {
@@ -309,7 +311,7 @@ def test_the_hunt_card_and_levels() -> None:
         "30 %",
         ["FAIL p99<5ms", "bad"],
     ]
-    assert t["rows"][2][-1] == "too few samples (n=50)"
+    assert t["rows"][2][-1] == "too few samples (n=50, need 200): not judged"
     nothing = dict(_hunt(), best=None, best_rps=None, stop_reason="generator")
     assert hunt_card(nothing)["verdict"] == "no level met the SLOs" and hunt_card(nothing)["class"] == "bad"
     assert hunt_card(nothing)["lines"][-1].startswith("stopped: squall itself was the limit")
