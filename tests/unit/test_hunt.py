@@ -179,7 +179,7 @@ def test_the_first_level_is_8_or_the_max_when_that_is_lower() -> None:
 
 
 def test_wilson_interval_and_the_samples_each_slo_needs() -> None:
-    from squall.studies.hunt import samples_needed, wilson
+    from squall.studies.judge import samples_needed, wilson
 
     lo, hi = wilson(10, 1000)
     assert (round(lo, 3), round(hi, 3)) == (
