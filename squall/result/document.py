@@ -41,13 +41,15 @@ class Result:
         return self.doc.get(USAGE_ERROR)
 
     def exit_code(self) -> int:
-        """3 when a worker was lost or an open-model run could not deliver its rate, else 130/143 when
-        Ctrl-C/SIGTERM cut the run short (its files are written all the same), else 1 when a threshold
+        """3 when a worker was lost or stalled or an open-model run could not deliver its rate, else 130/143
+        when Ctrl-C/SIGTERM cut the run short (its files are written all the same), else 1 when a threshold
         failed, else 0.
 
-        A closed-model run that saturates the generator measured the generator's ceiling: it warns, exits 0.
+        A closed-model run that saturates squall's CPU measured squall's ceiling: not valid, warned, exit 0.
         """
         if self.doc["workers_lost"] or self.doc["meta"].get("stop_reason") == "no worker started":
+            return EXIT_INVALID
+        if self.doc.get("stalled"):  # load that was due was not sent, in either model
             return EXIT_INVALID
         if self.doc["generator_limited"] and self.doc["meta"]["model"] == "open":
             return EXIT_INVALID
