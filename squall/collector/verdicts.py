@@ -107,11 +107,11 @@ def busy_box_warning(
     others_pct: float, top: Sequence[dict[str, Any]], delayed: Sequence[int], lag_limit_ms: float, span: int
 ) -> str:
     """The warning of a run whose loop lag the busy box caused: timings unreliable, squall not the limit."""
-    most = f" (most: {name_processes(top)})" if top else ""
+    most = f" (the busiest, in % of one core: {name_processes(top)})" if top else ""
     workers = ("worker " if len(delayed) == 1 else "workers ") + ", ".join(str(w) for w in delayed)
     return (
-        f"timings unreliable: the box was busy, not squall: other processes used {others_pct:.0f}% of its "
-        f"CPU{most}, and squall's event loop waited for a core ({workers}: timer lateness p99 over "
+        f"timings unreliable: the box was busy, not squall: other processes used {others_pct:.0f}% of all "
+        f"its cores{most}, and squall's event loop waited for a core ({workers}: timer lateness p99 over "
         f"{lag_limit_ms:g} ms for {span} s or more while its own CPU stayed under {OWN_CPU_PCT:g}%). squall "
         "was not the limit, so the run stays valid, but its latencies include that wait: run on a quieter "
         "box for clean numbers"
