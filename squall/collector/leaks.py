@@ -88,7 +88,8 @@ def generator_rss(full: list[dict[str, Any]]) -> dict[str, Any]:
     settle = max(GENERATOR_SETTLE_S, (points[-1][0] - points[0][0]) / 10)
     judged = [(t, v) for t, v in points if t - points[0][0] >= settle]
     if len(judged) < GENERATOR_MIN_SAMPLES:
-        need = settle + GENERATOR_MIN_SAMPLES
+        # (seconds count from 1, and the last one, as workers exit, may hold no sample)
+        need = math.ceil(points[0][0] + settle + GENERATOR_MIN_SAMPLES) + 1
         out["generator_rss_note"] = (
             f"too short to judge squall's own memory: it settles in its first {settle:g} s, and needs "
             f"{GENERATOR_MIN_SAMPLES} s after that (a soak of {need:g} s or more)"

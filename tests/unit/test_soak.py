@@ -86,7 +86,7 @@ def test_squall_rss_is_judged_after_start_up() -> None:
     assert v["generator_rss_slope_mb_per_h"] is None and v["generator_rss_growth_mb"] is None
     assert v["generator_rss_note"] == (
         "too short to judge squall's own memory: it settles in its first 60 s, and needs 10 s after that "
-        "(a soak of 70 s or more)"
+        "(a soak of 72 s or more)"
     )
     # 150 s: the growth after the first 60 s, in MB; no per-hour rate from 90 s of it.
     v = verdicts(_gen_series(150, 60, 0.245, 0.0), SoakSpec())
@@ -127,3 +127,10 @@ def test_a_worker_gone_is_left_out_of_squalls_rss() -> None:
     series[101]["worker_rss_mb"] = {"0": 0.0, "1": 40.0}
     v = verdicts(series, SoakSpec())
     assert v["generator_rss_growth_mb"] == 0.0 and v["generator_rss_to_s"] == 200.0
+
+
+def test_the_length_the_note_asks_for_is_enough() -> None:
+    v = verdicts(_gen_series(70, 60, 0.245, 0.0), SoakSpec())  # (its last second, as workers exit, may be empty)
+    assert "a soak of 72 s or more" in v["generator_rss_note"]
+    v = verdicts(_gen_series(72, 60, 0.245, 0.0), SoakSpec())
+    assert v["generator_rss_growth_mb"] is not None and "generator_rss_note" not in v
