@@ -71,7 +71,8 @@ def test_busy_box_and_generator_limit_warnings_say_which_in_plain_words() -> Non
     assert name_processes(top) == "python3 (pid 123) 95 %, node (pid 9) 40 %"
     assert busy_box_warning(93.2, top, [0], 5.0, 3) == (
         "timings unreliable: the box was busy, not squall: other processes used 93% of all its cores (the "
-        "busiest, in % of one core: python3 (pid 123) 95 %, node (pid 9) 40 %), and squall's event loop waited for a core (worker 0: "
+        "busiest, in % of one core: python3 (pid 123) 95 %, node (pid 9) 40 %), and squall's event loop "
+        "waited for a core (worker 0: "
         "timer lateness p99 over 5 ms for 3 s or more while its own CPU stayed under 50%). squall was not "
         "the limit, so the run stays valid, but its latencies include that wait: run on a quieter box for "
         "clean numbers"
