@@ -1,5 +1,6 @@
 """The LLM stream reader, request bodies and token estimate: pure, fed by hand."""
 
+from collections import Counter
 from dataclasses import replace
 
 import orjson
@@ -168,6 +169,29 @@ def test_prompts_go_once_each_across_workers_before_any_repeats_and_keys_pair_wi
     assert len(pairs) == 100
 
 
+@pytest.mark.parametrize(("workers", "prompts"), [(2, 10), (3, 9), (2, 7), (4, 6)])
+def test_a_timed_run_spreads_each_worker_over_every_prompt(workers: int, prompts: int) -> None:
+    # In a timed run one worker can send more than another (more users, a faster core): each worker still
+    # takes every prompt in turn, so the counts per prompt stay even, not split into each worker's share.
+    spec = LlmSpec(api="chat", prompts=tuple(Prompt(f"p{i}") for i in range(prompts)))
+    request = RequestSpec("http://127.0.0.1:8000/v1/chat/completions", "POST")
+    plan = Plan(request, spread=Spread(workers=workers), llm=spec)
+    sent: Counter[int] = Counter()
+    for w in range(workers):
+        src = LlmWorkload(plan, w)
+        sent.update(src.next()[1] for _ in range(60 * prompts * (w + 1)))  # worker w sends w + 1 times more
+    assert max(sent.values()) - min(sent.values()) <= workers, sent
+    # -n N gives each worker its share (the first N mod W one more): each prompt once before any twice.
+    for n in range(1, 3 * prompts * workers):
+        counted = replace(plan, stop=replace(plan.stop, requests=n))
+        got: Counter[int] = Counter()
+        for w in range(workers):
+            src = LlmWorkload(counted, w)
+            got.update(src.next()[1] for _ in range(n // workers + (w < n % workers)))
+        counts = [got[p] for p in range(prompts)]
+        assert max(counts) - min(counts) <= 1, (n, counts)
+
+
 def test_key_per_user_gives_each_user_one_key_spread_evenly_across_workers() -> None:
     from squall.engine.workload.llm import UserKeys
     from squall.plan.load import Closed
@@ -193,8 +217,9 @@ def test_key_per_user_gives_each_user_one_key_spread_evenly_across_workers() -> 
             prompts_sent += [p for _, p in sent]
     # Users 0-4 keep keys 0, 1, 2, 0, 1 all run; each worker's users still take its prompts in turn.
     assert [set(u) for u in users] == [{b"k0"}, {b"k1"}, {b"k2"}, {b"k0"}, {b"k1"}]
-    # (worker 0 sent request numbers 0, 2, ..., 22; worker 1 numbers 1, 3, ..., 15)
-    assert prompts_sent == [n % 4 for n in range(0, 24, 2)] + [n % 4 for n in range(1, 16, 2)]
+    # Each worker takes every prompt in turn: worker 0 sent 12 (3 of each), worker 1 sent 8 (2 of each).
+    assert Counter(prompts_sent[:12]) == dict.fromkeys(range(4), 3)
+    assert Counter(prompts_sent[12:]) == dict.fromkeys(range(4), 2)
     # --key-per request (the default) keeps pairing every key with every prompt.
     one = Spread(workers=1)
     source = LlmWorkload(

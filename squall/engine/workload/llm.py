@@ -58,29 +58,40 @@ class LlmSource:
         self.bodies = [orjson.dumps(request_body(spec, p)) for p in spec.prompts]
         self.framed = [frame(body) for body in self.bodies]
         self.input_estimates = [count(prompt_text(p)) for p in spec.prompts]
-        # Worker w sends request numbers w, w + W, w + 2W, ...: over all workers every prompt goes once
-        # before any goes twice. Request n takes key n mod K, stepped on by one more after each lcm(K, P)
+        # The request numbers n go out in blocks of W (one a worker): worker w sends number bW + w of block
+        # b, so over all workers every prompt (n mod P) goes once before any goes twice (-n gives each worker
+        # its share). A timed run, where one worker can send more than another, moves each worker on to the
+        # next slot every R = lcm(P, W) / W blocks (number bW + (w + b // R) mod W), so each worker goes over
+        # every prompt, not over every W-th one, and the counts per prompt stay even.
+        # Request n takes key n mod K, stepped on by one more after each lcm(K, P)
         # requests (the span after which (n mod P, n mod K) pairs would repeat), so over K x P requests every
         # (key, prompt) pair is sent once, whatever K and P are (one prompt and two keys included).
         self.cycle = math.lcm(len(self.bodies), len(self.requests))
-        self.n = worker
+        self.k, self.worker = 0, worker  # this worker's requests so far
         self.stride = max(1, plan.spread.workers)
+        timed = plan.stop.requests is None
+        self.rotate = max(1, math.lcm(len(self.bodies), self.stride) // self.stride) if timed else 1 << 62
         # --key-per user: the worker's users are numbered on from those of the workers before it, and user u
         # keeps key u % K all run, so the users spread evenly over the keys across workers.
         self.per_user = spec.key_per == "user" and len(self.requests) > 1
         self.first_user = plan.spread.share_offset(plan.load.connections, worker)
 
+    def _number(self) -> int:
+        """The request number n of this worker's next request."""
+        k = self.k
+        self.k = k + 1
+        w = self.stride
+        return k * w + (self.worker + k // self.rotate) % w
+
     def next(self) -> tuple[bytes, int]:
         """The next request's wire bytes and its prompt's index (for `reader`)."""
-        n = self.n
-        self.n = n + self.stride
+        n = self._number()
         p = n % len(self.bodies)
         return self.heads[(n + n // self.cycle) % len(self.heads)] + self.framed[p], p
 
     def next_request(self) -> tuple[Request, int]:
         """The next request, for a transport that frames requests itself, and its prompt's index."""
-        n = self.n
-        self.n = n + self.stride
+        n = self._number()
         p = n % len(self.bodies)
         r = self.requests[(n + n // self.cycle) % len(self.requests)]
         return Request(r.method, r.url, r.headers, self.bodies[p]), p
@@ -91,9 +102,7 @@ class LlmSource:
 
     def take(self) -> int:
         """The index of the next prompt in the worker's turn."""
-        n = self.n
-        self.n = n + self.stride
-        return n % len(self.bodies)
+        return self._number() % len(self.bodies)
 
     def for_user(self, user: int) -> UserSource:
         """The requests of the worker's user number `user` (from 0): the worker's prompts, one key."""
