@@ -103,7 +103,7 @@ class HuntFlags:
     warmup: str = "2s"
     growth: float = 2.0
     resolution: float = 0.05
-    connections: int = 256
+    connections: int | None = None  # rate mode's connections (256 when not given)
 
     def spec(self) -> HuntSpec:
         """The search as the hunt takes it; raises PlanError."""
@@ -112,6 +112,11 @@ class HuntFlags:
 
         if not self.slo:
             raise PlanError("a hunt needs at least one --threshold (or --slo), e.g. --threshold 'p99<300ms'")
+        if self.connections is not None and self.mode == "concurrency":
+            raise PlanError(
+                f"-c {self.connections}: in concurrency mode each level sets the users (--start, --max); "
+                "-c sets the connections of a rate hunt (--mode rate)"
+            )
         spec = HuntSpec(
             mode=self.mode,
             start=self.start if self.start is not None else min(8.0, self.max_level),
@@ -180,7 +185,8 @@ def hunt(
         spec = how.spec()
         # The hunt writes -o itself (the levels so far after each one); the levels run quiet.
         levels = replace(flags, out=None, quiet=True, threshold=how.slo)
-        base = build.study_plan(url, what, levels, how.connections, opts=opts, threshold_option="--slo")
+        users = how.connections if how.connections is not None else 256
+        base = build.study_plan(url, what, levels, users, opts=opts, threshold_option="--slo")
         for path, option in ((flags.out, "--out"), (flags.html, "--html"), (flags.csv_path, "--csv")):
             if path is not None:
                 check_writable(path, option)
