@@ -1,5 +1,7 @@
 """studies/matrix.py: the --param grid, its cells, and the names a factory takes."""
 
+from pathlib import Path
+
 import pytest
 
 from squall.plan.py import cells, check_params, number, params
@@ -44,3 +46,28 @@ def test_check_params_names_what_the_factory_takes() -> None:
         check_params("m:f", factory, {"seed": [1]})
     assert str(e.value) == "--param seed: m:f takes model, temp"
     check_params("m:f", dict, {"anything": [1]})  # no signature to read: its worker reports what it refuses
+
+
+@pytest.mark.parametrize(("lost", "code"), [(False, 0), (True, 3)])
+def test_a_matrix_says_each_cells_warnings_and_exits_as_a_single_run(
+    lost: bool, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from squall.collector.aggregate import Aggregate
+    from squall.plan.plan import Plan
+    from squall.plan.specs import RequestSpec
+    from squall.studies.matrix import run_matrix
+
+    class Ran:  # a cell's result: not valid (squall's CPU was the limit), a worker lost or not
+        def __init__(self) -> None:
+            self.summary = Aggregate().summary(1.0, open_model=False)
+            self.valid = False
+            self.warnings = ["generator-limited: worker 0 CPU stayed at or above 90% for 3 s"]
+            self.doc = {"meta": {"stop_reason": "duration"}}
+
+        def exit_code(self) -> int:
+            return 3 if lost else 0
+
+    plan = Plan(RequestSpec("py:m:f", "CALL"))
+    got = run_matrix([{"a": 1}], [plan], tmp_path / "m.json", "py m:f", run=lambda p: Ran())  # type: ignore[arg-type]
+    assert got == code
+    assert "matrix: warning: generator-limited: worker 0 CPU" in capsys.readouterr().err
