@@ -103,8 +103,12 @@ def _malformed_is_usage_error(what: str) -> Iterator[None]:
     """A result whose inner fields have the wrong types: one line and exit 2, not a traceback."""
     import binascii
 
+    from squall.units import PlanError
+
     try:
         yield
+    except PlanError as e:  # (a ValueError, but one that names the problem itself)
+        raise fail(str(e)) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, binascii.Error) as e:
         why = f"{type(e).__name__}: {e}"
         raise fail(f"{what}: a field of the input has the wrong type or is missing ({why})") from None

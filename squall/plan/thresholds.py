@@ -133,6 +133,11 @@ def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
             raise PlanError(
                 f"{named(flag, text)}: {raw!r} is not a percentage such as 1% (or a fraction, 0.01)"
             )
+        if not raw.endswith("%") and limit >= 100:  # errors<1 is a bound that can never fail
+            raise PlanError(
+                f"{named(flag, text)}: {raw!r} reads as the fraction {raw} (100 % of requests); write "
+                f"{metric}{op}{raw}% for a percentage, or a fraction below 1 such as 0.01"
+            )
         return Threshold(text.strip(), ("errors%",), op, limit)
     if metric.startswith("errors."):
         return _error_kind(text, flag, metric[len("errors.") :], op, raw)
