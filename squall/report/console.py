@@ -139,9 +139,10 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
                 table.add_row(name[:-3], *(fmt_ms(llm[name][k]) for k in keys))
     console.print(table)
     if llm:
+        source = f", from {llm['token_source']}" if llm["token_source"] != "none" else ""  # (no answer)
         console.print(
-            f"  tokens: {llm['output_tokens']:,} out ({llm['output_tokens_per_s']:,.1f}/s, from "
-            f"{llm['token_source']}), {llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
+            f"  tokens: {llm['output_tokens']:,} out ({llm['output_tokens_per_s']:,.1f}/s{source}), "
+            f"{llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
             + (f"; {llm['bad_chunks']:,} unparseable events" if llm["bad_chunks"] else "")
         )
         if llm.get("unstreamed"):  # (TTFT, ITL and TPOT come from streamed answers only)

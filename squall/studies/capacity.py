@@ -39,6 +39,11 @@ class Demand:
             raise PlanError(f"--headroom must be in (0, 1] (got {self.headroom:g})")
 
 
+def _n(v: float) -> str:
+    """A figure of the arithmetic: whole with thousands separators from 100 up (11,400, not 1.14e+04)."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4g}"
+
+
 def capacity(d: Demand) -> dict[str, Any]:
     """The most users the limits carry, each step of the arithmetic as a line, and the numbers."""
     d.validate()
@@ -48,30 +53,30 @@ def capacity(d: Demand) -> dict[str, Any]:
     tokens_per_min = calls_per_min * d.tokens_per_call
     lines = [
         f"one user: an action every {d.action_s:g} s + {d.think_s:g} s think = {cycle:g} s "
-        f"-> {actions_per_min:.4g} actions/min",
-        f"  x {d.calls_per_action:g} calls/action = {calls_per_min:.4g} calls/min per user",
+        f"-> {_n(actions_per_min)} actions/min",
+        f"  x {d.calls_per_action:g} calls/action = {_n(calls_per_min)} calls/min per user",
     ]
     if d.tokens_per_call:
-        lines.append(f"  x {d.tokens_per_call:g} tokens/call = {tokens_per_min:.4g} tokens/min per user")
+        lines.append(f"  x {d.tokens_per_call:g} tokens/call = {_n(tokens_per_min)} tokens/min per user")
     bounds: dict[str, float] = {}
     if d.rpm is not None:
         usable = d.rpm * d.headroom
         bounds["rpm"] = usable / calls_per_min
         lines.append(
-            f"requests: {d.rpm:,.0f} rpm x {d.headroom:g} headroom = {usable:.4g} usable "
-            f"/ {calls_per_min:.4g} per user = {bounds['rpm']:.4g} users"
+            f"requests: {d.rpm:,.0f} rpm x {d.headroom:g} headroom = {_n(usable)} usable "
+            f"/ {_n(calls_per_min)} per user = {_n(bounds['rpm'])} users"
         )
     if d.tpm is not None:
         usable = d.tpm * d.headroom
         bounds["tpm"] = usable / tokens_per_min
         lines.append(
             f"tokens: {d.tpm:,.0f} tpm x {d.headroom:g} headroom = {usable:,.0f} usable "
-            f"/ {tokens_per_min:.4g} per user = {bounds['tpm']:.4g} users"
+            f"/ {_n(tokens_per_min)} per user = {_n(bounds['tpm'])} users"
         )
     limit = min(bounds, key=lambda k: bounds[k])
     users = math.floor(bounds[limit] + 1e-9)
     in_flight = users * d.action_s / cycle  # a user's calls run one after another within its action
-    lines.append(f"max sustainable users: {users:,} (bound by {limit}; floor of {bounds[limit]:.4g})")
+    lines.append(f"max sustainable users: {users:,} (bound by {limit}; floor of {_n(bounds[limit])})")
     lines.append(
         f"at that load: {users * calls_per_min:,.1f} calls/min, {users * tokens_per_min:,.0f} tokens/min, "
         f"about {in_flight:,.1f} calls in flight "
