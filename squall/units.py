@@ -69,6 +69,8 @@ def parse_percent(text: str, what: str = "percentage") -> float:
         raise PlanError(f"{what} {text!r} is not a percentage such as 10%") from None
     if not 0 <= value <= 10_000:
         raise PlanError(f"{what} {text!r} must be from 0% to 10000%")
+    if 0 < value < 1 and not text.strip().endswith("%"):  # 0.1: a fraction (10 %) or 0.1 %?
+        raise PlanError(f"{what} {text!r} is ambiguous: write {value * 100:g}% or {raw}%")
     return value
 
 

@@ -135,8 +135,8 @@ def print_compare(out: dict[str, Any], baseline: str, current: str, console: Con
             verdict = "[red]REGRESSION[/red]"
         elif verdict == "better":
             verdict = "[green]better[/green]"
-        elif verdict == "too few samples":
-            verdict = f"[yellow]too few samples[/yellow]: {r.get('noise', '')}"
+        elif verdict in ("too few samples", "inconclusive"):
+            verdict = f"[yellow]{verdict}[/yellow]: {r.get('noise', '')}"
         table.add_row(r["metric"], _num(r["baseline"]), _num(r["current"]), change, verdict)
     console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
     console.print(table)

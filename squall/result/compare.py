@@ -39,6 +39,9 @@ SERIES_HISTS = {"latency": "latency_hist", "ttft": "ttft_hist"}  # per-second hi
 TAIL_SAMPLES = 10  # answers beyond a percentile, in each run, before it is judged
 BLOCK_TAIL = 2  # answers beyond a percentile in each block of seconds
 MIN_BLOCKS = 3  # blocks (seconds for rates) each run needs for the test across time
+FEW_BLOCKS = 8  # under this many blocks, a change past the floor the test cannot confirm is "inconclusive"
+NAMES = ["baseline", "current"]
+BUSIER_PCT = 25.0  # host CPU (mean, %) two runs differ by before compare warns that the box differed
 MAX_BLOCKS = 300  # a longer run gives one block from each of this many equal stretches
 # Student's t, one-sided 95 %, for 1..30 degrees of freedom (a fractional df rounds down: conservative).
 _T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761)
@@ -198,6 +201,12 @@ def _percentile_rows(
             shift = welch_shift(xb, xc)
             differs = (shift > 1 and vc > vb) or (shift < -1 and vc < vb)
             how = f"across time: {len(xb)} and {len(xc)} blocks of seconds"
+            change = _change(vb, vc)
+            if not differs and change is not None and change > limit and min(len(xb), len(xc)) < FEW_BLOCKS:
+                # Worse beyond the floor, but too few seconds for the test to tell it from noise: not "same".
+                how += f": run longer (-d 10s or more) to tell a {change:+.1f}% change from noise"
+                rows.append(_unjudged(metric, vb, vc, "inconclusive", how))
+                continue
         else:
             differs = ub < lc or uc < lb
             how = "within each run only (too few seconds to judge across time)"
@@ -280,8 +289,26 @@ def compare(
         "noise_pct": noise_pct,
         "rows": rows,
         "regression": any(r["regression"] for r in rows),
-        "warnings": mismatches([base, cur], ["baseline", "current"]),
+        "warnings": mismatches([base, cur], NAMES) + busier([base, cur], NAMES),
     }
+
+
+def _host_cpu(doc: dict[str, Any]) -> float | None:
+    values = _per_second(doc, ("host_cpu",))
+    return statistics.fmean(values) if values else None
+
+
+def busier(docs: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """A warning when the box was much busier during one run than the other (its mean host CPU): then a
+    difference can be the box's, not the target's."""
+    cpu = [_host_cpu(d) for d in docs]
+    if any(c is None for c in cpu) or abs(cpu[0] - cpu[1]) < BUSIER_PCT:  # type: ignore[operator]
+        return []
+    said = ", ".join(f"{n}: {c:.0f}%" for n, c in zip(names, cpu, strict=True))
+    return [
+        f"the box was much busier during one run (host CPU {said}): a difference may be the box's, not the "
+        "target's; compare runs made on an equally quiet box"
+    ]
 
 
 def mismatches(docs: list[dict[str, Any]], names: list[str]) -> list[str]:
@@ -293,6 +320,8 @@ def mismatches(docs: list[dict[str, Any]], names: list[str]) -> list[str]:
         else:
             values = [d.get("meta", {}).get(key) for d in docs]
         if len(set(map(str, values))) > 1:
-            pairs = ", ".join(f"{n}: {v}" for n, v in zip(names, values, strict=True))
+            pairs = ", ".join(
+                f"{n}: {'none' if v is None else v}" for n, v in zip(names, values, strict=True)
+            )
             out.append(f"the inputs differ in {what} ({pairs}): are they the same test?")
     return out

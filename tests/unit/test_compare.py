@@ -81,6 +81,15 @@ def test_one_busy_second_is_noise_not_a_regression() -> None:
     cur[2] = [int(v * 1.4) for v in cur[2]]
     p99 = rows(compare(doc(run(1)), doc(cur)))["latency p99 ms"]
     assert p99["change_pct"] > 10
+    # Beyond the floor but not beyond the noise across 5 seconds: inconclusive, never a regression.
+    assert (p99["verdict"], p99["regression"]) == ("inconclusive", False)
+    assert p99["noise"].endswith(
+        "run longer (-d 10s or more) to tell a " + f"{p99['change_pct']:+.1f}% change from noise"
+    )
+    # Over 10 seconds (one busy) it is the same.
+    long = run(2, n_s=10)
+    long[2] = [int(v * 1.4) for v in long[2]]
+    p99 = rows(compare(doc(run(1, n_s=10)), doc(long)))["latency p99 ms"]
     assert (p99["verdict"], p99["regression"]) == ("same", False)
     # Without per-second histograms only the whole runs can be compared: the row says so.
     p99 = rows(compare(doc(run(1), False), doc(cur, False)))["latency p99 ms"]
@@ -127,3 +136,29 @@ def test_a_long_run_gives_one_block_per_stretch() -> None:
     assert (len(short[99.0]), len(short[99.9])) == (40, 5)  # 40 seconds: every second, 8 to a p999 block
     p99 = rows(compare(long, doc(run(2, per_s=210, n_s=620))))["latency p99 ms"]
     assert p99["noise"] == "across time: 300 and 300 blocks of seconds" and not p99["regression"]
+
+
+def test_a_box_busier_in_one_run_is_warned() -> None:
+    base, cur = doc(run(1)), doc(run(2))
+    for e in base["timeseries"]:
+        e["host_cpu"] = 18.0
+    for e in cur["timeseries"]:
+        e["host_cpu"] = 67.0
+    (warning,) = compare(base, cur)["warnings"]
+    assert warning.startswith("the box was much busier during one run (host CPU baseline: 18%, current: 67%)")
+    for e in cur["timeseries"]:
+        e["host_cpu"] = 30.0
+    assert compare(base, cur)["warnings"] == []
+
+
+def test_a_bare_fraction_is_an_ambiguous_percentage() -> None:
+    from squall.units import PlanError, parse_percent
+
+    assert (parse_percent("10"), parse_percent("10%"), parse_percent("0.5%"), parse_percent("0")) == (
+        10.0,
+        10.0,
+        0.5,
+        0.0,
+    )
+    with pytest.raises(PlanError, match=r"ambiguous: write 10% or 0\.1%"):
+        parse_percent("0.1", "--max-regression")
