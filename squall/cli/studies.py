@@ -186,7 +186,7 @@ def hunt(
         # The hunt writes -o itself (the levels so far after each one); the levels run quiet.
         levels = replace(flags, out=None, quiet=True, threshold=how.slo)
         users = how.connections if how.connections is not None else 256
-        base = build.study_plan(url, what, levels, users, opts=opts, threshold_option="--slo")
+        base = build.study_plan(url, what, levels, users, opts=opts, threshold_option="--threshold")
         for path, option in ((flags.out, "--out"), (flags.html, "--html"), (flags.csv_path, "--csv")):
             if path is not None:
                 check_writable(path, option)

@@ -130,9 +130,12 @@ def parse_threshold(text: str, flag: str = "--threshold") -> Threshold:
         except ValueError:
             limit = -1.0
         if not 0 <= limit <= 100:
-            raise PlanError(
-                f"{named(flag, text)}: {raw!r} is not a percentage such as 1% (or a fraction, 0.01)"
+            said = (
+                "is not from 0% to 100%"
+                if limit > 100
+                else "is not a percentage such as 1% (or a fraction, 0.01)"
             )
+            raise PlanError(f"{named(flag, text)}: {raw!r} {said}")
         if not raw.endswith("%") and limit >= 100:  # errors<1 is a bound that can never fail
             raise PlanError(
                 f"{named(flag, text)}: {raw!r} reads as the fraction {raw} (100 % of requests); write "

@@ -463,8 +463,8 @@ CASES: list[tuple[str, str]] = [
     ("py examples.agent_sdk:workload -c 0", "-c"),
     # ---- hunt ----
     (f"hunt {U}", "--slo"),
-    (f"hunt {U} --slo ''", "--slo"),
-    (f"hunt {U} --slo 'rps>nan'", "--slo"),
+    (f"hunt {U} --slo ''", "--threshold"),
+    (f"hunt {U} --threshold 'rps>nan'", "--threshold"),
     (f"hunt {U} --slo p99<1s --mode fast", "--mode"),
     (f"hunt {U} --slo p99<1s --start 0", "--start"),
     (f"hunt {U} --slo p99<1s --start nan", "--start"),

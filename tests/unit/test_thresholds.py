@@ -52,8 +52,8 @@ def test_judge(expr: str, ok: bool, value: float | None) -> None:
         ("p98<1s", "unknown metric"),
         ("foo_p99<1s", "unknown metric"),
         ("p99<fast", "not a duration"),
-        ("errors<150%", "percentage"),
-        ("errors<2", "percentage"),
+        ("errors<150%", "is not from 0% to 100%"),
+        ("errors<2", "is not from 0% to 100%"),
         ("rps>many", "not a number"),
     ],
 )
