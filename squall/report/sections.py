@@ -92,7 +92,23 @@ def totals_table(summary: dict[str, Any], py: bool) -> Table:
         if key in {k for k, _, _ in known} or key in _SHOWN_ELSEWHERE or isinstance(v, dict):
             continue
         rows.append([labels.get(key, _label(key)), text_count(v) if _number(v) else _value(v)])
+    if isinstance(summary.get("target"), dict):
+        rows += target_rows(summary["target"])
     return _table("totals", "Totals", ["figure", "value"], rows)
+
+
+def target_rows(t: dict[str, Any]) -> list[list[Any]]:
+    """The sampled target process (--target-pid, soak's --target-cmd): the console's "target process" line."""
+    cpu = rss = "—"
+    if _number(t.get("cpu_mean_pct")):
+        cpu = f"{t['cpu_mean_pct']:,.1f} % mean, {t.get('cpu_max_pct') or 0:,.1f} % max"
+    if _number(t.get("rss_max_mb")):
+        rss = f"{t['rss_max_mb']:,.1f} MB max, {t.get('rss_last_mb') or 0:,.1f} MB last"
+    return [
+        ["target process CPU", cpu],
+        ["target process RSS", rss],
+        ["target process samples", text_count(t.get("samples"))],
+    ]
 
 
 def times_table(summary: dict[str, Any], py: bool) -> Table:
@@ -123,15 +139,24 @@ def llm_table(llm: dict[str, Any]) -> Table:
         "output_tokens": "output tokens",
         "output_tokens_per_s": "output tokens/s",
         "input_tokens": "input tokens",
+        "input_tokens_per_s": "input tokens/s",
         "token_source": "tokens counted from",
         "goodput_rps": "goodput (req/s)",
         "bad_chunks": "unparseable events",
         "token_discrepancy_per_answer": "squall's estimate minus the server's usage (tokens per answer)",
         "answers_with_usage": "answers with usage",
+        "answers_estimated": "answers with estimated tokens",
+        "bad_usage": "usage fields that were not numbers",
+        "retry_after": "429s with Retry-After (max s)",
+        "retry_after_clamped": "Retry-After clamped to 1 h",
     }
     rows = []
     for key in [*labels, *(k for k in llm if k not in labels)]:
-        if key in llm and not isinstance(llm[key], dict):
+        if key == "retry_after" and isinstance(llm.get(key), dict):
+            ra = llm[key]
+            most = f" ({ra['max_s']:,g})" if _number(ra.get("max_s")) and ra.get("count") else ""
+            rows.append([labels[key], text_count(ra.get("count")) + most])
+        elif key in llm and not isinstance(llm[key], dict):
             v = llm[key]
             text = f"{v:,.2f}" if isinstance(v, float) else text_count(v) if _number(v) else _value(v)
             rows.append([labels.get(key, _label(key)), text])
@@ -155,7 +180,7 @@ def thresholds_table(thresholds: list[dict[str, Any]]) -> Table:
         [
             str(t.get("expr")),
             ["pass", "ok"] if t.get("ok") else ["FAIL", "bad"],
-            "missing" if t.get("value") is None else f"{t['value']:,.3f}",
+            "no data" if t.get("value") is None else f"{t['value']:,.3f}",
         ]
         for t in thresholds
     ]
@@ -271,7 +296,8 @@ def config_table(doc: dict[str, Any]) -> Table:
     add("squall version", m.get("version"))
     add("started", m.get("started_at"))
     add("target", m.get("url"))
-    add("method", m.get("method") if not py else None)
+    journeys = bool(m.get("scenario") or py)  # (the steps name their own methods; -n counts iterations)
+    add("method", None if journeys else m.get("method"))
     add("scenario", m.get("scenario"))
     add("py workload", py.get("target"))
     add("py parameters", py.get("params") or None)
@@ -281,11 +307,11 @@ def config_table(doc: dict[str, Any]) -> Table:
         add("load model", f"open: {m.get('rate', 0):g} req/s, {m.get('arrival')} arrivals{burst}")
     elif model:
         add("load model", "closed: each user sends its next request when the last one is answered")
-    add("users" if m.get("scenario") or py else "connections", m.get("connections"))
+    add("users" if journeys else "connections", m.get("connections"))
     add("stages", _stages(m["shape"]) if isinstance(m.get("shape"), dict) else None)
     add("think time", m.get("think"))
     add("duration", f"{m['duration_s']:g} s" if _number(m.get("duration_s")) else None)
-    add("request budget (-n)", m.get("requests"))
+    add("iterations (-n)" if journeys else "request budget (-n)", m.get("requests"))
     add("warm-up", f"{m['warmup_s']:g} s" if m.get("warmup_s") else None)
     add("timeout", f"{m['timeout_s']:g} s" if _number(m.get("timeout_s")) else None)
     add("workers", m.get("workers"))
@@ -306,18 +332,6 @@ def config_table(doc: dict[str, Any]) -> Table:
     return _table("config", "Configuration", ["setting", "value"], rows)
 
 
-_HUNT_STOPS = {
-    "slo": "a level failed an SLO",
-    "plateau": "throughput stopped rising",
-    "max": "it reached --max",
-    "generator": "squall itself was the limit: the box ran out, not the target (add workers or machines)",
-    "interrupted": "stopped early by Ctrl-C: the levels above were not searched",
-    "terminated": "stopped early by SIGTERM: the levels above were not searched",
-    "worker_lost": "a worker process was lost at the last level; the run is not valid",
-    "running": "it was still running when this was written",
-}
-
-
 def hunt_card(hunt: dict[str, Any]) -> dict[str, Any]:
     """The hunt's verdict: the best level, the knee, the first failing level, and why it stopped."""
     unit = "users" if hunt.get("mode") == "concurrency" else "req/s"
@@ -334,8 +348,9 @@ def hunt_card(hunt: dict[str, Any]) -> dict[str, Any]:
     if hunt.get("first_failing") is not None:
         why = ", ".join(hunt.get("failed_slo") or []) or "throughput stopped rising"
         lines.append(f"first failing: {hunt['first_failing']:g} {unit} ({why})")
-    reason = str(hunt.get("stop_reason") or "")
-    lines.append("stopped: " + _HUNT_STOPS.get(reason, reason or "—"))
+    from squall.report.tables import hunt_stopped
+
+    lines.append(hunt_stopped(hunt))
     return {
         "id": "hunt",
         "title": "Hunt",

@@ -44,6 +44,26 @@ def step_verdict(st: dict[str, Any], short: bool = False) -> str:
     return "ok"
 
 
+_HUNT_STOPS = {
+    "slo": "stopped: a level failed an SLO",
+    "plateau": "stopped: throughput stopped rising",
+    "max": "stopped: it reached --max",
+    "generator": "stopped: squall itself was the limit at the last level; the box ran out, not the target "
+    "(add workers or machines)",
+    "interrupted": "stopped early by Ctrl-C: the levels above were not searched",
+    "terminated": "stopped early by SIGTERM: the levels above were not searched",
+    "worker_lost": "stopped: a worker process was lost at the last level; the run is not valid",
+    "running": "not stopped: it was still running when this was written",
+}
+_HUNT_CUT = ("generator", "interrupted", "terminated", "worker_lost")  # (the console marks these in yellow)
+
+
+def hunt_stopped(hunt: dict[str, Any]) -> str:
+    """Why the hunt stopped, in the words the console and the HTML report both use."""
+    reason = str(hunt.get("stop_reason") or "")
+    return _HUNT_STOPS.get(reason, f"stopped: {reason or '—'}")
+
+
 def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
     """The hunt's steps as a table (by level), then what it found."""
     console = console or Console(highlight=False, soft_wrap=True)
@@ -57,7 +77,7 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         "p99",
         *(("TTFT p99", "tok/s") if llm else ()),
         "errors",
-        "gen CPU",
+        "squall CPU",
         "verdict",
     )
     for col in cols:
@@ -104,18 +124,8 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
         )
     if any(st.get("extended") for st in hunt["steps"]):
         console.print("  samples marked + come from a level run again for longer to have enough to judge")
-    if hunt["box_limited"]:
-        console.print(
-            "  [yellow]stopped: squall itself was the limit at the last level; the box ran out, not the "
-            "target (add workers or machines)[/yellow]"
-        )
-    elif hunt["stop_reason"] in ("interrupted", "terminated"):
-        by = "Ctrl-C" if hunt["stop_reason"] == "interrupted" else "SIGTERM"
-        console.print(f"  [yellow]stopped early by {by}: the levels above were not searched[/yellow]")
-    elif hunt["stop_reason"] == "worker_lost":
-        console.print(
-            "  [yellow]stopped: a worker process was lost at the last level; the run is not valid[/yellow]"
-        )
+    said = hunt_stopped(hunt)
+    console.print(f"  [yellow]{said}[/yellow]" if hunt["stop_reason"] in _HUNT_CUT else f"  {said}")
 
 
 def _num(v: float | None) -> str:

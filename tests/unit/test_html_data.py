@@ -125,6 +125,32 @@ def test_the_totals_table_has_every_figure_of_the_summary() -> None:
     assert len(rows) == 8  # and nothing twice: kinds, codes and timings have tables of their own
 
 
+def test_the_totals_table_has_the_target_process_the_console_prints() -> None:
+    import io
+
+    from rich.console import Console
+
+    from squall.report.console import print_summary
+
+    target = {"samples": 3, "cpu_mean_pct": 77.7, "cpu_max_pct": 83.6, "rss_max_mb": 39.9}
+    target["rss_last_mb"] = 39.5
+    doc = _doc()
+    doc["summary"]["target"] = target
+    rows = _rows(page_data(doc), "totals")
+    assert rows["target process CPU"] == ["77.7 % mean, 83.6 % max"]
+    assert rows["target process RSS"] == ["39.9 MB max, 39.5 MB last"]
+    assert rows["target process samples"] == ["3"]
+    assert len(rows) == 11
+    out = io.StringIO()
+    print_summary(doc, Console(file=out, width=200))
+    said = "target process: CPU 77.7% mean, 83.6% max; RSS 39.9 MB max, 39.5 MB last (3 samples)"
+    assert said in out.getvalue()  # the same figures as the console's line
+    doc["summary"]["target"] = {"samples": 0, "cpu_mean_pct": None, "rss_max_mb": None}
+    rows = _rows(page_data(doc), "totals")
+    assert rows["target process CPU"] == ["—"] and rows["target process RSS"] == ["—"]
+    assert "target process CPU" not in _rows(page_data(_doc()), "totals")
+
+
 def test_timings_by_percentile_and_a_percentile_of_nothing_is_a_dash() -> None:
     t = _table(page_data(_doc()), "times")
     assert t["head"] == ["", "min", "mean", "p50", "p90", "p95", "p99", "p999", "max"]
@@ -170,6 +196,8 @@ def test_thresholds_say_pass_or_fail() -> None:
         ["errors<1%", ["FAIL", "bad"], "2.755"],
     ]
     assert ["thresholds", "1 failed", "bad"] in data["cards"]
+    nothing = _doc(thresholds=[{"expr": "ttft_p99<1s", "ok": False, "value": None}])
+    assert _table(page_data(nothing), "thresholds")["rows"] == [["ttft_p99<1s", ["FAIL", "bad"], "no data"]]
 
 
 def test_the_configuration_says_what_was_asked_for() -> None:
@@ -183,6 +211,22 @@ def test_the_configuration_says_what_was_asked_for() -> None:
     assert rows["thresholds"] == ["p99<300ms, errors<1%"]
     assert rows["host"] == ["box: 2 CPUs, 1,024 MB, Linux, Python 3.11"]
     assert "warm-up" not in rows  # what was not asked for is not listed
+    assert rows["method"] == ["GET"] and "iterations (-n)" not in rows
+
+
+def test_a_scenario_configuration_names_no_method_and_counts_iterations() -> None:
+    doc = _doc()
+    doc["meta"] |= {"scenario": "checkout", "requests": 50, "method": "GET"}
+    rows = _rows(page_data(doc), "config")
+    assert "method" not in rows and "request budget (-n)" not in rows
+    assert rows["iterations (-n)"] == ["50"] and rows["users"] == ["4"]
+    doc["meta"] |= {"scenario": None, "py": {"target": "w.py:run", "params": {}}}
+    rows = _rows(page_data(doc), "config")
+    assert "method" not in rows and rows["iterations (-n)"] == ["50"]
+    doc = _doc()
+    doc["meta"]["requests"] = 50
+    rows = _rows(page_data(doc), "config")
+    assert rows["request budget (-n)"] == ["50"] and rows["method"] == ["GET"]
 
 
 def test_llm_figures_have_their_table_and_rows() -> None:
@@ -197,9 +241,22 @@ def test_llm_figures_have_their_table_and_rows() -> None:
         "ttft_ms": dict(LAT, p50=120.0),
         "tpot_ms": dict.fromkeys(LAT, None),
         "streamed": 12,
+        "input_tokens_per_s": 33.333,
+        "answers_estimated": 2,
+        "bad_usage": 1,
+        "retry_after": {"count": 3, "max_s": 12.5},
+        "retry_after_clamped": 4,
     }
     data = page_data(doc)
     rows = _rows(data, "llm")
+    assert rows["input tokens/s"] == ["33.33"]
+    assert rows["answers with estimated tokens"] == ["2"]
+    assert rows["usage fields that were not numbers"] == ["1"]
+    assert rows["Retry-After clamped to 1 h"] == ["4"]
+    assert rows["429s with Retry-After (max s)"] == ["3 (12.5)"]
+    assert not [k for k in rows if "_" in k]  # no raw field name
+    doc["summary"]["llm"]["retry_after"] = {"count": 0, "max_s": 0.0}
+    assert _rows(page_data(doc), "llm")["429s with Retry-After (max s)"] == ["0"]
     assert rows["output tokens"] == ["5,000"] and rows["goodput (req/s)"] == ["3.50"]
     assert rows["tokens counted from"] == ["usage"] and rows["streamed"] == ["12"]
     times = _rows(data, "times")
@@ -315,6 +372,29 @@ def test_the_hunt_card_and_levels() -> None:
     nothing = dict(_hunt(), best=None, best_rps=None, stop_reason="generator")
     assert hunt_card(nothing)["verdict"] == "no level met the SLOs" and hunt_card(nothing)["class"] == "bad"
     assert hunt_card(nothing)["lines"][-1].startswith("stopped: squall itself was the limit")
+    assert t["head"][-2] == "squall CPU"
+
+
+def test_the_console_says_why_the_hunt_stopped_in_the_htmls_words() -> None:
+    from rich.console import Console
+
+    from squall.report.tables import print_hunt
+
+    for reason, said in (
+        ("max", "stopped: it reached --max"),
+        ("slo", "stopped: a level failed an SLO"),
+        ("plateau", "stopped: throughput stopped rising"),
+        ("interrupted", "stopped early by Ctrl-C: the levels above were not searched"),
+    ):
+        hunt = _hunt() | {"stop_reason": reason}
+        for st in hunt["steps"]:
+            st["generator_cpu_pct"] = st.get("generator_cpu_pct")
+        console = Console(record=True, width=300)
+        print_hunt(hunt, console)
+        text = console.export_text()
+        assert hunt_card(hunt)["lines"][-1] == said
+        assert f"  {said}\n" in text and text.count(said) == 1
+        assert "squall CPU" in text and "gen CPU" not in text
     data = page_data(_doc(hunt=_hunt()))
     assert data["verdicts"][0]["id"] == "hunt" and data["tables"][0]["id"] == "hunt_levels"
     assert data["hunt"]["level"] == [1.0, 4.0, 6.0, 8.0] and data["hunt"]["failed"] == [
