@@ -334,28 +334,15 @@ def config_table(doc: dict[str, Any]) -> Table:
 
 def hunt_card(hunt: dict[str, Any]) -> dict[str, Any]:
     """The hunt's verdict: the best level, the knee, the first failing level, and why it stopped."""
-    unit = "users" if hunt.get("mode") == "concurrency" else "req/s"
-    best, lines = hunt.get("best"), []
-    if best is not None:
-        rps = hunt.get("best_rps")
-        verdict = f"best: {best:g} {unit}" + (f" ({rps:,.1f} req/s)" if _number(rps) else "")
-        lines.append("the highest level that met every SLO")
-    else:
-        verdict = "no level met the SLOs"
-    lines.append("SLOs: " + (", ".join(hunt.get("slos") or []) or "—"))
-    if hunt.get("knee") is not None:
-        lines.append(f"knee of the throughput curve: {hunt['knee']:g} {unit}")
-    if hunt.get("first_failing") is not None:
-        why = ", ".join(hunt.get("failed_slo") or []) or "throughput stopped rising"
-        lines.append(f"first failing: {hunt['first_failing']:g} {unit} ({why})")
-    from squall.report.tables import hunt_stopped
+    from squall.report.tables import hunt_found, hunt_stopped
 
-    lines.append(hunt_stopped(hunt))
+    verdict, kind, found = hunt_found(hunt)
+    lines = ["SLOs: " + (", ".join(hunt.get("slos") or []) or "—"), *found, hunt_stopped(hunt)]
     return {
         "id": "hunt",
         "title": "Hunt",
         "verdict": verdict,
-        "class": "ok" if best is not None else "bad",
+        "class": {"ok": "ok", "bad": "bad"}.get(kind, ""),
         "lines": lines,
     }
 

@@ -64,6 +64,49 @@ def hunt_stopped(hunt: dict[str, Any]) -> str:
     return _HUNT_STOPS.get(reason, f"stopped: {reason or '—'}")
 
 
+def level_text(level: float, mode: str) -> str:
+    """`16 users`, `1 user` or `250 req/s`: a hunt level with its unit."""
+    if mode != "concurrency":
+        return f"{level:g} req/s"
+    return f"{level:g} user" + ("" if level == 1 else "s")
+
+
+def hunt_found(hunt: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """What the hunt found, as the console and the HTML both say it: the headline, its kind (ok, bad,
+    unjudged, cut) and the lines under it (first failing level, knee, levels not judged)."""
+    mode = str(hunt.get("mode"))
+    best, first = hunt.get("best"), hunt.get("first_failing")
+    if best is not None:
+        rps = hunt.get("best_rps")
+        said = f" ({rps:,.1f} req/s)" if isinstance(rps, (int, float)) else ""
+        headline, kind = f"best: {level_text(best, mode)}{said} meets every SLO", "ok"
+    elif hunt.get("stop_reason") in ("interrupted", "terminated", "worker_lost"):
+        headline, kind = "no level passed before the hunt was cut short", "cut"
+    elif first is None and hunt.get("unjudged"):
+        headline, kind = "no level could be judged (see below)", "unjudged"
+    else:
+        headline, kind = "no level met the SLOs", "bad"
+    lines = []
+    if first is not None:
+        if hunt.get("failed_slo"):
+            lines.append(f"first failing: {level_text(first, mode)} ({', '.join(hunt['failed_slo'])})")
+        else:  # it met the SLOs, but more load gave no more throughput
+            lines.append(
+                f"throughput stopped rising at {level_text(first, mode)} (it met the SLOs, with no gain)"
+            )
+    if hunt.get("knee") is not None:
+        lines.append(f"knee of the throughput curve: {level_text(hunt['knee'], mode)}")
+    if hunt.get("unjudged"):
+        levels = ", ".join(f"{x:g}" for x in hunt["unjudged"])
+        unit = "users" if mode == "concurrency" else "req/s"
+        lines.append(
+            "not judged (too few answers, or an error rate whose 95% interval straddles its limit): "
+            f"{levels} {unit}; counted neither as passing nor as failing. To judge them: a longer "
+            "--step-duration or --max-extend, a higher --start, or a looser percentile"
+        )
+    return headline, kind, lines
+
+
 def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
     """The hunt's steps as a table (by level), then what it found."""
     console = console or Console(highlight=False, soft_wrap=True)
@@ -99,29 +142,13 @@ def print_hunt(hunt: dict[str, Any], console: Console | None = None) -> None:
             cpu,
             step_verdict(st),
         )
-    unit = "users" if hunt["mode"] == "concurrency" else "req/s"
     console.print(f"[bold]squall hunt[/bold] ({hunt['mode']}; SLOs: {', '.join(hunt['slos'])})")
     console.print(table)
-    cut = hunt["stop_reason"] in ("interrupted", "terminated", "worker_lost")
-    if hunt["best"] is not None:
-        console.print(f"  best: {hunt['best']:g} {unit} ({hunt['best_rps']:,.1f} req/s) meets every SLO")
-    elif cut:
-        console.print("  no level passed before the hunt was cut short")
-    elif hunt["first_failing"] is None and hunt.get("unjudged"):
-        console.print("  [yellow]no level could be judged: none had enough answers for the SLOs[/yellow]")
-    else:
-        console.print("  [red]no level met the SLOs[/red]")
-    if hunt["first_failing"] is not None:
-        why = ", ".join(hunt["failed_slo"]) or "throughput stopped rising"
-        console.print(f"  first failing: {hunt['first_failing']:g} {unit} ({why})")
-    if hunt["knee"] is not None:
-        console.print(f"  knee of the throughput curve: {hunt['knee']:g} {unit}")
-    if hunt.get("unjudged"):
-        levels = ", ".join(f"{x:g}" for x in hunt["unjudged"])
-        console.print(
-            f"  [yellow]not judged (too few samples, or the error rate's 95% interval straddles the limit): "
-            f"{levels} {unit}; counted neither as passing nor as failing[/yellow]"
-        )
+    headline, kind, lines = hunt_found(hunt)
+    style = {"ok": "", "bad": "red", "unjudged": "yellow", "cut": ""}[kind]
+    console.print(f"  [{style}]{headline}[/{style}]" if style else f"  {headline}")
+    for line in lines:
+        console.print(f"  [yellow]{line}[/yellow]" if line.startswith("not judged") else f"  {line}")
     if any(st.get("extended") for st in hunt["steps"]):
         console.print("  samples marked + come from a level run again for longer to have enough to judge")
     said = hunt_stopped(hunt)

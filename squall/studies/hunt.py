@@ -214,6 +214,7 @@ class Hunter:
         if self.interrupt:  # a signal between two levels
             return {}, self.interrupt
         step, res = self._judged(level)
+        step["extended"] = False
         longer = self._longer(step)
         if longer is not None and longer > (step["duration_s"] or 0) and not self.interrupt:
             step, res = self._judged(level, longer)
