@@ -401,7 +401,7 @@ def test_hunt_quiet_prints_no_line_per_level(quiet: bool, target: ServerThread) 
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert ("hunt: level 1:" in res.output) is not quiet
-    assert "best: 1 users" in res.output
+    assert "best: 1 user (" in res.output
 
 
 def test_version_is_printed_and_exits_0() -> None:
