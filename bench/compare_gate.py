@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from nginx import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {
@@ -47,12 +48,6 @@ def squall(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         check=check,
         timeout=120,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_quiet(limit_pct: float = 25.0, most_s: float = 10.0) -> float:

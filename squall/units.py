@@ -74,6 +74,17 @@ def parse_percent(text: str, what: str = "percentage") -> float:
     return value
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
+_MB = {"b": 1 / 2**20, "kb": 1 / 1024, "mb": 1.0, "gb": 1024.0, "tb": 1024.0**2}
+
+
+def size_mb(text: str) -> float | None:
+    """`600MB`, `2GB`, `512KiB` in MB (powers of 1,024, as RSS is sampled); None when `text` is not a
+    size with its unit."""
+    m = _SIZE.match(text)
+    return None if m is None else float(m.group(1)) * _MB[m.group(2).lower().replace("i", "")]
+
+
 def check_writable(path: Path, option: str = "--out") -> None:
     """PlanError unless `path` can be written: not a directory, in a writable directory."""
     if path.is_dir():

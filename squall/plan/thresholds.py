@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from squall.units import PlanError, named, parse_duration
+from squall.units import PlanError, named, parse_duration, size_mb
 
 _EXPR = re.compile(r"^\s*([a-z][A-Za-z0-9_.\-]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 _PCT = re.compile(r"^(p50|p90|p95|p99|p999|min|max|mean)$")
@@ -38,8 +38,6 @@ TARGET = {
     "target_cpu_mean": ("cpu_mean_pct", "%"),
     "target_cpu_max": ("cpu_max_pct", "%"),
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
-_MB = {"b": 1 / 2**20, "kb": 1 / 1024, "mb": 1.0, "gb": 1024.0, "tb": 1024.0**2}
 _NOT_FINITE = re.compile(r"^\s*[+-]?(nan|inf)", re.IGNORECASE)
 
 
@@ -211,11 +209,10 @@ def _target(text: str, flag: str, metric: str, op: str, raw: str) -> Threshold:
                 f"{metric}{op}80% (100% is one core)"
             )
         return Threshold(text.strip(), ("target", field), op, limit)
-    size = _SIZE.match(raw)
-    if size is None:
+    limit = size_mb(raw)
+    if limit is None:
         fix = f"{metric}{op}{raw.strip()}MB" if _BARE.fullmatch(raw.strip()) else f"{metric}{op}600MB"
         raise PlanError(f"{named(flag, text)}: {raw!r} is not a size with its unit; write e.g. {fix} or 2GB")
-    limit = float(size.group(1)) * _MB[size.group(2).lower().replace("i", "")]
     return Threshold(text.strip(), ("target", field), op, limit)
 
 

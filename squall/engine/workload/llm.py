@@ -62,10 +62,10 @@ class LlmSource:
         # b, so over all workers every prompt (n mod P) goes once before any goes twice (-n gives each worker
         # its share). A timed run, where one worker can send more than another, moves each worker on to the
         # next slot every R = lcm(P, W) / W blocks (number bW + (w + b // R) mod W), so each worker goes over
-        # every prompt, not over every W-th one, and the counts per prompt stay even.
-        # Request n takes key n mod K, stepped on by one more after each lcm(K, P)
-        # requests (the span after which (n mod P, n mod K) pairs would repeat), so over K x P requests every
-        # (key, prompt) pair is sent once, whatever K and P are (one prompt and two keys included).
+        # every prompt, not over every W-th one, and the counts per prompt stay even (with -n it never does).
+        # Request n takes key n mod K, stepped on by one more after each lcm(K, P) requests (the span after
+        # which (n mod P, n mod K) pairs would repeat), so over K x P requests every (key, prompt) pair is
+        # sent once, whatever K and P are (one prompt and two keys included).
         self.cycle = math.lcm(len(self.bodies), len(self.requests))
         self.k, self.worker = 0, worker  # this worker's requests so far
         self.stride = max(1, plan.spread.workers)
