@@ -251,6 +251,31 @@ LLM_OPTIONS: dict[str, Any] = {
         str, "--done-marker", help="The data event that ends a stream (chat, completions, sse; '' for none)."
     ),
     "goodput": _llm(list[str] | None, "--goodput", help="A bound every good request meets: 'ttft<500ms'."),
+    "turns": _llm(
+        int | None,
+        "--turns",
+        help="User turns per conversation: each turn carries the history (the answers as received).",
+    ),
+    "max_inflight": _llm(int | None, "--max-inflight", help="Cap on requests in flight across all sessions."),
+    "dataset": _llm(Path | None, "--dataset", help="Prompts or conversations: ShareGPT, OpenAI messages."),
+    "dataset_format": _llm(str, "--dataset-format", help="auto, sharegpt, openai or prompts."),
+    "dataset_sample": _llm(int | None, "--dataset-sample", help="Send N records of the dataset (by --seed)."),
+    "exact_output": _llm(
+        bool,
+        "--exact-output",
+        help="Also send min_tokens and ignore_eos (vLLM, SGLang): answers as long as asked.",
+    ),
+    "trace": _llm(
+        Path | None, "--trace", help="Replay a trace: Mooncake JSONL or CSV timestamp,input,output."
+    ),
+    "trace_speed": _llm(float, "--trace-speed", help="Replay the trace this many times as fast."),
+    "block_tokens": _llm(int, "--block-tokens", help="Tokens per trace hash_id block (shared prefixes)."),
+    "prefix_tokens": _llm(int | None, "--prefix-tokens", help="A shared system prefix of N tokens per user."),
+    "prefixes": _llm(int | None, "--prefixes", help="K distinct shared prefixes (each user bound to one)."),
+    "cancel_after": _llm(str | None, "--cancel-after", help="Abandon each stream this long after its send."),
+    "cancel_rate": _llm(
+        float, "--cancel-rate", help="Share of streams abandoned at a random point (0-1), as closed tabs."
+    ),
 }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from squall.units import PlanError
+from squall.units import PlanError, parse_duration
 
 if TYPE_CHECKING:
     from squall.plan.specs import LlmSpec
@@ -34,6 +34,19 @@ class LlmFlags:
     text_path: str = DEFAULT_TEXT_PATH
     done_marker: str = "[DONE]"
     goodput: tuple[str, ...] = ()
+    turns: int | None = None
+    max_inflight: int | None = None
+    dataset: Path | None = None
+    dataset_format: str = "auto"
+    dataset_sample: int | None = None
+    exact_output: bool = False
+    trace: Path | None = None
+    trace_speed: float = 1.0
+    block_tokens: int = 512
+    prefix_tokens: int | None = None
+    prefixes: int | None = None
+    cancel_after: str | None = None
+    cancel_rate: float = 0.0
 
 
 def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ()) -> LlmSpec:
@@ -96,6 +109,11 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
         text_path=flags.text_path,
         done_marker=flags.done_marker,
         goodput=tuple(parse_goodput(g) for g in flags.goodput),
+        turns=flags.turns or 1,
+        max_inflight=flags.max_inflight,
+        exact_output=flags.exact_output,
+        cancel_after=parse_duration(flags.cancel_after, "--cancel-after") if flags.cancel_after else None,
+        cancel_rate=flags.cancel_rate,
     )
 
 

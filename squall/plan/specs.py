@@ -64,11 +64,14 @@ _BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """One prompt: a string (completions, dify, sse) or chat messages, with an optional max_tokens."""
+    """One prompt: a string (completions, dify, sse) or chat messages, with an optional max_tokens; a
+    conversation record's later user turns (`turns`: each its text and max_tokens) follow it, each sent with
+    the history so far (the server's answers as received)."""
 
     text: str = ""
     messages: tuple[tuple[str, str], ...] = ()
     max_tokens: int | None = None
+    turns: tuple[Prompt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,12 @@ class LlmSpec:
     text_path: str = "choices.0.delta.content"
     done_marker: str = "[DONE]"
     goodput: tuple[tuple[str, float], ...] = ()
+    turns: int = 1  # --turns: user turns per session (a dataset record's own turns drive its session)
+    max_inflight: int | None = None  # --max-inflight: requests in flight across all sessions
+    prefixes: tuple[str, ...] = ()  # --prefix-tokens/--prefixes: shared system prefixes, user u has u % K
+    exact_output: bool = False  # --exact-output: also ask for min_tokens = max_tokens and ignore_eos
+    cancel_after: float | None = None  # --cancel-after: seconds after the send a stream is abandoned
+    cancel_rate: float = 0.0  # --cancel-rate: the share of streams abandoned between first token and end
 
     def validate(self) -> None:
         """Raise PlanError for an unknown API, no prompts or a bad bound."""
@@ -102,6 +111,16 @@ class LlmSpec:
         for key in self.api_keys:
             if not key or any(c in key for c in "\r\n") or not key.isascii():
                 raise PlanError("an API key is empty or has characters a header cannot carry")
+        if not 1 <= self.turns <= 10_000:
+            raise PlanError(f"--turns must be from 1 to 10,000 (got {self.turns})")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise PlanError(f"--max-inflight must be at least 1 (got {self.max_inflight})")
+        if self.cancel_after is not None and not 0 < self.cancel_after <= 86_400:
+            raise PlanError(
+                f"--cancel-after must be more than 0 s and at most a day (got {self.cancel_after:g} s)"
+            )
+        if not 0 <= self.cancel_rate <= 1:  # (nan fails too)
+            raise PlanError(f"--cancel-rate must be from 0 to 1 (got {self.cancel_rate:g})")
 
 
 def parse_goodput(text: str) -> tuple[str, float]:

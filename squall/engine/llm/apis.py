@@ -63,6 +63,18 @@ class ApiShape:
         """The JSON body for one prompt (before --body-json is merged in)."""
         return {"prompt": prompt_text(p)}
 
+    def auth(self, key: str) -> list[tuple[str, str]]:
+        """The headers that carry an API key (and any other header the API requires with it)."""
+        return [("Authorization", key if key.startswith("Bearer ") else f"Bearer {key}")]
+
+    # Conversations: the body field that holds the history as a list of messages (None: the API takes one
+    # prompt string, and the history is joined into it), each made by message(role, content).
+    history_field: str | None = None
+
+    def message(self, role: str, content: str) -> dict[str, Any]:
+        """One history entry (a user's turn or an answer as received) in this API's shape."""
+        return {"role": role, "content": content}
+
     def read(self, event: Any, path: Path) -> Said:
         """What one event (any JSON value) says, in one call (the stream reader's per-event path): its content
         text or None (`path`: where --text-path points), its token usage or None, and None while the stream
@@ -81,6 +93,8 @@ class ApiShape:
 
 class Chat(ApiShape):
     """OpenAI chat completions: messages in, `choices[0].delta.content` events out, usage at the end."""
+
+    history_field = "messages"
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
         msgs = p.messages or (("user", p.text),)
@@ -117,6 +131,8 @@ class Chat(ApiShape):
 
 class Completions(Chat):
     """OpenAI completions: a prompt string in, `choices[0].text` events out."""
+
+    history_field = None
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
         body: dict[str, Any] = {"model": spec.model, "stream": spec.stream, "prompt": prompt_text(p)}

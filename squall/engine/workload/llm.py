@@ -45,15 +45,15 @@ class LlmSource:
         defaults = [("Content-Type", "application/json")]
         if spec.stream:
             defaults.append(("Accept", "text/event-stream"))
+        shape = APIS[spec.api]
         self.requests: list[Request] = []
         for key in spec.api_keys or ("",):
             extra = list(defaults)
             if key:
-                extra.append(("Authorization", key if key.startswith("Bearer ") else f"Bearer {key}"))
+                extra.extend(shape.auth(key))
             self.requests.append(build("POST", req.url, headers, b"", tuple(extra)))
         self.heads = [r.prefix() for r in self.requests]
         count = make_counter()
-        shape = APIS[spec.api]
         self.reading = Reading(shape, spec.stream, count, parse_path(spec.text_path), spec.done_marker)
         self.bodies = [orjson.dumps(request_body(spec, p)) for p in spec.prompts]
         self.framed = [frame(body) for body in self.bodies]
