@@ -96,6 +96,10 @@ class LlmSpec:
     exact_output: bool = False  # --exact-output: also ask for min_tokens = max_tokens and ignore_eos
     cancel_after: float | None = None  # --cancel-after: seconds after the send a stream is abandoned
     cancel_rate: float = 0.0  # --cancel-rate: the share of streams abandoned between first token and end
+    trace_offsets: tuple[
+        float, ...
+    ] = ()  # --trace: each request's send time (s from t0, after --trace-speed);
+    # request i of the run sends prompts[i] at trace_offsets[i]
 
     def validate(self) -> None:
         """Raise PlanError for an unknown API, no prompts or a bad bound."""
