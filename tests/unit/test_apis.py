@@ -19,31 +19,40 @@ MS = 1_000_000
 
 
 def test_the_registry_names_every_api() -> None:
-    assert list(APIS) == ["chat", "completions", "dify", "sse"]
+    assert list(APIS) == ["chat", "completions", "responses", "anthropic", "dify", "sse"]
     assert tuple(APIS) == specs.api_names()
-    got = {
-        p: guess_api("http://h" + p)
-        for p in ("/v1/chat/completions", "/v1/completions", "/chat-messages", "/x")
-    }
+    paths = (
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/responses",
+        "/v1/messages",
+        "/chat-messages",
+        "/x",
+    )
+    got = {p: guess_api("http://h" + p) for p in paths}
     assert got == {
         "/v1/chat/completions": "chat",
         "/v1/completions": "completions",
+        "/v1/responses": "responses",
+        "/v1/messages": "anthropic",
         "/chat-messages": "dify",
         "/x": "sse",
     }
+    assert guess_api("http://h/openai/v1/responses") == "responses"
+    assert guess_api("http://h/v1/threads/t/messages") == "sse"  # (not the Messages API's path)
 
 
 def test_each_shape_reads_its_events() -> None:
     chat, comp, dify = APIS["chat"], APIS["completions"], APIS["dify"]
     event = {"choices": [{"delta": {"content": "a"}}], "usage": {"completion_tokens": 1}}
-    assert chat.read(event, ()) == ("a", {"completion_tokens": 1}, None)
+    assert chat.read(event, ()) == ("a", {"completion_tokens": 1}, None, None)
     assert comp.read({"choices": [{"text": "b"}]}, ())[0] == "b"
     end = {"event": "message_end", "metadata": {"usage": {"completion_tokens": 2}}}
-    assert dify.read(end, ()) == (None, {"completion_tokens": 2}, "")
+    assert dify.read(end, ()) == (None, {"completion_tokens": 2}, "", None)
     assert dify.read({"event": "error"}, ())[2] == "stream_error"
     assert APIS["sse"].read({"o": [{"t": "c"}]}, ("o", 0, "t"))[0] == "c"
-    assert chat.final({"choices": [{"message": {"content": "d"}}]}, ()) == ("d", None)
-    assert dify.final({"answer": "e", "metadata": {"usage": {"x": 1}}}, ()) == ("e", {"x": 1})
+    assert chat.final({"choices": [{"message": {"content": "d"}}]}, ()) == ("d", None, None)
+    assert dify.final({"answer": "e", "metadata": {"usage": {"x": 1}}}, ()) == ("e", {"x": 1}, None)
     assert request_body(LlmSpec(api="completions", stream=False, max_tokens=4), Prompt("p")) == {
         "model": "default",
         "stream": False,
@@ -58,7 +67,7 @@ class Upper(ApiShape):
     done_marker = ""
 
     def read(self, event: dict[str, Any], path: Path) -> Said:
-        return event.get("say"), None, "" if event.get("bye") else None
+        return event.get("say"), None, "" if event.get("bye") else None, None
 
 
 def test_a_new_shape_is_read_by_the_one_reader() -> None:
@@ -73,16 +82,21 @@ def test_a_new_shape_is_read_by_the_one_reader() -> None:
 def test_read_says_text_usage_and_end_in_one_call() -> None:
     chat, comp, dify, sse = (APIS[n] for n in ("chat", "completions", "dify", "sse"))
     usage = {"completion_tokens": 1}
-    assert chat.read({"choices": [{"delta": {"content": "a"}}], "usage": usage}, ()) == ("a", usage, None)
-    assert chat.read({"choices": [], "usage": usage}, ()) == (None, usage, None)
-    assert chat.read({"choices": [{"message": {"content": "m"}}]}, ()) == ("m", None, None)
-    assert comp.read({"choices": [{"text": "b"}], "usage": None}, ()) == ("b", None, None)
-    assert dify.read({"event": "agent_message", "answer": "c"}, ()) == ("c", None, None)
-    assert dify.read({"event": "message_end", "metadata": {"usage": usage}}, ()) == (None, usage, "")
-    assert dify.read({"event": "error"}, ()) == (None, None, "stream_error")
-    assert dify.read({"event": "ping"}, ()) == (None, None, None)
-    assert sse.read({"o": [{"t": "c"}]}, ("o", 0, "t")) == ("c", None, None)
-    assert sse.read({"o": [{"t": 1}]}, ("o", 0, "t")) == (1, None, None)  # as found: the reader checks types
+    assert chat.read({"choices": [{"delta": {"content": "a"}}], "usage": usage}, ()) == (
+        "a",
+        usage,
+        None,
+        None,
+    )
+    assert chat.read({"choices": [], "usage": usage}, ()) == (None, usage, None, None)
+    assert chat.read({"choices": [{"message": {"content": "m"}}]}, ()) == ("m", None, None, None)
+    assert comp.read({"choices": [{"text": "b"}], "usage": None}, ()) == ("b", None, None, None)
+    assert dify.read({"event": "agent_message", "answer": "c"}, ()) == ("c", None, None, None)
+    assert dify.read({"event": "message_end", "metadata": {"usage": usage}}, ()) == (None, usage, "", None)
+    assert dify.read({"event": "error"}, ()) == (None, None, "stream_error", None)
+    assert dify.read({"event": "ping"}, ()) == (None, None, None, None)
+    assert sse.read({"o": [{"t": "c"}]}, ("o", 0, "t")) == ("c", None, None, None)
+    assert sse.read({"o": [{"t": 1}]}, ("o", 0, "t")) == (1, None, None, None)  # as found: the reader checks
 
 
 def test_only_a_text_path_shape_takes_text_path() -> None:
@@ -106,7 +120,8 @@ def test_a_new_shape_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch, tmp_
     steps = load_scenario(doc).journeys[0].steps
     assert [s.llm.api for s in steps if s.llm is not None] == ["upper", "upper"]
     with pytest.raises(
-        PlanError, match=r"--text-path is for --api sse; chat, completions, dify and upper read"
+        PlanError,
+        match=r"--text-path is for --api sse; chat, completions, responses, anthropic, dify and upper read",
     ):
         llm_spec("http://h/v1/upper", LlmFlags(text_path="a.b"), 0)
     monkeypatch.setattr(Upper, "text_path", True)
@@ -115,7 +130,7 @@ def test_a_new_shape_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch, tmp_
         "base_url: http://h\nscenarios:\n  - name: s\n    steps:\n"
         "      - {name: a, llm: {path: /v1/x, api: upper, prompt: hi}}\n"
     )
-    with pytest.raises(PlanError, match=r"llm.api: must be chat, completions or dify$"):
+    with pytest.raises(PlanError, match=r"llm.api: must be chat, completions, responses, anthropic or dify$"):
         load_scenario(doc)
 
 
@@ -127,7 +142,7 @@ class Counted(ApiShape):
 
     def read(self, event: dict[str, Any], path: Path) -> Said:
         self.calls.append("read")
-        return event.get("t"), None, None
+        return event.get("t"), None, None, None
 
     def text(self, event: dict[str, Any], path: Path) -> str | None:
         self.calls.append("text")

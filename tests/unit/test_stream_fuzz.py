@@ -45,9 +45,29 @@ def event(api: str, text: str) -> dict[str, Any]:
         return {"choices": [{"index": 0, "delta": {"content": text}}]}
     if api == "completions":
         return {"choices": [{"text": text}]}
+    if api == "responses":
+        return {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": text}
+    if api == "anthropic":
+        return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
     if api == "dify":
         return {"event": "message", "answer": text}
     return {"out": [{"t": text}]}
+
+
+REASONING_APIS = ["chat", "completions", "responses", "anthropic"]
+
+
+def thought(api: str, text: str) -> dict[str, Any]:
+    """A reasoning event of the API shape (those that have one)."""
+    if api == "chat":
+        return {"choices": [{"index": 0, "delta": {"reasoning_content": text}}]}
+    if api == "completions":
+        return {
+            "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": None, "reasoning": text}]
+        }
+    if api == "responses":
+        return {"type": "response.reasoning_text.delta", "output_index": 0, "content_index": 0, "delta": text}
+    return {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": text}}
 
 
 def last_events(api: str, usage: dict[str, Any]) -> list[bytes]:
@@ -56,6 +76,15 @@ def last_events(api: str, usage: dict[str, Any]) -> list[bytes]:
         return [orjson.dumps({"event": "message_end", "metadata": {"usage": usage}})]
     if api == "sse":
         return [b"[DONE]"]
+    if api == "responses":
+        given = {"input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens")}
+        return [
+            orjson.dumps({"type": "response.completed", "response": {"status": "completed", "usage": given}})
+        ]
+    if api == "anthropic":  # (usage in two parts, as the API sends it: message_start's, message_delta's)
+        start = {"type": "message_start", "message": {"usage": {"input_tokens": usage.get("prompt_tokens")}}}
+        out = {"type": "message_delta", "usage": {"output_tokens": usage.get("completion_tokens")}}
+        return [orjson.dumps(start), orjson.dumps(out), orjson.dumps({"type": "message_stop"})]
     return [orjson.dumps({"choices": [], "usage": usage}), b"[DONE]"]
 
 
@@ -65,6 +94,13 @@ def body(api: str, text: str, usage: dict[str, Any]) -> dict[str, Any]:
         return {"choices": [{"message": {"content": text}}], "usage": usage}
     if api == "completions":
         return {"choices": [{"text": text}], "usage": usage}
+    if api == "responses":
+        given = {"input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens")}
+        message = {"type": "message", "content": [{"type": "output_text", "text": text}]}
+        return {"status": "completed", "output": [message], "usage": given}
+    if api == "anthropic":
+        given = {"input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens")}
+        return {"type": "message", "content": [{"type": "text", "text": text}], "usage": given}
     if api == "dify":
         return {"answer": text, "metadata": {"usage": usage}}
     return {"out": [{"t": text}]}
@@ -101,7 +137,8 @@ def read_all(how: Reading, pieces: list[bytes]) -> AnswerReader:
 
 
 def outcome(r: AnswerReader) -> tuple[Any, ...]:
-    return r.finish(0), r.text(), r.tokens(), r.bad, r.bad_usage, len(r.pieces), r.done
+    verdict = r.finish(0)
+    return verdict, r.text(), r.tokens(), r.bad, r.bad_usage, len(r.pieces), r.done, r.reasoning_tokens()
 
 
 @FUZZ
@@ -141,6 +178,34 @@ def test_a_whole_answer_reads_the_same_however_it_is_split(api: str, text: str, 
     assert outcome(cut) == outcome(whole)
     assert whole.text() == text
     assert whole.finish(0) == (None if text else "empty_response")
+
+
+@FUZZ
+@given(
+    api=st.sampled_from(REASONING_APIS),
+    steps=st.lists(st.tuples(st.booleans(), st.text(min_size=1, max_size=8)), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+)
+def test_reasoning_and_answer_tokens_read_the_same_however_split(
+    api: str, steps: list[tuple[bool, str]], cuts: list[int]
+) -> None:
+    # Each step one event, reasoning (True) or answer text; each event's bytes fed apart at its own time.
+    payloads = [orjson.dumps(thought(api, t) if is_thought else event(api, t)) for is_thought, t in steps]
+    payloads += last_events(api, {"completion_tokens": 50, "prompt_tokens": 9})
+    whole = AnswerReader(reading(api), input_tokens=4)
+    for i, payload in enumerate(payloads):
+        whole.feed(sse([payload], [b"\n"], [0]), (i + 1) * MS)
+    cut = read_all(reading(api), split(sse(payloads, [b"\n"], [0]), cuts))
+    answer = "".join(t for is_thought, t in steps if not is_thought)
+    reasoning = "".join(t for is_thought, t in steps if is_thought)
+    assert (whole.finish(0), whole.text(), whole.reasoning(), whole.bad) == (None, answer, reasoning, 0)
+    assert outcome(cut)[1:] == outcome(whole)[1:]
+    assert whole.t_first == MS  # the first token of any kind
+    first_answer = next((i for i, (is_thought, _) in enumerate(steps) if not is_thought), None)
+    assert whole.t_answer == (0 if first_answer is None else (first_answer + 1) * MS)
+    assert list(whole.gaps) == [1000] * (len(steps) - 1)  # every token event, of either kind
+    assert whole.reasoning_tokens() == estimate_tokens(reasoning)  # (no reasoning_tokens in this usage)
+    assert whole.tokens()[:3] == (50, 9, True)
 
 
 def paths(obj: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -306,6 +371,15 @@ def test_recording_any_answer_never_raises_and_ships(api: str, value: Any, statu
     payloads.append(
         json.dumps({"event": "message_end", "metadata": {"usage": {"completion_tokens": value}}}).encode()
     )
+    if api in REASONING_APIS:
+        payloads.insert(0, json.dumps(thought(api, "hm")).encode())
+    completed = {"type": "response.completed", "response": {"usage": value}}
+    started = {"type": "message_start", "message": {"usage": {"input_tokens": value}}}
+    delta = {"type": "message_delta", "usage": {"output_tokens": value}}
+    detailed = {"choices": [], "usage": {"completion_tokens_details": {"reasoning_tokens": value}}}
+    payloads += [
+        json.dumps(e).encode() for e in (completed, started, delta, detailed, {"type": "message_stop"})
+    ]
     r.feed(sse([*payloads, b"[DONE]"], [b"\r\n"], [1]), 2 * MS)
     rec.answer(status, MS, MS, 2 * MS, 3 * MS, 10, r, False)
     window = rec.snapshot(0, 0, 1_000_000_000, 0)

@@ -1,4 +1,5 @@
-"""API shapes: how each LLM API is asked (its JSON body) and answered (text, usage and end of its events).
+"""API shapes: how each LLM API is asked (its JSON body) and answered (text, usage, end and reasoning of its
+events).
 
 Adding a shape is one class here and one entry in `APIS`; nothing else switches on the API's name.
 """
@@ -8,11 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
+
 if TYPE_CHECKING:
     from squall.plan.specs import LlmSpec, Prompt
 
 Path = tuple[str | int, ...]
-Said = tuple[Any, Any, str | None]  # an event's (text, usage, end) as it says them: ApiShape.read
+Said = tuple[Any, Any, str | None, Any]  # an event's (text, usage, end, reasoning) as found: ApiShape.read
+Whole = tuple[Any, Any, Any]  # a whole answer's (text, usage, reasoning) as found: ApiShape.final
 
 
 class BadEvent(ValueError):
@@ -57,6 +61,7 @@ class ApiShape:
     """One API: its request body, and what an event (or a whole non-streamed answer) of its answers says."""
 
     done_marker = "[DONE]"  # the data line that ends a stream ("" when the API ends it with an event)
+    ends_itself = False  # the stream ends with an event of the API's own: a stream cut before it is broken
     text_path = False  # whether the text is wherever --text-path points (else the shape reads its own fields)
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
@@ -76,15 +81,18 @@ class ApiShape:
         return {"role": role, "content": content}
 
     def read(self, event: Any, path: Path) -> Said:
-        """What one event (any JSON value) says, in one call (the stream reader's per-event path): its content
-        text or None (`path`: where --text-path points), its token usage or None, and None while the stream
-        goes on, "" when this event ends it well, else the error kind it ends in. Text and usage are returned
-        as found (the reader checks their types); an event shaped wrong raises BadEvent."""
-        return dig(event, path), None, None
+        """What one event (any JSON value) says, in one call (the stream reader's per-event path): its answer
+        text or None (content, or a tool call's argument text; `path`: where --text-path points), its token
+        usage or None (in OpenAI's names: prompt_tokens, completion_tokens, reasoning_tokens), None while the
+        stream goes on, "" when this event ends it well, else the error kind it ends in, and its reasoning
+        text or None. Text, usage and reasoning are returned as found (the reader checks their types); an
+        event shaped wrong raises BadEvent."""
+        return dig(event, path), None, None, None
 
-    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
-        """(text, usage) of a whole non-streamed answer, as found; BadEvent when it is shaped wrong."""
-        return dig(body, path), None
+    def final(self, body: Any, path: Path) -> Whole:
+        """(text, usage, reasoning) of a whole non-streamed answer, as found; BadEvent when it is shaped
+        wrong."""
+        return dig(body, path), None, None
 
     def guess(self, path: str) -> bool:
         """Whether an endpoint path looks like this API's."""
@@ -92,7 +100,8 @@ class ApiShape:
 
 
 class Chat(ApiShape):
-    """OpenAI chat completions: messages in, `choices[0].delta.content` events out, usage at the end."""
+    """OpenAI chat completions: messages in, `choices[0].delta` events out (content, reasoning_content or
+    reasoning, tool_calls' argument text), usage at the end."""
 
     history_field = "messages"
 
@@ -106,31 +115,54 @@ class Chat(ApiShape):
         # (first_choice inlined: this runs once per token)
         if type(event) is not dict:
             raise BadEvent("the event is not a JSON object")
+        usage = event.get("usage")
+        if usage is not None:
+            usage = openai_usage(usage)
         choices = event.get("choices")
         if not choices:  # a usage-only event, or an error the API sends in the stream
-            return None, event.get("usage"), "stream_error" if event.get("error") else None
+            return None, usage, "stream_error" if event.get("error") else None, None
         if type(choices) is not list or type(c := choices[0]) is not dict:
             raise BadEvent("choices is not a list of objects")
         delta = c.get("delta") or c.get("message")
         if not delta:
-            return None, event.get("usage"), None
-        if not isinstance(delta, dict):
+            return None, usage, None, None
+        if type(delta) is not dict:
             raise BadEvent("delta is not an object")
-        return delta.get("content"), event.get("usage"), None
+        text = delta.get("content")
+        if text and len(delta) == 1:  # (the usual token: content alone)
+            return text, usage, None, None
+        reasoning = delta.get("reasoning_content")
+        if reasoning is None:
+            reasoning = delta.get("reasoning")
+        calls = delta.get("tool_calls")
+        if calls:
+            text = _with_calls(text, calls)
+        return text, usage, None, reasoning
 
-    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+    def final(self, body: Any, path: Path) -> Whole:
         c = first_choice(body)
         message = c.get("message") if c is not None else None
-        if message is not None and not isinstance(message, dict):
+        usage = body.get("usage")
+        if usage is not None:
+            usage = openai_usage(usage)
+        if message is None:
+            return None, usage, None
+        if not isinstance(message, dict):
             raise BadEvent("message is not an object")
-        return (message.get("content") if message else None), body.get("usage")
+        text = message.get("content")
+        calls = message.get("tool_calls")
+        if calls:
+            text = _with_calls(text, calls)
+        reasoning = message.get("reasoning_content")
+        return text, usage, message.get("reasoning") if reasoning is None else reasoning
 
     def guess(self, path: str) -> bool:
         return path.endswith("/chat/completions")
 
 
 class Completions(Chat):
-    """OpenAI completions: a prompt string in, `choices[0].text` events out."""
+    """OpenAI completions: a prompt string in, `choices[0].text` events out (and the reasoning of servers
+    that send it beside the text)."""
 
     history_field = None
 
@@ -140,22 +172,171 @@ class Completions(Chat):
 
     def read(self, event: Any, path: Path) -> Said:
         c = first_choice(event)
+        usage = event.get("usage")
+        if usage is not None:
+            usage = openai_usage(usage)
         if c is None:
-            return None, event.get("usage"), "stream_error" if event.get("error") else None
-        return c.get("text"), event.get("usage"), None
+            return None, usage, "stream_error" if event.get("error") else None, None
+        reasoning = c.get("reasoning_content")
+        return c.get("text"), usage, None, c.get("reasoning") if reasoning is None else reasoning
 
-    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+    def final(self, body: Any, path: Path) -> Whole:
         c = first_choice(body)
-        return (c.get("text") if c is not None else None), body.get("usage")
+        usage = body.get("usage")
+        if usage is not None:
+            usage = openai_usage(usage)
+        if c is None:
+            return None, usage, None
+        reasoning = c.get("reasoning_content")
+        return c.get("text"), usage, c.get("reasoning") if reasoning is None else reasoning
 
     def guess(self, path: str) -> bool:
         return path.endswith("/completions")
+
+
+class Responses(ApiShape):
+    """The OpenAI Responses API: `input` in; typed events out (`response.output_text.delta`, reasoning and
+    function-call argument deltas), usage in `response.completed`, which ends the stream (no [DONE])."""
+
+    done_marker = ""
+    ends_itself = True
+    history_field = "input"
+
+    def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+        given: Any = [{"role": role, "content": content} for role, content in p.messages] or p.text
+        body: dict[str, Any] = {"model": spec.model, "input": given, "stream": spec.stream}
+        max_tokens = p.max_tokens or spec.max_tokens
+        if max_tokens is not None:
+            body["max_output_tokens"] = max_tokens
+        if spec.temperature is not None:
+            body["temperature"] = spec.temperature
+        return body
+
+    def read(self, event: Any, path: Path) -> Said:
+        if type(event) is not dict:
+            raise BadEvent("the event is not a JSON object")
+        kind = event.get("type")
+        if kind == "response.output_text.delta" or kind == "response.function_call_arguments.delta":
+            return event.get("delta"), None, None, None
+        if kind == "response.reasoning_text.delta" or kind == "response.reasoning_summary_text.delta":
+            return None, None, None, event.get("delta")
+        if kind == "response.completed" or kind == "response.incomplete":  # (incomplete: max_output_tokens)
+            usage = dig(event, ("response", "usage"))
+            return None, responses_usage(usage) if usage is not None else None, "", None
+        if kind == "response.failed" or kind == "error":
+            return None, None, "stream_error", None
+        return None, None, None, None
+
+    def final(self, body: Any, path: Path) -> Whole:
+        if not isinstance(body, dict):
+            raise BadEvent("the answer is not a JSON object")
+        output = body.get("output")
+        if output is not None and not isinstance(output, list):
+            raise BadEvent("output is not a list")
+        texts: list[Any] = []
+        thoughts: list[Any] = []
+        for item in output or ():
+            if not isinstance(item, dict):
+                raise BadEvent("an output item is not an object")
+            kind = item.get("type")
+            if kind == "message":
+                texts.extend(_parts(item.get("content"), "output_text"))
+            elif kind == "function_call":
+                texts.append(item.get("arguments"))
+            elif kind == "reasoning":  # (its own text when the server gives it, else its summary)
+                own = _parts(item.get("content"), "reasoning_text")
+                thoughts.extend(own or _parts(item.get("summary"), "summary_text"))
+        usage = body.get("usage")
+        return _joined(texts), responses_usage(usage) if usage is not None else None, _joined(thoughts)
+
+    def guess(self, path: str) -> bool:
+        return path.endswith("/responses")
+
+
+class Anthropic(ApiShape):
+    """The Anthropic Messages API: messages (and a top-level `system`) in; `content_block_delta` events out
+    (text, thinking, tool input JSON), usage from `message_start` and `message_delta`, `message_stop` ends."""
+
+    done_marker = ""
+    ends_itself = True
+    history_field = "messages"
+    max_tokens = 1024  # the API requires max_tokens: this when the run gives none
+
+    def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
+        msgs = p.messages or (("user", p.text),)
+        system = [content for role, content in msgs if role == "system"]
+        body: dict[str, Any] = {"model": spec.model}
+        if system:
+            body["system"] = "\n".join(system)
+        body["messages"] = [{"role": role, "content": content} for role, content in msgs if role != "system"]
+        body["max_tokens"] = p.max_tokens or spec.max_tokens or self.max_tokens
+        body["stream"] = spec.stream
+        if spec.temperature is not None:
+            body["temperature"] = spec.temperature
+        return body
+
+    def auth(self, key: str) -> list[tuple[str, str]]:
+        return [("x-api-key", key), ("anthropic-version", "2023-06-01")]
+
+    def read(self, event: Any, path: Path) -> Said:
+        if type(event) is not dict:
+            raise BadEvent("the event is not a JSON object")
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta")
+            if type(delta) is not dict:
+                raise BadEvent("delta is not an object")
+            step = delta.get("type")
+            if step == "text_delta":
+                return delta.get("text"), None, None, None
+            if step == "thinking_delta":
+                return None, None, None, delta.get("thinking")
+            if step == "input_json_delta":
+                return delta.get("partial_json"), None, None, None
+            return None, None, None, None  # (signature_delta and the like: no tokens)
+        if kind == "message_start":
+            usage = dig(event, ("message", "usage"))
+            return None, anthropic_usage(usage) if usage is not None else None, None, None
+        if kind == "message_delta":
+            usage = event.get("usage")
+            return None, anthropic_usage(usage) if usage is not None else None, None, None
+        if kind == "message_stop":
+            return None, None, "", None
+        if kind == "error":
+            return None, None, "stream_error", None
+        return None, None, None, None
+
+    def final(self, body: Any, path: Path) -> Whole:
+        if not isinstance(body, dict):
+            raise BadEvent("the answer is not a JSON object")
+        content = body.get("content")
+        if content is not None and not isinstance(content, list):
+            raise BadEvent("content is not a list")
+        texts: list[Any] = []
+        thoughts: list[Any] = []
+        for block in content or ():
+            if not isinstance(block, dict):
+                raise BadEvent("a content block is not an object")
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(block.get("text"))
+            elif kind == "tool_use":
+                given = block.get("input")
+                texts.append(orjson.dumps(given).decode() if given is not None else None)
+            elif kind == "thinking":
+                thoughts.append(block.get("thinking"))
+        usage = body.get("usage")
+        return _joined(texts), anthropic_usage(usage) if usage is not None else None, _joined(thoughts)
+
+    def guess(self, path: str) -> bool:
+        return path.endswith("/v1/messages")
 
 
 class Dify(ApiShape):
     """Dify chat-messages: `message` events carry the answer, `message_end` the usage and the end."""
 
     done_marker = ""
+    ends_itself = True
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:
         mode = "streaming" if spec.stream else "blocking"
@@ -166,15 +347,15 @@ class Dify(ApiShape):
             raise BadEvent("the event is not a JSON object")
         kind = event.get("event")
         if kind == "message" or kind == "agent_message":
-            return event.get("answer"), None, None
+            return event.get("answer"), None, None, None
         if kind == "message_end":
-            return None, dig(event, ("metadata", "usage")), ""
-        return None, None, "stream_error" if kind == "error" else None
+            return None, dig(event, ("metadata", "usage")), "", None
+        return None, None, "stream_error" if kind == "error" else None, None
 
-    def final(self, body: Any, path: Path) -> tuple[Any, Any]:
+    def final(self, body: Any, path: Path) -> Whole:
         if not isinstance(body, dict):
             raise BadEvent("the answer is not a JSON object")
-        return body.get("answer"), dig(body, ("metadata", "usage"))
+        return body.get("answer"), dig(body, ("metadata", "usage")), None
 
     def guess(self, path: str) -> bool:
         return path.endswith("/chat-messages")
@@ -189,10 +370,90 @@ class Sse(ApiShape):
         return True
 
 
+def openai_usage(usage: Any) -> Any:
+    """OpenAI's usage with `completion_tokens_details.reasoning_tokens` lifted to `reasoning_tokens`; any
+    other value as found (the reader judges it)."""
+    if type(usage) is dict:
+        details = usage.get("completion_tokens_details")
+        if type(details) is dict and "reasoning_tokens" in details:
+            return {**usage, "reasoning_tokens": details["reasoning_tokens"]}
+    return usage
+
+
+def responses_usage(usage: Any) -> Any:
+    """The Responses API's usage (input_tokens, output_tokens, output_tokens_details.reasoning_tokens) in
+    OpenAI's chat names; any other value as found."""
+    if type(usage) is not dict:
+        return usage
+    out: dict[str, Any] = {}
+    if "input_tokens" in usage:
+        out["prompt_tokens"] = usage["input_tokens"]
+    if "output_tokens" in usage:
+        out["completion_tokens"] = usage["output_tokens"]
+    details = usage.get("output_tokens_details")
+    if type(details) is dict and "reasoning_tokens" in details:
+        out["reasoning_tokens"] = details["reasoning_tokens"]
+    return out
+
+
+def anthropic_usage(usage: Any) -> Any:
+    """Anthropic's usage in OpenAI's names: prompt_tokens = input_tokens plus the cache's read and written
+    tokens (all the prompt's tokens), completion_tokens = output_tokens (thinking included); as found when it
+    is not an object. A field the event lacks stays out (message_delta's usage adds to message_start's)."""
+    if type(usage) is not dict:
+        return usage
+    out: dict[str, Any] = {}
+    given = usage.get("input_tokens")
+    if given is not None:
+        if type(given) is int:
+            for name in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+                more = usage.get(name)
+                if type(more) is int and more > 0:
+                    given += more
+        out["prompt_tokens"] = given
+    if "output_tokens" in usage:
+        out["completion_tokens"] = usage["output_tokens"]
+    return out
+
+
+def _with_calls(text: Any, calls: Any) -> Any:
+    """The text of a delta (or message) with its tool calls' argument text after it."""
+    if type(calls) is not list:
+        raise BadEvent("tool_calls is not a list")
+    args = [dig(call, ("function", "arguments")) for call in calls]
+    if any(a is not None and type(a) is not str for a in args):
+        raise BadEvent("a tool call's arguments are not text")
+    joined = "".join(a for a in args if a)
+    if not joined or (text and type(text) is not str):
+        return text  # (no argument text, or a text of the wrong type for the reader to count)
+    return text + joined if text else joined
+
+
+def _parts(content: Any, kind: str) -> list[Any]:
+    """The `text` of each part of `kind` in a Responses content (or summary) list."""
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise BadEvent("content is not a list")
+    return [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == kind]
+
+
+def _joined(pieces: list[Any]) -> Any:
+    """Texts found in a whole answer's parts, joined; None when there were none; the first that is not text
+    as found (the reader counts it)."""
+    for piece in pieces:
+        if piece is not None and type(piece) is not str:
+            return piece
+    return "".join(p for p in pieces if p) if pieces else None
+
+
 def _openai_tail(body: dict[str, Any], spec: LlmSpec, p: Prompt) -> dict[str, Any]:
     max_tokens = p.max_tokens or spec.max_tokens
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
+        if spec.exact_output:  # (vLLM and SGLang take both; without a max_tokens there is no length to ask)
+            body["min_tokens"] = max_tokens
+            body["ignore_eos"] = True
     if spec.temperature is not None:
         body["temperature"] = spec.temperature
     if spec.stream:
@@ -201,7 +462,14 @@ def _openai_tail(body: dict[str, Any], spec: LlmSpec, p: Prompt) -> dict[str, An
 
 
 # Guessed in this order, the shapes that read their own fields first (see guess_api).
-APIS: dict[str, ApiShape] = {"chat": Chat(), "completions": Completions(), "dify": Dify(), "sse": Sse()}
+APIS: dict[str, ApiShape] = {
+    "chat": Chat(),
+    "completions": Completions(),
+    "responses": Responses(),
+    "anthropic": Anthropic(),
+    "dify": Dify(),
+    "sse": Sse(),
+}
 
 
 def guess_api(url: str, own_fields: bool = False) -> str:

@@ -1,7 +1,8 @@
 """How an LLM answer is recorded: its HTTP response, then its stream (TTFT, ITL, TPOT, tokens, goodput).
 
-A streamed answer adds TTFT, ITL, TPOT, e2e and tokens; an answer read whole (not streamed) adds e2e and
-tokens only: it has no first token apart from its end, so it never enters the stream's histograms.
+A streamed answer adds TTFT (its first token of any kind: reasoning, answer text or tool call), TTFAT (its
+first answer token, when it has one), ITL, TPOT, e2e and tokens; an answer read whole (not streamed) adds e2e
+and tokens only: it has no first token apart from its end, so it never enters the stream's histograms.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 from email.utils import parsedate_tz
 from typing import Any
 
-LLM_HISTOGRAMS = ("ttft", "ttft_intended", "itl", "tpot", "e2e")
+LLM_HISTOGRAMS = ("ttft", "ttft_intended", "ttfat", "itl", "tpot", "e2e")
 LLM_COUNTERS = (
     "bad_answers",
     "output_tokens",
     "input_tokens",
+    "reasoning_tokens",
+    "reasoning_answers",
     "usage_answers",
     "estimate_answers",
     "token_discrepancy",
@@ -120,6 +123,8 @@ class AnswerRecording:
             c["streamed_answers"] += 1
             ttft = (reader.t_first - sent) // 1000
             hists["ttft"].record(ttft)
+            if reader.t_answer:
+                hists["ttfat"].record((reader.t_answer - sent) // 1000)
             if open_model:
                 hists["ttft_intended"].record((reader.t_first - start) // 1000)
             hists["itl"].record_many(reader.gaps)
@@ -131,6 +136,10 @@ class AnswerRecording:
             ttft = e2e  # (for goodput only: the user sees the first token when the whole answer comes)
         c["output_tokens"] += out
         c["input_tokens"] += inp
+        thought = reader.reasoning_tokens()
+        if thought or reader.thoughts:
+            c["reasoning_tokens"] += thought
+            c["reasoning_answers"] += 1
         if from_usage:
             c["usage_answers"] += 1
             c["token_discrepancy"] += discrepancy

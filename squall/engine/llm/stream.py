@@ -1,4 +1,5 @@
-"""The one answer reader for every transport: SSE framing (or one JSON body) -> content times, text, usage."""
+"""The one answer reader for every transport: SSE framing (or one JSON body) -> token times, text, reasoning,
+usage."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def loads(data: bytes) -> Any:
 class Reading:
     """How a run's answers are read: their API shape, streamed or not, the text path and the end marker."""
 
-    __slots__ = ("count_tokens", "done_marker", "path", "read", "shape", "stream")
+    __slots__ = ("count_tokens", "done_marker", "must_end", "path", "read", "shape", "stream")
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class Reading:
         self.count_tokens = count_tokens
         self.path = path
         self.done_marker = (shape.done_marker if done_marker is None else done_marker).encode()
+        self.must_end = bool(self.done_marker) or shape.ends_itself  # a stream that never ends so is broken
 
 
 EVENT_MAX = 64 * 1024 * 1024  # bytes of one SSE line or event, or of a whole non-streamed body
@@ -61,11 +63,14 @@ def token_count(value: Any) -> tuple[int | None, bool]:
 
 
 class AnswerReader:
-    """One answer, fed as it arrives: SSE events (or one JSON body) -> content times, text, usage.
+    """One answer, fed as it arrives: SSE events (or one JSON body) -> token times, text, reasoning, usage.
 
-    A transport calls feed(data, now_ns) with body bytes as they arrive and sets `retry_after` from the
-    header of that name (bytes or str); the recorder calls finish(done_ns) and tokens(). Nothing a server
-    sends makes either raise: what squall can't use is counted (`bad` events, `bad_usage` fields).
+    A token event is one with answer text (content, or a tool call's argument text) or reasoning text:
+    `t_first` is the first of any kind, `t_answer` the first with answer text, `gaps` every gap between
+    token events of any kind. A transport calls feed(data, now_ns) with body bytes as they arrive and sets
+    `retry_after` from the header of that name (bytes or str); the recorder calls finish(done_ns), tokens()
+    and reasoning_tokens(). Nothing a server sends makes them raise: what squall can't use is counted (`bad`
+    events, `bad_usage` fields).
     """
 
     __slots__ = (
@@ -89,8 +94,11 @@ class AnswerReader:
         "retry_after",
         "skip",
         "stream",
+        "t_answer",
         "t_first",
         "t_last",
+        "thought_estimate",
+        "thoughts",
         "token_counts",
         "usage",
     )
@@ -112,12 +120,16 @@ class AnswerReader:
         self.error: str | None = None
         self.bad = 0
         self.bad_usage = 0
-        self.t_first = 0
+        self.t_first = 0  # the first token event's arrival (answer or reasoning)
+        self.t_answer = 0  # the first answer token's (content or tool-call text)
         self.t_last = 0
         self.gaps = array("q")
-        self.pieces: list[str] = []
+        self.pieces: list[str] = []  # the answer text as received
+        self.thoughts: list[str] = []  # the reasoning text as received (not part of the answer's text)
+        self.thought_estimate = -1  # the reasoning text's token estimate, once counted
         self.usage: dict[str, Any] | None = None
-        self.token_counts: tuple[int | None, int | None] = (None, None)  # (output, input) from usage
+        self.token_counts: tuple[int | None, int | None, int | None] = (None, None, None)  # (output, input,
+        # reasoning) from usage
         self.retry_after: bytes | str = b""
         self.finished: tuple[str | None] | None = None
 
@@ -197,7 +209,7 @@ class AnswerReader:
             return
         try:
             obj = loads(payload)
-            text, usage, end = self.read(obj, self.path)
+            text, usage, end, reasoning = self.read(obj, self.path)
         except Exception:  # not JSON, or shaped wrong (BadEvent): this event is lost, the stream goes on
             self.bad += 1
             return
@@ -207,22 +219,51 @@ class AnswerReader:
             self.done = True
             if end:
                 self.error = end
-        if text is None:
+        if reasoning is None:  # (the usual event: answer text or nothing)
+            if type(text) is str:
+                if text:  # an answer token: its time, and the gap since the last token of any kind
+                    if self.t_first:
+                        self.gaps.append((now - self.t_last) // 1000)
+                    else:
+                        self.t_first = now
+                    if not self.t_answer:
+                        self.t_answer = now
+                    self.t_last = now
+                    self.pieces.append(text)
+            elif text is not None:
+                self.bad += 1
             return
-        if type(text) is not str:
+        self._reasoning(text, reasoning, now)
+
+    def _reasoning(self, text: Any, reasoning: Any, now: int) -> None:
+        """An event with reasoning (and maybe answer text): one token event when either is there."""
+        answer = thought = False
+        if type(reasoning) is not str:
             self.bad += 1
-        elif text:  # a content event: its time, and the gap since the last one
+        elif reasoning:
+            self.thoughts.append(reasoning)
+            thought = True
+        if type(text) is str:
+            if text:
+                self.pieces.append(text)
+                answer = True
+        elif text is not None:
+            self.bad += 1
+        if answer or thought:
             if self.t_first:
                 self.gaps.append((now - self.t_last) // 1000)
             else:
                 self.t_first = now
+            if answer and not self.t_answer:
+                self.t_answer = now
             self.t_last = now
-            self.pieces.append(text)
 
     def _usage(self, usage: Any) -> None:
+        # Merged, not replaced: an API may give the usage in parts (Anthropic: the input in message_start,
+        # the output in message_delta); a later value of a field replaces the earlier one.
         if isinstance(usage, dict):
             if usage:
-                self.usage = usage
+                self.usage = usage if self.usage is None else {**self.usage, **usage}
         elif usage:  # (an empty value is no usage; anything else not an object is unusable)
             self.bad_usage += 1
 
@@ -244,17 +285,20 @@ class AnswerReader:
             body = b"".join(self.held)
             self.held = []
             try:
-                text, usage = self.how.shape.final(loads(body), self.path)
+                text, usage, reasoning = self.how.shape.final(loads(body), self.path)
             except Exception:  # not JSON, or shaped wrong (BadEvent)
                 self.bad += 1
                 return "bad_response"
             if usage is not None:
                 self._usage(usage)
-            if type(text) is str and text:  # the whole answer is one piece: its time is the answer's end
-                self.t_first = self.t_last = now
-                self.pieces.append(text)
-            elif text is not None and type(text) is not str:
-                self.bad += 1
+            for got, into in ((reasoning, self.thoughts), (text, self.pieces)):
+                if type(got) is str and got:  # the whole answer is one piece: its time is the answer's end
+                    self.t_first = self.t_last = now
+                    into.append(got)
+                elif got is not None and type(got) is not str:
+                    self.bad += 1
+            if self.pieces:
+                self.t_answer = now
             self.done = True
         else:
             if self.held and not self.skip:  # a last line without its line end
@@ -267,9 +311,9 @@ class AnswerReader:
         self._settle_usage()
         if self.error:
             return self.error
-        if not self.done and self.done_marker:
+        if not self.done and self.how.must_end:
             return "stream_broken"
-        if not self.pieces:
+        if not self.pieces and not self.thoughts:  # (reasoning alone, cut by max_tokens, is an answer)
             return "bad_response" if self.bad else "empty_response"
         return None
 
@@ -279,18 +323,38 @@ class AnswerReader:
             return
         out, bad_out = token_count(usage.get("completion_tokens"))
         inp, bad_in = token_count(usage.get("prompt_tokens"))
-        self.bad_usage += bad_out + bad_in
-        self.token_counts = (out, inp)
+        thought, bad_thought = token_count(usage.get("reasoning_tokens"))
+        self.bad_usage += bad_out + bad_in + bad_thought
+        self.token_counts = (out, inp, thought)
 
     def text(self) -> str:
-        """The answer's text so far."""
+        """The answer's text so far, as received (content and tool-call text; never the reasoning)."""
         return "".join(self.pieces)
 
+    def reasoning(self) -> str:
+        """The reasoning text so far, as received."""
+        return "".join(self.thoughts)
+
     def tokens(self) -> tuple[int, int, bool, int]:
-        """(output tokens, input tokens, whether output came from usage, estimate - usage), once finished."""
-        out, inp = self.token_counts
-        estimate = self.how.count_tokens("".join(self.pieces))
+        """(output tokens, input tokens, whether output came from usage, estimate - usage), once finished.
+
+        Output tokens are the usage's completion_tokens as the server counts them (OpenAI, the Responses and
+        Messages APIs count the reasoning in), else the estimate of the answer's and the reasoning's text.
+        """
+        out, inp, _ = self.token_counts
+        estimate = self.how.count_tokens("".join(self.pieces)) + self._thought_estimate()
         inputs = self.input_tokens if inp is None else inp
         if out is not None:
             return out, inputs, True, estimate - out
         return estimate, inputs, False, 0
+
+    def reasoning_tokens(self) -> int:
+        """The answer's reasoning tokens, once finished: the usage's reasoning_tokens when the server gives
+        them, else the estimate of the reasoning text (0 without any)."""
+        thought = self.token_counts[2]
+        return thought if thought is not None else self._thought_estimate()
+
+    def _thought_estimate(self) -> int:
+        if self.thought_estimate < 0:
+            self.thought_estimate = self.how.count_tokens("".join(self.thoughts)) if self.thoughts else 0
+        return self.thought_estimate
