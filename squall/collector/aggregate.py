@@ -155,14 +155,16 @@ class Aggregate:
         return self.hists.get(name) or new_histogram()
 
     def llm_summary(self, duration_s: float, open_model: bool) -> dict[str, Any]:
-        """The result's `summary.llm` object: TTFT, ITL and TPOT from streamed answers only; e2e and tokens
-        from every answer (`streamed` and `unstreamed` count them)."""
+        """The result's `summary.llm` object: TTFT (first token of any kind), TTFAT (first answer token), ITL
+        and TPOT from streamed answers only; e2e and tokens from every answer (`streamed` and `unstreamed`
+        count them); reasoning tokens, and the answers that had a reasoning phase."""
         c = self.counters
         per_s = (lambda n: round(n / duration_s, 3)) if duration_s > 0 else (lambda n: 0.0)
         usage, estimate = c.get("usage_answers", 0), c.get("estimate_answers", 0)
         source = "usage" if usage and not estimate else "estimate" if estimate and not usage else "mixed"
         out: dict[str, Any] = {
             "ttft_ms": summary_ms(self.hist("ttft")),
+            "ttfat_ms": summary_ms(self.hist("ttfat")),
             "itl_ms": summary_ms(self.hist("itl")),
             "tpot_ms": summary_ms(self.hist("tpot")),
             "e2e_ms": summary_ms(self.hist("e2e")),
@@ -175,6 +177,8 @@ class Aggregate:
                 "unstreamed": c.get("unstreamed_answers", 0),
                 "output_tokens": c.get("output_tokens", 0),
                 "input_tokens": c.get("input_tokens", 0),
+                "reasoning_tokens": c.get("reasoning_tokens", 0),
+                "reasoning_answers": c.get("reasoning_answers", 0),
                 "output_tokens_per_s": per_s(c.get("output_tokens", 0)),
                 "input_tokens_per_s": per_s(c.get("input_tokens", 0)),
                 "token_source": source if usage or estimate else "none",

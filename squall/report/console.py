@@ -134,8 +134,10 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         table.add_row(f"  {name}{failed}", *(fmt_ms(ph["latency_ms"][k]) for k in keys))
     llm = s.get("llm")
     if llm:
-        for name in ("ttft_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms"):
-            if name in llm:
+        # TTFAT (first answer token) differs from TTFT only when a reasoning phase came first: shown then.
+        thought = bool(llm.get("reasoning_answers") or llm.get("reasoning_tokens"))
+        for name in ("ttft_ms", "ttfat_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms"):
+            if name in llm and (name != "ttfat_ms" or thought):
                 table.add_row(name[:-3], *(fmt_ms(llm[name][k]) for k in keys))
     console.print(table)
     if llm:
@@ -145,6 +147,11 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             f"{llm['input_tokens']:,} in; goodput {llm['goodput_rps']:,.2f} req/s"
             + (f"; {llm['bad_chunks']:,} unparseable events" if llm["bad_chunks"] else "")
         )
+        if thought:
+            console.print(
+                f"  reasoning: {llm.get('reasoning_tokens', 0):,} tokens in "
+                f"{_n(llm.get('reasoning_answers', 0), 'answer')} (part of the tokens out)"
+            )
         if llm.get("unstreamed"):  # (TTFT, ITL and TPOT come from streamed answers only)
             console.print(
                 f"  answers: {llm['streamed']:,} streamed, {llm['unstreamed']:,} read whole "

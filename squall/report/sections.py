@@ -12,7 +12,8 @@ Cell = list[str]
 Table = dict[str, Any]
 PERCENTILE_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
 _FIRST_TIMES = ("latency_ms", "service_ms", "ttfb_ms", "schedule_lag_ms")
-_LLM_TIMES = ("ttft_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms")
+_LLM_TIMES = ("ttft_ms", "ttfat_ms", "ttft_from_intended_ms", "itl_ms", "tpot_ms", "e2e_ms")
+_REASONING = ("reasoning_tokens", "reasoning_answers")  # (and ttfat_ms: shown when an answer reasoned)
 _SHOWN_ELSEWHERE = {"error_kinds", "status_codes", "steps", "scenarios", "phases", "counters", "llm"}
 
 
@@ -122,7 +123,7 @@ def times_table(summary: dict[str, Any], py: bool) -> Table:
     llm = summary.get("llm")
     if isinstance(llm, dict):
         for name in [*_LLM_TIMES, *(k for k in llm if k.endswith("_ms") and k not in _LLM_TIMES)]:
-            if isinstance(llm.get(name), dict):
+            if isinstance(llm.get(name), dict) and (name != "ttfat_ms" or _reasoned(llm)):
                 rows.append([_label(name[:-3]), *_row_ms(llm[name])])
     return _table("times", "Latency by percentile", ["", *PERCENTILE_KEYS], rows)
 
@@ -133,13 +134,21 @@ def _row_ms(d: dict[str, Any]) -> list[str]:
     return ["—" if empty else text_ms(d.get(k)) for k in PERCENTILE_KEYS]
 
 
+def _reasoned(llm: dict[str, Any]) -> bool:
+    """Whether any answer had a reasoning phase (TTFAT then differs from TTFT)."""
+    return any(_number(llm.get(k)) and llm.get(k) for k in _REASONING)
+
+
 def llm_table(llm: dict[str, Any]) -> Table:
-    """Tokens, goodput and the token count check: every scalar of summary.llm."""
+    """Tokens, goodput and the token count check: every scalar of summary.llm (the reasoning figures when an
+    answer reasoned)."""
     labels = {
         "output_tokens": "output tokens",
         "output_tokens_per_s": "output tokens/s",
         "input_tokens": "input tokens",
         "input_tokens_per_s": "input tokens/s",
+        "reasoning_tokens": "reasoning tokens (part of the output tokens)",
+        "reasoning_answers": "answers with a reasoning phase",
         "token_source": "tokens counted from",
         "goodput_rps": "goodput (req/s)",
         "bad_chunks": "unparseable events",
@@ -151,7 +160,10 @@ def llm_table(llm: dict[str, Any]) -> Table:
         "retry_after_clamped": "Retry-After clamped to 1 h",
     }
     rows = []
+    skip = () if _reasoned(llm) else _REASONING
     for key in [*labels, *(k for k in llm if k not in labels)]:
+        if key in skip:
+            continue
         if key == "retry_after" and isinstance(llm.get(key), dict):
             ra = llm[key]
             most = f" ({ra['max_s']:,g})" if _number(ra.get("max_s")) and ra.get("count") else ""
