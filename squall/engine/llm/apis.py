@@ -83,10 +83,10 @@ class ApiShape:
     def read(self, event: Any, path: Path) -> Said:
         """What one event (any JSON value) says, in one call (the stream reader's per-event path): its answer
         text or None (content, or a tool call's argument text; `path`: where --text-path points), its token
-        usage or None (in OpenAI's names: prompt_tokens, completion_tokens, reasoning_tokens), None while the
-        stream goes on, "" when this event ends it well, else the error kind it ends in, and its reasoning
-        text or None. Text, usage and reasoning are returned as found (the reader checks their types); an
-        event shaped wrong raises BadEvent."""
+        usage or None (in OpenAI's names: prompt_tokens, completion_tokens, and reasoning_tokens or OpenAI's
+        completion_tokens_details.reasoning_tokens), None while the stream goes on, "" when this event ends
+        it well, else the error kind it ends in, and its reasoning text or None. Text, usage and reasoning
+        are returned as found (the reader checks their types); an event shaped wrong raises BadEvent."""
         return dig(event, path), None, None, None
 
     def final(self, body: Any, path: Path) -> Whole:
@@ -115,36 +115,31 @@ class Chat(ApiShape):
         # (first_choice inlined: this runs once per token)
         if type(event) is not dict:
             raise BadEvent("the event is not a JSON object")
-        usage = event.get("usage")
-        if usage is not None:
-            usage = openai_usage(usage)
         choices = event.get("choices")
         if not choices:  # a usage-only event, or an error the API sends in the stream
-            return None, usage, "stream_error" if event.get("error") else None, None
+            return None, event.get("usage"), "stream_error" if event.get("error") else None, None
         if type(choices) is not list or type(c := choices[0]) is not dict:
             raise BadEvent("choices is not a list of objects")
         delta = c.get("delta") or c.get("message")
         if not delta:
-            return None, usage, None, None
+            return None, event.get("usage"), None, None
         if type(delta) is not dict:
             raise BadEvent("delta is not an object")
         text = delta.get("content")
         if text and len(delta) == 1:  # (the usual token: content alone)
-            return text, usage, None, None
+            return text, event.get("usage"), None, None
         reasoning = delta.get("reasoning_content")
         if reasoning is None:
             reasoning = delta.get("reasoning")
         calls = delta.get("tool_calls")
         if calls:
             text = _with_calls(text, calls)
-        return text, usage, None, reasoning
+        return text, event.get("usage"), None, reasoning
 
     def final(self, body: Any, path: Path) -> Whole:
         c = first_choice(body)
         message = c.get("message") if c is not None else None
         usage = body.get("usage")
-        if usage is not None:
-            usage = openai_usage(usage)
         if message is None:
             return None, usage, None
         if not isinstance(message, dict):
@@ -173,8 +168,6 @@ class Completions(Chat):
     def read(self, event: Any, path: Path) -> Said:
         c = first_choice(event)
         usage = event.get("usage")
-        if usage is not None:
-            usage = openai_usage(usage)
         if c is None:
             return None, usage, "stream_error" if event.get("error") else None, None
         reasoning = c.get("reasoning_content")
@@ -183,8 +176,6 @@ class Completions(Chat):
     def final(self, body: Any, path: Path) -> Whole:
         c = first_choice(body)
         usage = body.get("usage")
-        if usage is not None:
-            usage = openai_usage(usage)
         if c is None:
             return None, usage, None
         reasoning = c.get("reasoning_content")
@@ -368,16 +359,6 @@ class Sse(ApiShape):
 
     def guess(self, path: str) -> bool:
         return True
-
-
-def openai_usage(usage: Any) -> Any:
-    """OpenAI's usage with `completion_tokens_details.reasoning_tokens` lifted to `reasoning_tokens`; any
-    other value as found (the reader judges it)."""
-    if type(usage) is dict:
-        details = usage.get("completion_tokens_details")
-        if type(details) is dict and "reasoning_tokens" in details:
-            return {**usage, "reasoning_tokens": details["reasoning_tokens"]}
-    return usage
 
 
 def responses_usage(usage: Any) -> Any:

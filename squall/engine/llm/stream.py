@@ -222,18 +222,24 @@ class AnswerReader:
         if reasoning is None:  # (the usual event: answer text or nothing)
             if type(text) is str:
                 if text:  # an answer token: its time, and the gap since the last token of any kind
-                    if self.t_first:
+                    if self.t_answer:
                         self.gaps.append((now - self.t_last) // 1000)
                     else:
-                        self.t_first = now
-                    if not self.t_answer:
-                        self.t_answer = now
+                        self._first_answer(now)
                     self.t_last = now
                     self.pieces.append(text)
             elif text is not None:
                 self.bad += 1
             return
         self._reasoning(text, reasoning, now)
+
+    def _first_answer(self, now: int) -> None:
+        """The first answer token, at `now`: the first token too, unless reasoning came before it."""
+        if self.t_first:
+            self.gaps.append((now - self.t_last) // 1000)
+        else:
+            self.t_first = now
+        self.t_answer = now
 
     def _reasoning(self, text: Any, reasoning: Any, now: int) -> None:
         """An event with reasoning (and maybe answer text): one token event when either is there."""
@@ -323,7 +329,11 @@ class AnswerReader:
             return
         out, bad_out = token_count(usage.get("completion_tokens"))
         inp, bad_in = token_count(usage.get("prompt_tokens"))
-        thought, bad_thought = token_count(usage.get("reasoning_tokens"))
+        given = usage.get("reasoning_tokens")
+        if given is None:  # (OpenAI's own place for it)
+            details = usage.get("completion_tokens_details")
+            given = details.get("reasoning_tokens") if type(details) is dict else None
+        thought, bad_thought = token_count(given)
         self.bad_usage += bad_out + bad_in + bad_thought
         self.token_counts = (out, inp, thought)
 
