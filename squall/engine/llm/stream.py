@@ -128,8 +128,8 @@ class AnswerReader:
         self.thoughts: list[str] = []  # the reasoning text as received (not part of the answer's text)
         self.thought_estimate = -1  # the reasoning text's token estimate, once counted
         self.usage: dict[str, Any] | None = None
-        self.token_counts: tuple[int | None, int | None, int | None] = (None, None, None)  # (output, input,
-        # reasoning) from usage
+        # (output, input, reasoning) tokens from the usage, once settled
+        self.token_counts: tuple[int | None, int | None, int | None] = (None, None, None)
         self.retry_after: bytes | str = b""
         self.finished: tuple[str | None] | None = None
 
