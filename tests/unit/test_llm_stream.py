@@ -6,7 +6,8 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from squall.engine.llm.apis import request_body
+from squall.engine.llm.apis import APIS, request_body
+from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import estimate_tokens
 from squall.engine.workload.llm import LlmSource as LlmWorkload
 from squall.plan.plan import Plan
@@ -249,3 +250,21 @@ def test_keys_per_request_send_every_key_prompt_pair_once_per_round(keys: int, p
     assert len({k for k, _ in sent[:keys]}) == keys
     req = [src.next_request() for _ in range(keys * prompts)]
     assert len({(dict(r.headers)["Authorization"], p) for r, p in req}) == keys * prompts
+
+
+def test_a_stream_of_an_api_that_ends_itself_is_broken_when_cut() -> None:
+    # Dify, Responses and Anthropic end their streams with an event of their own (no [DONE]): read as a
+    # scenario step reads them (the shape's own marker, ""), a stream cut before that event is broken; an
+    # `sse` stream with no marker ends when the connection does.
+    cut = {
+        "dify": b'data: {"event":"message","answer":"hi"}\n\n',
+        "responses": b'data: {"type":"response.output_text.delta","delta":"hi"}\n\n',
+        "anthropic": b'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"hi"}}\n\n',
+    }
+    for api, data in cut.items():
+        r = AnswerReader(Reading(APIS[api], True, estimate_tokens), input_tokens=1)
+        r.feed(data, MS)
+        assert (api, r.finish(2 * MS)) == (api, "stream_broken")
+    r = AnswerReader(Reading(APIS["sse"], True, estimate_tokens, ("t",), ""), input_tokens=1)
+    r.feed(b'data: {"t":"hi"}\n\n', MS)
+    assert r.finish(2 * MS) is None
