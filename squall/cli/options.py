@@ -224,7 +224,11 @@ def _llm(kind: Any, *names: str, help: str) -> Any:
 
 # The declaration of each LlmFlags field: `squall llm`'s options, and hunt's and soak's with --llm.
 LLM_OPTIONS: dict[str, Any] = {
-    "api": _llm(str | None, "--api", help="chat, completions, dify or sse (default: guessed from the path)."),
+    "api": _llm(
+        str | None,
+        "--api",
+        help="chat, completions, responses, anthropic, dify or sse (default: guessed from the path).",
+    ),
     "no_stream": _llm(bool, "--no-stream", help="Ask for plain JSON answers."),
     "model": _llm(str, "--model", help="The model field of each request."),
     "max_tokens": _llm(int | None, "--max-tokens", help="max_tokens of each request."),
@@ -263,7 +267,8 @@ LLM_OPTIONS: dict[str, Any] = {
     "exact_output": _llm(
         bool,
         "--exact-output",
-        help="Also send min_tokens and ignore_eos (vLLM, SGLang): answers as long as asked.",
+        help="Also send min_tokens = max_tokens and ignore_eos (vLLM, SGLang); only when a max_tokens is "
+        "sent (--max-tokens, --output-tokens or a dataset's).",
     ),
     "trace": _llm(
         Path | None, "--trace", help="Replay a trace: Mooncake JSONL or CSV timestamp,input,output."

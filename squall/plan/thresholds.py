@@ -12,8 +12,8 @@ from squall.units import PlanError, named, parse_duration, size_mb
 _EXPR = re.compile(r"^\s*([a-z][A-Za-z0-9_.\-]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 _PCT = re.compile(r"^(p50|p90|p95|p99|p999|min|max|mean)$")
 _PCT_KEYS = frozenset(("p50", "p90", "p95", "p99", "p999", "min", "max", "mean"))
-_HISTS = ("latency", "service", "ttfb", "schedule_lag", "ttft", "itl", "tpot", "e2e")
-_LLM = ("ttft", "itl", "tpot", "e2e")
+_HISTS = ("latency", "service", "ttfb", "schedule_lag", "ttft", "ttfat", "itl", "tpot", "e2e")
+_LLM = ("ttft", "ttfat", "itl", "tpot", "e2e")
 _RATES = {
     "rps": ("rps",),
     "ok_rps": ("ok_rps",),

@@ -35,7 +35,7 @@ from squall.units import PlanError
 # Percentiles for the HDR percentile plot: denser towards the tail (x is 1 / (1 - p) on a log axis).
 _TAIL = (0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 96, 97, 97.5, 98, 98.5, 99, 99.25, 99.5)
 PERCENTILES = (*_TAIL, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999, 100)
-DISTRIBUTIONS = ("latency", "service", "ttfb", "ttft", "itl", "tpot", "e2e")
+DISTRIBUTIONS = ("latency", "service", "ttfb", "ttft", "ttfat", "itl", "tpot", "e2e")
 CHART_POINTS = 2000  # at most this many points per time chart: a 30,000-second run charts as 2,000
 _WORST = ("p50", "p99", "ttft_p50", "ttft_p99")  # a group of seconds charts its worst second's value
 _HIST_FIELDS = ("latency_hist", "ttft_hist")
