@@ -286,6 +286,12 @@ class AnswerReader:
         """The answer's text so far."""
         return "".join(self.pieces)
 
+    # -- cancel hook (squall.engine.llm.cancel): how far the stream has come --
+    def events(self) -> int:
+        """Content events read so far (a server streams a token an event)."""
+        return len(self.gaps) + 1 if self.t_first else 0
+
+    # -- end of the cancel hook --
     def tokens(self) -> tuple[int, int, bool, int]:
         """(output tokens, input tokens, whether output came from usage, estimate - usage), once finished."""
         out, inp = self.token_counts
