@@ -1,6 +1,7 @@
 """--cancel-after and --cancel-rate against a slow in-test stream server that records early disconnects."""
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -181,3 +182,34 @@ def test_bad_cancel_values_exit_2_with_one_line(args: list[str], words: str) -> 
     lines = [line for line in got.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], got.stderr
     assert "Traceback" not in got.stderr
+
+
+def test_the_cli_reports_cancelled(byte_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    seen = Seen()
+    port = byte_server(slow_stream(seen, tokens=10, itl_s=0.1))
+    out = tmp_path / "result.json"
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "squall",
+            "llm",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            "-n",
+            "2",
+            "-c",
+            "2",
+            "--cancel-after",
+            "200ms",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert got.returncode == 0, got.stderr
+    assert "cancelled: 2 abandoned (not errors; TTFT kept)" in got.stdout
+    doc = json.loads(out.read_text())
+    assert (doc["summary"]["llm"]["cancelled"], doc["summary"]["errors"]) == (2, 0)
+    assert (seen.requests, seen.early) == (2, 2)
