@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,6 +71,25 @@ def slow_stream(seen: Seen, tokens: int, itl_s: float) -> Callable:
     return handler
 
 
+def stalled(seen: Seen) -> Callable:
+    """A server that reads each request and never answers it; it counts a client's close as `early`."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            found = re.search(rb"content-length: *(\d+)", head, re.I)
+            await reader.readexactly(int(found.group(1)) if found else 0)
+            seen.requests += 1
+            if not await asyncio.wait_for(reader.read(1), 10):
+                seen.early += 1
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        writer.close()
+
+    return handler
+
+
 def go(port: int, transport: str, spec: LlmSpec, **kw: object) -> Result:
     kw.setdefault("workers", 1)
     plan = assemble(
@@ -114,6 +134,20 @@ def test_cancel_after_before_the_first_token(byte_server, transport: str) -> Non
     assert (s["ok"], s["errors"], s["llm"]["cancelled"]) == (0, 0, 3)
     assert counted(res, "ttft") == 0  # the stream had not started: no TTFT
     assert (seen.requests, seen.early, seen.complete) == (3, 3, 0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_after_abandons_a_stalled_server(byte_server, transport: str) -> None:  # type: ignore[no-untyped-def]
+    seen = Seen()
+    port = byte_server(stalled(seen))  # no byte of an answer: only a timer can end the wait
+    began = time.monotonic()
+    res = go(port, transport, LlmSpec(cancel_after=0.1), connections=2, requests=4, timeout_s=5.0)
+    took = time.monotonic() - began
+    s = res.summary
+    assert (s["ok"], s["errors"], s["error_kinds"], s["llm"]["cancelled"]) == (0, 0, {}, 4)
+    assert counted(res, "ttft") == 0
+    assert took < 4  # cancelled at 0.1 s, not at the 5 s timeout
+    assert (seen.requests, seen.early, seen.connections) == (4, 4, 4)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
