@@ -173,6 +173,19 @@ def test_cancel_rate_follows_the_seeded_draw(byte_server, transport: str) -> Non
     assert again.summary["llm"]["cancelled"] == want  # reproducible
 
 
+def test_each_worker_draws_its_own_share(byte_server) -> None:  # type: ignore[no-untyped-def]
+    seen = Seen()
+    port = byte_server(slow_stream(seen, tokens=8, itl_s=0.02))
+    seed = 11
+    want = sum(d is not None for w in (0, 1) for d in draws(seed, w, 0.5, 5))  # -n 10: 5 a worker
+    res = go(
+        port, "raw", LlmSpec(cancel_rate=0.5, max_tokens=8), workers=2, connections=2, requests=10, seed=seed
+    )
+    s = res.summary
+    assert (s["llm"]["cancelled"], s["ok"], s["errors"]) == (want, 10 - want, 0)
+    assert (seen.requests, seen.early) == (10, want)
+
+
 def test_cancel_in_the_open_model(byte_server) -> None:  # type: ignore[no-untyped-def]
     seen = Seen()
     port = byte_server(slow_stream(seen, tokens=10, itl_s=0.1))
