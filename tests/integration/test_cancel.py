@@ -126,6 +126,17 @@ def test_cancel_after_abandons_every_slow_stream(byte_server, transport: str) ->
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_answers_quicker_than_cancel_after_are_not_cancelled(byte_server, transport: str) -> None:  # type: ignore[no-untyped-def]
+    seen = Seen()
+    port = byte_server(slow_stream(seen, tokens=5, itl_s=0.03))  # ~0.2 s answers, one after another
+    # (each answer's 0.3 s timer would fall in the next answer's time on the same connection)
+    res = go(port, transport, LlmSpec(cancel_after=0.3), connections=1, requests=4)
+    s = res.summary
+    assert (s["requests"], s["ok"], s["errors"], s["llm"]["cancelled"]) == (4, 4, 0, 0)
+    assert (seen.requests, seen.complete, seen.early, seen.connections) == (4, 4, 0, 1)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cancel_after_before_the_first_token(byte_server, transport: str) -> None:  # type: ignore[no-untyped-def]
     seen = Seen()
     port = byte_server(slow_stream(seen, tokens=3, itl_s=0.1))
