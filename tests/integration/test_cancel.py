@@ -197,10 +197,11 @@ def test_each_worker_draws_its_own_share(byte_server) -> None:  # type: ignore[n
     assert (seen.requests, seen.early) == (10, want)
 
 
-def test_cancel_in_the_open_model(byte_server) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_in_the_open_model(byte_server, transport: str) -> None:  # type: ignore[no-untyped-def]
     seen = Seen()
     port = byte_server(slow_stream(seen, tokens=10, itl_s=0.1))
-    res = go(port, "raw", LlmSpec(cancel_after=0.2), connections=4, rate=10, requests=5)
+    res = go(port, transport, LlmSpec(cancel_after=0.2), connections=4, rate=10, requests=5)
     s = res.summary
     assert (s["ok"], s["errors"], s["llm"]["cancelled"]) == (0, 0, 5)
     assert counted(res, "ttft_intended") == 5
