@@ -175,6 +175,7 @@ class Aggregate:
             {
                 "streamed": c.get("streamed_answers", 0),
                 "unstreamed": c.get("unstreamed_answers", 0),
+                "cancelled": c.get("cancelled", 0),  # (abandoned: in requests, neither ok nor errors)
                 "output_tokens": c.get("output_tokens", 0),
                 "input_tokens": c.get("input_tokens", 0),
                 "reasoning_tokens": c.get("reasoning_tokens", 0),

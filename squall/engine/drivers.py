@@ -22,9 +22,10 @@ from time import perf_counter_ns
 from typing import Any
 
 from squall.engine.budget import Budget
+from squall.engine.llm.cancel import canceller
 from squall.engine.recorder import Recorder
 from squall.engine.schedule import Schedule, make_schedule
-from squall.engine.transport.base import Channel, Interrupted
+from squall.engine.transport.base import Abandoned, Channel, Interrupted
 from squall.plan.plan import Plan
 
 NS = 1_000_000_000
@@ -96,6 +97,7 @@ class Driver:
         # What a measured answer records: an HTTP response (on_response), an LLM answer, or nothing here
         # (journeys and py runs record in the transport). Each is one method, so a response costs one call.
         self.records = records
+        self.canceller = canceller(plan, index, self.loop)  # --cancel-after/--cancel-rate; else None
         if not records:
             self.on_response = self._on_response_unrecorded  # type: ignore[method-assign]
         elif plan.llm is not None:
@@ -105,6 +107,9 @@ class Driver:
     def start(self, channels: list[Channel], t0: int) -> None:
         """Begin sending on `channels` at the run's t0 (the budget is placed in time: Budget.begin)."""
         self.channels = channels
+        if self.canceller is not None:
+            for ch in channels:
+                ch.canceller = self.canceller
         self.t0 = t0
         self.measure_start = self.budget.measure_start
         self.due = t0  # (the first send's check asks the worker when it is next due)
@@ -200,6 +205,12 @@ class Driver:
                 self.rec.warmup += 1
             elif isinstance(exc, Interrupted):
                 self.rec.interrupted += 1
+            elif isinstance(exc, Abandoned):  # (--cancel-*: neither ok nor an error)
+                try:
+                    self.rec.abandoned(ch.start, ch.sent, ch.reader, self.paced)
+                except Exception as e:
+                    self.rec.internal(e)
+                ch.reader = None
             else:
                 try:
                     kind = self.classify(exc)

@@ -166,7 +166,7 @@ class Recorder(AnswerRecording):
             if kind is not None and n > expected:
                 http_errors += n - expected
                 error_kinds[kind] = error_kinds.get(kind, 0) + n - expected
-        requests = ok + http_errors + self.failures
+        requests = ok + http_errors + self.failures + self.llm_counts["cancelled"]
         counters = {
             "requests": requests,
             "ok": ok - bad_answers,  # 2xx answers whose stream failed are errors (their kind is counted)

@@ -157,6 +157,8 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
                 f"  answers: {llm['streamed']:,} streamed, {llm['unstreamed']:,} read whole "
                 "(these add e2e and tokens, no TTFT, ITL or TPOT)"
             )
+        if llm.get("cancelled"):  # (--cancel-after/--cancel-rate)
+            console.print(f"  cancelled: {llm['cancelled']:,} abandoned (not errors; TTFT kept)")
         d = llm.get("token_discrepancy_per_answer")
         if d is not None:
             check = (

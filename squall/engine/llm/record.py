@@ -28,6 +28,7 @@ LLM_COUNTERS = (
     "retry_after_clamped",
     "streamed_answers",
     "unstreamed_answers",
+    "cancelled",
 )
 RETRY_AFTER_MAX_S = 3600
 
@@ -158,3 +159,14 @@ class AnswerRecording:
                 return
         c["goodput"] += 1
         self.last_good = True  # (until a check on this answer fails: see reject)
+
+    def abandoned(self, start: int, sent: int, reader: Any, open_model: bool) -> None:
+        """Count an answer the client abandoned (--cancel-after, --cancel-rate): `cancelled`, neither ok nor
+        an error; its TTFT and the ITL gaps until the cancel are kept, not its e2e, TPOT or tokens."""
+        self.llm_counts["cancelled"] += 1
+        if reader is not None and reader.stream and reader.t_first:
+            hists = self.hists
+            hists["ttft"].record((reader.t_first - sent) // 1000)
+            if open_model:
+                hists["ttft_intended"].record((reader.t_first - start) // 1000)
+            hists["itl"].record_many(reader.gaps)

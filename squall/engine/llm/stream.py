@@ -345,6 +345,11 @@ class AnswerReader:
         """The reasoning text so far, as received."""
         return "".join(self.thoughts)
 
+    def events(self) -> int:
+        """Token events read so far, of any kind (a server streams a token an event): how far a stream has
+        come, for --cancel-rate."""
+        return len(self.gaps) + 1 if self.t_first else 0
+
     def tokens(self) -> tuple[int, int, bool, int]:
         """(output tokens, input tokens, whether output came from usage, estimate - usage), once finished.
 

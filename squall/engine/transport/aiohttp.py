@@ -14,8 +14,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from squall.engine.limits import limit_kind
+from squall.engine.llm.cancel import cancelling
 from squall.engine.transport.base import (
     KEEP_BODY,
+    Abandoned,
     Answer,
     AnswerCut,
     Channel,
@@ -111,6 +113,54 @@ class _AiohttpChannel(TaskChannel):
         self.owner.on_response(self, answer.status, answer.first, answer.done, answer.nbytes)
 
 
+class _CancelChannel(_AiohttpChannel):
+    """A channel whose sends a Canceller may abandon (--cancel-after, --cancel-rate): the response is closed
+    without reading on (its connection is not reused), and the owner gets on_failure(Abandoned)."""
+
+    __slots__ = ("cutting", "last", "timer")
+
+    def __init__(self, transport: AiohttpTransport, owner: Owner, source: RequestSource) -> None:
+        super().__init__(transport, owner, source)
+        self.timer: asyncio.TimerHandle | None = None  # --cancel-after's, for the answer in flight
+        self.cutting = False  # the task is being cancelled by a cut, not by the run's stop
+        self.last: Any = None  # the previous answer's reader (for the Canceller's running mean)
+
+    async def go(self) -> None:
+        req, index = self.source.next_request()
+        self.reader = reader = self.source.reader(index)
+        cut_at = 0
+        canceller = self.canceller
+        if canceller is not None:
+            canceller.learn(self.last)
+            self.last = reader
+            cut_at, self.timer = canceller.arm(self.cut, reader, index)
+        try:
+            answer = await self.transport.request(req, reader, keep=0, cut_at=cut_at)
+        except asyncio.CancelledError:
+            self._end(Abandoned() if self.cutting else Interrupted())
+            return
+        except Exception as e:
+            self._end(e)
+            return
+        self._end(None)
+        self.owner.on_response(self, answer.status, answer.first, answer.done, answer.nbytes)
+
+    def _end(self, exc: BaseException | None) -> None:
+        self.busy = self.cutting = False
+        if self.timer is not None:
+            self.timer.cancel()  # the answer ended first
+            self.timer = None
+        if exc is not None:
+            self.owner.on_failure(self, exc)
+
+    def cut(self, reader: Any) -> None:
+        """Abandon the answer `reader` reads, if it is still in flight (go() reports it)."""
+        self.timer = None
+        if self.busy and self.reader is reader and self.task is not None:
+            self.cutting = True
+            self.task.cancel()
+
+
 class AiohttpTransport:
     """HTTP/1.1 through aiohttp; redirects are not followed and bodies are not decompressed (as wrk)."""
 
@@ -121,6 +171,7 @@ class AiohttpTransport:
         self.connections = connections
         self.source = source
         self.streams = source is not None and source.streams
+        self.cancels = self.streams and cancelling(plan)  # --cancel-*: channels that may abandon an answer
         self.urls: dict[str, URL] = {}
         self.session: aiohttp.ClientSession | None = None
 
@@ -171,11 +222,16 @@ class AiohttpTransport:
     def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
         source = source or self.source
         assert source is not None, "a channel needs a request source"
+        if self.cancels and source.streams:
+            return _CancelChannel(self, owner, source)
         return _AiohttpChannel(self, owner, source)
 
-    async def request(self, req: Request, reader: Any = None, keep: int = KEEP_BODY) -> Answer:
+    async def request(
+        self, req: Request, reader: Any = None, keep: int = KEEP_BODY, cut_at: int = 0
+    ) -> Answer:
         """One request; its body is read as it arrives (aiohttp buffers at most a few reads of it) and only
-        its first `keep` bytes are kept; an answer cut after its head raises AnswerCut."""
+        its first `keep` bytes are kept; an answer cut after its head raises AnswerCut. `cut_at`: the
+        reader's content event at which the answer is abandoned (its connection closed, Abandoned raised)."""
         url = self.urls.get(req.url)
         if url is None:
             url = self.urls[req.url] = URL(req.url, encoded=True)
@@ -207,15 +263,26 @@ class AiohttpTransport:
             try:
                 if reader is not None:
                     reader.retry_after = resp.headers.get("Retry-After") or ""  # (str: may hold surrogates)
-                    async for chunk in resp.content.iter_any():
-                        reader.feed(chunk, perf_counter_ns())
-                        nbytes += len(chunk)
+                    if cut_at:
+                        async for chunk in resp.content.iter_any():
+                            reader.feed(chunk, perf_counter_ns())
+                            nbytes += len(chunk)
+                            if reader.events() >= cut_at:
+                                resp.close()  # not read on: the connection is closed, not reused
+                                raise Abandoned()
+                    else:
+                        async for chunk in resp.content.iter_any():
+                            reader.feed(chunk, perf_counter_ns())
+                            nbytes += len(chunk)
                 else:
                     async for chunk in resp.content.iter_any():
                         if nbytes < keep:
                             kept.append(chunk[: keep - nbytes])
                         nbytes += len(chunk)
             except TimeoutError:
+                raise
+            except asyncio.CancelledError:
+                resp.close()  # abandoned or interrupted: the connection is closed, not reused
                 raise
             except _CUT as e:
                 raise AnswerCut(f"the answer was cut: {e}") from e

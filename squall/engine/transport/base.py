@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEEP_BODY",
+    "Abandoned",
     "Answer",
     "AnswerCut",
     "Channel",
@@ -36,6 +37,11 @@ KEEP_BODY = 16 << 20
 
 class Interrupted(Exception):
     """The request was cancelled by the run's stop, not failed by the target."""
+
+
+class Abandoned(Exception):
+    """The client gave up on the answer (--cancel-after, --cancel-rate), as a user closing a tab does: its
+    connection was closed; the request counts as `cancelled`, neither ok nor an error."""
 
 
 class AnswerCut(ConnectionResetError):
@@ -68,13 +74,14 @@ class Answer:
 class Channel:
     """One logical connection with at most one request in flight; `start`/`sent` belong to the worker."""
 
-    __slots__ = ("busy", "reader", "sent", "start")
+    __slots__ = ("busy", "canceller", "reader", "sent", "start")
 
     def __init__(self) -> None:
         self.start = 0
         self.sent = 0
         self.busy = False
         self.reader: Any = None  # LLM runs: the AnswerReader of the answer in flight
+        self.canceller: Any = None  # LLM runs with --cancel-*: the Canceller that arms each send
 
     def send(self) -> None:
         """Send the request; the outcome arrives later (never synchronously) through the owner."""

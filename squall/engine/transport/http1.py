@@ -10,7 +10,7 @@ from typing import Any
 
 import httptools
 
-from squall.engine.transport.base import AnswerCut
+from squall.engine.transport.base import Abandoned, AnswerCut
 
 
 class ConnectError(OSError):
@@ -242,6 +242,29 @@ class StreamConn(Conn):
         reader = self.ch.reader
         if reader is not None:
             reader.feed(body, self.now)
+
+
+class CutStreamConn(StreamConn):
+    """For LLM answers a run may abandon (--cancel-rate): once the stream reaches its channel's cut point,
+    the answer is abandoned at that read (the rest of it is not parsed) and the connection closed."""
+
+    __slots__ = ()
+
+    def on_body(self, body: bytes) -> None:
+        self.nbytes += len(body)
+        ch = self.ch
+        reader = ch.reader
+        if reader is not None:
+            reader.feed(body, self.now)
+            if ch.cut_at and reader.events() >= ch.cut_at:
+                raise Abandoned()  # (through the parser: data_received closes the connection, fails the send)
+
+    def on_message_complete(self) -> None:
+        ch = self.ch
+        if ch.conn is self and ch.busy and ch.timer is not None:
+            ch.timer.cancel()  # the answer ended first
+            ch.timer = None
+        super().on_message_complete()
 
 
 class FetchConn(Conn):

@@ -12,8 +12,10 @@ from typing import Any
 from multidict import CIMultiDict
 
 from squall.engine.limits import SETUP_MAX_S, bind_socket, limit_kind, worker_connect_rate
+from squall.engine.llm.cancel import cancelling
 from squall.engine.transport.base import (
     KEEP_BODY,
+    Abandoned,
     Answer,
     AnswerCut,
     Channel,
@@ -24,6 +26,7 @@ from squall.engine.transport.base import (
 from squall.engine.transport.http1 import (
     Conn,
     ConnectError,
+    CutStreamConn,
     FetchConn,
     HeadConn,
     ProtocolError,
@@ -178,6 +181,65 @@ class _SourceChannel(_RawChannel):
         _RawChannel.send(self)
 
 
+class _CancelChannel(_SourceChannel):
+    """A source channel whose sends a Canceller may abandon (--cancel-after, --cancel-rate): the connection is
+    closed, not reused (the next send opens a new one), and the owner gets on_failure(Abandoned)."""
+
+    __slots__ = ("cut_at", "cutting", "last", "timer")
+
+    def __init__(self, t: RawTransport, owner: Owner, source: RequestSource) -> None:
+        super().__init__(t, owner, source)
+        self.conn_class = CutStreamConn
+        self.cut_at = 0  # the content event at which the answer in flight is abandoned (0: never)
+        self.timer: asyncio.TimerHandle | None = None  # --cancel-after's, for the answer in flight
+        self.cutting = False  # a cut came while the connection was being made
+        self.last: Any = None  # the previous answer's reader (for the Canceller's running mean)
+
+    def send(self) -> None:
+        source = self.source
+        self.pending, index = source.next()
+        self.reader = reader = source.reader(index)
+        canceller = self.canceller
+        if canceller is not None:
+            canceller.learn(self.last)
+            self.last = reader
+            self.cut_at, self.timer = canceller.arm(self.cut, reader, index)
+        _RawChannel.send(self)
+
+    def cut(self, reader: Any) -> None:
+        """Abandon the answer `reader` reads, if it is still in flight: close its connection (or stop its
+        connect) and report Abandoned."""
+        self.timer = None
+        if not self.busy or self.reader is not reader:
+            return
+        if self.connecting is not None:
+            self.cutting = True  # the connect's CancelledError reports the cut (see fail)
+            self.connecting.cancel()
+            return
+        conn = self.conn
+        if conn is not None:
+            conn.close()  # first: the owner may send again from inside fail(), on a new connection
+        self.fail(conn, Abandoned())
+
+    def done(self, conn: Conn, status: int, first: int, done: int, nbytes: int) -> None:
+        if conn is self.conn and self.busy:
+            self._disarm()
+        super().done(conn, status, first, done, nbytes)
+
+    def fail(self, conn: Conn | None, exc: BaseException) -> None:
+        if (conn is None or conn is self.conn) and self.busy:
+            if self.cutting:
+                exc = Abandoned()
+            self._disarm()
+        super().fail(conn, exc)
+
+    def _disarm(self) -> None:
+        self.cutting = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 class _FetchChannel(_RawChannel):
     """A pooled channel for `RawTransport.request`, its own owner: the outcome settles the caller's future."""
 
@@ -241,6 +303,7 @@ class RawTransport:
         self.streams = source is not None and source.streams
         self.wire = source.next()[0] if source is not None and not source.streams else b""
         self.conn_class: type[Conn] = Conn
+        self.cancels = self.streams and cancelling(plan)  # --cancel-*: channels that may abandon an answer
         if self.streams:
             self.conn_class = StreamConn
         elif spec.method == "HEAD":
@@ -339,7 +402,8 @@ class RawTransport:
     def channel(self, owner: Owner, source: RequestSource | None = None) -> Channel:
         source = source or self.source
         if source is not None and source.streams:
-            ch: _RawChannel = _SourceChannel(self, owner, source)
+            kind = _CancelChannel if self.cancels else _SourceChannel
+            ch: _RawChannel = kind(self, owner, source)
         else:
             ch = _RawChannel(self, owner)
         self.channels.append(ch)
