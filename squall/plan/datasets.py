@@ -53,7 +53,8 @@ def load(path: Path, fmt: str = "auto", sample: int | None = None, seed: int = 0
     except OSError as e:
         raise PlanError(f"--dataset {str(path)!r} cannot be read: {e.strerror or e}") from None
     objects: Iterator[tuple[str, Any]] = iter(())
-    if fmt != "prompts" and not (fmt == "auto" and path.suffix.lower() == ".txt"):
+    json_like = raw[:64].lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"[", b"{"))
+    if fmt in ("sharegpt", "openai") or (fmt == "auto" and json_like and path.suffix.lower() != ".txt"):
         objects = _objects(path, raw)
     first = next(objects, None)
     if fmt == "auto":

@@ -100,7 +100,9 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
         chosen = prompt_source.synthetic(1000, size, out_spec, seed)
     prefixes: tuple[str, ...] = ()
     if flags.prefix_tokens is not None:
-        prefixes = prompt_source.prefixes(flags.prefix_tokens, flags.prefixes or 1, seed)
+        prefixes = prompt_source.prefixes(
+            flags.prefix_tokens, 1 if flags.prefixes is None else flags.prefixes, seed
+        )
     if flags.shuffle:
         chosen = prompt_source.shuffled(chosen, seed)
     extra: dict[str, object] = {}
