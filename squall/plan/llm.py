@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from squall.units import PlanError, parse_duration
 
 if TYPE_CHECKING:
-    from squall.plan.specs import LlmSpec
+    from squall.plan.specs import LlmSpec, Prompt
 
 DEFAULT_TEXT_PATH = "choices.0.delta.content"
 
@@ -90,10 +90,7 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
             chosen = prompt_source.load(flags.prompts)  # type: ignore[arg-type]
         if out_spec is not None:
             drawn = prompt_source.synthetic(len(chosen), (1, 0), out_spec, seed)
-            chosen = tuple(
-                replace(p, max_tokens=p.max_tokens or m.max_tokens)
-                for p, m in zip(chosen, drawn, strict=True)
-            )
+            chosen = tuple(_fill(p, m.max_tokens) for p, m in zip(chosen, drawn, strict=True))
     else:
         given = flags.input_tokens if flags.input_tokens is not None else "32"
         size = prompt_source.parse_size(given, "--input-tokens")
@@ -139,6 +136,12 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
         prefixes=prefixes,
         trace_offsets=offsets,
     )
+
+
+def _fill(p: Prompt, max_tokens: int | None) -> Prompt:
+    """The prompt with `max_tokens` (--output-tokens) where it, or one of its later turns, has none."""
+    turns = tuple(replace(t, max_tokens=t.max_tokens or max_tokens) for t in p.turns)
+    return replace(p, max_tokens=p.max_tokens or max_tokens, turns=turns)
 
 
 def _check_sources(flags: LlmFlags) -> None:

@@ -258,3 +258,16 @@ def test_the_spec_holds_k_prefixes_one_by_default() -> None:
     assert len(llm_spec(CHAT, LlmFlags(prefix_tokens=16), seed=0).prefixes) == 1
     spec = llm_spec(CHAT, LlmFlags(prefix_tokens=16, prefixes=4), seed=0)
     assert len(set(spec.prefixes)) == 4 and all(COUNT(p) == 16 for p in spec.prefixes)
+
+
+def test_output_tokens_fill_in_the_turns_that_have_no_length(tmp_path: Path) -> None:
+    record = {
+        "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "x y"},
+            {"role": "user", "content": "b"},
+        ]
+    }
+    path = write(tmp_path, "o.jsonl", jsonl([record]))
+    (p,) = llm_spec(CHAT, LlmFlags(dataset=path, output_tokens="50"), seed=0).prompts
+    assert (p.max_tokens, p.turns[0].max_tokens) == (COUNT("x y"), 50)
