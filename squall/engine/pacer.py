@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from fractions import Fraction
 from typing import Protocol
 
 NS = 1_000_000_000
+NEVER = 1 << 62  # a send time past every run's end (ns; ~146 years)
 
 
 class Pacer(Protocol):
@@ -61,6 +63,32 @@ class GammaPacer:
     def next_send(self) -> int:
         self.t += self.rng.gammavariate(self.shape, self.scale)
         return int(self.t * NS)
+
+
+class TracePacer:
+    """A trace's own send times: worker `worker` of `workers` takes the trace's sends worker, worker +
+    workers, ... (offsets in ns from t0, in order); past its last one, a time no run reaches."""
+
+    __slots__ = ("j", "offsets", "step", "worker")
+
+    def __init__(self, offsets_ns: tuple[int, ...], worker: int = 0, workers: int = 1) -> None:
+        self.offsets = offsets_ns
+        self.worker = self.j = worker
+        self.step = workers
+
+    def next_send(self) -> int:
+        j = self.j
+        self.j = j + self.step
+        return self.offsets[j] if j < len(self.offsets) else NEVER
+
+    def count_between(self, a_ns: int, b_ns: int) -> int:
+        """How many of this worker's sends are due from a_ns to b_ns (offsets from t0; a_ns included)."""
+        lo, hi = bisect_left(self.offsets, a_ns), bisect_left(self.offsets, b_ns)
+        return self._before(hi) - self._before(lo)
+
+    def _before(self, i: int) -> int:
+        """How many of this worker's sends come before the trace's send number i."""
+        return max(0, -(-(i - self.worker) // self.step))
 
 
 def make_pacer(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from squall.engine.pacer import NS, Pacer, make_pacer
+from squall.engine.pacer import NS, Pacer, TracePacer, make_pacer
 from squall.plan.load import Shape
 from squall.plan.plan import Plan
 
@@ -59,6 +59,8 @@ class Schedule:
 
     def due_between(self, a_ns: int, b_ns: int) -> float:
         """How many sends this schedule holds between two times (its share of the shape's area)."""
+        if isinstance(self.pacer, TracePacer):
+            return self.pacer.count_between(a_ns - self.t0, b_ns - self.t0)
         if self.shape is None:
             return (b_ns - a_ns) / NS * self.rate
         area = self.shape.area
@@ -66,8 +68,10 @@ class Schedule:
 
 
 def make_schedule(plan: Plan, index: int, t0: int, end: int | None) -> Schedule:
-    """Worker `index`'s schedule of the plan's rate (or rate shape) from t0, ending at `end`."""
+    """Worker `index`'s schedule of the plan's rate (or rate shape, or trace) from t0, ending at `end`."""
     assert plan.load.rate is not None
+    if plan.llm is not None and plan.llm.trace_offsets:
+        return trace_schedule(plan.llm.trace_offsets, index, plan.spread.workers, t0, end)
     shape = plan.load.shape if plan.load.shape is not None and plan.load.shape.kind == "rate" else None
     pacer = make_pacer(
         plan.load.arrival,
@@ -98,3 +102,12 @@ def make_schedule(plan: Plan, index: int, t0: int, end: int | None) -> Schedule:
         area_offset=area_offset,
         phase_ns=phase_ns,
     )
+
+
+def trace_schedule(
+    offsets: tuple[float, ...], index: int, workers: int, t0: int, end: int | None
+) -> Schedule:
+    """Worker `index` of `workers`' share of a trace's sends (offsets in s from t0): sends index, index +
+    workers, ... (the request count stop gives it exactly that many, and LlmSource their own prompts)."""
+    pacer = TracePacer(tuple(round(s * NS) for s in offsets), index, workers)
+    return Schedule(pacer, t0, end, rate=len(offsets) / max(offsets[-1], 1.0) / workers, workers=workers)

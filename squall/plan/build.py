@@ -78,10 +78,14 @@ def build(
     from squall.units import check_writable
 
     users_given = connections is not None
+    rate = flags.rate
+    llm = fields.get("llm")
+    if llm is not None and llm.trace_offsets:
+        requests, rate = _trace_load(llm.trace_offsets, flags, requests)
     fields.update(
         connections=connections if users_given else default_connections,
         requests=requests,
-        rate=flags.rate,
+        rate=rate,
         arrival=flags.arrival,
         burstiness=flags.burstiness,
         quiet=flags.quiet,
@@ -189,12 +193,40 @@ def study_plan(
     --timeout not given (None) is that of the command that loads the same."""
     from dataclasses import replace
 
+    if opts is not None and opts.trace is not None:
+        raise PlanError("--trace is replayed by `squall llm URL --trace FILE`; hunt and soak set the load")
     request, found = target(url, what, opts, flags.seed)
     think = found.pop("think", None)
     # --timeout not given: the default of the command that loads the same (llm 120s, py 60s, else 30s).
     timeout = flags.timeout or ("120s" if "llm" in found else "60s" if "py" in found else "30s")
     flags = replace(flags, think=think or None, timeout=timeout)
     return build(request, flags, connections=connections, **found, **fields)
+
+
+def _trace_load(offsets: tuple[float, ...], flags: LoadFlags, requests: int | None) -> tuple[int, float]:
+    """A trace's load as (count, rate): the open model at the trace's own send times (its mean rate stands
+    for -r), and a count stop of one request per line (so each send takes its own line's prompt).
+    -c sets the connections and -d cuts the replay short; what else sets a load is refused."""
+    from squall.plan.load import trace_rate
+
+    clash = [
+        name
+        for name, given in (
+            ("-r/--rate", flags.rate is not None),
+            ("-n/--requests", requests is not None),
+            ("--stage", bool(flags.stage)),
+            ("--profile", flags.profile is not None),
+            ("--think", flags.think is not None),
+            ("--arrival", flags.arrival != "constant"),
+            ("--burstiness", flags.burstiness != 1.0),
+            ("--shard", flags.shard is not None),
+        )
+        if given
+    ]
+    if clash:
+        given = ", ".join(clash)
+        raise PlanError(f"--trace sends at the trace's own times, one request per line; drop {given}")
+    return len(offsets), trace_rate(offsets)
 
 
 def _start_at(start_at: float) -> float:

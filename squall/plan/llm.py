@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 from squall.units import PlanError, parse_duration
 
 if TYPE_CHECKING:
-    from squall.plan.specs import LlmSpec
+    from squall.plan.specs import LlmSpec, Prompt
 
 DEFAULT_TEXT_PATH = "choices.0.delta.content"
 
@@ -58,8 +59,7 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
     from squall.plan.specs import LlmSpec, api_from_path, parse_goodput
 
     api = flags.api or api_from_path(url)
-    if flags.prompts is not None and flags.input_tokens is not None:
-        raise PlanError("use either --prompts or --input-tokens, not both")
+    _check_sources(flags)
     if flags.text_path != DEFAULT_TEXT_PATH:
         _check_text_path(api)
     out_spec = (
@@ -69,18 +69,37 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
     )
     if flags.temperature is not None and not 0 <= flags.temperature <= 100:  # (nan fails too)
         raise PlanError(f"--temperature must be a finite number of 0 or more (got {flags.temperature})")
-    if flags.prompts is not None:
-        chosen = prompt_source.load(flags.prompts)
+    offsets: tuple[float, ...] = ()
+    if flags.trace is not None:
+        from squall.plan import trace
+
+        replay = trace.load(flags.trace, flags.trace_speed, flags.block_tokens, seed)
+        if replay.reordered:
+            print(
+                f"squall: --trace {flags.trace}: the timestamps are out of order; replaying the lines sorted "
+                "by time",
+                file=sys.stderr,
+            )
+        chosen, offsets = replay.prompts, replay.offsets
+    elif flags.prompts is not None or flags.dataset is not None:
+        if flags.dataset is not None:
+            from squall.plan import datasets
+
+            chosen = datasets.load(flags.dataset, flags.dataset_format, flags.dataset_sample, seed)
+        else:
+            chosen = prompt_source.load(flags.prompts)  # type: ignore[arg-type]
         if out_spec is not None:
             drawn = prompt_source.synthetic(len(chosen), (1, 0), out_spec, seed)
-            chosen = tuple(
-                replace(p, max_tokens=p.max_tokens or m.max_tokens)
-                for p, m in zip(chosen, drawn, strict=True)
-            )
+            chosen = tuple(_fill(p, m.max_tokens) for p, m in zip(chosen, drawn, strict=True))
     else:
         given = flags.input_tokens if flags.input_tokens is not None else "32"
         size = prompt_source.parse_size(given, "--input-tokens")
         chosen = prompt_source.synthetic(1000, size, out_spec, seed)
+    prefixes: tuple[str, ...] = ()
+    if flags.prefix_tokens is not None:
+        prefixes = prompt_source.prefixes(
+            flags.prefix_tokens, 1 if flags.prefixes is None else flags.prefixes, seed
+        )
     if flags.shuffle:
         chosen = prompt_source.shuffled(chosen, seed)
     extra: dict[str, object] = {}
@@ -114,7 +133,57 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
         exact_output=flags.exact_output,
         cancel_after=parse_duration(flags.cancel_after, "--cancel-after") if flags.cancel_after else None,
         cancel_rate=flags.cancel_rate,
+        prefixes=prefixes,
+        trace_offsets=offsets,
     )
+
+
+def _fill(p: Prompt, max_tokens: int | None) -> Prompt:
+    """The prompt with `max_tokens` (--output-tokens) where it, or one of its later turns, has none."""
+    turns = tuple(replace(t, max_tokens=t.max_tokens or max_tokens) for t in p.turns)
+    return replace(p, max_tokens=p.max_tokens or max_tokens, turns=turns)
+
+
+def _check_sources(flags: LlmFlags) -> None:
+    """PlanError for prompt sources given together, or a source's options without it."""
+    given = [
+        name
+        for name, value in (
+            ("--prompts", flags.prompts),
+            ("--input-tokens", flags.input_tokens),
+            ("--dataset", flags.dataset),
+            ("--trace", flags.trace),
+        )
+        if value is not None
+    ]
+    if len(given) == 2:
+        raise PlanError(f"use either {given[0]} or {given[1]}, not both: each gives the prompts")
+    if len(given) > 2:
+        raise PlanError(f"use one of {', '.join(given)}: each gives the prompts")
+    if flags.dataset is None and (flags.dataset_format != "auto" or flags.dataset_sample is not None):
+        used = "--dataset-format" if flags.dataset_format != "auto" else "--dataset-sample"
+        raise PlanError(f"{used} is for --dataset FILE: add --dataset or drop it")
+    if flags.trace is None and (flags.trace_speed != 1.0 or flags.block_tokens != 512):
+        used = "--trace-speed" if flags.trace_speed != 1.0 else "--block-tokens"
+        raise PlanError(f"{used} is for --trace FILE: add --trace or drop it")
+    if flags.prefixes is not None and flags.prefix_tokens is None:
+        raise PlanError("--prefixes K needs --prefix-tokens N (the length of each shared prefix)")
+    if flags.trace is not None:
+        clash = [
+            name
+            for name, value in (
+                ("--output-tokens", flags.output_tokens is not None),
+                ("--max-tokens", flags.max_tokens is not None),
+                ("--shuffle", flags.shuffle),
+                ("--turns", (flags.turns or 1) > 1),
+                ("--prefix-tokens", flags.prefix_tokens is not None),
+            )
+            if value
+        ]
+        if clash:
+            raise PlanError(
+                f"--trace sets each request's prompt, length and order; drop {' and '.join(clash)}"
+            )
 
 
 def _check_text_path(api: str) -> None:

@@ -255,6 +255,13 @@ def check_arrival(arrival: str, burstiness: float) -> None:
         raise PlanError(f"--arrival {arrival!r} is not one of {', '.join(ARRIVALS)}")
 
 
+def trace_rate(offsets: tuple[float, ...]) -> float:
+    """A trace's mean rate (requests/s over its span; one second for a trace with no span): what the
+    result's rate and the live view say, while the trace's own offsets time the sends."""
+    span = offsets[-1] - offsets[0] if offsets else 0.0
+    return min(MAX_RATE, max(0.001, len(offsets) / span if span > 0 else float(len(offsets))))
+
+
 def _check_connections(connections: int) -> None:
     if not 1 <= connections <= MAX_CONNECTIONS:
         raise PlanError(f"--connections must be from 1 to {MAX_CONNECTIONS:,} (got {connections})")

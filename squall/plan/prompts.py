@@ -129,22 +129,23 @@ def synthetic(
     return tuple(out)
 
 
-def load(path: Path) -> tuple[Prompt, ...]:
-    """Prompts from a .txt file (one per line) or .jsonl (`prompt` or `messages`, optional `max_tokens`)."""
+def load(path: Path, flag: str = "--prompts", jsonl: bool | None = None) -> tuple[Prompt, ...]:
+    """Prompts from a .txt file (one per line) or .jsonl (`prompt` or `messages`, optional `max_tokens`);
+    `jsonl` None: by the file's suffix; errors name `flag`."""
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise PlanError(f"--prompts {str(path)!r} cannot be read: {e.strerror or e}") from None
-    if path.suffix.lower() in (".json", ".csv", ".yaml", ".yml"):
-        raise PlanError(f"--prompts {str(path)!r}: use a .txt file (one prompt per line) or .jsonl")
+        raise PlanError(f"{flag} {str(path)!r} cannot be read: {e.strerror or e}") from None
+    if jsonl is None and path.suffix.lower() in (".json", ".csv", ".yaml", ".yml"):
+        raise PlanError(f"{flag} {str(path)!r}: use a .txt file (one prompt per line) or .jsonl")
     try:
         lines = raw.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError:
-        raise PlanError(f"--prompts {str(path)!r} is not UTF-8 text") from None
-    if path.suffix != ".jsonl":
+        raise PlanError(f"{flag} {str(path)!r} is not UTF-8 text") from None
+    if not (path.suffix == ".jsonl" if jsonl is None else jsonl):
         found = tuple(Prompt(text=line) for line in lines if line.strip())
         if not found:
-            raise PlanError(f"--prompts {str(path)!r} holds no prompt (one per line)")
+            raise PlanError(f"{flag} {str(path)!r} holds no prompt (one per line)")
         return found
     prompts = []
     for no, line in enumerate(lines, 1):
@@ -153,26 +154,26 @@ def load(path: Path) -> tuple[Prompt, ...]:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            raise PlanError(f"--prompts {path}:{no}: not JSON ({e})") from None
+            raise PlanError(f"{flag} {path}:{no}: not JSON ({e})") from None
         if not isinstance(obj, dict):
-            raise PlanError(f"--prompts {path}:{no}: expected an object with 'prompt' or 'messages'")
+            raise PlanError(f"{flag} {path}:{no}: expected an object with 'prompt' or 'messages'")
         max_tokens = obj.get("max_tokens")
         if max_tokens is not None and (
             not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
         ):
-            raise PlanError(f"--prompts {path}:{no}: max_tokens must be a positive integer")
+            raise PlanError(f"{flag} {path}:{no}: max_tokens must be a positive integer")
         if isinstance(obj.get("messages"), list):
             try:
                 messages = tuple((str(m["role"]), str(m["content"])) for m in obj["messages"])
             except (KeyError, TypeError):
-                raise PlanError(f"--prompts {path}:{no}: each message needs 'role' and 'content'") from None
+                raise PlanError(f"{flag} {path}:{no}: each message needs 'role' and 'content'") from None
             prompts.append(Prompt(messages=messages, max_tokens=max_tokens))
         elif isinstance(obj.get("prompt"), str):
             prompts.append(Prompt(text=obj["prompt"], max_tokens=max_tokens))
         else:
-            raise PlanError(f"--prompts {path}:{no}: expected 'prompt' (a string) or 'messages' (a list)")
+            raise PlanError(f"{flag} {path}:{no}: expected 'prompt' (a string) or 'messages' (a list)")
     if not prompts:
-        raise PlanError(f"--prompts {str(path)!r} holds no prompt (one JSON object per line)")
+        raise PlanError(f"{flag} {str(path)!r} holds no prompt (one JSON object per line)")
     return tuple(prompts)
 
 
@@ -180,4 +181,36 @@ def shuffled(prompts: tuple[Prompt, ...], seed: int) -> tuple[Prompt, ...]:
     """The prompts in a seeded random order."""
     out = list(prompts)
     random.Random(seed).shuffle(out)
+    return tuple(out)
+
+
+def words(n: int, rng: random.Random) -> list[str]:
+    """`n` common words drawn by `rng`: n tokens by squall's counter and the usual BPE vocabularies."""
+    return rng.choices(_WORDS, k=n)
+
+
+MAX_PREFIXES = len(_WORDS) ** 2  # distinct in their first two words
+
+
+def prefixes(tokens: int, count: int, seed: int) -> tuple[str, ...]:
+    """`count` distinct texts of `tokens` tokens (one common word each), seeded: they differ from the first
+    word on (from the second for more than one a word), so no two share a prefix a cache could reuse."""
+    if not 1 <= tokens <= MAX_SYNTHETIC_TOKENS:
+        raise PlanError(f"--prefix-tokens must be from 1 to {MAX_SYNTHETIC_TOKENS:,} (got {tokens})")
+    most = len(_WORDS) if tokens == 1 else MAX_PREFIXES
+    if not 1 <= count <= most:
+        raise PlanError(f"--prefixes must be from 1 to {most:,} for {tokens} token(s) (got {count})")
+    if tokens * count > SYNTHETIC_WORDS:
+        raise PlanError(
+            f"--prefix-tokens {tokens} x --prefixes {count} is over {SYNTHETIC_WORDS:,} tokens in all; "
+            "give fewer or shorter prefixes"
+        )
+    rng = random.Random(f"{seed}:prefixes")
+    lead = list(_WORDS)
+    rng.shuffle(lead)
+    w = len(lead)
+    out = []
+    for i in range(count):
+        head = [lead[i % w]] if count <= w else [lead[i % w], lead[i // w]]
+        out.append(" ".join([*head, *words(tokens - len(head), rng)][:tokens]))
     return tuple(out)
