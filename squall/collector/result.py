@@ -242,6 +242,15 @@ def plan_meta(
             "prompts": len(plan.llm.prompts),
             "api_keys": len(plan.llm.api_keys),
             "goodput": [f"{m}<{v * 1000:g}ms" for m, v in plan.llm.goodput],
+            "turns": plan.llm.turns,
+            "max_inflight": plan.llm.max_inflight,
+            "prefixes": len(plan.llm.prefixes),
+            "exact_output": plan.llm.exact_output,
+            "cancel_after_s": plan.llm.cancel_after,
+            "cancel_rate": plan.llm.cancel_rate,
+            "trace": {"lines": len(plan.llm.trace_offsets), "span_s": round(plan.llm.trace_offsets[-1], 3)}
+            if plan.llm.trace_offsets
+            else None,
         },
     }
 

@@ -89,6 +89,8 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
             console = Console(highlight=False, soft_wrap=True, width=120)
     s, m = doc["summary"], doc["meta"]
     model = f"open, {m['rate']:g} req/s {m['arrival']}" if m["model"] == "open" else "closed"
+    if trace := (m.get("llm") or {}).get("trace"):
+        model = f"open, a trace of {trace['lines']:,} requests over {trace['span_s']:g} s"
     what = f"scenario {m['scenario']} at {m['url']}" if m.get("scenario") else f"{m['method']} {m['url']}"
     if m.get("py"):
         params = ", ".join(f"{k}={v}" for k, v in m["py"]["params"].items())
