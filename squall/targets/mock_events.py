@@ -1,4 +1,5 @@
-"""What the mock LLM writes, and when: wire formats (OpenAI chat and completions, Dify) and a timer wheel."""
+"""What the mock LLM writes, and when: wire formats (OpenAI chat and completions, Dify; the phased and other
+shapes are in mock_apis) and a timer wheel."""
 
 from __future__ import annotations
 
@@ -16,52 +17,12 @@ WORDS = (
     " then", " it", " runs", " back", " across", " a", " wide", " green", " field", " to", " rest",
     " under", " an", " old", " oak", " tree", " near", " the", " river", " bank", ".",
 )  # fmt: skip
-CHAT, COMPLETIONS, DIFY = 0, 1, 2
+CHAT, COMPLETIONS, DIFY, RESPONSES, ANTHROPIC = 0, 1, 2, 3, 4
 BAD_EVENT = b"data: {not json\n\n"
 DONE_EVENT = b"data: [DONE]\n\n"
 LAST_CHUNK = b"0\r\n\r\n"
 _IDS = ("chatcmpl-squall-mock", "cmpl-squall-mock")
 _DIFY_IDS = {"task_id": "squall-mock-task", "message_id": "squall-mock-msg", "conversation_id": "squall-mock"}
-
-
-def _words(value: object) -> int:
-    """Whitespace-separated words in a string, or in a list of strings or {text} parts."""
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        parts = (v.get("text") if isinstance(v, dict) else v for v in value)
-        return sum(len(p.split()) for p in parts if isinstance(p, str))
-    return 0
-
-
-def ask(kind: int, req: object) -> tuple[bool, bool, int | None, bool, int]:
-    """What a request body asks for: (stream, include_usage, max_tokens, ignore_eos, prompt_tokens).
-
-    prompt_tokens is a word count (at least 1). A ValueError names the field that is wrong.
-    """
-    if not isinstance(req, dict):
-        raise ValueError("the request body must be a JSON object")
-    if kind == DIFY:
-        mode = req.get("response_mode", "blocking")
-        if mode not in ("streaming", "blocking"):
-            raise ValueError(f"response_mode must be 'streaming' or 'blocking', got {mode!r}")
-        return mode == "streaming", True, None, False, max(1, _words(req.get("query")))
-    stream = req.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValueError(f"stream must be true or false, got {stream!r}")
-    cap = req.get("max_tokens", req.get("max_completion_tokens"))
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-        raise ValueError(f"max_tokens must be a positive integer, got {cap!r}")
-    options = req.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    if kind == CHAT:
-        messages = req.get("messages")
-        if not isinstance(messages, list):
-            raise ValueError("messages must be a list of {role, content} objects")
-        prompt = sum(_words(m.get("content")) for m in messages if isinstance(m, dict))
-    else:
-        prompt = _words(req.get("prompt"))
-    return stream, include_usage, cap, req.get("ignore_eos") is True, max(1, prompt)
 
 
 def text(count: int) -> str:
@@ -96,9 +57,19 @@ def head(code: int, content_type: bytes, connection: bytes, length: int | None, 
     return out + connection + b"\r\n"
 
 
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
+                     413: "request_too_large", 429: "rate_limit_error", 500: "api_error"}  # fmt: skip
+
+
 def error_body(message: str, kind: str, code: str) -> bytes:
     """OpenAI's error shape."""
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def anthropic_error(status: int, message: str) -> bytes:
+    """Anthropic's error shape."""
+    kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 
 def models_body(model: str, created: int) -> bytes:
