@@ -480,8 +480,6 @@ def test_mock_command_rejects_bad_new_flags_in_one_line(flag: list[str], says: s
         text=True,
         timeout=20,
     )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"squall: error: {done.stderr.split('error: ', 1)[1].strip()}"
-    ]
-    assert says in done.stderr and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("squall: error: ") and says in lines[0]
