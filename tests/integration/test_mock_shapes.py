@@ -452,3 +452,38 @@ def test_keep_received_zero_keeps_nothing() -> None:
 def test_new_options_are_validated(field: str, value: object, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         MockOptions(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", [RESPONSES, MESSAGES])
+def test_empty_answers_still_close_every_block(path: str) -> None:
+    with MockThread(ttft_s=0, itl_s=0, tokens=4, reasoning_tokens=3, empty=1.0) as srv:
+        events = streamed(srv, path, {"input": "hi", "messages": HISTORY, "max_tokens": 9})
+    names = [n for n, _ in events]
+    if path == RESPONSES:
+        assert names[-4:] == [
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+        assert "response.output_text.delta" not in names and "response.reasoning_text.delta" not in names
+        assert events[-1][1]["response"]["usage"]["output_tokens"] == 0
+    else:
+        assert names == [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ]
+        assert events[-2][1]["usage"] == {"output_tokens": 0}
+
+
+@pytest.mark.parametrize("path", [RESPONSES, MESSAGES])
+def test_bad_chunk_is_one_broken_event_in_the_new_shapes(path: str) -> None:
+    with MockThread(ttft_s=0, itl_s=0, tokens=6, bad_chunk=1.0) as srv:
+        status, raw = post(srv, path, {"input": "hi", "messages": HISTORY, "max_tokens": 9, "stream": True})
+    assert status == 200 and raw.count(b"data: {not json\n\n") == 1
+    events = sse(raw.replace(b"data: {not json\n\n", b""))
+    assert events[-1][0] in ("response.completed", "message_stop")
