@@ -101,11 +101,10 @@ def body(kind: int, model: str, created: int, count: int, prompt: int) -> bytes:
 class Events:
     """Every framed event one kind of stream needs: the opening, one per word, and the pieces of the tail."""
 
-    __slots__ = ("_base", "_end", "_finish", "bad", "chunked", "kind", "opening", "tokens")
+    __slots__ = ("_base", "_end", "_finish", "chunked", "kind", "opening", "tokens")
 
     def __init__(self, kind: int, chunked: bool, model: str, created: int) -> None:
         self.kind, self.chunked = kind, chunked
-        self.bad = frame(BAD_EVENT, chunked)
         if kind == DIFY:
             self._base: dict[str, object] = dict(_DIFY_IDS)
             self.opening = self._finish = b""

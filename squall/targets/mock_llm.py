@@ -121,12 +121,17 @@ class _Stream:
     )  # fmt: skip
 
     def __init__(
-        self, conn: _MockProtocol, phases: list[apis.Phase], tail: bytes, arrival: int, chunked: bool
+        self,
+        conn: _MockProtocol,
+        phases: list[apis.Phase],
+        count: int,
+        tail: bytes,
+        arrival: int,
+        chunked: bool,
     ) -> None:
-        self.conn, self.tail, self.arrival, self.chunked = conn, tail, arrival, chunked
-        self.count = sum(p.count for p in phases)
+        self.conn, self.count, self.tail, self.arrival, self.chunked = conn, count, tail, arrival, chunked
         self.i, self.drop_at, self.bad_at, self.due = 0, -1, -1, arrival
-        self.bad = ev.frame(ev.BAD_EVENT, chunked)
+        self.bad = b""  # set with bad_at
         self.record: list[int] | None = None
         self.phases = phases
         self.base, self.switch_at = 0, -1
@@ -413,11 +418,11 @@ class _MockProtocol(asyncio.Protocol):
             plan = mock.builder.stream(kind, count, think, tool, asked.prompt, asked.usage, chunked)
             opening, phases, tail = plan
             count += think
-        stream = _Stream(self, phases, tail, arrival, chunked)
+        stream = _Stream(self, phases, count, tail, arrival, chunked)
         if fault == "drop_mid_stream":
             stream.drop_at = count // 2
         elif fault == "bad_chunk":
-            stream.bad_at = count // 2
+            stream.bad_at, stream.bad = count // 2, ev.frame(ev.BAD_EVENT, chunked)
         if mock.opts.record_sends and len(mock.state.sends) < MAX_RECORDS:
             stream.record = []
         self.stream, self._close_after = stream, not (req.keep_alive and req.http11)
