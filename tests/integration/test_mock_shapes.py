@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -487,3 +488,18 @@ def test_bad_chunk_is_one_broken_event_in_the_new_shapes(path: str) -> None:
     assert status == 200 and raw.count(b"data: {not json\n\n") == 1
     events = sse(raw.replace(b"data: {not json\n\n", b""))
     assert events[-1][0] in ("response.completed", "message_stop")
+
+
+def test_http10_stream_of_a_new_shape_is_raw_sse_ended_by_close(mock: MockThread) -> None:
+    body = json.dumps(anthropic(max_tokens=2, stream=True)).encode()
+    head = f"POST {MESSAGES} HTTP/1.0\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", mock.port), timeout=5) as sock:
+        sock.sendall(head + body)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    top, _, rest = raw.partition(b"\r\n\r\n")
+    assert top.startswith(b"HTTP/1.1 200 OK") and b"Transfer-Encoding" not in top
+    events = sse(rest)
+    assert [n for n, _ in events][-2:] == ["message_delta", "message_stop"]
+    assert [e["delta"]["text"] for n, e in events if n == "content_block_delta"] == list(WORDS[:2])
