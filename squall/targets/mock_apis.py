@@ -1,5 +1,5 @@
-"""What a request asks the mock for, and the answers with phases: reasoning, then text or a tool call, in the
-OpenAI chat, OpenAI Responses and Anthropic Messages shapes (streamed and whole)."""
+"""The mock's answers with phases (reasoning, then text or a tool call) in the OpenAI chat, OpenAI Responses
+and Anthropic Messages shapes, streamed and whole."""
 
 from __future__ import annotations
 
@@ -15,123 +15,11 @@ THOUGHTS = (
     " wants", " words", ",", " so", " I", " will", " give", " them", " some", ".",
 )  # fmt: skip
 ARGS_OPEN, ARGS_CLOSE = '{"input": "', '"}'
-DEFAULT_TOOL = "mock_tool"
 SIGNATURE = "squall-mock-signature"
 _RESP_ID, _MSG_ID, _RS_ID, _FC_ID, _CALL_ID = (
     "resp_squall_mock", "msg_squall_mock", "rs_squall_mock", "fc_squall_mock", "call_squall_mock"
 )  # fmt: skip
 _ANTHROPIC_ID, _TOOLU_ID = "msg_squall_mock", "toolu_squall_mock"
-_MAX_FIELDS = {
-    ev.CHAT: ("max_tokens", "max_completion_tokens"),
-    ev.COMPLETIONS: ("max_tokens",),
-    ev.RESPONSES: ("max_output_tokens",),
-    ev.ANTHROPIC: ("max_tokens",),
-}
-
-
-class Asked(NamedTuple):
-    """What one request body asks for."""
-
-    stream: bool
-    usage: bool  # the stream ends with usage (always for Dify, Responses and Anthropic)
-    cap: int | None  # max_tokens (max_completion_tokens, max_output_tokens)
-    exact: bool  # ignore_eos: the answer is exactly `cap` long
-    least: int  # min_tokens
-    prompt: int  # words in the prompt or history (at least 1)
-    think: int | None  # reasoning tokens asked for: a number (mock_reasoning_tokens), -1 (asked), None (not)
-    tool: str | None  # the tool to call (the first of `tools`), or None
-
-
-def words(value: object) -> int:
-    """Whitespace-separated words in a string, or in a list of strings or {text} parts."""
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        parts = (v.get("text") if isinstance(v, dict) else v for v in value)
-        return sum(len(p.split()) for p in parts if isinstance(p, str))
-    return 0
-
-
-def _history(req: dict[str, Any], field: str, what: str) -> int:
-    items = req.get(field)
-    if not isinstance(items, list):
-        raise ValueError(f"{field} must be a list of {what} objects")
-    return sum(words(m.get("content", m.get("output"))) for m in items if isinstance(m, dict))
-
-
-def _positive(req: dict[str, Any], name: str, low: int) -> int | None:
-    value = req.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        kind = "a positive integer" if low else "an integer of 0 or more"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return value
-
-
-def _reasoning(kind: int, req: dict[str, Any]) -> int | None:
-    explicit = _positive(req, "mock_reasoning_tokens", 0)
-    if explicit is not None:
-        return explicit
-    if kind == ev.CHAT:
-        asked = req.get("reasoning_effort") not in (None, "none")
-    elif kind == ev.RESPONSES:
-        reasoning = req.get("reasoning")
-        asked = isinstance(reasoning, dict) and reasoning.get("effort", "medium") not in (None, "none")
-    elif kind == ev.ANTHROPIC:
-        thinking = req.get("thinking")
-        asked = isinstance(thinking, dict) and thinking.get("type") == "enabled"
-    else:
-        asked = False
-    return -1 if asked else None
-
-
-def _tool(kind: int, req: dict[str, Any]) -> str | None:
-    tools = req.get("tools")
-    if kind not in (ev.CHAT, ev.RESPONSES, ev.ANTHROPIC) or not tools or req.get("tool_choice") == "none":
-        return None
-    if not isinstance(tools, list) or not isinstance(tools[0], dict):
-        raise ValueError("tools must be a list of tool objects")
-    first = tools[0].get("function") if kind == ev.CHAT else tools[0]
-    name = first.get("name") if isinstance(first, dict) else None
-    return name if isinstance(name, str) and name else DEFAULT_TOOL
-
-
-def ask(kind: int, req: object) -> Asked:
-    """What a request body asks for; prompt is a word count. A ValueError names the field that is wrong."""
-    if not isinstance(req, dict):
-        raise ValueError("the request body must be a JSON object")
-    if kind == ev.DIFY:
-        mode = req.get("response_mode", "blocking")
-        if mode not in ("streaming", "blocking"):
-            raise ValueError(f"response_mode must be 'streaming' or 'blocking', got {mode!r}")
-        return Asked(mode == "streaming", True, None, False, 0, max(1, words(req.get("query"))), None, None)
-    stream = req.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValueError(f"stream must be true or false, got {stream!r}")
-    cap = None
-    for name in _MAX_FIELDS[kind]:
-        if cap is None:
-            cap = _positive(req, name, 1)
-    if cap is None and kind == ev.ANTHROPIC:
-        raise ValueError("max_tokens: Field required (the Messages API needs max_tokens)")
-    least = _positive(req, "min_tokens", 0) or 0
-    if cap is not None and least > cap:
-        raise ValueError(f"min_tokens ({least}) must not be greater than max_tokens ({cap})")
-    options = req.get("stream_options")
-    usage = kind in (ev.RESPONSES, ev.ANTHROPIC) or (
-        isinstance(options, dict) and options.get("include_usage") is True
-    )
-    if kind == ev.CHAT:
-        prompt = _history(req, "messages", "{role, content}")
-    elif kind == ev.ANTHROPIC:
-        prompt = _history(req, "messages", "{role, content}") + words(req.get("system"))
-    elif kind == ev.RESPONSES:
-        given = req.get("input")
-        prompt = words(given) if isinstance(given, str) else _history(req, "input", "input item")
-        prompt += words(req.get("instructions"))
-    else:
-        prompt = words(req.get("prompt"))
-    exact = req.get("ignore_eos") is True
-    return Asked(stream, usage, cap, exact, least, max(1, prompt), _reasoning(kind, req), _tool(kind, req))
 
 
 def thoughts(count: int) -> str:

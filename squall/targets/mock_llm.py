@@ -352,7 +352,7 @@ class _MockProtocol(asyncio.Protocol):
             return
         try:
             parsed = orjson.loads(req.body)
-            asked = apis.ask(kind, parsed)
+            asked = ev.ask(kind, parsed)
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
             bad_json = isinstance(exc, orjson.JSONDecodeError)
             message = f"request body is not valid JSON: {exc}" if bad_json else str(exc)
@@ -375,7 +375,7 @@ class _MockProtocol(asyncio.Protocol):
         think = tool = None
         if kind in _PHASED:
             think = mock.thinking(asked.think) if fault != "empty" else 0
-            tool = (asked.tool or (apis.DEFAULT_TOOL if mock.opts.tool_calls else None)) if count else None
+            tool = (asked.tool or (ev.DEFAULT_TOOL if mock.opts.tool_calls else None)) if count else None
         phased = kind in _PHASED and (think or tool or kind != ev.CHAT)
         if asked.stream:
             self._start_stream(
@@ -401,7 +401,7 @@ class _MockProtocol(asyncio.Protocol):
         req: _Request,
         kind: int,
         count: int,
-        asked: apis.Asked,
+        asked: ev.Asked,
         fault: str | None,
         arrival: int,
         phased: tuple[int, str | None] | None,
