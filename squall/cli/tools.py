@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "squall mock --port 8000 --ttft 200ms --itl 30ms --tokens 128:32",
             "squall mock --port 8000 --fail-429 0.05 --drop-mid-stream 0.01",
+            "squall mock --port 8000 --reasoning-tokens 200 --tool-calls",
         )
     )(mock)
     app.command(epilog=examples("squall demo", "squall demo -d 30s -c 32 --html demo.html"))(demo)
@@ -96,8 +97,29 @@ def mock(
     empty: Annotated[float, typer.Option("--empty", help="Fraction with no content token.")] = 0.0,
     model: Annotated[str, typer.Option("--model", help="The model name it reports.")] = "squall-mock",
     seed: Annotated[int, typer.Option("--seed", help="Seed for token counts, jitter and faults.")] = 0,
+    reasoning_tokens: Annotated[
+        int,
+        typer.Option(
+            "--reasoning-tokens",
+            help="Reasoning tokens streamed before every answer (0: only when a request asks for reasoning).",
+        ),
+    ] = 0,
+    tool_calls: Annotated[
+        bool,
+        typer.Option("--tool-calls", help="Answer every request with a tool call (else only with tools)."),
+    ] = False,
+    keep_received: Annotated[
+        int, typer.Option("--keep-received", help="Request bodies kept for GET /v1/received (0: none).")
+    ] = 100,
 ) -> None:
-    """A built-in OpenAI-compatible (and Dify-style) streaming server with fault injection, to aim at."""
+    """A built-in LLM server to aim at: OpenAI chat, completions and Responses, Anthropic Messages and Dify,
+    streamed or not, with reasoning and tool-call phases and fault injection.
+
+    A request asks for reasoning with reasoning_effort (chat), reasoning (Responses) or thinking (Messages),
+    and gets --reasoning-tokens of it (or --tokens when that is 0); "mock_reasoning_tokens": N in a body sets
+    it for that request. A body with tools gets a tool call. max_tokens caps the answer; ignore_eos makes it
+    exactly max_tokens, min_tokens at least that long. GET /v1/received lists the last request bodies.
+    """
     from squall.plan.prompts import parse_size
     from squall.targets.mock_llm import serve_mock
     from squall.targets.mock_options import MockOptions
@@ -123,12 +145,19 @@ def mock(
             empty=empty,
             model=model,
             seed=seed,
+            reasoning_tokens=reasoning_tokens,
+            tool_calls=tool_calls,
+            keep_received=keep_received,
         )
     except (PlanError, ValueError) as e:
         raise fail(str(e)) from None
 
     def ready(bound: int) -> None:
-        typer.echo(f"squall mock listening on http://{host}:{bound}/v1/chat/completions", err=True)
+        typer.echo(
+            f"squall mock listening on http://{host}:{bound}/v1/chat/completions (and /v1/completions, "
+            "/v1/responses, /v1/messages, /v1/chat-messages)",
+            err=True,
+        )
 
     try:
         serve_mock(opts, ready)

@@ -1,4 +1,5 @@
-"""What the mock LLM writes, and when: wire formats (OpenAI chat and completions, Dify) and a timer wheel."""
+"""What a request asks the mock LLM for, what it writes, and when: request reading, wire formats (OpenAI chat
+and completions, Dify; the phased answers and the other shapes are in mock_apis) and a timer wheel."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import heapq
 from http import HTTPStatus
 from time import perf_counter_ns
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -16,7 +17,7 @@ WORDS = (
     " then", " it", " runs", " back", " across", " a", " wide", " green", " field", " to", " rest",
     " under", " an", " old", " oak", " tree", " near", " the", " river", " bank", ".",
 )  # fmt: skip
-CHAT, COMPLETIONS, DIFY = 0, 1, 2
+CHAT, COMPLETIONS, DIFY, RESPONSES, ANTHROPIC = 0, 1, 2, 3, 4
 BAD_EVENT = b"data: {not json\n\n"
 DONE_EVENT = b"data: [DONE]\n\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -24,7 +25,29 @@ _IDS = ("chatcmpl-squall-mock", "cmpl-squall-mock")
 _DIFY_IDS = {"task_id": "squall-mock-task", "message_id": "squall-mock-msg", "conversation_id": "squall-mock"}
 
 
-def _words(value: object) -> int:
+DEFAULT_TOOL = "mock_tool"
+_MAX_FIELDS = {
+    CHAT: ("max_tokens", "max_completion_tokens"),
+    COMPLETIONS: ("max_tokens",),
+    RESPONSES: ("max_output_tokens",),
+    ANTHROPIC: ("max_tokens",),
+}
+
+
+class Asked(NamedTuple):
+    """What one request body asks for."""
+
+    stream: bool
+    usage: bool  # the stream ends with usage (always for Dify, Responses and Anthropic)
+    cap: int | None  # max_tokens (max_completion_tokens, max_output_tokens)
+    exact: bool  # ignore_eos: the answer is exactly `cap` long
+    least: int  # min_tokens
+    prompt: int  # words in the prompt or history (at least 1)
+    think: int | None  # reasoning tokens asked for: a number (mock_reasoning_tokens), -1 (asked), None (not)
+    tool: str | None  # the tool to call (the first of `tools`), or None
+
+
+def words(value: object) -> int:
     """Whitespace-separated words in a string, or in a list of strings or {text} parts."""
     if isinstance(value, str):
         return len(value.split())
@@ -34,34 +57,86 @@ def _words(value: object) -> int:
     return 0
 
 
-def ask(kind: int, req: object) -> tuple[bool, bool, int | None, bool, int]:
-    """What a request body asks for: (stream, include_usage, max_tokens, ignore_eos, prompt_tokens).
+def _history(req: dict[str, Any], field: str, what: str) -> int:
+    items = req.get(field)
+    if not isinstance(items, list):
+        raise ValueError(f"{field} must be a list of {what} objects")
+    return sum(words(m.get("content", m.get("output"))) for m in items if isinstance(m, dict))
 
-    prompt_tokens is a word count (at least 1). A ValueError names the field that is wrong.
-    """
+
+def _positive(req: dict[str, Any], name: str, low: int) -> int | None:
+    value = req.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        kind = "a positive integer" if low else "an integer of 0 or more"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return value
+
+
+def _reasoning(kind: int, req: dict[str, Any]) -> int | None:
+    explicit = _positive(req, "mock_reasoning_tokens", 0)
+    if explicit is not None:
+        return explicit
+    if kind == CHAT:
+        asked = req.get("reasoning_effort") not in (None, "none")
+    elif kind == RESPONSES:
+        reasoning = req.get("reasoning")
+        asked = isinstance(reasoning, dict) and reasoning.get("effort", "medium") not in (None, "none")
+    elif kind == ANTHROPIC:
+        thinking = req.get("thinking")
+        asked = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    else:
+        asked = False
+    return -1 if asked else None
+
+
+def _tool(kind: int, req: dict[str, Any]) -> str | None:
+    tools = req.get("tools")
+    if kind not in (CHAT, RESPONSES, ANTHROPIC) or not tools or req.get("tool_choice") == "none":
+        return None
+    if not isinstance(tools, list) or not isinstance(tools[0], dict):
+        raise ValueError("tools must be a list of tool objects")
+    first = tools[0].get("function") if kind == CHAT else tools[0]
+    name = first.get("name") if isinstance(first, dict) else None
+    return name if isinstance(name, str) and name else DEFAULT_TOOL
+
+
+def ask(kind: int, req: object) -> Asked:
+    """What a request body asks for; prompt is a word count. A ValueError names the field that is wrong."""
     if not isinstance(req, dict):
         raise ValueError("the request body must be a JSON object")
     if kind == DIFY:
         mode = req.get("response_mode", "blocking")
         if mode not in ("streaming", "blocking"):
             raise ValueError(f"response_mode must be 'streaming' or 'blocking', got {mode!r}")
-        return mode == "streaming", True, None, False, max(1, _words(req.get("query")))
+        return Asked(mode == "streaming", True, None, False, 0, max(1, words(req.get("query"))), None, None)
     stream = req.get("stream", False)
     if not isinstance(stream, bool):
         raise ValueError(f"stream must be true or false, got {stream!r}")
-    cap = req.get("max_tokens", req.get("max_completion_tokens"))
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-        raise ValueError(f"max_tokens must be a positive integer, got {cap!r}")
+    cap = None
+    for name in _MAX_FIELDS[kind]:
+        if cap is None:
+            cap = _positive(req, name, 1)
+    if cap is None and kind == ANTHROPIC:
+        raise ValueError("max_tokens: Field required (the Messages API needs max_tokens)")
+    least = _positive(req, "min_tokens", 0) or 0
+    if cap is not None and least > cap:
+        raise ValueError(f"min_tokens ({least}) must not be greater than max_tokens ({cap})")
     options = req.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    usage = kind in (RESPONSES, ANTHROPIC) or (
+        isinstance(options, dict) and options.get("include_usage") is True
+    )
     if kind == CHAT:
-        messages = req.get("messages")
-        if not isinstance(messages, list):
-            raise ValueError("messages must be a list of {role, content} objects")
-        prompt = sum(_words(m.get("content")) for m in messages if isinstance(m, dict))
+        prompt = _history(req, "messages", "{role, content}")
+    elif kind == ANTHROPIC:
+        prompt = _history(req, "messages", "{role, content}") + words(req.get("system"))
+    elif kind == RESPONSES:
+        given = req.get("input")
+        prompt = words(given) if isinstance(given, str) else _history(req, "input", "input item")
+        prompt += words(req.get("instructions"))
     else:
-        prompt = _words(req.get("prompt"))
-    return stream, include_usage, cap, req.get("ignore_eos") is True, max(1, prompt)
+        prompt = words(req.get("prompt"))
+    exact = req.get("ignore_eos") is True
+    return Asked(stream, usage, cap, exact, least, max(1, prompt), _reasoning(kind, req), _tool(kind, req))
 
 
 def text(count: int) -> str:
@@ -96,9 +171,19 @@ def head(code: int, content_type: bytes, connection: bytes, length: int | None, 
     return out + connection + b"\r\n"
 
 
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
+                     413: "request_too_large", 429: "rate_limit_error", 500: "api_error"}  # fmt: skip
+
+
 def error_body(message: str, kind: str, code: str) -> bytes:
     """OpenAI's error shape."""
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def anthropic_error(status: int, message: str) -> bytes:
+    """Anthropic's error shape."""
+    kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 
 def models_body(model: str, created: int) -> bytes:
@@ -130,11 +215,10 @@ def body(kind: int, model: str, created: int, count: int, prompt: int) -> bytes:
 class Events:
     """Every framed event one kind of stream needs: the opening, one per word, and the pieces of the tail."""
 
-    __slots__ = ("_base", "_end", "_finish", "bad", "chunked", "kind", "opening", "tokens")
+    __slots__ = ("_base", "_end", "_finish", "chunked", "kind", "opening", "tokens")
 
     def __init__(self, kind: int, chunked: bool, model: str, created: int) -> None:
         self.kind, self.chunked = kind, chunked
-        self.bad = frame(BAD_EVENT, chunked)
         if kind == DIFY:
             self._base: dict[str, object] = dict(_DIFY_IDS)
             self.opening = self._finish = b""

@@ -1,4 +1,5 @@
-"""An OpenAI-compatible mock LLM server: timed SSE streams, injected faults, send records."""
+"""A mock LLM server (OpenAI chat, completions and Responses, Anthropic Messages, Dify): timed SSE streams
+with reasoning and tool-call phases, injected faults, a log of what it received, send records."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter_ns
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import httptools
 import orjson
 
+from squall.targets import mock_apis as apis
 from squall.targets import mock_events as ev
 from squall.targets.mock_options import FAULTS, MAX_TOKENS, MockOptions, MockState
 from squall.targets.thread import TargetThread, close_server, serve_until_signal
@@ -23,10 +25,19 @@ MAX_BODY = 8 * 1024 * 1024
 MAX_RECORDS = 100_000
 MAX_QUEUED = 64
 CATCH_UP_NS = 1_000_000
-_PATHS = {b"/v1/chat/completions": ev.CHAT, b"/v1/completions": ev.COMPLETIONS, b"/v1/chat-messages": ev.DIFY}
+_PATHS = {
+    b"/v1/chat/completions": ev.CHAT,
+    b"/v1/completions": ev.COMPLETIONS,
+    b"/v1/chat-messages": ev.DIFY,
+    b"/v1/responses": ev.RESPONSES,
+    b"/v1/messages": ev.ANTHROPIC,
+}
+_PHASED = (ev.CHAT, ev.RESPONSES, ev.ANTHROPIC)  # the APIs with reasoning and tool calls
 _JSON = b"application/json"
-_N_WORDS = len(ev.WORDS)
-_ROUTES = "POST /v1/chat/completions, POST /v1/completions, POST /v1/chat-messages or GET /v1/models"
+_ROUTES = (
+    "POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages or /v1/chat-messages; "
+    "GET /v1/models; GET or DELETE /v1/received"
+)
 _INJECTED = {
     "fail_429": (429, "Rate limit reached (injected by the squall mock)", "requests", "rate_limit_exceeded"),
     "fail_500": (500, "Internal error (injected by the squall mock)", "server_error", "internal_error"),
@@ -49,6 +60,9 @@ class _Mock:
             for kind in (ev.CHAT, ev.COMPLETIONS, ev.DIFY)
         )
         self.models = ev.models_body(opts.model, self.created)
+        self.builder = apis.Builder(opts.model, self.created)
+        if state.received.maxlen != opts.keep_received:
+            state.received = deque(state.received, maxlen=opts.keep_received)
         names = [name for name in FAULTS if getattr(opts, name) > 0]
         ends = itertools.accumulate(getattr(opts, name) for name in names)  # fractions end to end on [0, 1)
         self._thresholds = list(zip(ends, names, strict=True))
@@ -63,14 +77,27 @@ class _Mock:
                     return name
         return None
 
-    def count(self, cap: int | None, exact: bool) -> int:
-        """Tokens to make: the server's draw capped by max_tokens, or max_tokens itself with ignore_eos."""
+    def count(self, cap: int | None, exact: bool, least: int = 0) -> int:
+        """Tokens to make: the server's draw (at least min_tokens) capped by max_tokens, or max_tokens itself
+        with ignore_eos."""
         if cap is not None and exact:
             return min(cap, MAX_TOKENS)
         drawn = self.opts.tokens
         if self.opts.tokens_stddev > 0:
             drawn = max(1, min(MAX_TOKENS, round(self._tokens_rng.gauss(drawn, self.opts.tokens_stddev))))
+        if drawn < least:
+            drawn = min(least, MAX_TOKENS)
         return drawn if cap is None else min(cap, drawn)
+
+    def thinking(self, asked: int | None) -> int:
+        """Reasoning tokens before the answer: as the body says (mock_reasoning_tokens), else
+        --reasoning-tokens, else --tokens for a request that asks for reasoning (reasoning_effort, reasoning,
+        thinking)."""
+        if asked is not None and asked >= 0:
+            return min(asked, MAX_TOKENS)
+        if self.opts.reasoning_tokens:
+            return self.opts.reasoning_tokens
+        return self.opts.tokens if asked is not None else 0
 
     def delay(self, base_ns: int) -> int:
         """`base_ns` times uniform(1 - jitter, 1 + jitter)."""
@@ -80,18 +107,46 @@ class _Mock:
 
 
 class _Stream:
-    """One SSE response in flight: which word comes next, when it is due, and where it goes wrong.
+    """One SSE response in flight: which token comes next, when it is due, and where it goes wrong.
 
     Content event k is due at arrival + ttft + k delays and is never written before then. After a late event
     the next may catch up, but no gap is shorter than its delay minus CATCH_UP_NS: the schedule slips instead.
+    A stream runs through phases (reasoning, then text or a tool call's arguments); every token of every phase
+    keeps the same schedule, and what goes between two phases is written with the next phase's first token.
     """
 
-    __slots__ = ("arrival", "bad_at", "conn", "count", "drop_at", "due", "events", "i", "record", "tail")
+    __slots__ = (
+        "arrival", "bad", "bad_at", "base", "chunked", "conn", "count", "cycle", "drop_at", "due", "i", "n",
+        "phases", "record", "seq0", "switch_at", "tail",
+    )  # fmt: skip
 
-    def __init__(self, conn: _MockProtocol, events: ev.Events, count: int, tail: bytes, arrival: int) -> None:
-        self.conn, self.events, self.count, self.tail, self.arrival = conn, events, count, tail, arrival
+    def __init__(
+        self,
+        conn: _MockProtocol,
+        phases: list[apis.Phase],
+        count: int,
+        tail: bytes,
+        arrival: int,
+        chunked: bool,
+    ) -> None:
+        self.conn, self.count, self.tail, self.arrival, self.chunked = conn, count, tail, arrival, chunked
         self.i, self.drop_at, self.bad_at, self.due = 0, -1, -1, arrival
+        self.bad = b""  # set with bad_at
         self.record: list[int] | None = None
+        self.phases = phases
+        self.base, self.switch_at = 0, -1
+        self.cycle: tuple[bytes, ...] = ()
+        self.n, self.seq0 = 1, -1
+        if phases:
+            self._switch()
+
+    def _switch(self) -> bytes:
+        """Start the next phase at token i; return what goes before its first token."""
+        phase = self.phases[0]
+        del self.phases[0]
+        self.base, self.cycle, self.n, self.seq0 = self.i, phase.cycle, len(phase.cycle), phase.seq0
+        self.switch_at = self.i + phase.count if self.phases else -1
+        return phase.before
 
     def step(self) -> None:
         """Write the event that is due (the wheel calls this) and schedule the next."""
@@ -108,9 +163,14 @@ class _Stream:
             conn.end_stream(dropped=False)
             return
         t = perf_counter_ns()
-        data = self.events.tokens[i % _N_WORDS]
+        before = self._switch() if i == self.switch_at else b""
+        data = self.cycle[(i - self.base) % self.n]
+        if self.seq0 >= 0:  # a Responses event: numbered here
+            data = ev.frame(data + b"%d}\n\n" % (self.seq0 + i - self.base), self.chunked)
+        if before:
+            data = before + data
         if i == self.bad_at:
-            data = self.events.bad + data
+            data = self.bad + data
         self.i = i = i + 1
         mock = conn.mock
         mock.state.events_sent += 1
@@ -261,67 +321,108 @@ class _MockProtocol(asyncio.Protocol):
                 self._closing = True
                 self.transport.close()
 
-    def _error(self, req: _Request, code: int, message: str, kind: str, why: str, extra: bytes = b"") -> None:
-        self._send(code, ev.error_body(message, kind, why), req.http11, not req.keep_alive, extra)
+    def _error(
+        self, req: _Request, code: int, message: str, kind: str, why: str, extra: bytes = b"", api: int = -1
+    ) -> None:
+        body = ev.anthropic_error(code, message) if api == ev.ANTHROPIC else ev.error_body(message, kind, why)
+        self._send(code, body, req.http11, not req.keep_alive, extra)
+
+    def _received(self, req: _Request) -> None:
+        """GET /v1/received: the bodies received, oldest first; DELETE forgets them."""
+        received = self.mock.state.received
+        if req.method == b"DELETE":
+            received.clear()
+        self._send(200, orjson.dumps(list(received)), req.http11, not req.keep_alive)
 
     def _answer(self, req: _Request) -> None:
         mock = self.mock
         mock.state.requests += 1
         kind = _PATHS.get(req.path)
-        if req.path == b"/v1/models" and req.method == b"GET":
+        if req.method == b"GET" and req.path == b"/v1/models":
             self._send(200, mock.models, req.http11, not req.keep_alive)
             return
+        if req.path == b"/v1/received" and req.method in (b"GET", b"DELETE"):
+            self._received(req)
+            return
         if kind is None or req.method != b"POST":
-            known = kind is not None or req.path == b"/v1/models"
+            known = kind is not None or req.path in (b"/v1/models", b"/v1/received")
             code, why = (405, "method_not_allowed") if known else (404, "not_found")
             target = f"{req.method.decode()} {req.path.decode(errors='replace')[:200]}"
             self._error(req, code, f"no route for {target}; try {_ROUTES}", "invalid_request_error", why)
             return
         try:
-            stream, usage, cap, exact, prompt = ev.ask(kind, orjson.loads(req.body))
+            parsed = orjson.loads(req.body)
+            asked = ev.ask(kind, parsed)
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
             bad_json = isinstance(exc, orjson.JSONDecodeError)
             message = f"request body is not valid JSON: {exc}" if bad_json else str(exc)
-            self._error(
-                req, 400, message, "invalid_request_error", "bad_json" if bad_json else "invalid_value"
-            )
+            why = "bad_json" if bad_json else "invalid_value"
+            self._error(req, 400, message, "invalid_request_error", why, api=kind)
             return
+        mock.state.received.append(parsed)
         fault = mock.fault()
         if fault in _INJECTED:
             code, message, err_type, why = _INJECTED[fault]
-            self._error(req, code, message, err_type, why, b"Retry-After: 1\r\n" if code == 429 else b"")
+            retry = b"Retry-After: 1\r\n" if code == 429 else b""
+            self._error(req, code, message, err_type, why, retry, api=kind)
             return
         self._busy = True
         if fault == "hang":  # keep the connection open, read nothing more, never answer
             self._closing = True
             return
         arrival = perf_counter_ns()
-        count = 0 if fault == "empty" else mock.count(cap, exact)
-        if stream:
-            self._start_stream(req, kind, count, prompt, usage, fault, arrival)
+        count = 0 if fault == "empty" else mock.count(asked.cap, asked.exact, asked.least)
+        think = tool = None
+        if kind in _PHASED:
+            think = mock.thinking(asked.think) if fault != "empty" else 0
+            tool = (asked.tool or (ev.DEFAULT_TOOL if mock.opts.tool_calls else None)) if count else None
+        phased = kind in _PHASED and (think or tool or kind != ev.CHAT)
+        if asked.stream:
+            self._start_stream(
+                req, kind, count, asked, fault, arrival, (think or 0, tool) if phased else None
+            )
             return
         close = not req.keep_alive or fault == "drop_mid_stream"
         body = b"{not json"
         if fault != "bad_chunk":
-            body = ev.body(kind, mock.opts.model, mock.created, count, prompt)
+            if phased:
+                body = mock.builder.whole(kind, count, think or 0, tool, asked.prompt)
+            else:
+                body = ev.body(kind, mock.opts.model, mock.created, count, asked.prompt)
         payload = ev.head(200, _JSON, _connection(req.http11, close), len(body)) + body
         if fault == "drop_mid_stream":  # half the body, then the connection closes
             payload = payload[: len(payload) - len(body) // 2]
-        generation = mock.delay(mock.ttft_ns + max(count - 1, 0) * mock.itl_ns)
+        tokens = count + (think or 0)
+        generation = mock.delay(mock.ttft_ns + max(tokens - 1, 0) * mock.itl_ns)
         mock.wheel.add(_Reply(self, payload, close), arrival + generation)
 
     def _start_stream(
-        self, req: _Request, kind: int, count: int, prompt: int, usage: bool, fault: str | None, arrival: int
+        self,
+        req: _Request,
+        kind: int,
+        count: int,
+        asked: ev.Asked,
+        fault: str | None,
+        arrival: int,
+        phased: tuple[int, str | None] | None,
     ) -> None:
         # The head and the opening event go now (time to first byte < time to first token, as real servers).
         # HTTP/1.0 has no chunked encoding: there the stream is raw SSE that ends when the connection closes.
-        mock = self.mock
-        events = mock.events[kind][req.http11]
-        stream = _Stream(self, events, count, events.tail(prompt, count, usage), arrival)
+        mock, chunked = self.mock, req.http11
+        if phased is None:  # chat without reasoning or tools, completions, Dify: pre-built events
+            events = mock.events[kind][chunked]
+            phases = [apis.Phase(b"", events.tokens, count)] if count else []
+            opening, tail = events.opening, events.tail(asked.prompt, count, asked.usage)
+        else:
+            think, tool = phased
+            plan = mock.builder.stream(kind, count, think, tool, asked.prompt, asked.usage, chunked)
+            opening, phases, tail = plan
+            count += think
+        stream = _Stream(self, phases, count, tail, arrival, chunked)
         if fault == "drop_mid_stream":
             stream.drop_at = count // 2
         elif fault == "bad_chunk":
-            stream.bad_at = count // 2
+            stream.bad_at, stream.bad = count // 2, ev.frame(ev.BAD_EVENT, chunked)
         if mock.opts.record_sends and len(mock.state.sends) < MAX_RECORDS:
             stream.record = []
         self.stream, self._close_after = stream, not (req.keep_alive and req.http11)
@@ -329,7 +430,7 @@ class _MockProtocol(asyncio.Protocol):
         connection = _connection(req.http11, self._close_after)
         if self.transport is not None:
             head = ev.head(200, b"text/event-stream", connection, -1 if req.http11 else None)
-            self.transport.write(head + events.opening)
+            self.transport.write(head + opening)
         stream.due += mock.delay(mock.ttft_ns)
         mock.wheel.add(stream, stream.due)
 
@@ -381,7 +482,7 @@ class MockThread(TargetThread):
     def __init__(self, opts: MockOptions | None = None, **fields: float | int | str | bool) -> None:
         base = opts if opts is not None else MockOptions()
         chosen = dataclasses.replace(base, **fields, host="127.0.0.1", port=0)  # type: ignore[arg-type]
-        self.state = MockState()
+        self.state = MockState(chosen.keep_received)
         super().__init__(
             lambda: start_mock(chosen, self.state),
             lambda server: _shutdown(server, self.state),
@@ -391,3 +492,8 @@ class MockThread(TargetThread):
     def __enter__(self) -> MockThread:
         super().__enter__()
         return self
+
+    @property
+    def received(self) -> list[Any]:
+        """The parsed JSON bodies of the last `keep_received` generation requests, oldest first."""
+        return list(self.state.received.copy())  # a copy is taken in one step: the server thread may append

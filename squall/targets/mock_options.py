@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 MAX_SECONDS = 3600.0
 MAX_TOKENS = 1_000_000
+MAX_RECEIVED = 100_000
 FAULTS = ("fail_429", "fail_500", "hang", "drop_mid_stream", "bad_chunk", "empty")
 
 
@@ -30,6 +32,9 @@ class MockOptions:
     model: str = "squall-mock"
     seed: int = 0
     record_sends: bool = False
+    reasoning_tokens: int = 0
+    tool_calls: bool = False
+    keep_received: int = 100
 
     def __post_init__(self) -> None:
         if not self.host or not self.model:
@@ -46,6 +51,14 @@ class MockOptions:
             raise ValueError(
                 f"--tokens N:stddev: stddev must be from 0 to {MAX_TOKENS}, got {self.tokens_stddev}"
             )
+        if type(self.reasoning_tokens) is not int or not 0 <= self.reasoning_tokens <= MAX_TOKENS:
+            raise ValueError(
+                f"--reasoning-tokens must be an integer from 0 to {MAX_TOKENS}, got {self.reasoning_tokens!r}"
+            )
+        if type(self.keep_received) is not int or not 0 <= self.keep_received <= MAX_RECEIVED:
+            raise ValueError(
+                f"--keep-received must be an integer from 0 to {MAX_RECEIVED}, got {self.keep_received!r}"
+            )
         for name in ("jitter", *FAULTS):
             if not 0 <= getattr(self, name) <= 1:
                 flag = "--" + name.replace("_", "-")
@@ -59,15 +72,19 @@ class MockOptions:
 
 
 class MockState:
-    """Counters of one mock server and, with record_sends, when each stream's content events were written.
+    """Counters of one mock server, the bodies it received and, with record_sends, when each stream's content
+    events were written.
 
     For completed stream k, `arrivals[k]` is the perf_counter_ns() when its request arrived and `sends[k]` the
     perf_counter_ns() just before each of its content events was written (at most MAX_RECORDS streams).
+    `received` holds the parsed JSON bodies of the last `keep_received` generation requests, oldest first.
     """
 
-    __slots__ = ("arrivals", "connections", "events_sent", "faults", "requests", "sends", "streams_open")
+    __slots__ = (
+        "arrivals", "connections", "events_sent", "faults", "received", "requests", "sends", "streams_open"
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, keep_received: int = 100) -> None:
         self.requests: int = 0
         self.streams_open: int = 0
         self.events_sent: int = 0  # content (token) events
@@ -75,3 +92,4 @@ class MockState:
         self.arrivals: list[int] = []
         self.sends: list[list[int]] = []
         self.connections: set[Any] = set()
+        self.received: deque[Any] = deque(maxlen=keep_received)

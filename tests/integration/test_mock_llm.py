@@ -425,3 +425,61 @@ def test_serve_mock_exits_cleanly_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_mock_command_serves_reasoning_and_tool_calls_from_its_flags() -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "squall",
+        "mock",
+        "--port",
+        "0",
+        "--ttft",
+        "0s",
+        "--itl",
+        "0s",
+        "--tokens",
+        "3",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--reasoning-tokens", "2", "--tool-calls", "--keep-received", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        srv = type("Srv", (), {"port": port})()
+        status, _, body = call(srv, CHAT, chat(stream=False))  # type: ignore[arg-type]
+        message = body["choices"][0]["message"]
+        assert (status, message["tool_calls"][0]["function"]["name"]) == (200, "mock_tool")
+        assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"input": "".join(WORDS[:3])}
+        assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 2}
+        assert call(srv, "/v1/received", method="GET")[2] == [chat(stream=False)]  # type: ignore[arg-type]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        (["--reasoning-tokens", "-1"], "--reasoning-tokens must be an integer from 0"),
+        (["--keep-received", "-5"], "--keep-received must be an integer from 0"),
+    ],
+)
+def test_mock_command_rejects_bad_new_flags_in_one_line(flag: list[str], says: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "squall", "mock", "--port", "0", *flag],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("squall: error: ") and says in lines[0]
