@@ -6,6 +6,7 @@ import traceback
 from collections import deque
 from typing import Any
 
+from squall.engine.llm.history import turn_part
 from squall.engine.llm.record import LLM_COUNTERS, LLM_HISTOGRAMS, AnswerRecording
 from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
@@ -206,6 +207,31 @@ class Recorder(AnswerRecording):
             taken.update(((kind, name, hist), counts) for hist, counts in part_taken.items())
         self.closed.append((window, taken))
         self._reset_counters()
+
+    def answer(
+        self,
+        status: int,
+        start: int,
+        sent: int,
+        first: int,
+        done: int,
+        nin: int,
+        reader: Any,
+        open_model: bool,
+    ) -> None:
+        """Record one LLM answer (AnswerRecording.answer); a conversation's turn is recorded again in its
+        turn's part ("1".."63", "64+"), for `summary.llm.by_turn`."""
+        AnswerRecording.answer(self, status, start, sent, first, done, nin, reader, open_model)
+        turn = getattr(reader, "turn", 0)
+        if turn:
+            key = ("turn", turn_part(turn))
+            part = self.parts.get(key)
+            if part is None:
+                part = self.parts[key] = Recorder(
+                    self.worker, llm=True, open_model=self.open_model, table=self.table, sparse=True
+                )
+                part.goodput_us = self.goodput_us
+            AnswerRecording.answer(part, status, start, sent, first, done, nin, reader, open_model)
 
     def expect(self, status: int) -> None:
         """The status just recorded (400 or more) is what a check asked for: count it ok, not an error."""
