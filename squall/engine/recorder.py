@@ -123,11 +123,15 @@ class Recorder(AnswerRecording):
         self.status[status if 0 <= status < STATUS_SLOTS else 0] += 1
         self.bytes_in += nin
 
-    def failure(self, kind: str) -> None:
-        """Count one request that got no HTTP response; it has no place in the latency histograms."""
+    def failure(self, kind: str, reader: Any = None) -> None:
+        """Count one request that got no HTTP response; it has no place in the latency histograms. `reader`:
+        its AnswerReader, when it has one (a conversation's turn is counted in its turn's part too)."""
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
+        turn = getattr(reader, "turn", 0)
+        if turn:
+            self._turn(turn).failure(kind)
 
     def internal(self, exc: BaseException, counted: bool = True) -> None:
         """A bug in squall caught where it would have ended the worker: count the request it cost as the
@@ -224,14 +228,19 @@ class Recorder(AnswerRecording):
         AnswerRecording.answer(self, status, start, sent, first, done, nin, reader, open_model)
         turn = getattr(reader, "turn", 0)
         if turn:
-            key = ("turn", turn_part(turn))
-            part = self.parts.get(key)
-            if part is None:
-                part = self.parts[key] = Recorder(
-                    self.worker, llm=True, open_model=self.open_model, table=self.table, sparse=True
-                )
-                part.goodput_us = self.goodput_us
+            part = self._turn(turn)
             AnswerRecording.answer(part, status, start, sent, first, done, nin, reader, open_model)
+
+    def _turn(self, turn: int) -> Recorder:
+        """The part that records turn `turn` of the conversations."""
+        key = ("turn", turn_part(turn))
+        part = self.parts.get(key)
+        if part is None:
+            part = self.parts[key] = Recorder(
+                self.worker, llm=True, open_model=self.open_model, table=self.table, sparse=True
+            )
+            part.goodput_us = self.goodput_us
+        return part
 
     def expect(self, status: int) -> None:
         """The status just recorded (400 or more) is what a check asked for: count it ok, not an error."""
@@ -293,7 +302,7 @@ class NullRecorder(Recorder):
     ) -> None:
         pass
 
-    def failure(self, kind: str) -> None:
+    def failure(self, kind: str, reader: Any = None) -> None:
         pass
 
     def answer(

@@ -199,3 +199,22 @@ def test_the_input_estimate_grows_with_the_history() -> None:
         reader.feed(b'data: {"choices":[{"delta":{"content":"four five"}}]}\n\ndata: [DONE]\n\n', 1)
         reader.finish(2)
     assert estimates == [3, 3 + 2 + 3, 3 + 2 + 3 + 2 + 3]
+
+
+def test_a_turns_answers_and_failures_are_counted_in_its_part() -> None:
+    from squall.engine.llm.history import TurnReader
+    from squall.engine.recorder import Recorder
+
+    source = _source(LlmSpec(turns=70, prompts=(Prompt("p"),)))
+    rec = Recorder(0, llm=True, open_model=False)
+    for turn in (1, 2, 2, 64, 70):
+        reader = TurnReader(source.reading, 3, turn)
+        reader.feed(b'data: {"choices":[{"delta":{"content":"a b"}}]}\n\ndata: [DONE]\n\n', 2_000_000)
+        rec.answer(200, 1_000_000, 1_000_000, 2_000_000, 3_000_000, 10, reader, False)
+    rec.failure("connect", TurnReader(source.reading, 3, 2))
+    rec.failure("connect", None)
+    rec.close_window(1, 0, 1, 0)
+    window = rec.flush()[-1]
+    assert window.counters["requests"] == 7
+    got = {name: (w.counters["requests"], w.counters["errors"]) for name, w in window.parts["turn"].items()}
+    assert got == {"1": (1, 0), "2": (3, 1), "64+": (2, 0)}
