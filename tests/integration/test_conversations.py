@@ -126,18 +126,21 @@ def expected_history(messages: list[dict[str, str]]) -> None:
                 assert after["content"] == whole
 
 
-def test_three_users_three_turns_nine_requests_are_three_sessions_of_three_turns(server: Any) -> None:
+@pytest.mark.parametrize("transport", ["raw", "aiohttp"])
+def test_three_users_three_turns_nine_requests_are_three_sessions_of_three_turns(
+    server: Any, transport: str
+) -> None:
     rec = server(lockstep=3)
     prompts = tuple(Prompt(f"q{i} é") for i in range(9))
-    res = go(rec, spec={"turns": 3, "prompts": prompts}, connections=3, requests=9)
+    res = go(rec, spec={"turns": 3, "prompts": prompts}, connections=3, requests=9, transport=transport)
     assert (res.summary["requests"], res.summary["ok"], res.summary["errors"]) == (9, 9, 0)
     bodies = [body["messages"] for _, body in rec.requests]
     # The worker's rotation: the sessions open with q0, q1, q2; turn 2 takes q3..q5, turn 3 q6..q8.
-    by_peer: dict[int, list[list[dict[str, str]]]] = {}
-    for peer, body in rec.requests:
-        by_peer.setdefault(peer, []).append(body["messages"])
-    assert len(by_peer) == 3
-    for turns in by_peer.values():
+    sessions: dict[str, list[list[dict[str, str]]]] = {}  # by the session's first message
+    for messages in bodies:
+        sessions.setdefault(messages[0]["content"], []).append(messages)
+    assert len(sessions) == 3
+    for turns in sessions.values():
         assert [len(m) for m in turns] == [1, 3, 5]
         for k in (1, 2):
             assert turns[k][: len(turns[k - 1])] == turns[k - 1]  # the history grows, never changes
@@ -198,10 +201,12 @@ def test_prefixes_are_bound_to_users_across_workers(server: Any) -> None:
     assert Counter(p.pop() for p in prefixes.values()) == {"P0": 2, "P1": 1, "P2": 1}
 
 
-def test_max_inflight_caps_requests_in_flight_over_the_sessions(server: Any) -> None:
+@pytest.mark.parametrize("transport", ["raw", "aiohttp"])
+def test_max_inflight_caps_requests_in_flight_over_the_sessions(server: Any, transport: str) -> None:
     rec = server(delay_s=0.03)
     prompts = tuple(Prompt(f"q{i}") for i in range(6))
-    res = go(rec, spec={"turns": 2, "prompts": prompts, "max_inflight": 2}, connections=6, requests=12)
+    spec = {"turns": 2, "prompts": prompts, "max_inflight": 2}
+    res = go(rec, spec=spec, connections=6, requests=12, transport=transport)
     assert (res.summary["requests"], res.summary["ok"]) == (12, 12)
     assert rec.max_inflight == 2
     assert len({peer for peer, _ in rec.requests}) == 2  # the sessions share the worker's two connections
