@@ -2,6 +2,7 @@
 request carries exactly the history it should, answers as the server streamed them, cut ones included."""
 
 import asyncio
+import io
 import itertools
 import threading
 from collections import Counter
@@ -11,12 +12,16 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from rich.console import Console
 
 from squall.engine import run
 from squall.plan.load import Think
 from squall.plan.plan import assemble
 from squall.plan.specs import LlmSpec, Prompt, RequestSpec
+from squall.report.console import print_summary
+from squall.report.sections import by_turn_chart, figure_tables
 from squall.result.document import Result
+from squall.result.merge import merge
 
 
 def answer_to(last: str) -> str:
@@ -154,6 +159,18 @@ def test_three_users_three_turns_nine_requests_are_three_sessions_of_three_turns
     assert all(v["errors"] == 0 and v["ttft_ms"]["p50"] is not None for v in by_turn.values())
     means = [by_turn[k]["input_tokens_mean"] for k in ("1", "2", "3")]
     assert means[0] < means[1] < means[2]  # (estimated: the server sends no usage)
+    # Shown: the console's and the HTML report's "TTFT by turn"; carried exactly by `squall merge`.
+    out = io.StringIO()
+    print_summary(res.doc, Console(file=out, width=120, highlight=False))
+    shown = out.getvalue()
+    assert "TTFT by turn" in shown
+    table = next(t for t in figure_tables(res.doc) if t["id"] == "by_turn")
+    assert [row[:2] for row in table["rows"]] == [["1", "3"], ["2", "3"], ["3", "3"]]
+    chart = by_turn_chart(res.summary["llm"])
+    assert chart is not None and chart["turn"] == ["1", "2", "3"]
+    merged = merge([res.doc, res.doc], ["a.json", "b.json"])
+    assert merged["summary"]["llm"]["by_turn"]["2"]["requests"] == 6
+    assert merged["summary"]["llm"]["by_turn"]["3"]["ttft_ms"] == by_turn["3"]["ttft_ms"]
 
 
 def test_a_cut_answer_and_an_unanswered_turn_go_on_with_what_arrived(server: Any) -> None:
