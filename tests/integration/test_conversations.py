@@ -7,6 +7,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,11 +18,13 @@ from rich.console import Console
 from squall.engine import run
 from squall.plan.load import Think
 from squall.plan.plan import assemble
+from squall.plan.scenario.load import load_scenario
 from squall.plan.specs import LlmSpec, Prompt, RequestSpec
 from squall.report.console import print_summary
 from squall.report.sections import by_turn_chart, figure_tables
 from squall.result.document import Result
 from squall.result.merge import merge
+from squall.units import PlanError
 
 
 def answer_to(last: str) -> str:
@@ -242,3 +245,59 @@ def test_think_time_parts_a_users_turns(server: Any) -> None:
     )
     assert res.summary["ok"] == 2
     assert res.summary["duration_s"] >= 0.3
+
+
+def _scenario(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(text)
+    return load_scenario(path)
+
+
+def test_a_journeys_history_steps_carry_one_conversation(server: Any, tmp_path: Path) -> None:
+    rec = server()
+    sc = _scenario(
+        tmp_path,
+        f"""
+base_url: http://127.0.0.1:{rec.port}
+scenarios:
+  - name: chat
+    steps:
+      - name: ask
+        llm: {{prompt: "first {{{{user}}}}", history: true}}
+      - name: aside
+        llm: {{prompt: "no history"}}
+      - name: cut
+        llm: {{prompt: "cut me", history: true}}
+      - name: again
+        llm: {{prompt: "again", history: true}}
+""",
+    )
+    plan = assemble(
+        RequestSpec(sc.base_url + "/"), scenario=sc, quiet=True, workers=1, connections=1, requests=1
+    )
+    res = run(plan.validate())
+    assert res.summary["requests"] == 3  # (the cut answer fails its step and ends the iteration)
+    sent = [body["messages"] for _, body in rec.requests]
+    assert sent[:2] == [[{"role": "user", "content": "first 0"}], [{"role": "user", "content": "no history"}]]
+    assert sent[2] == [
+        {"role": "user", "content": "first 0"},
+        {"role": "assistant", "content": answer_to("first 0")},
+        {"role": "user", "content": "cut me"},
+    ]
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
+def test_history_must_be_true_or_false(tmp_path: Path, value: str) -> None:
+    text = f"""base_url: http://127.0.0.1:9
+scenarios:
+  - name: chat
+    steps:
+      - name: ask
+        llm:
+          prompt: hi
+          history: {value}
+"""
+    with pytest.raises(PlanError) as e:
+        _scenario(tmp_path, text)
+    where = "scenarios[0].steps[0] (ask).llm.history"
+    assert str(e.value) == f"{tmp_path / 'journeys.yaml'}:8: {where}: must be true or false (unquoted)"

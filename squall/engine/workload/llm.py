@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 
 def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
-    """Worker `worker`'s transport over its LLM requests: keys per request, or one key per user."""
+    """Worker `worker`'s transport over its LLM requests: keys per request or per user, sessions (each user
+    its conversations), and with --max-inflight its share of connections lent to its users in turn."""
     from squall.engine.workload import transport_class
 
     source = LlmSource(plan, worker)
@@ -45,7 +46,7 @@ def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
         return Pool(transport, slots, per_user or (lambda user: source))  # type: ignore[return-value]
     transport = transport_class(plan.client.transport)(plan, connections, source)  # type: ignore[call-arg]
     if per_user is not None:
-        return UserKeys(transport, per_user)  # type: ignore[return-value]
+        return UserKeys(transport, source, per_user)  # type: ignore[return-value]
     return transport  # type: ignore[return-value]
 
 
@@ -178,11 +179,14 @@ class UserSource:
 
 
 class UserKeys:
-    """A transport whose every channel is one user with a source of its own (`--key-per user`, a session);
-    the rest is the transport's own."""
+    """A transport whose every channel is one user with a source of its own: its key (`--key-per user`), or
+    its sessions (`per_user`: the source of the worker's user number u); the rest is the transport's own."""
 
-    def __init__(self, transport: Any, per_user: Callable[[int], RequestSource]) -> None:
-        self.transport, self.per_user = transport, per_user
+    def __init__(
+        self, transport: Any, source: LlmSource, per_user: Callable[[int], RequestSource] | None = None
+    ) -> None:
+        self.transport = transport
+        self.per_user = per_user or source.for_user
         self.users = 0
 
     def channel(self, owner: Owner) -> Channel:
