@@ -218,3 +218,14 @@ def test_a_turns_answers_and_failures_are_counted_in_its_part() -> None:
     assert window.counters["requests"] == 7
     got = {name: (w.counters["requests"], w.counters["errors"]) for name, w in window.parts["turn"].items()}
     assert got == {"1": (1, 0), "2": (3, 1), "64+": (2, 0)}
+
+
+def test_a_session_keeps_its_users_key_or_takes_the_next_per_request() -> None:
+    def key(wire: bytes) -> bytes:
+        return wire.split(b"Authorization: Bearer ")[1].split(b"\r\n")[0]
+
+    keys = ("k0", "k1", "k2")
+    per_user = _source(LlmSpec(turns=2, api_keys=keys, key_per="user"), connections=3)
+    assert [key(per_user.session(u).next()[0]) for u in (0, 1, 2, 1)] == [b"k0", b"k1", b"k2", b"k1"]
+    per_request = _source(LlmSpec(turns=2, api_keys=keys)).session(0)
+    assert [key(per_request.next()[0]) for _ in range(4)] == [b"k0", b"k1", b"k2", b"k0"]
