@@ -6,7 +6,7 @@ import io
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +136,13 @@ def expected_history(messages: list[dict[str, str]]) -> None:
 
 @pytest.mark.parametrize("transport", ["raw", "aiohttp"])
 def test_three_users_three_turns_nine_requests_are_three_sessions_of_three_turns(
-    server: Any, transport: str
+    server: Any, transport: str, check_result: Callable[[dict], None]
 ) -> None:
     rec = server(lockstep=3)
     prompts = tuple(Prompt(f"q{i} é") for i in range(9))
     res = go(rec, spec={"turns": 3, "prompts": prompts}, connections=3, requests=9, transport=transport)
     assert (res.summary["requests"], res.summary["ok"], res.summary["errors"]) == (9, 9, 0)
+    check_result(res.doc)
     bodies = [body["messages"] for _, body in rec.requests]
     # The worker's rotation: the sessions open with q0, q1, q2; turn 2 takes q3..q5, turn 3 q6..q8.
     sessions: dict[str, list[list[dict[str, str]]]] = {}  # by the session's first message
