@@ -209,11 +209,13 @@ def test_completions_carry_the_history_as_one_prompt_string(server: Any) -> None
 
 
 def test_prefixes_are_bound_to_users_across_workers(server: Any) -> None:
+    """(The raw transport: one connection per user, so the peer port names the user.)"""
     rec = server(lockstep=4)
-    spec = {"prompts": (Prompt("p"),), "prefixes": ("P0", "P1", "P2")}
+    spec = {"prompts": (Prompt("p"),), "prefixes": ("P0", "P1", "P2"), "turns": 2}
     res = go(rec, spec=spec, workers=2, connections=4, requests=8)
     assert res.summary["ok"] == 8
-    assert "by_turn" not in res.summary["llm"]  # (one turn: no conversation)
+    # (each worker's two users: one session of two turns each; the turns merged across the workers)
+    assert {k: v["requests"] for k, v in res.summary["llm"]["by_turn"].items()} == {"1": 4, "2": 4}
     prefixes: dict[int, set[str]] = {}
     for peer, body in rec.requests:
         assert body["messages"][0]["role"] == "system"
@@ -302,3 +304,11 @@ scenarios:
         _scenario(tmp_path, text)
     where = "scenarios[0].steps[0] (ask).llm.history"
     assert str(e.value) == f"{tmp_path / 'journeys.yaml'}:8: {where}: must be true or false (unquoted)"
+
+
+def test_a_single_turn_run_with_prefixes_has_no_turns(server: Any) -> None:
+    rec = server(lockstep=2)
+    res = go(rec, spec={"prompts": (Prompt("p"),), "prefixes": ("P0", "P1")}, connections=2, requests=4)
+    assert res.summary["ok"] == 4
+    assert "by_turn" not in res.summary["llm"]
+    assert sorted(body["messages"][0]["content"] for _, body in rec.requests) == ["P0", "P0", "P1", "P1"]
