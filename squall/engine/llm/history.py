@@ -128,7 +128,7 @@ class History:
 
 
 class TurnReader(AnswerReader):
-    """An AnswerReader that knows the turn of its session it answers (the recorder's per-turn stats)."""
+    """An AnswerReader that knows which turn of its session it answers (for the per-turn stats)."""
 
     __slots__ = ("turn",)
 
