@@ -128,13 +128,21 @@ class History:
 
 
 class TurnReader(AnswerReader):
-    """An AnswerReader that knows which turn of its session it answers (for the per-turn stats)."""
+    """An AnswerReader that knows which turn of its session it answers (for the per-turn stats), and counts
+    its answer's tokens once: the run, the turn's part and the session's next input estimate all ask."""
 
-    __slots__ = ("turn",)
+    __slots__ = ("counted", "turn")
 
     def __init__(self, how: Reading, input_tokens: int, turn: int) -> None:
         super().__init__(how, input_tokens)
         self.turn = turn
+        self.counted: tuple[int, int, bool, int] | None = None
+
+    def tokens(self) -> tuple[int, int, bool, int]:
+        """AnswerReader.tokens, counted on the first call (once finished)."""
+        if self.counted is None:
+            self.counted = super().tokens()
+        return self.counted
 
 
 class Session:
@@ -190,14 +198,15 @@ class Session:
             if last is not None:
                 last.finish(perf_counter_ns())  # (the recorder has finished it already, unless unanswered)
                 text = last.text()
+                if text:  # (the answer's tokens as the recorder counted them: from usage, else estimated)
+                    self.tokens += last.tokens()[0]
             history.add("assistant", text)
-            self.tokens += source.count(text) if text else 0
             self.turn += 1
             record = self.record
             assert record is not None
             if record.turns:
                 nxt = record.turns[self.turn - 2]
-                self._user(prompt_text(nxt), nxt.max_tokens, source.count(prompt_text(nxt)))
+                self._user(prompt_text(nxt), nxt.max_tokens, source.estimate(nxt))
             else:
                 p = source.take()
                 nxt = source.spec.prompts[p]

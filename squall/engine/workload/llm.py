@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from squall.engine.transport.base import Owner
     from squall.engine.workload.base import RequestSource, Sender
+    from squall.plan.specs import Prompt
 
 
 def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
@@ -101,6 +102,7 @@ class LlmSource:
         self.sessions = self.multi_turn or bool(spec.prefixes)
         self.templates: dict[tuple[int | None, str], Template] = {}
         self.keys_sent = 0  # sessions' requests so far (each takes the next key, unless --key-per user)
+        self.estimates: dict[Prompt, int] = {}  # records' later turns: their input tokens, counted once
 
     def _number(self) -> int:
         """The request number n of this worker's next request."""
@@ -142,6 +144,13 @@ class LlmSource:
         """A request with key number `key` carrying `body` (a session's turn)."""
         r = self.requests[key]
         return Request(r.method, r.url, r.headers, body)
+
+    def estimate(self, p: Prompt) -> int:
+        """The input tokens of a record's later turn, counted once (a count costs ~1 ms a 300-token turn)."""
+        n = self.estimates.get(p)
+        if n is None:
+            n = self.estimates[p] = self.count(prompt_text(p))
+        return n
 
     def template(self, max_tokens: int | None, system: str) -> Template:
         """The body template for a turn asking for `max_tokens` (a top-level `system` prefix in its head)."""
