@@ -9,7 +9,7 @@ import msgpack
 
 PROTOCOL_VERSION = 4
 # The kinds of a Window's sub-windows: a scenario's steps and journeys, a py workload's timed phases.
-PART_KINDS = ("step", "journey", "phase")
+PART_KINDS = ("step", "journey", "phase", "turn")  # turn: an LLM conversation's turn ("1".."63", "64+")
 
 
 class WireError(ValueError):

@@ -342,3 +342,24 @@ def parts_summary(
             "duration_ms": summary_ms(part.hist("latency")),
         }
     return out
+
+
+def turns_summary(parts: dict[tuple[str, str], Aggregate]) -> dict[str, Any]:
+    """`summary.llm.by_turn` from the "turn" parts (conversations): for each turn ("1".."63", then "64+"
+    for every later turn) its answered requests, errors, TTFT and e2e p50/p99, and its mean input tokens."""
+    names = sorted((name for kind, name in parts if kind == "turn"), key=lambda n: int(n.rstrip("+")))
+    out: dict[str, Any] = {}
+    for name in names:
+        part = parts["turn", name]
+        c = part.counters
+        answers = c.get("streamed_answers", 0) + c.get("unstreamed_answers", 0)
+        ttft = percentiles_ms(part.hist("ttft"))
+        e2e = percentiles_ms(part.hist("e2e"))
+        out[name] = {
+            "requests": c["requests"],
+            "errors": c["errors"],
+            "ttft_ms": {"p50": ttft[50.0], "p99": ttft[99.0]},
+            "e2e_ms": {"p50": e2e[50.0], "p99": e2e[99.0]},
+            "input_tokens_mean": round(c.get("input_tokens", 0) / answers, 1) if answers else None,
+        }
+    return out

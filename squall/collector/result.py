@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from squall import __version__
-from squall.collector.aggregate import Aggregate, part_doc, parts_summary
+from squall.collector.aggregate import Aggregate, part_doc, parts_summary, turns_summary
 from squall.plan.plan import Plan
 from squall.plan.thresholds import judge
 from squall.redact import redact_doc
@@ -55,6 +55,8 @@ def build_summary(
         summary["counters"] = dict(sorted(agg.custom.items()))
     if parts is not None:
         summary.update(parts_summary(parts, duration_s, list(outline.steps), list(outline.journeys)))
+        if outline.llm and any(kind == "turn" for kind, _ in parts):
+            summary["llm"]["by_turn"] = turns_summary(parts)
     if target is not None:
         summary["target"] = target
     return summary

@@ -6,6 +6,7 @@ import traceback
 from collections import deque
 from typing import Any
 
+from squall.engine.llm.history import turn_part
 from squall.engine.llm.record import LLM_COUNTERS, LLM_HISTOGRAMS, AnswerRecording
 from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
@@ -122,11 +123,15 @@ class Recorder(AnswerRecording):
         self.status[status if 0 <= status < STATUS_SLOTS else 0] += 1
         self.bytes_in += nin
 
-    def failure(self, kind: str) -> None:
-        """Count one request that got no HTTP response; it has no place in the latency histograms."""
+    def failure(self, kind: str, reader: Any = None) -> None:
+        """Count one request that got no HTTP response; it has no place in the latency histograms. `reader`:
+        its AnswerReader, when it has one (a conversation's turn is counted in its turn's part too)."""
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
+        turn = getattr(reader, "turn", 0)
+        if turn:
+            self._turn(turn).failure(kind)
 
     def internal(self, exc: BaseException, counted: bool = True) -> None:
         """A bug in squall caught where it would have ended the worker: count the request it cost as the
@@ -207,6 +212,36 @@ class Recorder(AnswerRecording):
         self.closed.append((window, taken))
         self._reset_counters()
 
+    def answer(
+        self,
+        status: int,
+        start: int,
+        sent: int,
+        first: int,
+        done: int,
+        nin: int,
+        reader: Any,
+        open_model: bool,
+    ) -> None:
+        """Record one LLM answer (AnswerRecording.answer); a conversation's turn is recorded again in its
+        turn's part ("1".."63", "64+"), for `summary.llm.by_turn`."""
+        AnswerRecording.answer(self, status, start, sent, first, done, nin, reader, open_model)
+        turn = getattr(reader, "turn", 0)
+        if turn:
+            part = self._turn(turn)
+            AnswerRecording.answer(part, status, start, sent, first, done, nin, reader, open_model)
+
+    def _turn(self, turn: int) -> Recorder:
+        """The part that records turn `turn` of the conversations."""
+        key = ("turn", turn_part(turn))
+        part = self.parts.get(key)
+        if part is None:
+            part = self.parts[key] = Recorder(
+                self.worker, llm=True, open_model=self.open_model, table=self.table, sparse=True
+            )
+            part.goodput_us = self.goodput_us
+        return part
+
     def expect(self, status: int) -> None:
         """The status just recorded (400 or more) is what a check asked for: count it ok, not an error."""
         self.expected[status] = self.expected.get(status, 0) + 1
@@ -267,7 +302,7 @@ class NullRecorder(Recorder):
     ) -> None:
         pass
 
-    def failure(self, kind: str) -> None:
+    def failure(self, kind: str, reader: Any = None) -> None:
         pass
 
     def answer(

@@ -169,6 +169,7 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
                 else f"squall's estimate differs from the server's usage by {d:+,.2f} tokens per answer"
             )
             console.print(f"  token count check: {check} ({llm['answers_with_usage']:,} answers with usage)")
+        _print_by_turn(console, llm.get("by_turn") or {})
     _print_target(console, s.get("target"))
     if s.get("counters"):
         console.print("  counters: " + ", ".join(f"{k}: {v:,}" for k, v in s["counters"].items()))
@@ -191,6 +192,34 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print("  [red]result not valid[/red] (see warnings)")
         for line in why_not_valid(doc):
             console.print(f"  [red]why:[/red] {line}", soft_wrap=True)
+
+
+def _print_by_turn(console: Console, by_turn: dict[str, Any]) -> None:
+    """Conversations: TTFT (and e2e, input tokens) by turn, the first and last five turns when more."""
+    if len(by_turn) < 2:
+        return
+    table = Table(box=None, pad_edge=False, title="TTFT by turn", title_justify="left")
+    for col in ("turn", "requests", "errors", "ttft p50", "ttft p99", "e2e p50", "e2e p99", "input tokens"):
+        table.add_column(col, justify="right")
+    names = list(by_turn)
+    shown = names if len(names) <= 10 else [*names[:5], "", *names[-5:]]
+    for name in shown:
+        if not name:
+            table.add_row("…", *[""] * 7)
+            continue
+        t = by_turn[name]
+        mean = t["input_tokens_mean"]
+        table.add_row(
+            name,
+            f"{t['requests']:,}",
+            f"{t['errors']:,}",
+            fmt_ms(t["ttft_ms"]["p50"]),
+            fmt_ms(t["ttft_ms"]["p99"]),
+            fmt_ms(t["e2e_ms"]["p50"]),
+            fmt_ms(t["e2e_ms"]["p99"]),
+            "" if mean is None else f"{mean:,.0f}",
+        )
+    console.print(table)
 
 
 def _print_target(console: Console, t: dict[str, Any] | None) -> None:

@@ -175,6 +175,35 @@ def llm_table(llm: dict[str, Any]) -> Table:
     return _table("llm", "LLM", ["figure", "value"], rows)
 
 
+def by_turn_table(by_turn: dict[str, Any]) -> Table:
+    """Conversations: each turn's requests, errors, TTFT and e2e p50/p99 and mean input tokens."""
+    rows = []
+    for name, t in by_turn.items():
+        ttft, e2e = t.get("ttft_ms") or {}, t.get("e2e_ms") or {}
+        rows.append(
+            [name, text_count(t.get("requests")), text_count(t.get("errors")), text_ms(ttft.get("p50")),
+             text_ms(ttft.get("p99")), text_ms(e2e.get("p50")), text_ms(e2e.get("p99")),
+             text_count(t.get("input_tokens_mean"))]
+        )  # fmt: skip
+    head = ["turn", "requests", "errors", "TTFT p50", "TTFT p99", "e2e p50", "e2e p99", "input tokens (mean)"]
+    note = "turns from 64 on are pooled in 64+" if "64+" in by_turn else ""
+    return _table("by_turn", "TTFT by turn", head, rows, note)
+
+
+def by_turn_chart(llm: Any) -> dict[str, Any] | None:
+    """The "TTFT by turn" chart's data: turn names, TTFT p50/p99 and mean input tokens (None: no chart)."""
+    by_turn = llm.get("by_turn") if isinstance(llm, dict) else None
+    if not isinstance(by_turn, dict) or len(by_turn) < 2:
+        return None
+    turns = list(by_turn.values())
+    return {
+        "turn": list(by_turn),
+        "ttft_p50": [(t.get("ttft_ms") or {}).get("p50") for t in turns],
+        "ttft_p99": [(t.get("ttft_ms") or {}).get("p99") for t in turns],
+        "input_tokens": [t.get("input_tokens_mean") for t in turns],
+    }
+
+
 def counts_table(tid: str, title: str, head: str, counts: dict[str, int], requests: Any) -> Table:
     """A count per name (status code, error kind), with its share of all requests, largest first."""
     errors = sum(v for v in counts.values() if _number(v))
@@ -210,6 +239,8 @@ def figure_tables(doc: dict[str, Any]) -> list[Table]:
     out = [totals_table(s, py), times_table(s, py)]
     if isinstance(s.get("llm"), dict):
         out.append(llm_table(s["llm"]))
+        if isinstance(s["llm"].get("by_turn"), dict) and len(s["llm"]["by_turn"]) > 1:
+            out.append(by_turn_table(s["llm"]["by_turn"]))
     if not py:
         out.append(
             counts_table(

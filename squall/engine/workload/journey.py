@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from squall.engine.llm.apis import APIS, request_body
+from squall.engine.llm.apis import APIS, prompt_text, request_body
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
@@ -58,11 +58,12 @@ class _UserChannel(TaskChannel):
         self.iteration += 1
         started = perf_counter_ns()
         failed_at: str | None = None
+        history: list[tuple[str, str]] = []  # the iteration's conversation (LLM steps with history: true)
         try:
             for i, step in enumerate(journey.steps):
                 if i and t.think is not None:
                     await asyncio.sleep(t.think())
-                if not await t.run_step(step, env, self.start):
+                if not await t.run_step(step, env, self.start, history):
                     failed_at = step.name
                     break
         except asyncio.CancelledError:
@@ -156,13 +157,17 @@ class JourneyWorkload:
         env.update(sc.row(ch.uid if sc.data_per == "user" else n))
         return env
 
-    async def run_step(self, step: Step, env: dict[str, Any], intended: int) -> bool:
-        """One request; True when it passed (then its extracts are in `env`)."""
+    async def run_step(
+        self, step: Step, env: dict[str, Any], intended: int, history: list[tuple[str, str]] | None = None
+    ) -> bool:
+        """One request; True when it passed (then its extracts are in `env`). An LLM step with `history`
+        sends the conversation so far before its prompt, then adds its prompt and the answer as read."""
         t = self
         rec, step_rec = t.rec, t.parts[STEP, step.name]
         measured = intended >= t.measure_start
+        carried = history if step.llm is not None and step.llm.history else None
         try:
-            req, reader = t._build(step, env)
+            req, reader, prompt = t._build(step, env, carried)
         except BadRequest:  # a data row put a line break in a header: never sent, counted
             if measured:
                 rec.failure("bad_request")
@@ -185,6 +190,9 @@ class JourneyWorkload:
                 step_rec.failure(kind)
             return False
         status, first, done, nbytes = answer.status, answer.first, answer.done, answer.nbytes
+        if carried is not None and reader is not None:
+            reader.finish(done)  # (idempotent: the text as read, a cut or empty answer as what arrived)
+            carried += (("user", prompt), ("assistant", reader.text()))
         if not measured:
             rec.warmup += 1
             step_rec.warmup += 1
@@ -213,7 +221,10 @@ class JourneyWorkload:
             return False
         return True
 
-    def _build(self, step: Step, env: dict[str, Any]) -> tuple[Request, AnswerReader | None]:
+    def _build(
+        self, step: Step, env: dict[str, Any], history: list[tuple[str, str]] | None = None
+    ) -> tuple[Request, AnswerReader | None, str]:
+        """The step's request, its answer reader (LLM steps) and its rendered prompt ("" for a request)."""
         sc = self.scenario
         url = str(URL(sc.base_url + str(step.path.render(env)), encoded=False))
         headers = tuple((name, str(tpl.render(env))) for name, tpl in step.headers)
@@ -221,13 +232,19 @@ class JourneyWorkload:
             call = step.llm
             prompt = str(call.prompt.render(env))
             spec = LlmSpec(api=call.api, stream=call.stream, model=call.model, max_tokens=call.max_tokens)
-            body = request_body(spec, Prompt(prompt))
+            p = Prompt(prompt)
+            if history:  # (a journey's few steps: the list is rebuilt, not kept encoded as --turns does)
+                if APIS[call.api].history_field is not None:
+                    p = Prompt(messages=(*history, ("user", prompt)))
+                else:
+                    p = Prompt("\n".join([*(text for _, text in history), prompt]))
+            body = request_body(spec, p)
             body.update(call.extra.render(env))
             defaults = (("Content-Type", "application/json"),)
             if call.stream:
                 defaults += (("Accept", "text/event-stream"),)
-            reader = AnswerReader(self.readings[step.name], self.count_tokens(prompt))
-            return build(step.method, url, headers, orjson.dumps(body), defaults), reader
+            reader = AnswerReader(self.readings[step.name], self.count_tokens(prompt_text(p)))
+            return build(step.method, url, headers, orjson.dumps(body), defaults), reader, prompt
         data = b""
         defaults = ()
         if step.body is not None:
@@ -237,7 +254,7 @@ class JourneyWorkload:
                 defaults = (("Content-Type", "application/json"),)
             else:
                 data = str(value).encode()
-        return build(step.method, url, headers, data, defaults), None
+        return build(step.method, url, headers, data, defaults), None, ""
 
     @staticmethod
     def _check(step: Step, status: int, body: bytes, reader: Any, head: Any, env: dict[str, Any]) -> None:

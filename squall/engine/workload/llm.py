@@ -1,32 +1,53 @@
 """`squall llm`'s requests: every (key, prompt) request built once from parts, cycled from a worker offset;
-keys taken per request, or held by each user (`--key-per user`)."""
+keys taken per request, or held by each user (`--key-per user`). Conversations (`--turns`, a dataset's
+multi-turn records) and shared prefixes make each channel a user with its own session (`Session`), and
+`--max-inflight` lends the worker's share of connections to the sessions in turn (`Pool`)."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from squall.engine.llm.apis import APIS, parse_path, prompt_text, request_body
+from squall.engine.llm.history import Session, Template
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
+from squall.engine.transport.base import Channel, Interrupted
 from squall.engine.workload.http import Request, build, frame
 from squall.plan.plan import Plan
 
 if TYPE_CHECKING:
-    from squall.engine.transport.base import Channel, Owner
-    from squall.engine.workload.base import Sender
+    from collections.abc import Callable
+
+    from squall.engine.transport.base import Owner
+    from squall.engine.workload.base import RequestSource, Sender
+    from squall.plan.specs import Prompt
 
 
 def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
-    """Worker `worker`'s transport over its LLM requests: keys per request, or one key per user."""
+    """Worker `worker`'s transport over its LLM requests: keys per request or per user, sessions (each user
+    its conversations), and with --max-inflight its share of connections lent to its users in turn."""
     from squall.engine.workload import transport_class
 
     source = LlmSource(plan, worker)
+    spec = source.spec
+    per_user: Callable[[int], RequestSource] | None = None
+    if source.sessions:
+        per_user = source.session
+    elif source.per_user:
+        per_user = source.for_user
+    if spec.max_inflight is not None:
+        # The worker's share of the cap, as of -c (at least one: a worker with no slot would never send).
+        slots = min(connections, max(1, plan.spread.share(spec.max_inflight, worker)))
+        transport = transport_class(plan.client.transport)(plan, slots, source)  # type: ignore[call-arg]
+        return Pool(transport, slots, per_user or (lambda user: source))  # type: ignore[return-value]
     transport = transport_class(plan.client.transport)(plan, connections, source)  # type: ignore[call-arg]
-    if source.per_user:
-        return UserKeys(transport, source)  # type: ignore[return-value]
+    if per_user is not None:
+        return UserKeys(transport, source, per_user)  # type: ignore[return-value]
     return transport  # type: ignore[return-value]
 
 
@@ -75,6 +96,13 @@ class LlmSource:
         # keeps key u % K all run, so the users spread evenly over the keys across workers.
         self.per_user = spec.key_per == "user" and len(self.requests) > 1
         self.first_user = plan.spread.share_offset(plan.load.connections, worker)
+        # Conversations and shared prefixes: each user (channel) holds a session (see Session).
+        self.shape, self.count = shape, count
+        self.multi_turn = spec.turns > 1 or any(p.turns for p in spec.prompts)
+        self.sessions = self.multi_turn or bool(spec.prefixes)
+        self.templates: dict[tuple[int | None, str], Template] = {}
+        self.keys_sent = 0  # sessions' requests so far (each takes the next key, unless --key-per user)
+        self.estimates: dict[Prompt, int] = {}  # records' later turns: their input tokens, counted once
 
     def _number(self) -> int:
         """The request number n of this worker's next request."""
@@ -108,6 +136,30 @@ class LlmSource:
         """The requests of the worker's user number `user` (from 0): the worker's prompts, one key."""
         return UserSource(self, (self.first_user + user) % len(self.requests))
 
+    def session(self, user: int) -> Session:
+        """The worker's user number `user` (from 0) as a conversation: its sessions one after another."""
+        return Session(self, self.first_user + user)
+
+    def request_for(self, key: int, body: bytes) -> Request:
+        """A request with key number `key` carrying `body` (a session's turn)."""
+        r = self.requests[key]
+        return Request(r.method, r.url, r.headers, body)
+
+    def estimate(self, p: Prompt) -> int:
+        """The input tokens of a record's later turn, counted once (a count costs ~1 ms a 300-token turn)."""
+        n = self.estimates.get(p)
+        if n is None:
+            n = self.estimates[p] = self.count(prompt_text(p))
+        return n
+
+    def template(self, max_tokens: int | None, system: str) -> Template:
+        """The body template for a turn asking for `max_tokens` (a top-level `system` prefix in its head)."""
+        key = (max_tokens, system)
+        t = self.templates.get(key)
+        if t is None:
+            t = self.templates[key] = Template(self.shape, self.spec, max_tokens, system)
+        return t
+
 
 class UserSource:
     """One user's requests: its worker's prompts in turn, always with the user's one key."""
@@ -136,18 +188,150 @@ class UserSource:
 
 
 class UserKeys:
-    """A transport whose every channel is one user with its own key (`--key-per user`); the rest is the
-    transport's own."""
+    """A transport whose every channel is one user with a source of its own: its key (`--key-per user`), or
+    its sessions (`per_user`: the source of the worker's user number u); the rest is the transport's own."""
 
-    def __init__(self, transport: Any, source: LlmSource) -> None:
-        self.transport, self.source = transport, source
+    def __init__(
+        self, transport: Any, source: LlmSource, per_user: Callable[[int], RequestSource] | None = None
+    ) -> None:
+        self.transport = transport
+        self.per_user = per_user or source.for_user
         self.users = 0
 
     def channel(self, owner: Owner) -> Channel:
         """The next user's channel."""
-        ch: Channel = self.transport.channel(owner, self.source.for_user(self.users))
+        ch: Channel = self.transport.channel(owner, self.per_user(self.users))
         self.users += 1
         return ch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class Lent:
+    """A pooled connection's request source: that of the user it is lent to."""
+
+    streams = True
+    __slots__ = ("source",)
+
+    def __init__(self) -> None:
+        self.source: Any = None
+
+    def next(self) -> tuple[bytes, int]:
+        return self.source.next()  # type: ignore[no-any-return]
+
+    def next_request(self) -> tuple[Request, int]:
+        return self.source.next_request()  # type: ignore[no-any-return]
+
+    def reader(self, index: int) -> Any:
+        return self.source.reader(index)
+
+
+class PoolChannel(Channel):
+    """A user of a `Pool`: its send waits for one of the worker's connections, then goes on it."""
+
+    __slots__ = ("conn", "owner", "pool", "source")
+
+    def __init__(self, pool: Pool, owner: Owner, source: RequestSource) -> None:
+        super().__init__()
+        self.pool, self.owner, self.source = pool, owner, source
+        self.conn: Channel | None = None
+
+    def send(self) -> None:
+        self.busy = True
+        self.pool.lend(self)
+
+    def abort(self) -> None:
+        if not self.busy:
+            return
+        if self.conn is not None:
+            self.conn.abort()
+            return
+        self.pool.waiting.remove(self)  # still waiting for a connection: it never went
+        self.busy = False
+        self.owner.on_failure(self, Interrupted())
+
+
+class Pool:
+    """--max-inflight: the worker's users (sessions) share its `slots` connections, first come first served.
+
+    A user whose request finds every connection busy waits for one. Its latency counts from when it was
+    ready to send (the wait included: what its person would see); TTFT, TTFB and e2e count from the actual
+    send (`sent` is set when it goes), and so does a timeout. Its wait counts in flight for the run (the
+    driver's gauge), not for the target.
+    """
+
+    def __init__(self, transport: Any, slots: int, per_user: Callable[[int], RequestSource]) -> None:
+        self.transport, self.slots, self.per_user = transport, slots, per_user
+        self.idle: list[Channel] = []
+        self.conns: list[Channel] = []
+        self.sources: dict[Channel, Lent] = {}  # each connection's source, set to its user's when lent
+        self.lent: dict[Channel, PoolChannel] = {}
+        self.waiting: deque[PoolChannel] = deque()
+        self.users = 0
+
+    def channel(self, owner: Owner) -> Channel:
+        """The next user's channel (the connections are made with the first)."""
+        if not self.conns:
+            for _ in range(self.slots):
+                lent = Lent()
+                conn: Channel = self.transport.channel(self, lent)
+                self.sources[conn] = lent
+                self.conns.append(conn)
+            self.idle = self.conns[::-1]
+        ch = PoolChannel(self, owner, self.per_user(self.users))
+        self.users += 1
+        return ch
+
+    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
+        """Open the pool's connections before t0."""
+        n: int = await self.transport.preconnect(self.conns, within_s)
+        return n
+
+    def lend(self, ch: PoolChannel) -> None:
+        """Send `ch`'s request on an idle connection, or queue it for the next one free."""
+        if self.idle:
+            self._go(self.idle.pop(), ch)
+        else:
+            self.waiting.append(ch)
+
+    def _go(self, conn: Channel, ch: PoolChannel) -> None:
+        self.lent[conn] = ch
+        ch.conn = conn
+        self.sources[conn].source = ch.source
+        conn.start = conn.sent = ch.sent = perf_counter_ns()
+        try:
+            conn.send()
+        except Exception:  # (a bug building the request: the connection goes back, the send fails)
+            del self.lent[conn]
+            ch.conn = None
+            self.idle.append(conn)
+            raise
+
+    def _back(self, conn: Channel) -> PoolChannel:
+        ch = self.lent.pop(conn)
+        ch.conn = None
+        ch.reader = conn.reader
+        ch.busy = False
+        while self.waiting:  # the connection goes on at once to the user who waited longest
+            nxt = self.waiting.popleft()
+            try:
+                self._go(conn, nxt)
+                break
+            except Exception as e:
+                nxt.busy = False
+                nxt.owner.on_failure(nxt, e)
+        else:
+            self.idle.append(conn)
+        return ch
+
+    def on_response(self, conn: Channel, status: int, first: int, done: int, nbytes: int) -> None:
+        ch = self._back(conn)
+        ch.owner.on_response(ch, status, first, done, nbytes)
+
+    def on_failure(self, conn: Channel, exc: BaseException) -> None:
+        ch = self._back(conn)
+        ch.owner.on_failure(ch, exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)

@@ -119,6 +119,7 @@ class LlmCall:
     max_tokens: int | None
     stream: bool
     extra: Template
+    history: bool = False  # carry the iteration's conversation: earlier history steps' prompts and answers
 
 
 @dataclass(frozen=True, slots=True)

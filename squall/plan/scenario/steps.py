@@ -129,7 +129,17 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
         if not isinstance(c, dict):
             raise w.fail(s, "llm", f"{where}.llm", "must be {path, model, prompt, max_tokens}")
         for key in c:
-            if key not in ("path", "api", "model", "prompt", "max_tokens", "stream", "headers", "body"):
+            if key not in (
+                "path",
+                "api",
+                "model",
+                "prompt",
+                "max_tokens",
+                "stream",
+                "headers",
+                "body",
+                "history",
+            ):
                 raise w.fail(c, key, f"{where}.llm.{key}", "unknown field")
         path = c.get("path", "/v1/chat/completions")
         api = c.get("api") or guess_api(str(path), own_fields=True)
@@ -149,6 +159,8 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
             raise w.fail(c, "body", f"{where}.llm.body", "must be a mapping of extra request fields")
         if not isinstance(c.get("stream", True), bool):
             raise w.fail(c, "stream", f"{where}.llm.stream", "must be true or false (unquoted)")
+        if not isinstance(c.get("history", False), bool):
+            raise w.fail(c, "history", f"{where}.llm.history", "must be true or false (unquoted)")
         if not isinstance(c.get("model", "default"), str):
             raise w.fail(c, "model", f"{where}.llm.model", "must be a string")
         encodable(w, c, "body", f"{where}.llm.body")
@@ -159,6 +171,7 @@ def parse_step(w: Where, s: Any, where: str, seen: set[str], shared: tuple) -> S
             max_tokens=max_tokens,
             stream=bool(c.get("stream", True)),
             extra=template(extra),
+            history=bool(c.get("history", False)),
         )
         method = "POST"
         headers = merged(shared, parse_headers(w, c, "headers", f"{where}.llm.headers"))

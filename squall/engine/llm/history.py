@@ -1,0 +1,265 @@
+"""Conversations: a session's history kept as encoded JSON bytes, so turn k costs the size of its new messages
+(plus the one copy of the body that goes on the wire), never work that grows with k².
+
+A request body is `head + history + tail`. `Template` cuts the body the API shape builds (with --body-json
+merged in) around the field that holds the history: a messages array (`ApiShape.history_field`, e.g.
+chat's `messages`), whose entries are joined by commas, or, for an API that takes one prompt string
+(`history_field` None, e.g. completions), the string itself, whose pieces are joined by a line break. JSON
+escapes character by character, so the escaped pieces joined are the escaped whole: the body is byte for byte
+what `orjson.dumps` of the whole message list would give.
+"""
+
+from __future__ import annotations
+
+import json
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from squall.engine.llm.apis import prompt_text, request_body
+from squall.engine.llm.stream import AnswerReader, Reading
+from squall.plan.specs import Prompt
+
+if TYPE_CHECKING:
+    from squall.engine.llm.apis import ApiShape
+    from squall.engine.workload.http import Request
+    from squall.engine.workload.llm import LlmSource
+    from squall.plan.specs import LlmSpec
+
+MARK = "\x00squall:history\x00"  # where the history goes in a template body (no prompt holds a NUL)
+TURN_PARTS = 64  # per-turn stats: turns 1..63 each, every later turn pooled into "64+"
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes as orjson writes them; text orjson refuses (a lone surrogate, which a server's escaped
+    `\\ud800` decodes to) is written with the standard library's \\u escapes instead."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def turn_part(turn: int) -> str:
+    """The name of turn `turn`'s stats part: "1".."63", then "64+" for every later turn."""
+    return str(turn) if turn < TURN_PARTS else f"{TURN_PARTS}+"
+
+
+class Template:
+    """A request body cut around its history: `head` and `tail` bytes, and how history entries are written.
+
+    `system`: a system prefix for an API whose system prompt is a top-level field (`system_field` on the
+    shape, e.g. Anthropic's `system`): it is written into the head; any other API carries it as the history's
+    first entry (see `History.start`).
+    """
+
+    __slots__ = ("head", "listed", "sep", "shape", "system_in_head", "tail")
+
+    def __init__(self, shape: ApiShape, spec: LlmSpec, max_tokens: int | None, system: str = "") -> None:
+        self.shape = shape
+        field: str | None = shape.history_field
+        system_field: str | None = getattr(shape, "system_field", None)
+        self.system_in_head = bool(system and system_field)
+        body = request_body(spec, Prompt(MARK, max_tokens=max_tokens))
+        if system and system_field:
+            body[system_field] = system
+        mark = orjson.dumps(MARK)
+        self.listed = field is not None and isinstance(body.get(field), list)
+        if self.listed:
+            body[field] = MARK  # (the whole list's place)
+            self.sep = b","
+        else:
+            mark = mark[1:-1]  # (inside the prompt string)
+            self.sep = b"\\n"
+        encoded = dumps(body)
+        at = encoded.find(mark)
+        if at < 0:  # --body-json replaced the history's field: the body is sent as the user wrote it
+            self.head, self.tail = encoded, b""
+            return
+        self.head, self.tail = encoded[:at], encoded[at + len(mark) :]
+        if self.listed:
+            self.head += b"["
+            self.tail = b"]" + self.tail
+
+
+class History:
+    """One session's history so far, encoded: its entries joined by a separator, appended in place."""
+
+    __slots__ = ("encoded", "listed", "message", "n", "sep")
+
+    def __init__(self, shape: ApiShape, listed: bool) -> None:
+        self.message = shape.message
+        self.listed = listed
+        self.sep = b"," if listed else b"\\n"
+        self.encoded = bytearray()
+        self.n = 0
+
+    def clear(self) -> None:
+        """Forget the history (a new session)."""
+        self.encoded = bytearray()
+        self.n = 0
+
+    def add(self, role: str, text: str) -> None:
+        """Append one entry: a message (`role`, `text`), or for a prompt-string API the text alone."""
+        piece = dumps(self.message(role, text)) if self.listed else dumps(text)[1:-1]
+        if self.n:
+            self.encoded += self.sep
+        self.encoded += piece
+        self.n += 1
+
+    def add_encoded(self, piece: bytes) -> None:
+        """Append an entry encoded already (a user's system prefix, encoded once)."""
+        if self.n:
+            self.encoded += self.sep
+        self.encoded += piece
+        self.n += 1
+
+    def entry(self, role: str, text: str) -> bytes:
+        """One entry's bytes as `add` would write them."""
+        return dumps(self.message(role, text)) if self.listed else dumps(text)[1:-1]
+
+    def body(self, template: Template) -> bytes:
+        """The whole request body: the template's head, the history, its tail."""
+        return b"".join((template.head, self.encoded, template.tail))
+
+    def value(self) -> bytes:
+        """The history field's JSON value alone (the messages array, or the prompt string)."""
+        return b"[" + self.encoded + b"]" if self.listed else b'"' + self.encoded + b'"'
+
+
+class TurnReader(AnswerReader):
+    """An AnswerReader that knows which turn of its session it answers (for the per-turn stats), and counts
+    its answer's tokens once: the run, the turn's part and the session's next input estimate all ask."""
+
+    __slots__ = ("counted", "turn")
+
+    def __init__(self, how: Reading, input_tokens: int, turn: int) -> None:
+        super().__init__(how, input_tokens)
+        self.turn = turn
+        self.counted: tuple[int, int, bool, int] | None = None
+
+    def tokens(self) -> tuple[int, int, bool, int]:
+        """AnswerReader.tokens, counted on the first call (once finished)."""
+        if self.counted is None:
+            self.counted = super().tokens()
+        return self.counted
+
+
+class Session:
+    """One user's conversations, one after another (a channel's request source).
+
+    A session starts with the next prompt of the worker's rotation: its messages (or text) are turn 1, and it
+    lasts its record's turns (`Prompt.turns`) or else --turns; every later user message is the record's next
+    turn or the rotation's next prompt. Turn k's body carries the history: the user's prefix (as a system
+    message, the prompt string's start, or the shape's top-level system field), every earlier user message
+    and every answer exactly as read (`AnswerReader.text()`), then the new user message. An answer that was
+    cut or never came (a stream broken, a timeout, a refused connection) goes on as what arrived, maybe "":
+    the session never restarts, so its turn count and its prefix reuse stay what the workload says; the
+    error is counted with the request as usual.
+    """
+
+    streams = True
+    __slots__ = (
+        "history",
+        "key",
+        "last",
+        "length",
+        "prefix",
+        "prefix_tokens",
+        "record",
+        "source",
+        "system",
+        "template",
+        "tokens",
+        "turn",
+    )
+
+    def __init__(self, source: LlmSource, user: int) -> None:
+        self.source = source
+        spec = source.spec
+        self.key = user % len(source.heads) if source.per_user else -1  # -1: the next key per request
+        prefix = spec.prefixes[user % len(spec.prefixes)] if spec.prefixes else ""
+        top = bool(prefix and getattr(source.shape, "system_field", None))
+        self.system = prefix if top else ""  # (written into the body's head by its template)
+        self.template = source.template(spec.max_tokens, self.system)
+        self.history = History(source.shape, self.template.listed)
+        self.prefix = self.history.entry("system", prefix) if prefix and not top else b""
+        self.prefix_tokens = source.count(prefix) if prefix else 0
+        self.record: Prompt | None = None
+        self.turn = self.length = self.tokens = 0
+        self.last: AnswerReader | None = None  # the reader of this user's request before
+
+    def _advance(self) -> None:
+        """Add the last answer and the next user message (or start the next session)."""
+        last, self.last = self.last, None
+        source, history = self.source, self.history
+        if self.turn < self.length:
+            text = ""
+            if last is not None:
+                last.finish(perf_counter_ns())  # (the recorder has finished it already, unless unanswered)
+                text = last.text()
+                if text:  # (the answer's tokens as the recorder counted them: from usage, else estimated)
+                    self.tokens += last.tokens()[0]
+            history.add("assistant", text)
+            self.turn += 1
+            record = self.record
+            assert record is not None
+            if record.turns:
+                nxt = record.turns[self.turn - 2]
+                self._user(prompt_text(nxt), nxt.max_tokens, source.estimate(nxt))
+            else:
+                p = source.take()
+                nxt = source.spec.prompts[p]
+                self._user(prompt_text(nxt), nxt.max_tokens, source.input_estimates[p])
+            return
+        p = source.take()
+        record = self.record = source.spec.prompts[p]
+        self.length = 1 + len(record.turns) if record.turns else source.spec.turns
+        self.turn = 1
+        history.clear()
+        self.tokens = self.prefix_tokens
+        if self.prefix:
+            history.add_encoded(self.prefix)
+        if record.messages and history.listed:
+            for role, content in record.messages:
+                history.add(role, content)
+            self.tokens += source.input_estimates[p]
+            self.template = source.template(record.max_tokens or source.spec.max_tokens, self.system)
+        else:
+            self._user(prompt_text(record), record.max_tokens, source.input_estimates[p])
+
+    def _user(self, text: str, max_tokens: int | None, tokens: int) -> None:
+        self.history.add("user", text)
+        self.tokens += tokens
+        self.template = self.source.template(max_tokens or self.source.spec.max_tokens, self.system)
+
+    def _key(self) -> int:
+        if self.key >= 0:
+            return self.key
+        source = self.source
+        k = source.keys_sent
+        source.keys_sent = k + 1
+        return k % len(source.heads)
+
+    def next(self) -> tuple[bytes, int]:
+        """The next turn's wire bytes (one join: request head, length, body head, history, body tail)."""
+        self._advance()
+        t, encoded = self.template, self.history.encoded
+        n = len(t.head) + len(encoded) + len(t.tail)
+        head = self.source.heads[self._key()]
+        return b"".join((head, b"Content-Length: %d\r\n\r\n" % n, t.head, encoded, t.tail)), 0
+
+    def next_request(self) -> tuple[Request, int]:
+        """The next turn as a request, for a transport that frames requests itself."""
+        self._advance()
+        return self.source.request_for(self._key(), self.history.body(self.template)), 0
+
+    def reader(self, index: int) -> AnswerReader:
+        """The reader of this turn's answer (its text is the next turn's assistant message)."""
+        source = self.source
+        if source.multi_turn:
+            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn)
+        else:
+            r = AnswerReader(source.reading, self.tokens)
+        self.last = r
+        return r
