@@ -217,7 +217,7 @@ class Driver:
                 except Exception as e:
                     self.rec.internal(e)
                 else:
-                    self.rec.failure(kind)
+                    self.rec.failure(kind, ch.reader)
         self.again(ch)
 
     def send(self, ch: Channel) -> None:

@@ -231,6 +231,13 @@ class Recorder(AnswerRecording):
             part = self._turn(turn)
             AnswerRecording.answer(part, status, start, sent, first, done, nin, reader, open_model)
 
+    def abandoned(self, start: int, sent: int, reader: Any, open_model: bool) -> None:
+        """Count an answer the client abandoned (AnswerRecording.abandoned), in its turn's part too."""
+        AnswerRecording.abandoned(self, start, sent, reader, open_model)
+        turn = getattr(reader, "turn", 0)
+        if turn:
+            AnswerRecording.abandoned(self._turn(turn), start, sent, reader, open_model)
+
     def _turn(self, turn: int) -> Recorder:
         """The part that records turn `turn` of the conversations."""
         key = ("turn", turn_part(turn))

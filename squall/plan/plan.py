@@ -140,7 +140,7 @@ class Plan:
 
     def validate(self) -> Plan:
         """Check every part; return the plan with its shape applied, its defaults chosen and workers capped
-        at connections. Raises PlanError."""
+        at connections (and at --max-inflight). Raises PlanError."""
         self.request.validate()
         if self.llm is not None:
             self.llm.validate()
@@ -173,6 +173,8 @@ class Plan:
             transport = "aiohttp" if plan.scenario is not None else "raw"
             plan = replace(plan, client=replace(plan.client, transport=transport))
         workers = min(plan.spread.workers, plan.load.connections, plan.stop.requests or plan.spread.workers)
+        if plan.llm is not None and plan.llm.max_inflight is not None:  # (each worker holds one at least)
+            workers = min(workers, plan.llm.max_inflight)
         if workers != plan.spread.workers:
             plan = replace(plan, spread=replace(plan.spread, workers=workers))
         return plan

@@ -23,6 +23,7 @@ from squall.report.invalid import why_not_valid
 from squall.report.sections import (
     Cell,
     Table,
+    by_turn_chart,
     config_table,
     figure_tables,
     hunt_card,
@@ -219,6 +220,7 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "error_samples": doc.get("error_samples") or {},
         "hunt": _hunt_chart(doc["hunt"]) if doc.get("hunt") and doc["hunt"].get("steps") else None,
         "soak": _soak_chart(doc["soak"]) if doc.get("soak") and doc["soak"].get("series") else None,
+        "by_turn": by_turn_chart(summary.get("llm")),
     }
 
 

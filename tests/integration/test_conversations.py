@@ -312,3 +312,11 @@ def test_a_single_turn_run_with_prefixes_has_no_turns(server: Any) -> None:
     assert res.summary["ok"] == 4
     assert "by_turn" not in res.summary["llm"]
     assert sorted(body["messages"][0]["content"] for _, body in rec.requests) == ["P0", "P0", "P1", "P1"]
+
+
+def test_max_inflight_below_the_workers_caps_the_workers() -> None:
+    request = RequestSpec(url="http://127.0.0.1:9/v1/chat/completions", method="POST")
+    plan = assemble(request, llm=LlmSpec(turns=2, max_inflight=1), workers=2, connections=4).validate()
+    assert plan.spread.workers == 1
+    plan = assemble(request, llm=LlmSpec(turns=2, max_inflight=3), workers=2, connections=4).validate()
+    assert plan.spread.workers == 2

@@ -228,3 +228,21 @@ def test_a_matrix_document_has_no_series_for_csv(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(doc), "--csv", str(tmp_path / "m.csv")])
     assert res.exit_code == 2, res.output
     assert "is a --param matrix" in res.output and not (tmp_path / "m.csv").exists()
+
+
+def test_a_conversation_report_draws_ttft_by_turn(tmp_path: Path) -> None:
+    from squall.targets.mock_llm import MockThread
+
+    page = tmp_path / "c.html"
+    with MockThread(ttft_s=0.02, itl_s=0.002, tokens=4, reasoning_tokens=3) as mock:
+        url = f"http://127.0.0.1:{mock.port}/v1/chat/completions"
+        args = ["llm", url, "--turns", "3", "-n", "6", "-c", "2", "-w", "1", "-q", "--html", str(page)]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+    dom = _draw(page)
+    charts = re.findall(r'<div class="chart[^"]*" data-title="([^"]*)"', dom)
+    assert "TTFT by turn" in charts, charts
+    assert dom.count('class="legend"') == _drawn(dom)
+    assert [r[:2] for r in _cells(dom, "by_turn")[1:]] == [["1", "2"], ["2", "2"], ["3", "2"]]
+    data = _embedded(page.read_text())
+    assert data["by_turn"]["turn"] == ["1", "2", "3"] and "ttfat" in data["distributions"]

@@ -75,6 +75,7 @@ class ApiShape:
     # Conversations: the body field that holds the history as a list of messages (None: the API takes one
     # prompt string, and the history is joined into it), each made by message(role, content).
     history_field: str | None = None
+    system_field: str | None = None  # the body's top-level field for a system prompt, where the API has one
 
     def message(self, role: str, content: str) -> dict[str, Any]:
         """One history entry (a user's turn or an answer as received) in this API's shape."""
@@ -251,6 +252,7 @@ class Anthropic(ApiShape):
     done_marker = ""
     ends_itself = True
     history_field = "messages"
+    system_field = "system"
     max_tokens = 1024  # the API requires max_tokens: this when the run gives none
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:

@@ -53,14 +53,16 @@ class Template:
     first entry (see `History.start`).
     """
 
-    __slots__ = ("head", "listed", "sep", "shape", "system_in_head", "tail")
+    __slots__ = ("head", "listed", "sep", "shape", "system_field", "system_in_head", "tail")
 
     def __init__(self, shape: ApiShape, spec: LlmSpec, max_tokens: int | None, system: str = "") -> None:
         self.shape = shape
         field: str | None = shape.history_field
-        system_field: str | None = getattr(shape, "system_field", None)
+        system_field = self.system_field = shape.system_field
         self.system_in_head = bool(system and system_field)
-        body = request_body(spec, Prompt(MARK, max_tokens=max_tokens))
+        # (one user message where the API takes a list: the field is a list, whatever a text prompt gives)
+        given = Prompt(messages=(("user", MARK),)) if field is not None else Prompt(MARK)
+        body = request_body(spec, Prompt(given.text, given.messages, max_tokens))
         if system and system_field:
             body[system_field] = system
         mark = orjson.dumps(MARK)
@@ -171,6 +173,7 @@ class Session:
         "system",
         "template",
         "tokens",
+        "top",
         "turn",
     )
 
@@ -179,8 +182,9 @@ class Session:
         spec = source.spec
         self.key = user % len(source.heads) if source.per_user else -1  # -1: the next key per request
         prefix = spec.prefixes[user % len(spec.prefixes)] if spec.prefixes else ""
-        top = bool(prefix and getattr(source.shape, "system_field", None))
+        top = bool(prefix and source.shape.system_field)
         self.system = prefix if top else ""  # (written into the body's head by its template)
+        self.top = self.system  # the session's top-level system text: the prefix and its record's system
         self.template = source.template(spec.max_tokens, self.system)
         self.history = History(source.shape, self.template.listed)
         self.prefix = self.history.entry("system", prefix) if prefix and not top else b""
@@ -220,18 +224,24 @@ class Session:
         self.tokens = self.prefix_tokens
         if self.prefix:
             history.add_encoded(self.prefix)
+        self.top = self.system
         if record.messages and history.listed:
+            # (an API with a top-level system field, e.g. Anthropic's, takes the record's system messages)
+            lifted = self.template.system_field is not None
             for role, content in record.messages:
-                history.add(role, content)
+                if role == "system" and lifted:
+                    self.top = f"{self.top}\n{content}" if self.top else content
+                else:
+                    history.add(role, content)
             self.tokens += source.input_estimates[p]
-            self.template = source.template(record.max_tokens or source.spec.max_tokens, self.system)
+            self.template = source.template(record.max_tokens or source.spec.max_tokens, self.top)
         else:
             self._user(prompt_text(record), record.max_tokens, source.input_estimates[p])
 
     def _user(self, text: str, max_tokens: int | None, tokens: int) -> None:
         self.history.add("user", text)
         self.tokens += tokens
-        self.template = self.source.template(max_tokens or self.source.spec.max_tokens, self.system)
+        self.template = self.source.template(max_tokens or self.source.spec.max_tokens, self.top)
 
     def _key(self) -> int:
         if self.key >= 0:

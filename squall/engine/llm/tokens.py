@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _PIECES = re.compile(r"[A-Za-z]+|\d{1,3}|[^\sA-Za-z\d]")
+_LONG = re.compile(r"[A-Za-z]{9,}")
 
 
 def estimate_tokens(text: str) -> int:
@@ -17,9 +18,11 @@ def estimate_tokens(text: str) -> int:
     cjk = len(_CJK.findall(text))
     if cjk:
         text = _CJK.sub(" ", text)
-    n = cjk
-    for piece in _PIECES.findall(text):
-        n += max(1, round(len(piece) / 5.5)) if piece[0].isalpha() else 1
+    # Every piece is one token, but a word of 9 letters or more (round(len / 5.5) > 1): counted in two
+    # C-level passes, since this runs once per answer.
+    n = cjk + len(_PIECES.findall(text))
+    for word in _LONG.findall(text):
+        n += round(len(word) / 5.5) - 1
     return n
 
 

@@ -157,6 +157,8 @@ class LlmSource:
         key = (max_tokens, system)
         t = self.templates.get(key)
         if t is None:
+            if len(self.templates) >= 4096:  # (a dataset of many system prompts: kept bounded)
+                self.templates.clear()
             t = self.templates[key] = Template(self.shape, self.spec, max_tokens, system)
         return t
 
