@@ -33,7 +33,7 @@ class FakeRec:
     def response(self, status: int, start: int, sent: int, first: int, done: int, nbytes: int) -> None:
         self.responses.append((status, start, sent))
 
-    def failure(self, kind: str) -> None:
+    def failure(self, kind: str, reader: Any = None) -> None:
         self.failures.append(kind)
 
     def schedule_lag(self, us: int) -> None:
