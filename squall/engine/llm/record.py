@@ -137,9 +137,8 @@ class AnswerRecording:
             ttft = e2e  # (for goodput only: the user sees the first token when the whole answer comes)
         c["output_tokens"] += out
         c["input_tokens"] += inp
-        thought = reader.reasoning_tokens()
-        if thought or reader.thoughts:
-            c["reasoning_tokens"] += thought
+        if reader.thoughts or reader.token_counts[2]:  # (an answer with a reasoning phase)
+            c["reasoning_tokens"] += reader.reasoning_tokens()
             c["reasoning_answers"] += 1
         if from_usage:
             c["usage_answers"] += 1

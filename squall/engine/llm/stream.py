@@ -269,7 +269,10 @@ class AnswerReader:
         # the output in message_delta); a later value of a field replaces the earlier one.
         if isinstance(usage, dict):
             if usage:
-                self.usage = usage if self.usage is None else {**self.usage, **usage}
+                if self.usage is None:
+                    self.usage = usage
+                else:  # (the event's own parsed dict: updated in place, no copy per event)
+                    self.usage.update(usage)
         elif usage:  # (an empty value is no usage; anything else not an object is unusable)
             self.bad_usage += 1
 
