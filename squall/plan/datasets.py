@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from squall.plan.prompts import message_text
 from squall.plan.specs import Prompt
 from squall.units import PlanError
 
@@ -62,6 +63,11 @@ def load(path: Path, fmt: str = "auto", sample: int | None = None, seed: int = 0
     if fmt == "prompts":
         from squall.plan.prompts import load as load_prompts
 
+        if raw[:64].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            raise PlanError(
+                f"--dataset {str(path)!r} is a JSON list; a prompts file is text (a prompt a line) or "
+                "JSONL: give --dataset-format sharegpt or openai (or leave it to auto)"
+            )
         by_content = raw[:64].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
         jsonl = None if path.suffix.lower() in (".txt", ".jsonl") else by_content
         return tuple(pick(list(load_prompts(path, "--dataset", jsonl)), sample, seed))
@@ -148,7 +154,9 @@ def _objects(path: Path, raw: bytes) -> Iterator[tuple[str, Any]]:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            raise PlanError(f"{where}: not JSON ({e}); give one JSON object per line") from None
+            raise PlanError(
+                f"{where}: not JSON ({e.msg} at column {e.colno}); give one JSON object per line"
+            ) from None
         yield where, obj
 
 
@@ -199,14 +207,7 @@ def _openai(obj: Any, where: str) -> Record:
             role = "system"
         if role not in ("system", "user", "assistant"):
             raise PlanError(f"{where}: {field}.role: {role!r} is not a role; use system, user or assistant")
-        content = m.get("content")
-        if isinstance(content, list):  # content parts: their text, joined
-            if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
-                raise PlanError(f"{where}: {field}.content: parts must be objects with a 'text' string")
-            content = "".join(p.get("text", "") for p in content)
-        if not isinstance(content, str):
-            raise PlanError(f"{where}: {field}.content: missing or not a string; give the message's text")
-        messages.append((role, content))
+        messages.append((role, message_text(m.get("content"), f"{where}: {field}.content")))
     return _record(messages, _max_tokens(obj, where))
 
 

@@ -129,6 +129,18 @@ def synthetic(
     return tuple(out)
 
 
+def message_text(content: object, where: str) -> str:
+    """A message's content as text: a string, or content parts (`[{type: text, text}, ...]`) whose text is
+    joined; PlanError naming `where` for anything else."""
+    if isinstance(content, list):  # content parts: their text, joined (an image part has none)
+        if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+            raise PlanError(f"{where}: parts must be objects with a 'text' string")
+        content = "".join(p.get("text", "") for p in content)
+    if not isinstance(content, str):
+        raise PlanError(f"{where}: missing or not a string; give the message's text")
+    return content
+
+
 def load(path: Path, flag: str = "--prompts", jsonl: bool | None = None) -> tuple[Prompt, ...]:
     """Prompts from a .txt file (one per line) or .jsonl (`prompt` or `messages`, optional `max_tokens`);
     `jsonl` None: by the file's suffix; errors name `flag`."""
@@ -154,7 +166,7 @@ def load(path: Path, flag: str = "--prompts", jsonl: bool | None = None) -> tupl
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            raise PlanError(f"{flag} {path}:{no}: not JSON ({e})") from None
+            raise PlanError(f"{flag} {path}:{no}: not JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise PlanError(f"{flag} {path}:{no}: expected an object with 'prompt' or 'messages'")
         max_tokens = obj.get("max_tokens")
@@ -163,11 +175,16 @@ def load(path: Path, flag: str = "--prompts", jsonl: bool | None = None) -> tupl
         ):
             raise PlanError(f"{flag} {path}:{no}: max_tokens must be a positive integer")
         if isinstance(obj.get("messages"), list):
-            try:
-                messages = tuple((str(m["role"]), str(m["content"])) for m in obj["messages"])
-            except (KeyError, TypeError):
-                raise PlanError(f"{flag} {path}:{no}: each message needs 'role' and 'content'") from None
-            prompts.append(Prompt(messages=messages, max_tokens=max_tokens))
+            messages = []
+            for i, m in enumerate(obj["messages"]):
+                if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                    raise PlanError(
+                        f"{flag} {path}:{no}: messages[{i}]: each message needs 'role' and 'content'"
+                    )
+                messages.append(
+                    (m["role"], message_text(m.get("content"), f"{flag} {path}:{no}: messages[{i}].content"))
+                )
+            prompts.append(Prompt(messages=tuple(messages), max_tokens=max_tokens))
         elif isinstance(obj.get("prompt"), str):
             prompts.append(Prompt(text=obj["prompt"], max_tokens=max_tokens))
         else:

@@ -271,3 +271,36 @@ def test_output_tokens_fill_in_the_turns_that_have_no_length(tmp_path: Path) -> 
     path = write(tmp_path, "o.jsonl", jsonl([record]))
     (p,) = llm_spec(CHAT, LlmFlags(dataset=path, output_tokens="50"), seed=0).prompts
     assert (p.max_tokens, p.turns[0].max_tokens) == (COUNT("x y"), 50)
+
+
+def test_content_parts_are_sent_as_their_text_in_every_format(tmp_path: Path) -> None:
+    from squall.plan.prompts import load as load_prompts
+
+    record = {
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Sum"}, {"text": "marise"}]}]
+    }
+    path = write(tmp_path, "parts.jsonl", jsonl([record]))
+    want = (("user", "Summarise"),)
+    assert load_prompts(path)[0].messages == want  # (--prompts: once sent as the parts' Python text)
+    for fmt in ("auto", "openai", "prompts"):
+        got = datasets.load(path, fmt, None, 0)[0]
+        assert (got.messages or (("user", got.text),)) == want, fmt
+    bad = write(tmp_path, "bad.jsonl", jsonl([{"messages": [{"role": "user", "content": 7}]}]))
+    with pytest.raises(PlanError, match=r"bad.jsonl:1: messages\[0\].content: missing or not a string"):
+        load_prompts(bad)
+
+
+def test_a_json_error_names_its_column_without_a_colon_after_key(tmp_path: Path) -> None:
+    from squall.redact import redact_text
+
+    path = write(tmp_path, "broken.jsonl", '{"messages": []}\n{bad\n')
+    with pytest.raises(PlanError) as e:
+        datasets.load(path, "openai", None, 0)
+    assert str(e.value).startswith(f"--dataset {path}:2: not JSON (")
+    assert redact_text(str(e.value)) == str(e.value)  # (no "key: line 1" for the redaction to hide)
+
+
+def test_a_json_list_is_not_a_prompts_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "sg.json", json.dumps([{"conversations": [{"from": "human", "value": "hi"}]}]))
+    with pytest.raises(PlanError, match="is a JSON list; a prompts file is text"):
+        datasets.load(path, "prompts", None, 0)
