@@ -346,7 +346,7 @@ def parts_summary(
 
 def turns_summary(parts: dict[tuple[str, str], Aggregate]) -> dict[str, Any]:
     """`summary.llm.by_turn` from the "turn" parts (conversations): for each turn ("1".."63", then "64+"
-    for every later turn) its answered requests, errors, TTFT and e2e p50/p99, and its mean input tokens."""
+    for every later turn) its requests, errors, cancelled, TTFT and e2e p50/p99, and its mean input tokens."""
     names = sorted((name for kind, name in parts if kind == "turn"), key=lambda n: int(n.rstrip("+")))
     out: dict[str, Any] = {}
     for name in names:
@@ -358,6 +358,7 @@ def turns_summary(parts: dict[tuple[str, str], Aggregate]) -> dict[str, Any]:
         out[name] = {
             "requests": c["requests"],
             "errors": c["errors"],
+            "cancelled": c.get("cancelled", 0),
             "ttft_ms": {"p50": ttft[50.0], "p99": ttft[99.0]},
             "e2e_ms": {"p50": e2e[50.0], "p99": e2e[99.0]},
             "input_tokens_mean": round(c.get("input_tokens", 0) / answers, 1) if answers else None,

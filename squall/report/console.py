@@ -199,13 +199,15 @@ def _print_by_turn(console: Console, by_turn: dict[str, Any]) -> None:
     if len(by_turn) < 2:
         return
     table = Table(box=None, pad_edge=False, title="TTFT by turn", title_justify="left")
-    for col in ("turn", "requests", "errors", "ttft p50", "ttft p99", "e2e p50", "e2e p99", "input tokens"):
+    cancels = any(t.get("cancelled") for t in by_turn.values())
+    cols = ["turn", "requests", "errors", *(["cancelled"] if cancels else [])]
+    for col in (*cols, "ttft p50", "ttft p99", "e2e p50", "e2e p99", "input tokens"):
         table.add_column(col, justify="right")
     names = list(by_turn)
     shown = names if len(names) <= 10 else [*names[:5], "", *names[-5:]]
     for name in shown:
         if not name:
-            table.add_row("…", *[""] * 7)
+            table.add_row("…", *[""] * (7 + cancels))
             continue
         t = by_turn[name]
         mean = t["input_tokens_mean"]
@@ -213,6 +215,7 @@ def _print_by_turn(console: Console, by_turn: dict[str, Any]) -> None:
             name,
             f"{t['requests']:,}",
             f"{t['errors']:,}",
+            *([f"{t.get('cancelled', 0):,}"] if cancels else []),
             fmt_ms(t["ttft_ms"]["p50"]),
             fmt_ms(t["ttft_ms"]["p99"]),
             fmt_ms(t["e2e_ms"]["p50"]),

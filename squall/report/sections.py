@@ -176,16 +176,26 @@ def llm_table(llm: dict[str, Any]) -> Table:
 
 
 def by_turn_table(by_turn: dict[str, Any]) -> Table:
-    """Conversations: each turn's requests, errors, TTFT and e2e p50/p99 and mean input tokens."""
+    """Conversations: each turn's requests, errors, cancelled, TTFT and e2e p50/p99 and mean input tokens."""
     rows = []
     for name, t in by_turn.items():
         ttft, e2e = t.get("ttft_ms") or {}, t.get("e2e_ms") or {}
         rows.append(
-            [name, text_count(t.get("requests")), text_count(t.get("errors")), text_ms(ttft.get("p50")),
-             text_ms(ttft.get("p99")), text_ms(e2e.get("p50")), text_ms(e2e.get("p99")),
-             text_count(t.get("input_tokens_mean"))]
+            [name, text_count(t.get("requests")), text_count(t.get("errors")),
+             text_count(t.get("cancelled", 0)), text_ms(ttft.get("p50")), text_ms(ttft.get("p99")),
+             text_ms(e2e.get("p50")), text_ms(e2e.get("p99")), text_count(t.get("input_tokens_mean"))]
         )  # fmt: skip
-    head = ["turn", "requests", "errors", "TTFT p50", "TTFT p99", "e2e p50", "e2e p99", "input tokens (mean)"]
+    head = [
+        "turn",
+        "requests",
+        "errors",
+        "cancelled",
+        "TTFT p50",
+        "TTFT p99",
+        "e2e p50",
+        "e2e p99",
+        "input tokens (mean)",
+    ]
     note = "turns from 64 on are pooled in 64+" if "64+" in by_turn else ""
     return _table("by_turn", "TTFT by turn", head, rows, note)
 
