@@ -96,6 +96,11 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         params = ", ".join(f"{k}={v}" for k, v in m["py"]["params"].items())
         what = f"py {m['py']['target']}" + (f" ({params})" if params else "")
     slots = "user" if m.get("scenario") or m.get("py") else "connection"
+    llm_meta = m.get("llm") or {}
+    if (llm_meta.get("turns") or 1) > 1 or llm_meta.get("max_inflight"):
+        slots = "user"  # (conversations: each a session; --max-inflight lends them fewer connections)
+    if llm_meta.get("max_inflight"):
+        model += f", at most {llm_meta['max_inflight']:,} in flight"
     console.print(
         f"[bold]squall[/bold] {what}  ({m['transport']}, {_n(m['workers'], 'worker')}, "
         f"{_n(m['connections'], slots)}, {model})"
