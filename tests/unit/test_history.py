@@ -229,3 +229,26 @@ def test_a_session_keeps_its_users_key_or_takes_the_next_per_request() -> None:
     assert [key(per_user.session(u).next()[0]) for u in (0, 1, 2, 1)] == [b"k0", b"k1", b"k2", b"k1"]
     per_request = _source(LlmSpec(turns=2, api_keys=keys)).session(0)
     assert [key(per_request.next()[0]) for _ in range(4)] == [b"k0", b"k1", b"k2", b"k0"]
+
+
+def test_cancel_rate_cuts_each_turn_by_its_own_max_tokens() -> None:
+    import asyncio
+
+    from squall.engine.llm.cancel import Canceller
+
+    # Two prompts: the first asks for 200 tokens, the second for 4; every turn is picked (rate 1).
+    spec = LlmSpec(turns=2, prompts=(Prompt("long", max_tokens=200), Prompt("short", max_tokens=4)))
+    spec = LlmSpec(turns=2, prompts=spec.prompts, cancel_rate=1.0)
+    session = _source(spec).session(0)
+    loop = asyncio.new_event_loop()
+    try:
+        canceller = Canceller(spec, 1, 0, loop)
+        cuts = {200: [], 4: []}  # type: dict[int, list[int]]
+        for _ in range(40):  # 20 sessions: turn 1 asks for 200 tokens, turn 2 for 4
+            body = _answer(session, "a b")
+            cut, _ = canceller.arm(lambda r: None, session.last, 0)
+            cuts[body["max_tokens"]].append(cut)
+    finally:
+        loop.close()
+    assert all(1 <= c <= 3 for c in cuts[4]) and len(cuts[4]) == 20
+    assert max(cuts[200]) > 3 and all(1 <= c <= 199 for c in cuts[200])

@@ -53,10 +53,11 @@ class Template:
     first entry (see `History.start`).
     """
 
-    __slots__ = ("head", "listed", "sep", "shape", "system_field", "system_in_head", "tail")
+    __slots__ = ("head", "listed", "max_tokens", "sep", "shape", "system_field", "system_in_head", "tail")
 
     def __init__(self, shape: ApiShape, spec: LlmSpec, max_tokens: int | None, system: str = "") -> None:
         self.shape = shape
+        self.max_tokens = max_tokens  # (the turn's: what --cancel-rate takes as its expected end)
         field: str | None = shape.history_field
         system_field = self.system_field = shape.system_field
         self.system_in_head = bool(system and system_field)
@@ -129,14 +130,25 @@ class History:
         return b"[" + self.encoded + b"]" if self.listed else b'"' + self.encoded + b'"'
 
 
-class TurnReader(AnswerReader):
-    """An AnswerReader that knows which turn of its session it answers (for the per-turn stats), and counts
+class SessionReader(AnswerReader):
+    """An AnswerReader of a session's turn: it knows the max_tokens the turn asked for (--cancel-rate's
+    expected end; a session's turns are not the worker's prompts by index)."""
+
+    __slots__ = ("max_tokens",)
+
+    def __init__(self, how: Reading, input_tokens: int, max_tokens: int | None) -> None:
+        super().__init__(how, input_tokens)
+        self.max_tokens = max_tokens
+
+
+class TurnReader(SessionReader):
+    """A SessionReader that knows which turn of its session it answers (for the per-turn stats), and counts
     its answer's tokens once: the run, the turn's part and the session's next input estimate all ask."""
 
     __slots__ = ("counted", "turn")
 
-    def __init__(self, how: Reading, input_tokens: int, turn: int) -> None:
-        super().__init__(how, input_tokens)
+    def __init__(self, how: Reading, input_tokens: int, turn: int, max_tokens: int | None = None) -> None:
+        super().__init__(how, input_tokens, max_tokens)
         self.turn = turn
         self.counted: tuple[int, int, bool, int] | None = None
 
@@ -267,9 +279,10 @@ class Session:
     def reader(self, index: int) -> AnswerReader:
         """The reader of this turn's answer (its text is the next turn's assistant message)."""
         source = self.source
+        max_tokens = self.template.max_tokens
         if source.multi_turn:
-            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn)
+            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn, max_tokens)
         else:
-            r = AnswerReader(source.reading, self.tokens)
+            r = SessionReader(source.reading, self.tokens, max_tokens)
         self.last = r
         return r
