@@ -252,3 +252,22 @@ def test_cancel_rate_cuts_each_turn_by_its_own_max_tokens() -> None:
         loop.close()
     assert all(1 <= c <= 3 for c in cuts[4]) and len(cuts[4]) == 20
     assert max(cuts[200]) > 3 and all(1 <= c <= 199 for c in cuts[200])
+
+
+@pytest.mark.parametrize("usage", [False, True])
+def test_a_reasoning_answers_thoughts_do_not_grow_the_next_input_estimate(usage: bool) -> None:
+    session = _source(LlmSpec(turns=2, prompts=(Prompt("one two three"),))).session(0)
+    session.next()
+    reader = session.reader(0)
+    thought = {"choices": [{"delta": {"reasoning_content": "w " * 50}}]}
+    said = {"choices": [{"delta": {"content": "four five"}}]}
+    reader.feed(b"data: " + orjson.dumps(thought) + b"\n\ndata: " + orjson.dumps(said) + b"\n\n", 1)
+    if usage:  # the server counts 50 reasoning tokens in its 52 completion tokens
+        details = {"reasoning_tokens": 50}
+        u = {"prompt_tokens": 3, "completion_tokens": 52, "completion_tokens_details": details}
+        reader.feed(b"data: " + orjson.dumps({"choices": [], "usage": u}) + b"\n\n", 1)
+    reader.feed(b"data: [DONE]\n\n", 2)
+    reader.finish(2)
+    assert reader.tokens()[0] == 52 and reader.reasoning_tokens() == 50
+    session.next()
+    assert session.reader(0).input_tokens == 3 + 2 + 3  # the answer sent back, not its reasoning

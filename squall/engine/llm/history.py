@@ -214,8 +214,9 @@ class Session:
             if last is not None:
                 last.finish(perf_counter_ns())  # (the recorder has finished it already, unless unanswered)
                 text = last.text()
-                if text:  # (the answer's tokens as the recorder counted them: from usage, else estimated)
-                    self.tokens += last.tokens()[0]
+                if text:  # (the answer's tokens as the recorder counted them, from usage else estimated,
+                    # less its reasoning, which is never sent back)
+                    self.tokens += max(0, last.tokens()[0] - last.reasoning_tokens())
             history.add("assistant", text)
             self.turn += 1
             record = self.record
