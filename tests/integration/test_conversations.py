@@ -37,7 +37,8 @@ class Recorder:
 
     `lockstep`: answer only once that many requests are in (every user's turn k goes before any turn k+1).
     A user message holding "cut" is answered by half a stream, then the connection is closed; one holding
-    "drop" gets no answer at all (the connection closes before any byte).
+    "drop" gets no answer at all (the connection closes before any byte); one holding "surrogate" gets "a"
+    and a lone surrogate escape.
     """
 
     def __init__(self, lockstep: int = 0, delay_s: float = 0.0) -> None:
@@ -66,6 +67,12 @@ class Recorder:
                 assert request.transport is not None
                 request.transport.close()
                 return web.Response()
+            if "surrogate" in last:  # an answer holding a lone surrogate escape (half a character)
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(b'data: {"choices":[{"delta":{"content":"a\\ud83d"}}]}\n\ndata: [DONE]\n\n')
+                await resp.write_eof()
+                return resp
             text = answer_to(last)
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
@@ -286,6 +293,33 @@ scenarios:
         {"role": "user", "content": "first 0"},
         {"role": "assistant", "content": answer_to("first 0")},
         {"role": "user", "content": "cut me"},
+    ]
+
+
+def test_a_history_step_carries_an_answer_with_a_lone_surrogate(server: Any, tmp_path: Path) -> None:
+    rec = server()
+    sc = _scenario(
+        tmp_path,
+        f"""
+base_url: http://127.0.0.1:{rec.port}
+scenarios:
+  - name: chat
+    steps:
+      - name: ask
+        llm: {{prompt: "surrogate", history: true}}
+      - name: again
+        llm: {{prompt: "again", history: true}}
+""",
+    )
+    plan = assemble(
+        RequestSpec(sc.base_url + "/"), scenario=sc, quiet=True, workers=1, connections=1, requests=1
+    )
+    res = run(plan.validate())
+    assert (res.summary["requests"], res.summary["ok"], res.summary["errors"]) == (2, 2, 0)
+    assert rec.requests[1][1]["messages"] == [
+        {"role": "user", "content": "surrogate"},
+        {"role": "assistant", "content": "a\ud83d"},
+        {"role": "user", "content": "again"},
     ]
 
 

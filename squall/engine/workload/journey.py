@@ -20,6 +20,7 @@ import orjson
 from yarl import URL
 
 from squall.engine.llm.apis import APIS, prompt_text, request_body
+from squall.engine.llm.history import dumps
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
@@ -244,7 +245,8 @@ class JourneyWorkload:
             if call.stream:
                 defaults += (("Accept", "text/event-stream"),)
             reader = AnswerReader(self.readings[step.name], self.count_tokens(prompt_text(p)))
-            return build(step.method, url, headers, orjson.dumps(body), defaults), reader, prompt
+            # (history.dumps: an earlier answer may hold a lone surrogate, which orjson refuses)
+            return build(step.method, url, headers, dumps(body), defaults), reader, prompt
         data = b""
         defaults = ()
         if step.body is not None:
