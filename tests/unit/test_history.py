@@ -271,3 +271,35 @@ def test_a_reasoning_answers_thoughts_do_not_grow_the_next_input_estimate(usage:
     assert reader.tokens()[0] == 52 and reader.reasoning_tokens() == 50
     session.next()
     assert session.reader(0).input_tokens == 3 + 2 + 3  # the answer sent back, not its reasoning
+
+
+@pytest.mark.parametrize("api", ["anthropic", "chat"])
+def test_an_empty_answer_is_left_out_where_the_api_refuses_an_empty_message(api: str) -> None:
+    session = _source(LlmSpec(api=api, turns=3, prompts=(Prompt("p"),))).session(0)
+    session.next()
+    session.reader(0)  # never answered
+    second = _answer(session, "")  # answered with nothing
+    body = _answer(session, "x")
+    roles = [m["role"] for m in body["messages"]]
+    if api == "anthropic":  # (consecutive user turns are fine for Anthropic; an empty message is a 400)
+        assert [m["role"] for m in second["messages"]] == ["user", "user"]
+        assert roles == ["user", "user", "user"]
+    else:
+        assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
+        assert roles == ["user", "assistant", "user", "assistant", "user"]
+        assert [m["content"] for m in body["messages"] if m["role"] == "assistant"] == ["", ""]
+
+
+def test_the_mock_refuses_an_empty_anthropic_message_as_the_api_does() -> None:
+    from squall.targets import mock_events as ev
+
+    def body(*msgs: tuple[str, str]) -> dict[str, Any]:
+        return {"max_tokens": 8, "messages": [{"role": r, "content": c} for r, c in msgs]}
+
+    with pytest.raises(ValueError, match=r"^messages\.1: all messages must have non-empty content"):
+        ev.ask(ev.ANTHROPIC, body(("user", "a"), ("assistant", ""), ("user", "b")))
+    with pytest.raises(ValueError, match=r"^messages\.0: all messages must have non-empty content"):
+        ev.ask(ev.ANTHROPIC, body(("user", "")))
+    assert ev.ask(ev.ANTHROPIC, body(("user", "a"), ("user", "b"))).prompt == 2
+    assert ev.ask(ev.ANTHROPIC, body(("user", "a"), ("assistant", ""))).prompt == 1  # (a final prefill)
+    assert ev.ask(ev.CHAT, body(("user", "a"), ("assistant", ""), ("user", "b"))).prompt == 2

@@ -88,11 +88,12 @@ class Template:
 class History:
     """One session's history so far, encoded: its entries joined by a separator, appended in place."""
 
-    __slots__ = ("encoded", "listed", "message", "n", "sep")
+    __slots__ = ("empty_ok", "encoded", "listed", "message", "n", "sep")
 
     def __init__(self, shape: ApiShape, listed: bool) -> None:
         self.message = shape.message
         self.listed = listed
+        self.empty_ok = shape.empty_message_ok or not listed  # (else an empty answer is left out)
         self.sep = b"," if listed else b"\\n"
         self.encoded = bytearray()
         self.n = 0
@@ -167,7 +168,8 @@ class Session:
     turn or the rotation's next prompt. Turn k's body carries the history: the user's prefix (as a system
     message, the prompt string's start, or the shape's top-level system field), every earlier user message
     and every answer exactly as read (`AnswerReader.text()`), then the new user message. An answer that was
-    cut or never came (a stream broken, a timeout, a refused connection) goes on as what arrived, maybe "":
+    cut or never came (a stream broken, a timeout, a refused connection) goes on as what arrived, maybe ""
+    (left out for an API that refuses an empty message, `ApiShape.empty_message_ok`):
     the session never restarts, so its turn count and its prefix reuse stay what the workload says; the
     error is counted with the request as usual.
     """
@@ -217,7 +219,8 @@ class Session:
                 if text:  # (the answer's tokens as the recorder counted them, from usage else estimated,
                     # less its reasoning, which is never sent back)
                     self.tokens += max(0, last.tokens()[0] - last.reasoning_tokens())
-            history.add("assistant", text)
+            if text or history.empty_ok:  # (Anthropic refuses an empty message; two user turns are fine)
+                history.add("assistant", text)
             self.turn += 1
             record = self.record
             assert record is not None

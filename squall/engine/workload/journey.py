@@ -193,7 +193,10 @@ class JourneyWorkload:
         status, first, done, nbytes = answer.status, answer.first, answer.done, answer.nbytes
         if carried is not None and reader is not None:
             reader.finish(done)  # (idempotent: the text as read, a cut or empty answer as what arrived)
-            carried += (("user", prompt), ("assistant", reader.text()))
+            said = reader.text()
+            carried.append(("user", prompt))
+            if said or (step.llm is not None and APIS[step.llm.api].empty_message_ok):
+                carried.append(("assistant", said))  # (Anthropic refuses an empty message: left out)
         if not measured:
             rec.warmup += 1
             step_rec.warmup += 1
