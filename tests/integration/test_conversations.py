@@ -354,3 +354,30 @@ def test_max_inflight_below_the_workers_caps_the_workers() -> None:
     assert plan.spread.workers == 1
     plan = assemble(request, llm=LlmSpec(turns=2, max_inflight=3), workers=2, connections=4).validate()
     assert plan.spread.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--api", "completions", "--turns", "2", "--body-json", '{"prompt": "x"}'], '"prompt"'),
+        (["--turns", "3", "--body-json", '{"messages": [{"role": "user", "content": "x"}]}'], '"messages"'),
+        (["--prefix-tokens", "16", "--body-json", '{"messages": []}'], '"messages"'),
+        (["--api", "anthropic", "--turns", "2", "--body-json", '{"system": "s"}'], '"system"'),
+    ],
+)
+def test_body_json_setting_the_history_is_refused_with_sessions(args: list[str], field: str) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "squall", "llm", "http://127.0.0.1:9/v1/chat/completions", "-n", "1", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--body-json" in lines[0] and field in lines[0], lines
+    assert "--turns" in lines[0] and "--prefix-tokens" in lines[0]
+
+
+def test_body_json_of_other_fields_goes_with_sessions() -> None:
+    request = RequestSpec(url="http://127.0.0.1:9/v1/chat/completions", method="POST")
+    spec = LlmSpec(turns=2, body_json=(("top_p", 0.5),))
+    assert assemble(request, llm=spec).validate().llm == spec
