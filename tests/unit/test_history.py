@@ -303,3 +303,24 @@ def test_the_mock_refuses_an_empty_anthropic_message_as_the_api_does() -> None:
     assert ev.ask(ev.ANTHROPIC, body(("user", "a"), ("user", "b"))).prompt == 2
     assert ev.ask(ev.ANTHROPIC, body(("user", "a"), ("assistant", ""))).prompt == 1  # (a final prefill)
     assert ev.ask(ev.CHAT, body(("user", "a"), ("assistant", ""), ("user", "b"))).prompt == 2
+
+
+def test_a_turns_part_records_only_what_by_turn_reads() -> None:
+    from squall.engine.llm.history import TurnReader
+    from squall.engine.recorder import Recorder
+
+    source = _source(LlmSpec(turns=2, prompts=(Prompt("p"),)))
+    rec = Recorder(0, llm=True, open_model=False, goodput=(("ttft", 1.0),))
+    reader = TurnReader(source.reading, 3, 2)
+    events = b'data: {"choices":[{"delta":{"content":"w "}}]}\n\n' * 3 + b"data: [DONE]\n\n"
+    reader.feed(events, 2_000_000)
+    rec.answer(200, 1_000_000, 1_000_000, 2_000_000, 3_000_000, 10, reader, False)
+    rec.close_window(1, 0, 1, 0)
+    window = rec.flush()[-1]
+    part = window.parts["turn"]["2"]
+    assert window.counters["goodput"] == 1 and "itl" in window.histograms and "tpot" in window.histograms
+    assert set(part.histograms) >= {"ttft", "e2e"}
+    assert not {"itl", "tpot", "ttfat"} & set(part.histograms)
+    assert part.counters["goodput"] == 0 and part.counters["input_tokens"] == 3
+    c = part.counters
+    assert (c["requests"], c["errors"], c["streamed_answers"]) == (1, 0, 1)
