@@ -6,7 +6,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from squall.engine.llm.history import turn_part
+from squall.engine.llm.history import TurnReader, turn_part
 from squall.engine.llm.record import LLM_COUNTERS, LLM_HISTOGRAMS, AnswerRecording
 from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
@@ -129,9 +129,8 @@ class Recorder(AnswerRecording):
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
-        turn = getattr(reader, "turn", 0)
-        if turn:
-            self._turn(turn).failure(kind)
+        if reader.__class__ is TurnReader:
+            self._turn(reader.turn).failure(kind)
 
     def internal(self, exc: BaseException, counted: bool = True) -> None:
         """A bug in squall caught where it would have ended the worker: count the request it cost as the
@@ -223,20 +222,44 @@ class Recorder(AnswerRecording):
         reader: Any,
         open_model: bool,
     ) -> None:
-        """Record one LLM answer (AnswerRecording.answer); a conversation's turn is recorded again in its
-        turn's part ("1".."63", "64+"), for `summary.llm.by_turn`."""
+        """Record one LLM answer (AnswerRecording.answer); a conversation's turn is counted in its turn's part
+        ("1".."63", "64+") too, with only what `summary.llm.by_turn` reads (`_turn_answer`)."""
         AnswerRecording.answer(self, status, start, sent, first, done, nin, reader, open_model)
-        turn = getattr(reader, "turn", 0)
-        if turn:
-            part = self._turn(turn)
-            AnswerRecording.answer(part, status, start, sent, first, done, nin, reader, open_model)
+        if reader.__class__ is TurnReader:
+            self._turn(reader.turn)._turn_answer(status, start, sent, first, done, nin, reader)
+
+    def _turn_answer(
+        self, status: int, start: int, sent: int, first: int, done: int, nin: int, reader: TurnReader
+    ) -> None:
+        """Record a turn's answer in its part: the response, an error, TTFT, e2e and input tokens (what
+        by_turn reads); the whole answer (ITL, TPOT, TTFAT, goodput, output) is the run's, recorded once."""
+        self.response(status, start, sent, first, done, nin)
+        if status >= 400:
+            return
+        try:
+            kind = reader.finish(done)  # (finished already by the run's record: its outcome again)
+            if kind is not None:
+                self.reject(kind)
+                return
+            c = self.llm_counts
+            self.hists["e2e"].record((done - sent) // 1000)
+            if reader.stream:
+                c["streamed_answers"] += 1
+                self.hists["ttft"].record((reader.t_first - sent) // 1000)
+            else:
+                c["unstreamed_answers"] += 1
+            c["input_tokens"] += reader.tokens()[1]
+        except Exception:  # (the run's record counted it `internal` and kept its traceback)
+            self.reject("internal")
 
     def abandoned(self, start: int, sent: int, reader: Any, open_model: bool) -> None:
         """Count an answer the client abandoned (AnswerRecording.abandoned), in its turn's part too."""
         AnswerRecording.abandoned(self, start, sent, reader, open_model)
-        turn = getattr(reader, "turn", 0)
-        if turn:
-            AnswerRecording.abandoned(self._turn(turn), start, sent, reader, open_model)
+        if reader.__class__ is TurnReader:  # (its part: the count and the TTFT, what by_turn reads)
+            part = self._turn(reader.turn)
+            part.llm_counts["cancelled"] += 1
+            if reader.stream and reader.t_first:
+                part.hists["ttft"].record((reader.t_first - sent) // 1000)
 
     def _turn(self, turn: int) -> Recorder:
         """The part that records turn `turn` of the conversations."""

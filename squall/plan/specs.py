@@ -130,6 +130,27 @@ class LlmSpec:
                 "--cancel-rate cuts streams between their first token and their end, and --no-stream has "
                 "neither; use --cancel-after, or drop --no-stream"
             )
+        if self.body_json and (self.turns > 1 or self.prefixes or any(p.turns for p in self.prompts)):
+            self._check_session_body()
+
+    def _check_session_body(self) -> None:
+        """A session builds the history's field (and a top-level system field) each turn: --body-json must
+        not set them (it would replace the conversation or make the body invalid JSON)."""
+        from squall.engine.llm.apis import APIS
+
+        shape = APIS[self.api]
+        if shape.history_field is not None:
+            fields = {shape.history_field}
+        else:  # (the one prompt string: whichever field the shape puts it in)
+            fields = {k for k, v in shape.body(self, Prompt("\x00")).items() if v == "\x00"}
+        if shape.system_field is not None:
+            fields.add(shape.system_field)
+        for name, _ in self.body_json:
+            if name in fields:
+                raise PlanError(
+                    f'--body-json sets "{name}", which a conversation builds for each turn (--turns, '
+                    f'--prefix-tokens/--prefixes or a multi-turn dataset); drop "{name}" from --body-json'
+                )
 
 
 def parse_goodput(text: str) -> tuple[str, float]:

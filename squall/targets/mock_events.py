@@ -64,6 +64,18 @@ def _history(req: dict[str, Any], field: str, what: str) -> int:
     return sum(words(m.get("content", m.get("output"))) for m in items if isinstance(m, dict))
 
 
+def _nonempty(messages: list[Any]) -> None:
+    """The Messages API's check: no message with empty content but a final assistant one (a prefill)."""
+    last = len(messages) - 1
+    for i, m in enumerate(messages):
+        empty = isinstance(m, dict) and m.get("content") in ("", [])
+        if empty and not (i == last and m.get("role") == "assistant"):
+            raise ValueError(
+                f"messages.{i}: all messages must have non-empty content except for the optional final "
+                "assistant message"
+            )
+
+
 def _positive(req: dict[str, Any], name: str, low: int) -> int | None:
     value = req.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -129,6 +141,7 @@ def ask(kind: int, req: object) -> Asked:
         prompt = _history(req, "messages", "{role, content}")
     elif kind == ANTHROPIC:
         prompt = _history(req, "messages", "{role, content}") + words(req.get("system"))
+        _nonempty(req["messages"])
     elif kind == RESPONSES:
         given = req.get("input")
         prompt = words(given) if isinstance(given, str) else _history(req, "input", "input item")

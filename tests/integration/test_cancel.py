@@ -267,3 +267,14 @@ def test_the_cli_reports_cancelled(byte_server, tmp_path) -> None:  # type: igno
     doc = json.loads(out.read_text())
     assert (doc["summary"]["llm"]["cancelled"], doc["summary"]["errors"]) == (2, 0)
     assert (seen.requests, seen.early) == (2, 2)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_after_with_max_inflight_cancels_the_pools_sends(byte_server, transport: str) -> None:  # type: ignore[no-untyped-def]
+    seen = Seen()
+    port = byte_server(slow_stream(seen, tokens=10, itl_s=0.1))  # a 1 s stream
+    spec = LlmSpec(cancel_after=0.1, turns=2, max_inflight=1)
+    res = go(port, transport, spec, connections=2, requests=6)
+    s = res.summary
+    assert (s["ok"], s["errors"], s["llm"]["cancelled"]) == (0, 0, 6)
+    assert (seen.requests, seen.early, seen.complete) == (6, 6, 0)

@@ -37,7 +37,8 @@ class Recorder:
 
     `lockstep`: answer only once that many requests are in (every user's turn k goes before any turn k+1).
     A user message holding "cut" is answered by half a stream, then the connection is closed; one holding
-    "drop" gets no answer at all (the connection closes before any byte).
+    "drop" gets no answer at all (the connection closes before any byte); one holding "surrogate" gets "a"
+    and a lone surrogate escape.
     """
 
     def __init__(self, lockstep: int = 0, delay_s: float = 0.0) -> None:
@@ -66,6 +67,12 @@ class Recorder:
                 assert request.transport is not None
                 request.transport.close()
                 return web.Response()
+            if "surrogate" in last:  # an answer holding a lone surrogate escape (half a character)
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(b'data: {"choices":[{"delta":{"content":"a\\ud83d"}}]}\n\ndata: [DONE]\n\n')
+                await resp.write_eof()
+                return resp
             text = answer_to(last)
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
@@ -289,6 +296,33 @@ scenarios:
     ]
 
 
+def test_a_history_step_carries_an_answer_with_a_lone_surrogate(server: Any, tmp_path: Path) -> None:
+    rec = server()
+    sc = _scenario(
+        tmp_path,
+        f"""
+base_url: http://127.0.0.1:{rec.port}
+scenarios:
+  - name: chat
+    steps:
+      - name: ask
+        llm: {{prompt: "surrogate", history: true}}
+      - name: again
+        llm: {{prompt: "again", history: true}}
+""",
+    )
+    plan = assemble(
+        RequestSpec(sc.base_url + "/"), scenario=sc, quiet=True, workers=1, connections=1, requests=1
+    )
+    res = run(plan.validate())
+    assert (res.summary["requests"], res.summary["ok"], res.summary["errors"]) == (2, 2, 0)
+    assert rec.requests[1][1]["messages"] == [
+        {"role": "user", "content": "surrogate"},
+        {"role": "assistant", "content": "a\ud83d"},
+        {"role": "user", "content": "again"},
+    ]
+
+
 @pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
 def test_history_must_be_true_or_false(tmp_path: Path, value: str) -> None:
     text = f"""base_url: http://127.0.0.1:9
@@ -320,3 +354,30 @@ def test_max_inflight_below_the_workers_caps_the_workers() -> None:
     assert plan.spread.workers == 1
     plan = assemble(request, llm=LlmSpec(turns=2, max_inflight=3), workers=2, connections=4).validate()
     assert plan.spread.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--api", "completions", "--turns", "2", "--body-json", '{"prompt": "x"}'], '"prompt"'),
+        (["--turns", "3", "--body-json", '{"messages": [{"role": "user", "content": "x"}]}'], '"messages"'),
+        (["--prefix-tokens", "16", "--body-json", '{"messages": []}'], '"messages"'),
+        (["--api", "anthropic", "--turns", "2", "--body-json", '{"system": "s"}'], '"system"'),
+    ],
+)
+def test_body_json_setting_the_history_is_refused_with_sessions(args: list[str], field: str) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "squall", "llm", "http://127.0.0.1:9/v1/chat/completions", "-n", "1", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--body-json" in lines[0] and field in lines[0], lines
+    assert "--turns" in lines[0] and "--prefix-tokens" in lines[0]
+
+
+def test_body_json_of_other_fields_goes_with_sessions() -> None:
+    request = RequestSpec(url="http://127.0.0.1:9/v1/chat/completions", method="POST")
+    spec = LlmSpec(turns=2, body_json=(("top_p", 0.5),))
+    assert assemble(request, llm=spec).validate().llm == spec

@@ -229,3 +229,98 @@ def test_a_session_keeps_its_users_key_or_takes_the_next_per_request() -> None:
     assert [key(per_user.session(u).next()[0]) for u in (0, 1, 2, 1)] == [b"k0", b"k1", b"k2", b"k1"]
     per_request = _source(LlmSpec(turns=2, api_keys=keys)).session(0)
     assert [key(per_request.next()[0]) for _ in range(4)] == [b"k0", b"k1", b"k2", b"k0"]
+
+
+def test_cancel_rate_cuts_each_turn_by_its_own_max_tokens() -> None:
+    import asyncio
+
+    from squall.engine.llm.cancel import Canceller
+
+    # Two prompts: the first asks for 200 tokens, the second for 4; every turn is picked (rate 1).
+    spec = LlmSpec(turns=2, prompts=(Prompt("long", max_tokens=200), Prompt("short", max_tokens=4)))
+    spec = LlmSpec(turns=2, prompts=spec.prompts, cancel_rate=1.0)
+    session = _source(spec).session(0)
+    loop = asyncio.new_event_loop()
+    try:
+        canceller = Canceller(spec, 1, 0, loop)
+        cuts = {200: [], 4: []}  # type: dict[int, list[int]]
+        for _ in range(40):  # 20 sessions: turn 1 asks for 200 tokens, turn 2 for 4
+            body = _answer(session, "a b")
+            cut, _ = canceller.arm(lambda r: None, session.last, 0)
+            cuts[body["max_tokens"]].append(cut)
+    finally:
+        loop.close()
+    assert all(1 <= c <= 3 for c in cuts[4]) and len(cuts[4]) == 20
+    assert max(cuts[200]) > 3 and all(1 <= c <= 199 for c in cuts[200])
+
+
+@pytest.mark.parametrize("usage", [False, True])
+def test_a_reasoning_answers_thoughts_do_not_grow_the_next_input_estimate(usage: bool) -> None:
+    session = _source(LlmSpec(turns=2, prompts=(Prompt("one two three"),))).session(0)
+    session.next()
+    reader = session.reader(0)
+    thought = {"choices": [{"delta": {"reasoning_content": "w " * 50}}]}
+    said = {"choices": [{"delta": {"content": "four five"}}]}
+    reader.feed(b"data: " + orjson.dumps(thought) + b"\n\ndata: " + orjson.dumps(said) + b"\n\n", 1)
+    if usage:  # the server counts 50 reasoning tokens in its 52 completion tokens
+        details = {"reasoning_tokens": 50}
+        u = {"prompt_tokens": 3, "completion_tokens": 52, "completion_tokens_details": details}
+        reader.feed(b"data: " + orjson.dumps({"choices": [], "usage": u}) + b"\n\n", 1)
+    reader.feed(b"data: [DONE]\n\n", 2)
+    reader.finish(2)
+    assert reader.tokens()[0] == 52 and reader.reasoning_tokens() == 50
+    session.next()
+    assert session.reader(0).input_tokens == 3 + 2 + 3  # the answer sent back, not its reasoning
+
+
+@pytest.mark.parametrize("api", ["anthropic", "chat"])
+def test_an_empty_answer_is_left_out_where_the_api_refuses_an_empty_message(api: str) -> None:
+    session = _source(LlmSpec(api=api, turns=3, prompts=(Prompt("p"),))).session(0)
+    session.next()
+    session.reader(0)  # never answered
+    second = _answer(session, "")  # answered with nothing
+    body = _answer(session, "x")
+    roles = [m["role"] for m in body["messages"]]
+    if api == "anthropic":  # (consecutive user turns are fine for Anthropic; an empty message is a 400)
+        assert [m["role"] for m in second["messages"]] == ["user", "user"]
+        assert roles == ["user", "user", "user"]
+    else:
+        assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
+        assert roles == ["user", "assistant", "user", "assistant", "user"]
+        assert [m["content"] for m in body["messages"] if m["role"] == "assistant"] == ["", ""]
+
+
+def test_the_mock_refuses_an_empty_anthropic_message_as_the_api_does() -> None:
+    from squall.targets import mock_events as ev
+
+    def body(*msgs: tuple[str, str]) -> dict[str, Any]:
+        return {"max_tokens": 8, "messages": [{"role": r, "content": c} for r, c in msgs]}
+
+    with pytest.raises(ValueError, match=r"^messages\.1: all messages must have non-empty content"):
+        ev.ask(ev.ANTHROPIC, body(("user", "a"), ("assistant", ""), ("user", "b")))
+    with pytest.raises(ValueError, match=r"^messages\.0: all messages must have non-empty content"):
+        ev.ask(ev.ANTHROPIC, body(("user", "")))
+    assert ev.ask(ev.ANTHROPIC, body(("user", "a"), ("user", "b"))).prompt == 2
+    assert ev.ask(ev.ANTHROPIC, body(("user", "a"), ("assistant", ""))).prompt == 1  # (a final prefill)
+    assert ev.ask(ev.CHAT, body(("user", "a"), ("assistant", ""), ("user", "b"))).prompt == 2
+
+
+def test_a_turns_part_records_only_what_by_turn_reads() -> None:
+    from squall.engine.llm.history import TurnReader
+    from squall.engine.recorder import Recorder
+
+    source = _source(LlmSpec(turns=2, prompts=(Prompt("p"),)))
+    rec = Recorder(0, llm=True, open_model=False, goodput=(("ttft", 1.0),))
+    reader = TurnReader(source.reading, 3, 2)
+    events = b'data: {"choices":[{"delta":{"content":"w "}}]}\n\n' * 3 + b"data: [DONE]\n\n"
+    reader.feed(events, 2_000_000)
+    rec.answer(200, 1_000_000, 1_000_000, 2_000_000, 3_000_000, 10, reader, False)
+    rec.close_window(1, 0, 1, 0)
+    window = rec.flush()[-1]
+    part = window.parts["turn"]["2"]
+    assert window.counters["goodput"] == 1 and "itl" in window.histograms and "tpot" in window.histograms
+    assert set(part.histograms) >= {"ttft", "e2e"}
+    assert not {"itl", "tpot", "ttfat"} & set(part.histograms)
+    assert part.counters["goodput"] == 0 and part.counters["input_tokens"] == 3
+    c = part.counters
+    assert (c["requests"], c["errors"], c["streamed_answers"]) == (1, 0, 1)

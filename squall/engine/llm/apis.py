@@ -76,6 +76,7 @@ class ApiShape:
     # prompt string, and the history is joined into it), each made by message(role, content).
     history_field: str | None = None
     system_field: str | None = None  # the body's top-level field for a system prompt, where the API has one
+    empty_message_ok = True  # whether the API takes a message with empty content (an answer cut before text)
 
     def message(self, role: str, content: str) -> dict[str, Any]:
         """One history entry (a user's turn or an answer as received) in this API's shape."""
@@ -253,6 +254,7 @@ class Anthropic(ApiShape):
     ends_itself = True
     history_field = "messages"
     system_field = "system"
+    empty_message_ok = False  # (a 400: "all messages must have non-empty content")
     max_tokens = 1024  # the API requires max_tokens: this when the run gives none
 
     def body(self, spec: LlmSpec, p: Prompt) -> dict[str, Any]:

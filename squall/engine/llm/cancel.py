@@ -66,9 +66,15 @@ class Canceller:
             self.events += reader.events()
             self.answers += 1
 
-    def expected_end(self, prompt: int) -> int:
-        """The expected length of the answer to prompt number `prompt`, in content events."""
-        end = self.ends[prompt] if 0 <= prompt < len(self.ends) else None
+    def expected_end(self, prompt: int, max_tokens: int | bool | None = False) -> int:
+        """The expected length of the answer to prompt number `prompt`, in content events; `max_tokens`:
+        the max_tokens its request asked for when the reader knows it (a session's turn; None: none), False
+        when the prompt's index says it."""
+        end: int | None
+        if max_tokens is False:
+            end = self.ends[prompt] if 0 <= prompt < len(self.ends) else None
+        else:
+            end = int(max_tokens) if max_tokens is not None else None
         if end is not None:
             return end
         return round(self.events / self.answers) if self.answers else FIRST_GUESS
@@ -83,7 +89,7 @@ class Canceller:
             rng = self.rng
             chosen, point = rng.random() < self.rate, rng.random()
             if chosen:
-                at = cut_point(point, self.expected_end(prompt))
+                at = cut_point(point, self.expected_end(prompt, getattr(reader, "max_tokens", False)))
         timer = None
         if self.after_s is not None:
             loop = self.loop

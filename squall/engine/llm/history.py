@@ -53,10 +53,11 @@ class Template:
     first entry (see `History.start`).
     """
 
-    __slots__ = ("head", "listed", "sep", "shape", "system_field", "system_in_head", "tail")
+    __slots__ = ("head", "listed", "max_tokens", "sep", "shape", "system_field", "system_in_head", "tail")
 
     def __init__(self, shape: ApiShape, spec: LlmSpec, max_tokens: int | None, system: str = "") -> None:
         self.shape = shape
+        self.max_tokens = max_tokens  # (the turn's: what --cancel-rate takes as its expected end)
         field: str | None = shape.history_field
         system_field = self.system_field = shape.system_field
         self.system_in_head = bool(system and system_field)
@@ -87,11 +88,12 @@ class Template:
 class History:
     """One session's history so far, encoded: its entries joined by a separator, appended in place."""
 
-    __slots__ = ("encoded", "listed", "message", "n", "sep")
+    __slots__ = ("empty_ok", "encoded", "listed", "message", "n", "sep")
 
     def __init__(self, shape: ApiShape, listed: bool) -> None:
         self.message = shape.message
         self.listed = listed
+        self.empty_ok = shape.empty_message_ok or not listed  # (else an empty answer is left out)
         self.sep = b"," if listed else b"\\n"
         self.encoded = bytearray()
         self.n = 0
@@ -129,14 +131,25 @@ class History:
         return b"[" + self.encoded + b"]" if self.listed else b'"' + self.encoded + b'"'
 
 
-class TurnReader(AnswerReader):
-    """An AnswerReader that knows which turn of its session it answers (for the per-turn stats), and counts
+class SessionReader(AnswerReader):
+    """An AnswerReader of a session's turn: it knows the max_tokens the turn asked for (--cancel-rate's
+    expected end; a session's turns are not the worker's prompts by index)."""
+
+    __slots__ = ("max_tokens",)
+
+    def __init__(self, how: Reading, input_tokens: int, max_tokens: int | None) -> None:
+        super().__init__(how, input_tokens)
+        self.max_tokens = max_tokens
+
+
+class TurnReader(SessionReader):
+    """A SessionReader that knows which turn of its session it answers (for the per-turn stats), and counts
     its answer's tokens once: the run, the turn's part and the session's next input estimate all ask."""
 
     __slots__ = ("counted", "turn")
 
-    def __init__(self, how: Reading, input_tokens: int, turn: int) -> None:
-        super().__init__(how, input_tokens)
+    def __init__(self, how: Reading, input_tokens: int, turn: int, max_tokens: int | None = None) -> None:
+        super().__init__(how, input_tokens, max_tokens)
         self.turn = turn
         self.counted: tuple[int, int, bool, int] | None = None
 
@@ -155,7 +168,8 @@ class Session:
     turn or the rotation's next prompt. Turn k's body carries the history: the user's prefix (as a system
     message, the prompt string's start, or the shape's top-level system field), every earlier user message
     and every answer exactly as read (`AnswerReader.text()`), then the new user message. An answer that was
-    cut or never came (a stream broken, a timeout, a refused connection) goes on as what arrived, maybe "":
+    cut or never came (a stream broken, a timeout, a refused connection) goes on as what arrived, maybe ""
+    (left out for an API that refuses an empty message, `ApiShape.empty_message_ok`):
     the session never restarts, so its turn count and its prefix reuse stay what the workload says; the
     error is counted with the request as usual.
     """
@@ -202,9 +216,11 @@ class Session:
             if last is not None:
                 last.finish(perf_counter_ns())  # (the recorder has finished it already, unless unanswered)
                 text = last.text()
-                if text:  # (the answer's tokens as the recorder counted them: from usage, else estimated)
-                    self.tokens += last.tokens()[0]
-            history.add("assistant", text)
+                if text:  # (the answer's tokens as the recorder counted them, from usage else estimated,
+                    # less its reasoning, which is never sent back)
+                    self.tokens += max(0, last.tokens()[0] - last.reasoning_tokens())
+            if text or history.empty_ok:  # (Anthropic refuses an empty message; two user turns are fine)
+                history.add("assistant", text)
             self.turn += 1
             record = self.record
             assert record is not None
@@ -267,9 +283,10 @@ class Session:
     def reader(self, index: int) -> AnswerReader:
         """The reader of this turn's answer (its text is the next turn's assistant message)."""
         source = self.source
+        max_tokens = self.template.max_tokens
         if source.multi_turn:
-            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn)
+            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn, max_tokens)
         else:
-            r = AnswerReader(source.reading, self.tokens)
+            r = SessionReader(source.reading, self.tokens, max_tokens)
         self.last = r
         return r

@@ -20,6 +20,7 @@ import orjson
 from yarl import URL
 
 from squall.engine.llm.apis import APIS, prompt_text, request_body
+from squall.engine.llm.history import dumps
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
@@ -192,7 +193,10 @@ class JourneyWorkload:
         status, first, done, nbytes = answer.status, answer.first, answer.done, answer.nbytes
         if carried is not None and reader is not None:
             reader.finish(done)  # (idempotent: the text as read, a cut or empty answer as what arrived)
-            carried += (("user", prompt), ("assistant", reader.text()))
+            said = reader.text()
+            carried.append(("user", prompt))
+            if said or (step.llm is not None and APIS[step.llm.api].empty_message_ok):
+                carried.append(("assistant", said))  # (Anthropic refuses an empty message: left out)
         if not measured:
             rec.warmup += 1
             step_rec.warmup += 1
@@ -244,7 +248,8 @@ class JourneyWorkload:
             if call.stream:
                 defaults += (("Accept", "text/event-stream"),)
             reader = AnswerReader(self.readings[step.name], self.count_tokens(prompt_text(p)))
-            return build(step.method, url, headers, orjson.dumps(body), defaults), reader, prompt
+            # (history.dumps: an earlier answer may hold a lone surrogate, which orjson refuses)
+            return build(step.method, url, headers, dumps(body), defaults), reader, prompt
         data = b""
         defaults = ()
         if step.body is not None:

@@ -6,8 +6,6 @@ multi-turn records) and shared prefixes make each channel a user with its own se
 from __future__ import annotations
 
 import math
-from collections import deque
-from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,8 +14,9 @@ from squall.engine.llm.apis import APIS, parse_path, prompt_text, request_body
 from squall.engine.llm.history import Session, Template
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
-from squall.engine.transport.base import Channel, Interrupted
+from squall.engine.transport.base import Channel
 from squall.engine.workload.http import Request, build, frame
+from squall.engine.workload.pool import Pool
 from squall.plan.plan import Plan
 
 if TYPE_CHECKING:
@@ -205,135 +204,6 @@ class UserKeys:
         ch: Channel = self.transport.channel(owner, self.per_user(self.users))
         self.users += 1
         return ch
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class Lent:
-    """A pooled connection's request source: that of the user it is lent to."""
-
-    streams = True
-    __slots__ = ("source",)
-
-    def __init__(self) -> None:
-        self.source: Any = None
-
-    def next(self) -> tuple[bytes, int]:
-        return self.source.next()  # type: ignore[no-any-return]
-
-    def next_request(self) -> tuple[Request, int]:
-        return self.source.next_request()  # type: ignore[no-any-return]
-
-    def reader(self, index: int) -> Any:
-        return self.source.reader(index)
-
-
-class PoolChannel(Channel):
-    """A user of a `Pool`: its send waits for one of the worker's connections, then goes on it."""
-
-    __slots__ = ("conn", "owner", "pool", "source")
-
-    def __init__(self, pool: Pool, owner: Owner, source: RequestSource) -> None:
-        super().__init__()
-        self.pool, self.owner, self.source = pool, owner, source
-        self.conn: Channel | None = None
-
-    def send(self) -> None:
-        self.busy = True
-        self.pool.lend(self)
-
-    def abort(self) -> None:
-        if not self.busy:
-            return
-        if self.conn is not None:
-            self.conn.abort()
-            return
-        self.pool.waiting.remove(self)  # still waiting for a connection: it never went
-        self.busy = False
-        self.owner.on_failure(self, Interrupted())
-
-
-class Pool:
-    """--max-inflight: the worker's users (sessions) share its `slots` connections, first come first served.
-
-    A user whose request finds every connection busy waits for one. Its latency counts from when it was
-    ready to send (the wait included: what its person would see); TTFT, TTFB and e2e count from the actual
-    send (`sent` is set when it goes), and so does a timeout. Its wait counts in flight for the run (the
-    driver's gauge), not for the target.
-    """
-
-    def __init__(self, transport: Any, slots: int, per_user: Callable[[int], RequestSource]) -> None:
-        self.transport, self.slots, self.per_user = transport, slots, per_user
-        self.idle: list[Channel] = []
-        self.conns: list[Channel] = []
-        self.sources: dict[Channel, Lent] = {}  # each connection's source, set to its user's when lent
-        self.lent: dict[Channel, PoolChannel] = {}
-        self.waiting: deque[PoolChannel] = deque()
-        self.users = 0
-
-    def channel(self, owner: Owner) -> Channel:
-        """The next user's channel (the connections are made with the first)."""
-        if not self.conns:
-            for _ in range(self.slots):
-                lent = Lent()
-                conn: Channel = self.transport.channel(self, lent)
-                self.sources[conn] = lent
-                self.conns.append(conn)
-            self.idle = self.conns[::-1]
-        ch = PoolChannel(self, owner, self.per_user(self.users))
-        self.users += 1
-        return ch
-
-    async def preconnect(self, channels: list[Channel], within_s: float) -> int:
-        """Open the pool's connections before t0."""
-        n: int = await self.transport.preconnect(self.conns, within_s)
-        return n
-
-    def lend(self, ch: PoolChannel) -> None:
-        """Send `ch`'s request on an idle connection, or queue it for the next one free."""
-        if self.idle:
-            self._go(self.idle.pop(), ch)
-        else:
-            self.waiting.append(ch)
-
-    def _go(self, conn: Channel, ch: PoolChannel) -> None:
-        self.lent[conn] = ch
-        ch.conn = conn
-        self.sources[conn].source = ch.source
-        conn.start = conn.sent = ch.sent = perf_counter_ns()
-        try:
-            conn.send()
-        except Exception:  # (a bug building the request: the connection goes back, the send fails)
-            del self.lent[conn]
-            ch.conn = None
-            self.idle.append(conn)
-            raise
-
-    def _back(self, conn: Channel) -> PoolChannel:
-        ch = self.lent.pop(conn)
-        ch.conn = None
-        ch.reader = conn.reader
-        ch.busy = False
-        while self.waiting:  # the connection goes on at once to the user who waited longest
-            nxt = self.waiting.popleft()
-            try:
-                self._go(conn, nxt)
-                break
-            except Exception as e:
-                nxt.busy = False
-                nxt.owner.on_failure(nxt, e)
-        else:
-            self.idle.append(conn)
-        return ch
-
-    def on_response(self, conn: Channel, status: int, first: int, done: int, nbytes: int) -> None:
-        ch = self._back(conn)
-        ch.owner.on_response(ch, status, first, done, nbytes)
-
-    def on_failure(self, conn: Channel, exc: BaseException) -> None:
-        ch = self._back(conn)
-        ch.owner.on_failure(ch, exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
