@@ -381,3 +381,18 @@ def test_body_json_of_other_fields_goes_with_sessions() -> None:
     request = RequestSpec(url="http://127.0.0.1:9/v1/chat/completions", method="POST")
     spec = LlmSpec(turns=2, body_json=(("top_p", 0.5),))
     assert assemble(request, llm=spec).validate().llm == spec
+
+
+def test_a_later_turn_says_only_the_next_records_user_message(server: Any) -> None:
+    """(A prompt file's record with a system message and assistant text, drawn as a later turn: its first
+    user message alone joins the conversation.)"""
+    rec = server()
+    record = Prompt(messages=(("system", "SYS-B"), ("user", "B1"), ("assistant", "x"), ("user", "B2")))
+    res = go(rec, spec={"turns": 2, "prompts": (Prompt("A1"), record)}, connections=1, requests=2)
+    assert res.summary["ok"] == 2
+    second = rec.requests[1][1]["messages"]
+    assert second == [
+        {"role": "user", "content": "A1"},
+        {"role": "assistant", "content": answer_to("A1")},
+        {"role": "user", "content": "B1"},
+    ]

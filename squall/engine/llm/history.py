@@ -40,6 +40,14 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+def user_text(p: Prompt) -> str:
+    """What a prompt says as one user turn of a conversation: its text, or its first user message (a
+    record's system messages and any assistant text it holds are not the user's to say)."""
+    if not p.messages:
+        return p.text
+    return next((content for role, content in p.messages if role == "user"), prompt_text(p))
+
+
 def turn_part(turn: int) -> str:
     """The name of turn `turn`'s stats part: "1".."63", then "64+" for every later turn."""
     return str(turn) if turn < TURN_PARTS else f"{TURN_PARTS}+"
@@ -227,10 +235,12 @@ class Session:
             if record.turns:
                 nxt = record.turns[self.turn - 2]
                 self._user(prompt_text(nxt), nxt.max_tokens, source.estimate(nxt))
-            else:
+            else:  # (the rotation's next prompt: its user message only, never its system or assistant text)
                 p = source.take()
                 nxt = source.spec.prompts[p]
-                self._user(prompt_text(nxt), nxt.max_tokens, source.input_estimates[p])
+                said = user_text(nxt)
+                tokens = source.input_estimates[p] if said is nxt.text else source.count(said)
+                self._user(said, nxt.max_tokens, tokens)
             return
         p = source.take()
         record = self.record = source.spec.prompts[p]
