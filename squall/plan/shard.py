@@ -37,6 +37,12 @@ class Spread:
         """How many of `total` the workers before `worker` take (where its share starts)."""
         return sum(self.share(total, w) for w in range(worker))
 
+    def first_user(self, users: int, worker: int) -> int:
+        """The number of worker `worker`'s first user, counted across workers and the boxes of a --shard run
+        (box i's users from i x `users`, this box's users: exact when the shards' users are equal)."""
+        box = self.shard[0] * users if self.shard is not None else 0
+        return box + self.share_offset(users, worker)
+
 
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (I from 0) as (i, n); raises PlanError."""

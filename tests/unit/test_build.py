@@ -298,3 +298,11 @@ def test_study_plan_timeout_defaults_to_that_of_the_command_it_drives(tmp_path: 
     finally:
         sys.path.remove(str(tmp_path))
     assert got == [30.0, 120.0, 60.0, 5.0]
+
+
+def test_users_are_numbered_across_workers_and_shard_boxes() -> None:
+    from squall.plan.shard import Spread
+
+    assert [Spread(workers=2).first_user(5, w) for w in (0, 1)] == [0, 3]
+    # Box 1 of 2 with 4 users of its own: its users are 4..7, so prefixes and keys per user spread over both.
+    assert [Spread(workers=2, shard=(1, 2)).first_user(4, w) for w in (0, 1)] == [4, 6]

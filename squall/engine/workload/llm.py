@@ -94,7 +94,7 @@ class LlmSource:
         # --key-per user: the worker's users are numbered on from those of the workers before it, and user u
         # keeps key u % K all run, so the users spread evenly over the keys across workers.
         self.per_user = spec.key_per == "user" and len(self.requests) > 1
-        self.first_user = plan.spread.share_offset(plan.load.connections, worker)
+        self.first_user = plan.spread.first_user(plan.load.connections, worker)
         # Conversations and shared prefixes: each user (channel) holds a session (see Session).
         self.shape, self.count = shape, count
         self.multi_turn = spec.turns > 1 or any(p.turns for p in spec.prompts)
