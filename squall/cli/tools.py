@@ -101,7 +101,8 @@ def mock(
         int,
         typer.Option(
             "--reasoning-tokens",
-            help="Reasoning tokens streamed before every answer (0: only when a request asks for reasoning).",
+            help="Reasoning tokens streamed before every chat, Responses or Messages answer (0: only when a "
+            "request asks for reasoning; /v1/completions has no reasoning field).",
         ),
     ] = 0,
     tool_calls: Annotated[

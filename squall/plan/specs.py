@@ -125,6 +125,11 @@ class LlmSpec:
             )
         if not 0 <= self.cancel_rate <= 1:  # (nan fails too)
             raise PlanError(f"--cancel-rate must be from 0 to 1 (got {self.cancel_rate:g})")
+        if self.exact_output and self.api not in ("chat", "completions"):
+            raise PlanError(
+                f"--exact-output sends min_tokens and ignore_eos, which chat and completions servers (vLLM, "
+                f"SGLang) take; --api {self.api} has no such fields: drop --exact-output"
+            )
         if self.cancel_rate and not self.stream:
             raise PlanError(
                 "--cancel-rate cuts streams between their first token and their end, and --no-stream has "

@@ -162,3 +162,16 @@ def test_the_reader_asks_the_shape_once_per_event() -> None:
     r = AnswerReader(Reading(shape, True, estimate_tokens), input_tokens=1)
     r.feed(b'data: {"t": "a"}\n\ndata: {"t": "b"}\n\ndata: {}\n\ndata: [DONE]\n\n', MS)
     assert (r.finish(2 * MS), r.text(), shape.calls) == (None, "ab", ["read"] * 3)
+
+
+def test_exact_output_is_refused_where_the_api_has_no_such_fields() -> None:
+    import pytest
+
+    from squall.plan.specs import LlmSpec
+    from squall.units import PlanError
+
+    for api in ("chat", "completions"):
+        LlmSpec(api=api, exact_output=True).validate()
+    for api in ("responses", "anthropic", "dify", "sse"):
+        with pytest.raises(PlanError, match=f"--api {api} has no such fields"):
+            LlmSpec(api=api, exact_output=True).validate()
