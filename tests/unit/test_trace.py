@@ -163,6 +163,11 @@ BAD = [
         "t.csv:2: TIMESTAMP: 'yesterday' is not a date",
     ),
     ("t.csv", "timestamp,input_tokens,output_tokens\n", "holds no line to replay"),
+    (  # a cell over the csv module's field limit (131,072 characters)
+        "t.csv",
+        "timestamp,input_tokens,output_tokens\n1,2,3\n" + "1," + "9" * 131_073 + ",3\n",
+        "t.csv:3: not a CSV line (field larger than field limit (131072))",
+    ),
     ("t.csv", "", "t.csv:1: expected a JSONL trace or a CSV header"),
 ]
 
@@ -253,6 +258,7 @@ def test_d_cuts_a_trace_short_and_c_sets_the_connections(tmp_path: Path) -> None
         (LoadFlags(think="1s"), {}, "--think"),
         (LoadFlags(arrival="poisson"), {}, "--arrival"),
         (LoadFlags(shard="0/2"), {}, "--shard"),
+        (LoadFlags(warmup="1s"), {}, "--warmup"),  # (the lines due in it would not be counted)
     ],
 )
 def test_what_else_sets_the_load_is_refused(tmp_path: Path, flags: LoadFlags, kw: dict, clash: str) -> None:
