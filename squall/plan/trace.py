@@ -102,7 +102,7 @@ def synthesize(lines: list[Line], block_tokens: int, seed: int) -> tuple[Prompt,
             parts += block[: n - j * block_tokens]
         if len(parts) < n:
             parts += words(n - len(parts), random.Random(f"{seed}:line:{i}"))
-        out.append(Prompt(text=" ".join(parts), max_tokens=line.output_tokens))
+        out.append(Prompt(text=" ".join(parts), max_tokens=line.output_tokens, input_tokens=n))
     return tuple(out)
 
 

@@ -299,3 +299,17 @@ def test_hunt_and_soak_refuse_a_trace(tmp_path: Path) -> None:
 def test_the_mean_rate_of_a_trace() -> None:
     assert trace_rate((0.0, 1.0, 2.0, 4.0)) == 1.0
     assert trace_rate((0.0, 0.0)) == 2.0  # (no span: the lines over a second)
+
+
+def test_each_line_carries_its_input_length_and_workers_take_it_without_counting(tmp_path: Path) -> None:
+    from squall.engine.workload.llm import LlmSource
+    from squall.plan.plan import assemble
+    from squall.plan.specs import LlmSpec, Prompt
+
+    t = trace.load(write(tmp_path, "t.jsonl", mooncake(ROWS)))
+    assert [p.input_tokens for p in t.prompts] == [1100, 700, 1300]
+    # A length given is taken as it is (2 words said to be 7 tokens); none given, the text is counted.
+    spec = LlmSpec(prompts=(Prompt("a b", input_tokens=7), Prompt("a b c")))
+    source = LlmSource(assemble(RequestSpec(CHAT, "POST"), llm=spec), 0)
+    assert source.input_estimates == [7, 3]
+    assert source.reader(0).input_tokens == 7
