@@ -126,3 +126,25 @@ def test_bad_trace_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert p.returncode == 2, p.stderr
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], p.stderr
+
+
+def test_the_cli_says_a_trace_was_sorted(tmp_path: Path, byte_server: Callable) -> None:
+    got: list[tuple[int, dict]] = []
+    port = byte_server(recording(got))
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        '{"timestamp": 20, "input_length": 5, "output_length": 1}\n'
+        '{"timestamp": 0, "input_length": 6, "output_length": 1}\n'
+    )
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    out = str(tmp_path / "out.json")
+    p = subprocess.run(
+        [sys.executable, "-m", "squall", "llm", url, "--trace", str(path), "-w", "1", "-q", "-o", out],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    note = f"squall: --trace {path}: the timestamps are out of order; replaying the lines sorted by time"
+    assert p.stderr.splitlines()[0] == note, p.stderr
+    assert len(got) == 2

@@ -82,7 +82,7 @@ def test_speed_divides_the_offsets(tmp_path: Path) -> None:
     assert t.offsets == (0.0, 0.25, 1.5)
 
 
-def test_unsorted_lines_are_sorted_stably_and_said_so(tmp_path: Path) -> None:
+def test_unsorted_lines_are_sorted_stably_and_said_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rows = [
         {"timestamp": 30, "input_length": 3, "output_length": 1},
         {"timestamp": 10, "input_length": 1, "output_length": 1},
@@ -91,8 +91,16 @@ def test_unsorted_lines_are_sorted_stably_and_said_so(tmp_path: Path) -> None:
     ]
     t = trace.load(write(tmp_path, "t.jsonl", mooncake(rows)))
     assert t.reordered
+    notes: list[str] = []
+    llm_spec(CHAT, LlmFlags(trace=tmp_path / "t.jsonl"), seed=0, notes=notes)
+    assert notes == [
+        f"--trace {tmp_path}/t.jsonl: the timestamps are out of order; replaying the lines sorted by time"
+    ]
+    llm_spec(CHAT, LlmFlags(trace=write(tmp_path, "s.jsonl", mooncake(ROWS))), seed=0, notes=notes)
+    assert len(notes) == 1  # (a sorted trace: nothing to say)
     assert [COUNT(p.text) for p in t.prompts] == [1, 2, 3, 4]
     assert t.offsets == (0.0, 0.01, 0.02, 0.02)
+    assert capsys.readouterr() == ("", "")  # (the plan layer prints nothing: the CLI says the notes)
 
 
 @pytest.mark.parametrize(
