@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import time
+from bisect import bisect_left
 from multiprocessing.connection import Connection, wait
 from time import perf_counter_ns
 from typing import Any
@@ -388,6 +389,16 @@ class Collector:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""
         plan, shape = self.plan, self.plan.load.shape
         if plan.open_model:
+            offsets = plan.llm.trace_offsets if plan.llm is not None else ()
+            if offsets:
+                # A trace: the lines due in this second (its bursts and pauses), over the second's span.
+                span = (sec.t_end - sec.t_start) / NS
+                span = (
+                    span if 0 < span < 0.9 * plan.window_s else plan.window_s
+                )  # (a partial second: its own)
+                start = plan.stop.warmup_s + (sec.seq - 1) * plan.window_s
+                due = bisect_left(offsets, start + span) - bisect_left(offsets, start)
+                return {"target_rps": round(due / span, 3)}
             if shape is None:
                 return {"target_rps": plan.load.rate}  # type: ignore[dict-item]
             # The mean rate the shape asked for over the second: its area over the second's span.

@@ -148,3 +148,25 @@ def test_the_cli_says_a_trace_was_sorted(tmp_path: Path, byte_server: Callable) 
     note = f"squall: --trace {path}: the timestamps are out of order; replaying the lines sorted by time"
     assert p.stderr.splitlines()[0] == note, p.stderr
     assert len(got) == 2
+
+
+def test_the_target_rate_follows_the_traces_bursts(tmp_path: Path, byte_server: Callable) -> None:
+    got: list[tuple[int, dict]] = []
+    port = byte_server(recording(got))
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    path = tmp_path / "t.jsonl"
+    offsets = [0.0, 0.1, 0.2, 0.3, 0.4, 2.0, 2.1, 2.2]  # 5 in the first second, none in the second, 3 after
+    path.write_text(
+        "".join(
+            json.dumps({"timestamp": t * 1000, "input_length": 4, "output_length": 1}) + "\n" for t in offsets
+        )
+    )
+    spec = llm_spec(url, LlmFlags(trace=path), seed=0)
+    plan = build(RequestSpec(url=url, method="POST"), LoadFlags(workers=1, quiet=True), llm=spec, argv=[])
+    res = run(plan)
+    assert res.summary["requests"] == 8
+    series = res.doc["timeseries"]
+    assert [e["target_rps"] for e in series[:2]] == [5.0, 0.0]
+    assert [e["requests"] for e in series[:2]] == [5, 0]
+    last = series[2]
+    assert last["target_rps"] == round(3 / (last["span_s"] if last["partial"] else 1.0), 3), series
