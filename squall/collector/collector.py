@@ -391,13 +391,17 @@ class Collector:
         if plan.open_model:
             offsets = plan.llm.trace_offsets if plan.llm is not None else ()
             if offsets:
-                # A trace: the lines due in this second (its bursts and pauses), over the second's span.
+                # A trace: the lines due in this second (its bursts and pauses), over the time it was measured
+                # (a partial last second: its span; the lines past a -d deadline were never due).
+                window, stop = plan.window_s, plan.stop
+                start = stop.warmup_s + (sec.seq - 1) * window
+                end = start + window
+                if stop.duration_s is not None:
+                    end = min(end, stop.warmup_s + stop.duration_s)
                 span = (sec.t_end - sec.t_start) / NS
-                span = (
-                    span if 0 < span < 0.9 * plan.window_s else plan.window_s
-                )  # (a partial second: its own)
-                start = plan.stop.warmup_s + (sec.seq - 1) * plan.window_s
-                due = bisect_left(offsets, start + span) - bisect_left(offsets, start)
+                if not 0 < span < 0.9 * window:
+                    span = window
+                due = bisect_left(offsets, end) - bisect_left(offsets, start)
                 return {"target_rps": round(due / span, 3)}
             if shape is None:
                 return {"target_rps": plan.load.rate}  # type: ignore[dict-item]
