@@ -168,6 +168,8 @@ def _check_sources(flags: LlmFlags) -> None:
         raise PlanError(f"{used} is for --trace FILE: add --trace or drop it")
     if flags.prefixes is not None and flags.prefix_tokens is None:
         raise PlanError("--prefixes K needs --prefix-tokens N (the length of each shared prefix)")
+    if flags.trace is not None and flags.max_inflight is not None:
+        raise PlanError("--max-inflight is not for --trace: -c sets the connections the trace is sent over")
     if flags.trace is not None:
         clash = [
             name

@@ -287,6 +287,10 @@ def test_what_else_sets_the_load_is_refused(tmp_path: Path, flags: LoadFlags, kw
             "--trace sets each request's prompt, length and order; drop --max-tokens and --turns",
         ),
         (
+            LlmFlags(trace=Path("t"), max_inflight=4),
+            "--max-inflight is not for --trace: -c sets the connections the trace is sent over",
+        ),
+        (
             LlmFlags(trace=Path("t"), prefix_tokens=5),
             "--trace sets each request's prompt, length and order; drop --prefix-tokens",
         ),
