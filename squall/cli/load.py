@@ -154,7 +154,10 @@ def llm(
     from squall.units import parse_header
 
     with usage_errors():
-        spec = llm_spec(url, opts, flags.seed, tuple(header or ()))
+        notes: list[str] = []
+        spec = llm_spec(url, opts, flags.seed, tuple(header or ()), notes)
+        for note in notes:
+            typer.echo(f"squall: {note}", err=True)
         request = RequestSpec(url=url, method="POST", headers=tuple(parse_header(h) for h in header or ()))
         plan = build.build(request, flags, connections=connections, requests=requests, llm=spec)
     raise _execute(plan, flags)

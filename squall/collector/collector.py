@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import time
+from bisect import bisect_left
 from multiprocessing.connection import Connection, wait
 from time import perf_counter_ns
 from typing import Any
@@ -388,6 +389,20 @@ class Collector:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""
         plan, shape = self.plan, self.plan.load.shape
         if plan.open_model:
+            offsets = plan.llm.trace_offsets if plan.llm is not None else ()
+            if offsets:
+                # A trace: the lines due in this second (its bursts and pauses), over the time it was measured
+                # (a partial last second: its span; the lines past a -d deadline were never due).
+                window, stop = plan.window_s, plan.stop
+                start = stop.warmup_s + (sec.seq - 1) * window
+                end = start + window
+                if stop.duration_s is not None:
+                    end = min(end, stop.warmup_s + stop.duration_s)
+                span = (sec.t_end - sec.t_start) / NS
+                if not 0 < span < 0.9 * window:
+                    span = window
+                due = bisect_left(offsets, end) - bisect_left(offsets, start)
+                return {"target_rps": round(due / span, 3)}
             if shape is None:
                 return {"target_rps": plan.load.rate}  # type: ignore[dict-item]
             # The mean rate the shape asked for over the second: its area over the second's span.

@@ -388,9 +388,19 @@ class OpenDriver(Driver):
         self.pacing_done = False
         self.pacer: asyncio.Future[None] | None = None
         self.backlog_ends = NEVER  # the deadline, once placed: no send from the backlog past it
+        # A trace: the k-th send takes line k's prompt (from the source, as it goes out), so a due that never
+        # goes out (dropped, or left in the warmup) takes its number all the same, in its place: after the
+        # sends before it (`owed[i]`: the numbers to skip once backlog[i] has gone), and on the loop (a
+        # transport may take the number in a task it starts). `skip` is the source's take().
+        self.skip: Callable[[], object] | None = None
+        self.owed: deque[int] = deque()
 
     def start(self, channels: list[Channel], t0: int) -> None:
         super().start(channels, t0)
+        if self.plan.llm is not None and self.plan.llm.trace_offsets and channels:
+            source = getattr(channels[0], "source", None)  # (an LlmSource, or a user's, which holds it)
+            source = source if hasattr(source, "take") else getattr(source, "source", None)
+            self.skip = getattr(source, "take", None)
         if self.budget.deadline is not None:
             self.backlog_ends = self.budget.deadline
         if self.schedule is None:
@@ -405,6 +415,7 @@ class OpenDriver(Driver):
             self.pacer.cancel()
         self.rec.dropped += sum(1 for t in self.backlog if t >= self.measure_start)
         self.backlog.clear()
+        self.owed.clear()
 
     def done_sending(self) -> bool:
         return self.pacing_done
@@ -419,6 +430,8 @@ class OpenDriver(Driver):
             # the measured period starts with its own schedule, not with the warmup's queue.
             while backlog and backlog[0] < self.measure_start:
                 backlog.popleft()
+                if self.skip is not None:
+                    self._skip(1 + self.owed.popleft())
         if backlog:
             # Sending from the backlog is the closed model's cycle: answers keep coming, timers run late.
             t = perf_counter_ns()
@@ -431,6 +444,8 @@ class OpenDriver(Driver):
             ch.start = backlog.popleft()
             ch.sent = t
             self.send(ch)
+            if self.skip is not None:
+                self._skip(self.owed.popleft())
         else:
             self.idle.append(ch)
             self.check_finished()
@@ -445,9 +460,26 @@ class OpenDriver(Driver):
             self._send(self.idle.pop(), due)
         elif len(self.backlog) < self.plan.load.max_backlog:
             self.backlog.append(due)
-        elif due >= self.measure_start:
-            self.rec.dropped += 1
-            self.budget.give_back(due)  # a dropped send did not use up a request of -n
+            if self.skip is not None:
+                self.owed.append(0)
+        else:
+            if self.skip is not None:
+                if self.owed:
+                    self.owed[-1] += 1  # (its number comes after those of the sends waiting)
+                else:
+                    self._skip(1)
+            if due >= self.measure_start:
+                self.rec.dropped += 1
+                self.budget.give_back(due)  # a dropped send did not use up a request of -n
+
+    def _skip(self, n: int) -> None:
+        """Take `n` numbers from the source once the sends already made have taken theirs."""
+        if n:
+            self.loop.call_soon(self._take, n)
+
+    def _take(self, n: int) -> None:
+        for _ in range(n):
+            self.skip()  # type: ignore[misc]
 
     def _pacer_done(self, task: asyncio.Future[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self.finished.done():

@@ -220,6 +220,7 @@ def _trace_load(offsets: tuple[float, ...], flags: LoadFlags, requests: int | No
             ("--arrival", flags.arrival != "constant"),
             ("--burstiness", flags.burstiness != 1.0),
             ("--shard", flags.shard is not None),
+            ("--warmup", parse_duration(flags.warmup, "--warmup") > 0),
         )
         if given
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,8 +49,11 @@ class LlmFlags:
     cancel_rate: float = 0.0
 
 
-def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ()) -> LlmSpec:
-    """The LlmSpec for `url` (`header`: the -H values); PlanError when options contradict each other."""
+def llm_spec(
+    url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = (), notes: list[str] | None = None
+) -> LlmSpec:
+    """The LlmSpec for `url` (`header`: the -H values); PlanError when options contradict each other.
+    What the user should know of the inputs (a trace sorted) is added to `notes` for the CLI to say."""
     import orjson
 
     from squall.plan import prompts as prompt_source
@@ -74,11 +76,9 @@ def llm_spec(url: str, flags: LlmFlags, seed: int, header: tuple[str, ...] = ())
         from squall.plan import trace
 
         replay = trace.load(flags.trace, flags.trace_speed, flags.block_tokens, seed)
-        if replay.reordered:
-            print(
-                f"squall: --trace {flags.trace}: the timestamps are out of order; replaying the lines sorted "
-                "by time",
-                file=sys.stderr,
+        if replay.reordered and notes is not None:
+            notes.append(
+                f"--trace {flags.trace}: the timestamps are out of order; replaying the lines sorted by time"
             )
         chosen, offsets = replay.prompts, replay.offsets
     elif flags.prompts is not None or flags.dataset is not None:
@@ -168,6 +168,8 @@ def _check_sources(flags: LlmFlags) -> None:
         raise PlanError(f"{used} is for --trace FILE: add --trace or drop it")
     if flags.prefixes is not None and flags.prefix_tokens is None:
         raise PlanError("--prefixes K needs --prefix-tokens N (the length of each shared prefix)")
+    if flags.trace is not None and flags.max_inflight is not None:
+        raise PlanError("--max-inflight is not for --trace: -c sets the connections the trace is sent over")
     if flags.trace is not None:
         clash = [
             name

@@ -66,12 +66,14 @@ _BOUND = re.compile(r"^\s*(ttft|tpot|e2e|itl)\s*<\s*(\S+)\s*$")
 class Prompt:
     """One prompt: a string (completions, dify, sse) or chat messages, with an optional max_tokens; a
     conversation record's later user turns (`turns`: each its text and max_tokens) follow it, each sent with
-    the history so far (the server's answers as received)."""
+    the history so far (the server's answers as received). `input_tokens`: its length in tokens where the
+    source knows it (a trace line's), taken instead of counting the text at startup."""
 
     text: str = ""
     messages: tuple[tuple[str, str], ...] = ()
     max_tokens: int | None = None
     turns: tuple[Prompt, ...] = ()
+    input_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,7 @@ def synthesize(lines: list[Line], block_tokens: int, seed: int) -> tuple[Prompt,
             parts += block[: n - j * block_tokens]
         if len(parts) < n:
             parts += words(n - len(parts), random.Random(f"{seed}:line:{i}"))
-        out.append(Prompt(text=" ".join(parts), max_tokens=line.output_tokens))
+        out.append(Prompt(text=" ".join(parts), max_tokens=line.output_tokens, input_tokens=n))
     return tuple(out)
 
 
@@ -153,6 +153,15 @@ def _csv(path: Path, raw: bytes) -> list[Line]:
     except UnicodeDecodeError as e:
         raise PlanError(f"--trace {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     rows = csv.reader(io.StringIO(text))
+    try:
+        return _rows(path, rows)
+    except csv.Error as e:  # (a cell over the csv module's field limit, 131,072 characters; a stray NUL)
+        raise PlanError(
+            f"--trace {path}:{rows.line_num}: not a CSV line ({e}); give one line per request"
+        ) from None
+
+
+def _rows(path: Path, rows: Any) -> list[Line]:
     header = next(rows, None)
     names = [h.strip().lower().replace(" ", "_").replace("-", "_") for h in header or ()]
     time_col = next((names.index(n) for n in _TIME if n in names), None)

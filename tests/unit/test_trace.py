@@ -82,7 +82,7 @@ def test_speed_divides_the_offsets(tmp_path: Path) -> None:
     assert t.offsets == (0.0, 0.25, 1.5)
 
 
-def test_unsorted_lines_are_sorted_stably_and_said_so(tmp_path: Path) -> None:
+def test_unsorted_lines_are_sorted_stably_and_said_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rows = [
         {"timestamp": 30, "input_length": 3, "output_length": 1},
         {"timestamp": 10, "input_length": 1, "output_length": 1},
@@ -91,8 +91,16 @@ def test_unsorted_lines_are_sorted_stably_and_said_so(tmp_path: Path) -> None:
     ]
     t = trace.load(write(tmp_path, "t.jsonl", mooncake(rows)))
     assert t.reordered
+    notes: list[str] = []
+    llm_spec(CHAT, LlmFlags(trace=tmp_path / "t.jsonl"), seed=0, notes=notes)
+    assert notes == [
+        f"--trace {tmp_path}/t.jsonl: the timestamps are out of order; replaying the lines sorted by time"
+    ]
+    llm_spec(CHAT, LlmFlags(trace=write(tmp_path, "s.jsonl", mooncake(ROWS))), seed=0, notes=notes)
+    assert len(notes) == 1  # (a sorted trace: nothing to say)
     assert [COUNT(p.text) for p in t.prompts] == [1, 2, 3, 4]
     assert t.offsets == (0.0, 0.01, 0.02, 0.02)
+    assert capsys.readouterr() == ("", "")  # (the plan layer prints nothing: the CLI says the notes)
 
 
 @pytest.mark.parametrize(
@@ -163,6 +171,11 @@ BAD = [
         "t.csv:2: TIMESTAMP: 'yesterday' is not a date",
     ),
     ("t.csv", "timestamp,input_tokens,output_tokens\n", "holds no line to replay"),
+    (  # a cell over the csv module's field limit (131,072 characters)
+        "t.csv",
+        "timestamp,input_tokens,output_tokens\n1,2,3\n" + "1," + "9" * 131_073 + ",3\n",
+        "t.csv:3: not a CSV line (field larger than field limit (131072))",
+    ),
     ("t.csv", "", "t.csv:1: expected a JSONL trace or a CSV header"),
 ]
 
@@ -253,6 +266,7 @@ def test_d_cuts_a_trace_short_and_c_sets_the_connections(tmp_path: Path) -> None
         (LoadFlags(think="1s"), {}, "--think"),
         (LoadFlags(arrival="poisson"), {}, "--arrival"),
         (LoadFlags(shard="0/2"), {}, "--shard"),
+        (LoadFlags(warmup="1s"), {}, "--warmup"),  # (the lines due in it would not be counted)
     ],
 )
 def test_what_else_sets_the_load_is_refused(tmp_path: Path, flags: LoadFlags, kw: dict, clash: str) -> None:
@@ -271,6 +285,10 @@ def test_what_else_sets_the_load_is_refused(tmp_path: Path, flags: LoadFlags, kw
         (
             LlmFlags(trace=Path("t"), max_tokens=5, turns=2),
             "--trace sets each request's prompt, length and order; drop --max-tokens and --turns",
+        ),
+        (
+            LlmFlags(trace=Path("t"), max_inflight=4),
+            "--max-inflight is not for --trace: -c sets the connections the trace is sent over",
         ),
         (
             LlmFlags(trace=Path("t"), prefix_tokens=5),
@@ -293,3 +311,17 @@ def test_hunt_and_soak_refuse_a_trace(tmp_path: Path) -> None:
 def test_the_mean_rate_of_a_trace() -> None:
     assert trace_rate((0.0, 1.0, 2.0, 4.0)) == 1.0
     assert trace_rate((0.0, 0.0)) == 2.0  # (no span: the lines over a second)
+
+
+def test_each_line_carries_its_input_length_and_workers_take_it_without_counting(tmp_path: Path) -> None:
+    from squall.engine.workload.llm import LlmSource
+    from squall.plan.plan import assemble
+    from squall.plan.specs import LlmSpec, Prompt
+
+    t = trace.load(write(tmp_path, "t.jsonl", mooncake(ROWS)))
+    assert [p.input_tokens for p in t.prompts] == [1100, 700, 1300]
+    # A length given is taken as it is (2 words said to be 7 tokens); none given, the text is counted.
+    spec = LlmSpec(prompts=(Prompt("a b", input_tokens=7), Prompt("a b c")))
+    source = LlmSource(assemble(RequestSpec(CHAT, "POST"), llm=spec), 0)
+    assert source.input_estimates == [7, 3]
+    assert source.reader(0).input_tokens == 7

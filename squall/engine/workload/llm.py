@@ -77,7 +77,9 @@ class LlmSource:
         self.reading = Reading(shape, spec.stream, count, parse_path(spec.text_path), spec.done_marker)
         self.bodies = [orjson.dumps(request_body(spec, p)) for p in spec.prompts]
         self.framed = [frame(body) for body in self.bodies]
-        self.input_estimates = [count(prompt_text(p)) for p in spec.prompts]
+        self.input_estimates = [
+            count(prompt_text(p)) if p.input_tokens is None else p.input_tokens for p in spec.prompts
+        ]
         # The request numbers n go out in blocks of W (one a worker): worker w sends number bW + w of block
         # b, so over all workers every prompt (n mod P) goes once before any goes twice (-n gives each worker
         # its share). A timed run, where one worker can send more than another, moves each worker on to the
