@@ -128,7 +128,7 @@ def llm_spec(
         text_path=flags.text_path,
         done_marker=flags.done_marker,
         goodput=tuple(parse_goodput(g) for g in flags.goodput),
-        turns=flags.turns or 1,
+        turns=flags.turns if flags.turns is not None else 1,
         max_inflight=flags.max_inflight,
         exact_output=flags.exact_output,
         cancel_after=parse_duration(flags.cancel_after, "--cancel-after") if flags.cancel_after else None,

@@ -41,6 +41,8 @@ _OUTPUT = (
     "completion_tokens",
 )
 _TIME = ("timestamp", "timestamp_ms", "arrival_time_ms")
+MAX_SPAN_S = 30 * 86_400  # the longest replay: a soak's length, not a typo's
+MAX_TIME_MS = 1e13  # (ms since the epoch reach it in 2286: a larger time is not one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,11 @@ def load(path: Path, speed: float = 1.0, block_tokens: int = 512, seed: int = 0)
         )
     start = lines[0].at_ms
     offsets = tuple((x.at_ms - start) / 1000 / speed for x in lines)
+    if offsets[-1] > MAX_SPAN_S:
+        raise PlanError(
+            f"--trace {path}: the replay would last {offsets[-1] / 86_400:,.1f} days, over 30; check its "
+            "timestamps are milliseconds, or give --trace-speed"
+        )
     return Trace(synthesize(lines, block_tokens, seed), offsets, reordered)
 
 
@@ -185,7 +192,7 @@ def _rows(path: Path, rows: Any) -> list[Line]:
         if not any(c.strip() for c in row):
             continue
         where = f"--trace {path}:{no}"
-        if len(row) < len(names):
+        if len(row) < len(names) or any(c.strip() for c in row[len(names) :]):
             raise PlanError(f"{where}: {len(row)} columns where the header has {len(names)}")
         cell = row[time_col].strip()
         at = _date(cell, where, field) if unit == "date" else _time(_number(cell), where, field)
@@ -215,6 +222,10 @@ def _time(value: Any, where: str, field: str) -> float:
         raise PlanError(f"{where}: {field}: missing; give the send time in milliseconds")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise PlanError(f"{where}: {field}: {value!r} is not a time; give milliseconds as a number >= 0")
+    if value > MAX_TIME_MS:
+        raise PlanError(
+            f"{where}: {field}: {value!r} is past the year 2286 in milliseconds; give milliseconds"
+        )
     return float(value)
 
 

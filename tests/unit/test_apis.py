@@ -175,3 +175,15 @@ def test_exact_output_is_refused_where_the_api_has_no_such_fields() -> None:
     for api in ("responses", "anthropic", "dify", "sse"):
         with pytest.raises(PlanError, match=f"--api {api} has no such fields"):
             LlmSpec(api=api, exact_output=True).validate()
+
+
+def test_turns_zero_is_refused_not_taken_as_one() -> None:
+    import pytest
+
+    from squall.plan.llm import LlmFlags, llm_spec
+    from squall.units import PlanError
+
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    assert llm_spec(url, LlmFlags(), 0).turns == 1
+    with pytest.raises(PlanError, match=r"--turns must be from 1 to 10,000 \(got 0\)"):
+        llm_spec(url, LlmFlags(turns=0), 0).validate()

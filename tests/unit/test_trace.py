@@ -177,6 +177,23 @@ BAD = [
         "t.csv:3: not a CSV line (field larger than field limit (131072))",
     ),
     ("t.csv", "", "t.csv:1: expected a JSONL trace or a CSV header"),
+    (
+        "t.jsonl",
+        '{"timestamp": 0, "input_length": 2, "output_length": 3}\n{"timestamp": 1e20, "input_length": 2, '
+        '"output_length": 3}\n',
+        "t.jsonl:2: timestamp: 1e+20 is past the year 2286",
+    ),
+    (
+        "t.jsonl",
+        '{"timestamp": 0, "input_length": 2, "output_length": 3}\n{"timestamp": 9e12, "input_length": 2, '
+        '"output_length": 3}\n',
+        "the replay would last 104,166.7 days, over 30",
+    ),
+    (
+        "t.csv",
+        "timestamp,input_tokens,output_tokens\n0,5,5\n10,5,5,9\n",
+        "t.csv:3: 4 columns where the header",
+    ),
 ]
 
 
