@@ -23,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -45,8 +46,8 @@ from squall.targets.mock_llm import MockOptions, MockState, start_mock
 HERE = Path(__file__).resolve().parent
 
 
-def _mock(conn: Connection, opts: MockOptions) -> None:
-    """Child process: serve until told to stop, then send the server-side medians back."""
+def serve_mock(conn: Connection, opts: MockOptions, report: Callable[[MockState], dict[str, Any]]) -> None:
+    """Child process: the mock on CPU 1, serving until told to stop, then sending `report(state)` back."""
     os.sched_setaffinity(0, {1})
 
     async def main() -> None:
@@ -57,19 +58,22 @@ def _mock(conn: Connection, opts: MockOptions) -> None:
         asyncio.get_running_loop().add_reader(conn.fileno(), stop.set)
         await stop.wait()
         conn.recv()
-        ttft = [(sent[0] - arr) / 1e6 for arr, sent in zip(state.arrivals, state.sends, strict=True) if sent]
-        itl = [(b - a) / 1e6 for sent in state.sends for a, b in itertools.pairwise(sent)]
-        conn.send(
-            {
-                "streams": len(state.sends),
-                "events": state.events_sent,
-                "ttft_p50": statistics.median(ttft) if ttft else None,
-                "itl_p50": statistics.median(itl) if itl else None,
-            }
-        )
+        conn.send(report(state))
         server.close()
 
     uvloop.run(main())
+
+
+def server_medians(state: MockState) -> dict[str, Any]:
+    """What the mock saw: streams, events, and its own TTFT and ITL medians (ms)."""
+    ttft = [(sent[0] - arr) / 1e6 for arr, sent in zip(state.arrivals, state.sends, strict=True) if sent]
+    itl = [(b - a) / 1e6 for sent in state.sends for a, b in itertools.pairwise(sent)]
+    return {
+        "streams": len(state.sends),
+        "events": state.events_sent,
+        "ttft_p50": statistics.median(ttft) if ttft else None,
+        "itl_p50": statistics.median(itl) if itl else None,
+    }
 
 
 def measure(
@@ -86,7 +90,7 @@ def measure(
     ctx = mp.get_context("fork")
     here, there = ctx.Pipe()
     opts = MockOptions(port=0, ttft_s=ttft, itl_s=itl, tokens=tokens, record_sends=True)
-    proc = ctx.Process(target=_mock, args=(there, opts), daemon=True)
+    proc = ctx.Process(target=serve_mock, args=(there, opts, server_medians), daemon=True)
     proc.start()
     port = here.recv()
     mock_ps = psutil.Process(proc.pid)

@@ -11,7 +11,6 @@ Run: `python3 bench/trace.py [--lines 2000] [--seconds 60] [--workers 1]` (write
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing as mp
 import os
@@ -23,20 +22,19 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psutil
-import uvloop
+from streams import serve_mock
 
 from squall import __version__
 from squall.engine import run
 from squall.plan.build import LoadFlags, build
 from squall.plan.llm import LlmFlags, llm_spec
 from squall.plan.specs import RequestSpec
-from squall.targets.mock_llm import MockOptions, MockState, start_mock
+from squall.targets.mock_llm import MockOptions, MockState
 
 HERE = Path(__file__).resolve().parent
 QUIET_PCT = 20.0  # the host's CPU (% of one core) under which it counts as quiet before the run
@@ -86,22 +84,9 @@ def make_trace(path: Path, lines: int, seed: int) -> float:
     return (rows[-1]["timestamp"] - rows[0]["timestamp"]) / 1000
 
 
-def _mock(conn: Connection, opts: MockOptions) -> None:
-    """Child process: serve until told to stop, then send the arrival times back."""
-    os.sched_setaffinity(0, {1})
-
-    async def main() -> None:
-        state = MockState()
-        server = await start_mock(opts, state)
-        conn.send(server.sockets[0].getsockname()[1])
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_reader(conn.fileno(), stop.set)
-        await stop.wait()
-        conn.recv()
-        conn.send({"requests": state.requests, "arrivals": sorted(state.arrivals)})
-        server.close()
-
-    uvloop.run(main())
+def mock_arrivals(state: MockState) -> dict[str, Any]:
+    """What the mock saw: its request count and the arrival times."""
+    return {"requests": state.requests, "arrivals": sorted(state.arrivals)}
 
 
 def git_describe() -> str:
@@ -122,7 +107,7 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
         ctx = mp.get_context("fork")
         here, there = ctx.Pipe()
         opts = MockOptions(port=0, ttft_s=a.ttft, itl_s=a.itl, tokens=a.tokens, record_sends=True)
-        proc = ctx.Process(target=_mock, args=(there, opts), daemon=True)
+        proc = ctx.Process(target=serve_mock, args=(there, opts, mock_arrivals), daemon=True)
         proc.start()
         try:
             port = here.recv()
