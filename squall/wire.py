@@ -7,9 +7,10 @@ from typing import Any
 
 import msgpack
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 # The kinds of a Window's sub-windows: a scenario's steps and journeys, a py workload's timed phases.
-PART_KINDS = ("step", "journey", "phase", "turn")  # turn: an LLM conversation's turn ("1".."63", "64+")
+PART_KINDS = ("step", "journey", "phase", "turn", "key")
+# turn: an LLM conversation's turn ("1".."63", "64+"); key: an API key, by its short hash (never the key)
 
 
 class WireError(ValueError):
@@ -78,10 +79,23 @@ class Start:
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Supervisor → workers: stop sending, let in-flight requests finish for up to drain_s.
-    Supervisor → collector: the run is stopping early for `reason` (its stop_reason)."""
+    Supervisor → collector: the run is stopping early for `reason` (its stop_reason).
+    Collector → supervisor: stop the run as Ctrl-C would (the dashboard's stop), for `reason`."""
 
     reason: str
     drain_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Steer:
+    """Collector → supervisor → workers: from `t` (ns since t0) on, the load is `users` (closed model) or
+    `rate` (open model, requests/s over every worker); the rest of a --stage/--profile shape is replaced.
+    `by` says who asked (the dashboard)."""
+
+    t: int
+    users: int | None
+    rate: float | None
+    by: str = "dashboard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +125,7 @@ class Progress:
     t_last: int
 
 
-Message = Hello | Window | Done | Failed | Start | Stop | Final | Abort | Progress
+Message = Hello | Window | Done | Failed | Start | Stop | Final | Abort | Progress | Steer
 _TAGS: dict[type, int] = {
     Hello: 1,
     Window: 2,
@@ -122,6 +136,7 @@ _TAGS: dict[type, int] = {
     Final: 7,
     Abort: 8,
     Progress: 9,
+    Steer: 10,
 }
 _TYPES: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
 

@@ -124,6 +124,29 @@ Prometheus = Annotated[
         "--prometheus-port", help="Serve live /metrics (Prometheus text) on PORT or HOST:PORT (127.0.0.1)."
     ),
 ]
+DashboardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dashboard",
+        help="Serve a live page (charts each second, stop, change users or rate) and its JSON API on PORT or "
+        "HOST:PORT (127.0.0.1; any other address gets a random token in the printed URL).",
+    ),
+]
+ScrapeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scrape",
+        help="Read the target's Prometheus metrics at URL once a second (repeatable), e.g. vLLM's /metrics: "
+        "into the series, the result (target_metrics), the report and the dashboard.",
+    ),
+]
+ScrapeMetric = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scrape-metric",
+        help="Keep only the --scrape series whose name matches GLOB (repeatable; default all, at most 200).",
+    ),
+]
 LlmMode = Annotated[
     bool, typer.Option("--llm", help="URL is an LLM endpoint: stream answers as `squall llm` does.")
 ]
@@ -195,6 +218,9 @@ LOAD_OPTIONS: dict[str, Any] = {
     "shard": Shard,
     "start_at": StartAt,
     "prometheus_port": Prometheus,
+    "dashboard": DashboardOpt,
+    "scrape": ScrapeOpt,
+    "scrape_metric": ScrapeMetric,
     "transport": Transport,
     "source_ip": SourceIp,
     "connect_rate": ConnectRate,

@@ -13,6 +13,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from squall.collector.aggregate import Aggregate, Second, second_entry
+from squall.collector.recovery import spike_recovery
 from squall.collector.result import (
     Verdict,
     build_result,
@@ -24,6 +25,7 @@ from squall.collector.result import (
     target_summary,
 )
 from squall.collector.sampler import Sampler
+from squall.collector.scrape import Scraper
 from squall.collector.sinks import Once, Sink, SinkFactory, default_sinks
 from squall.collector.stalls import Stalls
 from squall.collector.verdicts import (
@@ -48,6 +50,7 @@ from squall.wire import (
     Hello,
     Progress,
     Start,
+    Steer,
     Stop,
     Window,
     WireError,
@@ -147,6 +150,10 @@ class Collector:
         self.at_stop: set[int] = set()  # the workers live when it came
         self.cut: dict[int, str] = {}  # those of them lost after it, ended by it: the stop's reason
         self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
+        # The dashboard's changes of users or rate, as meta.changes has them, and the load shape they make.
+        self.changes: list[dict[str, Any]] = []
+        self.shape = plan.load.shape
+        self.scraper = None if plan.scrape is None else Scraper(plan.scrape, plan.window_s)
         self.sinks: list[Sink] = make_sinks(plan, self)
 
     # -- main loop -----------------------------------------------------------------------------------
@@ -168,6 +175,8 @@ class Collector:
             self._flush_seconds()
             self._tick(final=False)
         self.closing = True
+        if self.scraper is not None:
+            self.scraper.close()
         for worker in list(self.stalls.stalling):
             self.stalls.end(worker, perf_counter_ns())
         self._flush_seconds(final=True)
@@ -222,6 +231,45 @@ class Collector:
             self.sup.send_bytes(encode(Abort(reason)))
         return True
 
+    def steer(
+        self, users: int | None = None, rate: float | None = None, by: str = "dashboard"
+    ) -> dict[str, Any]:
+        """Change the users (closed model) or the rate (open model) from now on: the supervisor hands it to
+        every worker; it replaces the rest of a --stage/--profile shape and is recorded in meta.changes.
+        Returns the change as recorded; raises PlanError for one this run cannot take."""
+        from squall.plan.load import check_steer, steered
+        from squall.units import PlanError
+
+        plan = self.plan
+        check_steer(plan.load, users, rate)
+        if plan.llm is not None and plan.llm.trace_offsets:
+            raise PlanError("a --trace replay keeps the trace's times: its rate cannot be changed")
+        if self.t0 is None or self.closing or self.stop_asked is not None or self.sup is None:
+            raise PlanError("the run is not under way (not started yet, or stopping)")
+        t = max(perf_counter_ns() - self.t0, 0)
+        measured = round(t / NS - plan.stop.warmup_s, 3)
+        change: dict[str, Any] = {
+            "t": measured,
+            **({"users": users} if users is not None else {"rate": rate}),
+        }
+        change["by"] = by
+        self.changes.append(change)
+        kind, base = ("rate", plan.load.rate) if plan.open_model else ("users", plan.load.connections)
+        points = [(c["t"] + plan.stop.warmup_s, c.get("users", c.get("rate"))) for c in self.changes]
+        self.shape = steered(plan.load.shape, kind, float(base or 0.0), points)  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):
+            self.sup.send_bytes(encode(Steer(t, users, rate, by)))
+        return change
+
+    def stop_run(self, reason: str = "interrupted") -> bool:
+        """Stop the run as Ctrl-C would (drain, write every file, exit 130); False when there is no
+        supervisor to ask."""
+        if self.sup is None:
+            return False
+        with contextlib.suppress(OSError):
+            self.sup.send_bytes(encode(Stop(reason, self.plan.stop.drain_s)))
+        return True
+
     def _on_supervisor(self) -> None:
         assert self.sup is not None
         try:
@@ -241,6 +289,8 @@ class Collector:
             self.load_epoch = time.time() + (msg.t0 - perf_counter_ns()) / 1e9
             self.measure_start = msg.t0 + int(self.plan.stop.warmup_s * NS)
             self.sampler = Sampler(self.pids, self.plan.target_pid)
+            if self.scraper is not None:
+                self.scraper.start()
             self.last_sample = perf_counter_ns()
             if self.sampler.target_lost:
                 self.warn(f"target process {self.plan.target_pid} could not be sampled", Once.TARGET)
@@ -375,6 +425,10 @@ class Collector:
             entry.update(self._targets(sec))
             if sample is not None:
                 entry.update(sample)
+            if self.scraper is not None:
+                scraped = self.scraper.second()
+                if scraped:
+                    entry["target_metrics"] = scraped
             self.series.append(entry)
             self.second = sec
             for sink in self.sinks:
@@ -387,7 +441,7 @@ class Collector:
 
     def _targets(self, sec: Second) -> dict[str, float]:
         """What the load shape asked for in this second, next to what was achieved (rps, users)."""
-        plan, shape = self.plan, self.plan.load.shape
+        plan, shape = self.plan, self.shape
         if plan.open_model:
             offsets = plan.llm.trace_offsets if plan.llm is not None else ()
             if offsets:
@@ -470,6 +524,13 @@ class Collector:
             from squall.collector.leaks import verdicts
 
             doc["soak"] = verdicts(self.series, plan.soak, in_process=plan.py is not None)
+        if self.changes:
+            doc["meta"]["changes"] = [dict(c) for c in self.changes]
+        recovery = spike_recovery(self.series, self.shape, plan.stop.warmup_s)
+        if recovery is not None:
+            doc["summary"]["recovery"] = recovery
+        if self.scraper is not None:
+            doc["target_metrics"] = self.scraper.summary()
         if self.unwritten_files:
             doc["unwritten"] = dict(self.unwritten_files)
         stalled = self.stalls.doc(self.pids, self.measure_start)
@@ -519,6 +580,8 @@ class Collector:
             )
         generator_limited = bool(reasons)
         warnings = list(self.warnings)
+        if self.scraper is not None:
+            warnings.extend(self.scraper.warnings())
         limited = [limit_warning(r, in_process=plan.py is not None) for r in reasons]
         warnings.extend(limited)
         warnings.extend(limit_warnings(self.agg.error_kinds))  # connects that met this box's limits

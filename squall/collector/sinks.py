@@ -40,6 +40,8 @@ class Totals(Protocol):
     started_at: float  # wall-clock time the collector started
     t0: int | None  # the run's start (perf_counter_ns), once the supervisor has sent it
     closing: bool  # every worker has finished: the final seconds are being flushed
+    changes: list[dict[str, Any]]  # the dashboard's changes of users or rate so far (meta.changes)
+    pids: dict[int, int]  # worker index -> pid
 
     def elapsed_s(self) -> float:
         """Measured seconds since the load started (after warmup)."""
@@ -59,6 +61,16 @@ class Totals(Protocol):
 
     def warn(self, text: str, once: Once | None = None) -> None:
         """Add a warning to the result (only the first of those with the same `once` key)."""
+        ...
+
+    def steer(
+        self, users: int | None = None, rate: float | None = None, by: str = "dashboard"
+    ) -> dict[str, Any]:
+        """Change the users or rate from now on (every worker within a second); raises PlanError."""
+        ...
+
+    def stop_run(self, reason: str = "interrupted") -> bool:
+        """Stop the run as Ctrl-C would; False when there is no supervisor to ask."""
         ...
 
     def unwritten(self, output: str, why: str) -> None:
@@ -316,6 +328,15 @@ class OutFileSink(Sink):
             doc["warnings"].append(f"could not write -o {why}")
 
 
+def dashboard_sink(plan: Plan, totals: Totals) -> Sink | None:
+    """--dashboard: the live page and its API (squall.collector.dashboard)."""
+    if plan.outputs.dashboard is None:
+        return None
+    from squall.collector.dashboard import DashboardSink
+
+    return DashboardSink.for_plan(plan, totals)
+
+
 # name -> what makes that output for a plan (None: the plan does not ask for it), in the order the sinks are
 # fed: the -o file last, so it sees every warning.
 SINKS: dict[str, SinkMaker] = {
@@ -323,6 +344,7 @@ SINKS: dict[str, SinkMaker] = {
     "prometheus": PrometheusSink.for_plan,
     "checkpoint": CheckpointSink.for_plan,
     "abort": AbortSink.for_plan,
+    "dashboard": dashboard_sink,
     "out": OutFileSink.for_plan,
 }
 

@@ -27,6 +27,7 @@ from squall.engine.recorder import Recorder
 from squall.engine.schedule import Schedule, make_schedule
 from squall.engine.transport.base import Abandoned, Channel, Interrupted
 from squall.plan.plan import Plan
+from squall.wire import Steer
 
 NS = 1_000_000_000
 MIN_SLEEP_NS = 1_000_000
@@ -137,6 +138,11 @@ class Driver:
 
     def again(self, ch: Channel) -> None:
         """After a response or failure: the channel's next send, a pause first, or rest."""
+        raise NotImplementedError
+
+    def steer(self, change: Steer, worker: Any) -> None:
+        """From `change.t` on, run at the change's users (closed) or rate (open) instead of the rest of the
+        plan's load; `worker` makes more channels when users grow past the ones it has."""
         raise NotImplementedError
 
     def stop(self) -> None:

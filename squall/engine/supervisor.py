@@ -16,7 +16,7 @@ from squall.collector.sinks import OutFileSink, SinkFactory, default_sinks
 from squall.engine.worker import worker_main
 from squall.plan.plan import Plan
 from squall.result.document import Result
-from squall.wire import Abort, Failed, Final, Hello, Progress, Start, Stop, WireError, decode, encode
+from squall.wire import Abort, Failed, Final, Hello, Progress, Start, Steer, Stop, WireError, decode, encode
 
 START_DELAY_NS = 50_000_000
 HELLO_TIMEOUT_S = 30.0
@@ -212,6 +212,12 @@ class _Supervisor:
                     self.progress = msg
                 if isinstance(msg, Abort) and self.stop_reason is None:
                     self.stop_reason = "threshold"
+                if isinstance(msg, Stop) and self.stop_reason is None:  # the dashboard's stop: as Ctrl-C
+                    self.stop_reason = msg.reason
+                if isinstance(msg, Steer) and not self.stopped:  # the dashboard's users or rate: on to all
+                    blob = encode(msg)
+                    for conn in self.ctl:
+                        self._send(conn, blob)
                 if isinstance(msg, Failed) and 0 <= msg.worker < len(workers):
                     self._kill_one(workers[msg.worker])  # the collector found it stuck (Stalls.stuck)
             elif ready:

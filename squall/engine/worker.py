@@ -24,7 +24,7 @@ from squall.engine.workload.base import Sender
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.units import PlanError
-from squall.wire import Done, Failed, Hello, Start, Stop, Window, clamp_window, decode, encode
+from squall.wire import Done, Failed, Hello, Start, Steer, Stop, Window, clamp_window, decode, encode
 
 NS = 1_000_000_000
 LOOP_PROBE_NS = 10_000_000
@@ -183,6 +183,12 @@ class Worker:
             if not started.done():
                 started.cancel()
             self.stop(msg.reason, msg.drain_s)
+        elif isinstance(msg, Steer) and started.done() and not self.over:
+            self.steer(msg)
+
+    def steer(self, change: Steer) -> None:
+        """Apply a change of users or rate from the dashboard (Driver.steer)."""
+        self.driver.steer(change, self)
 
     def stop(self, reason: str, drain_s: float) -> None:
         """Stop sending; requests in flight get drain_s to finish, then are cancelled and counted."""

@@ -15,7 +15,7 @@ from squall.units import PlanError, parse_duration
 if TYPE_CHECKING:
     from squall.plan.llm import LlmFlags
     from squall.plan.load import Shape
-    from squall.plan.plan import Plan
+    from squall.plan.plan import Dashboard, Plan, Scrape
     from squall.plan.scenario.model import Scenario
     from squall.plan.specs import RequestSpec
 
@@ -48,6 +48,9 @@ class LoadFlags:
     shard: str | None = None
     start_at: float | None = None
     prometheus_port: str | None = None
+    dashboard: str | None = None
+    scrape: tuple[str, ...] = ()
+    scrape_metric: tuple[str, ...] = ()
     transport: str = "auto"
     source_ip: tuple[str, ...] = ()
     connect_rate: float | None = None
@@ -101,6 +104,10 @@ def build(
     fields["connect_rate"] = flags.connect_rate
     if flags.prometheus_port is not None:
         fields["prometheus"] = listen_address(flags.prometheus_port)
+    if flags.dashboard is not None:
+        fields["dashboard"] = dashboard(flags.dashboard)
+    if flags.scrape or flags.scrape_metric:
+        fields["scrape"] = scrape(flags.scrape, flags.scrape_metric)
     if flags.target_pid is not None:
         import psutil
 
@@ -277,15 +284,15 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["squall", *redact_argv(args)])
 
 
-def listen_address(text: str) -> tuple[str, int]:
-    """--prometheus-port PORT or HOST:PORT as (host, port), refused now if nothing can listen there."""
+def listen_address(text: str, flag: str = "--prometheus-port") -> tuple[str, int]:
+    """PORT or HOST:PORT as (host, port), refused now if nothing can listen there."""
     host, _, port_text = text.rpartition(":")
     try:
         port = int(port_text)
     except ValueError:
-        raise PlanError(f"--prometheus-port {text!r} is not PORT or HOST:PORT") from None
+        raise PlanError(f"{flag} {text!r} is not PORT or HOST:PORT") from None
     if not 1 <= port <= 65535:
-        raise PlanError(f"--prometheus-port {text!r}: the port must be from 1 to 65535")
+        raise PlanError(f"{flag} {text!r}: the port must be from 1 to 65535")
     address = (host.strip("[]") or "127.0.0.1", port)
     import socket
 
@@ -293,8 +300,43 @@ def listen_address(text: str) -> tuple[str, int]:
         with socket.create_server(address, family=socket.AF_INET6 if ":" in address[0] else socket.AF_INET):
             pass
     except OSError as e:
-        raise PlanError(f"--prometheus-port {text!r}: cannot listen there: {e.strerror or e}") from None
+        raise PlanError(f"{flag} {text!r}: cannot listen there: {e.strerror or e}") from None
     return address
+
+
+def dashboard(text: str) -> Dashboard:
+    """--dashboard [HOST:]PORT: the address (checked now), with a random token unless it is loopback."""
+    import ipaddress
+    import secrets
+
+    from squall.plan.plan import Dashboard
+
+    host, port = listen_address(text, "--dashboard")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return Dashboard(host, port, "" if loopback else secrets.token_urlsafe(16))
+
+
+def scrape(urls: tuple[str, ...], metrics: tuple[str, ...]) -> Scrape:
+    """--scrape URL (repeatable) and --scrape-metric GLOB as a Scrape; raises PlanError on a bad URL."""
+    from urllib.parse import urlsplit
+
+    from squall.plan.plan import Scrape
+
+    if not urls:
+        raise PlanError("--scrape-metric picks series of --scrape URL: give --scrape too")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PlanError(
+                f"--scrape {url!r}: give an http:// or https:// URL, e.g. http://127.0.0.1:8000/metrics"
+            )
+    for glob in metrics:
+        if not glob.strip():
+            raise PlanError("--scrape-metric: an empty pattern; give a name or a glob such as 'vllm:*'")
+    return Scrape(tuple(dict.fromkeys(urls)), tuple(dict.fromkeys(metrics)))
 
 
 def body(text: str | None, path: Path | None) -> bytes:
@@ -435,6 +477,8 @@ def matrix_plans(
             )
         if flags.shard is not None or flags.start_at is not None or flags.prometheus_port is not None:
             raise PlanError("--shard, --start-at and --prometheus-port take one run, not a --param matrix")
+        if flags.dashboard is not None:
+            raise PlanError("--dashboard takes one run, not a --param matrix")
     cell_flags = flags if len(grid_cells) == 1 else replace(flags, quiet=True, out=None, html=None)
     plans: list[Plan] = []
     for cell in grid_cells:

@@ -93,6 +93,52 @@ class Shape:
         return None
 
 
+HOLD_S = 10 * 365 * 86400.0  # a steered value holds past any run's end
+
+
+def steered(shape: Shape | None, kind: str, base: float, changes: list[tuple[float, float]]) -> Shape | None:
+    """The load after changes made while it ran: the plan's `shape` (None: `base` all along) up to the first
+    change, then each change's value held from its time (s since t0) until the next one: a change replaces
+    the rest of the shape. Without changes, `shape` itself."""
+    if not changes:
+        return shape
+    stages: list[Stage] = [] if shape is None else list(shape.stages)
+    if shape is None:
+        stages = [Stage(0.0, base), Stage(HOLD_S, base)]
+    for at_s, value in sorted(changes):
+        kept, t = [], 0.0
+        prev = 0.0
+        for st in stages:
+            if t + st.duration_s <= at_s:
+                kept.append(st)
+            elif t < at_s:  # cut the stage at the change: its target there, on the same line
+                frac = (at_s - t) / st.duration_s
+                kept.append(Stage(at_s - t, prev + (st.target - prev) * frac))
+            t += st.duration_s
+            prev = st.target
+        if t < at_s:  # the shape ended before the change: its last target holds until then
+            kept.append(Stage(at_s - t, prev))
+        stages = [*kept, Stage(0.0, value), Stage(HOLD_S, value)]
+    return Shape(kind, tuple(stages))
+
+
+def check_steer(load: Closed | Open, users: int | None, rate: float | None) -> None:
+    """Refuse a change the run's load model cannot take (users for the closed model, a rate for the open
+    one; in range); raises PlanError with the reason."""
+    if (users is None) == (rate is None):
+        raise PlanError('give one of {"users": N} (closed model) or {"rate": R} (open model)')
+    if isinstance(load, Open):
+        if rate is None:
+            raise PlanError("this run is open-model (a rate): change its rate, not its users")
+        if not 0 <= rate <= MAX_RATE:
+            raise PlanError(f"rate {rate!r}: give requests/s from 0 to {MAX_RATE:,.0f}")
+    else:
+        if users is None:
+            raise PlanError("this run is closed-model (users): change its users, not a rate")
+        if isinstance(users, bool) or not isinstance(users, int) or not 0 <= users <= MAX_CONNECTIONS:
+            raise PlanError(f"users {users!r}: give a whole number from 0 to {MAX_CONNECTIONS:,}")
+
+
 _STAGE = re.compile(r"^\s*([^:]+):\s*([0-9]*\.?[0-9]+)\s*(/s)?\s*$")
 
 

@@ -88,6 +88,34 @@ def parse_source_ips(specs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class Dashboard:
+    """--dashboard: the live page and its API, served by the collector on host:port; `token` (a random
+    secret, empty on loopback) must be in every request's URL; `study` is a hunt's finished levels so far
+    (JSON), shown beside the level that runs."""
+
+    host: str
+    port: int
+    token: str = ""
+    study: str = ""
+
+    def url(self) -> str:
+        """The page's address as printed (with its token)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """--scrape: Prometheus text endpoints the collector reads once a second (never a worker), each read
+    bounded by `timeout_s`; `metrics` are globs picking series (none: every series, at most `cap`)."""
+
+    urls: tuple[str, ...]
+    metrics: tuple[str, ...] = ()
+    timeout_s: float = 0.5
+    cap: int = 200
+
+
+@dataclass(frozen=True, slots=True)
 class Outputs:
     """Where the run is shown and written while it runs: the live view (unless `quiet`), the -o file,
     the HdrHistogram interval log, the Prometheus endpoint (host, port)."""
@@ -96,6 +124,7 @@ class Outputs:
     out_path: str | None = None
     hdr_log: str | None = None  # append each checkpoint interval's latency histogram (HdrHistogram log)
     prometheus: tuple[str, int] | None = None
+    dashboard: Dashboard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +156,7 @@ class Plan:
     py: PySpec | None = None  # `squall py` runs a Python workload in-process instead of HTTP
     thresholds: tuple[Threshold, ...] = ()  # judged on the result
     soak: SoakSpec | None = None  # checkpoint the result, judge leaks and drift
+    scrape: Scrape | None = None  # the target's own metrics, read by the collector
     target_pid: int | None = None
     seed: int = 0
     window_s: float = 1.0
@@ -239,6 +269,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "out_path": ("outputs", "out_path"),
     "hdr_log": ("outputs", "hdr_log"),
     "prometheus": ("outputs", "prometheus"),
+    "dashboard": ("outputs", "dashboard"),
     "cpu_limit_pct": ("self_check", "cpu_limit_pct"),
     "loop_lag_limit_ms": ("self_check", "loop_lag_limit_ms"),
     "self_check_span": ("self_check", "span"),

@@ -31,6 +31,7 @@ from squall.report.sections import (
     soak_card,
     text_ms,
 )
+from squall.report.target_charts import target_charts
 from squall.units import PlanError
 
 # Percentiles for the HDR percentile plot: denser towards the tail (x is 1 / (1 - p) on a log axis).
@@ -215,6 +216,7 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "verdicts": verdicts,
         "tables": tables,
         "series": columns(points),
+        "extra": target_charts(points),
         "per_point": per_point,
         "distributions": distributions(doc),
         "error_samples": doc.get("error_samples") or {},
