@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from squall import __version__
-from squall.collector.aggregate import Aggregate, part_doc, parts_summary, turns_summary
+from squall.collector.aggregate import Aggregate, keys_summary, part_doc, parts_summary, turns_summary
 from squall.plan.plan import Plan
 from squall.plan.thresholds import judge
 from squall.redact import redact_doc
@@ -57,6 +57,8 @@ def build_summary(
         summary.update(parts_summary(parts, duration_s, list(outline.steps), list(outline.journeys)))
         if outline.llm and any(kind == "turn" for kind, _ in parts):
             summary["llm"]["by_turn"] = turns_summary(parts)
+        if any(kind == "key" for kind, _ in parts):
+            summary["by_key"] = keys_summary(parts)
     if target is not None:
         summary["target"] = target
     return summary

@@ -8,6 +8,7 @@ from typing import Any
 
 from squall.engine.llm.history import TurnReader, turn_part
 from squall.engine.llm.record import LLM_COUNTERS, LLM_HISTOGRAMS, AnswerRecording
+from squall.engine.llm.stream import AnswerReader
 from squall.hist import Hist, Taken, index_table
 from squall.wire import Window
 
@@ -129,8 +130,9 @@ class Recorder(AnswerRecording):
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
-        if reader.__class__ is TurnReader:
-            self._turn(reader.turn).failure(kind)
+        if reader is not None and reader.__class__ is not AnswerReader:
+            for part in self._answer_parts(reader):
+                part.failure(kind)
 
     def internal(self, exc: BaseException, counted: bool = True) -> None:
         """A bug in squall caught where it would have ended the worker: count the request it cost as the
@@ -222,17 +224,19 @@ class Recorder(AnswerRecording):
         reader: Any,
         open_model: bool,
     ) -> None:
-        """Record one LLM answer (AnswerRecording.answer); a conversation's turn is counted in its turn's part
-        ("1".."63", "64+") too, with only what `summary.llm.by_turn` reads (`_turn_answer`)."""
+        """Record one LLM answer (AnswerRecording.answer); one whose reader knows more is counted in its
+        parts too: a conversation's turn ("1".."63", "64+"; summary.llm.by_turn) and, with several keys,
+        its key (summary.by_key), with only what those summaries read (`_part_answer`)."""
         AnswerRecording.answer(self, status, start, sent, first, done, nin, reader, open_model)
-        if reader.__class__ is TurnReader:
-            self._turn(reader.turn)._turn_answer(status, start, sent, first, done, nin, reader)
+        if reader.__class__ is not AnswerReader:  # (the one check a plain answer pays)
+            for part in self._answer_parts(reader):
+                part._part_answer(status, start, sent, first, done, nin, reader)
 
-    def _turn_answer(
-        self, status: int, start: int, sent: int, first: int, done: int, nin: int, reader: TurnReader
+    def _part_answer(
+        self, status: int, start: int, sent: int, first: int, done: int, nin: int, reader: Any
     ) -> None:
-        """Record a turn's answer in its part: the response, an error, TTFT, e2e and input tokens (what
-        by_turn reads); the whole answer (ITL, TPOT, TTFAT, goodput, output) is the run's, recorded once."""
+        """Record an answer in one of its parts: the response, an error, TTFT, e2e and tokens (what by_turn
+        and by_key read); the whole answer (ITL, TPOT, TTFAT, goodput) is the run's, recorded once."""
         self.response(status, start, sent, first, done, nin)
         if status >= 400:
             return
@@ -248,26 +252,38 @@ class Recorder(AnswerRecording):
                 self.hists["ttft"].record((reader.t_first - sent) // 1000)
             else:
                 c["unstreamed_answers"] += 1
-            c["input_tokens"] += reader.tokens()[1]
+            out, inp = reader.tokens()[:2]  # (counted once, by the run's record)
+            c["input_tokens"] += inp
+            c["output_tokens"] += out
         except Exception:  # (the run's record counted it `internal` and kept its traceback)
             self.reject("internal")
 
     def abandoned(self, start: int, sent: int, reader: Any, open_model: bool) -> None:
-        """Count an answer the client abandoned (AnswerRecording.abandoned), in its turn's part too."""
+        """Count an answer the client abandoned (AnswerRecording.abandoned), in its parts too."""
         AnswerRecording.abandoned(self, start, sent, reader, open_model)
-        if reader.__class__ is TurnReader:  # (its part: the count and the TTFT, what by_turn reads)
-            part = self._turn(reader.turn)
-            part.llm_counts["cancelled"] += 1
-            if reader.stream and reader.t_first:
-                part.hists["ttft"].record((reader.t_first - sent) // 1000)
+        if reader is not None and reader.__class__ is not AnswerReader:
+            for part in self._answer_parts(reader):  # (the count and the TTFT, what by_turn reads)
+                part.llm_counts["cancelled"] += 1
+                if reader.stream and reader.t_first:
+                    part.hists["ttft"].record((reader.t_first - sent) // 1000)
 
-    def _turn(self, turn: int) -> Recorder:
-        """The part that records turn `turn` of the conversations."""
-        key = ("turn", turn_part(turn))
-        part = self.parts.get(key)
+    def _answer_parts(self, reader: Any) -> list[Recorder]:
+        """The parts an answer read by `reader` (not a plain AnswerReader) is counted in: its turn's, its
+        key's (none for a reader that knows neither)."""
+        parts = []
+        if reader.__class__ is TurnReader:
+            parts.append(self.part("turn", turn_part(reader.turn), True))
+        key = getattr(reader, "key", None)
+        if key is not None:
+            parts.append(self.part("key", key, True))
+        return parts
+
+    def part(self, kind: str, name: str, llm: bool) -> Recorder:
+        """The sub-recorder of part (`kind`, `name`), made on its first use (sparse: it sees a share)."""
+        part = self.parts.get((kind, name))
         if part is None:
-            part = self.parts[key] = Recorder(
-                self.worker, llm=True, open_model=self.open_model, table=self.table, sparse=True
+            part = self.parts[kind, name] = Recorder(
+                self.worker, llm=llm, open_model=self.open_model, table=self.table, sparse=True
             )
             part.goodput_us = self.goodput_us
         return part

@@ -11,6 +11,7 @@ what `orjson.dumps` of the whole message list would give.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,14 @@ def user_text(p: Prompt) -> str:
     if not p.messages:
         return p.text
     return next((content for role, content in p.messages if role == "user"), prompt_text(p))
+
+
+def key_part(key: str) -> str:
+    """The name of an API key's stats part: the first 8 hex digits of its SHA-256 (never the key; the same
+    on every box and run). A bearer value ("Bearer K") is named by its K, as `squall llm` sends K."""
+    if key[:7].lower() == "bearer ":
+        key = key[7:].strip()
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def turn_part(turn: int) -> str:
@@ -139,33 +148,53 @@ class History:
         return b"[" + self.encoded + b"]" if self.listed else b'"' + self.encoded + b'"'
 
 
-class SessionReader(AnswerReader):
+class KeyReader(AnswerReader):
+    """An AnswerReader that knows the name of its request's API key (`key_part`), None when the run has at
+    most one key: the recorder counts its answer in that key's part too (summary.by_key)."""
+
+    __slots__ = ("counted", "key")
+
+    def __init__(self, how: Reading, input_tokens: int, key: str | None = None) -> None:
+        super().__init__(how, input_tokens)
+        self.key = key
+        self.counted: tuple[int, int, bool, int] | None = None
+
+    def tokens(self) -> tuple[int, int, bool, int]:
+        """AnswerReader.tokens, counted on the first call (once finished): the run and the answer's parts
+        (its key's, its turn's) and a session's next input estimate all ask."""
+        if self.counted is None:
+            self.counted = super().tokens()
+        return self.counted
+
+
+class SessionReader(KeyReader):
     """An AnswerReader of a session's turn: it knows the max_tokens the turn asked for (--cancel-rate's
     expected end; a session's turns are not the worker's prompts by index)."""
 
     __slots__ = ("max_tokens",)
 
-    def __init__(self, how: Reading, input_tokens: int, max_tokens: int | None) -> None:
-        super().__init__(how, input_tokens)
+    def __init__(
+        self, how: Reading, input_tokens: int, max_tokens: int | None, key: str | None = None
+    ) -> None:
+        super().__init__(how, input_tokens, key)
         self.max_tokens = max_tokens
 
 
 class TurnReader(SessionReader):
-    """A SessionReader that knows which turn of its session it answers (for the per-turn stats), and counts
-    its answer's tokens once: the run, the turn's part and the session's next input estimate all ask."""
+    """A SessionReader that knows which turn of its session it answers (for the per-turn stats)."""
 
-    __slots__ = ("counted", "turn")
+    __slots__ = ("turn",)
 
-    def __init__(self, how: Reading, input_tokens: int, turn: int, max_tokens: int | None = None) -> None:
-        super().__init__(how, input_tokens, max_tokens)
+    def __init__(
+        self,
+        how: Reading,
+        input_tokens: int,
+        turn: int,
+        max_tokens: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(how, input_tokens, max_tokens, key)
         self.turn = turn
-        self.counted: tuple[int, int, bool, int] | None = None
-
-    def tokens(self) -> tuple[int, int, bool, int]:
-        """AnswerReader.tokens, counted on the first call (once finished)."""
-        if self.counted is None:
-            self.counted = super().tokens()
-        return self.counted
 
 
 class Session:
@@ -186,6 +215,7 @@ class Session:
     __slots__ = (
         "history",
         "key",
+        "keyed",
         "last",
         "length",
         "prefix",
@@ -203,6 +233,7 @@ class Session:
         self.source = source
         spec = source.spec
         self.key = user % len(source.heads) if source.per_user else -1  # -1: the next key per request
+        self.keyed: str | None = None  # the name of the key the turn in flight went with (several keys)
         prefix = spec.prefixes[user % len(spec.prefixes)] if spec.prefixes else ""
         top = bool(prefix and source.shape.system_field)
         self.system = prefix if top else ""  # (written into the body's head by its template)
@@ -270,12 +301,15 @@ class Session:
         self.template = self.source.template(max_tokens or self.source.spec.max_tokens, self.top)
 
     def _key(self) -> int:
-        if self.key >= 0:
-            return self.key
         source = self.source
-        k = source.keys_sent
-        source.keys_sent = k + 1
-        return k % len(source.heads)
+        k = self.key
+        if k < 0:
+            k = source.keys_sent
+            source.keys_sent = k + 1
+            k %= len(source.heads)
+        if source.key_names:
+            self.keyed = source.key_names[k]
+        return k
 
     def next(self) -> tuple[bytes, int]:
         """The next turn's wire bytes (one join: request head, length, body head, history, body tail)."""
@@ -295,8 +329,8 @@ class Session:
         source = self.source
         max_tokens = self.template.max_tokens
         if source.multi_turn:
-            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn, max_tokens)
+            r: AnswerReader = TurnReader(source.reading, self.tokens, self.turn, max_tokens, self.keyed)
         else:
-            r = SessionReader(source.reading, self.tokens, max_tokens)
+            r = SessionReader(source.reading, self.tokens, max_tokens, self.keyed)
         self.last = r
         return r

@@ -4,7 +4,8 @@ The worker paces iterations exactly as it paces requests (closed or open model, 
 iterations, -n as an iteration budget); this workload runs each iteration's steps through the run's
 transport (`Transport.request`, raw or aiohttp), records every step into the worker's recorder (the whole
 run) and into the step's own recorder (`summary.steps.<name>`), and the iteration into its journey's
-recorder. Think time also separates the steps inside an iteration.
+recorder. Think time also separates the steps inside an iteration. A step whose Authorization, x-api-key
+or api-key header takes a data row's value is counted in that key's part too (`summary.by_key`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import orjson
 from yarl import URL
 
 from squall.engine.llm.apis import APIS, prompt_text, request_body
-from squall.engine.llm.history import dumps
+from squall.engine.llm.history import dumps, key_part
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
@@ -32,6 +33,9 @@ from squall.plan.specs import LlmSpec, Prompt
 
 STEP = "step"
 JOURNEY = "journey"
+KEY = "key"
+KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+KEY_PARTS = 256  # distinct keys a worker keeps apart; later ones are pooled under "other"
 
 
 class StepFailed(Exception):
@@ -117,6 +121,17 @@ class JourneyWorkload:
         for j in scenario.journeys:
             self.parts[JOURNEY, j.name] = Recorder(worker, 0, open_model=False, table=rec.table, sparse=True)
         rec.parts = self.parts
+        # Per key: each step's key header whose value comes from a data row (its template names a column).
+        columns = set(scenario.data_columns)
+        self.key_headers = {
+            s.name: tpl
+            for j in scenario.journeys
+            for s in j.steps
+            for name, tpl in s.headers
+            if name.lower() in KEY_HEADERS and tpl.names & columns
+        }
+        self.key_llm = bool(llm_steps)
+        self.key_names: dict[str, str] = {}  # a header's value -> its part's name (hashed once)
 
     async def open(self) -> None:
         """Opens the transport the steps go over."""
@@ -151,6 +166,18 @@ class JourneyWorkload:
         i = bisect.bisect_right(self.cumulative, self.rng.random() * self.total_weight)
         return self.scenario.journeys[min(i, len(self.scenario.journeys) - 1)]
 
+    def key_recorder(self, step: Step, env: dict[str, Any]) -> Recorder | None:
+        """The part of the key the step sends (its key header's value from a data row), or None."""
+        tpl = self.key_headers.get(step.name)
+        if tpl is None:
+            return None
+        value = str(tpl.render(env))
+        name = self.key_names.get(value)
+        if name is None:
+            name = key_part(value) if len(self.key_names) < KEY_PARTS else "other"
+            self.key_names[value] = name
+        return self.rec.part(KEY, name, self.key_llm)
+
     def variables(self, ch: _UserChannel) -> dict[str, Any]:
         sc = self.scenario
         n = next(self.iterations)
@@ -165,30 +192,32 @@ class JourneyWorkload:
         sends the conversation so far before its prompt, then adds its prompt and the answer as read."""
         t = self
         rec, step_rec = t.rec, t.parts[STEP, step.name]
+        key_rec = t.key_recorder(step, env) if t.key_headers else None
+        recs = (rec, step_rec) if key_rec is None else (rec, step_rec, key_rec)
         measured = intended >= t.measure_start
         carried = history if step.llm is not None and step.llm.history else None
         try:
             req, reader, prompt = t._build(step, env, carried)
         except BadRequest:  # a data row put a line break in a header: never sent, counted
             if measured:
-                rec.failure("bad_request")
-                step_rec.failure("bad_request")
+                for r in recs:
+                    r.failure("bad_request")
             return False
         start = perf_counter_ns()
         try:
             answer = await t.http.request(req, reader)
         except asyncio.CancelledError:
             if measured:
-                rec.interrupted += 1
-                step_rec.interrupted += 1
+                for r in recs:
+                    r.interrupted += 1
             raise
         except Exception as e:
             if measured:
                 kind = t.classify(e)
                 if isinstance(e, AnswerCut) and reader is not None:
                     kind = "stream_broken"  # cut after the answer began, as `squall llm` counts it
-                rec.failure(kind)
-                step_rec.failure(kind)
+                for r in recs:
+                    r.failure(kind)
             return False
         status, first, done, nbytes = answer.status, answer.first, answer.done, answer.nbytes
         if carried is not None and reader is not None:
@@ -198,30 +227,30 @@ class JourneyWorkload:
             if said or (step.llm is not None and APIS[step.llm.api].empty_message_ok):
                 carried.append(("assistant", said))  # (Anthropic refuses an empty message: left out)
         if not measured:
-            rec.warmup += 1
-            step_rec.warmup += 1
+            for r in recs:
+                r.warmup += 1
         elif reader is not None:
-            for r in (rec, step_rec):
+            for r in recs:
                 r.answer(status, start, start, first, done, nbytes, reader, False)
         else:
-            rec.response(status, start, start, first, done, nbytes)
-            step_rec.response(status, start, start, first, done, nbytes)
+            for r in recs:
+                r.response(status, start, start, first, done, nbytes)
         # One rule for the step and its journey: a status the step allows is ok in both; whatever the step
         # counts as an error (with its kind) is what ends the iteration, and nothing else does.
         if status >= 400:
             if status not in step.expect.status:
                 return False
             if measured:  # a negative test: the error status is the step's success
-                rec.expect(status)
-                step_rec.expect(status)
+                for r in recs:
+                    r.expect(status)
         elif reader is not None and reader.finish(done) is not None:
             return False  # (an error body is no answer to read: only a 1xx-3xx answer's stream is judged)
         try:
             t._check(step, status, answer.body, reader, answer.headers, env)
         except StepFailed as e:
             if measured:
-                rec.reject(e.kind)
-                step_rec.reject(e.kind)
+                for r in recs:
+                    r.reject(e.kind)
             return False
         return True
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from squall.engine.llm.apis import APIS, parse_path, prompt_text, request_body
-from squall.engine.llm.history import Session, Template
+from squall.engine.llm.history import KeyReader, Session, Template, key_part
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.transport.base import Channel
@@ -32,7 +32,8 @@ def llm_sender(plan: Plan, connections: int, worker: int) -> Sender:
     its conversations), and with --max-inflight its share of connections lent to its users in turn."""
     from squall.engine.workload import transport_class
 
-    source = LlmSource(plan, worker)
+    keyed = plan.llm is not None and len(plan.llm.api_keys) > 1
+    source = (KeyedSource if keyed else LlmSource)(plan, worker)
     spec = source.spec
     per_user: Callable[[int], RequestSource] | None = None
     if source.sessions:
@@ -73,6 +74,8 @@ class LlmSource:
                 extra.extend(shape.auth(key))
             self.requests.append(build("POST", req.url, headers, b"", tuple(extra)))
         self.heads = [r.prefix() for r in self.requests]
+        # Each key's part name (summary.by_key), when there are several keys: else none is kept.
+        self.key_names = [key_part(k) for k in spec.api_keys] if len(spec.api_keys) > 1 else []
         count = make_counter()
         self.reading = Reading(shape, spec.stream, count, parse_path(spec.text_path), spec.done_marker)
         self.bodies = [orjson.dumps(request_body(spec, p)) for p in spec.prompts]
@@ -164,15 +167,46 @@ class LlmSource:
         return t
 
 
+class KeyedSource(LlmSource):
+    """An LlmSource over several keys taken per request: each answer's reader knows its request's key (the
+    transports ask for the reader right after the request, so the key just taken is the one)."""
+
+    def __init__(self, plan: Plan, worker: int) -> None:
+        super().__init__(plan, worker)
+        self.last_key = ""
+
+    def next(self) -> tuple[bytes, int]:
+        """The next request's wire bytes and its prompt's index (for `reader`)."""
+        n = self._number()
+        p = n % len(self.bodies)
+        k = (n + n // self.cycle) % len(self.heads)
+        self.last_key = self.key_names[k]
+        return self.heads[k] + self.framed[p], p
+
+    def next_request(self) -> tuple[Request, int]:
+        """The next request, for a transport that frames requests itself, and its prompt's index."""
+        n = self._number()
+        p = n % len(self.bodies)
+        k = (n + n // self.cycle) % len(self.requests)
+        self.last_key = self.key_names[k]
+        r = self.requests[k]
+        return Request(r.method, r.url, r.headers, self.bodies[p]), p
+
+    def reader(self, prompt: int) -> AnswerReader:
+        """A reader for the answer to prompt number `prompt`, sent with the key just taken."""
+        return KeyReader(self.reading, self.input_estimates[prompt], self.last_key)
+
+
 class UserSource:
     """One user's requests: its worker's prompts in turn, always with the user's one key."""
 
     streams = True
-    __slots__ = ("head", "request", "source")
+    __slots__ = ("head", "name", "request", "source")
 
     def __init__(self, source: LlmSource, key: int) -> None:
         self.source = source
         self.head, self.request = source.heads[key], source.requests[key]
+        self.name = source.key_names[key] if source.key_names else None
 
     def next(self) -> tuple[bytes, int]:
         """The next request's wire bytes and its prompt's index."""
@@ -186,8 +220,9 @@ class UserSource:
         return Request(r.method, r.url, r.headers, self.source.bodies[p]), p
 
     def reader(self, prompt: int) -> AnswerReader:
-        """A reader for the answer to prompt number `prompt`."""
-        return self.source.reader(prompt)
+        """A reader for the answer to prompt number `prompt`, sent with the user's key."""
+        source = self.source
+        return KeyReader(source.reading, source.input_estimates[prompt], self.name)
 
 
 class UserKeys:
