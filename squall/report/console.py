@@ -182,6 +182,9 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print("  status codes: " + ", ".join(f"{k}: {v:,}" for k, v in s["status_codes"].items()))
     if s["error_kinds"]:
         console.print("  errors: " + ", ".join(f"{k}: {v:,}" for k, v in s["error_kinds"].items()))
+    _print_keys(console, s.get("by_key") or {})
+    if s.get("recovery"):
+        console.print(f"  recovery: {recovery_text(s['recovery'])}", soft_wrap=True)
     if "steps" in s:
         _print_steps(console, s)
     _print_tracemalloc(console, doc.get("tracemalloc"))
@@ -228,6 +231,36 @@ def _print_by_turn(console: Console, by_turn: dict[str, Any]) -> None:
             "" if mean is None else f"{mean:,.0f}",
         )
     console.print(table)
+
+
+def _print_keys(console: Console, by_key: dict[str, Any]) -> None:
+    """The keys that got 429s (rate limited), by their short hash, most first; nothing when none did."""
+    limited = sorted(
+        ((name, k) for name, k in by_key.items() if k.get("rate_limited")),
+        key=lambda nk: (-nk[1]["rate_limited"], nk[0]),
+    )
+    if not limited:
+        return
+    words = ", ".join(f"{name} {k['rate_limited']:,} of {k['requests']:,}" for name, k in limited)
+    console.print(
+        f"  429s by key (sha256, first 8 hex digits): {words} ({len(limited)} of {_n(len(by_key), 'key')})",
+        soft_wrap=True,
+    )
+
+
+def recovery_text(r: dict[str, Any]) -> str:
+    """summary.recovery in one line: the spike, the baseline and how long p99 (and TTFT p99) took."""
+
+    def after(name: str, baseline: Any, got: Any) -> str:
+        if baseline is None:
+            return f"{name}: no baseline"
+        back = f"back within 10% after {got:g}s" if got is not None else "never back within 10%"
+        return f"{name} {back} (baseline {fmt_ms(baseline)} ms)"
+
+    parts = [after("p99", r.get("baseline_p99_ms"), r.get("p99_recovered_after_s"))]
+    if r.get("ttft_baseline_p99_ms") is not None:
+        parts.append(after("TTFT p99", r["ttft_baseline_p99_ms"], r.get("ttft_p99_recovered_after_s")))
+    return f"spike {r['spike_start_s']:g}s-{r['spike_end_s']:g}s; " + ", ".join(parts)
 
 
 def _print_target(console: Console, t: dict[str, Any] | None) -> None:

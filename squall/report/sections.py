@@ -200,6 +200,47 @@ def by_turn_table(by_turn: dict[str, Any]) -> Table:
     return _table("by_turn", "TTFT by turn", head, rows, note)
 
 
+def by_key_table(by_key: dict[str, Any]) -> Table:
+    """Per API key (by its short hash): requests, ok, errors, the 429s apart, latency, TTFT and tokens."""
+    llm = any("ttft_ms" in k for k in by_key.values())
+    rows = []
+    for name, k in by_key.items():
+        lat, ttft = k.get("latency_ms") or {}, k.get("ttft_ms") or {}
+        others = {kind: n for kind, n in (k.get("error_kinds") or {}).items() if kind != "http_429"}
+        counts = [text_count(k.get(n, 0)) for n in ("requests", "ok", "errors", "rate_limited")]
+        row = [name, *counts, text_ms(lat.get("p50")), text_ms(lat.get("p99"))]
+        if llm:
+            row += [text_ms(ttft.get("p50")), text_ms(ttft.get("p99")), text_count(k.get("input_tokens")),
+                    text_count(k.get("output_tokens"))]  # fmt: skip
+        rows.append([*row, _kinds(others)])
+    head = ["key (sha256)", "requests", "ok", "errors", "429 (rate limited)", "p50", "p99"]
+    if llm:
+        head += ["TTFT p50", "TTFT p99", "input tokens", "output tokens"]
+    note = "keys are shown as the first 8 hex digits of their SHA-256, never in clear"
+    return _table("by_key", "By key", [*head, "other errors by kind"], rows, note)
+
+
+def recovery_table(r: dict[str, Any]) -> Table:
+    """summary.recovery: the spike, the baselines, and the seconds until p99 (and TTFT p99) came back."""
+
+    def back(v: Any) -> str:
+        return "never (within the run)" if v is None else f"{v:g} s"
+
+    rows = [
+        ["spike", f"{r.get('spike_start_s', 0):g} s to {r.get('spike_end_s', 0):g} s"],
+        ["baseline p99", text_ms(r.get("baseline_p99_ms"))],
+        ["p99 back within 10% after", back(r.get("p99_recovered_after_s"))],
+    ]
+    if r.get("ttft_baseline_p99_ms") is not None:
+        rows.append(["baseline TTFT p99", text_ms(r.get("ttft_baseline_p99_ms"))])
+        rows.append(["TTFT p99 back within 10% after", back(r.get("ttft_p99_recovered_after_s"))])
+    rows.append(["recovered", "yes" if r.get("recovered") else "no"])
+    note = "recovered: 3 seconds in a row within 10% of the median p99 before the spike"
+    if r.get("note"):
+        note += f"; {r['note']}"
+    return _table("recovery", "Recovery after the spike", ["figure", "value"], rows, note)
+
+
 def by_turn_chart(llm: Any) -> dict[str, Any] | None:
     """The "TTFT by turn" chart's data: turn names, TTFT p50/p99 and mean input tokens (None: no chart)."""
     by_turn = llm.get("by_turn") if isinstance(llm, dict) else None
@@ -260,6 +301,10 @@ def figure_tables(doc: dict[str, Any]) -> list[Table]:
     out.append(
         counts_table("error_kinds", "Errors by kind", "kind", s.get("error_kinds") or {}, s.get("requests"))
     )
+    if isinstance(s.get("by_key"), dict) and s["by_key"]:
+        out.append(by_key_table(s["by_key"]))
+    if isinstance(s.get("recovery"), dict):
+        out.append(recovery_table(s["recovery"]))
     if doc.get("thresholds"):
         out.append(thresholds_table(doc["thresholds"]))
     if s.get("scenarios"):

@@ -13,6 +13,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from squall.collector.aggregate import Aggregate, add_part_doc, part_key
+from squall.collector.recovery import meta_shape, spike_recovery
 from squall.collector.result import Outline, Verdict, build_result, split_counters
 from squall.hist import BadHistogram, Merger, clear, encode, new_histogram, percentiles_ms
 from squall.plan.thresholds import parse_threshold
@@ -135,9 +136,14 @@ def combine(docs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     thresholds = tuple(parse_threshold(e) for e in exprs)
     # `parts` None: left out when an input had none, so a merge of this merge is not misled.
     target = _targets([(end, d["summary"].get("target")) for end, d in zip(ends, docs, strict=True)])
-    return build_result(
+    doc = build_result(
         meta, agg, parts, duration, outline, series, first.get("host", {}), verdict, thresholds, target
     )
+    # The spike's recovery again, from the merged seconds and the load shape as the first input ran it.
+    recovery = spike_recovery(doc["timeseries"], meta_shape(meta), float(meta.get("warmup_s") or 0.0))
+    if recovery is not None:
+        doc["summary"]["recovery"] = recovery
+    return doc
 
 
 def _targets(inputs: list[tuple[float, dict[str, Any] | None]]) -> dict[str, Any] | None:
