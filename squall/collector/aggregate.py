@@ -366,10 +366,10 @@ def turns_summary(parts: dict[tuple[str, str], Aggregate]) -> dict[str, Any]:
     return out
 
 
-def keys_summary(parts: dict[tuple[str, str], Aggregate]) -> dict[str, Any]:
+def keys_summary(parts: dict[tuple[str, str], Aggregate], llm: bool) -> dict[str, Any]:
     """`summary.by_key` from the "key" parts (several API keys, or a scenario's keys from data rows): for
     each key's short hash its requests, ok, errors, errors by kind (429s are the kind "http_429", and
-    `rate_limited` counts them apart), latency p50/p99 and, for LLM answers, TTFT p50/p99 and tokens."""
+    `rate_limited` counts them apart), latency p50/p99 and, in an LLM run, TTFT p50/p99 and tokens."""
     out: dict[str, Any] = {}
     for name in sorted(name for kind, name in parts if kind == "key"):
         part = parts["key", name]
@@ -383,7 +383,7 @@ def keys_summary(parts: dict[tuple[str, str], Aggregate]) -> dict[str, Any]:
             "error_kinds": dict(sorted(part.error_kinds.items())),
             "latency_ms": {"p50": latency[50.0], "p99": latency[99.0]},
         }
-        if "e2e" in part.hists or "input_tokens" in c or "output_tokens" in c:
+        if llm:
             ttft = percentiles_ms(part.hist("ttft"))
             entry["ttft_ms"] = {"p50": ttft[50.0], "p99": ttft[99.0]}
             entry["input_tokens"] = c.get("input_tokens", 0)

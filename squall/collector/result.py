@@ -58,7 +58,7 @@ def build_summary(
         if outline.llm and any(kind == "turn" for kind, _ in parts):
             summary["llm"]["by_turn"] = turns_summary(parts)
         if any(kind == "key" for kind, _ in parts):
-            summary["by_key"] = keys_summary(parts)
+            summary["by_key"] = keys_summary(parts, outline.llm)
     if target is not None:
         summary["target"] = target
     return summary
