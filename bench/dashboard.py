@@ -14,6 +14,7 @@ Run: `python3 bench/dashboard.py [--pairs 5] [--duration 5]` (writes bench/dashb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -38,6 +39,7 @@ from nginx import free_port, serve
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GEN_CPU, TARGET_CPU = "0", "1"
+NOISY_PCT = 10  # others' CPU (% of one core) above which the table says the box was not quiet
 
 
 def mock_child(ready: Callable[[int], None]) -> None:
@@ -79,7 +81,22 @@ def watch_events(url: str, stop: threading.Event, seen: dict[str, Any]) -> None:
             time.sleep(0.2)
 
 
-def one_run(target: str, c: int, d: int, out: Path, dashboard: str | None) -> dict[str, Any]:
+def tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds of these processes and their children (nginx's workers), those still running."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for p in (root, *root.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+    return total
+
+
+def one_run(
+    target: str, c: int, d: int, out: Path, dashboard: str | None, targets: list[int]
+) -> dict[str, Any]:
     """One `squall run` on the generator CPU: req/s, its tree's CPU, what the dashboard served."""
     argv = ["taskset", "-c", GEN_CPU, sys.executable, "-m", "squall", "run", target]
     argv += ["-c", str(c), "-w", "1", "-d", f"{d}s", "-q", "-o", str(out)]
@@ -95,7 +112,7 @@ def one_run(target: str, c: int, d: int, out: Path, dashboard: str | None) -> di
             target=watch_events, args=(f"http://127.0.0.1:{port}/", stop, seen), daemon=True
         )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    host0 = psutil.cpu_times()
+    host0, targets0 = psutil.cpu_times(), tree_cpu_s(targets)
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if reader is not None:
@@ -109,7 +126,7 @@ def one_run(target: str, c: int, d: int, out: Path, dashboard: str | None) -> di
             proc.wait()
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    host1 = psutil.cpu_times()
+    host1, targets1 = psutil.cpu_times(), tree_cpu_s(targets)
     if reader is not None:
         reader.join(3)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -124,9 +141,9 @@ def one_run(target: str, c: int, d: int, out: Path, dashboard: str | None) -> di
         "errors": s.get("errors"),
         "valid": doc.get("valid"),
         "cpu_us_per_request": round(cpu / s["requests"] * 1e6, 2) if s.get("requests") else None,
-        "host_cpu_pct": round(
-            100 * host / wall, 1
-        ),  # every core, squall and nginx included (of 100 per core)
+        "host_cpu_pct": round(100 * host / wall, 1),  # all cores (100 each), squall and nginx included
+        # Neither squall nor the targets: other work on the box, which makes a comparison noisy.
+        "other_cpu_pct": round(100 * (host - cpu - (targets1 - targets0)) / wall, 1),
         "target_metrics": sorted(doc.get("target_metrics") or {})[:5],
         "events": seen,
         "warnings": doc.get("warnings", [])[:5],
@@ -170,14 +187,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     dash = [r for r in rows if r["dashboard"]]
     ratios = [b["rps"] / a["rps"] for a, b in zip(plain, dash, strict=True) if a["rps"] and b["rps"]]
     out = [
-        "| arm | median req/s | all runs | CPU µs/request | host CPU % | valid |",
-        "|---|---:|---|---:|---:|---|",
+        "| arm | median req/s | all runs | CPU µs/request | host CPU % | others' CPU % | valid |",
+        "|---|---:|---|---:|---:|---:|---|",
     ]
     for name, arm, rs in (("plain", False, plain), ("--dashboard --scrape", True, dash)):
         runs = ", ".join(f"{r['rps']:,.0f}" if r["rps"] else "—" for r in rs)
         rps, cpu, host = med(arm, "rps"), med(arm, "cpu_us_per_request"), med(arm, "host_cpu_pct")
+        other = med(arm, "other_cpu_pct")
         valid = f"{sum(bool(r['valid']) for r in rs)}/{len(rs)}"
-        out.append(f"| {name} | {rps or 0:,.0f} | {runs} | {cpu or 0:.2f} | {host or 0:.0f} | {valid} |")
+        out.append(
+            f"| {name} | {rps or 0:,.0f} | {runs} | {cpu or 0:.2f} | {host or 0:.0f} | {other or 0:.0f} "
+            f"| {valid} |"
+        )
     if ratios:
         each = ", ".join(f"{x:.3f}" for x in ratios)
         out.append(f"\nDashboard/plain req/s, pair by pair: median {statistics.median(ratios):.3f} ({each}).")
@@ -188,6 +209,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         + (f" (last error: {served[-1].get('error')})" if got < len(dash) and served else "")
         + f"; target_metrics in the result: {sum(1 for r in dash if r['target_metrics'])} of {len(dash)}."
     )
+    others = [r["other_cpu_pct"] for r in rows]
+    if others and statistics.median(others) > NOISY_PCT:
+        out.append(
+            f"Not a quiet box: other work used {statistics.median(others):.0f} % of a core (median) beside "
+            "squall and its targets, so the pairs differ by that work's bursts; re-run on a quiet box."
+        )
     return "\n".join(out)
 
 
@@ -212,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                     out.unlink(missing_ok=True)
                     arm = "dashboard" if dashboard else "plain"
                     print(f"[dashboard] pair {i + 1}/{a.pairs}: {arm} ...", file=sys.stderr, flush=True)
-                    rows.append(one_run(nginx["url"], a.connections, a.duration, out, dashboard))
+                    targets = [nginx["pid"], mock.pid or 0]
+                    rows.append(one_run(nginx["url"], a.connections, a.duration, out, dashboard, targets))
     finally:
         mock.terminate()
         mock.join(5)
