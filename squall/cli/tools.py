@@ -26,7 +26,11 @@ def register(app: typer.Typer) -> None:
             "squall mock --port 8000 --reasoning-tokens 200 --tool-calls",
         )
     )(mock)
-    app.command(epilog=examples("squall demo", "squall demo -d 30s -c 32 --html demo.html"))(demo)
+    app.command(
+        epilog=examples(
+            "squall demo", "squall demo -d 30s -c 32 --html demo.html", "squall demo --dashboard 8089"
+        )
+    )(demo)
     app.command(
         "plan",
         epilog=examples(
@@ -54,7 +58,8 @@ def serve(
     carries them wait MS ms more (a slower tail, the rest unchanged: /delay/20?slow_every=50&slow_ms=7).
 
     /echo answers JSON describing the request (id, method, path, headers, body, json) and X-Request-Id, for
-    scenario journeys to extract from.
+    scenario journeys to extract from. GET /metrics: its responses, connections and /slots/ queues in the
+    Prometheus text format (for --scrape).
     """
     from squall.targets.serve import ServeOptions
     from squall.targets.serve import serve as serve_forever
@@ -112,6 +117,14 @@ def mock(
     keep_received: Annotated[
         int, typer.Option("--keep-received", help="Request bodies kept for GET /v1/received (0: none).")
     ] = 100,
+    max_running: Annotated[
+        int,
+        typer.Option(
+            "--max-running",
+            help="Generate at most N answers at once; later requests wait in arrival order, their wait part "
+            "of TTFT (as vLLM's queue; vllm:num_requests_waiting counts them). 0: no limit.",
+        ),
+    ] = 0,
 ) -> None:
     """A built-in LLM server to aim at: OpenAI chat, completions and Responses, Anthropic Messages and Dify,
     streamed or not, with reasoning and tool-call phases and fault injection.
@@ -120,6 +133,11 @@ def mock(
     and gets --reasoning-tokens of it (or --tokens when that is 0); "mock_reasoning_tokens": N in a body sets
     it for that request. A body with tools gets a tool call. max_tokens caps the answer; ignore_eos makes it
     exactly max_tokens, min_tokens at least that long. GET /v1/received lists the last request bodies.
+
+    GET /metrics serves the mock's own numbers in the Prometheus text format with vLLM's names, for
+    `--scrape`: vllm:num_requests_running and _waiting, vllm:time_to_first_token_seconds,
+    vllm:e2e_request_latency_seconds, vllm:prompt_tokens_total, vllm:generation_tokens_total,
+    vllm:request_success_total, vllm:kv_cache_usage_perc.
     """
     from squall.plan.prompts import parse_size
     from squall.targets.mock_llm import serve_mock
@@ -149,6 +167,7 @@ def mock(
             reasoning_tokens=reasoning_tokens,
             tool_calls=tool_calls,
             keep_received=keep_received,
+            max_running=max_running,
         )
     except (PlanError, ValueError) as e:
         raise fail(str(e)) from None
@@ -156,7 +175,7 @@ def mock(
     def ready(bound: int) -> None:
         typer.echo(
             f"squall mock listening on http://{host}:{bound}/v1/chat/completions (and /v1/completions, "
-            "/v1/responses, /v1/messages, /v1/chat-messages)",
+            f"/v1/responses, /v1/messages, /v1/chat-messages; its metrics at http://{host}:{bound}/metrics)",
             err=True,
         )
 
@@ -179,12 +198,22 @@ def demo(
     ),
     quiet: Quiet = False,
     csv_path: Csv = None,
+    dashboard: Annotated[
+        str | None,
+        typer.Option(
+            "--dashboard",
+            help="Serve the live dashboard on PORT or HOST:PORT (default: a free loopback port).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s."""
+    """Start the built-in mock LLM on a free loopback port and stream from it: TTFT, ITL, tokens/s, with the
+    live dashboard (its URL is printed) and the mock's own vLLM-style /metrics scraped beside squall's."""
     from squall.cli.execute import execute
-    from squall.targets.demo import DEMO_MOCK, demo_plan, start_mock
+    from squall.targets.demo import DEMO_MOCK, demo_plan, free_port, start_mock
     from squall.units import PlanError, check_writable
 
+    if dashboard is None:
+        dashboard = str(free_port())
     with usage_errors():
         check_writable(html, "--html")
         if csv_path is not None:
@@ -192,20 +221,24 @@ def demo(
         if concurrency < 1:
             raise PlanError(f"-c/--concurrency must be at least 1 (got {concurrency})")
         demo_plan(
-            "http://127.0.0.1:1/v1/chat/completions", duration, concurrency, out, quiet
+            "http://127.0.0.1:1/v1/chat/completions", duration, concurrency, out, quiet, dashboard=dashboard
         )  # checked first
     server, port = start_mock(DEMO_MOCK)
     try:
         if port is None:
             raise fail("the built-in mock did not start")
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        # The dashboard's own sink prints `dashboard: URL` when it binds: the demo does not print it again.
         typer.echo(
             f"demo: the built-in mock LLM at {url} (pid {server.pid}: TTFT 150 ms, ITL 20 ms, 64±16 tokens, "
-            f"1% 429s); {concurrency} concurrent streams for {duration}",
+            f"1% 429s, its vLLM-style metrics scraped from /metrics); {concurrency} concurrent streams for "
+            f"{duration}",
             err=True,
         )
         with usage_errors():
-            plan = demo_plan(url, duration, concurrency, out, quiet, target_pid=server.pid)
+            plan = demo_plan(
+                url, duration, concurrency, out, quiet, target_pid=server.pid, dashboard=dashboard
+            )
         code = execute(plan, html=html, csv_path=csv_path)
     finally:
         server.terminate()

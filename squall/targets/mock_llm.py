@@ -18,6 +18,7 @@ import orjson
 
 from squall.targets import mock_apis as apis
 from squall.targets import mock_events as ev
+from squall.targets import mock_metrics
 from squall.targets.mock_options import FAULTS, MAX_TOKENS, MockOptions, MockState
 from squall.targets.thread import TargetThread, close_server, serve_until_signal
 
@@ -36,7 +37,7 @@ _PHASED = (ev.CHAT, ev.RESPONSES, ev.ANTHROPIC)  # the APIs with reasoning and t
 _JSON = b"application/json"
 _ROUTES = (
     "POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages or /v1/chat-messages; "
-    "GET /v1/models; GET or DELETE /v1/received"
+    "GET /v1/models; GET or DELETE /v1/received; GET /metrics"
 )
 _INJECTED = {
     "fail_429": (429, "Rate limit reached (injected by the squall mock)", "requests", "rate_limit_exceeded"),
@@ -99,6 +100,25 @@ class _Mock:
             return self.opts.reasoning_tokens
         return self.opts.tokens if asked is not None else 0
 
+    def release(self) -> None:
+        """A generation ended: start the next waiting requests that --max-running now lets in."""
+        state = self.state
+        state.running -= 1
+        queue, limit = state.queue, self.opts.max_running
+        while queue and state.running < limit:
+            conn, args = queue.popleft()
+            if conn.waiting:  # else its connection went while it waited (already uncounted)
+                conn.waiting = False
+                state.waiting -= 1
+                conn.generate(*args)
+
+    def metrics(self) -> bytes:
+        """GET /metrics: the Prometheus text of this server's counters and gauges."""
+        state = self.state
+        return mock_metrics.render(
+            state.metrics, self.opts.model, state.running, state.waiting, self.opts.max_running
+        )
+
     def delay(self, base_ns: int) -> int:
         """`base_ns` times uniform(1 - jitter, 1 + jitter)."""
         if not self.jitter:
@@ -116,8 +136,8 @@ class _Stream:
     """
 
     __slots__ = (
-        "arrival", "bad", "bad_at", "base", "chunked", "conn", "count", "cycle", "drop_at", "due", "i", "n",
-        "phases", "record", "seq0", "switch_at", "tail",
+        "arrival", "bad", "bad_at", "base", "came", "chunked", "conn", "count", "cycle", "drop_at", "due",
+        "i", "n", "phases", "record", "seq0", "switch_at", "tail",
     )  # fmt: skip
 
     def __init__(
@@ -128,8 +148,12 @@ class _Stream:
         tail: bytes,
         arrival: int,
         chunked: bool,
+        came: int,
     ) -> None:
+        # arrival: when generation began (the schedule's origin); came: when the request arrived (before any
+        # wait behind --max-running), the origin of the TTFT and latency the mock reports.
         self.conn, self.count, self.tail, self.arrival, self.chunked = conn, count, tail, arrival, chunked
+        self.came = came
         self.i, self.drop_at, self.bad_at, self.due = 0, -1, -1, arrival
         self.bad = b""  # set with bad_at
         self.record: list[int] | None = None
@@ -171,8 +195,10 @@ class _Stream:
             data = before + data
         if i == self.bad_at:
             data = self.bad + data
-        self.i = i = i + 1
         mock = conn.mock
+        if i == 0:
+            mock.state.metrics.ttft.observe((t - self.came) / 1e9)
+        self.i = i = i + 1
         mock.state.events_sent += 1
         if self.record is not None:
             self.record.append(t)
@@ -192,17 +218,35 @@ class _Stream:
 class _Reply:
     """A whole (non-streaming) response waiting out its generation time."""
 
-    __slots__ = ("close", "conn", "payload")
+    __slots__ = ("came", "close", "conn", "ok", "payload", "tokens", "ttft_s")
 
-    def __init__(self, conn: _MockProtocol, payload: bytes, close: bool) -> None:
+    def __init__(
+        self,
+        conn: _MockProtocol,
+        payload: bytes,
+        close: bool,
+        came: int,
+        tokens: int,
+        ttft_s: float,
+        ok: bool,
+    ) -> None:
         self.conn, self.payload, self.close = conn, payload, close
+        self.came, self.tokens, self.ttft_s, self.ok = came, tokens, ttft_s, ok
 
     def step(self) -> None:
         """Write the response (the wheel calls this once it is due)."""
-        transport = self.conn.transport
+        conn = self.conn
+        mock, transport = conn.mock, conn.transport
+        mock.release()
         if transport is not None and not transport.is_closing():
+            metrics = mock.state.metrics
+            metrics.generation_tokens += self.tokens
+            if self.ok:
+                metrics.success += 1
+                metrics.ttft.observe(self.ttft_s)
+                metrics.e2e.observe((perf_counter_ns() - self.came) / 1e9)
             transport.write(self.payload)
-            self.conn.finish(self.close)
+            conn.finish(self.close)
 
 
 class _Request(NamedTuple):
@@ -229,6 +273,7 @@ class _MockProtocol(asyncio.Protocol):
         self._closing = False  # read and answer nothing more
         self._close_after = False  # close when the current stream ends
         self._paused = False  # reading paused because too many requests are queued
+        self.waiting = False  # a request waits behind --max-running (in the mock's queue)
         self.stream: _Stream | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -239,7 +284,11 @@ class _MockProtocol(asyncio.Protocol):
         self.mock.state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.mock.state.connections.discard(self)
+        state = self.mock.state
+        state.connections.discard(self)
+        if self.waiting:
+            self.waiting = False
+            state.waiting -= 1
         self._drop_stream()
         self._closing, self.transport = True, None
         self._queue.clear()
@@ -300,9 +349,13 @@ class _MockProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _drop_stream(self) -> None:
-        if self.stream is not None:
+        stream = self.stream
+        if stream is not None:
             self.stream = None
-            self.mock.state.streams_open -= 1
+            mock = self.mock
+            mock.state.streams_open -= 1
+            mock.state.metrics.generation_tokens += stream.i
+            mock.release()
 
     def _fatal(self, code: int, message: str) -> None:
         """Answer what cannot be read (unless a response is under way, which is cut short) and close."""
@@ -315,8 +368,11 @@ class _MockProtocol(asyncio.Protocol):
         self.transport.close()
 
     def _send(self, code: int, body: bytes, http11: bool, close: bool, extra: bytes = b"") -> None:
+        self._send_raw(ev.head(code, _JSON, _connection(http11, close), len(body), extra) + body, close)
+
+    def _send_raw(self, payload: bytes, close: bool) -> None:
         if self.transport is not None:
-            self.transport.write(ev.head(code, _JSON, _connection(http11, close), len(body), extra) + body)
+            self.transport.write(payload)
             if close:
                 self._closing = True
                 self.transport.close()
@@ -344,8 +400,13 @@ class _MockProtocol(asyncio.Protocol):
         if req.path == b"/v1/received" and req.method in (b"GET", b"DELETE"):
             self._received(req)
             return
+        if req.path == b"/metrics" and req.method == b"GET":
+            body, close = mock.metrics(), not req.keep_alive
+            head = ev.head(200, mock_metrics.CONTENT_TYPE, _connection(req.http11, close), len(body))
+            self._send_raw(head + body, close)
+            return
         if kind is None or req.method != b"POST":
-            known = kind is not None or req.path in (b"/v1/models", b"/v1/received")
+            known = kind is not None or req.path in (b"/v1/models", b"/v1/received", b"/metrics")
             code, why = (405, "method_not_allowed") if known else (404, "not_found")
             target = f"{req.method.decode()} {req.path.decode(errors='replace')[:200]}"
             self._error(req, code, f"no route for {target}; try {_ROUTES}", "invalid_request_error", why)
@@ -370,6 +431,19 @@ class _MockProtocol(asyncio.Protocol):
         if fault == "hang":  # keep the connection open, read nothing more, never answer
             self._closing = True
             return
+        came, state = perf_counter_ns(), mock.state
+        if mock.opts.max_running and state.running >= mock.opts.max_running:
+            self.waiting = True
+            state.waiting += 1
+            state.queue.append((self, (req, kind, asked, fault, came)))
+            return
+        self.generate(req, kind, asked, fault, came)
+
+    def generate(self, req: _Request, kind: int, asked: ev.Asked, fault: str | None, came: int) -> None:
+        """Start generating the answer to `req` (now, or when --max-running lets it in)."""
+        mock = self.mock
+        mock.state.running += 1
+        mock.state.metrics.prompt_tokens += asked.prompt
         arrival = perf_counter_ns()
         count = 0 if fault == "empty" else mock.count(asked.cap, asked.exact, asked.least)
         think = tool = None
@@ -379,7 +453,7 @@ class _MockProtocol(asyncio.Protocol):
         phased = kind in _PHASED and (think or tool or kind != ev.CHAT)
         if asked.stream:
             self._start_stream(
-                req, kind, count, asked, fault, arrival, (think or 0, tool) if phased else None
+                req, kind, count, asked, fault, arrival, (think or 0, tool) if phased else None, came
             )
             return
         close = not req.keep_alive or fault == "drop_mid_stream"
@@ -393,8 +467,12 @@ class _MockProtocol(asyncio.Protocol):
         if fault == "drop_mid_stream":  # half the body, then the connection closes
             payload = payload[: len(payload) - len(body) // 2]
         tokens = count + (think or 0)
-        generation = mock.delay(mock.ttft_ns + max(tokens - 1, 0) * mock.itl_ns)
-        mock.wheel.add(_Reply(self, payload, close), arrival + generation)
+        whole = mock.ttft_ns + max(tokens - 1, 0) * mock.itl_ns
+        generation = mock.delay(whole)
+        first = generation * mock.ttft_ns // whole if whole else 0  # the first token's share of it
+        ttft_s = (arrival - came + first) / 1e9
+        reply = _Reply(self, payload, close, came, tokens, ttft_s, fault != "drop_mid_stream")
+        mock.wheel.add(reply, arrival + generation)
 
     def _start_stream(
         self,
@@ -405,6 +483,7 @@ class _MockProtocol(asyncio.Protocol):
         fault: str | None,
         arrival: int,
         phased: tuple[int, str | None] | None,
+        came: int,
     ) -> None:
         # The head and the opening event go now (time to first byte < time to first token, as real servers).
         # HTTP/1.0 has no chunked encoding: there the stream is raw SSE that ends when the connection closes.
@@ -418,7 +497,7 @@ class _MockProtocol(asyncio.Protocol):
             plan = mock.builder.stream(kind, count, think, tool, asked.prompt, asked.usage, chunked)
             opening, phases, tail = plan
             count += think
-        stream = _Stream(self, phases, count, tail, arrival, chunked)
+        stream = _Stream(self, phases, count, tail, arrival, chunked, came)
         if fault == "drop_mid_stream":
             stream.drop_at = count // 2
         elif fault == "bad_chunk":
@@ -440,8 +519,11 @@ class _MockProtocol(asyncio.Protocol):
         if stream is None:
             return
         self._drop_stream()
+        if not dropped:
+            state.metrics.success += 1
+            state.metrics.e2e.observe((perf_counter_ns() - stream.came) / 1e9)
         if stream.record is not None and not dropped and len(state.sends) < MAX_RECORDS:
-            state.arrivals.append(stream.arrival)
+            state.arrivals.append(stream.came)
             state.sends.append(stream.record)
         self.finish(dropped or self._close_after)
 

@@ -6,9 +6,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from squall.targets.mock_metrics import MockMetrics
+
 MAX_SECONDS = 3600.0
 MAX_TOKENS = 1_000_000
 MAX_RECEIVED = 100_000
+MAX_RUNNING = 1_000_000
 FAULTS = ("fail_429", "fail_500", "hang", "drop_mid_stream", "bad_chunk", "empty")
 
 
@@ -35,6 +38,7 @@ class MockOptions:
     reasoning_tokens: int = 0
     tool_calls: bool = False
     keep_received: int = 100
+    max_running: int = 0  # requests generated at once; the rest wait in arrival order (0: no limit)
 
     def __post_init__(self) -> None:
         if not self.host or not self.model:
@@ -59,6 +63,11 @@ class MockOptions:
             raise ValueError(
                 f"--keep-received must be an integer from 0 to {MAX_RECEIVED}, got {self.keep_received!r}"
             )
+        if type(self.max_running) is not int or not 0 <= self.max_running <= MAX_RUNNING:
+            raise ValueError(
+                f"--max-running must be an integer from 0 (no limit) to {MAX_RUNNING}, "
+                f"got {self.max_running!r}"
+            )
         for name in ("jitter", *FAULTS):
             if not 0 <= getattr(self, name) <= 1:
                 flag = "--" + name.replace("_", "-")
@@ -78,10 +87,13 @@ class MockState:
     For completed stream k, `arrivals[k]` is the perf_counter_ns() when its request arrived and `sends[k]` the
     perf_counter_ns() just before each of its content events was written (at most MAX_RECORDS streams).
     `received` holds the parsed JSON bodies of the last `keep_received` generation requests, oldest first.
+    `running` counts generations under way (streams and whole replies), `waiting` the requests queued behind
+    --max-running, `queue` their start callbacks (a cancelled one stays until it is reached, then is skipped).
     """
 
     __slots__ = (
-        "arrivals", "connections", "events_sent", "faults", "received", "requests", "sends", "streams_open"
+        "arrivals", "connections", "events_sent", "faults", "metrics", "queue", "received", "requests",
+        "running", "sends", "streams_open", "waiting",
     )  # fmt: skip
 
     def __init__(self, keep_received: int = 100) -> None:
@@ -93,3 +105,7 @@ class MockState:
         self.sends: list[list[int]] = []
         self.connections: set[Any] = set()
         self.received: deque[Any] = deque(maxlen=keep_received)
+        self.metrics = MockMetrics()
+        self.running: int = 0
+        self.waiting: int = 0
+        self.queue: deque[Any] = deque()

@@ -24,7 +24,7 @@ MAX_DELAY_MS = 600_000
 # Connection header per mode: 0 = close, 1 = HTTP/1.1 keep-alive (implicit), 2 = HTTP/1.0 keep-alive.
 _CONNECTION = (b"Connection: close\r\n", b"", b"Connection: keep-alive\r\n")
 _LINGER_RESET = struct.pack("ii", 1, 0)
-_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset", b"/echo", b"/slots/")
+_ROUTES = (b"/status/", b"/delay/", b"/bytes/", b"/close", b"/reset", b"/echo", b"/slots/", b"/metrics")
 MAX_SLOTS = 100_000
 
 
@@ -113,6 +113,22 @@ _DEFAULT = tuple(
 )
 
 
+def _metrics(state: ServeState, head: bool, mode: int) -> bytes:
+    """GET /metrics: the server's own counters in the Prometheus text format (read once per scrape)."""
+    busy = sum(pool.busy for pool in state.slots.values())
+    waiting = sum(len(pool.waiting) for pool in state.slots.values())
+    rows = (
+        ("squall_serve_requests_total", "counter", "Responses written.", state.requests_served),
+        ("squall_serve_connections", "gauge", "Open client connections.", len(state.connections)),
+        ("squall_serve_slots_busy", "gauge", "Requests in service in /slots/ pools.", busy),
+        ("squall_serve_slots_waiting", "gauge", "Requests waiting for a /slots/ pool.", waiting),
+    )
+    text = "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n" for n, t, h, v in rows).encode()
+    lines = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+    lines += b"Content-Length: %d\r\n" % len(text) + _CONNECTION[mode] + b"\r\n"
+    return lines + (b"" if head else text)
+
+
 def _bad(why: str, head: bool, mode: int) -> tuple[bytes, float, bool, bool]:
     return _response(400, why.encode(), head, mode), 0.0, mode == 0, False
 
@@ -161,6 +177,8 @@ def _route(
             return _DEFAULT[head][0], delay_s, True, False
         elif path == b"/reset":
             return b"", delay_s, True, True
+        elif path == b"/metrics":
+            return _metrics(state, head, mode), 0.0, mode == 0, False
     except ValueError as exc:
         return _bad(str(exc), head, mode)
     return _DEFAULT[head][mode], delay_s, mode == 0, False
