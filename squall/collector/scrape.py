@@ -343,10 +343,9 @@ class Scraper:
         return out
 
     def close(self) -> None:
-        """Stop reading."""
+        """Stop reading; a read under way is left to end on its own (the thread is a daemon), so the run's
+        end never waits for a slow target."""
         self._stop.set()
-        if self._thread is not None:  # a read under way ends within its timeout (a DNS lookup may not)
-            self._thread.join(self.spec.timeout_s + 0.5)
 
     def summary(self) -> dict[str, Any]:
         """The result's `target_metrics`: per URL and per series what was read, and the read counts."""
