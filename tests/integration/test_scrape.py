@@ -2,6 +2,7 @@
 404 or send 10 MB of junk leaves the run unharmed (on time, the same requests, warnings with counts)."""
 
 import asyncio
+import html
 import re
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from squall.cli import app
+from squall.report.html import write_html
 from squall.report.json import read_json
 from squall.targets.serve import ServerThread
 
@@ -84,6 +86,8 @@ def test_a_run_reads_good_metrics_and_shrugs_off_bad_ones(
     out, page = tmp_path / "r.json", tmp_path / "r.html"
     base = ["run", target.url + "/", "-r", "50", "-d", "2s", "-w", "1", "-q"]
     scrape = [a for u in urls.values() for a in ("--scrape", u)]
+    from test_report import _embedded
+
     code, output, took = _run([*base, *scrape, "-o", str(out), "--html", str(page)])
     assert code == 0, output
     assert took < 2 + 3, took  # (a run's start and end take ~0.5 s; more on a busy box)
@@ -109,17 +113,37 @@ def test_a_run_reads_good_metrics_and_shrugs_off_bad_ones(
         n = got["reads"]
         assert f"--scrape {urls[name]}: {n} of {n} reads failed ({kind} {n})" in doc["warnings"]
 
-    text = page.read_text()
-    assert "TTFT: squall vs the server" in text and "vllm:num_requests_running" in text
+    titles = [c["title"] for c in _embedded(page.read_text())["extra"]]
+    assert titles == [
+        "TTFT: squall vs the server",
+        'vllm:num_requests_running {model_name="m"}',
+        'vllm:generation_tokens_total {model_name="m"} (per second)',
+    ]
+
+
+def test_the_report_draws_the_target_charts(tmp_path: Path) -> None:
+    from test_report import _draw, _embedded  # (_draw skips when chromium is missing)
+
+    running, waiting = (f'vllm:num_requests_{w}{{model_name="m"}}' for w in ("running", "waiting"))
+    scraped = [{running: t, waiting: 5 - t, f"{TTFT} p50": 0.07, f"{TTFT} p99": 0.13} for t in range(1, 5)]
+    series = [
+        {"t": t, "rps": 10.0, "requests": 10, "ok": 10, "errors": 0, "error_kinds": {}}
+        | {"p50": 90.0, "p99": 150.0, "ttft_p50": 80.0, "ttft_p99": 140.0, "target_metrics": m}
+        for t, m in enumerate(scraped, 1)
+    ]
+    doc = {"meta": {"command": "squall llm"}, "summary": {"requests": 40, "ok": 40}, "timeseries": series}
+    page = tmp_path / "t.html"
+    write_html(doc, page)
+    (ttft, queue) = _embedded(page.read_text())["extra"]
+    names = [tr["name"] for tr in ttft["traces"]]
+    assert names == ["squall TTFT p50", "squall TTFT p99", "server TTFT p50", "server TTFT p99"]
+    assert ttft["traces"][3]["y"] == [130.0] * 4  # the server's seconds, in ms
+    assert queue["title"] == 'vllm:num_requests_* {model_name="m"}'
+    got = [(tr["name"], tr["y"]) for tr in queue["traces"]]
+    assert got == [("running", [1, 2, 3, 4]), ("waiting", [4, 3, 2, 1])]
     dom = _draw(page)
-    charts = re.findall(r'<div class="chart[^"]*" data-title="([^"]*)"', dom)
-    assert "TTFT: squall vs the server" in charts and any("vllm:num_requests_running" in c for c in charts)
-
-
-def _draw(page: Path) -> str:
-    from test_report import _draw as draw  # (skips when chromium is missing)
-
-    return draw(page)
+    charts = [html.unescape(t) for t in re.findall(r'<div class="chart[^"]*" data-title="([^"]*)"', dom)]
+    assert "TTFT: squall vs the server" in charts and 'vllm:num_requests_* {model_name="m"}' in charts
 
 
 def test_a_bad_scrape_url_is_one_line_and_exit_2(target: ServerThread) -> None:
