@@ -7,6 +7,7 @@ import pytest
 
 from squall.collector.scrape import ReadFailed, Scraper, Target, quantile, series_name
 from squall.plan.plan import Scrape
+from squall.report.target_charts import target_charts
 
 U1, U2 = "http://127.0.0.1:9001/metrics", "http://127.0.0.1:9002/metrics"
 
@@ -140,3 +141,31 @@ def test_stale_values_leave_a_gap() -> None:
     s.take(U1, "g 1\n", time.monotonic() - 10)  # a target that stopped answering long ago
     assert s.second() == {}
     assert s.summary()["series"] == {}
+
+
+def test_target_charts_group_by_metric_within_limits() -> None:
+    metrics = {f"m{i}_total": 1.0 for i in range(12)}  # twelve counters: twelve charts asked, eight drawn
+    metrics |= {f'lat_ms{{route="/{i}"}} p{q}': 3.0 for i in range(6) for q in (50, 99)}  # 12 traces
+    metrics |= {"127.0.0.1:9002 ttft_ms p50": 40.0, "127.0.0.1:9002 ttft_ms p99": 90.0}
+    metrics["time_to_first_token_ms p99"] = 70.0
+    charts = target_charts([{"target_metrics": metrics, "ttft_p99": 60.0}, {}])
+    assert len(charts) == 8
+    ttft = charts[0]
+    assert ttft["title"] == "TTFT: squall vs the server" and ttft["ytitle"] == "ms"
+    server = [(t["name"], t["y"]) for t in ttft["traces"][2:]]
+    assert server == [("server TTFT p99", [70.0, None])]  # (in ms already)
+    assert [c["title"] for c in charts[1:3]] == ["m0_total (per second)", "m1_total (per second)"]
+    more = "(7 more not charted: see target_metrics in the result)"  # m7 to m11, lat_ms, 9002's ttft_ms
+    assert charts[-1]["title"] == f"m6_total (per second) {more}"
+    assert all(len(c["traces"]) <= 10 for c in charts)
+    assert target_charts([{"t": 1}]) == []
+
+
+def test_target_charts_cap_traces_and_name_a_second_url() -> None:
+    metrics = {f'lat_seconds{{route="/{i}"}} p{q}': 3.0 for i in range(6) for q in (50, 99)}
+    metrics |= {"127.0.0.1:9002 time_to_first_token_seconds p50": 0.04}
+    ttft, lat = target_charts([{"target_metrics": metrics}])
+    assert lat["title"] == "lat_seconds p50 and p99 (the first 10 of 12 series)" and lat["ytitle"] == "s"
+    assert [t["name"] for t in lat["traces"][:2]] == ['{route="/0"} p50', '{route="/0"} p99']
+    assert lat["traces"][1]["dash"] == "dash"
+    assert ttft["traces"][2] == {"name": "server TTFT p50", "y": [40.0], "dash": "dot"}
