@@ -152,10 +152,17 @@ class Target:
         except Exception:  # the parser's errors are ValueError mostly, but junk is junk whatever it raises
             raise ReadFailed("junk") from None
         parents = {f.name for f in families if f.type in _PARENTS}
+        counters = {f.name for f in families if f.type == "counter"}
         out: list[Derived] = []
         for f in families:
             if f.type in _GAUGES:
-                if f.name.endswith("_created") and f.name[: -len("_created")] in parents:
+                if f.name.endswith("_created") and f.name.removesuffix("_created") in parents:
+                    continue
+                if f.name.endswith("_total") and f.name.removesuffix("_total") in counters:
+                    # `# TYPE x counter`, then `x_total` (as OpenMetrics has it): the parser says untyped
+                    for s in f.samples:
+                        name = series_name(s.name, s.labels)
+                        out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
                     continue
                 for s in f.samples:
                     if math.isfinite(s.value):

@@ -63,6 +63,12 @@ def test_counters_as_rates_and_a_reset_starts_over() -> None:
         assert list(got) == [name]
         rates.append(got[name])
     assert rates == [None, 10.0, 20.0, None, 3.0]  # none at first, none at the drop: never negative
+    openmetrics = Target()  # (the counter typed by its name without _total, and the text ended by # EOF)
+    for t, v, want in ((0.0, 1, None), (2.0, 5, 2.0)):
+        got = _values(
+            openmetrics, f"# TYPE c counter\n# UNIT c seconds\nc_total {v}\nc_created 1\n# EOF\n", t
+        )
+        assert got == {"c_total": want}
 
 
 def test_histograms_as_p50_and_p99_of_the_new_observations() -> None:
