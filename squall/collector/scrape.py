@@ -37,13 +37,13 @@ class ReadFailed(Exception):
     """A read that gave no metrics; its text is the kind counted ('timeout', 'refused', 'HTTP 404', ...)."""
 
 
-def fetch(url: str, timeout_s: float, cap: int = BODY_CAP) -> tuple[str, float]:
+def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) -> tuple[str, float]:
     """One GET of `url` within `timeout_s` in all: its text and when it was answered (monotonic s)."""
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout_s
     if parts.scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout_s, context=ssl.create_default_context()
+            parts.hostname or "", parts.port, timeout=timeout_s, context=_tls(verify)
         )
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
@@ -92,6 +92,14 @@ def fetch(url: str, timeout_s: float, cap: int = BODY_CAP) -> tuple[str, float]:
         raise ReadFailed("bad answer") from None
     finally:
         conn.close()
+
+
+def _tls(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:  # (-k: as the load's own connections)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _left(sock: Any, deadline: float) -> None:
@@ -226,8 +234,11 @@ class Scraper:
     """Reads every --scrape URL once a second on a daemon thread (bounded by the spec's timeout, never on a
     worker, never stalling the collector); the collector takes one sample per measured second."""
 
-    def __init__(self, spec: Scrape, window_s: float = 1.0, cap_bytes: int = BODY_CAP) -> None:
+    def __init__(
+        self, spec: Scrape, window_s: float = 1.0, cap_bytes: int = BODY_CAP, verify: bool = True
+    ) -> None:
         self.spec = spec
+        self.verify = verify
         self.window_s = window_s
         self.cap_bytes = cap_bytes
         self.targets = {url: Target() for url in spec.urls}
@@ -267,7 +278,7 @@ class Scraper:
     def read(self, url: str) -> None:
         """Read `url` once and keep its values (or count why it failed)."""
         try:
-            text, t = fetch(url, self.spec.timeout_s, self.cap_bytes)
+            text, t = fetch(url, self.spec.timeout_s, self.cap_bytes, self.verify)
         except ReadFailed as e:
             self._failed(url, str(e))
         else:
