@@ -1,35 +1,414 @@
-"""--scrape: the target's own Prometheus metrics, read by the collector once a second, on a thread."""
+"""--scrape: the target's own Prometheus metrics, read by the collector once a second, on a thread.
+
+A read is one GET bounded in time (`Scrape.timeout_s` in all) and size (`BODY_CAP`); its text is parsed by
+prometheus_client's parser and turned into values: gauges as read, counters as rates per second between two
+reads, histograms as p50 and p99 of the observations between two reads. A read that fails is counted by
+kind, never raised. The collector's thread only takes the latest values (`second()`), so a slow target never
+delays it.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import http.client
+import math
+import socket
+import ssl
+import threading
+import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from squall.plan.plan import Scrape
+from squall.redact import redact_url
+
+BODY_CAP = 4 << 20  # a larger answer is a failed read ("too large"), never read into memory whole
+QUANTILES = (0.5, 0.99)
+_GAUGES = ("gauge", "unknown", "untyped", "stateset")  # read as they are
+_PARENTS = ("counter", "histogram", "summary", "gaugehistogram")  # whose NAME_created is no series of its own
+
+Value = float | tuple[float | None, float | None] | None  # a histogram's value is (p50, p99)
+Derived = tuple[str, str, str, str, Value]  # (metric, sample name, series, kind, value)
+
+
+class ReadFailed(Exception):
+    """A read that gave no metrics; its text is the kind counted ('timeout', 'refused', 'HTTP 404', ...)."""
+
+
+def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) -> tuple[str, float]:
+    """One GET of `url` within `timeout_s` in all: its text and when it was answered (monotonic s)."""
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout_s
+    if parts.scheme == "https":
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout_s, context=_tls(verify)
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+    accept = "text/plain;version=0.0.4;q=1, */*;q=0.1"  # the text format, not OpenMetrics or protobuf
+    headers = {"Accept": accept, "Connection": "close", "User-Agent": "squall"}
+    if parts.username is not None:
+        import base64
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    try:
+        conn.connect()
+        sock = conn.sock  # (kept: a response that closes the connection still reads from it)
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        _left(sock, deadline)
+        resp = conn.getresponse()
+        t = time.monotonic()
+        if resp.status >= 300:
+            raise ReadFailed(f"HTTP {resp.status}")
+        if (resp.length or 0) > cap:
+            raise ReadFailed("too large")
+        chunks, size = [], 0
+        while True:
+            _left(sock, deadline)
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > cap:
+                raise ReadFailed("too large")
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8"), t
+    except ReadFailed:
+        raise
+    except UnicodeDecodeError:
+        raise ReadFailed("junk") from None
+    except TimeoutError:
+        raise ReadFailed("timeout") from None
+    except ConnectionRefusedError:
+        raise ReadFailed("refused") from None
+    except socket.gaierror:
+        raise ReadFailed("unknown host") from None
+    except ssl.SSLError:
+        raise ReadFailed("tls") from None
+    except (http.client.HTTPException, OSError):
+        raise ReadFailed("bad answer") from None
+    finally:
+        conn.close()
+
+
+def _tls(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:  # (-k: as the load's own connections)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _left(sock: Any, deadline: float) -> None:
+    """Each wait of a read gets what is left of its time, so a slow or silent target costs at most that."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ReadFailed("timeout")
+    sock.settimeout(left)
+
+
+def series_name(name: str, labels: dict[str, str]) -> str:
+    """A series as Prometheus writes it, labels sorted: `name{a="x",b="y"}` (`name` with none)."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The q-quantile of cumulative `buckets` [(upper bound, count)] (the last +Inf), interpolated linearly
+    inside its bucket as Prometheus' histogram_quantile does; None without observations."""
+    if len(buckets) < 2 or buckets[-1][0] != math.inf:
+        return None
+    cums, run = [], 0.0
+    for _, c in buckets:  # (a count that goes down is rounding: made monotonic, as Prometheus does)
+        run = max(run, c)
+        cums.append(run)
+    total = cums[-1]
+    if total <= 0:
+        return None
+    rank = q * total
+    b = next(i for i, c in enumerate(cums) if c >= rank)
+    if b == len(buckets) - 1:
+        return buckets[-2][0]  # in the +Inf bucket: the highest finite bound
+    if b == 0 and buckets[0][0] <= 0:
+        return buckets[0][0]
+    start, below = (0.0, 0.0) if b == 0 else (buckets[b - 1][0], cums[b - 1])
+    end = buckets[b][0]
+    return start + (end - start) * (rank - below) / (cums[b] - below)
+
+
+class Target:
+    """One URL's reads: the previous counters and buckets, so that each read becomes values."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, tuple[float, float]] = {}  # series -> (value, read time)
+        self.buckets: dict[str, tuple[list[tuple[float, float]], float]] = {}
+
+    def derive(self, text: str, t: float) -> list[Derived]:
+        """The values of one read at time `t` (s): [(metric, sample name, series, kind, value or None)];
+        raises ReadFailed('junk') when the parser refuses the text (and keeps the previous read then)."""
+        try:
+            families = list(text_string_to_metric_families(text))
+        except Exception:  # the parser's errors are ValueError mostly, but junk is junk whatever it raises
+            raise ReadFailed("junk") from None
+        parents = {f.name for f in families if f.type in _PARENTS}
+        counters = {f.name for f in families if f.type == "counter"}
+        out: list[Derived] = []
+        for f in families:
+            if f.type in _GAUGES:
+                if f.name.endswith("_created") and f.name.removesuffix("_created") in parents:
+                    continue
+                if f.name.endswith("_total") and f.name.removesuffix("_total") in counters:
+                    # `# TYPE x counter`, then `x_total` (as OpenMetrics has it): the parser says untyped
+                    for s in f.samples:
+                        name = series_name(s.name, s.labels)
+                        out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
+                    continue
+                for s in f.samples:
+                    if math.isfinite(s.value):
+                        out.append((f.name, s.name, series_name(s.name, s.labels), "gauge", float(s.value)))
+            elif f.type == "summary":
+                for s in f.samples:
+                    if "quantile" in s.labels and math.isfinite(s.value):
+                        out.append((f.name, s.name, series_name(s.name, s.labels), "gauge", float(s.value)))
+            elif f.type == "counter":
+                for s in f.samples:
+                    if s.name.endswith("_total"):
+                        name = series_name(s.name, s.labels)
+                        out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
+            elif f.type == "histogram":
+                out.extend(self._histograms(f.name, f.samples, t))
+        return out
+
+    def _rate(self, name: str, value: float, t: float) -> float | None:
+        before = self.counters.get(name)
+        self.counters[name] = (value, t)
+        if before is None or value < before[0] or t <= before[1] or not math.isfinite(value):
+            return None  # the first read, or the counter was reset: it starts over
+        return (value - before[0]) / (t - before[1])
+
+    def _histograms(self, metric: str, samples: list[Any], t: float) -> list[Derived]:
+        by_series: dict[str, list[tuple[float, float]]] = {}
+        for s in samples:
+            if s.name != metric + "_bucket" or "le" not in s.labels:
+                continue
+            try:
+                le = float(s.labels["le"])
+            except ValueError:
+                continue
+            labels = {k: v for k, v in s.labels.items() if k != "le"}
+            by_series.setdefault(series_name(metric, labels), []).append((le, float(s.value)))
+        out: list[Derived] = []
+        for name, buckets in by_series.items():
+            buckets.sort()
+            before = self.buckets.get(name)
+            self.buckets[name] = (buckets, t)
+            value: Value = None
+            if before is not None and [b[0] for b in before[0]] == [b[0] for b in buckets]:
+                deltas = [(le, c - c0) for (le, c), (_, c0) in zip(buckets, before[0], strict=True)]
+                if all(d >= 0 for _, d in deltas):  # (a drop is a reset: this read starts over)
+                    p50, p99 = (quantile(q, deltas) for q in QUANTILES)
+                    value = None if p50 is None else (p50, p99)
+            out.append((metric, metric, name, "histogram", value))
+        return out
+
+
+def _round(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 class Scraper:
     """Reads every --scrape URL once a second on a daemon thread (bounded by the spec's timeout, never on a
     worker, never stalling the collector); the collector takes one sample per measured second."""
 
-    def __init__(self, spec: Scrape, window_s: float = 1.0) -> None:
+    def __init__(
+        self, spec: Scrape, window_s: float = 1.0, cap_bytes: int = BODY_CAP, verify: bool = True
+    ) -> None:
         self.spec = spec
+        self.verify = verify
         self.window_s = window_s
+        self.cap_bytes = cap_bytes
+        self.targets = {url: Target() for url in spec.urls}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Counted by the reading thread, read by the collector's (under the lock).
+        self._reads = dict.fromkeys(spec.urls, 0)
+        self._errors: dict[str, dict[str, int]] = {url: {} for url in spec.urls}
+        self._latest: dict[str, tuple[float, dict[str, float]]] = {}  # url -> (read time, values)
+        self._names: dict[tuple[str, str], str] = {}  # (url, series) -> the name it is shown by
+        self._kinds: dict[str, tuple[str, str]] = {}  # shown name -> (kind, url)
+        self._left_out: set[tuple[str, str]] = set()
+        self._kept = 0  # series kept (a histogram is two: p50 and p99), at most spec.cap
+        # The per-second values' aggregates, kept by the collector's thread: name -> [n, sum, max, last].
+        self._agg: dict[str, list[float]] = {}
 
     def start(self) -> None:
         """Begin reading (at the run's start)."""
+        if self._thread is None and self.targets:
+            self._thread = threading.Thread(target=self._loop, name="squall-scrape", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            for url in self.targets:
+                if self._stop.is_set():
+                    return
+                self.read(url)
+            due += self.window_s
+            now = time.monotonic()
+            if due < now:  # the reads took longer than a second (silent targets): read again now, no catch-up
+                due = now
+            self._stop.wait(due - now)
+
+    def read(self, url: str) -> None:
+        """Read `url` once and keep its values (or count why it failed)."""
+        try:
+            text, t = fetch(url, self.spec.timeout_s, self.cap_bytes, self.verify)
+        except ReadFailed as e:
+            self._failed(url, str(e))
+        else:
+            self.take(url, text, t)
+
+    def take(self, url: str, text: str, t: float) -> None:
+        """Keep the values of `url`'s text read at `t` (monotonic s), or count it as junk."""
+        try:
+            values = self.targets[url].derive(text, t)
+        except ReadFailed as e:
+            self._failed(url, str(e))
+        except Exception as e:  # a bug of ours must not end the run: it is counted, as a fault of the read
+            self._failed(url, type(e).__name__)
+        else:
+            with self._lock:
+                self._reads[url] += 1
+                self._latest[url] = (t, self._pick(url, values))
+
+    def _failed(self, url: str, kind: str) -> None:
+        with self._lock:
+            self._reads[url] += 1
+            errors = self._errors[url]
+            errors[kind] = errors.get(kind, 0) + 1
+
+    def _pick(self, url: str, values: list[Derived]) -> dict[str, float]:
+        """The values of the series --scrape-metric picks, under their shown names, within the cap."""
+        globs, out = self.spec.metrics, {}
+        for metric, sample, series, kind, value in values:
+            if globs and not any(fnmatch.fnmatchcase(n, g) for g in globs for n in (metric, sample)):
+                continue
+            name = self._names.get((url, series))
+            if name is None:
+                name = self._admit(url, series, kind)
+                if name is None:
+                    continue
+            if isinstance(value, tuple):
+                for stat, v in zip(("p50", "p99"), value, strict=True):
+                    if v is not None:
+                        out[f"{name} {stat}"] = _round(v)
+            elif value is not None:
+                out[name] = _round(value)
+        return out
+
+    def _admit(self, url: str, series: str, kind: str) -> str | None:
+        if (url, series) in self._left_out:
+            return None
+        width = 2 if kind == "histogram" else 1
+        if self._kept + width > self.spec.cap:
+            self._left_out.add((url, series))
+            return None
+        self._kept += width
+        name = series
+        for prefix in ("", f"{_host(url)} ", f"{redact_url(url)} "):
+            name = prefix + series
+            if name not in self._kinds:  # a name another URL gave first: this one's is prefixed
+                break
+        self._names[(url, series)] = name
+        self._kinds[name] = (kind, url)
+        return name
 
     def second(self) -> dict[str, float]:
         """The values for the second that just ended: {series: value} (gauges as read, counters as rates
         per second, histograms as `NAME p50` and `NAME p99` from the buckets' deltas); {} before a read."""
-        return {}
+        now, stale = time.monotonic(), 2 * self.window_s + self.spec.timeout_s
+        with self._lock:
+            latest = list(self._latest.values())
+        out: dict[str, float] = {}
+        for t, values in latest:
+            if now - t <= stale:  # (a target that stopped answering leaves a gap, not its last values)
+                out.update(values)
+        for name, v in out.items():
+            agg = self._agg.get(name)
+            if agg is None:
+                self._agg[name] = [1, v, v, v]
+            else:
+                agg[0] += 1
+                agg[1] += v
+                agg[2] = max(agg[2], v)
+                agg[3] = v
+        return out
 
     def close(self) -> None:
-        """Stop reading."""
+        """Stop reading; a read under way is left to end on its own (the thread is a daemon), so the run's
+        end never waits for a slow target."""
+        self._stop.set()
 
     def summary(self) -> dict[str, Any]:
         """The result's `target_metrics`: per URL and per series what was read, and the read counts."""
-        return {}
+        with self._lock:
+            urls = {
+                redact_url(url): {
+                    "reads": self._reads[url],
+                    "failed": sum(self._errors[url].values()),
+                    "errors": dict(sorted(self._errors[url].items())),
+                }
+                for url in self.spec.urls
+            }
+            kinds = dict(self._kinds)
+            left_out = len(self._left_out)
+        series: dict[str, Any] = {}
+        for name, (kind, url) in kinds.items():
+            for n in (f"{name} p50", f"{name} p99") if kind == "histogram" else (name,):
+                agg = self._agg.get(n)
+                if agg is not None:
+                    count, total, top, last = agg
+                    series[n] = {
+                        "kind": kind,
+                        "url": redact_url(url),
+                        "mean": _round(total / count),
+                        "max": _round(top),
+                        "last": _round(last),
+                    }
+        return {"urls": urls, "series": series, "left_out": left_out}
 
     def warnings(self) -> list[str]:
         """The result's warnings about reads that failed, timed out or returned junk (with counts)."""
-        return []
+        out = []
+        with self._lock:
+            for url in self.spec.urls:
+                errors = self._errors[url]
+                failed = sum(errors.values())
+                if failed:
+                    kinds = ", ".join(f"{k} {n}" for k, n in sorted(errors.items(), key=lambda kv: -kv[1]))
+                    out.append(
+                        f"--scrape {redact_url(url)}: {failed} of {self._reads[url]} reads failed ({kinds})"
+                    )
+            left_out = len(self._left_out)
+        if left_out:
+            out.append(
+                f"--scrape: {left_out} series were left out (at most {self.spec.cap} are kept); pick the "
+                "ones to keep with --scrape-metric GLOB, e.g. --scrape-metric 'vllm:*'"
+            )
+        return out
