@@ -153,7 +153,11 @@ class Collector:
         # The dashboard's changes of users or rate, as meta.changes has them, and the load shape they make.
         self.changes: list[dict[str, Any]] = []
         self.shape = plan.load.shape
-        self.scraper = None if plan.scrape is None else Scraper(plan.scrape, plan.window_s)
+        self.scraper = (
+            None
+            if plan.scrape is None
+            else Scraper(plan.scrape, plan.window_s, verify=plan.client.tls_verify)
+        )
         self.sinks: list[Sink] = make_sinks(plan, self)
 
     # -- main loop -----------------------------------------------------------------------------------
