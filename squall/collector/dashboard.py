@@ -12,6 +12,7 @@ import queue
 import secrets
 import sys
 import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from time import monotonic
 from typing import Any
@@ -113,14 +114,24 @@ class DashboardSink(Sink):
         self.fresh = True
 
     def on_tick(self, totals: Totals, final: bool) -> None:
-        self._commands(totals)
-        if final:
-            return  # the last status goes out with the result (on_final)
+        answers = self._commands(totals)
+        if not final:  # (the last status goes out with the result: on_final)
+            self._publish(totals)
+        # Answered once the status shows what they did: a script that reads it next sees the change.
+        for reply, outcome in answers:
+            if isinstance(outcome, Exception):
+                reply.set_exception(outcome)
+            else:
+                reply.set_result(outcome)
+
+    def _publish(self, totals: Totals) -> None:
+        """The status, when there is a new second, a change, a new phase, or a second has gone by; the
+        page data along with a new second, when a page watches and it is due."""
         now = monotonic()
         phase = self._phase(totals)
-        page = self._page(totals, now)
-        if not (self.fresh or page or phase != self.last_phase or now - self.last_status >= STATUS_EVERY_S):
+        if not (self.fresh or phase != self.last_phase or now - self.last_status >= STATUS_EVERY_S):
             return
+        page = self._page(totals, now) if self.fresh else None
         series = totals.series if self.fresh else None
         self.fresh, self.last_phase, self.last_status = False, phase, now
         self.board.publish(self._status(totals, phase), page, series)
@@ -142,19 +153,22 @@ class DashboardSink(Sink):
         if self.server is not None:
             self.server.close()
 
-    def _commands(self, totals: Totals) -> None:
-        """Apply what the page asked for since the last turn (stop, a change of load), answering each."""
+    def _commands(self, totals: Totals) -> list[tuple[Future[dict[str, Any]], Any]]:
+        """Apply what the page asked for since the last turn (stop, a change of load): each with its answer
+        (or the exception to answer with)."""
+        out: list[tuple[Future[dict[str, Any]], Any]] = []
         for _ in range(64):  # (bounded: the rest waits for the next turn)
             try:
                 kind, args, reply = self.board.commands.get_nowait()
             except queue.Empty:
-                return
+                break
             if not reply.set_running_or_notify_cancel():
                 continue  # its asker gave up
             try:
-                reply.set_result(self._stop(totals) if kind == "stop" else self._steer(totals, args))
+                out.append((reply, self._stop(totals) if kind == "stop" else self._steer(totals, args)))
             except (Refused, PlanError) as e:
-                reply.set_exception(e)
+                out.append((reply, e))
+        return out
 
     def _stop(self, totals: Totals) -> dict[str, Any]:
         if self.ended or totals.closing:
@@ -290,7 +304,8 @@ class DashboardSink(Sink):
         data = self._page_data(totals.document(), page_data)
         cost = monotonic() - now
         every = PAGE_EVERY_LONG_S if totals.elapsed_s() > LONG_RUN_S else PAGE_EVERY_S
-        self.page_due = now + max(every, PAGE_COST_SHARE * cost)
+        # (due a little early: the next second, which comes about `every` from now, brings the next page)
+        self.page_due = now + max(0.8 * every, PAGE_COST_SHARE * cost)
         self.seconds_paged, self.changes_paged = len(totals.series), len(totals.changes)
         self.page_version += 1
         data["version"] = self.page_version
