@@ -76,6 +76,7 @@ class DashboardSink(Sink):
                 "the run went on without the dashboard"
             )
             return None
+        sink.board.publish(sink._status(totals, "warmup"))
         if not sink.study.get("runs"):  # (a hunt prints it for its first level only)
             # sys.stderr as it is now: the live view's console, while it shows, prints it above its line.
             print(f"dashboard: {replace(dash, port=sink.server.port).url()}", file=sys.stderr, flush=True)
