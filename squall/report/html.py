@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import tempfile
 from importlib.resources import files
 from pathlib import Path
@@ -217,6 +218,7 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "tables": tables,
         "series": columns(points),
         "extra": target_charts(points),
+        "changes": changes(meta),
         "per_point": per_point,
         "distributions": distributions(doc),
         "error_samples": doc.get("error_samples") or {},
@@ -224,6 +226,24 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "soak": _soak_chart(doc["soak"]) if doc.get("soak") and doc["soak"].get("series") else None,
         "by_turn": by_turn_chart(summary.get("llm")),
     }
+
+
+def changes(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The changes of users or rate made while the run went on (meta.changes), as marks on the time
+    charts: {t, label}."""
+    out = []
+    for c in meta.get("changes") or []:
+        if not isinstance(c, dict) or not _number(c.get("t")):
+            continue
+        if _number(c.get("users")):
+            label = f"{c['users']:g} users"
+        elif _number(c.get("rate")):
+            label = f"{c['rate']:g} req/s"
+        else:
+            continue
+        by = f" ({c['by']})" if c.get("by") and c.get("by") != "dashboard" else ""
+        out.append({"t": c["t"], "label": label + by})
+    return out
 
 
 _STOPPED = {"interrupted": "Ctrl-C", "terminated": "SIGTERM", "supervisor lost": "the main process died"}
@@ -344,13 +364,29 @@ def render(doc: dict[str, Any]) -> str:
         data = matrix_data(doc)
     else:
         data = page_data(doc)
+    return _page(data)
+
+
+def live_page() -> str:
+    """The dashboard's page: the report's page, drawn from the collector's API each second."""
+    live = files("squall.report").joinpath("dashboard.html").read_text(encoding="utf-8")
+    return _page({"title": "squall — live", "pending": True}, live)
+
+
+_SLOTS = re.compile(r"__(TITLE|PLOTLY|DATA|LIVE)__")
+
+
+def _page(data: dict[str, Any], live: str = "") -> str:
+    """page.html with its slots filled, in one pass (what goes in is never read for slots again)."""
     payload = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode().replace("</", "<\\/")
     page = files("squall.report").joinpath("page.html").read_text(encoding="utf-8")
-    return (
-        page.replace("__TITLE__", html.escape(str(data["title"])[:200]))
-        .replace("__PLOTLY__", plotly_js().replace("</script", "<\\/script"))
-        .replace("__DATA__", payload)
-    )
+    slots = {
+        "TITLE": html.escape(str(data["title"])[:200]),
+        "PLOTLY": plotly_js().replace("</script", "<\\/script"),
+        "DATA": payload,
+        "LIVE": live,
+    }
+    return _SLOTS.sub(lambda m: slots[m.group(1)], page)
 
 
 def write_html(doc: dict[str, Any], path: str | Path) -> None:

@@ -163,6 +163,7 @@ class Hunter:
         self.steps: list[dict[str, Any]] = []
         self.results: dict[float, Result] = {}
         self.interrupt = ""  # set (to "interrupted" or "terminated") by a signal between levels
+        self.runs = 0  # levels run so far (a level run again for longer counts twice)
 
     def _level(self, x: float) -> float:
         if self.spec.mode == "concurrency":
@@ -183,6 +184,10 @@ class Hunter:
         else:
             load = Open(rate=level, connections=base.load.connections)
         outputs = replace(base.outputs, out_path=None, quiet=True)
+        if outputs.dashboard is not None:  # the same address and token for every level; the levels so far
+            study = {"level": level, "runs": self.runs, "hunt": self.partial()}
+            outputs = replace(outputs, dashboard=replace(outputs.dashboard, study=_json(study)))
+        self.runs += 1
         return replace(base, load=load, stop=replace(stop, abort_on_fail=False), outputs=outputs).validate()
 
     def _judged(self, level: float, duration_s: float | None = None) -> tuple[dict[str, Any], Result]:
@@ -329,6 +334,12 @@ class Hunter:
         doc = dict(self.results[level].doc)
         doc["hunt"] = hunt
         return doc
+
+
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def exit_code(hunt: dict[str, Any]) -> int:
