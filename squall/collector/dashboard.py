@@ -195,7 +195,7 @@ class DashboardSink(Sink):
         if self.ended:
             return "done"
         elapsed, stop = totals.elapsed_s(), self.plan.stop
-        if totals.closing or self.stop_sent or getattr(totals, "stop_asked", None) is not None:
+        if totals.closing or self.stop_sent or totals.stop_asked is not None:
             return "stopping"
         if stop.duration_s is not None and elapsed > stop.duration_s:
             return "stopping"  # (draining: what was sent in time completes)

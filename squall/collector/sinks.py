@@ -40,6 +40,9 @@ class Totals(Protocol):
     started_at: float  # wall-clock time the collector started
     t0: int | None  # the run's start (perf_counter_ns), once the supervisor has sent it
     closing: bool  # every worker has finished: the final seconds are being flushed
+    stop_asked: (
+        str | None
+    )  # the run is stopping early for this reason (Ctrl-C, SIGTERM, a threshold, the page)
     changes: list[dict[str, Any]]  # the dashboard's changes of users or rate so far (meta.changes)
     pids: dict[int, int]  # worker index -> pid
 

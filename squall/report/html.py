@@ -131,7 +131,7 @@ def _number(v: Any) -> bool:
 
 def _mean(values: Any) -> float | None:
     got = [v for v in values if _number(v)]
-    return round(sum(got) / len(got), 3) if got else None
+    return float(f"{sum(got) / len(got):.6g}") if got else None  # (six digits: a histogram's seconds stay)
 
 
 # The chart columns: name -> how to read it from a per-second entry (None when absent).
