@@ -27,6 +27,7 @@ class Collector:
         self.changes: list[dict[str, Any]] = []
         self.t0: int | None = 1
         self.closing = False
+        self.stop_asked: str | None = None
         self.stops: list[str] = []
         self.elapsed = 2.0
 
