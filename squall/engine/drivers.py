@@ -284,9 +284,12 @@ class ClosedDriver(Driver):
     def again(self, ch: Channel) -> None:
         # (no think once -n is used up: the run ends with the last answer, not after a last pause)
         if self.think is not None and not self.stopping and not self.budget.spent:
-            self.loop.call_later(self.think(), self._next, ch)
+            self.loop.call_later(self.think(), self._thought, ch)
         else:
             self._next(ch)
+
+    def _thought(self, ch: Channel) -> None:
+        self._next(ch)  # (looked up now: a steer during the pause may have made this user leave)
 
     def _next(self, ch: Channel) -> None:
         if self.stopping:

@@ -16,7 +16,7 @@ from squall.engine.limits import port_range
 from squall.engine.pacer import NS, ConstantPacer, make_pacer
 from squall.engine.schedule import Schedule
 from squall.engine.transport.base import Channel
-from squall.plan.load import HOLD_S, Closed, Open, Shape, Stage, check_steer, steered
+from squall.plan.load import HOLD_S, Closed, Open, Shape, Stage, Think, check_steer, steered
 from squall.plan.plan import Plan, assemble
 from squall.plan.specs import LlmSpec, RequestSpec
 from squall.units import PlanError
@@ -242,6 +242,17 @@ def test_a_closed_run_steered_up_and_down_starts_and_parks_users() -> None:
     moved = [b - a for a, b in zip(sends, sends_after, strict=False)]
     assert active_after == 1 and sum(1 for m in moved if m > 2) == 1  # one user goes on; the rest left
     assert len(rec.starts) == sum(c.sends for c in d.channels)  # every send answered and recorded
+
+
+def test_a_user_thinking_when_the_users_go_down_leaves_without_sending_again() -> None:
+    after: list[Any] = []
+    p = plan(connections=3, think=Think("uniform", 0.03, 0.03, 0.03))
+    d, _rec, stops = steer_drive(p, ClosedDriver, [(45, 1, None)], 3, 200, delay_s=0.001, probe=[(60, after)])
+    (_, sends_then), sends_end = after[0], [c.sends for c in d.channels]
+    # Each user sends at 0, ~31, ~62 ms...: at 45 ms all three think; two leave without another request.
+    assert (
+        stops == ["duration"] and d.active == 1 and sorted(sends_end)[:2] == sorted(sends_then)[:2] == [2, 2]
+    )
 
 
 def test_users_zero_parks_everyone_until_the_deadline_and_a_count_still_ends_the_run() -> None:
