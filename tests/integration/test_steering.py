@@ -56,7 +56,7 @@ def test_closed_users_up_then_down(target: ServerThread) -> None:
     assert [e["users"] for e in full] == [2, 6, 1, 1]
     # 20 ms answers: ~50 requests a second per user (less on a busy box, in proportion)
     n = [e["requests"] for e in full]
-    assert n[0] <= 105 and n[1] <= 305 and n[3] <= 52 and n[1] > 2 * n[0] > 4 * n[3], n
+    assert n[0] <= 105 and n[1] <= 305 and n[3] <= 52 and n[1] > 2 * n[0] and n[0] > 1.5 * n[3], n
     changes = res.doc["meta"]["changes"]
     assert [{k: c[k] for k in ("users", "by")} for c in changes] == [
         {"users": 6, "by": "test"},
