@@ -152,6 +152,7 @@ class Collector:
         self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
         # The dashboard's changes of users or rate, as meta.changes has them, and the load shape they make.
         self.changes: list[dict[str, Any]] = []
+        self.steer_points: list[tuple[float, float]] = []  # (s since t0, users or rate) of each change
         self.shape = plan.load.shape
         self.scraper = (
             None
@@ -248,19 +249,41 @@ class Collector:
         check_steer(plan.load, users, rate)
         if plan.llm is not None and plan.llm.trace_offsets:
             raise PlanError("a --trace replay keeps the trace's times: its rate cannot be changed")
-        if self.t0 is None or self.closing or self.stop_asked is not None or self.sup is None:
-            raise PlanError("the run is not under way (not started yet, or stopping)")
+        if self.t0 is None or self.closing or self.stop_asked is not None or self.sup is None or self.done:
+            raise PlanError("the run is not under way (not started yet, or ending): nothing to change")
         t = max(perf_counter_ns() - self.t0, 0)
+        duration = plan.stop.duration_s
+        if duration is not None and t >= (plan.stop.warmup_s + duration) * NS:
+            raise PlanError("the run's time is up: nothing to change")
+        if users is not None and plan.py is None:  # (a py workload's connections are its own)
+            # Each user is a connection: one file in its worker, one local port of a source address.
+            from squall.engine.limits import FD_SLACK, PORT_SLACK, LimitError, box_limits
+
+            box, workers = box_limits(), max(1, plan.spread.workers)
+            most = max(0, box.nofile - FD_SLACK) * workers
+            if users > most:
+                raise LimitError(
+                    f"users {users}: {workers} worker(s) hold at most {most} users under the open-file limit "
+                    f"(ulimit -n {box.nofile}); run with more workers (-w) to go higher"
+                )
+            if box.ports is not None:
+                most = max(1, int(box.ports * (1 - PORT_SLACK))) * max(1, len(plan.client.source_ips))
+                if users > most:
+                    raise LimitError(
+                        f"users {users}: the run's source addresses have local ports for {most} connections "
+                        "toward the target; give --source-ip with more addresses to go higher"
+                    )
         measured = round(t / NS - plan.stop.warmup_s, 3)
         change: dict[str, Any] = {
             "t": measured,
-            **({"users": users} if users is not None else {"rate": rate}),
+            **({"users": users} if users is not None else {"rate": float(rate)}),  # type: ignore[arg-type]
         }
         change["by"] = by
         self.changes.append(change)
         kind, base = ("rate", plan.load.rate) if plan.open_model else ("users", plan.load.connections)
-        points = [(c["t"] + plan.stop.warmup_s, c.get("users", c.get("rate"))) for c in self.changes]
-        self.shape = steered(plan.load.shape, kind, float(base or 0.0), points)  # type: ignore[arg-type]
+        # (as the workers take it: from t, in s since t0, not rounded to the ms of meta.changes)
+        self.steer_points.append((t / NS, float(users if users is not None else rate)))  # type: ignore[arg-type]
+        self.shape = steered(plan.load.shape, kind, float(base or 0.0), self.steer_points)
         with contextlib.suppress(OSError):
             self.sup.send_bytes(encode(Steer(t, users, rate, by)))
         return change

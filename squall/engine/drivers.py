@@ -23,16 +23,18 @@ from typing import Any
 
 from squall.engine.budget import Budget
 from squall.engine.llm.cancel import canceller
+from squall.engine.pacer import TracePacer
 from squall.engine.recorder import Recorder
 from squall.engine.schedule import Schedule, make_schedule
 from squall.engine.transport.base import Abandoned, Channel, Interrupted
+from squall.plan.load import steered
 from squall.plan.plan import Plan
 from squall.wire import Steer
 
 NS = 1_000_000_000
 MIN_SLEEP_NS = 1_000_000
 YIELD_EVERY = 64
-STEER_NS = 100_000_000  # how often a users shape re-counts its users
+RECOUNT_NS = 100_000_000  # how often a users shape re-counts its users
 INTERNAL_PAUSE_S = 0.05  # a channel whose send raised waits this long to go again (never a busy loop)
 NEVER = 1 << 62  # a perf_counter time no run reaches
 
@@ -99,6 +101,8 @@ class Driver:
         # (journeys and py runs record in the transport). Each is one method, so a response costs one call.
         self.records = records
         self.canceller = canceller(plan, index, self.loop)  # --cancel-after/--cancel-rate; else None
+        # The dashboard's changes so far, (s since t0, users or rate), as plan.load.steered takes them.
+        self.changes: list[tuple[float, float]] = []
         if not records:
             self.on_response = self._on_response_unrecorded  # type: ignore[method-assign]
         elif plan.llm is not None:
@@ -257,6 +261,11 @@ class ClosedDriver(Driver):
         plain = self.records and self.plan.llm is None
         if self.lean and self.think is None and plain and self.budget.counted_only:
             self.on_response = self._on_response_lean  # type: ignore[method-assign]
+        # Users beyond `target` leave as their request ends (`_leave_or_next`: a users shape, or once
+        # steered); `parked` are the channels of users not taking part.
+        self.shape = self.plan.load.shape
+        self.target = 0
+        self.parked: list[Channel] = []
 
     def start(self, channels: list[Channel], t0: int) -> None:
         super().start(channels, t0)
@@ -268,16 +277,19 @@ class ClosedDriver(Driver):
         self.check_finished()
 
     def _enter(self, channels: list[Channel]) -> None:
-        self.active = len(channels)
+        self.active = self.target = len(channels)
         for ch in channels:
             self._next(ch)
 
     def again(self, ch: Channel) -> None:
         # (no think once -n is used up: the run ends with the last answer, not after a last pause)
         if self.think is not None and not self.stopping and not self.budget.spent:
-            self.loop.call_later(self.think(), self._next, ch)
+            self.loop.call_later(self.think(), self._thought, ch)
         else:
             self._next(ch)
+
+    def _thought(self, ch: Channel) -> None:
+        self._next(ch)  # (looked up now: a steer during the pause may have made this user leave)
 
     def _next(self, ch: Channel) -> None:
         if self.stopping:
@@ -291,6 +303,47 @@ class ClosedDriver(Driver):
             return
         ch.start = ch.sent = t
         self.send(ch)
+
+    def _leave_or_next(self, ch: Channel) -> None:
+        """_next, unless this worker has more users than its target: then this one leaves (parked)."""
+        if self.active > self.target and not self.stopping:
+            self.active -= 1
+            self.parked.append(ch)
+            self.check_finished()
+            return
+        ClosedDriver._next(self, ch)
+
+    def steer(self, change: Steer, worker: Any) -> None:
+        """From now on this worker's share of `change.users` take part: parked users start, more channels are
+        made when they are not enough, and surplus users leave as their request in flight ends."""
+        if change.users is None or self.stopping or self.finished.done():
+            return
+        if self._next != self._leave_or_next:
+            # The first change: every later answer takes the general path (the lean one cannot park).
+            self._next = self._leave_or_next  # type: ignore[method-assign]
+            if self.on_response == self._on_response_lean:
+                self.on_response = super().on_response  # type: ignore[method-assign]
+                worker.on_response = self.on_response
+        self.changes.append((change.t / NS, float(change.users)))
+        self.shape = steered(self.plan.load.shape, "users", float(self.plan.load.connections), self.changes)
+        more = self.plan.spread.share(change.users, self.index) - len(self.channels)
+        if more > 0:  # (new users connect on their first send)
+            new = [worker.transport.channel(worker) for _ in range(more)]
+            if self.canceller is not None:
+                for ch in new:
+                    ch.canceller = self.canceller
+            self.channels.extend(new)  # (the worker's list too: a stop's drain aborts them)
+            self.parked[:0] = reversed(new)  # (they start after the parked users who have a connection)
+        self._recount(perf_counter_ns())
+
+    def _recount(self, now: int) -> None:
+        """Bring this worker's active users to its share of the shape's count at `now`: new users start at
+        once, surplus users leave as their request in flight ends (see _leave_or_next)."""
+        total = round(self.shape.value_at((now - self.t0) / NS))  # type: ignore[union-attr]
+        self.target = self.plan.spread.share(total, self.index)
+        while self.active < self.target and self.parked:
+            self.active += 1
+            self._next(self.parked.pop())
 
     def _on_response_lean(self, ch: Channel, status: int, first: int, done: int, nbytes: int) -> None:
         """on_response for closed-model HTTP runs (the busiest path): record, Budget.take and the next send
@@ -332,52 +385,37 @@ class UsersDriver(ClosedDriver):
     """A users shape: the closed model with this worker's share of the shape's users taking part."""
 
     lean = False
+    _next = ClosedDriver._leave_or_next
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.target = 0
-        self.parked: list[Channel] = []
-        self.next_steer = NEVER  # when the users are next counted again (perf_counter ns), once started
+        self.next_recount = NEVER  # when the users are next counted again (perf_counter ns), once started
 
     def _enter(self, channels: list[Channel]) -> None:
         self.parked.extend(reversed(channels))
-        self.next_steer = self.t0
-        self._steer_timer()
+        self.next_recount = self.t0
+        self._recount_timer()
 
     def catch_up(self, t: int) -> None:
         """As Driver.catch_up; the users are counted again too when that fell due (a ramp keeps its shape
         while the loop's timers run late)."""
         super().catch_up(t)
-        if t >= self.next_steer and not self.stopping:
-            self._steer(t)
-        if self.next_steer < self.due:
-            self.due = self.next_steer
+        if t >= self.next_recount and not self.stopping:
+            self._recount(t)
+        if self.next_recount < self.due:
+            self.due = self.next_recount
 
-    def _steer_timer(self) -> None:
+    def _recount_timer(self) -> None:
         if self.stopping:
             return
         now = perf_counter_ns()
-        if now >= self.next_steer:  # (else the answer path steered since: wait for the next turn)
-            self._steer(now)
-        self.loop.call_later(max(self.next_steer - now, MIN_SLEEP_NS) / NS, self._steer_timer)
+        if now >= self.next_recount:  # (else the answer path re-counted since: wait for the next turn)
+            self._recount(now)
+        self.loop.call_later(max(self.next_recount - now, MIN_SLEEP_NS) / NS, self._recount_timer)
 
-    def _steer(self, now: int) -> None:
-        """Bring this worker's active users to its share of the shape's count at `now`: new users start at
-        once, surplus users leave as their request in flight ends (see _next)."""
-        self.next_steer = now + STEER_NS  # (first: a new user's send may catch up, and must not steer again)
-        total = round(self.plan.load.shape.value_at((now - self.t0) / NS))
-        self.target = self.plan.spread.share(total, self.index)
-        while self.active < self.target and self.parked:
-            self.active += 1
-            self._next(self.parked.pop())
-
-    def _next(self, ch: Channel) -> None:
-        if self.active > self.target and not self.stopping:  # the shape is ramping down: this user leaves
-            self.active -= 1
-            self.parked.append(ch)
-            self.check_finished()
-            return
-        super()._next(ch)
+    def _recount(self, now: int) -> None:
+        self.next_recount = now + RECOUNT_NS  # (first: a new user's send may catch up, and must not recount)
+        super()._recount(now)
 
 
 class OpenDriver(Driver):
@@ -400,6 +438,9 @@ class OpenDriver(Driver):
         # transport may take the number in a task it starts). `skip` is the source's take().
         self.skip: Callable[[], object] | None = None
         self.owed: deque[int] = deque()
+        self.pacing = False  # the pacer has begun (it draws dues from the schedule)
+        self.resteer = False  # a steer cancelled the pacer: it goes on under the new schedule
+        self.pending: int | None = None  # the due the pacer drew and waits for (not sent yet)
 
     def start(self, channels: list[Channel], t0: int) -> None:
         super().start(channels, t0)
@@ -491,50 +532,109 @@ class OpenDriver(Driver):
         if not task.cancelled() and task.exception() is not None and not self.finished.done():
             self.finished.set_exception(task.exception())  # type: ignore[arg-type]
 
+    def steer(self, change: Steer, worker: Any) -> None:
+        """From `change.t` on, send at `change.rate` (this worker's share): the pacer starts again on the new
+        schedule, which keeps the sends due before the change and goes on from the same count after it."""
+        schedule = self.schedule
+        if change.rate is None or self.stopping or self.pacing_done or self.finished.done():
+            return
+        if schedule is None or isinstance(schedule.pacer, TracePacer):
+            return
+        self.changes.append((change.t / NS, change.rate))
+        if not self.pacing:  # (the pacer has not drawn a due yet: it starts on the new schedule)
+            self._resteer(None)
+        elif not self.resteer:
+            # Subtleness ahead: the pacer is waiting at one of its awaits, with `pending` drawn and not sent;
+            # the cancel lands there, and _pace (not a new task) makes the new schedule and goes on.
+            self.resteer = True
+            self.pacer.cancel()  # type: ignore[union-attr]
+
+    def _resteer(self, pending: int | None) -> int | None:
+        """Follow the shape the changes make from now on; `pending`: the due the pacer drew and did not send.
+        Returns it when it was due before the newest change (it keeps its time), else None (under the new
+        shape it is due again, at its count)."""
+        load = self.plan.load
+        shape = load.shape if load.shape is not None and load.shape.kind == "rate" else None
+        rate = float(load.rate or 0.0)
+        changed = steered(shape, "rate", rate, self.changes)
+        assert changed is not None and self.schedule is not None
+        keep = pending is not None and pending < self.t0 + round(self.changes[-1][0] * NS)
+        self.schedule = self.schedule.steer(changed, rate, again=pending is not None and not keep)
+        return pending if keep else None
+
     async def _pace(self) -> None:
-        schedule, budget = self.schedule, self.budget
-        assert schedule is not None
+        self.pacing = True
+        budget = self.budget
         deadline = budget.deadline
         time_up = "" if deadline is None else budget.over(deadline)
-        # Schedule.next_due, inlined: without a shape `step` is the pacer's own next_send.
-        step, origin, until = schedule.step, schedule.origin, schedule.until
         # The abort is asked as self.stopping (checked after every await, so it holds at each take); the
         # budget is asked per send only when it has other rules (-n).
         take = budget.take if len(budget.takers) > 1 else None
-        burst = 0
+        first: int | None = None
         try:
-            while not self.stopping:
-                due = origin + step()
-                if due >= until:
-                    # The schedule is over; sends still in the backlog may go out until the deadline itself.
-                    if deadline is not None:
-                        await sleep_until(deadline)
-                        self.on_stop(time_up)
-                    break
-                if due > perf_counter_ns():
-                    burst = 0
-                    await sleep_until(due)
-                    if self.stopping:
-                        break
-                elif (burst := burst + 1) >= YIELD_EVERY:
-                    # Behind schedule: let responses in between dispatches, or a late pacer starves the loop.
-                    burst = 0
-                    await asyncio.sleep(0)
-                    if self.stopping:
-                        break
-                    if deadline is not None and perf_counter_ns() >= deadline:
-                        # The run's time is up while sends are still due: squall could not keep the schedule.
-                        # Count what it never sent (from the rate; exact for constant arrivals, +-1) and stop.
-                        left = schedule.due_between(max(due, self.measure_start), deadline)
-                        self.rec.unsent += max(1, round(left))
-                        self.on_stop(time_up)
-                        break
-                if take is not None and not take(due):
-                    break
-                self._dispatch(due)
+            while True:
+                try:
+                    await self._follow(first, deadline, time_up, take)
+                    return
+                except asyncio.CancelledError:
+                    if not self.resteer or self.stopping:
+                        raise
+                    self.resteer = False
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    first = self._resteer(self.pending)
         finally:
             self.pacing_done = True
             self.check_finished()
+
+    async def _follow(
+        self, first: int | None, deadline: int | None, time_up: str, take: Callable[[int], bool] | None
+    ) -> None:
+        """Dispatch the schedule's sends as they fall due (`first`, if given, before its own) until it is
+        over, the run stops or a steer cancels it; before each await, `pending` is the due drawn, unsent."""
+        schedule = self.schedule
+        assert schedule is not None
+        # Schedule.next_due, inlined: without a shape `step` is the pacer's own next_send.
+        step, origin, until = schedule.step, schedule.origin, schedule.until
+        burst = 0
+        while not self.stopping:
+            if first is None:
+                due = origin + step()
+            else:
+                due, first = first, None
+            if due >= until:
+                # The schedule is over; sends still in the backlog may go out until the deadline itself.
+                self.pending = due
+                if deadline is not None:
+                    await sleep_until(deadline)
+                    self.on_stop(time_up)
+                elif self.changes:  # steered to rate 0 with no deadline: paused until a change or a stop
+                    await self.loop.create_future()
+                break
+            if due > perf_counter_ns():
+                burst = 0
+                self.pending = due
+                await sleep_until(due)
+                if self.stopping:
+                    break
+            elif (burst := burst + 1) >= YIELD_EVERY:
+                # Behind schedule: let responses in between dispatches, or a late pacer starves the loop.
+                burst = 0
+                self.pending = due
+                await asyncio.sleep(0)
+                if self.stopping:
+                    break
+                if deadline is not None and perf_counter_ns() >= deadline:
+                    # The run's time is up while sends are still due: squall could not keep the schedule.
+                    # Count what it never sent (from the rate; exact for constant arrivals, +-1) and stop.
+                    left = schedule.due_between(max(due, self.measure_start), deadline)
+                    self.rec.unsent += max(1, round(left))
+                    self.on_stop(time_up)
+                    break
+            if take is not None and not take(due):
+                break
+            self._dispatch(due)
 
 
 DRIVERS: dict[str, type[Driver]] = {"closed": ClosedDriver, "users": UsersDriver, "open": OpenDriver}

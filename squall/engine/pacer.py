@@ -91,6 +91,27 @@ class TracePacer:
         return max(0, -(-(i - self.worker) // self.step))
 
 
+def in_area(pacer: Pacer, rate: float) -> tuple[Pacer, float]:
+    """`pacer`, pacing `rate` requests/s over every worker, as the same sends at rate 1 in area (requests of
+    the whole run so far): a pacer that goes on from where this one is (the same seeded draws, so a steered
+    run repeats), and the area of the send it gave last. Raises TypeError for a trace's pacer."""
+    if isinstance(pacer, ConstantPacer):
+        # Send j of the run is due at ceil(j / rate) s: area j.
+        out = ConstantPacer(1.0, 0, pacer.step)
+        out.j = pacer.j
+        return out, float(pacer.j - pacer.step)
+    if isinstance(pacer, PoissonPacer):
+        # expovariate(r / rate) = expovariate(r) * rate: the same draws, gaps scaled from seconds to area.
+        poisson = PoissonPacer(pacer.rate / rate, 0)
+        poisson.rng, poisson.t = pacer.rng, pacer.t * rate
+        return poisson, poisson.t
+    if isinstance(pacer, GammaPacer):
+        gamma = GammaPacer(1.0, pacer.shape, 0)
+        gamma.scale, gamma.rng, gamma.t = pacer.scale * rate, pacer.rng, pacer.t * rate
+        return gamma, gamma.t
+    raise TypeError(f"{type(pacer).__name__} cannot be steered")
+
+
 def make_pacer(
     arrival: str, rate: float, worker: int, workers: int, seed: int, burstiness: float = 1.0
 ) -> Pacer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from squall.engine.pacer import NS, Pacer, TracePacer, make_pacer
+from squall.engine.pacer import NS, Pacer, TracePacer, in_area, make_pacer
 from squall.plan.load import Shape
 from squall.plan.plan import Plan
 
@@ -17,7 +17,19 @@ class Schedule:
     it: constant arrivals stay exact, Poisson ones become a true non-homogeneous Poisson process.
     """
 
-    __slots__ = ("area_offset", "origin", "pacer", "rate", "shape", "step", "t0", "until", "workers")
+    __slots__ = (
+        "area",
+        "area_offset",
+        "held",
+        "origin",
+        "pacer",
+        "rate",
+        "shape",
+        "step",
+        "t0",
+        "until",
+        "workers",
+    )
 
     def __init__(
         self,
@@ -37,6 +49,8 @@ class Schedule:
         self.workers = workers  # the shape's area is shared by this many workers
         self.shape = shape
         self.area_offset = area_offset
+        self.area = 0.0  # (a shape's) the area of the last due given
+        self.held: float | None = None  # an area to give before the pacer's next (see steer)
         # The next due time is origin + step(), and the schedule is over once it reaches `until`. Without a
         # shape, step is the pacer's own next_send: a hot loop pays no call over the pacer's (see next_due).
         self.until = NEVER if end is None else end
@@ -54,8 +68,36 @@ class Schedule:
 
     def _shaped(self) -> int:
         """The next send's due time under the shape (NEVER beyond its last stage)."""
-        at = self.shape.time_at_area(self.pacer.next_send() / NS + self.area_offset)  # type: ignore[union-attr]
+        area = self.held
+        if area is None:
+            area = self.pacer.next_send() / NS + self.area_offset
+        else:
+            self.held = None
+        self.area = area
+        at = self.shape.time_at_area(area)  # type: ignore[union-attr]
         return NEVER if at is None else self.t0 + round(at * NS)
+
+    def steer(self, shape: Shape, rate: float, again: bool) -> Schedule:
+        """This schedule going on under `shape` (a rate shape that agrees with its own so far; `rate`: its
+        requests/s over every worker when it has no shape): the same pacer, counted in area, so no send is
+        lost or doubled and seeded arrivals repeat; `again`: the last due given was not sent, and is due
+        again at the time the new shape reaches its area."""
+        if isinstance(self.pacer, TracePacer):
+            raise TypeError("a trace's schedule cannot be steered")
+        if self.shape is None:
+            pacer, last = in_area(self.pacer, rate)
+            # A shard's phase is a fraction of a send at the old rate: the same fraction in area.
+            offset = (self.origin - self.t0) / NS * rate
+            out = Schedule(pacer, self.t0, workers=self.workers, shape=shape, area_offset=offset)
+            last += offset
+        else:
+            offset = self.area_offset
+            out = Schedule(self.pacer, self.t0, workers=self.workers, shape=shape, area_offset=offset)
+            last = self.area
+        out.until = self.until
+        if again:
+            out.held = last
+        return out
 
     def due_between(self, a_ns: int, b_ns: int) -> float:
         """How many sends this schedule holds between two times (its share of the shape's area)."""

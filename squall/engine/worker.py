@@ -81,6 +81,7 @@ class Worker:
         self.probe_timer: asyncio.TimerHandle | None = None  # the loop probe's
         self.probe_due = NEVER  # when the pending probe is due (perf_counter ns)
         self.over = False  # the run has ended (Done is next): late timers and catch-ups do nothing
+        self.early: list[Steer] | None = []  # changes that came before the driver started (None: started)
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -126,6 +127,9 @@ class Worker:
         driver.on_due = self.catch_up
         try:
             driver.start(self.channels, self.t0)
+            early, self.early = self.early, None
+            for change in early or ():
+                driver.steer(change, self)
             await driver.finished
         finally:
             # Whatever happened, what was recorded is shipped; Done only on success (else worker_main
@@ -187,8 +191,12 @@ class Worker:
             self.steer(msg)
 
     def steer(self, change: Steer) -> None:
-        """Apply a change of users or rate from the dashboard (Driver.steer)."""
-        self.driver.steer(change, self)
+        """Apply a change of users or rate from the dashboard (Driver.steer); one that comes between Start
+        and t0 waits for the driver to start."""
+        if self.early is not None:
+            self.early.append(change)
+        else:
+            self.driver.steer(change, self)
 
     def stop(self, reason: str, drain_s: float) -> None:
         """Stop sending; requests in flight get drain_s to finish, then are cancelled and counted."""
