@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,14 @@ class Spread:
     def share_offset(self, total: int, worker: int) -> int:
         """How many of `total` the workers before `worker` take (where its share starts)."""
         return sum(self.share(total, w) for w in range(worker))
+
+    def user_ids(self, users: int, worker: int) -> Iterator[int]:
+        """Worker `worker`'s user numbers: its share of `users` first, then (users added past `users`, by the
+        dashboard) numbers after every worker's, interleaved so no two workers take the same one."""
+        start = self.share_offset(users, worker)
+        yield from range(start, start + self.share(users, worker))
+        for k in itertools.count():
+            yield users + k * self.workers + worker
 
     def first_user(self, users: int, worker: int) -> int:
         """The number of worker `worker`'s first user, counted across workers and the boxes of a --shard run

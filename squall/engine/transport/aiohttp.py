@@ -192,8 +192,8 @@ class AiohttpTransport:
     def _session(self, source: str | None, fresh: bool = False) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             force_close=fresh,
-            limit=self.connections,
-            limit_per_host=self.connections,
+            limit=0,  # (the channels bound what is in flight; a dashboard's change of users adds channels)
+            limit_per_host=0,
             ttl_dns_cache=None,
             ssl=self.plan.client.tls_verify,  # False: do not verify the certificate
             local_addr=None if source is None else (source, 0),

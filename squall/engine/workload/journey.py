@@ -104,7 +104,7 @@ class JourneyWorkload:
         self.think = (
             plan.load.think.sampler(random.Random(f"{plan.seed}:steps:{worker}")) if plan.load.think else None
         )
-        self.uids = itertools.count(plan.spread.share_offset(plan.load.connections, worker))
+        self.uids = plan.spread.user_ids(plan.load.connections, worker)
         self.iterations = itertools.count(worker, plan.spread.workers)  # workers take turns: no row twice
         self.count_tokens = make_counter()
         llm_steps = {s.name for j in scenario.journeys for s in j.steps if s.llm is not None}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import traceback
 from time import perf_counter_ns
 from typing import Any
@@ -168,7 +167,7 @@ class PyWorkload:
         self.plan, self.worker, self.rec = plan, worker, rec
         self.measure_start = 0  # set by begin() once the run's t0 is known
         self.timeout_s = plan.client.timeout_s
-        self.uids = itertools.count(plan.spread.share_offset(plan.load.connections, worker))
+        self.uids = plan.spread.user_ids(plan.load.connections, worker)
         self.channels: list[_PyUser] = []
         self.ready: set[User] = set()
         self.samples: dict[str, str] = {}
