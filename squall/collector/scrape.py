@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import fnmatch
 import http.client
+import io
 import math
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -31,6 +33,8 @@ _PARENTS = ("counter", "histogram", "summary", "gaugehistogram")  # whose NAME_c
 
 Value = float | tuple[float | None, float | None] | None  # a histogram's value is (p50, p99)
 Derived = tuple[str, str, str, str, Value]  # (metric, sample name, series, kind, value)
+Admit = Callable[[str, str, str, str], bool]  # (metric, sample name, series, kind) -> whether it is kept
+LEFT_OUT_SAMPLE = 3  # the names of series left out that the warning shows
 
 
 class ReadFailed(Exception):
@@ -41,12 +45,16 @@ def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) 
     """One GET of `url` within `timeout_s` in all: its text and when it was answered (monotonic s)."""
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout_s
+    try:
+        port = parts.port
+    except ValueError:  # (a port out of range or not a number: the plan refuses it, this is a backstop)
+        raise ReadFailed("bad url") from None
     if parts.scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout_s, context=_tls(verify)
+            parts.hostname or "", port, timeout=timeout_s, context=_tls(verify)
         )
     else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+        conn = http.client.HTTPConnection(parts.hostname or "", port, timeout=timeout_s)
     accept = "text/plain;version=0.0.4;q=1, */*;q=0.1"  # the text format, not OpenMetrics or protobuf
     headers = {"Accept": accept, "Connection": "close", "User-Agent": "squall"}
     if parts.username is not None:
@@ -56,9 +64,9 @@ def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) 
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     try:
         conn.connect()
-        sock = conn.sock  # (kept: a response that closes the connection still reads from it)
+        # Every send and receive from here on (request, status line, headers, body) gets what is left.
+        conn.sock = _Timed(conn.sock, deadline)
         conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers=headers)
-        _left(sock, deadline)
         resp = conn.getresponse()
         t = time.monotonic()
         if resp.status >= 300:
@@ -67,7 +75,6 @@ def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) 
             raise ReadFailed("too large")
         chunks, size = [], 0
         while True:
-            _left(sock, deadline)
             chunk = resp.read1(65536)
             if not chunk:
                 break
@@ -80,6 +87,8 @@ def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) 
         raise
     except UnicodeDecodeError:
         raise ReadFailed("junk") from None
+    except ValueError:  # (http.client's word on a URL it cannot send, e.g. a control character)
+        raise ReadFailed("bad url") from None
     except TimeoutError:
         raise ReadFailed("timeout") from None
     except ConnectionRefusedError:
@@ -102,12 +111,39 @@ def _tls(verify: bool) -> ssl.SSLContext:
     return context
 
 
-def _left(sock: Any, deadline: float) -> None:
-    """Each wait of a read gets what is left of its time, so a slow or silent target costs at most that."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ReadFailed("timeout")
-    sock.settimeout(left)
+class _Timed:
+    """A connected socket whose every wait gets what is left before `deadline`, so a target that answers
+    slowly, byte by byte or line by line, costs at most the read's time in all."""
+
+    def __init__(self, sock: Any, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def _left(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the read's time is spent")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: Any) -> None:
+        """Send all of `data` within what is left."""
+        self._left()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        """Receive into `buffer` within what is left."""
+        self._left()
+        return self._sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *_: Any, **__: Any) -> io.BufferedReader:
+        """The reading file http.client takes the answer from: each of its receives is bounded."""
+        # As socket.makefile does: the file holds a reference, so the socket's fd outlives a close() of the
+        # connection that has read the headers of a `Connection: close` answer until the body is read.
+        self._sock._io_refs += 1
+        return io.BufferedReader(socket.SocketIO(self, "rb"), 65536)  # type: ignore[arg-type]
 
 
 def series_name(name: str, labels: dict[str, str]) -> str:
@@ -146,19 +182,22 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
 
 
 class Target:
-    """One URL's reads: the previous counters and buckets, so that each read becomes values."""
+    """One URL's reads: the previous counters and buckets of the series kept, so that each read becomes
+    values."""
 
     def __init__(self) -> None:
         self.counters: dict[str, tuple[float, float]] = {}  # series -> (value, read time)
         self.buckets: dict[str, tuple[list[tuple[float, float]], float]] = {}
 
-    def derive(self, text: str, t: float) -> list[Derived]:
-        """The values of one read at time `t` (s): [(metric, sample name, series, kind, value or None)];
-        raises ReadFailed('junk') when the parser refuses the text (and keeps the previous read then)."""
+    def derive(self, text: str, t: float, admit: Admit | None = None) -> list[Derived]:
+        """The values of one read at time `t` (s): [(metric, sample name, series, kind, value or None)] of
+        the series `admit` keeps (all without it; only those have state kept); raises ReadFailed('junk')
+        when the parser refuses the text (and keeps the previous read then)."""
         try:
             families = list(text_string_to_metric_families(text))
         except Exception:  # the parser's errors are ValueError mostly, but junk is junk whatever it raises
             raise ReadFailed("junk") from None
+        keep = admit or (lambda *_: True)
         parents = {f.name for f in families if f.type in _PARENTS}
         counters = {f.name for f in families if f.type == "counter"}
         out: list[Derived] = []
@@ -170,22 +209,28 @@ class Target:
                     # `# TYPE x counter`, then `x_total` (as OpenMetrics has it): the parser says untyped
                     for s in f.samples:
                         name = series_name(s.name, s.labels)
-                        out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
+                        if keep(f.name, s.name, name, "counter"):
+                            out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
                     continue
                 for s in f.samples:
                     if math.isfinite(s.value):
-                        out.append((f.name, s.name, series_name(s.name, s.labels), "gauge", float(s.value)))
+                        name = series_name(s.name, s.labels)
+                        if keep(f.name, s.name, name, "gauge"):
+                            out.append((f.name, s.name, name, "gauge", float(s.value)))
             elif f.type == "summary":
                 for s in f.samples:
                     if "quantile" in s.labels and math.isfinite(s.value):
-                        out.append((f.name, s.name, series_name(s.name, s.labels), "gauge", float(s.value)))
+                        name = series_name(s.name, s.labels)
+                        if keep(f.name, s.name, name, "gauge"):
+                            out.append((f.name, s.name, name, "gauge", float(s.value)))
             elif f.type == "counter":
                 for s in f.samples:
                     if s.name.endswith("_total"):
                         name = series_name(s.name, s.labels)
-                        out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
+                        if keep(f.name, s.name, name, "counter"):
+                            out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
             elif f.type == "histogram":
-                out.extend(self._histograms(f.name, f.samples, t))
+                out.extend(self._histograms(f.name, f.samples, t, keep))
         return out
 
     def _rate(self, name: str, value: float, t: float) -> float | None:
@@ -195,7 +240,7 @@ class Target:
             return None  # the first read, or the counter was reset: it starts over
         return (value - before[0]) / (t - before[1])
 
-    def _histograms(self, metric: str, samples: list[Any], t: float) -> list[Derived]:
+    def _histograms(self, metric: str, samples: list[Any], t: float, keep: Admit) -> list[Derived]:
         by_series: dict[str, list[tuple[float, float]]] = {}
         for s in samples:
             if s.name != metric + "_bucket" or "le" not in s.labels:
@@ -208,6 +253,8 @@ class Target:
             by_series.setdefault(series_name(metric, labels), []).append((le, float(s.value)))
         out: list[Derived] = []
         for name, buckets in by_series.items():
+            if not keep(metric, metric, name, "histogram"):
+                continue
             buckets.sort()
             before = self.buckets.get(name)
             self.buckets[name] = (buckets, t)
@@ -249,9 +296,11 @@ class Scraper:
         self._reads = dict.fromkeys(spec.urls, 0)
         self._errors: dict[str, dict[str, int]] = {url: {} for url in spec.urls}
         self._latest: dict[str, tuple[float, dict[str, float]]] = {}  # url -> (read time, values)
+        self._kinds: dict[str, tuple[str, str]] = {}  # shown name -> (kind, url); grows to the cap at most
+        self._left_out = dict.fromkeys(spec.urls, 0)  # the most series one read of the URL left out
+        self._left_sample: list[str] = []  # a few of their names, for the warning
+        # The reading thread's own (never read by another): which series are kept, under which name.
         self._names: dict[tuple[str, str], str] = {}  # (url, series) -> the name it is shown by
-        self._kinds: dict[str, tuple[str, str]] = {}  # shown name -> (kind, url)
-        self._left_out: set[tuple[str, str]] = set()
         self._kept = 0  # series kept (a histogram is two: p50 and p99), at most spec.cap
         # The per-second values' aggregates, kept by the collector's thread: name -> [n, sum, max, last].
         self._agg: dict[str, list[float]] = {}
@@ -268,7 +317,10 @@ class Scraper:
             for url in self.targets:
                 if self._stop.is_set():
                     return
-                self.read(url)
+                try:
+                    self.read(url)
+                except Exception:  # a bug of ours never ends the reads (nor prints): a failed read
+                    self._failed(url, "internal")
             due += self.window_s
             now = time.monotonic()
             if due < now:  # the reads took longer than a second (silent targets): read again now, no catch-up
@@ -286,8 +338,13 @@ class Scraper:
 
     def take(self, url: str, text: str, t: float) -> None:
         """Keep the values of `url`'s text read at `t` (monotonic s), or count it as junk."""
-        try:
-            values = self.targets[url].derive(text, t)
+        left: list[str] = []  # the series this read leaves out (past the cap)
+
+        def admit(metric: str, sample: str, series: str, kind: str) -> bool:
+            return self._admit(url, metric, sample, series, kind, left)
+
+        try:  # (outside the lock: only this thread touches the targets' state and the names)
+            values = self._shown(url, self.targets[url].derive(text, t, admit))
         except ReadFailed as e:
             self._failed(url, str(e))
         except Exception as e:  # a bug of ours must not end the run: it is counted, as a fault of the read
@@ -295,7 +352,11 @@ class Scraper:
         else:
             with self._lock:
                 self._reads[url] += 1
-                self._latest[url] = (t, self._pick(url, values))
+                self._latest[url] = (t, values)
+                self._left_out[url] = max(self._left_out[url], len(left))
+                for series in left[: LEFT_OUT_SAMPLE - len(self._left_sample)]:
+                    if series not in self._left_sample:
+                        self._left_sample.append(series)
 
     def _failed(self, url: str, kind: str) -> None:
         with self._lock:
@@ -303,17 +364,11 @@ class Scraper:
             errors = self._errors[url]
             errors[kind] = errors.get(kind, 0) + 1
 
-    def _pick(self, url: str, values: list[Derived]) -> dict[str, float]:
-        """The values of the series --scrape-metric picks, under their shown names, within the cap."""
-        globs, out = self.spec.metrics, {}
-        for metric, sample, series, kind, value in values:
-            if globs and not any(fnmatch.fnmatchcase(n, g) for g in globs for n in (metric, sample)):
-                continue
-            name = self._names.get((url, series))
-            if name is None:
-                name = self._admit(url, series, kind)
-                if name is None:
-                    continue
+    def _shown(self, url: str, values: list[Derived]) -> dict[str, float]:
+        """The values of the series kept, under their shown names."""
+        out = {}
+        for _, _, series, _, value in values:
+            name = self._names[(url, series)]
             if isinstance(value, tuple):
                 for stat, v in zip(("p50", "p99"), value, strict=True):
                     if v is not None:
@@ -322,13 +377,18 @@ class Scraper:
                 out[name] = _round(value)
         return out
 
-    def _admit(self, url: str, series: str, kind: str) -> str | None:
-        if (url, series) in self._left_out:
-            return None
+    def _admit(self, url: str, metric: str, sample: str, series: str, kind: str, left: list[str]) -> bool:
+        """Whether a series is kept: --scrape-metric picks it, and it was kept before or fits in the cap
+        (one that does not is added to `left`)."""
+        globs = self.spec.metrics
+        if globs and not any(fnmatch.fnmatchcase(n, g) for g in globs for n in (metric, sample)):
+            return False
+        if (url, series) in self._names:
+            return True
         width = 2 if kind == "histogram" else 1
         if self._kept + width > self.spec.cap:
-            self._left_out.add((url, series))
-            return None
+            left.append(series)
+            return False
         self._kept += width
         name = series
         for prefix in ("", f"{_host(url)} ", f"{redact_url(url)} "):
@@ -336,8 +396,9 @@ class Scraper:
             if name not in self._kinds:  # a name another URL gave first: this one's is prefixed
                 break
         self._names[(url, series)] = name
-        self._kinds[name] = (kind, url)
-        return name
+        with self._lock:  # (summary() copies the kinds from the collector's thread)
+            self._kinds[name] = (kind, url)
+        return True
 
     def second(self) -> dict[str, float]:
         """The values for the second that just ended: {series: value} (gauges as read, counters as rates
@@ -377,7 +438,7 @@ class Scraper:
                 for url in self.spec.urls
             }
             kinds = dict(self._kinds)
-            left_out = len(self._left_out)
+            left_out = sum(self._left_out.values())
         series: dict[str, Any] = {}
         for name, (kind, url) in kinds.items():
             for n in (f"{name} p50", f"{name} p99") if kind == "histogram" else (name,):
@@ -405,10 +466,12 @@ class Scraper:
                     out.append(
                         f"--scrape {redact_url(url)}: {failed} of {self._reads[url]} reads failed ({kinds})"
                     )
-            left_out = len(self._left_out)
+            left_out = sum(self._left_out.values())
+            sample = list(self._left_sample)
         if left_out:
             out.append(
-                f"--scrape: {left_out} series were left out (at most {self.spec.cap} are kept); pick the "
-                "ones to keep with --scrape-metric GLOB, e.g. --scrape-metric 'vllm:*'"
+                f"--scrape: {left_out} series were left out (at most {self.spec.cap} are kept; e.g. "
+                f"{', '.join(sample)}); pick the ones to keep with --scrape-metric GLOB, e.g. "
+                "--scrape-metric 'vllm:*'"
             )
         return out

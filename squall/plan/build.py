@@ -299,8 +299,9 @@ def listen_address(text: str, flag: str = "--prometheus-port") -> tuple[str, int
     try:  # refused before any load is sent, not found out in a warning at the end
         with socket.create_server(address, family=socket.AF_INET6 if ":" in address[0] else socket.AF_INET):
             pass
-    except OSError as e:
-        raise PlanError(f"{flag} {text!r}: cannot listen there: {e.strerror or e}") from None
+    except OSError as e:  # (create_server's strerror names the address as a tuple: the errno's text only)
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise PlanError(f"{flag} {text!r}: cannot listen there: {why}") from None
     return address
 
 
@@ -333,6 +334,12 @@ def scrape(urls: tuple[str, ...], metrics: tuple[str, ...]) -> Scrape:
             raise PlanError(
                 f"--scrape {url!r}: give an http:// or https:// URL, e.g. http://127.0.0.1:8000/metrics"
             )
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise PlanError(f"--scrape {url!r}: the port must be a number from 1 to 65535")
     for glob in metrics:
         if not glob.strip():
             raise PlanError("--scrape-metric: an empty pattern; give a name or a glob such as 'vllm:*'")

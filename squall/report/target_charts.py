@@ -1,7 +1,9 @@
 """The report's charts of the target's own metrics (--scrape), on the same chart points as the others.
 
 A point's `target_metrics` names each series as the scraper does: `[HOST:PORT ]metric{labels}[ p50|p99]`
-(the prefix when a second URL gave the same name; p50 and p99 for a histogram). One chart per metric, or
+(the prefix when a second URL gave the same name; p50 and p99 for a histogram); its kind is the scraper's
+(the result's `target_metrics.series[NAME].kind`), guessed from the name only for a series not listed
+there (a hunt's earlier levels, a document without it). One chart per metric, or
 per few gauges (or counters) that differ only in their last word (`vllm:num_requests_running`, `_waiting`);
 a histogram named like a TTFT is drawn beside squall's own TTFT, in ms.
 """
@@ -27,8 +29,17 @@ def _parse(name: str) -> tuple[str, str, dict[str, str], str]:
     return host, metric, dict(_LABEL.findall(rest)) if brace else {}, stat
 
 
-def _kind(metric: str, stat: str) -> str:
-    return "histogram" if stat else "counter" if metric.endswith("_total") else "gauge"
+def _kind(name: str, metric: str, stat: str, kinds: dict[str, str]) -> str:
+    """The series' kind as the scraper said (`kinds`), else as its name suggests."""
+    return kinds.get(name) or ("histogram" if stat else "counter" if metric.endswith("_total") else "gauge")
+
+
+def series_kinds(target_metrics: Any) -> dict[str, str]:
+    """{series name: kind} from a result's `target_metrics` ({} for none or a malformed one)."""
+    series = target_metrics.get("series") if isinstance(target_metrics, dict) else None
+    if not isinstance(series, dict):
+        return {}
+    return {n: s["kind"] for n, s in series.items() if isinstance(s, dict) and isinstance(s.get("kind"), str)}
 
 
 def _unit(metric: str, kind: str) -> str:
@@ -52,18 +63,19 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
 
 
-def target_charts(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def target_charts(points: list[dict[str, Any]], target_metrics: Any = None) -> list[dict[str, Any]]:
     """Charts of the scraped series in `points` (the report's chart points, each a series entry or the mean
-    of several): [{title, ytitle, traces: [{name, y: [value per point], dash?}]}]; a server's own TTFT
-    histogram is drawn beside squall's TTFT."""
+    of several), their kinds from the result's `target_metrics`: [{title, ytitle, traces: [{name, y: [value
+    per point], dash?}]}]; a server's own TTFT histogram is drawn beside squall's TTFT."""
     names = list(dict.fromkeys(n for p in points for n in (p.get("target_metrics") or {})))
     if not names:
         return []
+    kinds = series_kinds(target_metrics)
     groups: dict[tuple[str, str, str], list[str]] = {}  # (host, kind, key) -> series, in order of appearance
     ttft: list[str] = []
     for name in names:
         host, metric, _, stat = _parse(name)
-        kind = _kind(metric, stat)
+        kind = _kind(name, metric, stat, kinds)
         if kind == "histogram" and _is_ttft(metric):
             ttft.append(name)
             continue

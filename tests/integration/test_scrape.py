@@ -150,6 +150,7 @@ def test_a_bad_scrape_url_is_one_line_and_exit_2(target: ServerThread) -> None:
     for args, needle in (
         (["--scrape", "ftp://127.0.0.1/metrics"], "--scrape 'ftp://127.0.0.1/metrics': give an http://"),
         (["--scrape-metric", "vllm:*"], "give --scrape too"),
+        (["--scrape", "http://127.0.0.1:99999/m"], "--scrape 'http://127.0.0.1:99999/m': the port must be"),
     ):
         res = CliRunner().invoke(app, ["run", target.url + "/", "-d", "1s", "-w", "1", "-q", *args])
         assert res.exit_code == 2, res.output

@@ -1,5 +1,7 @@
 """plan/build.py and plan/shard.py: the one builder, the secret hiding, the shard split."""
 
+import errno
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from squall.plan.build import (
     build,
     command_line,
     listen_address,
+    scrape,
     target,
 )
 from squall.plan.load import Shape, Stage
@@ -120,14 +123,23 @@ def test_listen_address() -> None:
 
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        with pytest.raises(PlanError, match=f"--prometheus-port '{port}': cannot listen there"):
+        with pytest.raises(PlanError) as refused:
             listen_address(str(port))
+        why = os.strerror(errno.EADDRINUSE)  # (the errno's text only: no address tuple)
+        assert str(refused.value) == f"--prometheus-port '{port}': cannot listen there: {why}"
     assert listen_address(f"127.0.0.1:{port}") == ("127.0.0.1", port)
     assert listen_address(str(port)) == ("127.0.0.1", port)
     with pytest.raises(PlanError, match="is not PORT or HOST:PORT"):
         listen_address("x")
     with pytest.raises(PlanError, match="the port must be from 1 to 65535"):
         listen_address("0")
+
+
+def test_scrape_refuses_a_port_that_is_no_port() -> None:
+    for url in ("http://127.0.0.1:99999/metrics", "http://127.0.0.1:abc/metrics", "http://h:0/m"):
+        with pytest.raises(PlanError, match=f"--scrape '{url}': the port must be a number from 1 to 65535"):
+            scrape((url,), ())
+    assert scrape(("http://h/m", "http://h/m"), ()).urls == ("http://h/m",)
 
 
 def test_body_and_api_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,11 +1,13 @@
 """--scrape's parsing and derivation: Prometheus texts made by hand become gauges, rates and p50/p99."""
 
+import asyncio
 import math
 import time
+from collections.abc import Callable
 
 import pytest
 
-from squall.collector.scrape import ReadFailed, Scraper, Target, quantile, series_name
+from squall.collector.scrape import ReadFailed, Scraper, Target, fetch, quantile, series_name
 from squall.plan.plan import Scrape
 from squall.report.target_charts import target_charts
 
@@ -122,7 +124,7 @@ def test_the_glob_picks_series_and_the_cap_leaves_out_the_rest_with_a_warning() 
     assert summary["left_out"] == 2  # other3 and the histogram (two series: p50 and p99)
     assert summary["urls"] == {U1: {"reads": 2, "failed": 0, "errors": {}}}
     (warning,) = capped.warnings()
-    assert warning.startswith("--scrape: 2 series were left out (at most 7 are kept)")
+    assert warning.startswith("--scrape: 2 series were left out (at most 7 are kept; e.g. other3, vllm:time")
     assert "--scrape-metric GLOB" in warning
 
 
@@ -175,3 +177,62 @@ def test_target_charts_cap_traces_and_name_a_second_url() -> None:
     assert [t["name"] for t in lat["traces"][:2]] == ['{route="/0"} p50', '{route="/0"} p99']
     assert lat["traces"][1]["dash"] == "dash"
     assert ttft["traces"][2] == {"name": "server TTFT p50", "y": [40.0], "dash": "dot"}
+
+
+def test_churning_labels_keep_state_only_for_the_series_kept() -> None:
+    s = _scraper(U1, cap=3)
+    now = time.monotonic()
+    for i in range(50):  # each read a new label value: only the first three series are ever kept
+        text = f'# TYPE c counter\nc_total{{id="{i}"}} {i}\nc_total{{id="{i + 1}"}} {i}\n'
+        s.take(U1, text, now - 50 + i)
+    assert len(s.targets[U1].counters) == 3
+    assert s.summary()["left_out"] == 2  # the most any one read left out
+    (warning,) = s.warnings()
+    assert warning.count('c_total{id="') == 3  # a sample of their names, not all of them
+
+
+def test_a_gauge_named_like_a_counter_is_charted_as_the_scraper_says() -> None:
+    points = [{"target_metrics": {"queue_total": 4.0, "sent_total": 2.0}}]
+    summary = {"series": {"queue_total": {"kind": "gauge"}, "sent_total": {"kind": "counter"}}}
+    gauge, counter = target_charts(points, summary)
+    assert (gauge["title"], gauge["ytitle"]) == ("queue_total", "value")
+    assert (counter["title"], counter["ytitle"]) == ("sent_total (per second)", "per second")
+
+
+def test_a_bad_url_and_a_bug_are_failed_reads() -> None:
+    for url in ("http://127.0.0.1:99999/metrics", "http://127.0.0.1:abc/metrics"):
+        with pytest.raises(ReadFailed, match="bad url"):
+            fetch(url, 0.5)
+
+    class Broken(Scraper):
+        def read(self, url: str) -> None:
+            raise RuntimeError("a bug")
+
+    s = Broken(Scrape((U1,), (), timeout_s=0.1), window_s=0.05)
+    s.start()
+    deadline = time.monotonic() + 5
+    while s.summary()["urls"][U1]["reads"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert s._thread is not None and s._thread.is_alive()  # (the bug ended no read loop)
+    s.close()
+    errors = s.summary()["urls"][U1]["errors"]
+    assert list(errors) == ["internal"] and errors["internal"] >= 1
+
+
+def test_a_target_that_drips_its_headers_is_cut_at_the_deadline(byte_server: Callable[..., int]) -> None:
+    async def drip(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(20):  # a header line every 0.3 s: each wait is short, the whole answer is not
+            await asyncio.sleep(0.3)
+            w.write(b"X-Drip-%d: 1\r\n" % i)
+            try:
+                await w.drain()
+            except ConnectionError:
+                return
+
+    url = f"http://127.0.0.1:{byte_server(drip)}/metrics"
+    t = time.monotonic()
+    with pytest.raises(ReadFailed, match="timeout"):
+        fetch(url, 0.5)
+    assert time.monotonic() - t < 0.5 + 0.3
