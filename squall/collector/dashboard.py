@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import secrets
+import socket
 import sys
 import threading
 from concurrent.futures import Future
@@ -22,8 +23,8 @@ import orjson
 from squall.collector.dashboard_server import Board, DashboardServer, Refused
 from squall.collector.sinks import Sink, Totals
 from squall.hist import percentiles_ms
-from squall.plan.load import check_steer, steered
-from squall.plan.plan import Plan
+from squall.plan.load import check_steer
+from squall.plan.plan import Dashboard, Plan
 from squall.units import PlanError
 
 STATUS_EVERY_S = 1.0  # a status at least this often, even with no new second (warmup, a stall)
@@ -32,6 +33,8 @@ PAGE_EVERY_LONG_S = 5.0  # ... and past LONG_RUN_S of measured time at most this
 LONG_RUN_S = 600.0
 PAGE_COST_SHARE = 20  # and never more than 1/20 of the collector's time (its cost x this, at least)
 WATCHED_S = 5.0  # the page data is built only while a page watches, or it was asked for this recently
+SOAK_EVERY_S = 5.0  # a soak's slope so far is worked out this often (and at most 1/20 of the time)
+SOAK_KEYS = ("rss_slope_mb_per_h", "rss_slope_ci_mb_per_h", "leak_suspected", "fd_growth")
 DELIVER_S = 1.0  # at the end, how long the open event streams get to send the last status
 
 
@@ -55,9 +58,8 @@ class DashboardSink(Sink):
         self.last_phase = ""
         self.stop_sent = False
         self.ended = False
-        self.shape_changes = -1  # the changes the current load was worked out for
-        self.load_shape: Any = plan.load.shape
-        self.soak: dict[str, Any] | None = None  # the soak's verdict in the last page data
+        self.soak: dict[str, Any] | None = None  # the soak's verdict so far (a soak only)
+        self.soak_due = 0.0
 
     @classmethod
     def for_plan(cls, plan: Plan, totals: Totals) -> DashboardSink | None:
@@ -79,7 +81,11 @@ class DashboardSink(Sink):
         sink.board.publish(sink._status(totals, "warmup"))
         if not sink.study.get("runs"):  # (a hunt prints it for its first level only)
             # sys.stderr as it is now: the live view's console, while it shows, prints it above its line.
-            print(f"dashboard: {replace(dash, port=sink.server.port).url()}", file=sys.stderr, flush=True)
+            print(
+                f"dashboard: {_printed_url(replace(dash, port=sink.server.port))}",
+                file=sys.stderr,
+                flush=True,
+            )
         return sink
 
     # -- the server's threads ------------------------------------------------------------------------
@@ -101,12 +107,12 @@ class DashboardSink(Sink):
         if unknown:
             raise PlanError(f'unknown field {unknown[0]!r}: send {{"users": N}} or {{"rate": R}}')
         users, rate = body.get("users"), body.get("rate")
+        # (the values shown as they were sent: JSON, not Python's repr)
+        if isinstance(users, bool) or (users is not None and not isinstance(users, int)):
+            raise PlanError(f"users {_shown(users)}: users must be a whole number (e.g. 64)")
         if isinstance(rate, bool) or (rate is not None and not isinstance(rate, (int, float))):
-            raise PlanError(f"rate {rate!r}: give requests/s as a number")
+            raise PlanError(f"rate {_shown(rate)}: rate must be a number of requests/s (e.g. 200)")
         check_steer(self.plan.load, users, rate)
-        llm = self.plan.llm
-        if llm is not None and llm.trace_offsets:
-            raise PlanError("a --trace replay keeps the trace's times: its rate cannot be changed")
         return {"users": users} if users is not None else {"rate": float(rate)}  # type: ignore[arg-type]
 
     # -- the collector's thread ----------------------------------------------------------------------
@@ -135,6 +141,7 @@ class DashboardSink(Sink):
         page = self._page(totals, now) if self.fresh else None
         series = totals.series if self.fresh else None
         self.fresh, self.last_phase, self.last_status = False, phase, now
+        self._soak(totals, now)
         self.board.publish(self._status(totals, phase), page, series)
 
     def on_final(self, doc: dict[str, Any]) -> None:
@@ -175,7 +182,7 @@ class DashboardSink(Sink):
         if self.ended or totals.closing:
             raise Refused(409, "the run has ended")
         if not self.stop_sent:
-            if not totals.stop_run("interrupted"):
+            if not totals.stop_run("interrupted", by="dashboard"):
                 raise Refused(409, "the run cannot be stopped from here: its main process is gone")
             self.stop_sent = True
             self.fresh = True
@@ -185,7 +192,9 @@ class DashboardSink(Sink):
         phase = self._phase(totals)
         if phase == "warmup" and totals.t0 is None:
             raise Refused(409, "the run has not started yet: try again in a moment")
-        if phase != "running" and phase != "warmup":
+        if phase == "warmup":
+            raise Refused(409, "the run is warming up: its load can be changed once the warmup is over")
+        if phase != "running":
             raise Refused(409, f"the run is {phase}: its load cannot be changed now")
         change = totals.steer(by="dashboard", **args)
         self.fresh = True
@@ -201,15 +210,23 @@ class DashboardSink(Sink):
             return "stopping"  # (draining: what was sent in time completes)
         return "warmup" if totals.t0 is None or elapsed < 0 else "running"
 
+    def _soak(self, totals: Totals, now: float) -> None:
+        """A soak's slope so far, for the status: on its own cadence, whether or not a page watches."""
+        spec = self.plan.soak
+        if spec is None or now < self.soak_due or totals.t0 is None:
+            return
+        from squall.collector.leaks import verdicts
+
+        got = verdicts(totals.series, spec, in_process=self.plan.py is not None)
+        self.soak = {k: got.get(k) for k in SOAK_KEYS}
+        self.soak_due = now + max(SOAK_EVERY_S, PAGE_COST_SHARE * (monotonic() - now))
+
     def _load_now(self, totals: Totals, elapsed: float) -> dict[str, Any]:
         """The users (closed model) or rate (open model) asked for now, after the changes so far."""
         plan, load = self.plan, self.plan.load
         kind, base = ("rate", load.rate) if plan.open_model else ("users", load.connections)
-        if self.shape_changes != len(totals.changes):
-            points = [(c["t"] + plan.stop.warmup_s, c[kind]) for c in totals.changes if kind in c]
-            self.load_shape = steered(load.shape, kind, float(base or 0.0), points)
-            self.shape_changes = len(totals.changes)
-        value = base if self.load_shape is None else self.load_shape.value_at(plan.stop.warmup_s + elapsed)
+        shape = totals.shape  # (the collector's: steered at the changes' exact times)
+        value = base if shape is None else shape.value_at(plan.stop.warmup_s + elapsed)
         if kind == "users":
             return {"users": round(value or 0), "rate": None}
         return {"users": None, "rate": None if value is None else round(value, 3)}
@@ -280,6 +297,8 @@ class DashboardSink(Sink):
             "page": self.page_version,
             "page_data": data,  # (the run's last page, sent along: the server is about to go)
         }
+        if doc.get("soak"):
+            out["soak"] = {k: doc["soak"].get(k) for k in SOAK_KEYS}
         if self.study:
             out["hunt"] = self._hunt_status()
         return orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS)
@@ -317,16 +336,26 @@ class DashboardSink(Sink):
         hunt = self.study.get("hunt")
         if hunt and hunt.get("steps"):
             doc = {**doc, "hunt": hunt}
-        soak = doc.get("soak") or {}
-        if soak.get("rss_slope_mb_per_h") is not None:
-            keys = ("rss_slope_mb_per_h", "rss_slope_ci_mb_per_h", "leak_suspected", "fd_growth")
-            self.soak = {k: soak.get(k) for k in keys}
         data: dict[str, Any] = page_data(doc)
         if self.study:
             level = self.study.get("level")
             data["subtitle"] = f"hunt, level {level:g} · {data['subtitle']}"
         data["run"] = self.run_id
         return data
+
+
+def _printed_url(dash: Dashboard) -> str:
+    """The page's address as printed: one a browser can open (a wildcard address is not), with its token."""
+    if dash.host not in ("0.0.0.0", "::"):
+        return dash.url()
+    name = socket.gethostname() or "this box's name"
+    return f"{replace(dash, host='127.0.0.1').url()} (listening on all addresses: from elsewhere use {name})"
+
+
+def _shown(value: Any) -> str:
+    """A value from a request's body as JSON text, cut short."""
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _brief(entry: dict[str, Any]) -> dict[str, Any]:

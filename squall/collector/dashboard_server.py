@@ -119,9 +119,14 @@ class DashboardServer:
         self.token = token
         self.page = page
         self.check_load = check_load
-        server_class = _Server6 if ":" in host else ThreadingHTTPServer
+        server_class = _Server6 if ":" in host else _Server
         self.server = server_class((host, port), handler)
         self.server.daemon_threads = True
+        port = self.port
+        names = {host.lower(), "localhost", "127.0.0.1", "[::1]", f"[{host.lower()}]"}
+        self.hosts = {f"{name}:{port}" for name in names}  # the Host headers taken
+        # Bound to every address, any Host is taken: such a server asks for its token (plan.build).
+        self.any_host = host in ("0.0.0.0", "::", "")
         self.thread = threading.Thread(target=self.server.serve_forever, name="squall-dashboard", daemon=True)
         self.thread.start()
 
@@ -136,7 +141,14 @@ class DashboardServer:
         self.server.server_close()
 
 
-class _Server6(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    errors = 0  # requests whose handler raised: counted, never printed (the run's console is not theirs)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.errors += 1
+
+
+class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
@@ -169,6 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        refused = self._foreign()
+        if refused:
+            self._json(403, {"error": refused})
+            return
         if not self._authorised(query):
             self._json(403, {"error": "a token is needed: open the URL squall printed (with ?token=...)"})
             return
@@ -178,6 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if method != allowed:
             self._json(405, {"error": f"{url.path} takes {allowed}, not {method}"}, allow=allowed)
+            return
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if method == "POST" and kind != "application/json":
+            self._json(415, {"error": f"{url.path} takes Content-Type: application/json"})
             return
         board = self.owner.board
         if url.path == "/":
@@ -194,6 +214,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._command(url.path)
 
+    def _foreign(self) -> str:
+        """Why a request comes from elsewhere (a Host this server is not: DNS rebinding; an Origin not its
+        own: another site's page); empty when it does not."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host not in self.owner.hosts and not (self.owner.any_host and host):
+            return f"Host {host[:80]!r} is not this dashboard's address"
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.strip().lower() != f"http://{host}":
+            return (
+                f"Origin {origin[:80]!r} is not this dashboard's own: requests from other pages are refused"
+            )
+        return ""
+
     def _authorised(self, query: dict[str, list[str]]) -> bool:
         token = self.owner.token
         if not token:
@@ -207,9 +240,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _series(self, query: dict[str, list[str]]) -> None:
         series = self.owner.board.series
         start = (query.get("from") or ["0"])[0]
-        if not start.isdigit():
+        if not (start.isascii() and start.isdigit() and len(start) < 10):
+            shown = start[:20] + ("..." if len(start) > 20 else "")
             self._json(
-                400, {"error": f"from={start!r}: give the index of the first second wanted (0, 1, ...)"}
+                400, {"error": f"from={shown!r}: give the index of the first second wanted (0, 1, ...)"}
             )
             return
         # (orjson holds the GIL while it writes: the entries cannot change under it)
@@ -273,8 +307,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise PlanError(f'send a JSON body of at most {MAX_BODY} bytes: {{"users": N}} or {{"rate": R}}')
         try:
             body = orjson.loads(self.rfile.read(length))
-        except orjson.JSONDecodeError as e:
-            raise PlanError(f"the body is not JSON ({e})") from None
+        except orjson.JSONDecodeError:
+            raise PlanError('the body is not JSON: send {"users": N} or {"rate": R}') from None
         if not isinstance(body, dict):
             raise PlanError('the body must be a JSON object: {"users": N} or {"rate": R}')
         return body

@@ -17,6 +17,7 @@ from squall.plan.plan import Plan
 
 if TYPE_CHECKING:
     from squall.collector.aggregate import Aggregate, Second
+    from squall.plan.load import Shape
 
 NS = 1_000_000_000
 FIRST_CHECKPOINT_S = 5.0  # a soak's first checkpoint, measured s: a kill soon after the start keeps it
@@ -45,6 +46,7 @@ class Totals(Protocol):
     )  # the run is stopping early for this reason (Ctrl-C, SIGTERM, a threshold, the page)
     changes: list[dict[str, Any]]  # the dashboard's changes of users or rate so far (meta.changes)
     pids: dict[int, int]  # worker index -> pid
+    shape: Shape | None  # the load's shape as steered so far (None: a plain run, not steered)
 
     def elapsed_s(self) -> float:
         """Measured seconds since the load started (after warmup)."""
@@ -72,8 +74,9 @@ class Totals(Protocol):
         """Change the users or rate from now on (every worker within a second); raises PlanError."""
         ...
 
-    def stop_run(self, reason: str = "interrupted") -> bool:
-        """Stop the run as Ctrl-C would; False when there is no supervisor to ask."""
+    def stop_run(self, reason: str = "interrupted", by: str | None = None) -> bool:
+        """Stop the run as Ctrl-C would (`by`: who asked, meta.stopped_by); False when there is no
+        supervisor to ask."""
         ...
 
     def unwritten(self, output: str, why: str) -> None:
@@ -347,8 +350,9 @@ SINKS: dict[str, SinkMaker] = {
     "prometheus": PrometheusSink.for_plan,
     "checkpoint": CheckpointSink.for_plan,
     "abort": AbortSink.for_plan,
-    "dashboard": dashboard_sink,
+    # -o before the dashboard: its last event says "done" once the file is there.
     "out": OutFileSink.for_plan,
+    "dashboard": dashboard_sink,
 }
 
 

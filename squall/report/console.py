@@ -126,7 +126,8 @@ def print_summary(doc: dict[str, Any], console: Console | None = None) -> None:
         cut = f"; {s['interrupted']:,} in flight were not counted" if s.get("interrupted") else ""
         series = doc.get("timeseries") or [{}]
         ran = max(s["duration_s"], series[-1].get("t") or 0.0)  # (no answer at all: the seconds it ran)
-        console.print(f"  [yellow]stopped early by {why}, after {ran:.1f}s{asked}{cut}[/yellow]")
+        how = "from the dashboard" if m.get("stopped_by") == "dashboard" else f"by {why}"
+        console.print(f"  [yellow]stopped early {how}, after {ran:.1f}s{asked}{cut}[/yellow]")
     table = Table(box=None, pad_edge=False)
     table.add_column("")
     keys = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
@@ -255,7 +256,7 @@ def recovery_text(r: dict[str, Any]) -> str:
         if baseline is None:
             return f"{name}: no baseline"
         back = f"back within 10% after {got:g}s" if got is not None else "never back within 10%"
-        return f"{name} {back} (baseline {fmt_ms(baseline)} ms)"
+        return f"{name} {back} (baseline {fmt_ms(baseline)})"
 
     parts = [after("p99", r.get("baseline_p99_ms"), r.get("p99_recovered_after_s"))]
     if r.get("ttft_baseline_p99_ms") is not None:

@@ -255,11 +255,12 @@ def _stopped(doc: dict[str, Any]) -> list[str]:
     why = _STOPPED.get(str(meta.get("stop_reason") or ""))
     if why is None:
         return []
+    how = "from the dashboard" if meta.get("stopped_by") == "dashboard" else f"by {why}"
     series = doc.get("timeseries") or [{}]
     ran = max(s.get("duration_s") or 0.0, series[-1].get("t") or 0.0)
     asked = f" of the {meta['duration_s']:g} s asked for" if _number(meta.get("duration_s")) else ""
     cut = f"; {s['interrupted']:,} in flight were not counted" if s.get("interrupted") else ""
-    return [f"stopped early by {why}, after {ran:.1f} s{asked}{cut}"]
+    return [f"stopped early {how}, after {ran:.1f} s{asked}{cut}"]
 
 
 def _title(meta: dict[str, Any]) -> str:
@@ -378,7 +379,8 @@ _SLOTS = re.compile(r"__(TITLE|PLOTLY|DATA|LIVE)__")
 
 def _page(data: dict[str, Any], live: str = "") -> str:
     """page.html with its slots filled, in one pass (what goes in is never read for slots again)."""
-    payload = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode().replace("</", "<\\/")
+    # Every "<" escaped: no "</script>" nor "<!--" in the data can end or bend the script it sits in.
+    payload = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode().replace("<", "\\u003c")
     page = files("squall.report").joinpath("page.html").read_text(encoding="utf-8")
     slots = {
         "TITLE": html.escape(str(data["title"])[:200]),

@@ -1,6 +1,7 @@
 """--dashboard's endpoints, used directly: status, series and events while a run goes on, a change of users,
 refusals with their reasons, the stop (exit 130, every file written), the token, a port in use, a hunt."""
 
+import http.client
 import itertools
 import json
 import os
@@ -38,6 +39,8 @@ def _free_port() -> int:
 def _call(url: str, body: Any = None, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
     """(status, JSON answer) of one request; the answer is text when it is not JSON."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    if method == "POST":  # (as the page sends them)
+        headers = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -248,3 +251,59 @@ def test_a_hunt_shows_its_levels_and_sets_its_own_load(target: ServerThread, tmp
 def test_every_load_command_takes_dashboard(command: str) -> None:
     res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "--dashboard" in res.output
+
+
+def _raw(port: int, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, Any]:
+    """(status, JSON answer) of one request with exactly these headers (Host and Origin too)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for k, v in {**headers, "Content-Length": str(len(body))}.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def test_the_server_refuses_other_pages_bad_queries_and_bodies(capfd: pytest.CaptureFixture[str]) -> None:
+    from squall.collector.dashboard_server import Board, DashboardServer
+    from squall.units import PlanError
+
+    board = Board()
+    board.series = tuple({"t": float(t)} for t in range(3))
+
+    def check(body: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(body.get("users"), bool):
+            raise PlanError("users must be a whole number")
+        return body
+
+    server = DashboardServer("127.0.0.1", 0, "", board, lambda: b"<html></html>", check)
+    p = server.port
+    own = {"Host": f"127.0.0.1:{p}"}
+    js = {**own, "Content-Type": "application/json"}
+    try:
+        assert _raw(p, "GET", "/api/series?from=1", own) == (200, [{"t": 1.0}, {"t": 2.0}])
+        for bad in ("%C2%B2", "9" * 400, "-1", "1e3"):  # (a superscript two is a digit to str.isdigit)
+            code, answer = _raw(p, "GET", f"/api/series?from={bad}", own)
+            assert code == 400 and "give the index" in answer["error"], bad
+        assert _raw(p, "GET", "/api/status", {"Host": f"localhost:{p}"})[0] == 200
+        code, answer = _raw(p, "GET", "/api/status", {"Host": f"evil.example:{p}"})
+        assert code == 403 and "Host" in answer["error"]
+        origin = {**js, "Origin": "http://evil.example"}
+        code, answer = _raw(p, "POST", "/api/stop", origin, b"{}")
+        assert code == 403 and "Origin" in answer["error"]
+        assert _raw(p, "POST", "/api/stop", {**own, "Content-Type": "text/plain"}, b"{}")[0] == 415
+        assert (
+            _raw(p, "POST", "/api/load", {**own, "Content-Type": "application/x-www-form-urlencoded"})[0]
+            == 415
+        )
+        code, answer = _raw(p, "POST", "/api/load", {**js, "Origin": f"http://127.0.0.1:{p}"}, b"{users: 3")
+        assert (code, answer["error"]) == (400, 'the body is not JSON: send {"users": N} or {"rate": R}')
+        code, answer = _raw(p, "POST", "/api/load", js, b'{"users": true}')
+        assert code == 400 and answer["error"] == "users must be a whole number"
+    finally:
+        board.close()
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err

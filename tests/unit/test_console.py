@@ -106,3 +106,18 @@ def test_the_html_report_says_why_too() -> None:
     page = render(_invalid(lost={"1": "exited without finishing"}))
     assert "not valid: worker 1 was lost (exited without finishing)" in page
     assert "not valid:" not in render(_invalid() | {"valid": True})
+
+
+def test_a_dashboard_stop_and_the_recovery_line_read_right() -> None:
+    from rich.console import Console
+
+    from squall.report.console import print_summary, recovery_text
+
+    doc = _invalid() | {"valid": True}
+    doc["meta"] |= {"stop_reason": "interrupted", "stopped_by": "dashboard", "duration_s": 10}
+    console = Console(record=True, width=200)
+    print_summary(doc, console)
+    text = console.export_text()
+    assert "stopped early from the dashboard, after" in text and "Ctrl-C" not in text
+    r = {"spike_start_s": 5, "spike_end_s": 10, "baseline_p99_ms": 24.93, "p99_recovered_after_s": 2}
+    assert recovery_text(r) == "spike 5s-10s; p99 back within 10% after 2s (baseline 24.93ms)"

@@ -519,3 +519,13 @@ def test_a_run_cut_short_says_so_first() -> None:
         "a warning",
     ]
     assert page_data(_doc())["warnings"] == ["a warning"]
+
+
+def test_a_dashboard_stop_says_so_and_no_lt_sign_reaches_the_page_raw() -> None:
+    doc = _doc()
+    doc["meta"].update(stop_reason="interrupted", stopped_by="dashboard")
+    assert page_data(doc)["warnings"][0].startswith("stopped early from the dashboard, after 3.2 s")
+    doc["warnings"] = ["</script><script>alert(1)</script><!--"]
+    page = render(doc)
+    assert "alert(1)" in page and "<script>alert" not in page and "<!--" not in page.split("squall-data")[1]
+    assert "\\u003c/script>\\u003cscript>alert(1)" in page

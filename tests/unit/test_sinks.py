@@ -129,7 +129,7 @@ def test_every_output_in_feeding_order() -> None:
     )
     sinks = default_sinks(plan, FakeTotals(plan))
     try:
-        assert list(SINKS) == ["live", "prometheus", "checkpoint", "abort", "dashboard", "out"]
+        assert list(SINKS) == ["live", "prometheus", "checkpoint", "abort", "out", "dashboard"]
         assert [type(s).__name__ for s in sinks] == [
             "LiveSink",
             "PrometheusSink",
