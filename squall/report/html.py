@@ -217,7 +217,7 @@ def page_data(doc: dict[str, Any]) -> dict[str, Any]:
         "verdicts": verdicts,
         "tables": tables,
         "series": columns(points),
-        "extra": target_charts(points),
+        "extra": target_charts(points, doc.get("target_metrics")),
         "changes": changes(meta),
         "per_point": per_point,
         "distributions": distributions(doc),
