@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -37,11 +38,13 @@ from squall.collector.verdicts import (
     over_limits,
     self_check,
 )
-from squall.engine.limits import first_limit_warnings, limit_warnings
+from squall.engine.limits import first_limit_warnings, limit_warnings, steer_limit
 from squall.hist import decode as hist_decode
+from squall.plan.load import check_steer, steer_base, steered
 from squall.plan.plan import Plan
 from squall.procname import set_process_name
 from squall.result.document import USAGE_ERROR
+from squall.units import PlanError
 from squall.wire import (
     Abort,
     Done,
@@ -150,6 +153,7 @@ class Collector:
         self.at_stop: set[int] = set()  # the workers live when it came
         self.cut: dict[int, str] = {}  # those of them lost after it, ended by it: the stop's reason
         self.unwritten_files: dict[str, str] = {}  # output -> why it could not be written
+        self.stopped_by: str | None = None  # who asked stop_run() to stop the run (meta.stopped_by)
         # The dashboard's changes of users or rate, as meta.changes has them, and the load shape they make.
         self.changes: list[dict[str, Any]] = []
         self.steer_points: list[tuple[float, float]] = []  # (s since t0, users or rate) of each change
@@ -242,57 +246,38 @@ class Collector:
         """Change the users (closed model) or the rate (open model) from now on: the supervisor hands it to
         every worker; it replaces the rest of a --stage/--profile shape and is recorded in meta.changes.
         Returns the change as recorded; raises PlanError for one this run cannot take."""
-        from squall.plan.load import check_steer, steered
-        from squall.units import PlanError
-
         plan = self.plan
-        check_steer(plan.load, users, rate)
-        if plan.llm is not None and plan.llm.trace_offsets:
-            raise PlanError("a --trace replay keeps the trace's times: its rate cannot be changed")
+        check_steer(plan.load, users, rate, trace=plan.llm is not None and bool(plan.llm.trace_offsets))
         if self.t0 is None or self.closing or self.stop_asked is not None or self.sup is None or self.done:
             raise PlanError("the run is not under way (not started yet, or ending): nothing to change")
         t = max(perf_counter_ns() - self.t0, 0)
-        duration = plan.stop.duration_s
-        if duration is not None and t >= (plan.stop.warmup_s + duration) * NS:
-            raise PlanError("the run's time is up: nothing to change")
-        if users is not None and plan.py is None:  # (a py workload's connections are its own)
-            # Each user is a connection: one file in its worker, one local port of a source address.
-            from squall.engine.limits import FD_SLACK, PORT_SLACK, LimitError, box_limits
-
-            box, workers = box_limits(), max(1, plan.spread.workers)
-            most = max(0, box.nofile - FD_SLACK) * workers
-            if users > most:
-                raise LimitError(
-                    f"users {users}: {workers} worker(s) hold at most {most} users under the open-file limit "
-                    f"(ulimit -n {box.nofile}); run with more workers (-w) to go higher"
-                )
-            if box.ports is not None:
-                most = max(1, int(box.ports * (1 - PORT_SLACK))) * max(1, len(plan.client.source_ips))
-                if users > most:
-                    raise LimitError(
-                        f"users {users}: the run's source addresses have local ports for {most} connections "
-                        "toward the target; give --source-ip with more addresses to go higher"
-                    )
         measured = round(t / NS - plan.stop.warmup_s, 3)
-        change: dict[str, Any] = {
-            "t": measured,
-            **({"users": users} if users is not None else {"rate": float(rate)}),  # type: ignore[arg-type]
-        }
+        if measured < 0:  # (the warmup's answers are not measured: a change there would have no stage)
+            raise PlanError(f"the load can be changed once the warmup is over (in {math.ceil(-measured)} s)")
+        duration = plan.stop.duration_s
+        if duration is not None and measured >= duration:
+            raise PlanError("the run's time is up: nothing to change")
+        if users is not None:
+            steer_limit(plan, users)
+        value = float(users if users is not None else rate)  # type: ignore[arg-type]
+        change: dict[str, Any] = {"t": measured}
+        change.update({"users": users} if users is not None else {"rate": value})
         change["by"] = by
         self.changes.append(change)
-        kind, base = ("rate", plan.load.rate) if plan.open_model else ("users", plan.load.connections)
         # (as the workers take it: from t, in s since t0, not rounded to the ms of meta.changes)
-        self.steer_points.append((t / NS, float(users if users is not None else rate)))  # type: ignore[arg-type]
-        self.shape = steered(plan.load.shape, kind, float(base or 0.0), self.steer_points)
+        self.steer_points.append((t / NS, value))
+        self.shape = steered(plan.load.shape, *steer_base(plan.load), self.steer_points)
         with contextlib.suppress(OSError):
             self.sup.send_bytes(encode(Steer(t, users, rate, by)))
         return change
 
-    def stop_run(self, reason: str = "interrupted") -> bool:
-        """Stop the run as Ctrl-C would (drain, write every file, exit 130); False when there is no
-        supervisor to ask."""
+    def stop_run(self, reason: str = "interrupted", by: str | None = None) -> bool:
+        """Stop the run as Ctrl-C would (drain, write every file, exit 130), `by` (e.g. "dashboard") named in
+        meta.stopped_by; False when there is no supervisor to ask."""
         if self.sup is None:
             return False
+        if by is not None and self.stop_asked is None and self.stopped_by is None:
+            self.stopped_by = by
         with contextlib.suppress(OSError):
             self.sup.send_bytes(encode(Stop(reason, self.plan.stop.drain_s)))
         return True
@@ -553,6 +538,8 @@ class Collector:
             doc["soak"] = verdicts(self.series, plan.soak, in_process=plan.py is not None)
         if self.changes:
             doc["meta"]["changes"] = [dict(c) for c in self.changes]
+        if self.stopped_by is not None:
+            doc["meta"]["stopped_by"] = self.stopped_by
         recovery = spike_recovery(self.series, self.shape, plan.stop.warmup_s)
         if recovery is not None:
             doc["summary"]["recovery"] = recovery
@@ -612,6 +599,11 @@ class Collector:
         limited = [limit_warning(r, in_process=plan.py is not None) for r in reasons]
         warnings.extend(limited)
         warnings.extend(limit_warnings(self.agg.error_kinds))  # connects that met this box's limits
+        if "keys_pooled" in self.notes:  # (a scenario's worker met more keys than it keeps apart)
+            cap = max(self.notes["keys_pooled"].values())
+            warnings.append(
+                f'summary.by_key: keys past the first {cap} of a worker are counted together as "other"'
+            )
         if c["dropped"]:
             warnings.append(
                 f"{c['dropped']} requests due by the schedule were never sent: every connection was busy; "

@@ -19,7 +19,7 @@ import itertools
 import statistics
 from typing import Any
 
-from squall.plan.load import Shape, Stage, steered
+from squall.plan.load import Closed, Open, Shape, Stage, steer_base, steered
 
 RISE = 1.5  # the peak is at least this many times the level before it
 BACK = 0.25  # back down: within this share of the rise above the level before
@@ -173,8 +173,12 @@ def meta_shape(meta: dict[str, Any]) -> Shape | None:
     changes = meta.get("changes") or []
     if not changes:
         return shape
-    kind = "rate" if meta.get("model") == "open" else "users"
-    base = float((meta.get("rate") if kind == "rate" else meta.get("connections")) or 0.0)
+    load = (
+        Open(rate=float(meta.get("rate") or 0.0))
+        if meta.get("model") == "open"
+        else Closed(connections=int(meta.get("connections") or 0))
+    )
+    kind, base = steer_base(load)
     warmup = float(meta.get("warmup_s") or 0.0)
     points = [(float(c["t"]) + warmup, float(c.get(kind, c.get("users", c.get("rate", 0))))) for c in changes]
     return steered(shape, kind, base, points)

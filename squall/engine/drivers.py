@@ -27,7 +27,7 @@ from squall.engine.pacer import TracePacer
 from squall.engine.recorder import Recorder
 from squall.engine.schedule import Schedule, make_schedule
 from squall.engine.transport.base import Abandoned, Channel, Interrupted
-from squall.plan.load import steered
+from squall.plan.load import steer_base, steered
 from squall.plan.plan import Plan
 from squall.wire import Steer
 
@@ -325,7 +325,7 @@ class ClosedDriver(Driver):
                 self.on_response = super().on_response  # type: ignore[method-assign]
                 worker.on_response = self.on_response
         self.changes.append((change.t / NS, float(change.users)))
-        self.shape = steered(self.plan.load.shape, "users", float(self.plan.load.connections), self.changes)
+        self.shape = steered(self.plan.load.shape, *steer_base(self.plan.load), self.changes)
         more = self.plan.spread.share(change.users, self.index) - len(self.channels)
         if more > 0:  # (new users connect on their first send)
             new = [worker.transport.channel(worker) for _ in range(more)]
@@ -333,6 +333,9 @@ class ClosedDriver(Driver):
                 for ch in new:
                     ch.canceller = self.canceller
             self.channels.extend(new)  # (the worker's list too: a stop's drain aborts them)
+            grow = getattr(worker.transport, "grow", None)  # (a pooled transport: room for them)
+            if grow is not None:
+                grow(len(self.channels))
             self.parked[:0] = reversed(new)  # (they start after the parked users who have a connection)
         self._recount(perf_counter_ns())
 
@@ -554,9 +557,8 @@ class OpenDriver(Driver):
         Returns it when it was due before the newest change (it keeps its time), else None (under the new
         shape it is due again, at its count)."""
         load = self.plan.load
-        shape = load.shape if load.shape is not None and load.shape.kind == "rate" else None
-        rate = float(load.rate or 0.0)
-        changed = steered(shape, "rate", rate, self.changes)
+        kind, rate = steer_base(load)
+        changed = steered(load.shape, kind, rate, self.changes)
         assert changed is not None and self.schedule is not None
         keep = pending is not None and pending < self.t0 + round(self.changes[-1][0] * NS)
         self.schedule = self.schedule.steer(changed, rate, again=pending is not None and not keep)

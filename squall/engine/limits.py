@@ -165,6 +165,28 @@ def check(plan: Plan, box: BoxLimits) -> Plan:
     return plan
 
 
+def steer_limit(plan: Plan, users: int, box: BoxLimits | None = None) -> None:
+    """Refuse a change to `users` the box (`box`, else this one's) cannot hold: each user is a connection, one
+    file in its worker and one local port of a source address (a py workload's connections are its own).
+    Raises LimitError."""
+    if plan.py is not None:
+        return
+    box, workers = box or box_limits(), max(1, plan.spread.workers)
+    most = max(0, box.nofile - FD_SLACK) * workers
+    if users > most:
+        raise LimitError(
+            f"users {users}: {workers} worker(s) hold at most {most} users under the open-file limit "
+            f"(ulimit -n {box.nofile}); run with more workers (-w) to go higher"
+        )
+    if box.ports is not None:
+        most = max(1, int(box.ports * (1 - PORT_SLACK))) * max(1, len(plan.client.source_ips))
+        if users > most:
+            raise LimitError(
+                f"users {users}: the run's source addresses have local ports for {most} connections "
+                "toward the target; give --source-ip with more addresses to go higher"
+            )
+
+
 def prepare(plan: Plan) -> Plan:
     """Raise this process's file limit and check the plan against the box (see `check`); raises LimitError
     for a --source-ip address this box does not have."""

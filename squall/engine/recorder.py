@@ -130,7 +130,7 @@ class Recorder(AnswerRecording):
         ek = self.error_kinds
         ek[kind] = ek.get(kind, 0) + 1
         self.failures += 1
-        if reader is not None and reader.__class__ is not AnswerReader:
+        if reader is not None and reader.__class__ is not AnswerReader and getattr(reader, "parted", False):
             for part in self._answer_parts(reader):
                 part.failure(kind)
 
@@ -228,7 +228,8 @@ class Recorder(AnswerRecording):
         parts too: a conversation's turn ("1".."63", "64+"; summary.llm.by_turn) and, with several keys,
         its key (summary.by_key), with only what those summaries read (`_part_answer`)."""
         AnswerRecording.answer(self, status, start, sent, first, done, nin, reader, open_model)
-        if reader.__class__ is not AnswerReader:  # (the one check a plain answer pays)
+        # (a plain answer pays the class check; one with neither a key nor a turn, one attribute read more)
+        if reader.__class__ is not AnswerReader and getattr(reader, "parted", False):
             for part in self._answer_parts(reader):
                 part._part_answer(status, start, sent, first, done, nin, reader)
 
@@ -261,15 +262,15 @@ class Recorder(AnswerRecording):
     def abandoned(self, start: int, sent: int, reader: Any, open_model: bool) -> None:
         """Count an answer the client abandoned (AnswerRecording.abandoned), in its parts too."""
         AnswerRecording.abandoned(self, start, sent, reader, open_model)
-        if reader is not None and reader.__class__ is not AnswerReader:
+        if reader is not None and reader.__class__ is not AnswerReader and getattr(reader, "parted", False):
             for part in self._answer_parts(reader):  # (the count and the TTFT, what by_turn reads)
                 part.llm_counts["cancelled"] += 1
                 if reader.stream and reader.t_first:
                     part.hists["ttft"].record((reader.t_first - sent) // 1000)
 
     def _answer_parts(self, reader: Any) -> list[Recorder]:
-        """The parts an answer read by `reader` (not a plain AnswerReader) is counted in: its turn's, its
-        key's (none for a reader that knows neither)."""
+        """The parts an answer read by `reader` (a KeyReader that is `parted`) is counted in: its turn's,
+        its key's."""
         parts = []
         if reader.__class__ is TurnReader:
             parts.append(self.part("turn", turn_part(reader.turn), True))

@@ -122,14 +122,24 @@ def steered(shape: Shape | None, kind: str, base: float, changes: list[tuple[flo
     return Shape(kind, tuple(stages))
 
 
-def check_steer(load: Closed | Open, users: int | None, rate: float | None) -> None:
+def steer_base(load: Closed | Open) -> tuple[str, float]:
+    """What a change of the run's load steers ("rate" for the open model, "users" for the closed one) and the
+    plan's value of it (what a run without a shape holds until the first change)."""
+    if isinstance(load, Open):
+        return "rate", float(load.rate or 0.0)
+    return "users", float(load.connections)
+
+
+def check_steer(load: Closed | Open, users: int | None, rate: float | None, trace: bool = False) -> None:
     """Refuse a change the run's load model cannot take (users for the closed model, a rate for the open
-    one; in range); raises PlanError with the reason."""
+    one; in range; none for a --trace replay, `trace`); raises PlanError with the reason."""
     if (users is None) == (rate is None):
         raise PlanError('give one of {"users": N} (closed model) or {"rate": R} (open model)')
     if isinstance(load, Open):
         if rate is None:
             raise PlanError("this run is open-model (a rate): change its rate, not its users")
+        if trace:
+            raise PlanError("a --trace replay keeps the trace's times: its rate cannot be changed")
         if not 0 <= rate <= MAX_RATE:
             raise PlanError(f"rate {rate!r}: give requests/s from 0 to {MAX_RATE:,.0f}")
     else:

@@ -119,7 +119,8 @@ scenarios:
           prompt: "hello {{{{iteration}}}}"
           headers: {{Authorization: "Bearer {{{{key}}}}"}}
       - name: plain
-        request: {{path: /v1/chat/completions, method: POST, json: {{n: 1}}, headers: {{x-api-key: "static"}}}}
+        request:
+          {{path: /v1/chat/completions, method: POST, json: {{n: 1}}, headers: {{x-api-key: "static"}}}}
 """
 
 
@@ -141,6 +142,22 @@ def test_a_scenarios_keys_come_from_its_data_rows(byte_server, tmp_path: Path, c
         assert sum(k[field] for k in by_key.values()) == ask[field]
     assert by_key[short("sk-b")]["rate_limited"] == by_key[short("sk-b")]["requests"] > 0
     assert by_key[short("sk-a")]["errors"] == 0 and by_key[short("sk-a")]["output_tokens"] > 0
+
+
+def test_keys_past_a_worker_s_cap_are_counted_as_other_with_a_warning(byte_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    port = byte_server(keyed_handler(b"none"))
+    (tmp_path / "keys.csv").write_text("key\n" + "".join(f"sk-{i}\n" for i in range(300)))
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO.format(url=f"http://127.0.0.1:{port}"))
+    sc = load_scenario(path)
+    plan = assemble(RequestSpec(sc.base_url + "/"), quiet=True, scenario=sc, workers=1, connections=4,
+                    requests=300)  # fmt: skip
+    res = run(plan.validate())
+    by_key = res.summary["by_key"]
+    assert len(by_key) == 257 and by_key["other"]["requests"] == 300 - 256
+    assert sum(k["requests"] for k in by_key.values()) == res.summary["steps"]["ask"]["requests"]
+    said = 'keys past the first 256 of a worker are counted together as "other"'
+    assert any(said in w for w in res.warnings), res.warnings
 
 
 def slowing_handler():  # type: ignore[no-untyped-def]

@@ -139,3 +139,27 @@ def test_a_py_workload_is_steered(tmp_path: Any) -> None:
     full = check_counts(res)
     assert [e["users"] for e in full] == [2, 5, 5]
     assert full[2]["requests"] <= 255 and full[2]["requests"] > 2 * full[0]["requests"], full
+
+
+class Stopper(Sink):
+    """Asks the run to stop, as the dashboard's stop button does, once measured second 1 has ended."""
+
+    def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
+        if round(entry["t"]) == 1:
+            totals.stop_run("interrupted", by="dashboard")  # type: ignore[call-arg]
+
+
+def test_a_stop_by_the_dashboard_is_named_in_meta(target: ServerThread) -> None:
+    plan = assemble(RequestSpec(target.url + "/"), quiet=True, workers=1, connections=2, duration_s=30.0)
+    res = run(plan.validate(), sinks=lambda p, totals: [Stopper()])
+    assert res.exit_code() == 130 and res.doc["meta"]["stop_reason"] == "interrupted"
+    assert res.doc["meta"]["stopped_by"] == "dashboard" and res.summary["requests"] > 0
+
+
+def test_aiohttp_users_added_past_c_are_not_queued_on_the_pool(target: ServerThread) -> None:
+    res = go(target.url + "/delay/20", {1: {"users": 8}}, connections=2, workers=1, duration_s=3.0,
+             transport="aiohttp")  # fmt: skip
+    full = check_counts(res)
+    assert [e["users"] for e in full] == [2, 8, 8]
+    # 20 ms answers: ~50 requests a second per user; 8 users held to 2 connections would stay at ~100.
+    assert full[2]["requests"] > 2.5 * full[0]["requests"], full

@@ -1,13 +1,19 @@
 """Per-key parts: the key's short name, the recorder's key parts, and summary.by_key from them."""
 
 import hashlib
+from pathlib import Path
+from types import SimpleNamespace
 
 from squall.collector.aggregate import Aggregate, keys_summary
 from squall.engine.llm.apis import APIS
-from squall.engine.llm.history import KeyReader, key_part
+from squall.engine.llm.history import KeyReader, SessionReader, TurnReader, key_part
 from squall.engine.llm.stream import AnswerReader, Reading
 from squall.engine.llm.tokens import make_counter
 from squall.engine.recorder import Recorder
+from squall.engine.workload.journey import KEY_PARTS, JourneyWorkload
+from squall.plan.plan import assemble
+from squall.plan.scenario.load import load_scenario
+from squall.plan.specs import RequestSpec
 from squall.wire import decode, encode
 
 MS = 1_000_000
@@ -82,3 +88,31 @@ def test_key_parts_merge_like_one_recorder() -> None:
     aggs[1].merge(aggs[2])
     one, merged = keys_summary({("key", "x"): aggs[0]}, True), keys_summary({("key", "x"): aggs[1]}, True)
     assert one == merged and one["x"]["requests"] == 10 and one["x"]["rate_limited"] == 4
+
+
+def test_only_readers_with_a_key_or_a_turn_are_counted_in_parts() -> None:
+    assert not SessionReader(reading(), 4, None).parted and not KeyReader(reading(), 4, None).parted
+    assert SessionReader(reading(), 4, None, "dddd3333").parted and TurnReader(reading(), 4, 2).parted
+    rec = Recorder(0, llm=True, open_model=False)
+    rec.answer(200, 0, 0, 5 * MS, 6 * MS, 10, SessionReader(reading(), 4, None), False)
+    rec.failure("timeout", SessionReader(reading(), 4, None))
+    rec.answer(200, 0, 0, 5 * MS, 6 * MS, 10, TurnReader(reading(), 4, 2), False)
+    assert set(rec.parts) == {("turn", "2")}
+
+
+def test_a_worker_keeps_256_keys_apart_and_stores_no_later_one(tmp_path: Path) -> None:
+    (tmp_path / "keys.csv").write_text("key\nsk-a\n")
+    (tmp_path / "s.yaml").write_text(
+        "base_url: http://127.0.0.1:1\ndata: {csv: keys.csv, per: iteration}\nscenarios:\n  - name: one\n"
+        "    steps:\n      - name: ask\n"
+        '        request: {path: /, headers: {Authorization: "Bearer {{key}}"}}\n'
+    )
+    sc = load_scenario(tmp_path / "s.yaml")
+    rec = Recorder(0, llm=False, open_model=False)
+    w = JourneyWorkload(
+        assemble(RequestSpec(sc.base_url), scenario=sc, workers=1), 0, rec, SimpleNamespace(name="raw")
+    )  # type: ignore[arg-type]
+    step = sc.journeys[0].steps[0]
+    got = [w.key_recorder(step, {"key": f"sk-{i}"}) for i in range(KEY_PARTS + 44)]
+    assert len(w.key_names) == KEY_PARTS and len({id(r) for r in got}) == KEY_PARTS + 1
+    assert got[-1] is got[KEY_PARTS] is rec.parts["key", "other"] and rec.notes == {"keys_pooled": KEY_PARTS}

@@ -22,6 +22,7 @@ from squall.engine.limits import (
     limit_warnings,
     port_range,
     raise_nofile,
+    steer_limit,
     worker_connect_rate,
 )
 from squall.engine.transport.aiohttp import AiohttpTransport
@@ -224,3 +225,14 @@ def test_a_connect_rate_too_slow_to_open_every_connection_before_the_load_is_ref
     with pytest.raises(LimitError, match=r"--connect-rate 100 would take 50 s .* give --connect-rate 200"):
         check(plan(5000, connect_rate=100.0), BIG)
     assert check(p := plan(5000, connect_rate=200.0), BIG) is p
+
+
+def test_a_steer_past_the_box_s_files_or_ports_is_refused() -> None:
+    box = BoxLimits(nofile=100 + FD_SLACK, ports=1000)
+    steer_limit(plan(2, workers=2), 200, box)  # 100 files a worker, 950 ports
+    with pytest.raises(LimitError, match=r"users 201: 2 worker\(s\) hold at most 200 .* \(-w\)"):
+        steer_limit(plan(2, workers=2), 201, box)
+    with pytest.raises(LimitError, match=r"users 951: .* ports for 950 .* --source-ip"):
+        steer_limit(plan(2, workers=10), 951, box)
+    steer_limit(plan(2, workers=20, source_ips=("127.0.0.2", "127.0.0.3")), 1900, box)
+    steer_limit(plan(2, workers=10), 10**6, BoxLimits(nofile=1 << 20, ports=None))  # (ports unknown)

@@ -15,12 +15,13 @@ from squall.engine.drivers import ClosedDriver, Driver, OpenDriver, UsersDriver
 from squall.engine.limits import port_range
 from squall.engine.pacer import NS, ConstantPacer, make_pacer
 from squall.engine.schedule import Schedule
+from squall.engine.transport.aiohttp import AiohttpTransport
 from squall.engine.transport.base import Channel
-from squall.plan.load import HOLD_S, Closed, Open, Shape, Stage, Think, check_steer, steered
+from squall.plan.load import HOLD_S, Closed, Open, Shape, Stage, Think, check_steer, steer_base, steered
 from squall.plan.plan import Plan, assemble
 from squall.plan.specs import LlmSpec, RequestSpec
 from squall.units import PlanError
-from squall.wire import Steer, decode
+from squall.wire import Steer, Stop, decode
 
 MS = 1_000_000
 
@@ -66,6 +67,13 @@ def test_check_steer_takes_one_value_of_the_run_s_model() -> None:
     for load, users, rate, words in bad:
         with pytest.raises(PlanError, match=words):
             check_steer(load, users, rate)
+    with pytest.raises(PlanError, match="--trace replay"):
+        check_steer(Open(rate=5.0), None, 10.0, trace=True)
+
+
+def test_steer_base_is_what_a_change_steers_and_the_plan_s_value() -> None:
+    assert steer_base(Closed(connections=7)) == ("users", 7.0)
+    assert steer_base(Open(rate=2.5)) == ("rate", 2.5)
 
 
 # -- schedules across a change ---------------------------------------------------------------------------
@@ -169,11 +177,15 @@ class FakeWorker:
     def __init__(self, delay_s: float) -> None:
         self.transport = self
         self.delay_s = delay_s
+        self.grown: list[int] = []  # each grow(n) a steer asked of the transport
         self.on_response: Any = None
         self.on_failure: Any = None
 
     def channel(self, owner: Any) -> FakeChannel:
         return FakeChannel(owner, self.delay_s)
+
+    def grow(self, connections: int) -> None:
+        self.grown.append(connections)
 
 
 def steer_drive(
@@ -185,6 +197,7 @@ def steer_drive(
     delay_s: float = 0.005,
     rules: list[StopRule] | None = None,
     probe: list[tuple[int, list[Any]]] | None = None,
+    worker: FakeWorker | None = None,
 ) -> tuple[Any, FakeRec, list[str]]:
     """Run driver `cls` for `duration_ms`, steering it at each (ms since t0, users, rate); `probe` gets
     (active, sends per channel) at the given ms."""
@@ -194,7 +207,8 @@ def steer_drive(
         t0 = perf_counter_ns()
         budget = Budget([Abort(), Duration(duration_ms * MS), *(rules or [])])
         budget.begin(t0)
-        worker = FakeWorker(delay_s)
+        nonlocal worker
+        worker = worker or FakeWorker(delay_s)
 
         def on_stop(reason: str) -> None:
             if budget.stop(reason):
@@ -227,6 +241,7 @@ def plan(**kw: Any) -> Plan:
 def test_a_closed_run_steered_up_and_down_starts_and_parks_users() -> None:
     up: list[Any] = []
     down: list[Any] = []
+    worker = FakeWorker(0.005)
     d, rec, stops = steer_drive(
         plan(connections=2),
         ClosedDriver,
@@ -234,7 +249,9 @@ def test_a_closed_run_steered_up_and_down_starts_and_parks_users() -> None:
         2,
         260,
         probe=[(140, up), (240, down)],
+        worker=worker,
     )
+    assert worker.grown == [5]  # the transport's pools made room for the users added
     assert d.on_response.__name__ == "on_response"  # the lean path left at the first change
     assert stops == ["duration"] and len(d.channels) == 5 and d.active == 1 and len(d.parked) == 4
     (active, sends), (active_after, sends_after) = up[0], down[0]
@@ -297,6 +314,21 @@ def test_a_steer_after_the_run_stopped_does_nothing() -> None:
         assert stops == ["duration"] and d.changes == [] and len(d.channels) == 2 and len(rec.starts) == sent
 
 
+def test_aiohttp_pools_hold_the_connections_and_grow_when_users_are_added() -> None:
+    async def main() -> list[tuple[int, int]]:
+        t = AiohttpTransport(plan(source_ips=("127.0.0.1", "127.0.0.1")), 3)
+        await t.open()
+        try:
+            limits = [(s.connector.limit, s.connector.limit_per_host) for s in t.sessions]  # type: ignore[union-attr]
+            t.grow(2)  # (never less than -c)
+            t.grow(7)
+            return limits + [(s.connector.limit, s.connector.limit_per_host) for s in t.sessions]  # type: ignore[union-attr]
+        finally:
+            await t.close()
+
+    assert asyncio.run(main()) == [(3, 3), (3, 3), (7, 7), (7, 7)]
+
+
 # -- the collector refuses what a run cannot take ------------------------------------------------------
 
 
@@ -336,3 +368,22 @@ def test_the_collector_refuses_changes_the_run_cannot_take() -> None:
         with pytest.raises(PlanError, match=r"users 1000000: .* to go higher"):
             c.steer(users=1_000_000)  # more than the box's files (a worker) or ports (an address) hold
     assert c.changes == []
+
+
+def test_the_collector_refuses_a_change_during_the_warmup() -> None:
+    c, _ = collector(plan(connections=4, duration_s=60.0, warmup_s=5.0).validate())
+    with pytest.raises(PlanError, match=r"once the warmup is over \(in 5 s\)"):
+        c.steer(users=8)
+    c.t0 = perf_counter_ns() - 5 * NS  # (the warmup is over)
+    assert c.steer(users=8)["t"] >= 0 and len(c.changes) == 1
+
+
+def test_a_stop_asked_by_someone_is_named_in_meta() -> None:
+    c, sup = collector(plan(connections=4, duration_s=60.0).validate())
+    assert c.stop_run("interrupted", by="dashboard")
+    msg = decode(sup.recv_bytes())
+    assert isinstance(msg, Stop) and msg.reason == "interrupted" and c.stopped_by == "dashboard"
+    c.stop_run("interrupted", by="someone else")  # (the first one stopped it)
+    assert c.stopped_by == "dashboard"
+    c, _ = collector(plan(connections=4, duration_s=60.0).validate())
+    assert c.stop_run() and c.stopped_by is None

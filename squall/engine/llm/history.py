@@ -152,11 +152,14 @@ class KeyReader(AnswerReader):
     """An AnswerReader that knows the name of its request's API key (`key_part`), None when the run has at
     most one key: the recorder counts its answer in that key's part too (summary.by_key)."""
 
-    __slots__ = ("counted", "key")
+    __slots__ = ("counted", "key", "parted")
 
     def __init__(self, how: Reading, input_tokens: int, key: str | None = None) -> None:
         super().__init__(how, input_tokens)
         self.key = key
+        # Whether the answer is counted in parts (a key's, a turn's): set once, so an answer without any
+        # (one key, not multi-turn) costs the recorder one attribute read.
+        self.parted = key is not None
         self.counted: tuple[int, int, bool, int] | None = None
 
     def tokens(self) -> tuple[int, int, bool, int]:
@@ -195,6 +198,7 @@ class TurnReader(SessionReader):
     ) -> None:
         super().__init__(how, input_tokens, max_tokens, key)
         self.turn = turn
+        self.parted = True
 
 
 class Session:

@@ -177,7 +177,7 @@ class AiohttpTransport:
 
     async def open(self) -> None:
         # One connector (and session) per --source-ip address, each request to the next in turn; each
-        # pool may hold every connection (the channels, not the pools, bound what is in flight).
+        # pool may hold every connection, and no more (a workload that sends concurrently is held to -c).
         sources: tuple[str | None, ...] = self.plan.client.source_ips or (None,)
         self.sessions = [self._session(source) for source in sources]
         self.fresh: aiohttp.ClientSession | None = None  # a new connection per request, for a resend
@@ -192,8 +192,8 @@ class AiohttpTransport:
     def _session(self, source: str | None, fresh: bool = False) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             force_close=fresh,
-            limit=0,  # (the channels bound what is in flight; a dashboard's change of users adds channels)
-            limit_per_host=0,
+            limit=self.connections,  # (raised by grow() when a dashboard's change adds users)
+            limit_per_host=self.connections,
             ttl_dns_cache=None,
             ssl=self.plan.client.tls_verify,  # False: do not verify the certificate
             local_addr=None if source is None else (source, 0),
@@ -209,6 +209,17 @@ class AiohttpTransport:
         # stale); squall sends once more itself, on a new connection, for any method (see `request`).
         session._retry_connection = False  # type: ignore[attr-defined]
         return session
+
+    def grow(self, connections: int) -> None:
+        """Let each pool hold `connections` (a steer added users past -c): aiohttp's connector keeps its
+        limits in `_limit`/`_limit_per_host` (what its public `limit` reads) and checks them on every send."""
+        if connections <= self.connections:
+            return
+        self.connections = connections
+        for session in [*getattr(self, "sessions", ()), getattr(self, "fresh", None)]:
+            if session is not None:
+                connector = session.connector
+                connector._limit = connector._limit_per_host = connections  # type: ignore[union-attr]
 
     def _send_next(self, *args: Any, **kwargs: Any) -> Any:
         session = self.sessions[self.turn]

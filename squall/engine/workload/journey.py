@@ -35,7 +35,9 @@ STEP = "step"
 JOURNEY = "journey"
 KEY = "key"
 KEY_HEADERS = ("authorization", "x-api-key", "api-key")
-KEY_PARTS = 256  # distinct keys a worker keeps apart; later ones are pooled under "other"
+# Distinct keys each worker keeps apart (the cap is per worker: with -w 4 up to 4 x 256 keys in all, by which
+# worker met them first); later ones are pooled under "other", and their values are not stored.
+KEY_PARTS = 256
 
 
 class StepFailed(Exception):
@@ -132,6 +134,7 @@ class JourneyWorkload:
         }
         self.key_llm = bool(llm_steps)
         self.key_names: dict[str, str] = {}  # a header's value -> its part's name (hashed once)
+        self.pooled = False  # a key past KEY_PARTS went into "other" (said once, in the window's notes)
 
     async def open(self) -> None:
         """Opens the transport the steps go over."""
@@ -144,6 +147,12 @@ class JourneyWorkload:
     def channel(self, owner: Owner) -> Channel:
         """A new virtual user."""
         return _UserChannel(self, owner, next(self.uids))
+
+    def grow(self, connections: int) -> None:
+        """Let the transport's pools hold `connections` (a steer added users past -c)."""
+        grow = getattr(self.http, "grow", None)  # (aiohttp's pools are capped; raw's channels are its own)
+        if grow is not None:
+            grow(connections)
 
     def begin(self, measure_start_ns: int) -> None:
         """Iterations that start from `measure_start_ns` on are measured."""
@@ -174,8 +183,13 @@ class JourneyWorkload:
         value = str(tpl.render(env))
         name = self.key_names.get(value)
         if name is None:
-            name = key_part(value) if len(self.key_names) < KEY_PARTS else "other"
-            self.key_names[value] = name
+            if len(self.key_names) < KEY_PARTS:
+                name = self.key_names[value] = key_part(value)
+            else:  # (not stored: memory would grow with every new data row)
+                name = "other"
+                if not self.pooled:
+                    self.pooled = True
+                    self.rec.notes["keys_pooled"] = KEY_PARTS  # (the result's warning)
         return self.rec.part(KEY, name, self.key_llm)
 
     def variables(self, ch: _UserChannel) -> dict[str, Any]:

@@ -115,17 +115,21 @@ class LlmSource:
         w = self.stride
         return k * w + (self.worker + k // self.rotate) % w
 
+    def _key_index(self, n: int) -> int:
+        """The key request number `n` takes: n mod K, stepped on by one after each `cycle` (see __init__)."""
+        return (n + n // self.cycle) % len(self.requests)
+
     def next(self) -> tuple[bytes, int]:
         """The next request's wire bytes and its prompt's index (for `reader`)."""
         n = self._number()
         p = n % len(self.bodies)
-        return self.heads[(n + n // self.cycle) % len(self.heads)] + self.framed[p], p
+        return self.heads[self._key_index(n)] + self.framed[p], p
 
     def next_request(self) -> tuple[Request, int]:
         """The next request, for a transport that frames requests itself, and its prompt's index."""
         n = self._number()
         p = n % len(self.bodies)
-        r = self.requests[(n + n // self.cycle) % len(self.requests)]
+        r = self.requests[self._key_index(n)]
         return Request(r.method, r.url, r.headers, self.bodies[p]), p
 
     def reader(self, prompt: int) -> AnswerReader:
@@ -179,7 +183,7 @@ class KeyedSource(LlmSource):
         """The next request's wire bytes and its prompt's index (for `reader`)."""
         n = self._number()
         p = n % len(self.bodies)
-        k = (n + n // self.cycle) % len(self.heads)
+        k = self._key_index(n)
         self.last_key = self.key_names[k]
         return self.heads[k] + self.framed[p], p
 
@@ -187,7 +191,7 @@ class KeyedSource(LlmSource):
         """The next request, for a transport that frames requests itself, and its prompt's index."""
         n = self._number()
         p = n % len(self.bodies)
-        k = (n + n // self.cycle) % len(self.requests)
+        k = self._key_index(n)
         self.last_key = self.key_names[k]
         r = self.requests[k]
         return Request(r.method, r.url, r.headers, self.bodies[p]), p
