@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from squall.collector.served import Served
 from squall.units import PlanError
 
 MAX_BODY = 4096  # bytes of a POST body: {"users": N} is a dozen
@@ -102,7 +103,7 @@ class Board:
             raise Refused(409, "the run is ending: nothing can be changed now") from None
 
 
-class DashboardServer:
+class DashboardServer(Served):
     """Serves the Board on host:port from daemon threads; `token` (when set) is asked of every request."""
 
     def __init__(
@@ -120,25 +121,12 @@ class DashboardServer:
         self.page = page
         self.check_load = check_load
         server_class = _Server6 if ":" in host else _Server
-        self.server = server_class((host, port), handler)
-        self.server.daemon_threads = True
+        super().__init__(server_class((host, port), handler), "squall-dashboard")
         port = self.port
         names = {host.lower(), "localhost", "127.0.0.1", "[::1]", f"[{host.lower()}]"}
         self.hosts = {f"{name}:{port}" for name in names}  # the Host headers taken
         # Bound to every address, any Host is taken: such a server asks for its token (plan.build).
         self.any_host = host in ("0.0.0.0", "::", "")
-        self.thread = threading.Thread(target=self.server.serve_forever, name="squall-dashboard", daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        """The port bound (the one asked for, or the one given for 0)."""
-        return int(self.server.server_address[1])
-
-    def close(self) -> None:
-        """Stop serving; event streams already open end with the board."""
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class _Server(ThreadingHTTPServer):

@@ -7,11 +7,12 @@ the collector's state.
 
 from __future__ import annotations
 
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
+
+from squall.collector.served import Served
 
 BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 HISTOGRAMS = {
@@ -21,7 +22,7 @@ HISTOGRAMS = {
 }
 
 
-class MetricsServer:
+class MetricsServer(Served):
     """Serves the latest rendering on http://HOST:PORT/metrics from a daemon thread."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -43,18 +44,7 @@ class MetricsServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="squall-metrics", daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(ThreadingHTTPServer((host, port), Handler), "squall-metrics")
 
 
 def _histogram(name: str, help_text: str, h: HdrHistogram) -> list[str]:
