@@ -8,11 +8,13 @@ server (dashboard_server.py) only hands out what was published.
 
 from __future__ import annotations
 
+import errno
 import queue
 import secrets
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import replace
 from time import monotonic
@@ -32,6 +34,7 @@ PAGE_EVERY_S = 1.0  # the page data is built at most this often ...
 PAGE_EVERY_LONG_S = 5.0  # ... and past LONG_RUN_S of measured time at most this often
 LONG_RUN_S = 600.0
 PAGE_COST_SHARE = 20  # and never more than 1/20 of the collector's time (its cost x this, at least)
+REBIND_S = 5.0  # how long a hunt's later level waits for its port (the last level's collector ends)
 WATCHED_S = 5.0  # the page data is built only while a page watches, or it was asked for this recently
 SOAK_EVERY_S = 5.0  # a soak's slope so far is worked out this often (and at most 1/20 of the time)
 SOAK_KEYS = ("rss_slope_mb_per_h", "rss_slope_ci_mb_per_h", "leak_suspected", "fd_growth")
@@ -69,9 +72,7 @@ class DashboardSink(Sink):
             return None
         sink = cls(plan, Board())
         try:
-            sink.server = DashboardServer(
-                dash.host, dash.port, dash.token, sink.board, sink.page_html, sink.check_load
-            )
+            sink.server = sink._bind(dash)
         except OSError as e:
             totals.warn(
                 f"--dashboard: cannot listen on {dash.host}:{dash.port}: {e.strerror or e}; "
@@ -116,6 +117,20 @@ class DashboardSink(Sink):
         return {"users": users} if users is not None else {"rate": float(rate)}  # type: ignore[arg-type]
 
     # -- the collector's thread ----------------------------------------------------------------------
+
+    def _bind(self, dash: Dashboard) -> DashboardServer:
+        """The server on the dashboard's address; a hunt's later level waits up to REBIND_S for the port its
+        last level's collector is still letting go."""
+        patience = monotonic() + (REBIND_S if self.study.get("runs") else 0.0)
+        while True:
+            try:
+                return DashboardServer(
+                    dash.host, dash.port, dash.token, self.board, self.page_html, self.check_load
+                )
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or monotonic() >= patience:
+                    raise
+                time.sleep(0.05)
 
     def on_second(self, entry: dict[str, Any], totals: Totals) -> None:
         self.fresh = True
