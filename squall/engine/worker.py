@@ -122,7 +122,7 @@ class Worker:
         self.tick_timer = at(loop, self.next_tick, self._tick)
         self.probe_timer = at(loop, probe, self._probe, probe)
         self.probe_due = probe
-        # Under a steady stream of answers the loop runs its timers late (see drivers.py): the driver also
+        # Under a steady stream of answers the loop runs its timers late (see engine/drivers): the driver also
         # asks catch_up from the answer path, so windows close and ship on time all the same.
         driver.on_due = self.catch_up
         try:
