@@ -150,8 +150,8 @@ class Budget:
         self.rules = tuple(rules)
         # (only the rules that may refuse a send are asked per send)
         self.takers = tuple(r.take for r in rules if type(r).take is not StopRule.take)
-        # The count, for the closed model's lean path, which inlines Count.take (drivers/closed.py) when the abort
-        # and the count are the only rules asked per send.
+        # The count, for the closed model's lean path, which inlines Count.take (drivers/closed.py) when the
+        # abort and the count are the only rules asked per send.
         self.count = next((r for r in rules if isinstance(r, Count)), None)
         self.counted_only = all(
             isinstance(r, (Abort, Count)) for r in rules if type(r).take is not StopRule.take
