@@ -17,8 +17,9 @@ KV = 'vllm:kv_cache_usage_perc{model_name="squall-mock"}'
 
 def test_each_level_keeps_its_own_target_metrics(tmp_path: Path) -> None:
     out = tmp_path / "hunt.json"
-    # One request generated at a time: at 4 users the other three wait (all but a moment), at 1 none does.
-    with MockThread(ttft_s=0.02, itl_s=0.005, tokens=5, max_running=1) as mock:
+    # Two requests generated at a time: at 4 users two wait (all but a moment), at 1 none does; throughput
+    # doubles from 1 to 4, so the hunt grows past 1 and stops at --max.
+    with MockThread(ttft_s=0.02, itl_s=0.005, tokens=5, max_running=2) as mock:
         args = ["hunt", mock.url + "/v1/chat/completions", "--llm", "--slo", "ttft_p50<10s"]
         args += [
             "--start",
@@ -44,7 +45,7 @@ def test_each_level_keeps_its_own_target_metrics(tmp_path: Path) -> None:
     for s in steps:
         assert {WAITING, RUNNING, KV} <= s["target_metrics"].keys()
         assert all(set(v) == {"mean", "max"} for v in s["target_metrics"].values())
-        assert s["target_metrics"][RUNNING]["max"] <= 1  # --max-running 1
+        assert s["target_metrics"][RUNNING]["max"] <= 2  # --max-running 2
     one, four = (s["target_metrics"][WAITING] for s in steps)
     assert one["max"] == 0 and four["max"] >= 1
     # The result's own target_metrics are one level's (the best's), with every field.
