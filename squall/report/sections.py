@@ -455,10 +455,39 @@ def _step_verdict(st: dict[str, Any]) -> Any:
     return [said, "bad"] if said.startswith("FAIL") else said
 
 
+# The target's series a hunt's levels show (--scrape), by the end of their name: what a user looks for first.
+_SERVER_SERIES = (
+    ("waiting", ("num_requests_waiting",)),
+    ("running", ("num_requests_running",)),
+    ("KV cache", ("kv_cache_usage_perc", "gpu_cache_usage_perc")),
+)
+
+
+def _server_series(steps: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(column, series) for the queue (waiting, running) and KV-cache series the levels scraped: the first
+    series by name for each, with or without labels; none when nothing was scraped."""
+    names = sorted({n for st in steps for n in (st.get("target_metrics") or {})})
+    picked = []
+    for column, ends in _SERVER_SERIES:
+        for end in ends:
+            found = [n for n in names if n.partition("{")[0].endswith(end)]
+            if found:
+                picked.append((column, found[0]))
+                break
+    return picked
+
+
+def _mean_max(v: Any) -> str:
+    if not isinstance(v, dict) or not _number(v.get("mean")):
+        return "—"
+    return f"{_value(round(v['mean'], 2))} / {_value(v.get('max'))}"
+
+
 def hunt_table(hunt: dict[str, Any]) -> Table:
-    """Every level of the hunt, by level."""
+    """Every level of the hunt, by level (with the target's queue and KV cache when --scrape read them)."""
     steps = sorted(hunt.get("steps") or [], key=lambda s: s.get("level", 0))
     llm = any("ttft_p99_ms" in st for st in steps)
+    server = _server_series(steps)
     head = [
         "level",
         "req/s",
@@ -468,6 +497,7 @@ def hunt_table(hunt: dict[str, Any]) -> Table:
         "requests",
         "errors",
         "squall CPU",
+        *(f"server {column} (mean / max)" for column, _ in server),
         "verdict",
     ]
     rows = []
@@ -479,8 +509,11 @@ def hunt_table(hunt: dict[str, Any]) -> Table:
             row += [text_ms(st.get("ttft_p99_ms")), f"{st.get('tokens_per_s') or 0:,.0f}"]
         errors = f"{text_count(st.get('errors'))} ({100 * (st.get('error_rate') or 0):.2f} %)"
         row += [text_count(st.get("requests")), errors, "" if cpu is None else f"{cpu:.0f} %"]
+        row += [_mean_max((st.get("target_metrics") or {}).get(name)) for _, name in server]
         rows.append([*row, _step_verdict(st)])
-    return _table("hunt_levels", "Hunt levels", head, rows)
+    note = "server: the target's own metrics (--scrape), over each level's seconds: " if server else ""
+    note += ", ".join(name for _, name in server)
+    return _table("hunt_levels", "Hunt levels", head, rows, note)
 
 
 def soak_card(soak: dict[str, Any]) -> dict[str, Any]:

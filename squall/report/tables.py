@@ -172,13 +172,16 @@ def print_compare(out: dict[str, Any], baseline: str, current: str, console: Con
             verdict = "[red]REGRESSION[/red]"
         elif verdict == "better":
             verdict = "[green]better[/green]"
-        elif verdict in ("too few samples", "inconclusive"):
+        elif verdict in ("too few samples", "inconclusive", "not judged"):
             verdict = f"[yellow]{verdict}[/yellow]: {r.get('noise', '')}"
         table.add_row(r["metric"], _num(r["baseline"]), _num(r["current"]), change, verdict)
     console.print(f"[bold]squall compare[/bold] {baseline} -> {current}")
     console.print(table)
     for w in out.get("warnings", ()):
         console.print(f"  [yellow]warning:[/yellow] {w}", soft_wrap=True)
+    for which, names in (out.get("keys_only") or {}).items():
+        if names:
+            console.print(f"  keys only in the {which} (not compared): {', '.join(names)}", soft_wrap=True)
     if out["regression"]:
         console.print(f"  [red]regression[/red] beyond {out['max_regression_pct']:g}%")
     else:

@@ -15,7 +15,8 @@ and the order-statistic interval of a percentile is too narrow. So a percentile 
   that back-to-back runs of one command stay within).
 
 Rates (req/s, tokens/s) are judged the same way on their per-second values, with `noise_pct` as their
-floor for "differs". Error rates use a two-proportion z-test.
+floor for "differs". Error rates use a two-proportion z-test. With `summary.by_key` in both results, each key
+in both gets rows of its own (p99, TTFT p99, error rate, 429 share), judged the same way.
 """
 
 from __future__ import annotations
@@ -180,13 +181,29 @@ def _percentile_rows(
 ) -> list[dict[str, Any]]:
     hb = _decode(base["histograms"][name], "baseline", name)
     hc = _decode(cur["histograms"][name], "current", name)
-    nb, nc = hb.get_total_count(), hc.get_total_count()
-    if not nb or not nc:  # nothing answered in one of them: no data, never a regression
-        return [_unjudged(f"{label} {key} ms", None, None, "no data", "") for key, _ in pcts]
     key_of = SERIES_HISTS.get(name)
+    if not hb.get_total_count() or not hc.get_total_count():
+        key_of = None  # (no data: the seconds are not read)
     wanted = tuple(p for _, p in pcts)
     bb = block_percentiles(base, key_of, wanted, "baseline") if key_of else {}
     bc = block_percentiles(cur, key_of, wanted, "current") if key_of else {}
+    return _judge_percentiles(hb, hc, label, pcts, limit, bb, bc)
+
+
+def _judge_percentiles(
+    hb: HdrHistogram,
+    hc: HdrHistogram,
+    label: str,
+    pcts: Any,
+    limit: float,
+    bb: dict[float, list[float]],
+    bc: dict[float, list[float]],
+) -> list[dict[str, Any]]:
+    """Rows for the percentiles of two histograms: across time on the block values `bb` and `bc` when each
+    has enough, else on the whole runs' order-statistic intervals."""
+    nb, nc = hb.get_total_count(), hc.get_total_count()
+    if not nb or not nc:  # nothing answered in one of them: no data, never a regression
+        return [_unjudged(f"{label} {key} ms", None, None, "no data", "") for key, _ in pcts]
     rows = []
     for key, pct in pcts:
         metric = f"{label} {key} ms"
@@ -277,21 +294,76 @@ def compare(
         )
     nb, nc = sb.get("requests", 0), sc.get("requests", 0)
     if nb and nc:
-        eb, ec = sb.get("errors", 0) / nb, sc.get("errors", 0) / nc
-        pooled = (sb.get("errors", 0) + sc.get("errors", 0)) / (nb + nc)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / nb + 1 / nc))
-        differs = se > 0 and abs(ec - eb) / se > 1.96
-        # A rate that starts at 0 has no relative change: any significant rise is a regression.
         rows.append(
-            _row("error rate %", 100 * eb, 100 * ec, True, differs, max_regression_pct, "two-proportion z")
+            _share_row("error rate %", sb.get("errors", 0), nb, sc.get("errors", 0), nc, max_regression_pct)
         )
-    return {
+    kb, kc = sb.get("by_key") or {}, sc.get("by_key") or {}
+    for name in sorted(kb.keys() & kc.keys()):
+        rows += _key_rows(base, cur, name, max_regression_pct)
+    out: dict[str, Any] = {
         "max_regression_pct": max_regression_pct,
         "noise_pct": noise_pct,
         "rows": rows,
         "regression": any(r["regression"] for r in rows),
         "warnings": mismatches([base, cur], NAMES) + busier([base, cur], NAMES),
     }
+    if kb or kc:  # keys in one result only are listed, never compared
+        out["keys_only"] = {
+            "baseline": sorted(kb.keys() - kc.keys()),
+            "current": sorted(kc.keys() - kb.keys()),
+        }
+    return out
+
+
+def _share_row(metric: str, xb: int, nb: int, xc: int, nc: int, limit: float) -> dict[str, Any]:
+    """A share of requests (errors, 429s) in % of each run, judged by a two-proportion z-test."""
+    eb, ec = xb / nb, xc / nc
+    pooled = (xb + xc) / (nb + nc)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / nb + 1 / nc))
+    differs = se > 0 and abs(ec - eb) / se > 1.96
+    # A rate that starts at 0 has no relative change: any significant rise is a regression.
+    return _row(metric, 100 * eb, 100 * ec, True, differs, limit, "two-proportion z")
+
+
+def _key_rows(base: dict[str, Any], cur: dict[str, Any], name: str, limit: float) -> list[dict[str, Any]]:
+    """One API key's rows (summary.by_key, histograms from the result's `parts`): latency p99, TTFT p99 in an
+    LLM run, error rate and 429 share, judged as the run's own rows are (within each run only: a key keeps no
+    per-second histograms)."""
+    b, c = base["summary"]["by_key"][name], cur["summary"]["by_key"][name]
+    label, rows = f"key {name}", []
+    for hist, field in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
+        if field not in b or field not in c:
+            continue
+        hb, hc = _key_hist(base, name, hist, "baseline"), _key_hist(cur, name, hist, "current")
+        if hb is None or hc is None:
+            how = "a result keeps no histograms per key (its parts)"
+            pb, pc = (b[field] or {}).get("p99"), (c[field] or {}).get("p99")
+            rows.append(_unjudged(f"{label} {hist} p99 ms", pb, pc, "not judged", how))
+        else:
+            rows += _judge_percentiles(hb, hc, f"{label} {hist}", (("p99", 99.0),), limit, {}, {})
+    nb, nc = b.get("requests", 0), c.get("requests", 0)
+    if nb and nc:
+        rows.append(
+            _share_row(f"{label} error rate %", b.get("errors", 0), nb, c.get("errors", 0), nc, limit)
+        )
+        rb, rc = b.get("rate_limited", 0), c.get("rate_limited", 0)
+        rows.append(_share_row(f"{label} 429 share %", rb, nb, rc, nc, limit))
+    return [{**r, "key": name} for r in rows]
+
+
+def _key_hist(doc: dict[str, Any], name: str, hist: str, which: str) -> HdrHistogram | None:
+    """A key's histogram from the result's `parts` (empty when the key has none of that kind); None when
+    the result keeps no part for the key."""
+    part = (doc.get("parts") or {}).get(f"key:{name}")
+    if not isinstance(part, dict):
+        return None
+    blob = (part.get("histograms") or {}).get(hist)
+    if blob is None:
+        return new_histogram()
+    try:
+        return decode(blob)
+    except BadHistogram as e:
+        raise PlanError(f"the {which} result's parts.key:{name}.histograms.{hist}: {e}") from None
 
 
 def _host_cpu(doc: dict[str, Any]) -> float | None:

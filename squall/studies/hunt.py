@@ -115,7 +115,20 @@ def step_summary(
     if "llm" in s:
         out["ttft_p99_ms"] = s["llm"]["ttft_ms"]["p99"]
         out["tokens_per_s"] = s["llm"]["output_tokens_per_s"]
+    scraped = target_means(doc)
+    if scraped is not None:
+        out["target_metrics"] = scraped
     return out
+
+
+def target_means(doc: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """A run's --scrape series as {series: {mean, max}} (each level is a run of its own, so a level keeps
+    its own); None when nothing was scraped."""
+    tm = doc.get("target_metrics")
+    if not isinstance(tm, dict):
+        return None
+    series = tm.get("series") or {}
+    return {name: {"mean": v.get("mean"), "max": v.get("max")} for name, v in series.items()}
 
 
 def limited_why(doc: dict[str, Any]) -> list[str]:
