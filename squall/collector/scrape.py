@@ -2,9 +2,9 @@
 
 A read is one GET bounded in time (`Scrape.timeout_s` in all) and size (`BODY_CAP`); its text is parsed by
 prometheus_client's parser and turned into values: gauges as read, counters as rates per second between two
-reads, histograms as p50 and p99 of the observations between two reads. A read that fails is counted by
-kind, never raised. The collector's thread only takes the latest values (`second()`), so a slow target never
-delays it.
+reads, histograms as p50 and p99 of the observations between two reads (`scrape_series`, the pure half).
+A read that fails is counted by kind, never raised. The collector's thread only takes the latest values
+(`second()`), so a slow target never delays it.
 """
 
 from __future__ import annotations
@@ -12,33 +12,21 @@ from __future__ import annotations
 import fnmatch
 import http.client
 import io
-import math
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from squall.collector.scrape_series import Derived, ReadFailed, Target, accumulate, rounded, summarize
+from squall.collector.scrape_series import quantile as quantile  # (importable from here, as before)
+from squall.collector.scrape_series import series_name as series_name
 from squall.plan.plan import Scrape
 from squall.redact import redact_url
 
 BODY_CAP = 4 << 20  # a larger answer is a failed read ("too large"), never read into memory whole
-QUANTILES = (0.5, 0.99)
-_GAUGES = ("gauge", "unknown", "untyped", "stateset")  # read as they are
-_PARENTS = ("counter", "histogram", "summary", "gaugehistogram")  # whose NAME_created is no series of its own
-
-Value = float | tuple[float | None, float | None] | None  # a histogram's value is (p50, p99)
-Derived = tuple[str, str, str, str, Value]  # (metric, sample name, series, kind, value)
-Admit = Callable[[str, str, str, str], bool]  # (metric, sample name, series, kind) -> whether it is kept
 LEFT_OUT_SAMPLE = 3  # the names of series left out that the warning shows
-
-
-class ReadFailed(Exception):
-    """A read that gave no metrics; its text is the kind counted ('timeout', 'refused', 'HTTP 404', ...)."""
 
 
 def fetch(url: str, timeout_s: float, cap: int = BODY_CAP, verify: bool = True) -> tuple[str, float]:
@@ -146,132 +134,6 @@ class _Timed:
         return io.BufferedReader(socket.SocketIO(self, "rb"), 65536)  # type: ignore[arg-type]
 
 
-def series_name(name: str, labels: dict[str, str]) -> str:
-    """A series as Prometheus writes it, labels sorted: `name{a="x",b="y"}` (`name` with none)."""
-    if not labels:
-        return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}"
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """The q-quantile of cumulative `buckets` [(upper bound, count)] (the last +Inf), interpolated linearly
-    inside its bucket as Prometheus' histogram_quantile does; None without observations."""
-    if len(buckets) < 2 or buckets[-1][0] != math.inf:
-        return None
-    cums, run = [], 0.0
-    for _, c in buckets:  # (a count that goes down is rounding: made monotonic, as Prometheus does)
-        run = max(run, c)
-        cums.append(run)
-    total = cums[-1]
-    if total <= 0:
-        return None
-    rank = q * total
-    b = next(i for i, c in enumerate(cums) if c >= rank)
-    if b == len(buckets) - 1:
-        return buckets[-2][0]  # in the +Inf bucket: the highest finite bound
-    if b == 0 and buckets[0][0] <= 0:
-        return buckets[0][0]
-    start, below = (0.0, 0.0) if b == 0 else (buckets[b - 1][0], cums[b - 1])
-    end = buckets[b][0]
-    return start + (end - start) * (rank - below) / (cums[b] - below)
-
-
-class Target:
-    """One URL's reads: the previous counters and buckets of the series kept, so that each read becomes
-    values."""
-
-    def __init__(self) -> None:
-        self.counters: dict[str, tuple[float, float]] = {}  # series -> (value, read time)
-        self.buckets: dict[str, tuple[list[tuple[float, float]], float]] = {}
-
-    def derive(self, text: str, t: float, admit: Admit | None = None) -> list[Derived]:
-        """The values of one read at time `t` (s): [(metric, sample name, series, kind, value or None)] of
-        the series `admit` keeps (all without it; only those have state kept); raises ReadFailed('junk')
-        when the parser refuses the text (and keeps the previous read then)."""
-        try:
-            families = list(text_string_to_metric_families(text))
-        except Exception:  # the parser's errors are ValueError mostly, but junk is junk whatever it raises
-            raise ReadFailed("junk") from None
-        keep = admit or (lambda *_: True)
-        parents = {f.name for f in families if f.type in _PARENTS}
-        counters = {f.name for f in families if f.type == "counter"}
-        out: list[Derived] = []
-        for f in families:
-            if f.type in _GAUGES:
-                if f.name.endswith("_created") and f.name.removesuffix("_created") in parents:
-                    continue
-                if f.name.endswith("_total") and f.name.removesuffix("_total") in counters:
-                    # `# TYPE x counter`, then `x_total` (as OpenMetrics has it): the parser says untyped
-                    for s in f.samples:
-                        name = series_name(s.name, s.labels)
-                        if keep(f.name, s.name, name, "counter"):
-                            out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
-                    continue
-                for s in f.samples:
-                    if math.isfinite(s.value):
-                        name = series_name(s.name, s.labels)
-                        if keep(f.name, s.name, name, "gauge"):
-                            out.append((f.name, s.name, name, "gauge", float(s.value)))
-            elif f.type == "summary":
-                for s in f.samples:
-                    if "quantile" in s.labels and math.isfinite(s.value):
-                        name = series_name(s.name, s.labels)
-                        if keep(f.name, s.name, name, "gauge"):
-                            out.append((f.name, s.name, name, "gauge", float(s.value)))
-            elif f.type == "counter":
-                for s in f.samples:
-                    if s.name.endswith("_total"):
-                        name = series_name(s.name, s.labels)
-                        if keep(f.name, s.name, name, "counter"):
-                            out.append((f.name, s.name, name, "counter", self._rate(name, float(s.value), t)))
-            elif f.type == "histogram":
-                out.extend(self._histograms(f.name, f.samples, t, keep))
-        return out
-
-    def _rate(self, name: str, value: float, t: float) -> float | None:
-        before = self.counters.get(name)
-        self.counters[name] = (value, t)
-        if before is None or value < before[0] or t <= before[1] or not math.isfinite(value):
-            return None  # the first read, or the counter was reset: it starts over
-        return (value - before[0]) / (t - before[1])
-
-    def _histograms(self, metric: str, samples: list[Any], t: float, keep: Admit) -> list[Derived]:
-        by_series: dict[str, list[tuple[float, float]]] = {}
-        for s in samples:
-            if s.name != metric + "_bucket" or "le" not in s.labels:
-                continue
-            try:
-                le = float(s.labels["le"])
-            except ValueError:
-                continue
-            labels = {k: v for k, v in s.labels.items() if k != "le"}
-            by_series.setdefault(series_name(metric, labels), []).append((le, float(s.value)))
-        out: list[Derived] = []
-        for name, buckets in by_series.items():
-            if not keep(metric, metric, name, "histogram"):
-                continue
-            buckets.sort()
-            before = self.buckets.get(name)
-            self.buckets[name] = (buckets, t)
-            value: Value = None
-            if before is not None and [b[0] for b in before[0]] == [b[0] for b in buckets]:
-                deltas = [(le, c - c0) for (le, c), (_, c0) in zip(buckets, before[0], strict=True)]
-                if all(d >= 0 for _, d in deltas):  # (a drop is a reset: this read starts over)
-                    p50, p99 = (quantile(q, deltas) for q in QUANTILES)
-                    value = None if p50 is None else (p50, p99)
-            out.append((metric, metric, name, "histogram", value))
-        return out
-
-
-def _round(v: float) -> float:
-    return float(f"{v:.6g}")
-
-
 def _host(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
@@ -372,9 +234,9 @@ class Scraper:
             if isinstance(value, tuple):
                 for stat, v in zip(("p50", "p99"), value, strict=True):
                     if v is not None:
-                        out[f"{name} {stat}"] = _round(v)
+                        out[f"{name} {stat}"] = rounded(v)
             elif value is not None:
-                out[name] = _round(value)
+                out[name] = rounded(value)
         return out
 
     def _admit(self, url: str, metric: str, sample: str, series: str, kind: str, left: list[str]) -> bool:
@@ -410,15 +272,7 @@ class Scraper:
         for t, values in latest:
             if now - t <= stale:  # (a target that stopped answering leaves a gap, not its last values)
                 out.update(values)
-        for name, v in out.items():
-            agg = self._agg.get(name)
-            if agg is None:
-                self._agg[name] = [1, v, v, v]
-            else:
-                agg[0] += 1
-                agg[1] += v
-                agg[2] = max(agg[2], v)
-                agg[3] = v
+        accumulate(self._agg, out)
         return out
 
     def close(self) -> None:
@@ -439,20 +293,7 @@ class Scraper:
             }
             kinds = dict(self._kinds)
             left_out = sum(self._left_out.values())
-        series: dict[str, Any] = {}
-        for name, (kind, url) in kinds.items():
-            for n in (f"{name} p50", f"{name} p99") if kind == "histogram" else (name,):
-                agg = self._agg.get(n)
-                if agg is not None:
-                    count, total, top, last = agg
-                    series[n] = {
-                        "kind": kind,
-                        "url": redact_url(url),
-                        "mean": _round(total / count),
-                        "max": _round(top),
-                        "last": _round(last),
-                    }
-        return {"urls": urls, "series": series, "left_out": left_out}
+        return {"urls": urls, "series": summarize(kinds, self._agg), "left_out": left_out}
 
     def warnings(self) -> list[str]:
         """The result's warnings about reads that failed, timed out or returned junk (with counts)."""
