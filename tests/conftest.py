@@ -6,8 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from squall.targets.serve import ServerThread
+
+# Property tests judge answers, not speed: on a busy box one example can take longer than hypothesis's 200 ms
+# deadline, which would fail a correct test (speed is measured in bench/).
+settings.register_profile("squall", deadline=None)
+settings.load_profile("squall")
 
 
 @pytest.fixture(scope="session")

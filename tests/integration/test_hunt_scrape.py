@@ -41,16 +41,18 @@ def test_each_level_keeps_its_own_target_metrics(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     doc = read_json(str(out))
     steps = doc["hunt"]["steps"]
-    assert [s["level"] for s in steps] == [1, 4]
+    # (1 then 4; a starved box can make 4 look no faster than 1, and the hunt then tries the levels between)
+    by_level = {s["level"]: s for s in steps}
+    assert steps[0]["level"] == 1 and 4 in by_level, [s["level"] for s in steps]
     for s in steps:
         assert {WAITING, RUNNING, KV} <= s["target_metrics"].keys()
         assert all(set(v) == {"mean", "max"} for v in s["target_metrics"].values())
         assert s["target_metrics"][RUNNING]["max"] <= 2  # --max-running 2
-    one, four = (s["target_metrics"][WAITING] for s in steps)
+    one, four = (by_level[n]["target_metrics"][WAITING] for n in (1, 4))
     assert one["max"] == 0 and four["max"] >= 1
     # The result's own target_metrics are one level's (the best's), with every field.
-    assert doc["hunt"]["best"] == 4
-    assert doc["target_metrics"]["series"][WAITING]["max"] == four["max"]
+    best = by_level[doc["hunt"]["best"]]["target_metrics"][WAITING]
+    assert doc["target_metrics"]["series"][WAITING]["max"] == best["max"]
     table = hunt_table(doc["hunt"])
     assert table["head"][-4:] == [
         "server waiting (mean / max)",
