@@ -102,6 +102,7 @@ def test_a_rate_shape_is_replaced_by_the_change(target: ServerThread) -> None:
     res = go(target.url + "/", {1: {"rate": 40.0}}, rate=200.0, shape=shape, connections=32)
     full = check_counts(res)
     missed = res.summary["unsent"] + res.summary["dropped"]
+    assert missed <= 5, res.summary
     assert [e["target_rps"] for e in full[2:]] == [40.0, 40.0]
     assert all(abs(e["requests"] - 40) <= 3 + missed for e in full[2:]), full
     assert res.doc["meta"]["changes"][0]["rate"] == 40.0
