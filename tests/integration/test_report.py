@@ -169,14 +169,16 @@ def test_report_draws_in_headless_chromium(target: ServerThread, tmp_path: Path)
 
 @pytest.mark.slow
 def test_hunt_soak_and_matrix_reports_draw(target: ServerThread, tmp_path: Path) -> None:
-    hunt = tmp_path / "hunt.html"
+    hunt, hunt_out = tmp_path / "hunt.html", tmp_path / "hunt.json"
     args = ["hunt", target.url + "/delay/2", "--slo", "p99<2s", "--start", "1", "--max", "2", "-w", "1"]
-    res = CliRunner().invoke(
-        app, [*args, "--step-duration", "1s", "--warmup", "0s", "-q", "--html", str(hunt)]
-    )
+    args += ["--step-duration", "1s", "--warmup", "0s", "-q", "--html", str(hunt), "-o", str(hunt_out)]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     dom = _draw(hunt, "hunt.png")
-    assert 'id="verdict-hunt"' in dom and "best: 2 users" in dom
+    # (2 users pass as 1 does; on a starved box 2 can look no faster than 1, and then 1 is the best)
+    found = read_json(str(hunt_out))["hunt"]
+    best = "2 users" if found["best"] == 2 else "1 user"
+    assert found["best"] in (1, 2) and 'id="verdict-hunt"' in dom and f"best: {best}" in dom
     assert [r[0] for r in _cells(dom, "hunt_levels")[1:]] == ["1", "2"]
     assert [r[-1] for r in _cells(dom, "hunt_levels")[1:]] == ["ok", "ok"]
     assert _drawn(dom) >= 2 and dom.count('class="legend"') == _drawn(dom)
