@@ -21,22 +21,8 @@ def test_each_level_keeps_its_own_target_metrics(tmp_path: Path) -> None:
     # doubles from 1 to 4, so the hunt grows past 1 and stops at --max.
     with MockThread(ttft_s=0.02, itl_s=0.005, tokens=5, max_running=2) as mock:
         args = ["hunt", mock.url + "/v1/chat/completions", "--llm", "--slo", "ttft_p50<10s"]
-        args += [
-            "--start",
-            "1",
-            "--max",
-            "4",
-            "--growth",
-            "4",
-            "--step-duration",
-            "1s",
-            "--warmup",
-            "0s",
-            "-w",
-            "1",
-            "-q",
-        ]
-        args += ["--scrape", mock.url + "/metrics", "-o", str(out)]
+        args += ["--start", "1", "--max", "4", "--growth", "4", "--step-duration", "1s"]
+        args += ["--warmup", "0s", "-w", "1", "-q", "--scrape", mock.url + "/metrics", "-o", str(out)]
         res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     doc = read_json(str(out))
