@@ -343,9 +343,8 @@ def _key_rows(base: dict[str, Any], cur: dict[str, Any], name: str, limit: float
             rows.append(_unjudged(f"{label} {hist} p99 ms", pb, pc, "not judged", how))
         else:
             for r in _judge_percentiles(hb, hc, f"{label} {hist}", (("p99", 99.0),), limit, {}, {}):
-                if r["noise"].startswith("within each run"):  # (a key keeps no seconds: see the docstring)
-                    r = {**r, "regression": False, "noise": KEY_NOISE}
-                rows.append(r)
+                judged = r["verdict"] in ("same", "better", "worse")  # (no blocks: within each run only)
+                rows.append({**r, "regression": False, "noise": KEY_NOISE} if judged else r)
     nb, nc = b.get("requests", 0), c.get("requests", 0)
     if nb and nc:
         rows.append(

@@ -124,15 +124,20 @@ scenarios:
 """
 
 
-def test_a_scenarios_keys_come_from_its_data_rows(byte_server, tmp_path: Path, check_result) -> None:  # type: ignore[no-untyped-def]
-    port = byte_server(keyed_handler(b"sk-b"))
-    (tmp_path / "keys.csv").write_text("key\nsk-a\nsk-b\n")
+def _scenario_run(port: int, tmp_path: Path, keys: list[str], workers: int, requests: int) -> Result:
+    """SCENARIO against the server on `port`, its ask step's keys the rows of a keys.csv of `keys`."""
+    (tmp_path / "keys.csv").write_text("key\n" + "".join(f"{k}\n" for k in keys))
     path = tmp_path / "s.yaml"
     path.write_text(SCENARIO.format(url=f"http://127.0.0.1:{port}"))
     sc = load_scenario(path)
-    plan = assemble(RequestSpec(sc.base_url + "/"), quiet=True, scenario=sc, workers=2, connections=4,
-                    requests=40)  # fmt: skip
-    res = run(plan.validate())
+    plan = assemble(RequestSpec(sc.base_url + "/"), quiet=True, scenario=sc, workers=workers, connections=4,
+                    requests=requests)  # fmt: skip
+    return run(plan.validate())
+
+
+def test_a_scenarios_keys_come_from_its_data_rows(byte_server, tmp_path: Path, check_result) -> None:  # type: ignore[no-untyped-def]
+    port = byte_server(keyed_handler(b"sk-b"))
+    res = _scenario_run(port, tmp_path, ["sk-a", "sk-b"], workers=2, requests=40)
     check_result(res.doc)
     by_key = res.summary["by_key"]
     # Only the step whose key comes from a data row is counted by key (the plain step's key is fixed).
@@ -145,14 +150,8 @@ def test_a_scenarios_keys_come_from_its_data_rows(byte_server, tmp_path: Path, c
 
 
 def test_keys_past_a_worker_s_cap_are_counted_as_other_with_a_warning(byte_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    port = byte_server(keyed_handler(b"none"))
-    (tmp_path / "keys.csv").write_text("key\n" + "".join(f"sk-{i}\n" for i in range(300)))
-    path = tmp_path / "s.yaml"
-    path.write_text(SCENARIO.format(url=f"http://127.0.0.1:{port}"))
-    sc = load_scenario(path)
-    plan = assemble(RequestSpec(sc.base_url + "/"), quiet=True, scenario=sc, workers=1, connections=4,
-                    requests=300)  # fmt: skip
-    res = run(plan.validate())
+    keys = [f"sk-{i}" for i in range(300)]
+    res = _scenario_run(byte_server(keyed_handler(b"none")), tmp_path, keys, workers=1, requests=300)
     by_key = res.summary["by_key"]
     assert len(by_key) == 257 and by_key["other"]["requests"] == 300 - 256
     assert sum(k["requests"] for k in by_key.values()) == res.summary["steps"]["ask"]["requests"]
